@@ -1,0 +1,32 @@
+/* fileio.h: small, safe local-file helpers: whole-file reads and atomic writes.
+ *
+ * An atomic write goes to "<path>.tmp.<pid>" in the same directory, is fsynced,
+ * renamed over `path`, and the directory is fsynced, so a crash leaves either
+ * the old file or the new one, never a torn one. */
+#ifndef SQ_FILEIO_H
+#define SQ_FILEIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+/* Read a whole file into a new NUL-terminated buffer (caller frees). */
+sq_status sq_read_file(const char *path, char **data, size_t *len);
+
+/* Atomically replace `path` with `len` bytes of `data`. */
+sq_status sq_write_file_atomic(const char *path, const void *data, size_t len);
+
+/* mkdir -p. */
+sq_status sq_make_dirs(const char *path);
+
+/* Copy a file (atomically at the destination). */
+sq_status sq_copy_file(const char *src, const char *dst);
+
+/* Size of a file, SQ_ERR_NOT_FOUND if it does not exist. */
+sq_status sq_file_size(const char *path, uint64_t *size);
+
+/* Join two path parts with '/' into a new string (caller frees). */
+char *sq_path_join(const char *dir, const char *name);
+
+#endif

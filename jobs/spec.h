@@ -1,0 +1,142 @@
+/* spec.h: the job spec, a JSON file that says what a shardq job does.
+ *
+ * {
+ *   "name": "tiny-gptq",                     optional, default: file name
+ *   "model": "DIR | file://DIR | s3://bucket/prefix",
+ *   "data": {"calibration": URI, "nsamples": 128, "seqlen": 2048},
+ *   "steps": [ {"gptq": {...}}, {"eval": {...}} ],   each step: an object with one key
+ *   "state_uri": URI,                        journal and per-layer artifacts
+ *   "output_uri": URI,                       the final checkpoint
+ *   "parallel": {"mode": "sequential" | "pipeline", "micro_batch": 4},
+ *   "seed": 0,
+ *   "storage": {"endpoint": URL, "region": "us-east-1", "path_style": true,
+ *               "part_size_mb": 8, "max_retries": 5},
+ *   "push": {"store": URI, "name": "llama-tiny-w4", "version": "1"}
+ * }
+ *
+ * Validation collects every error, each with its JSON path, e.g.
+ *   steps[1].gptq.bits: must be one of 2,3,4,8
+ *   data.nsamples: must be a positive integer
+ *   steps[0].gptq.blocksize: unknown key
+ * and returns SQ_ERR_SPEC with all of them, one per line, in the message. */
+#ifndef SQ_JOBS_SPEC_H
+#define SQ_JOBS_SPEC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+typedef enum {
+    SQ_STEP_RTN,
+    SQ_STEP_GPTQ,
+    SQ_STEP_SPARSEGPT,
+    SQ_STEP_WANDA,
+    SQ_STEP_MAGNITUDE,
+    SQ_STEP_QLORA,
+    SQ_STEP_EVAL
+} sq_step_kind;
+
+typedef enum { SQ_PARALLEL_SEQUENTIAL, SQ_PARALLEL_PIPELINE } sq_parallel_mode;
+
+/* rtn and gptq. Defaults: bits 4, group_size 128, sym true, desc_act false,
+ * static_groups false, damp_percent 0.01, block_size 128, true_sequential true. */
+typedef struct {
+    int bits;          /* 2, 3, 4, 8 */
+    int group_size;    /* -1 (per channel) or a positive integer */
+    bool sym;
+    bool desc_act;     /* gptq only */
+    bool static_groups;/* gptq only */
+    double damp_percent;   /* gptq only, (0, 1) */
+    int block_size;        /* gptq only */
+    bool true_sequential;  /* gptq only */
+} sq_quant_options;
+
+/* sparsegpt, wanda, magnitude. sparsity in [0,1) for unstructured, or prune_n:prune_m
+ * (e.g. 2:4, given as "pattern": "2:4"); sparsegpt may also quantize (bits > 0). */
+typedef struct {
+    double sparsity;
+    int prune_n; /* 0 when unstructured */
+    int prune_m;
+    int block_size;      /* sparsegpt: mask-selection block, default 128 */
+    double damp_percent; /* sparsegpt, default 0.01 */
+    int bits;            /* sparsegpt joint quantization, 0 = none */
+    int group_size;
+    bool sym;
+} sq_sparse_options;
+
+/* qlora. */
+typedef struct {
+    int r;
+    double alpha;
+    double dropout;
+    char **target_modules; /* e.g. q_proj, v_proj */
+    int n_target_modules;
+    char *base_quant;   /* "nf4" or "gptq" */
+    double learning_rate;
+    int steps;
+    int batch_size;
+    int grad_accum;
+    int seqlen;
+    double weight_decay;
+    bool recompute;     /* activation recomputation */
+    char *train_data;   /* URI; defaults to data.calibration */
+} sq_lora_options;
+
+/* eval: perplexity over non-overlapping windows. */
+typedef struct {
+    char *data;       /* URI of the text; required */
+    int seqlen;       /* default: data.seqlen or 2048 */
+    int max_windows;  /* 0 = all */
+    int kv_cache_bits;/* 0 = off; else simulate a quantized KV cache */
+} sq_eval_options;
+
+typedef struct {
+    sq_step_kind kind;
+    sq_quant_options quant;   /* rtn, gptq */
+    sq_sparse_options sparse; /* sparsegpt, wanda, magnitude */
+    sq_lora_options lora;     /* qlora */
+    sq_eval_options eval;     /* eval */
+} sq_step;
+
+typedef struct {
+    char *endpoint;  /* NULL: from AWS_ENDPOINT_URL or AWS default */
+    char *region;    /* NULL: from AWS_REGION or "us-east-1" */
+    int path_style;  /* -1 unset (auto), 0 virtual-host, 1 path-style */
+    int part_size_mb;/* multipart part size, default 8 */
+    int max_retries; /* default 5 */
+} sq_storage_options;
+
+typedef struct {
+    char *store;   /* URI of the model store; NULL: no push */
+    char *name;
+    char *version;
+} sq_push_options;
+
+typedef struct {
+    char *name;
+    char *model_uri;
+    char *calibration_uri; /* data.calibration (required when a calibration step is present) */
+    int nsamples;          /* default 128 */
+    int seqlen;            /* default 2048 */
+    sq_step *steps;
+    int n_steps;
+    char *state_uri;
+    char *output_uri;      /* required when a step produces a model */
+    sq_parallel_mode mode;
+    int micro_batch;       /* pipeline micro-batch size, default 4 */
+    uint64_t seed;
+    sq_storage_options storage;
+    sq_push_options push;
+    char sha256[65];       /* hash of the canonical spec JSON, for the journal */
+} sq_job_spec;
+
+/* Parse and validate spec text; `origin` names the file in messages. */
+sq_status sq_job_spec_parse(sq_job_spec *spec, const char *origin, const char *text);
+/* Read a spec file and parse it. */
+sq_status sq_job_spec_load(sq_job_spec *spec, const char *path);
+void sq_job_spec_free(sq_job_spec *spec);
+
+const char *sq_step_kind_name(sq_step_kind kind);
+
+#endif

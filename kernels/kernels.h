@@ -1,0 +1,153 @@
+/* kernels.h: the compute interface. Everything above kernels/ calls these
+ * functions and never knows which backend runs them.
+ *
+ * Two backends implement it: kernels/cpu (plain C + OpenBLAS/LAPACKE, the
+ * readable reference) and kernels/cuda (CUDA kernels, cuBLAS, cuSOLVER). The
+ * build links exactly one of them.
+ *
+ * Conventions
+ *  - "Device" buffers come from kn_alloc and live in the backend's memory (host
+ *    memory on the CPU backend, GPU memory on CUDA). Pointers marked `host`
+ *    are ordinary host memory.
+ *  - Activations and weights are fp32 and row-major. A linear layer's weight is
+ *    stored as Hugging Face does, [out_features, in_features], and computes
+ *    y = x Wᵀ (+ b).
+ *  - A sequence batch of `batch` sequences of `seq` tokens is laid out as
+ *    [batch * seq, width] rows.
+ *  - Every function returns SQ_OK or a status with a message (sq_last_error). */
+#ifndef SQ_KERNELS_H
+#define SQ_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/status.h"
+
+/* ---- backend and memory ------------------------------------------------ */
+
+/* Select the device for this process (GPU = local_rank % device count) and
+ * create handles. Call once before anything else. */
+sq_status kn_init(int local_rank);
+void kn_shutdown(void);
+/* "cpu" or "cuda". */
+const char *kn_backend_name(void);
+/* One line describing the device ("cpu (2 threads, OpenBLAS)", "NVIDIA H100 80GB HBM3"). */
+const char *kn_device_description(void);
+
+sq_status kn_alloc(void **dev, size_t bytes);
+void kn_free(void *dev);
+sq_status kn_upload(void *dev_dst, const void *host_src, size_t bytes);
+sq_status kn_download(void *host_dst, const void *dev_src, size_t bytes);
+sq_status kn_copy(void *dev_dst, const void *dev_src, size_t bytes);
+sq_status kn_synchronize(void);
+
+/* Upload stored weights (host bytes of an F32/F16/BF16 tensor) as fp32 into `dev_dst`. */
+sq_status kn_upload_as_f32(float *dev_dst, const void *host_src, sq_dtype dtype, size_t n);
+
+/* x[i] = value. */
+sq_status kn_fill(float *x, float value, size_t n);
+
+/* ---- dense linear algebra ---------------------------------------------- */
+
+/* C[m,n] = alpha * op(A) op(B) + beta * C, row-major with leading dimensions. */
+sq_status kn_gemm(bool transpose_a, bool transpose_b, int m, int n, int k, float alpha,
+                  const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* out[rows, out_features] = x[rows, in_features] Wᵀ + bias (bias may be NULL). */
+sq_status kn_linear(float *out, const float *x, const float *weight, const float *bias, int rows,
+                    int in_features, int out_features);
+
+/* ---- transformer layer pieces ------------------------------------------ */
+
+/* out[r] = x[r] / sqrt(mean(x[r]²) + eps) * weight, for each of `rows` rows of `dim`. */
+sq_status kn_rmsnorm(float *out, const float *x, const float *weight, int rows, int dim, float eps);
+
+/* Rotary embedding in place, Hugging Face "rotate half" convention, on
+ * x[batch*seq, heads*head_dim]; token t of each sequence has position pos0 + t.
+ * inv_freq (device) holds head_dim/2 frequencies (scaling already applied). */
+sq_status kn_rope(float *x, const float *inv_freq, int batch, int seq, int heads, int head_dim, int pos0);
+
+/* Causal attention with grouped-query heads: q [batch*seq, n_heads*head_dim],
+ * k and v [batch*seq, n_kv_heads*head_dim]; head h reads kv head h / (n_heads/n_kv_heads).
+ * out [batch*seq, n_heads*head_dim]. Scale 1/sqrt(head_dim). */
+sq_status kn_attention(float *out, const float *q, const float *k, const float *v, int batch, int seq,
+                       int n_heads, int n_kv_heads, int head_dim);
+
+/* out = silu(gate) * up, elementwise over n. */
+sq_status kn_swiglu(float *out, const float *gate, const float *up, size_t n);
+
+/* out += x, elementwise over n. */
+sq_status kn_add_inplace(float *out, const float *x, size_t n);
+
+/* out[i] = table[ids[i]] (rows of dim); ids (device int32) must be < vocab. */
+sq_status kn_embedding(float *out, const float *table, const int32_t *ids, int n, int dim, int vocab);
+
+/* Per-row negative log-likelihood: nll[r] = logsumexp(logits[r]) - logits[r][targets[r]]. */
+sq_status kn_cross_entropy(float *nll, const float *logits, const int32_t *targets, int rows, int vocab);
+
+/* Fake-quantize in place along rows of `dim` (per-row asymmetric min/max, `bits`):
+ * used to simulate a quantized KV cache. */
+sq_status kn_fake_quantize_rows(float *x, int rows, int dim, int bits);
+
+/* ---- calibration: Hessians and solves ---------------------------------- */
+
+/* H[cols,cols] = beta * H + alpha * Xᵀ X for X[rows, cols] (full symmetric result). */
+sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, float alpha, float beta);
+
+/* Sum of squares of each column: norms[c] = beta*norms[c] + Σ_r X[r,c]² (Wanda's ‖x‖²). */
+sq_status kn_column_sq_norms(float *norms, const float *X, int rows, int cols, float beta);
+
+/* Diagonal of A[n,n] into diag (device). */
+sq_status kn_diagonal(float *diag, const float *A, int n);
+
+/* Prepare a Hessian for GPTQ/SparseGPT as the reference does: columns whose H_ii
+ * is 0 are dead (H_ii := 1, W[:, i] := 0); then H_ii += damp for every i.
+ * W is [rows, n]. */
+sq_status kn_hessian_prepare(float *H, float *W, int rows, int n, float damp);
+
+/* B[i][j] = A[perm[i]][perm[j]] (symmetric permutation, n×n); perm is device int32. */
+sq_status kn_permute_symmetric(float *B, const float *A, const int32_t *perm, int n);
+/* B[r][j] = A[r][perm[j]] for A[rows, n]. */
+sq_status kn_permute_columns(float *B, const float *A, const int32_t *perm, int rows, int n);
+/* Inverse: B[r][perm[j]] = A[r][j]. */
+sq_status kn_unpermute_columns(float *B, const float *A, const int32_t *perm, int rows, int n);
+
+/* A[n,n] symmetric positive definite := A⁻¹ (via Cholesky). SQ_ERR_NUMERIC if not PD. */
+sq_status kn_spd_inverse(float *A, int n);
+/* A[n,n] symmetric positive definite := U, upper Cholesky factor (A = Uᵀ U), lower part zeroed. */
+sq_status kn_cholesky_upper(float *A, int n);
+
+/* ---- quantization grids and the GPTQ inner loop ------------------------- */
+
+/* Quantization grid of one group, per output row r over columns [col0, col0+ncols)
+ * of W[rows, ld]: xmin = min(0, min x), xmax = max(0, max x); sym: xmax = max(|xmin|, xmax),
+ * xmin = -xmax (when xmin < 0); both 0 -> [-1, 1]; scale = (xmax - xmin) / maxq;
+ * zero = sym ? (maxq + 1) / 2 : round(-xmin / scale). Writes scale[r*ldg + g], zero[r*ldg + g]. */
+sq_status kn_quant_grid(float *scale, float *zero, int ldg, int g, const float *W, int rows, int ld,
+                        int col0, int ncols, int bits, bool sym);
+
+/* Round-to-nearest onto a grid: for every element of W[rows, n] in column c,
+ * q = clamp(round(w / s) + z, 0, maxq) with s, z = scale/zero[r*ldg + group_of_column[c]];
+ * codes[r*n + c] = q; W := s * (q - z) (dequantized in place). */
+sq_status kn_quantize_rtn(float *W, uint8_t *codes, const float *scale, const float *zero, int ldg,
+                          const int32_t *group_of_column, int rows, int n, int bits);
+
+/* One GPTQ block (columns [col0, col0+ncols) of W[rows, n], in the solve's column
+ * order) with the upper Cholesky factor Hinv[n, n] of H⁻¹. For each column j in the
+ * block, in order:
+ *   if compute_groups and group_size > 0 and j % group_size == 0:
+ *       kn_quant_grid for group j/group_size from columns [j, j+group_size) of
+ *       W_start (W as it was when this block started, i.e. with earlier blocks'
+ *       lazy updates but not this block's)
+ *   quantize column j with the grid of group group_of_column[j] -> codes, dequantized q
+ *   err = (w - q) / Hinv[j][j];  W[:, j+1 .. block end) -= err * Hinv[j][j+1 ..]
+ *   Err[r*ncols + (j - col0)] = err; W[:, j] := q
+ * The caller then applies the lazy update W[:, end:] -= Err · Hinv[block, end:] with kn_gemm.
+ * scale/zero are [rows, ldg]; codes is [rows, n]. */
+sq_status kn_gptq_block(float *W, uint8_t *codes, float *Err, const float *Hinv, float *scale, float *zero,
+                        int ldg, const int32_t *group_of_column, bool compute_groups, int group_size,
+                        int rows, int n, int col0, int ncols, int bits, bool sym);
+
+#endif
