@@ -52,7 +52,7 @@ backend-info:
 	@echo "shardq: building the $(BACKEND) backend$(if $(NVCC), (nvcc: $(NVCC)),$(if $(filter 0,$(CUDA)), (CUDA=0), (nvcc not found)))"
 
 shardq: $(BUILD)/main.o $(LIB) $(BACKEND_OBJS)
-	$(CC) $(CFLAGS) -o $@ $(BUILD)/main.o $(LIB) $(BACKEND_OBJS) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(BUILD)/main.o $(BACKEND_OBJS) $(LIB) $(LDLIBS)
 
 $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -69,11 +69,11 @@ $(BUILD)/%.o: %.cu
 # Unit tests always run against the backend this build links; CI has no GPU, so CPU.
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) $(BACKEND_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(BACKEND_OBJS) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -o $@ $< $(BACKEND_OBJS) $(LIB) $(LDLIBS) -lcmocka
 
 $(BUILD)/tools/%: tests/tools/%.c $(LIB) $(BACKEND_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(BACKEND_OBJS) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(BACKEND_OBJS) $(LIB) $(LDLIBS)
 
 test: all $(TEST_BINS)
 	@bash tests/run_tests.sh
