@@ -31,6 +31,8 @@ static sq_status init_paths(sq_journal *journal, const char *state_uri)
 /* Load and check the shape of an existing journal file. */
 static sq_status load(sq_journal *journal)
 {
+    uint64_t size;
+    SQ_TRY(sq_file_size(journal->path, &size));
     json_error_t err;
     journal->doc = json_load_file(journal->path, JSON_REJECT_DUPLICATES, &err);
     if (!journal->doc)
@@ -59,9 +61,10 @@ sq_status sq_journal_read(sq_journal *journal, const char *state_uri)
 sq_status sq_journal_open(sq_journal *journal, const sq_job_spec *spec)
 {
     SQ_TRY(init_paths(journal, spec->state_uri));
-    uint64_t size;
-    if (sq_file_size(journal->path, &size) == SQ_OK) {
-        SQ_TRY(load(journal));
+    sq_status st = load(journal);
+    if (st != SQ_OK && st != SQ_ERR_NOT_FOUND)
+        return st;
+    if (st == SQ_OK) {
         const char *hash = json_string_value(json_object_get(journal->doc, "spec_sha256"));
         if (strcmp(hash, spec->sha256) != 0)
             return sq_fail(SQ_ERR_MISMATCH,
