@@ -138,61 +138,88 @@ static char *dup_or_null(sq_spec_errors *errs, const char *text)
     return copy;
 }
 
-/* Checks across steps and top-level fields, and defaults that depend on them. */
-static void check_steps_together(sq_spec_errors *errs, json_t *root, sq_job_spec *spec, const bool *parsed)
+static const char *kind_at(const sq_job_spec *spec, int i) { return sq_step_kind_name(spec->steps[i].kind); }
+
+/* Pruning before quantization, one quantizing step, nothing but eval after qlora. */
+static void check_step_order(sq_spec_errors *errs, const sq_job_spec *spec, const bool *parsed)
 {
-    json_t *data = json_object_get(root, "data");
-    bool has_calibration = json_is_object(data) && json_object_get(data, "calibration");
-    int first_output = -1, quantized_by = -1, qlora_at = -1, calibration_for = -1;
+    int quantized_by = -1, qlora_at = -1;
+    for (int i = 0; i < spec->n_steps; i++) {
+        if (!parsed[i])
+            continue;
+        const sq_step *step = &spec->steps[i];
+        char at[SQ_SPEC_PATH_MAX];
+        snprintf(at, sizeof at, "steps[%d]", i);
+        if (qlora_at >= 0 && produces_model(step->kind))
+            sq_spec_error(errs, at, "%s cannot follow qlora (steps[%d]): the adapter is trained on the final base",
+                          kind_at(spec, i), qlora_at);
+        else if (is_pruning(step->kind) && quantized_by >= 0)
+            sq_spec_error(errs, at, "pruning must come before quantization (steps[%d] is %s)", quantized_by,
+                          kind_at(spec, quantized_by));
+        else if (quantizes(step) && quantized_by >= 0)
+            sq_spec_error(errs, at, "the model is already quantized by steps[%d] (%s)", quantized_by,
+                          kind_at(spec, quantized_by));
+        if (quantizes(step) && quantized_by < 0)
+            quantized_by = i;
+        if (step->kind == SQ_STEP_QLORA)
+            qlora_at = i;
+    }
+}
+
+/* Step defaults that come from the rest of the spec: seqlen from data.seqlen,
+ * qlora's train_data from data.calibration and base_quant from earlier steps. */
+static void fill_dependent_defaults(sq_spec_errors *errs, json_t *root, sq_job_spec *spec, const bool *parsed)
+{
+    int quantized_by = -1;
     for (int i = 0; i < spec->n_steps; i++) {
         if (!parsed[i])
             continue;
         sq_step *step = &spec->steps[i];
-        const char *kind = sq_step_kind_name(step->kind);
-        char at[SQ_SPEC_PATH_MAX];
-        snprintf(at, sizeof at, "steps[%d]", i);
-        if (produces_model(step->kind) && first_output < 0)
-            first_output = i;
-        if (qlora_at >= 0 && produces_model(step->kind))
-            sq_spec_error(errs, at, "%s cannot follow qlora (steps[%d]): the adapter is trained on the final base",
-                          kind, qlora_at);
-        else if (is_pruning(step->kind) && quantized_by >= 0)
-            sq_spec_error(errs, at, "pruning must come before quantization (steps[%d] is %s)", quantized_by,
-                          sq_step_kind_name(spec->steps[quantized_by].kind));
-        else if (quantizes(step) && quantized_by >= 0)
-            sq_spec_error(errs, at, "the model is already quantized by steps[%d] (%s)", quantized_by,
-                          sq_step_kind_name(spec->steps[quantized_by].kind));
-        bool needs_calibration = step->kind == SQ_STEP_GPTQ || step->kind == SQ_STEP_SPARSEGPT ||
-                                 step->kind == SQ_STEP_WANDA;
-        if (step->kind == SQ_STEP_QLORA) {
-            qlora_at = i;
-            sq_lora_options *l = &step->lora;
-            if (!l->seqlen)
-                l->seqlen = spec->seqlen;
-            json_t *options = json_object_get(json_array_get(json_object_get(root, "steps"), (size_t)i), "qlora");
-            if (!json_object_get(options, "train_data")) {
-                needs_calibration = true;
-                l->train_data = dup_or_null(errs, spec->calibration_uri);
-            }
-            if (!json_object_get(options, "base_quant"))
-                l->base_quant = dup_or_null(errs, quantized_by >= 0 ? "gptq" : "nf4");
-            else if (l->base_quant && quantized_by >= 0 && !strcmp(l->base_quant, "nf4"))
-                sq_spec_error(errs, at, "base_quant \"nf4\" cannot train on the model that steps[%d] (%s) quantized; use \"gptq\"",
-                              quantized_by, sq_step_kind_name(spec->steps[quantized_by].kind));
-        }
         if (step->kind == SQ_STEP_EVAL && !step->eval.seqlen)
             step->eval.seqlen = spec->seqlen;
-        if (needs_calibration && calibration_for < 0)
-            calibration_for = i;
+        if (step->kind == SQ_STEP_QLORA) {
+            sq_lora_options *l = &step->lora;
+            json_t *options = json_object_get(json_array_get(json_object_get(root, "steps"), (size_t)i), "qlora");
+            if (!l->seqlen)
+                l->seqlen = spec->seqlen;
+            if (!json_object_get(options, "train_data"))
+                l->train_data = dup_or_null(errs, spec->calibration_uri);
+            if (!json_object_get(options, "base_quant")) {
+                l->base_quant = dup_or_null(errs, quantized_by >= 0 ? "gptq" : "nf4");
+            } else if (l->base_quant && quantized_by >= 0 && !strcmp(l->base_quant, "nf4")) {
+                char at[SQ_SPEC_PATH_MAX];
+                snprintf(at, sizeof at, "steps[%d].qlora.base_quant", i);
+                sq_spec_error(errs, at, "cannot be \"nf4\": steps[%d] (%s) already quantized the model; use \"gptq\"",
+                              quantized_by, kind_at(spec, quantized_by));
+            }
+        }
         if (quantizes(step) && quantized_by < 0)
             quantized_by = i;
     }
-    if (calibration_for >= 0 && !has_calibration)
+}
+
+/* Top-level fields that become required because of the steps. */
+static void check_required_by_steps(sq_spec_errors *errs, json_t *root, const sq_job_spec *spec, const bool *parsed)
+{
+    int first_output = -1, calibration_for = -1;
+    for (int i = 0; i < spec->n_steps; i++) {
+        if (!parsed[i])
+            continue;
+        sq_step_kind kind = spec->steps[i].kind;
+        json_t *options = json_object_get(json_array_get(json_object_get(root, "steps"), (size_t)i), "qlora");
+        bool needs_calibration = kind == SQ_STEP_GPTQ || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA ||
+                                 (kind == SQ_STEP_QLORA && !json_object_get(options, "train_data"));
+        if (needs_calibration && calibration_for < 0)
+            calibration_for = i;
+        if (produces_model(kind) && first_output < 0)
+            first_output = i;
+    }
+    json_t *data = json_object_get(root, "data");
+    if (calibration_for >= 0 && !(json_is_object(data) && json_object_get(data, "calibration")))
         sq_spec_error(errs, "data.calibration", "required because step %s needs calibration data",
-                      sq_step_kind_name(spec->steps[calibration_for].kind));
+                      kind_at(spec, calibration_for));
     if (first_output >= 0 && !json_object_get(root, "output_uri"))
-        sq_spec_error(errs, "output_uri", "required because step %s produces a model",
-                      sq_step_kind_name(spec->steps[first_output].kind));
+        sq_spec_error(errs, "output_uri", "required because step %s produces a model", kind_at(spec, first_output));
     if (json_is_object(json_object_get(root, "push")) && first_output < 0 && spec->n_steps > 0)
         sq_spec_error(errs, "push", "needs a step that produces a model");
 }
@@ -223,8 +250,11 @@ static void parse_document(sq_spec_errors *errs, json_t *root, const char *origi
         spec->seed = (uint64_t)seed;
     parse_storage(errs, root, &spec->storage);
     parse_push(errs, root, &spec->push);
-    if (parsed)
-        check_steps_together(errs, root, spec, parsed);
+    if (parsed) {
+        check_step_order(errs, spec, parsed);
+        fill_dependent_defaults(errs, root, spec, parsed);
+        check_required_by_steps(errs, root, spec, parsed);
+    }
     free(parsed);
 }
 
@@ -243,6 +273,8 @@ static void set_defaults(sq_job_spec *spec)
 
 sq_status sq_job_spec_parse(sq_job_spec *spec, const char *origin, const char *text)
 {
+    if (!spec || !origin || !text)
+        return sq_fail(SQ_ERR_ARG, "sq_job_spec_parse: spec, origin and text are required");
     set_defaults(spec);
     json_error_t jerr;
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);

@@ -162,7 +162,7 @@ static const bad_spec bad_specs[] = {
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {}}, {\"rtn\": {}}]}",
      "steps[1]: rtn cannot follow qlora (steps[0]): the adapter is trained on the final base"},
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"gptq\": {}}, {\"qlora\": {\"base_quant\": \"nf4\"}}]}",
-     "steps[1]: base_quant \"nf4\" cannot train on the model that steps[0] (gptq) quantized; use \"gptq\""},
+     "steps[1].qlora.base_quant: cannot be \"nf4\": steps[0] (gptq) already quantized the model; use \"gptq\""},
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"r\": 0}}]}", "steps[0].qlora.r: must be a positive integer"},
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"target_modules\": []}}]}",
      "steps[0].qlora.target_modules: must be a non-empty list of module names "
