@@ -271,6 +271,28 @@ static void set_defaults(sq_job_spec *spec)
     spec->storage.max_retries = 5;
 }
 
+/* The status message holds about 2 KiB: list whole lines up to SQ_SPEC_MESSAGE_LIST
+ * bytes and say how many more there are, rather than cutting a line in half. */
+#define SQ_SPEC_MESSAGE_LIST 1600
+
+static sq_status report_errors(const char *origin, const sq_spec_errors *errs)
+{
+    size_t shown = errs->len;
+    int hidden = 0;
+    if (shown > SQ_SPEC_MESSAGE_LIST) {
+        shown = SQ_SPEC_MESSAGE_LIST;
+        while (shown > 0 && errs->text[shown] != '\n')
+            shown--;
+        for (size_t i = shown; i < errs->len; i++)
+            hidden += errs->text[i] == '\n';
+    }
+    if (hidden)
+        return sq_fail(SQ_ERR_SPEC, "%s: %d errors\n%.*s\n... and %d more", origin, errs->count, (int)shown,
+                       errs->text, hidden);
+    return sq_fail(SQ_ERR_SPEC, "%s: %d error%s\n%s", origin, errs->count, errs->count == 1 ? "" : "s",
+                   errs->text);
+}
+
 sq_status sq_job_spec_parse(sq_job_spec *spec, const char *origin, const char *text)
 {
     if (!spec || !origin || !text)
@@ -290,8 +312,7 @@ sq_status sq_job_spec_parse(sq_job_spec *spec, const char *origin, const char *t
     if (errs.nomem) {
         st = sq_fail(SQ_ERR_NOMEM, "%s: out of memory while reading the job spec", origin);
     } else if (errs.count) {
-        st = sq_fail(SQ_ERR_SPEC, "%s: %d error%s\n%s", origin, errs.count, errs.count == 1 ? "" : "s",
-                     errs.text);
+        st = report_errors(origin, &errs);
     } else {
         char *canonical = json_dumps(root, JSON_SORT_KEYS | JSON_COMPACT);
         if (canonical)

@@ -19,7 +19,8 @@
  *   data.nsamples: must be a positive integer
  *   steps[0].gptq.blocksize: unknown key
  * and returns SQ_ERR_SPEC with all of them, one per line, in the message:
- *   "<file>: N errors\n<error>\n<error>..." ("1 error" when there is one).
+ *   "<file>: N errors\n<error>\n<error>..." ("1 error" when there is one); when the
+ *   list would not fit the status message it ends "... and K more".
  * A JSON syntax error (duplicate keys included) is "<file>:<line>:<column>: invalid JSON: ...".
  *
  * Rules settled by jobs/spec*.c (decisions where the schema above is silent):

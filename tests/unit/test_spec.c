@@ -269,6 +269,31 @@ static void test_all_errors_are_reported(void **state)
                         "output_uri: required because step gptq produces a model");
 }
 
+static void test_many_errors_are_counted_not_cut(void **state)
+{
+    (void)state;
+    char json[8192] = "{\"model\": \"m\", \"state_uri\": \"s\", \"steps\": [{\"eval\": {\"data\": \"t\"}}]";
+    for (int i = 0; i < 200; i++)
+        snprintf(json + strlen(json), sizeof json - strlen(json), ", \"k%03d\": 1", i);
+    strcat(json, "}");
+    sq_job_spec spec;
+    assert_int_equal(sq_job_spec_parse(&spec, "many.json", json), SQ_ERR_SPEC);
+    const char *message = sq_last_error();
+    const char *head = "many.json: 200 errors\nk000: unknown key\nk001: unknown key\n";
+    assert_true(!strncmp(message, head, strlen(head)));
+    int listed = 0, more = 0;
+    for (const char *p = message; (p = strstr(p, ": unknown key")); p++)
+        listed++;
+    const char *tail = strstr(message, "\n... and ");
+    assert_non_null(tail);
+    assert_int_equal(sscanf(tail, "\n... and %d more", &more), 1);
+    assert_true(listed > 10);
+    assert_int_equal(listed + more, 200);
+    char last[32];
+    snprintf(last, sizeof last, "k%03d: unknown key\n...", listed - 1);
+    assert_non_null(strstr(message, last));
+}
+
 static void test_syntax_error_names_line_and_column(void **state)
 {
     (void)state;
@@ -423,6 +448,7 @@ int main(void)
         cmocka_unit_test(test_demo_example_values),
         cmocka_unit_test(test_bad_specs_name_path_and_rule),
         cmocka_unit_test(test_all_errors_are_reported),
+        cmocka_unit_test(test_many_errors_are_counted_not_cut),
         cmocka_unit_test(test_syntax_error_names_line_and_column),
         cmocka_unit_test(test_defaults_are_filled),
         cmocka_unit_test(test_step_kind_names),
