@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cmds.h"
 #include "core/status.h"
 
 static void usage(FILE *out)
@@ -23,6 +24,8 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "inspect"))
+        return cmd_inspect(argc - 1, argv + 1);
     fprintf(stderr, "shardq: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
