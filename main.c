@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cmds.h"
 #include "core/status.h"
 
 static void usage(FILE *out)
@@ -23,6 +24,17 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    static const struct {
+        const char *name;
+        int (*run)(int argc, char **argv);
+    } commands[] = {
+        {"push", cmd_push},
+        {"pull", cmd_pull},
+        {"models", cmd_models},
+    };
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "shardq: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
