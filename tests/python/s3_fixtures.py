@@ -134,6 +134,7 @@ class FaultProxy:
         self.faults = []
         self.injected = []
         self.requests = 0
+        self.seen = []  # (method, path, Range header or None) of every request
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -152,10 +153,18 @@ class FaultProxy:
         with self.lock:
             self.faults = []
             self.injected = []
+            self.seen = []
 
-    def _take_fault(self, method):
+    def _take_fault(self, head):
+        method = head.split(b" ", 1)[0]
+        path = head.split(b" ", 2)[1].decode()
+        rng = None
+        for line in head.split(b"\r\n")[1:]:
+            if line.lower().startswith(b"range:"):
+                rng = line.split(b":", 1)[1].strip().decode()
         with self.lock:
             self.requests += 1
+            self.seen.append((method.decode(), path, rng))
             for i, (kind, methods) in enumerate(self.faults):
                 if method in methods:
                     del self.faults[i]
@@ -183,8 +192,7 @@ class FaultProxy:
                 if not chunk:
                     return
                 rest += chunk
-            method = head.split(b" ", 1)[0]
-            fault = self._take_fault(method)
+            fault = self._take_fault(head)
             if fault == "500":
                 conn.sendall(_error_response(500, "Internal Server Error", "InternalError"))
                 return
