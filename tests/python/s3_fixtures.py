@@ -2,9 +2,10 @@
 checking on, and a fault-injecting HTTP proxy in front of it, for the store tests.
 
 moto checks SigV4 signatures only once IAM authentication is enabled
-(INITIAL_NO_AUTH_ACTION_COUNT): the first three requests create an IAM user,
-its access key and an allow-s3:* policy; every later request must be signed
-with that key. The proxy forwards requests byte for byte (so signatures stay
+(INITIAL_NO_AUTH_ACTION_COUNT): the first five requests create an IAM user,
+its access key and policy (s3:*, sts:AssumeRole) and a role whose temporary
+credentials (access key, secret, session token) test AWS_SESSION_TOKEN; every
+later request must be signed with a key moto knows. The proxy forwards requests byte for byte (so signatures stay
 valid) and, for a bounded number of requests, injects a fault instead.
 """
 import os
@@ -36,7 +37,7 @@ class MotoServer:
     def __init__(self, tmpdir):
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3")
+        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="5")
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
             env.pop(k, None)
         self.log = open(os.path.join(tmpdir, "moto.log"), "wb")
@@ -58,7 +59,13 @@ class MotoServer:
         iam.create_user(UserName="shardq")
         key = iam.create_access_key(UserName="shardq")["AccessKey"]
         iam.put_user_policy(UserName="shardq", PolicyName="s3", PolicyDocument=(
+            '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*","sts:AssumeRole"],"Resource":"*"}]}'))
+        role = iam.create_role(RoleName="shardq-role", AssumeRolePolicyDocument=(
+            '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},'
+            '"Action":"sts:AssumeRole"}]}'))["Role"]
+        iam.put_role_policy(RoleName="shardq-role", PolicyName="s3", PolicyDocument=(
             '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}'))
+        self.role_arn = role["Arn"]
         self.access_key = key["AccessKeyId"]
         self.secret_key = key["SecretAccessKey"]
         self.s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
@@ -74,6 +81,12 @@ class MotoServer:
         env.pop("AWS_SESSION_TOKEN", None)
         env.update(extra)
         return env
+
+    def temporary_credentials(self):
+        """AccessKeyId, SecretAccessKey, SessionToken of the role, from sts:AssumeRole."""
+        sts = boto3.client("sts", endpoint_url=self.endpoint, region_name="us-east-1",
+                           aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
+        return sts.assume_role(RoleArn=self.role_arn, RoleSessionName="shardq-test")["Credentials"]
 
     def stop(self):
         if self.proc.poll() is None:
