@@ -120,15 +120,19 @@ typedef struct {
     FILE *sink;
     EVP_MD_CTX *md5;
     int write_failed;
+    CURL *curl;
 } transfer;
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
 {
     transfer *t = user;
     size_t n = size * nmemb;
-    if (t->md5)
+    long status = 0;
+    curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+    int success = status >= 200 && status < 300;
+    if (t->md5 && success)
         EVP_DigestUpdate(t->md5, data, n);
-    if (t->sink) {
+    if (t->sink && success) { /* an error answer's XML goes to memory, to be reported */
         if (fwrite(data, 1, n, t->sink) != n) {
             t->write_failed = 1;
             return 0;
@@ -269,7 +273,7 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
         if (md5)
             EVP_DigestInit_ex(md5, EVP_md5(), NULL);
     }
-    transfer t = {resp, 0, req->sink, md5, 0};
+    transfer t = {resp, 0, req->sink, md5, 0, c};
     resp->content_length = -1;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
@@ -305,8 +309,9 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
     if (resp->status < 200 || resp->status >= 300) {
         char *err_code = resp->body ? sq_xml_tag(resp->body, "Code", NULL) : NULL;
         char *err_msg = resp->body ? sq_xml_tag(resp->body, "Message", NULL) : NULL;
-        snprintf(why, why_size, "HTTP %ld%s%s%s%s", resp->status, err_code ? " " : "", err_code ? err_code : "",
-                 err_msg ? ": " : "", err_msg ? err_msg : "");
+        snprintf(why, why_size, "HTTP %ld%s%s%s%s", resp->status, err_code ? " " : "",
+                 err_code ? err_code : resp->status == 404 ? " (no such object)" : "", err_msg ? ": " : "",
+                 err_msg ? err_msg : "");
         int slow = err_code && (!strcmp(err_code, "SlowDown") || !strcmp(err_code, "RequestTimeout") ||
                                 !strcmp(err_code, "InternalError"));
         free(err_code);

@@ -64,7 +64,10 @@ def test_small_round_trip_head_list_delete(server, tmp_path):
     assert r.returncode == 1 and "not found" in r.stderr and uri("small/a.bin") in r.stderr
     assert tool(env, "list", uri("small")).stdout.splitlines() == [f"{len(data)} sub/b.bin"]
     r = tool(env, "get", uri("small/missing"), str(tmp_path / "x"), check=False)
-    assert r.returncode == 1 and "404" in r.stderr and uri("small/missing") in r.stderr
+    assert r.returncode == 1 and "404 NoSuchKey" in r.stderr and uri("small/missing") in r.stderr
+    r = tool(env, "getfile", uri("small/missing"), str(tmp_path / "y" / "z"), check=False)
+    assert r.returncode == 1 and "404 NoSuchKey" in r.stderr
+    assert os.listdir(tmp_path / "y") == []
 
 
 def test_multipart_round_trip(server, tmp_path):
