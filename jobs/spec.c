@@ -52,7 +52,7 @@ static void parse_data(sq_spec_errors *errs, json_t *root, sq_job_spec *spec)
 
 static void parse_parallel(sq_spec_errors *errs, json_t *root, sq_job_spec *spec)
 {
-    static const char *const keys[] = {"mode", "micro_batch", NULL};
+    static const char *const keys[] = {"mode", "micro_batch", "blocks", NULL};
     static const char *const modes[] = {"sequential", "pipeline", NULL};
     json_t *parallel = sq_spec_object(errs, root, "", "parallel");
     if (!parallel)
@@ -63,6 +63,7 @@ static void parse_parallel(sq_spec_errors *errs, json_t *root, sq_job_spec *spec
         spec->mode = mode == 1 ? SQ_PARALLEL_PIPELINE : SQ_PARALLEL_SEQUENTIAL;
     sq_spec_int(errs, parallel, "parallel", "micro_batch", 1, INT_MAX, "must be a positive integer",
                 &spec->micro_batch);
+    sq_spec_int(errs, parallel, "parallel", "blocks", 1, INT_MAX, "must be a positive integer", &spec->pipeline_blocks);
 }
 
 static void parse_storage(sq_spec_errors *errs, json_t *root, sq_storage_options *s)

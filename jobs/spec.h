@@ -7,7 +7,7 @@
  *   "steps": [ {"gptq": {...}}, {"eval": {...}} ],   each step: an object with one key
  *   "state_uri": URI,                        journal and per-layer artifacts
  *   "output_uri": URI,                       the final checkpoint
- *   "parallel": {"mode": "sequential" | "pipeline", "micro_batch": 4},
+ *   "parallel": {"mode": "sequential" | "pipeline", "micro_batch": 4, "blocks": N},
  *   "seed": 0,
  *   "storage": {"endpoint": URL, "region": "us-east-1", "path_style": true,
  *               "part_size_mb": 8, "max_retries": 5},
@@ -159,6 +159,9 @@ typedef struct {
     char *output_uri;      /* required when a step produces a model */
     sq_parallel_mode mode;
     int micro_batch;       /* pipeline micro-batch size, default 4 */
+    int pipeline_blocks;   /* pipeline: number of layer blocks; 0 (default) = one per rank.
+                              The quantized model depends on the block cut, not on the rank
+                              count, so a fixed "blocks" gives the same model on any -np. */
     uint64_t seed;
     sq_storage_options storage;
     sq_push_options push;
