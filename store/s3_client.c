@@ -312,8 +312,12 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
         snprintf(why, why_size, "HTTP %ld%s%s%s%s", resp->status, err_code ? " " : "",
                  err_code ? err_code : resp->status == 404 ? " (no such object)" : "", err_msg ? ": " : "",
                  err_msg ? err_msg : "");
-        int slow = err_code && (!strcmp(err_code, "SlowDown") || !strcmp(err_code, "RequestTimeout") ||
-                                !strcmp(err_code, "InternalError"));
+        /* Throttling, server trouble and a body damaged in transit are worth another try. */
+        static const char *const transient[] = {"SlowDown", "RequestTimeout", "InternalError", "BadDigest",
+                                                "XAmzContentSHA256Mismatch", "ServiceUnavailable"};
+        int slow = 0;
+        for (size_t i = 0; err_code && i < sizeof(transient) / sizeof(transient[0]); i++)
+            slow |= !strcmp(err_code, transient[i]);
         free(err_code);
         free(err_msg);
         result = (resp->status >= 500 || resp->status == 429 || resp->status == 0 || slow) ? ATTEMPT_RETRY

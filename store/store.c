@@ -60,6 +60,8 @@ void sq_store_close(sq_store *store)
     sq_s3_thread_cleanup();
 }
 
+void sq_store_thread_done(void) { sq_s3_thread_cleanup(); }
+
 sq_status sq_store_open(sq_store **out, const sq_storage_options *options)
 {
     *out = NULL;

@@ -25,9 +25,13 @@
 
 typedef struct sq_store sq_store;
 
-/* `options` may be NULL (environment only). A store is safe to share between threads. */
+/* `options` may be NULL (environment only). A store is safe to share between
+ * threads; each thread keeps one reusable connection handle, which a worker
+ * thread releases with sq_store_thread_done() before it exits (the thread
+ * that calls sq_store_close releases its own). */
 sq_status sq_store_open(sq_store **out, const sq_storage_options *options);
 void sq_store_close(sq_store *store);
+void sq_store_thread_done(void);
 
 /* Whole object into a new buffer (NUL-terminated for convenience; caller frees). */
 sq_status sq_store_get(sq_store *store, const char *uri, void **data, size_t *len);

@@ -138,7 +138,7 @@ class FaultProxy:
     Fault kinds: "500" (InternalError), "503" (SlowDown), "drop" (close without
     answering), "reset" (TCP RST without answering), "truncate" (forward, then
     send half the response body and close), "corrupt" (forward, flip one body
-    byte), "stall" (answer nothing for 3 s, then close). A fault applies to the next request whose method is in `methods`.
+    byte), "corrupt_request" (flip one request body byte), "stall" (answer nothing for 3 s, then close). A fault applies to the next request whose method is in `methods`.
     """
 
     def __init__(self, upstream_port):
@@ -220,6 +220,8 @@ class FaultProxy:
             if fault == "reset":
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                 return
+            if fault == "corrupt_request" and rest:
+                rest = bytes([rest[0] ^ 0xFF]) + rest[1:]
             up = socket.create_connection(("127.0.0.1", self.upstream_port), 30)
             up.sendall(_with_connection_close(head) + b"\r\n\r\n" + rest)
             response = b""

@@ -62,6 +62,7 @@ def test_push_pull_models_round_trip_on_s3(server, tmp_path):
         ("tiny-w4", "1", "gptq", "llama-tiny")
     assert record["metrics"] == {"wikitext2_ppl": 12.5} and record["uri"] == "tiny-w4/1"
     assert record["created"].endswith("Z") and record["files"] == 3
+    assert "no models" in shardq(env, "models", f"s3://{BUCKET}/no-store-here").stdout
     out = shardq(env, "models", store).stdout
     assert "tiny-w4" in out and "gptq" in out and record["created"] in out
     shardq(env, "pull", f"{store}/tiny-w4/1", str(tmp_path / "pulled"))

@@ -209,6 +209,19 @@ def test_upload_faults_are_retried(server, tmp_path, kind):
     assert_no_secret(server, r.stdout, r.stderr)
 
 
+def test_upload_corrupted_in_transit_is_detected_and_resent(server, tmp_path):
+    # moto stores whatever body arrives; the ETag check against our MD5 catches it.
+    data = os.urandom(5000)
+    src = tmp_path / "c.bin"
+    src.write_bytes(data)
+    proxy = server.proxy
+    proxy.clear()
+    proxy.inject("corrupt_request", count=1, methods=("PUT",))
+    r = tool(server.env(endpoint=proxy.endpoint), "put", uri("corrupt/obj"), str(src))
+    assert proxy.injected == ["corrupt_request"] and "differs from the uploaded body's MD5" in r.stderr
+    assert server.s3.get_object(Bucket=BUCKET, Key="corrupt/obj")["Body"].read() == data
+
+
 def test_multipart_part_faults_are_retried(server, tmp_path):
     data = os.urandom(10 * 1024 * 1024 + 1)
     src = tmp_path / "mp.bin"
@@ -216,10 +229,11 @@ def test_multipart_part_faults_are_retried(server, tmp_path):
     proxy = server.proxy
     proxy.clear()
     proxy.inject("503", count=2, methods=("PUT",))
+    proxy.inject("corrupt_request", count=1, methods=("PUT",))
     proxy.inject("reset", count=1, methods=("POST",))
     env = server.env(endpoint=proxy.endpoint, SHARDQ_S3_PART_SIZE_MB="5")
     tool(env, "putfile", uri("mpfault/obj"), str(src))
-    assert sorted(proxy.injected) == ["503", "503", "reset"]
+    assert sorted(proxy.injected) == ["503", "503", "corrupt_request", "reset"]
     got = server.s3.get_object(Bucket=BUCKET, Key="mpfault/obj")["Body"].read()
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
 
