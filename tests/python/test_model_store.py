@@ -108,6 +108,13 @@ def test_concurrent_pushes_are_all_recorded(server, tmp_path):
         assert p.returncode == 0, err
     index = json.loads(server.s3.get_object(Bucket=BUCKET, Key="race/index.json")["Body"].read())
     assert sorted((m["name"], m["version"]) for m in index["models"]) == [(f"m{i}", "2") for i in range(4)]
+    # A writer that lost the race may leave a stale index; the next push repairs it from the entries.
+    stale = dict(index, models=index["models"][:1])
+    server.s3.put_object(Bucket=BUCKET, Key="race/index.json", Body=json.dumps(stale).encode())
+    make_checkpoint(tmp_path / "c4", 14)
+    shardq(env, "push", str(tmp_path / "c4"), store, "--name", "m4", "--version", "2")
+    index = json.loads(server.s3.get_object(Bucket=BUCKET, Key="race/index.json")["Body"].read())
+    assert sorted(m["name"] for m in index["models"]) == [f"m{i}" for i in range(5)]
 
 
 def test_local_store_round_trip(tmp_path):
