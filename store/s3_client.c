@@ -119,6 +119,7 @@ typedef struct {
     size_t cap;
     FILE *sink;
     EVP_MD_CTX *md5;
+    EVP_MD_CTX *sha256;
     int write_failed;
     CURL *curl;
 } transfer;
@@ -132,6 +133,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
     int success = status >= 200 && status < 300;
     if (t->md5 && success)
         EVP_DigestUpdate(t->md5, data, n);
+    if (t->sha256 && success)
+        EVP_DigestUpdate(t->sha256, data, n);
     if (t->sink && success) { /* an error answer's XML goes to memory, to be reported */
         if (fwrite(data, 1, n, t->sink) != n) {
             t->write_failed = 1;
@@ -170,6 +173,13 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *user)
             if (*v != '"' && *v != ' ' && *v != '\r' && *v != '\n')
                 t->resp->etag[o++] = *v;
         t->resp->etag[o] = '\0';
+    } else if (n > 25 && !strncasecmp(data, "x-amz-meta-shardq-sha256:", 25)) {
+        const char *v = data + 25;
+        size_t o = 0;
+        for (; v < data + n && o < SQ_SHA256_HEX_LEN; v++)
+            if (*v != ' ' && *v != '\r' && *v != '\n')
+                t->resp->sha256[o++] = *v;
+        t->resp->sha256[o] = '\0';
     } else if (n > 15 && !strncasecmp(data, "Content-Length:", 15)) {
         t->resp->content_length = strtoll(data + 15, NULL, 10);
     }
@@ -205,7 +215,7 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
     char *url = NULL, *host = NULL, *canonical_uri = NULL, *auth = NULL;
     struct curl_slist *hl = NULL;
     attempt_result result = ATTEMPT_FAIL;
-    EVP_MD_CTX *md5 = NULL;
+    EVP_MD_CTX *md5 = NULL, *sha256 = NULL;
     *code = SQ_ERR_NET;
     if (sq_s3_url(s3, req->bucket, req->key, req->query, &url, &host, &canonical_uri) != SQ_OK) {
         snprintf(why, why_size, "out of memory");
@@ -226,7 +236,7 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
     if (req->body)
         sq_md5_hex_b64(req->body, req->body_len, md5_hex, md5_b64);
 
-    sq_http_header h[8];
+    sq_http_header h[10];
     int nh = 0;
     h[nh++] = (sq_http_header){"host", host};
     h[nh++] = (sq_http_header){"x-amz-content-sha256", payload_hash};
@@ -239,6 +249,8 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
         h[nh++] = (sq_http_header){"content-md5", md5_b64};
     if (req->if_match)
         h[nh++] = (sq_http_header){"if-match", req->if_match};
+    if (req->sha256)
+        h[nh++] = (sq_http_header){"x-amz-meta-shardq-sha256", req->sha256};
     if (s3->access_key) {
         auth = sq_sigv4_authorization(req->method, canonical_uri, req->query ? req->query : "", h, nh,
                                       payload_hash, amz_date, s3->region, s3->access_key, s3->secret_key);
@@ -270,10 +282,15 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
     }
     if (!strcmp(req->method, "GET") && req->range_len == 0) {
         md5 = EVP_MD_CTX_new();
-        if (md5)
-            EVP_DigestInit_ex(md5, EVP_md5(), NULL);
+        sha256 = EVP_MD_CTX_new();
+        if (!md5 || !sha256 || !EVP_DigestInit_ex(md5, EVP_md5(), NULL) ||
+            !EVP_DigestInit_ex(sha256, EVP_sha256(), NULL)) {
+            snprintf(why, why_size, "cannot set up digests");
+            *code = SQ_ERR_NOMEM;
+            goto done;
+        }
     }
-    transfer t = {resp, 0, req->sink, md5, 0, c};
+    transfer t = {resp, 0, req->sink, md5, sha256, 0, c};
     resp->content_length = -1;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
@@ -352,6 +369,20 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
             goto done;
         }
     }
+    if (sha256 && resp->sha256[0]) {
+        unsigned char d[32];
+        unsigned int dn = 32;
+        char hex[SQ_SHA256_HEX_LEN + 1];
+        EVP_DigestFinal_ex(sha256, d, &dn);
+        for (int i = 0; i < 32; i++)
+            sprintf(hex + 2 * i, "%02x", d[i]);
+        if (strcmp(hex, resp->sha256)) {
+            snprintf(why, why_size, "downloaded body's SHA-256 %s does not match the object's %s", hex, resp->sha256);
+            *code = SQ_ERR_MISMATCH;
+            result = ATTEMPT_RETRY;
+            goto done;
+        }
+    }
     if (req->body && !strcmp(req->method, "PUT") && resp->etag[0] && strcmp(resp->etag, md5_hex)) {
         snprintf(why, why_size, "server ETag %s differs from the uploaded body's MD5 %s", resp->etag, md5_hex);
         *code = SQ_ERR_MISMATCH;
@@ -360,8 +391,8 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
     }
     result = ATTEMPT_OK;
 done:
-    if (md5)
-        EVP_MD_CTX_free(md5);
+    EVP_MD_CTX_free(md5);
+    EVP_MD_CTX_free(sha256);
     curl_slist_free_all(hl);
     if (auth) {
         OPENSSL_cleanse(auth, strlen(auth));
@@ -419,7 +450,10 @@ sq_status sq_s3_perform(const sq_s3 *s3, const sq_s3_request *req, sq_s3_respons
 
 sq_status sq_s3_put_object(const sq_s3 *s3, const char *bucket, const char *key, const void *data, size_t len)
 {
-    sq_s3_request req = {.method = "PUT", .bucket = bucket, .key = key, .body = data ? data : "", .body_len = len};
+    char sha[SQ_SHA256_HEX_LEN + 1];
+    sq_sha256_hex(data ? data : "", len, sha);
+    sq_s3_request req = {.method = "PUT", .bucket = bucket, .key = key, .body = data ? data : "", .body_len = len,
+                         .sha256 = sha};
     sq_s3_response resp;
     SQ_TRY(sq_s3_perform(s3, &req, &resp));
     sq_s3_response_free(&resp);

@@ -7,9 +7,12 @@
  *
  * Every request is retried, with exponential backoff and jitter, on HTTP 5xx,
  * 429, SlowDown / RequestTimeout errors, curl timeouts, connection resets and
- * truncated bodies, and on a download whose MD5 does not match its ETag.
- * Uploads carry Content-MD5 (the server rejects a corrupted body) and the
- * returned ETag is checked against the MD5 we sent. Messages name the method
+ * truncated bodies, and on a download whose digest does not match.
+ * Integrity: uploads carry Content-MD5 and the returned ETag must equal the
+ * MD5 we sent (per part for multipart); every object also carries its SHA-256
+ * as user metadata (x-amz-meta-shardq-sha256), so a whole-object GET is
+ * checked against it, multipart objects included, and against the ETag when
+ * the ETag is a plain MD5. Messages name the method
  * and the s3:// URI, never a credential. */
 #ifndef SQ_STORE_S3_CLIENT_H
 #define SQ_STORE_S3_CLIENT_H
@@ -46,6 +49,8 @@ typedef struct {
     uint64_t range_begin; /* with range_len > 0: a ranged GET */
     uint64_t range_len;
     const char *if_match; /* If-Match header or NULL */
+    const char *sha256;   /* PUT / CreateMultipartUpload: the whole object's SHA-256, kept as
+                             user metadata (x-amz-meta-shardq-sha256) and checked on every GET */
     FILE *sink;           /* GET: body goes here instead of memory */
 } sq_s3_request;
 
@@ -54,6 +59,7 @@ typedef struct {
     char *body; /* NUL-terminated; NULL when written to a sink */
     size_t body_len;
     char etag[128];       /* without quotes */
+    char sha256[65];      /* x-amz-meta-shardq-sha256 of the object, "" if absent */
     int64_t content_length;
 } sq_s3_response;
 
@@ -80,6 +86,7 @@ char *sq_xml_tag(const char *from, const char *tag, const char **next);
 
 /* Simple operations on one object. */
 sq_status sq_s3_put_object(const sq_s3 *s3, const char *bucket, const char *key, const void *data, size_t len);
+/* Multipart upload of `size` bytes from `data`, or from file descriptor `fd` when data is NULL. */
 sq_status sq_s3_multipart_put(const sq_s3 *s3, const char *bucket, const char *key, const void *data, int fd,
                               uint64_t size);
 

@@ -4,6 +4,7 @@
  * (each part read from memory or with pread from a file, sent with
  * Content-MD5, its ETag checked against the part's MD5), then
  * CompleteMultipartUpload, whose ETag must be MD5(concatenated part MD5s)-N.
+ * The whole object's SHA-256 goes in as user metadata (see s3_client.h).
  * Any failure aborts the upload so that no orphan parts stay billed. */
 #include <pthread.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include <openssl/evp.h>
 
+#include "core/sha256.h"
 #include "store/s3_client.h"
 #include "store/s3_sigv4.h"
 
@@ -132,6 +134,32 @@ static void expected_etag(const upload *u, char out[48])
     sprintf(out + 32, "-%d", u->n_parts);
 }
 
+/* SHA-256 of the whole object (memory, or the file read in 1 MiB blocks). */
+static sq_status whole_sha256(const unsigned char *data, int fd, uint64_t size, char hex[SQ_SHA256_HEX_LEN + 1],
+                              const char *bucket, const char *key)
+{
+    if (data) {
+        sq_sha256_hex(data, size, hex);
+        return SQ_OK;
+    }
+    sq_sha256_ctx *ctx;
+    SQ_TRY(sq_sha256_begin(&ctx));
+    enum { BLOCK = 1 << 20 };
+    unsigned char *buf = malloc(BLOCK);
+    sq_status st = buf ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "s3://%s/%s: out of memory", bucket, key);
+    for (uint64_t off = 0; st == SQ_OK && off < size;) {
+        ssize_t r = pread(fd, buf, size - off < BLOCK ? (size_t)(size - off) : BLOCK, (off_t)off);
+        if (r <= 0)
+            st = sq_fail(SQ_ERR_IO, "s3://%s/%s: reading the source file at %llu failed", bucket, key,
+                         (unsigned long long)off);
+        else
+            sq_sha256_update(ctx, buf, (size_t)r), off += (uint64_t)r;
+    }
+    sq_sha256_end(ctx, hex);
+    free(buf);
+    return st;
+}
+
 sq_status sq_s3_multipart_put(const sq_s3 *s3, const char *bucket, const char *key, const void *data, int fd,
                               uint64_t size)
 {
@@ -143,7 +171,9 @@ sq_status sq_s3_multipart_put(const sq_s3 *s3, const char *bucket, const char *k
         return sq_fail(SQ_ERR_ARG, "s3://%s/%s: %llu bytes need %llu parts (1 to 10000 allowed); raise part_size_mb",
                        bucket, key, (unsigned long long)size, (unsigned long long)n_parts);
 
-    sq_s3_request create = {.method = "POST", .bucket = bucket, .key = key, .query = "uploads="};
+    char sha[SQ_SHA256_HEX_LEN + 1];
+    SQ_TRY(whole_sha256(data, fd, size, sha, bucket, key));
+    sq_s3_request create = {.method = "POST", .bucket = bucket, .key = key, .query = "uploads=", .sha256 = sha};
     sq_s3_response resp;
     SQ_TRY(sq_s3_perform(s3, &create, &resp));
     char *upload_id = sq_xml_tag(resp.body, "UploadId", NULL);

@@ -468,6 +468,7 @@ sq_status sq_store_head(sq_store *store, const char *uri, sq_object_info *info)
                 st = sq_fail(SQ_ERR_NET, "HEAD %s: no Content-Length in the answer", uri);
             info->size = (uint64_t)(resp.content_length < 0 ? 0 : resp.content_length);
             snprintf(info->etag, sizeof(info->etag), "%s", resp.etag);
+            snprintf(info->sha256, sizeof(info->sha256), "%s", resp.sha256);
             sq_s3_response_free(&resp);
         }
     }

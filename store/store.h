@@ -3,8 +3,9 @@
  * Every function takes a URI (see uri.h) and works the same on both
  * backends. Local writes are atomic (temp file, fsync, rename, fsync dir);
  * S3 writes are single PUTs up to the part size and multipart uploads beyond,
- * always with Content-MD5 and a checked ETag; downloads are checked against
- * Content-Length and, for single-part objects, the ETag's MD5. Transient S3
+ * always with Content-MD5, a checked ETag and the object's SHA-256 as user
+ * metadata; whole downloads are checked against Content-Length, that SHA-256
+ * and, for single-part objects, the ETag's MD5. Transient S3
  * failures are retried with backoff (see s3_client.h).
  *
  * Settings (sq_store_open): the spec's storage block when given, else the
@@ -46,6 +47,7 @@ sq_status sq_store_put_file(sq_store *store, const char *uri, const char *local_
 typedef struct {
     uint64_t size;
     char etag[128]; /* S3 ETag without quotes; "" for local files */
+    char sha256[65]; /* SHA-256 recorded at upload by shardq; "" if unknown (local files, foreign objects) */
 } sq_object_info;
 
 /* SQ_ERR_NOT_FOUND (naming the URI) when the object does not exist. */

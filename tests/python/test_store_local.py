@@ -29,7 +29,7 @@ def test_local_verbs(tmp_path):
     assert (tmp_path / "r").read_bytes() == data[300:350]
     tool("getfile", str(root / "b" / "y.bin"), str(tmp_path / "copy" / "y.bin"))
     assert (tmp_path / "copy" / "y.bin").read_bytes() == data
-    assert tool("head", str(root / "a" / "x.bin")).stdout.split() == [str(len(data)), "-"]
+    assert tool("head", str(root / "a" / "x.bin")).stdout.split() == [str(len(data)), "-", "-"]
     assert tool("list", f"file://{root}").stdout.splitlines() == [f"{len(data)} a/x.bin", f"{len(data)} b/y.bin"]
     tool("delete", str(root / "a" / "x.bin"))
     tool("delete", str(root / "a" / "x.bin"))

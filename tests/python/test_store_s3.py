@@ -56,7 +56,7 @@ def test_small_round_trip_head_list_delete(server, tmp_path):
     assert (tmp_path / "g1").read_bytes() == data
     assert (tmp_path / "d" / "g2").read_bytes() == data
     head = tool(env, "head", uri("small/a.bin")).stdout.split()
-    assert head == [str(len(data)), hashlib.md5(data).hexdigest()]
+    assert head == [str(len(data)), hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest()]
     listing = tool(env, "list", uri("small")).stdout.splitlines()
     assert listing == [f"{len(data)} a.bin", f"{len(data)} sub/b.bin"]
     tool(env, "delete", uri("small/a.bin"))
@@ -80,6 +80,7 @@ def test_multipart_round_trip(server, tmp_path):
     for key in ("big/file.bin", "big/mem.bin"):
         got = server.s3.get_object(Bucket=BUCKET, Key=key)
         assert got["ETag"].strip('"').endswith("-3")
+        assert got["Metadata"]["shardq-sha256"] == hashlib.sha256(data).hexdigest()
         assert hashlib.sha256(got["Body"].read()).hexdigest() == hashlib.sha256(data).hexdigest()
     tool(env, "getfile", uri("big/file.bin"), str(tmp_path / "back.bin"))
     assert (tmp_path / "back.bin").read_bytes() == data
@@ -236,6 +237,29 @@ def test_multipart_part_faults_are_retried(server, tmp_path):
     assert sorted(proxy.injected) == ["503", "503", "corrupt_request", "reset"]
     got = server.s3.get_object(Bucket=BUCKET, Key="mpfault/obj")["Body"].read()
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+
+
+def test_multipart_download_corruption_is_caught_by_sha256(server, tmp_path):
+    # A multipart ETag is not an MD5 of the body; the recorded SHA-256 still checks it.
+    data = os.urandom(10 * 1024 * 1024 + 7)
+    src = tmp_path / "mp.bin"
+    src.write_bytes(data)
+    env = server.env(SHARDQ_S3_PART_SIZE_MB="5")
+    tool(env, "putfile", uri("mpget/obj"), str(src))
+    proxy = server.proxy
+    proxy.clear()
+    proxy.inject("corrupt", count=1, methods=("GET",))
+    r = tool(server.env(endpoint=proxy.endpoint), "getfile", uri("mpget/obj"), str(tmp_path / "out"))
+    assert proxy.injected == ["corrupt"] and "SHA-256" in r.stderr
+    assert (tmp_path / "out").read_bytes() == data
+
+
+def test_object_not_matching_its_sha256_is_refused(server, tmp_path):
+    server.s3.put_object(Bucket=BUCKET, Key="badsha/obj", Body=b"payload",
+                         Metadata={"shardq-sha256": hashlib.sha256(b"other").hexdigest()})
+    r = tool(server.env(SHARDQ_S3_MAX_RETRIES="1"), "get", uri("badsha/obj"), str(tmp_path / "o"), check=False)
+    assert r.returncode == 1 and uri("badsha/obj") in r.stderr and "SHA-256" in r.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_persistent_fault_is_reported_cleanly(server, tmp_path):

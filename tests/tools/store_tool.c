@@ -5,7 +5,7 @@
  *   store_tool range URI OFF LEN OUT  a byte range into OUT
  *   store_tool put URI FILE           FILE read into memory, then sq_store_put
  *   store_tool putfile URI FILE       sq_store_put_file (multipart streamed from the file)
- *   store_tool head URI               prints "SIZE ETAG"
+ *   store_tool head URI               prints "SIZE ETAG SHA256" ("-" for an unknown one)
  *   store_tool list URI               prints "SIZE NAME" lines
  *   store_tool delete URI
  * Settings come from the environment (see store.h). On failure prints the error and exits 1. */
@@ -53,7 +53,8 @@ static sq_status run(sq_store *s, int argc, char **argv)
     if (!strcmp(verb, "head") && argc == 3) {
         sq_object_info info;
         SQ_TRY(sq_store_head(s, uri, &info));
-        printf("%llu %s\n", (unsigned long long)info.size, info.etag[0] ? info.etag : "-");
+        printf("%llu %s %s\n", (unsigned long long)info.size, info.etag[0] ? info.etag : "-",
+               info.sha256[0] ? info.sha256 : "-");
         return SQ_OK;
     }
     if (!strcmp(verb, "list") && argc == 3) {
