@@ -224,9 +224,11 @@ sq_status sq_s3_multipart_put(const sq_s3 *s3, const char *bucket, const char *k
             char want[48];
             expected_etag(&u, want);
             char got[64] = "";
-            for (size_t i = 0, o = 0; etag && etag[i] && o + 1 < sizeof(got); i++)
+            size_t o = 0;
+            for (size_t i = 0; etag && etag[i] && o + 1 < sizeof(got); i++)
                 if (etag[i] != '"')
-                    got[o++] = etag[i], got[o] = '\0';
+                    got[o++] = etag[i];
+            got[o] = '\0';
             if (err)
                 st = sq_fail(SQ_ERR_NET, "POST s3://%s/%s: CompleteMultipartUpload failed: %s", bucket, key, err);
             else if (strcmp(got, want))

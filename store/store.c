@@ -159,9 +159,31 @@ static sq_status make_parent_dirs(const char *path)
     return st;
 }
 
-static int cmp_names(const void *a, const void *b)
+typedef struct {
+    char *name;
+    uint64_t size;
+} named_size;
+
+static int cmp_named_size(const void *a, const void *b)
 {
-    return strcmp(*(char *const *)((const char *const *)a), *(char *const *)((const char *const *)b));
+    return strcmp(((const named_size *)a)->name, ((const named_size *)b)->name);
+}
+
+/* Sort a listing by name, keeping each size with its name. */
+static sq_status sort_list(sq_object_list *list)
+{
+    named_size *pairs = malloc(sizeof(*pairs) * (size_t)(list->n > 0 ? list->n : 1));
+    if (!pairs)
+        return sq_fail(SQ_ERR_NOMEM, "listing: out of memory");
+    for (int i = 0; i < list->n; i++)
+        pairs[i] = (named_size){list->names[i], list->sizes[i]};
+    qsort(pairs, (size_t)list->n, sizeof(*pairs), cmp_named_size);
+    for (int i = 0; i < list->n; i++) {
+        list->names[i] = pairs[i].name;
+        list->sizes[i] = pairs[i].size;
+    }
+    free(pairs);
+    return SQ_OK;
 }
 
 static sq_status list_add(sq_object_list *out, int *cap, const char *name, uint64_t size)
@@ -337,14 +359,11 @@ static sq_status s3_list(sq_store *store, const sq_uri *u, sq_object_list *out)
 
 /* ---- the API ---- */
 
-#define WITH_URI(uri_text, u)                      \
-    sq_uri u;                                      \
-    SQ_TRY(sq_uri_parse(&u, uri_text));            \
-    sq_status st = SQ_OK
-
 sq_status sq_store_get(sq_store *store, const char *uri, void **data, size_t *len)
 {
-    WITH_URI(uri, u);
+    sq_uri u;
+    SQ_TRY(sq_uri_parse(&u, uri));
+    sq_status st = SQ_OK;
     *data = NULL;
     *len = 0;
     if (u.kind == SQ_URI_LOCAL) {
@@ -372,7 +391,9 @@ sq_status sq_store_get_range(sq_store *store, const char *uri, uint64_t offset, 
 {
     if (len == 0)
         return SQ_OK;
-    WITH_URI(uri, u);
+    sq_uri u;
+    SQ_TRY(sq_uri_parse(&u, uri));
+    sq_status st = SQ_OK;
     if (u.kind == SQ_URI_LOCAL) {
         st = local_get_range(u.path, offset, len, dst);
     } else {
@@ -389,10 +410,14 @@ sq_status sq_store_get_range(sq_store *store, const char *uri, uint64_t offset, 
 
 sq_status sq_store_get_file(sq_store *store, const char *uri, const char *local_path)
 {
-    WITH_URI(uri, u);
-    if (u.kind == SQ_URI_LOCAL)
-        st = make_parent_dirs(local_path) == SQ_OK ? sq_copy_file(u.path, local_path) : SQ_ERR_IO;
-    else
+    sq_uri u;
+    SQ_TRY(sq_uri_parse(&u, uri));
+    sq_status st = SQ_OK;
+    if (u.kind == SQ_URI_LOCAL) {
+        st = make_parent_dirs(local_path);
+        if (st == SQ_OK)
+            st = sq_copy_file(u.path, local_path);
+    } else
         st = s3_get_file(store, &u, uri, local_path);
     sq_uri_free(&u);
     return st;
@@ -400,7 +425,9 @@ sq_status sq_store_get_file(sq_store *store, const char *uri, const char *local_
 
 sq_status sq_store_put(sq_store *store, const char *uri, const void *data, size_t len)
 {
-    WITH_URI(uri, u);
+    sq_uri u;
+    SQ_TRY(sq_uri_parse(&u, uri));
+    sq_status st = SQ_OK;
     if (u.kind == SQ_URI_LOCAL) {
         st = make_parent_dirs(u.path);
         if (st == SQ_OK)
@@ -418,7 +445,9 @@ sq_status sq_store_put(sq_store *store, const char *uri, const void *data, size_
 
 sq_status sq_store_put_file(sq_store *store, const char *uri, const char *local_path)
 {
-    WITH_URI(uri, u);
+    sq_uri u;
+    SQ_TRY(sq_uri_parse(&u, uri));
+    sq_status st = SQ_OK;
     if (u.kind == SQ_URI_LOCAL) {
         st = make_parent_dirs(u.path);
         if (st == SQ_OK)
@@ -451,7 +480,9 @@ sq_status sq_store_put_file(sq_store *store, const char *uri, const char *local_
 
 sq_status sq_store_head(sq_store *store, const char *uri, sq_object_info *info)
 {
-    WITH_URI(uri, u);
+    sq_uri u;
+    SQ_TRY(sq_uri_parse(&u, uri));
+    sq_status st = SQ_OK;
     memset(info, 0, sizeof(*info));
     if (u.kind == SQ_URI_LOCAL) {
         struct stat sb;
@@ -479,27 +510,21 @@ sq_status sq_store_head(sq_store *store, const char *uri, sq_object_info *info)
 sq_status sq_store_list(sq_store *store, const char *uri, sq_object_list *out)
 {
     memset(out, 0, sizeof(*out));
-    WITH_URI(uri, u);
+    sq_uri u;
+    SQ_TRY(sq_uri_parse(&u, uri));
+    sq_status st = SQ_OK;
     int cap = 0;
     if (u.kind == SQ_URI_LOCAL)
         st = local_walk(u.path, "", out, &cap, 0);
     else
         st = s3_list(store, &u, out);
     sq_uri_free(&u);
+    if (st == SQ_OK)
+        st = sort_list(out);
     if (st != SQ_OK) {
         sq_object_list_free(out);
         return sq_fail_context(st, "listing %s", uri);
     }
-    /* Sort names and sizes together. */
-    for (int i = 1; i < out->n; i++)
-        for (int j = i; j > 0 && cmp_names(&out->names[j - 1], &out->names[j]) > 0; j--) {
-            char *tn = out->names[j];
-            out->names[j] = out->names[j - 1];
-            out->names[j - 1] = tn;
-            uint64_t ts = out->sizes[j];
-            out->sizes[j] = out->sizes[j - 1];
-            out->sizes[j - 1] = ts;
-        }
     return SQ_OK;
 }
 
@@ -514,7 +539,9 @@ void sq_object_list_free(sq_object_list *list)
 
 sq_status sq_store_delete(sq_store *store, const char *uri)
 {
-    WITH_URI(uri, u);
+    sq_uri u;
+    SQ_TRY(sq_uri_parse(&u, uri));
+    sq_status st = SQ_OK;
     if (u.kind == SQ_URI_LOCAL) {
         if (unlink(u.path) != 0 && errno != ENOENT)
             st = sq_fail(SQ_ERR_IO, "%s: cannot delete: %s", uri, strerror(errno));
