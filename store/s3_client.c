@@ -97,7 +97,8 @@ sq_status sq_s3_url(const sq_s3 *s3, const char *bucket, const char *key, const 
         free(*canonical_uri);
         return sq_fail(SQ_ERR_NOMEM, "s3://%s/%s: out of memory", bucket, key);
     }
-    if (s3->path_style) {
+    /* A dotted bucket name cannot be a TLS-valid subdomain, so it always goes path-style. */
+    if (s3->path_style || strchr(bucket, '.')) {
         strcpy(*host, s3->host);
         if (enc_key[0])
             sprintf(*canonical_uri, "/%s/%s", bucket, enc_key);
@@ -327,7 +328,11 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
         char *err_code = resp->body ? sq_xml_tag(resp->body, "Code", NULL) : NULL;
         char *err_msg = resp->body ? sq_xml_tag(resp->body, "Message", NULL) : NULL;
         snprintf(why, why_size, "HTTP %ld%s%s%s%s", resp->status, err_code ? " " : "",
-                 err_code ? err_code : resp->status == 404 ? " (no such object)" : "", err_msg ? ": " : "",
+                 err_code ? err_code
+                 : resp->status == 404 ? " (no such object)"
+                 : resp->status == 403 ? " (access denied: check the credentials and the region)"
+                                       : "",
+                 err_msg ? ": " : "",
                  err_msg ? err_msg : "");
         /* Throttling, server trouble and a body damaged in transit are worth another try. */
         static const char *const transient[] = {"SlowDown", "RequestTimeout", "InternalError", "BadDigest",

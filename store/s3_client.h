@@ -70,7 +70,7 @@ void sq_s3_response_free(sq_s3_response *resp);
 sq_status sq_s3_perform(const sq_s3 *s3, const sq_s3_request *req, sq_s3_response *resp);
 
 /* The URL and Host header for bucket/key under the client's addressing style
- * (exposed for tests; caller frees both). `canonical_uri` receives the encoded path. */
+ * (path-style for bucket names with dots; exposed for tests; caller frees all three). `canonical_uri` receives the encoded path. */
 sq_status sq_s3_url(const sq_s3 *s3, const char *bucket, const char *key, const char *query, char **url,
                     char **host, char **canonical_uri);
 

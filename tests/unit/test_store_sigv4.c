@@ -119,6 +119,9 @@ static void test_addressing_styles(void **state)
     assert_string_equal(host, "bkt.s3.eu-west-1.amazonaws.com");
     assert_string_equal(curi, "/k");
     free(url), free(host), free(curi);
+    assert_int_equal(sq_s3_url(&aws, "my.bucket", "k", NULL, &url, &host, &curi), SQ_OK);
+    assert_string_equal(url, "https://s3.eu-west-1.amazonaws.com/my.bucket/k");
+    free(url), free(host), free(curi);
 }
 
 static void test_xml_tag(void **state)
