@@ -33,7 +33,7 @@ static void eval_usage(FILE *out)
                  "                   [--max-windows K] [--batch B] [--kv-cache-bits BITS] [--out METRICS.json]\n"
                  "  perplexity over non-overlapping windows of N tokens (default: min(2048, max positions))\n"
                  "  --data-ids   whitespace-separated token ids instead of text\n"
-                 "  --batch      windows per layer call (default: all windows of a pass)\n");
+                 "  --batch      windows per layer call (default: as many as fit 1 GiB of scratch)\n");
 }
 
 static int parse_int_arg(const char *flag, const char *text, int min, int *out)

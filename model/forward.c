@@ -10,6 +10,19 @@
 
 /* Upper bound on the floats of one chunk of logits (128 MiB). */
 #define LOGITS_CHUNK_FLOATS ((size_t)32 << 20)
+/* Default bound on a layer's scratch buffers (floats, 1 GiB) when no micro-batch is given. */
+#define SCRATCH_FLOATS ((size_t)256 << 20)
+
+/* Sequences per layer call: the caller's choice, else as many as fit SCRATCH_FLOATS (at least one). */
+static int micro_batch_size(const sq_model_config *cfg, int requested, int n_seqs, int seq)
+{
+    if (requested > 0)
+        return requested < n_seqs ? requested : n_seqs;
+    size_t q_width = (size_t)cfg->num_heads * cfg->head_dim, kv_width = (size_t)cfg->num_kv_heads * cfg->head_dim;
+    size_t per_row = 2 * (size_t)cfg->hidden_size + 2 * q_width + 2 * kv_width + 2 * (size_t)cfg->intermediate_size;
+    size_t fit = SCRATCH_FLOATS / (per_row * seq);
+    return fit < 1 ? 1 : fit > (size_t)n_seqs ? n_seqs : (int)fit;
+}
 
 sq_status sq_model_open(sq_model *m, const sq_model_config *cfg, const sq_checkpoint *ckpt)
 {
@@ -88,7 +101,7 @@ sq_status sq_model_sequence_nll(sq_model *m, const int32_t *ids, int n_seqs, int
         return sq_fail(SQ_ERR_ARG, "model forward: need at least one sequence of 2 tokens (got %d x %d)", n_seqs, seq);
     const int hidden = cfg->hidden_size, vocab = cfg->vocab_size;
     const size_t n_tokens = (size_t)n_seqs * seq, n_nll = (size_t)n_seqs * (seq - 1);
-    int micro = opt && opt->micro_batch > 0 && opt->micro_batch < n_seqs ? opt->micro_batch : n_seqs;
+    int micro = micro_batch_size(cfg, opt ? opt->micro_batch : 0, n_seqs, seq);
     if ((long)micro * seq > INT32_MAX)
         return sq_fail(SQ_ERR_ARG, "model forward: micro-batch of %d x %d tokens is too large", micro, seq);
     size_t chunk = LOGITS_CHUNK_FLOATS / (size_t)vocab;

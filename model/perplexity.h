@@ -17,7 +17,7 @@ typedef struct {
     int seqlen;           /* window length (>= 2) */
     int max_windows;      /* 0: all windows */
     int windows_per_pass; /* windows streamed through the layers together (0: a memory-bounded default) */
-    int micro_batch;      /* windows per layer call inside a pass (0: all of the pass) */
+    int micro_batch;      /* windows per layer call inside a pass (0: as many as fit 1 GiB of scratch) */
     int kv_cache_bits;    /* 0: exact; else simulated quantized KV cache */
 } sq_perplexity_options;
 
