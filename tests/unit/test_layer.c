@@ -146,6 +146,12 @@ static sq_status failing_hook(void *ctx, const char *name, const float *input, i
     return SQ_OK;
 }
 
+static sq_status stopping_hook(void *ctx, const char *name, const float *input, int rows, int in_features)
+{
+    SQ_TRY(record_hook(ctx, name, input, rows, in_features));
+    return strcmp(name, "self_attn.o_proj") ? SQ_OK : SQ_STOPPED;
+}
+
 static void test_failing_hook_stops_the_pass(void **state)
 {
     (void)state;
@@ -158,6 +164,14 @@ static void test_failing_hook_stops_the_pass(void **state)
     sq_layer_options opt = {.hook = failing_hook};
     assert_int_equal(sq_layer_forward(&w, &cfg, x, BATCH, SEQ, &s, &opt), SQ_ERR_NOMEM);
     assert_non_null(strstr(sq_last_error(), "mlp.up_proj hook: cannot grow the Hessian"));
+    /* SQ_STOPPED is a request, not a failure: it comes back unchanged and the later linears never run */
+    hook_log log = {0};
+    opt.hook = stopping_hook;
+    opt.hook_ctx = &log;
+    sq_clear_error();
+    assert_int_equal(sq_layer_forward(&w, &cfg, x, BATCH, SEQ, &s, &opt), SQ_STOPPED);
+    assert_int_equal(log.calls, 4);
+    assert_string_equal(sq_last_error(), "");
     /* more rows than the scratch holds is refused */
     assert_int_equal(sq_layer_forward(&w, &cfg, x, BATCH + 1, SEQ, &s, &opt), SQ_ERR_ARG);
     sq_layer_scratch_free(&s);
