@@ -30,10 +30,12 @@ typedef struct {
 static void eval_usage(FILE *out)
 {
     fprintf(out, "usage: shardq eval --model DIR (--data TEXT_FILE | --data-ids IDS_FILE) [--seqlen N]\n"
-                 "                   [--max-windows K] [--batch B] [--kv-cache-bits BITS] [--out METRICS.json]\n"
+                 "                   [--max-windows K] [--batch B] [--kv-cache-bits BITS] [--logits-chunk ROWS]\n"
+                 "                   [--out METRICS.json]\n"
                  "  perplexity over non-overlapping windows of N tokens (default: min(2048, max positions))\n"
                  "  --data-ids   whitespace-separated token ids instead of text\n"
-                 "  --batch      windows per layer call (default: as many as fit 1 GiB of scratch)\n");
+                 "  --batch      windows per layer call (default: as many as fit 1 GiB of scratch)\n"
+                 "  --logits-chunk ROWS  rows per LM-head call (default: as many as fit 128 MiB of logits)\n");
 }
 
 static int parse_int_arg(const char *flag, const char *text, int min, int *out)
@@ -56,6 +58,7 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         {"data-ids", required_argument, NULL, 'i'},     {"seqlen", required_argument, NULL, 's'},
         {"max-windows", required_argument, NULL, 'w'}, {"batch", required_argument, NULL, 'b'},
         {"kv-cache-bits", required_argument, NULL, 'k'}, {"out", required_argument, NULL, 'o'},
+        {"logits-chunk", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof *a);
@@ -71,6 +74,7 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         case 's': bad = parse_int_arg("--seqlen", optarg, 2, &a->ppl.seqlen); break;
         case 'w': bad = parse_int_arg("--max-windows", optarg, 1, &a->ppl.max_windows); break;
         case 'b': bad = parse_int_arg("--batch", optarg, 1, &a->ppl.micro_batch); break;
+        case 'l': bad = parse_int_arg("--logits-chunk", optarg, 1, &a->ppl.logits_chunk_rows); break;
         case 'k': bad = parse_int_arg("--kv-cache-bits", optarg, 0, &a->ppl.kv_cache_bits); break;
         case 'h': eval_usage(stdout); return 1;
         default: bad = 1; break;

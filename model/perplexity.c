@@ -34,6 +34,7 @@ sq_status sq_perplexity(sq_model *m, const int32_t *ids, size_t n_ids, const sq_
     if (!nll)
         return sq_fail(SQ_ERR_NOMEM, "perplexity: cannot allocate NLL for %d windows", per_pass);
     sq_forward_options fopt = {.micro_batch = opt->micro_batch, .kv_cache_bits = opt->kv_cache_bits,
+                               .logits_chunk_rows = opt->logits_chunk_rows,
                                .log_layers = per_pass == windows && windows > 1};
     double sum = 0.0, t_start = sq_now_seconds();
     long scored = 0;

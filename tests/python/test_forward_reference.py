@@ -279,12 +279,13 @@ def test_eval_matches_numpy_reference(case, tmp_path):
     assert abs(math.log(ppl) - math.log(256)) > 0.05
 
 
-def test_max_windows_and_micro_batches(tmp_path):
+def test_max_windows_micro_batches_and_logit_chunks(tmp_path):
     model_dir = write_fixture(WORK / "gqa-small-batch", seed=3, kv_heads=2)
     seqlen = 16
     ids = random_ids(9, 256, 5 * seqlen)
     windows, nll, ppl = reference_ppl(model_dir, ids, seqlen, max_windows=3)
-    metrics, _ = shardq_eval(model_dir, ids, seqlen, tmp_path, ["--max-windows", "3", "--batch", "2"])
+    metrics, _ = shardq_eval(model_dir, ids, seqlen, tmp_path,
+                             ["--max-windows", "3", "--batch", "2", "--logits-chunk", "4"])
     assert metrics["windows"] == windows == 3
     assert metrics["ppl"] == pytest.approx(ppl, rel=1e-4)
 
