@@ -85,7 +85,7 @@ void sq_gptq_packed_free(sq_gptq_packed *p)
     memset(p, 0, sizeof *p);
 }
 
-sq_status sq_gptq_dequantize(const char *name, const int32_t *qweight, const int32_t *qzeros, const uint16_t *scales,
+sq_status sq_gptq_dequantize(const char *name, const int32_t *qweight, const int32_t *qzeros, const float *scales,
                              const int32_t *g_idx, int out, int in, int bits, int ngroups, float *W)
 {
     SQ_TRY(sq_gptq_check_shape(name, out, in, bits));
@@ -102,7 +102,7 @@ sq_status sq_gptq_dequantize(const char *name, const int32_t *qweight, const int
             int g = g_idx[i];
             float q = (float)get_bits(qw + o, (size_t)out, (size_t)i, bits);
             float zero = (float)get_bits(qz + (size_t)g * qz_cols, 1, (size_t)o, bits) + 1.0f;
-            W[(size_t)o * in + i] = sq_f16_to_f32(scales[(size_t)g * out + o]) * (q - zero);
+            W[(size_t)o * in + i] = scales[(size_t)g * out + o] * (q - zero);
         }
     return SQ_OK;
 }

@@ -36,9 +36,10 @@ sq_status sq_gptq_check_shape(const char *name, int out, int in, int bits);
 sq_status sq_gptq_pack(const sq_quant_result *res, const char *name, sq_gptq_packed *packed);
 void sq_gptq_packed_free(sq_gptq_packed *packed);
 
-/* W[out, in] (fp32, host) from the four packed tensors; every g_idx entry is
- * checked against ngroups. `name` names the linear in messages. */
-sq_status sq_gptq_dequantize(const char *name, const int32_t *qweight, const int32_t *qzeros, const uint16_t *scales,
+/* W[out, in] (fp32, host) from the packed tensors, with the scales already
+ * widened to fp32 (they are stored as fp16, or bf16 by some writers); every
+ * g_idx entry is checked against ngroups. `name` names the linear in messages. */
+sq_status sq_gptq_dequantize(const char *name, const int32_t *qweight, const int32_t *qzeros, const float *scales,
                              const int32_t *g_idx, int out, int in, int bits, int ngroups, float *W);
 
 #endif

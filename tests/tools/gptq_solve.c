@@ -102,14 +102,16 @@ static int write_packed(const char *out, const sq_quant_result *res)
     sq_gptq_packed p;
     if (sq_gptq_pack(res, "gptq_solve", &p) != SQ_OK)
         return -1;
-    float *deq = malloc((size_t)res->rows * res->cols * 4);
-    int bad = sq_gptq_dequantize("gptq_solve", p.qweight, p.qzeros, p.scales, p.g_idx, p.out, p.in, p.bits,
+    float *deq = malloc((size_t)res->rows * res->cols * 4), *scales = malloc((size_t)p.ngroups * p.out * 4);
+    sq_convert_to_f32(scales, p.scales, SQ_DTYPE_F16, (size_t)p.ngroups * p.out);
+    int bad = sq_gptq_dequantize("gptq_solve", p.qweight, p.qzeros, scales, p.g_idx, p.out, p.in, p.bits,
                                  p.ngroups, deq) != SQ_OK ||
               npy_write(out, "qweight.npy", "<i4", 2, (long)p.in * p.bits / 32, p.out, p.qweight, 4) ||
               npy_write(out, "qzeros.npy", "<i4", 2, p.ngroups, (long)p.out * p.bits / 32, p.qzeros, 4) ||
               npy_write(out, "scales_f16.npy", "<f2", 2, p.ngroups, p.out, p.scales, 2) ||
               npy_write(out, "deq.npy", "<f4", 2, p.out, p.in, deq, 4);
     free(deq);
+    free(scales);
     sq_gptq_packed_free(&p);
     return bad ? -1 : 0;
 }

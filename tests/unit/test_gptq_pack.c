@@ -27,14 +27,24 @@ static void fill_result(sq_quant_result *res, int out, int in, int bits, int gro
         res->g_idx[i] = (i * 7) % res->ngroups; /* an act-order-like scattered g_idx */
 }
 
+/* The packed fp16 scales widened for sq_gptq_dequantize (caller frees). */
+static float *scales_f32(const sq_gptq_packed *p)
+{
+    float *s = malloc(sizeof(float) * p->ngroups * p->out);
+    for (int k = 0; k < p->ngroups * p->out; k++)
+        s[k] = sq_f16_to_f32(p->scales[k]);
+    return s;
+}
+
 static void check_round_trip(int bits, int out, int in, int group_size)
 {
     sq_quant_result res;
     fill_result(&res, out, in, bits, group_size, (unsigned)(bits * 1000 + out));
     sq_gptq_packed p;
     assert_int_equal(sq_gptq_pack(&res, "layer.q_proj", &p), SQ_OK);
+    float *sc = scales_f32(&p);
     float *W = malloc(sizeof(float) * out * in);
-    assert_int_equal(sq_gptq_dequantize("layer.q_proj", p.qweight, p.qzeros, p.scales, p.g_idx, out, in, bits,
+    assert_int_equal(sq_gptq_dequantize("layer.q_proj", p.qweight, p.qzeros, sc, p.g_idx, out, in, bits,
                                         p.ngroups, W),
                      SQ_OK);
     for (int o = 0; o < out; o++)
@@ -45,6 +55,7 @@ static void check_round_trip(int bits, int out, int in, int group_size)
             assert_float_equal(W[o * in + i], expect, 0);
         }
     free(W);
+    free(sc);
     sq_gptq_packed_free(&p);
     sq_quant_result_free(&res);
 }
@@ -114,11 +125,13 @@ static void test_bad_g_idx_is_a_format_error(void **state)
     fill_result(&res, 32, 32, 4, 32, 3);
     sq_gptq_packed p;
     assert_int_equal(sq_gptq_pack(&res, "w", &p), SQ_OK);
+    float *sc = scales_f32(&p);
     p.g_idx[5] = 1;
     float W[32 * 32];
-    assert_int_equal(sq_gptq_dequantize("w", p.qweight, p.qzeros, p.scales, p.g_idx, 32, 32, 4, 1, W),
+    assert_int_equal(sq_gptq_dequantize("w", p.qweight, p.qzeros, sc, p.g_idx, 32, 32, 4, 1, W),
                      SQ_ERR_FORMAT);
     assert_non_null(strstr(sq_last_error(), "w.g_idx[5]"));
+    free(sc);
     sq_gptq_packed_free(&p);
     sq_quant_result_free(&res);
 }
@@ -132,10 +145,12 @@ static void test_zero_of_zero_follows_v1(void **state)
     res.codes[0] = 3;
     sq_gptq_packed p;
     assert_int_equal(sq_gptq_pack(&res, "w", &p), SQ_OK);
+    float *sc = scales_f32(&p);
     assert_int_equal((uint32_t)p.qzeros[0] & 0xF, 0xF); /* -1 wraps to 2^bits - 1 */
     float W[32 * 32];
-    assert_int_equal(sq_gptq_dequantize("w", p.qweight, p.qzeros, p.scales, p.g_idx, 32, 32, 4, 1, W), SQ_OK);
+    assert_int_equal(sq_gptq_dequantize("w", p.qweight, p.qzeros, sc, p.g_idx, 32, 32, 4, 1, W), SQ_OK);
     assert_float_equal(W[0], sq_f16_to_f32(p.scales[0]) * (3.0f - 16.0f), 0);
+    free(sc);
     sq_gptq_packed_free(&p);
     sq_quant_result_free(&res);
 }
