@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cmds.h"
 #include "core/status.h"
 
 static void usage(FILE *out)
@@ -11,7 +12,7 @@ static void usage(FILE *out)
             "usage: shardq <command> [args]\n"
             "  run JOB.json             run a job spec (under mpirun/srun for several ranks)\n"
             "  status JOB.json          print a job's progress from its journal\n"
-            "  eval --model DIR --data FILE [--seqlen N] [--max-windows K] [--out FILE]\n"
+            "  eval --model DIR --data FILE|--data-ids FILE [--seqlen N] [--max-windows K] [--out FILE]\n"
             "  inspect DIR|FILE         print a model's config and tensor table\n"
             "  tokenize --tokenizer FILE [--input FILE] [--jsonl]\n"
             "  push DIR URI | pull URI DIR | models URI\n");
@@ -23,6 +24,8 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "eval"))
+        return cmd_eval(argc - 1, argv + 1);
     fprintf(stderr, "shardq: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -10,6 +10,19 @@
 
 /* Upper bound on the floats of one chunk of logits (128 MiB). */
 #define LOGITS_CHUNK_FLOATS ((size_t)32 << 20)
+/* Default bound on a layer's scratch buffers (floats, 1 GiB) when no micro-batch is given. */
+#define SCRATCH_FLOATS ((size_t)256 << 20)
+
+/* Sequences per layer call: the caller's choice, else as many as fit SCRATCH_FLOATS (at least one). */
+static int micro_batch_size(const sq_model_config *cfg, int requested, int n_seqs, int seq)
+{
+    if (requested > 0)
+        return requested < n_seqs ? requested : n_seqs;
+    size_t q_width = (size_t)cfg->num_heads * cfg->head_dim, kv_width = (size_t)cfg->num_kv_heads * cfg->head_dim;
+    size_t per_row = 2 * (size_t)cfg->hidden_size + 2 * q_width + 2 * kv_width + 2 * (size_t)cfg->intermediate_size;
+    size_t fit = SCRATCH_FLOATS / (per_row * seq);
+    return fit < 1 ? 1 : fit > (size_t)n_seqs ? n_seqs : (int)fit;
+}
 
 sq_status sq_model_open(sq_model *m, const sq_model_config *cfg, const sq_checkpoint *ckpt)
 {
@@ -50,8 +63,8 @@ void sq_model_close(sq_model *m)
 
 /* Final norm, LM head and cross-entropy for the first seq-1 rows of each sequence,
  * in chunks of at most `chunk_rows` rows so the logits stay bounded. */
-static sq_status head_nll(const sq_model *m, const float *x, const int32_t *ids_dev, int n_seqs, int seq,
-                          float *nll_dev, float *normed, float *logits, int chunk_rows)
+static sq_status head_nll_chunks(const sq_model *m, const float *x, const int32_t *ids_dev, int n_seqs, int seq,
+                                 float *nll_dev, float *normed, float *logits, int chunk_rows)
 {
     const sq_model_config *cfg = &m->cfg;
     const int hidden = cfg->hidden_size, vocab = cfg->vocab_size;
@@ -65,6 +78,49 @@ static sq_status head_nll(const sq_model *m, const float *x, const int32_t *ids_
         }
     }
     return SQ_OK;
+}
+
+sq_status sq_model_head_nll(const sq_model *m, const float *x, const int32_t *ids, int n_seqs, int seq, float *nll,
+                            int chunk_rows)
+{
+    if (n_seqs <= 0 || seq < 2)
+        return sq_fail(SQ_ERR_ARG, "model head: need at least one sequence of 2 tokens (got %d x %d)", n_seqs, seq);
+    const int hidden = m->cfg.hidden_size, vocab = m->cfg.vocab_size;
+    const size_t n_tokens = (size_t)n_seqs * seq, n_nll = (size_t)n_seqs * (seq - 1);
+    if (chunk_rows <= 0) {
+        size_t fit = LOGITS_CHUNK_FLOATS / (size_t)vocab;
+        chunk_rows = fit < 1 ? 1 : fit > (size_t)(seq - 1) ? seq - 1 : (int)fit;
+    }
+    int32_t *ids_dev = NULL;
+    float *nll_dev = NULL, *normed = NULL, *logits = NULL;
+    sq_status st;
+    SQ_TRY_GOTO(st, kn_alloc((void **)&ids_dev, n_tokens * sizeof(int32_t)), done);
+    SQ_TRY_GOTO(st, kn_alloc((void **)&nll_dev, n_nll * sizeof(float)), done);
+    SQ_TRY_GOTO(st, kn_alloc((void **)&normed, (size_t)chunk_rows * hidden * sizeof(float)), done);
+    SQ_TRY_GOTO(st, kn_alloc((void **)&logits, (size_t)chunk_rows * vocab * sizeof(float)), done);
+    SQ_TRY_GOTO(st, kn_upload(ids_dev, ids, n_tokens * sizeof(int32_t)), done);
+    SQ_TRY_GOTO(st, head_nll_chunks(m, x, ids_dev, n_seqs, seq, nll_dev, normed, logits, chunk_rows), done);
+    SQ_TRY_GOTO(st, kn_download(nll, nll_dev, n_nll * sizeof(float)), done);
+done:
+    kn_free(ids_dev);
+    kn_free(nll_dev);
+    kn_free(normed);
+    kn_free(logits);
+    return st;
+}
+
+sq_status sq_model_embed(const sq_model *m, const int32_t *ids, size_t n_tokens, float *x)
+{
+    if (n_tokens > INT32_MAX)
+        return sq_fail(SQ_ERR_ARG, "model embed: %zu tokens is too many for one call", n_tokens);
+    int32_t *ids_dev = NULL;
+    sq_status st;
+    SQ_TRY_GOTO(st, kn_alloc((void **)&ids_dev, n_tokens * sizeof(int32_t)), done);
+    SQ_TRY_GOTO(st, kn_upload(ids_dev, ids, n_tokens * sizeof(int32_t)), done);
+    st = kn_embedding(x, m->embed, ids_dev, (int)n_tokens, m->cfg.hidden_size, m->cfg.vocab_size);
+done:
+    kn_free(ids_dev);
+    return st;
 }
 
 /* Load layer l and push every sequence through it, `micro` sequences at a time. */
@@ -86,28 +142,18 @@ sq_status sq_model_sequence_nll(sq_model *m, const int32_t *ids, int n_seqs, int
     const sq_model_config *cfg = &m->cfg;
     if (n_seqs <= 0 || seq < 2)
         return sq_fail(SQ_ERR_ARG, "model forward: need at least one sequence of 2 tokens (got %d x %d)", n_seqs, seq);
-    const int hidden = cfg->hidden_size, vocab = cfg->vocab_size;
-    const size_t n_tokens = (size_t)n_seqs * seq, n_nll = (size_t)n_seqs * (seq - 1);
-    int micro = opt && opt->micro_batch > 0 && opt->micro_batch < n_seqs ? opt->micro_batch : n_seqs;
+    const size_t n_tokens = (size_t)n_seqs * seq;
+    int micro = micro_batch_size(cfg, opt ? opt->micro_batch : 0, n_seqs, seq);
     if ((long)micro * seq > INT32_MAX)
         return sq_fail(SQ_ERR_ARG, "model forward: micro-batch of %d x %d tokens is too large", micro, seq);
-    size_t chunk = LOGITS_CHUNK_FLOATS / (size_t)vocab;
-    int chunk_rows = chunk < 1 ? 1 : chunk > (size_t)(seq - 1) ? seq - 1 : (int)chunk;
     sq_layer_options layer_opt = {.kv_cache_bits = opt ? opt->kv_cache_bits : 0};
 
-    int32_t *ids_dev = NULL;
-    float *x = NULL, *nll_dev = NULL, *normed = NULL, *logits = NULL;
+    float *x = NULL;
     sq_layer_scratch scratch = {0};
     sq_status st;
-    SQ_TRY_GOTO(st, kn_alloc((void **)&ids_dev, n_tokens * sizeof(int32_t)), done);
-    SQ_TRY_GOTO(st, kn_alloc((void **)&x, n_tokens * hidden * sizeof(float)), done);
-    SQ_TRY_GOTO(st, kn_alloc((void **)&nll_dev, n_nll * sizeof(float)), done);
-    SQ_TRY_GOTO(st, kn_alloc((void **)&normed, (size_t)chunk_rows * hidden * sizeof(float)), done);
-    SQ_TRY_GOTO(st, kn_alloc((void **)&logits, (size_t)chunk_rows * vocab * sizeof(float)), done);
+    SQ_TRY_GOTO(st, kn_alloc((void **)&x, n_tokens * cfg->hidden_size * sizeof(float)), done);
     SQ_TRY_GOTO(st, sq_layer_scratch_alloc(&scratch, cfg, micro * seq), done);
-
-    SQ_TRY_GOTO(st, kn_upload(ids_dev, ids, n_tokens * sizeof(int32_t)), done);
-    SQ_TRY_GOTO(st, kn_embedding(x, m->embed, ids_dev, (int)n_tokens, hidden, vocab), done);
+    SQ_TRY_GOTO(st, sq_model_embed(m, ids, n_tokens, x), done);
     double t_start = sq_now_seconds();
     for (int l = 0; l < cfg->num_layers; l++) {
         st = run_layer(m, l, x, n_seqs, seq, micro, &scratch, &layer_opt);
@@ -118,14 +164,9 @@ sq_status sq_model_sequence_nll(sq_model *m, const int32_t *ids, int n_seqs, int
         if (opt && opt->log_layers)
             sq_log_info("layer %d/%d done (%.1f s)", l + 1, cfg->num_layers, sq_now_seconds() - t_start);
     }
-    SQ_TRY_GOTO(st, head_nll(m, x, ids_dev, n_seqs, seq, nll_dev, normed, logits, chunk_rows), done);
-    SQ_TRY_GOTO(st, kn_download(nll, nll_dev, n_nll * sizeof(float)), done);
+    st = sq_model_head_nll(m, x, ids, n_seqs, seq, nll, opt ? opt->logits_chunk_rows : 0);
 done:
     sq_layer_scratch_free(&scratch);
-    kn_free(ids_dev);
     kn_free(x);
-    kn_free(nll_dev);
-    kn_free(normed);
-    kn_free(logits);
     return st;
 }

@@ -32,10 +32,22 @@ sq_status sq_model_open(sq_model *m, const sq_model_config *cfg, const sq_checkp
 void sq_model_close(sq_model *m);
 
 typedef struct {
-    int micro_batch;   /* sequences pushed through a layer at once (0: all of them) */
+    int micro_batch;   /* sequences pushed through a layer at once (0: as many as fit 1 GiB of scratch) */
     int kv_cache_bits; /* 0: exact attention; else simulated quantized KV cache (see sq_layer_options) */
-    bool log_layers;   /* a progress line per layer */
+    int logits_chunk_rows; /* rows per LM-head call (0: as many as fit 128 MiB of logits) */
+    bool log_layers;       /* a progress line per layer */
 } sq_forward_options;
+
+/* The pieces, for callers that drive the layers themselves (calibration, pipelines). */
+
+/* x (device) [n_tokens, hidden] := embedding rows of ids (host); an id outside the vocabulary is SQ_ERR_ARG. */
+sq_status sq_model_embed(const sq_model *m, const int32_t *ids, size_t n_tokens, float *x);
+
+/* From the last layer's output x (device) [n_seqs*seq, hidden] and the ids (host) of
+ * those sequences: nll (host) as sq_model_sequence_nll describes it. The LM head
+ * runs on `chunk_rows` rows at a time (0: as many as fit 128 MiB of logits). */
+sq_status sq_model_head_nll(const sq_model *m, const float *x, const int32_t *ids, int n_seqs, int seq, float *nll,
+                            int chunk_rows);
 
 /* ids (host) holds n_seqs sequences of seq tokens. On return nll (host) holds
  * n_seqs * (seq - 1) values: nll[s*(seq-1) + t] = -log p(ids[s*seq+t+1] | ids[s*seq .. s*seq+t]). */

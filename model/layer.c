@@ -153,6 +153,8 @@ static sq_status run_linear(const sq_layer_weights *w, sq_linear_id id, float *o
     const sq_linear *lin = &w->linear[id];
     if (opt && opt->hook) {
         sq_status st = opt->hook(opt->hook_ctx, linear_names[id], x, rows, lin->in_features);
+        if (st == SQ_STOPPED)
+            return st;
         if (st != SQ_OK)
             return sq_fail_context(st, "layer %d %s hook", w->index, linear_names[id]);
     }

@@ -73,7 +73,9 @@ void sq_layer_scratch_free(sq_layer_scratch *s);
 
 /* Called before a linear runs, with its device input [rows, in_features].
  * q/k/v share one input and gate/up share one: the hook is still called once
- * per linear. A non-OK status stops the forward pass and is returned. */
+ * per linear. SQ_STOPPED ends the pass there (calibration that only needs the
+ * inputs up to some linear) and is returned as is, leaving x partly updated;
+ * any other non-OK status is an error, returned with the layer and linear named. */
 typedef sq_status (*sq_linear_hook)(void *ctx, const char *linear_name, const float *input, int rows,
                                     int in_features);
 

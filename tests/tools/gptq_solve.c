@@ -4,12 +4,15 @@
  *   gptq_solve --w W.npy (--h H.npy | --x X.npy --seq S) --out DIR
  *              [--method gptq|rtn] [--bits 4] [--group-size 128] [--sym 1]
  *              [--desc-act 0] [--static-groups 0] [--damp 0.01] [--block-size 128]
+ *              [--pack 1]
  *
  * W is float32 [out, in]; H float32 [in, in]; or X float32 [nseq*S, in], fed
  * to the Hessian accumulator two sequences at a time (H.npy is then written).
  * Writes DIR/codes.npy (uint8 [out, in]), scales.npy and zeros.npy (float32
  * [out, ngroups]), g_idx.npy (int32 [in]), wq.npy (float32, dequantized) and
- * loss.txt. Only C-order little-endian arrays of rank 1 or 2 are handled. */
+ * loss.txt. With --pack 1 it also packs the result into the GPTQ tensors
+ * (qweight.npy, qzeros.npy int32; scales_f16.npy float16) and writes their
+ * dequantization as deq.npy (float32 [out, in]). Only C-order little-endian arrays of rank 1 or 2 are handled. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,7 @@
 #include "core/fileio.h"
 #include "kernels/kernels.h"
 #include "quant/gptq.h"
+#include "quant/gptq_pack.h"
 #include "quant/hessian.h"
 #include "quant/rtn.h"
 
@@ -90,6 +94,26 @@ static const char *arg(int argc, char **argv, const char *name, const char *fall
         if (strcmp(argv[i], name) == 0)
             return argv[i + 1];
     return fallback;
+}
+
+/* --pack: the GPTQ checkpoint tensors of the result and their dequantization. */
+static int write_packed(const char *out, const sq_quant_result *res)
+{
+    sq_gptq_packed p;
+    if (sq_gptq_pack(res, "gptq_solve", &p) != SQ_OK)
+        return -1;
+    float *deq = malloc((size_t)res->rows * res->cols * 4), *scales = malloc((size_t)p.ngroups * p.out * 4);
+    sq_convert_to_f32(scales, p.scales, SQ_DTYPE_F16, (size_t)p.ngroups * p.out);
+    int bad = sq_gptq_dequantize("gptq_solve", p.qweight, p.qzeros, scales, p.g_idx, p.out, p.in, p.bits,
+                                 p.ngroups, deq) != SQ_OK ||
+              npy_write(out, "qweight.npy", "<i4", 2, (long)p.in * p.bits / 32, p.out, p.qweight, 4) ||
+              npy_write(out, "qzeros.npy", "<i4", 2, p.ngroups, (long)p.out * p.bits / 32, p.qzeros, 4) ||
+              npy_write(out, "scales_f16.npy", "<f2", 2, p.ngroups, p.out, p.scales, 2) ||
+              npy_write(out, "deq.npy", "<f4", 2, p.out, p.in, deq, 4);
+    free(deq);
+    free(scales);
+    sq_gptq_packed_free(&p);
+    return bad ? -1 : 0;
 }
 
 static int fail(void)
@@ -175,7 +199,8 @@ int main(int argc, char **argv)
               npy_write(out, "zeros.npy", "<f4", 2, rows, res.ngroups, res.zeros, 4) ||
               npy_write(out, "g_idx.npy", "<i4", 1, cols, 0, res.g_idx, 4) ||
               npy_write(out, "wq.npy", "<f4", 2, rows, cols, wq, 4) ||
-              sq_write_file_atomic(loss_path, loss, (size_t)n) != SQ_OK;
+              sq_write_file_atomic(loss_path, loss, (size_t)n) != SQ_OK ||
+              (atoi(arg(argc, argv, "--pack", "0")) && write_packed(out, &res));
     free(loss_path);
     free(wq);
     sq_quant_result_free(&res);
