@@ -13,7 +13,6 @@
 #include "model/config.h"
 
 sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_step *step_spec,
-                                 const sq_model_config *cfg, const sq_checkpoint *source, const char *source_dir,
-                                 const char *output_dir);
+                                 const sq_model_config *cfg, const sq_checkpoint *source, const char *output_dir);
 
 #endif

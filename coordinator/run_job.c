@@ -141,8 +141,7 @@ static sq_status run_calibration_step(job_state *js, int step)
         if (js->comm->rank == 0) {
             mine = step_output(js, step, &output);
             if (mine == SQ_OK)
-                mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], &cfg, ckpt, js->model_dir,
-                                              output);
+                mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], &cfg, ckpt, output);
             if (mine == SQ_OK) {
                 json_t *result = json_pack("{s:s}", "output", output);
                 mine = sq_journal_record_step(&js->journal, step, result);

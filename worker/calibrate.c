@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/fileio.h"
 #include "core/log.h"
@@ -15,6 +16,7 @@
 #include "quant/gptq.h"
 #include "quant/hessian.h"
 #include "quant/rtn.h"
+#include "worker/fault.h"
 #include "worker/layer_results.h"
 #include "worker/signals.h"
 
@@ -232,6 +234,20 @@ static sq_status artifact_path(const calib_state *cs, int layer, char **path)
     return *path ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "out of memory");
 }
 
+/* Leave a torn temporary artifact behind and die, as a kill in the middle of the write would. */
+static void die_mid_write(const sq_layer_results *results, int layer, const char *path)
+{
+    char torn[4200];
+    snprintf(torn, sizeof torn, "%s.tmp.%d", path, 0);
+    if (sq_layer_results_write(results, layer, torn) == SQ_OK) {
+        uint64_t size = 0;
+        if (sq_file_size(torn, &size) == SQ_OK && truncate(torn, (off_t)(size / 2)) != 0)
+            perror(torn);
+    }
+    sq_fault_point("mid-artifact", layer);
+}
+
+/* Write a layer's artifact, then record it: the journal never names bytes that are not durable. */
 static sq_status save_layer(calib_state *cs, int layer, const sq_layer_results *results)
 {
     char name[64], sha[SQ_SHA256_HEX_LEN + 1];
@@ -245,13 +261,18 @@ static sq_status save_layer(calib_state *cs, int layer, const sq_layer_results *
         st = sq_make_dirs(dir);
     }
     free(dir);
+    if (st == SQ_OK && sq_fault_armed("mid-artifact", layer))
+        die_mid_write(results, layer, path);
     if (st == SQ_OK)
         st = sq_layer_results_write(results, layer, path);
     if (st == SQ_OK)
         st = sq_sha256_file(path, sha);
     free(path);
     SQ_TRY(st);
-    return sq_journal_record_layer(cs->job->journal, cs->job->step, layer, name, sha);
+    sq_fault_point("before-journal", layer);
+    SQ_TRY(sq_journal_record_layer(cs->job->journal, cs->job->step, layer, name, sha));
+    sq_fault_point("after-journal", layer);
+    return SQ_OK;
 }
 
 static sq_status load_layer(calib_state *cs, int layer, sq_layer_results *results)
@@ -307,6 +328,7 @@ static void log_progress(calib_state *cs, int finished, int total, int layer, bo
 
 static sq_status check_stop(int layer)
 {
+    sq_fault_layer_delay();
     sq_status worst;
     SQ_TRY(sq_comm_agree(sq_stop_requested() ? SQ_ERR_INTERRUPTED : SQ_OK, &worst));
     if (worst == SQ_ERR_INTERRUPTED)
