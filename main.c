@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cmds.h"
 #include "core/status.h"
 
 static void usage(FILE *out)
@@ -13,7 +14,7 @@ static void usage(FILE *out)
             "  status JOB.json          print a job's progress from its journal\n"
             "  eval --model DIR --data FILE [--seqlen N] [--max-windows K] [--out FILE]\n"
             "  inspect DIR|FILE         print a model's config and tensor table\n"
-            "  tokenize --tokenizer FILE [--input FILE] [--jsonl]\n"
+            "  tokenize --tokenizer FILE|DIR [--input FILE] [--jsonl [--field F]] [--no-special]\n"
             "  push DIR URI | pull URI DIR | models URI\n");
 }
 
@@ -23,6 +24,8 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "tokenize"))
+        return cmd_tokenize(argc, argv);
     fprintf(stderr, "shardq: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
