@@ -1,11 +1,14 @@
 /* cmd_tokenize.c: `shardq tokenize`, the tokenizer on the command line.
  *
  *   shardq tokenize --tokenizer FILE|DIR [--input FILE] [--jsonl [--field text]] [--no-special]
+ *   shardq tokenize --tokenizer FILE|DIR --decode [--input FILE]
  *
  * Prints one line of space-separated token ids per input line (the trailing
- * newline is not part of the text), or per JSONL record's string field. Used
+ * newline is not part of the text), or per JSONL record's string field.
+ * --decode reads lines of ids and prints their text (special tokens skipped). Used
  * by the reference tests and to check a model directory's tokenizer by hand. */
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +20,8 @@
 static void usage(void)
 {
     fprintf(stderr, "usage: shardq tokenize --tokenizer FILE|DIR [--input FILE] [--jsonl [--field NAME]] "
-                    "[--no-special]\n");
+                    "[--no-special]\n"
+                    "       shardq tokenize --tokenizer FILE|DIR --decode [--input FILE]\n");
 }
 
 static sq_status print_ids(const sq_tokenizer *tok, const char *text, size_t len, bool add_special)
@@ -30,6 +34,39 @@ static sq_status print_ids(const sq_tokenizer *tok, const char *text, size_t len
     putchar('\n');
     free(ids);
     return SQ_OK;
+}
+
+static sq_status print_text(const sq_tokenizer *tok, const char *line, size_t len, size_t lineno)
+{
+    int32_t *ids = malloc((len / 2 + 1) * sizeof *ids);
+    if (!ids)
+        return sq_fail(SQ_ERR_NOMEM, "line %zu", lineno);
+    size_t n = 0, i = 0;
+    sq_status st = SQ_OK;
+    while (i < len && st == SQ_OK) {
+        if (line[i] == ' ') {
+            i++;
+            continue;
+        }
+        char *end;
+        long v = strtol(line + i, &end, 10);
+        if (end == line + i || end > line + len || (end < line + len && *end != ' ') || v < INT32_MIN || v > INT32_MAX)
+            st = sq_fail(SQ_ERR_FORMAT, "line %zu: not a list of token ids", lineno);
+        else
+            ids[n++] = (int32_t)v;
+        i = (size_t)(end - line);
+    }
+    char *text = NULL;
+    size_t text_len;
+    if (st == SQ_OK)
+        st = sq_tokenizer_decode(tok, ids, n, true, &text, &text_len);
+    if (st == SQ_OK) {
+        fwrite(text, 1, text_len, stdout);
+        putchar('\n');
+    }
+    free(text);
+    free(ids);
+    return st;
 }
 
 static sq_status record_text(const char *line, size_t len, const char *field, size_t lineno, json_t **root,
@@ -50,7 +87,7 @@ static sq_status record_text(const char *line, size_t len, const char *field, si
 int cmd_tokenize(int argc, char **argv)
 {
     const char *tok_path = NULL, *input = NULL, *field = "text";
-    bool jsonl = false, add_special = true;
+    bool jsonl = false, add_special = true, decode = false;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc)
             tok_path = argv[++i];
@@ -60,6 +97,8 @@ int cmd_tokenize(int argc, char **argv)
             field = argv[++i];
         else if (!strcmp(argv[i], "--jsonl"))
             jsonl = true;
+        else if (!strcmp(argv[i], "--decode"))
+            decode = true;
         else if (!strcmp(argv[i], "--no-special"))
             add_special = false;
         else {
@@ -91,7 +130,9 @@ int cmd_tokenize(int argc, char **argv)
         lineno++;
         if (len && line[len - 1] == '\n')
             len--;
-        if (!jsonl) {
+        if (decode) {
+            st = print_text(tok, line, len, lineno);
+        } else if (!jsonl) {
             st = print_ids(tok, line, len, add_special);
         } else if (len) {
             json_t *root = NULL;

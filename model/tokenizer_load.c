@@ -324,13 +324,12 @@ static sq_status load_pattern(const loader *L, json_t *obj, const char *path, pc
     snprintf(p, sizeof p, "%s.pattern", path);
     json_t *pat = json_object_get(obj, "pattern");
     json_t *str = json_object_get(pat, "String"), *rx = json_object_get(pat, "Regex");
+    char where[600];
+    snprintf(where, sizeof where, "%s: %s.%s", L->file, p, json_is_string(str) ? "String" : "Regex");
     if (json_is_string(str))
-        return sq_tk_compile(p, json_string_value(str), json_string_length(str), true, re);
-    if (json_is_string(rx)) {
-        char where[300];
-        snprintf(where, sizeof where, "%s: %s.Regex", L->file, p);
+        return sq_tk_compile(where, json_string_value(str), json_string_length(str), true, re);
+    if (json_is_string(rx))
         return sq_tk_compile(where, json_string_value(rx), json_string_length(rx), false, re);
-    }
     return bad(L, p, "expected {\"String\": ...} or {\"Regex\": ...}");
 }
 

@@ -302,7 +302,7 @@ sq_status sq_tk_compile(const char *where, const char *pattern, size_t len, bool
 {
     int err = 0;
     PCRE2_SIZE off = 0;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     *out = pcre2_compile((PCRE2_SPTR)pattern, len, opts, &err, &off, NULL);
     if (!*out) {
         PCRE2_UCHAR msg[256];
