@@ -14,6 +14,7 @@ static const command commands[] = {
     {"run", cmd_run},
     {"status", cmd_status},
     {"eval", cmd_eval},
+    {"inspect", cmd_inspect},
     {"tokenize", cmd_tokenize},
 };
 
