@@ -240,8 +240,9 @@ static sq_status load_model(const loader *L, json_t *model)
         int32_t im = sq_tk_strmap_get(&t->vocab, joined.data, joined.len);
         if (ia < 0 || ib < 0 || im < 0) {
             char msg[160];
-            snprintf(msg, sizeof msg, "token \"%.60s\" not in model.vocab",
-                     ia < 0 ? a : ib < 0 ? b : joined.data);
+            const char *miss = ia < 0 ? a : ib < 0 ? b : joined.data;
+            size_t miss_len = ia < 0 ? alen : ib < 0 ? blen : joined.len;
+            snprintf(msg, sizeof msg, "token \"%.*s\" not in model.vocab", (int)(miss_len < 60 ? miss_len : 60), miss);
             st = bad(L, p, msg);
             goto done;
         }
