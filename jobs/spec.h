@@ -7,7 +7,7 @@
  *   "steps": [ {"gptq": {...}}, {"eval": {...}} ],   each step: an object with one key
  *   "state_uri": URI,                        journal and per-layer artifacts
  *   "output_uri": URI,                       the final checkpoint
- *   "parallel": {"mode": "sequential" | "pipeline", "micro_batch": 4},
+ *   "parallel": {"mode": "sequential" | "pipeline", "micro_batch": 4, "blocks": N},
  *   "seed": 0,
  *   "storage": {"endpoint": URL, "region": "us-east-1", "path_style": true,
  *               "part_size_mb": 8, "max_retries": 5},
@@ -18,7 +18,41 @@
  *   steps[1].gptq.bits: must be one of 2,3,4,8
  *   data.nsamples: must be a positive integer
  *   steps[0].gptq.blocksize: unknown key
- * and returns SQ_ERR_SPEC with all of them, one per line, in the message. */
+ * and returns SQ_ERR_SPEC with all of them, one per line, in the message:
+ *   "<file>: N errors\n<error>\n<error>..." ("1 error" when there is one); when the
+ *   list would not fit the status message it ends "... and K more".
+ * A JSON syntax error (duplicate keys included) is "<file>:<line>:<column>: invalid JSON: ...".
+ *
+ * Rules settled by jobs/spec*.c (decisions where the schema above is silent):
+ *  - Required: model, steps (non-empty), state_uri. output_uri when any step other
+ *    than eval is present; data.calibration when gptq, sparsegpt or wanda is present,
+ *    or qlora without its own train_data. Unknown keys are errors at every level.
+ *  - Types are strict: integer fields reject 4.0 and "4"; number fields take both.
+ *  - name defaults to the origin's file name without directories and ".json".
+ *  - URIs: a local path (kept as written; relative paths resolve against the
+ *    working directory of the run), file://PATH, or s3://bucket[/prefix] with a
+ *    valid S3 bucket name (3-63 of a-z 0-9 . -). Other schemes are errors.
+ *  - group_size is -1 or positive; divisibility by the model's dimensions is not
+ *    known here and is the runner's check.
+ *  - sparsegpt/wanda/magnitude take exactly one of "sparsity" and "pattern"; with a
+ *    pattern, sparsity is set to N/M. sparsegpt: bits 0 (default) or 2,3,4,8;
+ *    group_size (default 128) and sym (default true) only with bits > 0.
+ *  - qlora defaults: r 16, alpha 32, dropout 0.05 in [0,1), target_modules all of
+ *    q_proj k_proj v_proj o_proj gate_proj up_proj down_proj (no duplicates),
+ *    base_quant "gptq" when an earlier step quantized the model else "nf4" (an
+ *    explicit "nf4" after a quantizing step is an error), learning_rate 2e-4,
+ *    steps 200, batch_size 4, grad_accum 4, seqlen data.seqlen, weight_decay 0,
+ *    recompute true, train_data data.calibration.
+ *  - eval: data required; seqlen defaults to data.seqlen; kv_cache_bits 0,2,3,4,8.
+ *  - storage: endpoint an http(s):// URL, region a non-empty string, path_style a
+ *    boolean, part_size_mb 5..5120 (S3 part limits), max_retries >= 0.
+ *  - push: store and name required, version defaults to "1"; needs a step that
+ *    produces a model.
+ *  - Step order: pruning (sparsegpt, wanda, magnitude) comes before quantization;
+ *    a job quantizes once (rtn, gptq, or sparsegpt with bits > 0); nothing but eval
+ *    follows qlora.
+ *  - sha256 is over json_dumps(doc, JSON_SORT_KEYS | JSON_COMPACT) of the document
+ *    as written (defaults are not added, so spelling out a default changes it). */
 #ifndef SQ_JOBS_SPEC_H
 #define SQ_JOBS_SPEC_H
 
@@ -125,6 +159,9 @@ typedef struct {
     char *output_uri;      /* required when a step produces a model */
     sq_parallel_mode mode;
     int micro_batch;       /* pipeline micro-batch size, default 4 */
+    int pipeline_blocks;   /* pipeline: number of layer blocks; 0 (default) = one per rank.
+                              The quantized model depends on the block cut, not on the rank
+                              count, so a fixed "blocks" gives the same model on any -np. */
     uint64_t seed;
     sq_storage_options storage;
     sq_push_options push;

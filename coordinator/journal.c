@@ -1,0 +1,172 @@
+/* journal.c: resumable progress at state_uri/journal.json (see journal.h). */
+#include "coordinator/journal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fileio.h"
+
+#define JOURNAL_FORMAT "shardq-journal/1"
+
+static sq_status save(sq_journal *journal)
+{
+    char *text = json_dumps(journal->doc, JSON_INDENT(1) | JSON_SORT_KEYS);
+    if (!text)
+        return sq_fail(SQ_ERR_NOMEM, "%s: cannot serialise the journal", journal->path);
+    sq_status st = sq_write_file_atomic(journal->path, text, strlen(text));
+    free(text);
+    return st;
+}
+
+static sq_status init_paths(sq_journal *journal, const char *state_uri)
+{
+    memset(journal, 0, sizeof *journal);
+    journal->state_uri = strdup(state_uri);
+    journal->path = sq_path_join(state_uri, "journal.json");
+    if (!journal->state_uri || !journal->path)
+        return sq_fail(SQ_ERR_NOMEM, "journal: out of memory");
+    return SQ_OK;
+}
+
+/* Load and check the shape of an existing journal file. */
+static sq_status load(sq_journal *journal)
+{
+    uint64_t size;
+    SQ_TRY(sq_file_size(journal->path, &size));
+    json_error_t err;
+    journal->doc = json_load_file(journal->path, JSON_REJECT_DUPLICATES, &err);
+    if (!journal->doc)
+        return sq_fail(SQ_ERR_FORMAT, "%s: line %d: %s", journal->path, err.line, err.text);
+    const char *format = json_string_value(json_object_get(journal->doc, "format"));
+    json_t *steps = json_object_get(journal->doc, "steps");
+    if (!format || strcmp(format, JOURNAL_FORMAT) != 0 || !json_is_array(steps) ||
+        !json_is_string(json_object_get(journal->doc, "spec_sha256")))
+        return sq_fail(SQ_ERR_FORMAT, "%s: not a shardq journal (format %s)", journal->path,
+                       format ? format : "missing");
+    size_t i;
+    json_t *step;
+    json_array_foreach(steps, i, step) {
+        if (!json_is_array(json_object_get(step, "layers")))
+            return sq_fail(SQ_ERR_FORMAT, "%s: steps[%zu].layers: must be an array", journal->path, i);
+    }
+    return SQ_OK;
+}
+
+sq_status sq_journal_read(sq_journal *journal, const char *state_uri)
+{
+    SQ_TRY(init_paths(journal, state_uri));
+    return load(journal);
+}
+
+sq_status sq_journal_open(sq_journal *journal, const sq_job_spec *spec)
+{
+    SQ_TRY(init_paths(journal, spec->state_uri));
+    sq_status st = load(journal);
+    if (st != SQ_OK && st != SQ_ERR_NOT_FOUND)
+        return st;
+    if (st == SQ_OK) {
+        const char *hash = json_string_value(json_object_get(journal->doc, "spec_sha256"));
+        if (strcmp(hash, spec->sha256) != 0)
+            return sq_fail(SQ_ERR_MISMATCH,
+                           "%s: this state belongs to another job spec (sha256 %.12s..., this spec %.12s...); use a "
+                           "new state_uri or restore the original spec",
+                           journal->path, hash, spec->sha256);
+        if (json_array_size(json_object_get(journal->doc, "steps")) != (size_t)spec->n_steps)
+            return sq_fail(SQ_ERR_FORMAT, "%s: records %zu steps, the spec has %d", journal->path,
+                           json_array_size(json_object_get(journal->doc, "steps")), spec->n_steps);
+        return SQ_OK;
+    }
+    sq_clear_error();
+    SQ_TRY(sq_make_dirs(spec->state_uri));
+    json_t *steps = json_array();
+    for (int s = 0; s < spec->n_steps; s++)
+        json_array_append_new(steps, json_pack("{s:s, s:s, s:[]}", "kind", sq_step_kind_name(spec->steps[s].kind),
+                                               "status", "pending", "layers"));
+    journal->doc = json_pack("{s:s, s:s, s:o}", "format", JOURNAL_FORMAT, "spec_sha256", spec->sha256, "steps", steps);
+    if (!journal->doc)
+        return sq_fail(SQ_ERR_NOMEM, "journal: out of memory");
+    return save(journal);
+}
+
+void sq_journal_close(sq_journal *journal)
+{
+    json_decref(journal->doc);
+    free(journal->state_uri);
+    free(journal->path);
+    memset(journal, 0, sizeof *journal);
+}
+
+static json_t *step_at(const sq_journal *journal, int step)
+{
+    return json_array_get(json_object_get(journal->doc, "steps"), (size_t)step);
+}
+
+bool sq_journal_step_done(const sq_journal *journal, int step)
+{
+    const char *status = json_string_value(json_object_get(step_at(journal, step), "status"));
+    return status && strcmp(status, "done") == 0;
+}
+
+int sq_journal_layers_done(const sq_journal *journal, int step)
+{
+    json_t *layers = json_object_get(step_at(journal, step), "layers");
+    int done = 0;
+    size_t i;
+    json_t *entry;
+    json_array_foreach(layers, i, entry) {
+        if (json_integer_value(json_object_get(entry, "layer")) != done)
+            break;
+        done++;
+    }
+    return done;
+}
+
+const char *sq_journal_layer_artifact(const sq_journal *journal, int step, int layer, const char **sha256)
+{
+    json_t *layers = json_object_get(step_at(journal, step), "layers");
+    size_t i;
+    json_t *entry;
+    json_array_foreach(layers, i, entry) {
+        if (json_integer_value(json_object_get(entry, "layer")) == layer) {
+            if (sha256)
+                *sha256 = json_string_value(json_object_get(entry, "sha256"));
+            return json_string_value(json_object_get(entry, "artifact"));
+        }
+    }
+    return NULL;
+}
+
+sq_status sq_journal_record_layer(sq_journal *journal, int step, int layer, const char *artifact, const char *sha256)
+{
+    json_t *s = step_at(journal, step);
+    if (!s)
+        return sq_fail(SQ_ERR_ARG, "%s: no step %d", journal->path, step);
+    json_object_set_new(s, "status", json_string("running"));
+    json_array_append_new(json_object_get(s, "layers"),
+                          json_pack("{s:i, s:s, s:s}", "layer", layer, "artifact", artifact, "sha256", sha256));
+    return save(journal);
+}
+
+sq_status sq_journal_record_step(sq_journal *journal, int step, json_t *result)
+{
+    json_t *s = step_at(journal, step);
+    if (!s)
+        return sq_fail(SQ_ERR_ARG, "%s: no step %d", journal->path, step);
+    json_object_set_new(s, "status", json_string("done"));
+    json_object_set(s, "result", result ? result : json_null());
+    return save(journal);
+}
+
+sq_status sq_journal_truncate_layers(sq_journal *journal, int step, int from_layer)
+{
+    json_t *layers = json_object_get(step_at(journal, step), "layers");
+    for (size_t i = json_array_size(layers); i-- > 0;)
+        if (json_integer_value(json_object_get(json_array_get(layers, i), "layer")) >= from_layer)
+            json_array_remove(layers, i);
+    return save(journal);
+}
+
+char *sq_journal_artifact_path(const sq_journal *journal, const char *artifact)
+{
+    return sq_path_join(journal->state_uri, artifact);
+}

@@ -1,0 +1,363 @@
+/* spec.c: the job spec's top level (model, data, steps, URIs, parallel, storage,
+ * push), the checks that span several fields or steps, the spec hash, and
+ * loading/freeing. Per-step options are in spec_steps.c, typed field readers in
+ * spec_fields.c. */
+#include "jobs/spec.h"
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fileio.h"
+#include "core/sha256.h"
+#include "jobs/spec_fields.h"
+#include "jobs/spec_steps.h"
+
+static bool produces_model(sq_step_kind kind) { return kind != SQ_STEP_EVAL; }
+
+static bool is_pruning(sq_step_kind kind)
+{
+    return kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA || kind == SQ_STEP_MAGNITUDE;
+}
+
+static bool quantizes(const sq_step *step)
+{
+    return step->kind == SQ_STEP_RTN || step->kind == SQ_STEP_GPTQ ||
+           (step->kind == SQ_STEP_SPARSEGPT && step->sparse.bits > 0);
+}
+
+/* The file name without directories and without a ".json" extension. */
+static char *name_from_origin(const char *origin)
+{
+    const char *base = strrchr(origin, '/');
+    base = base ? base + 1 : origin;
+    size_t n = strlen(base);
+    if (n > 5 && !strcmp(base + n - 5, ".json"))
+        n -= 5;
+    return strndup(base, n);
+}
+
+static void parse_data(sq_spec_errors *errs, json_t *root, sq_job_spec *spec)
+{
+    static const char *const keys[] = {"calibration", "nsamples", "seqlen", NULL};
+    json_t *data = sq_spec_object(errs, root, "", "data");
+    if (!data)
+        return;
+    sq_spec_check_keys(errs, data, "data", keys);
+    sq_spec_uri(errs, data, "data", "calibration", &spec->calibration_uri);
+    sq_spec_int(errs, data, "data", "nsamples", 1, INT_MAX, "must be a positive integer", &spec->nsamples);
+    sq_spec_int(errs, data, "data", "seqlen", 1, INT_MAX, "must be a positive integer", &spec->seqlen);
+}
+
+static void parse_parallel(sq_spec_errors *errs, json_t *root, sq_job_spec *spec)
+{
+    static const char *const keys[] = {"mode", "micro_batch", "blocks", NULL};
+    static const char *const modes[] = {"sequential", "pipeline", NULL};
+    json_t *parallel = sq_spec_object(errs, root, "", "parallel");
+    if (!parallel)
+        return;
+    sq_spec_check_keys(errs, parallel, "parallel", keys);
+    int mode;
+    if (sq_spec_choice(errs, parallel, "parallel", "mode", modes, &mode))
+        spec->mode = mode == 1 ? SQ_PARALLEL_PIPELINE : SQ_PARALLEL_SEQUENTIAL;
+    sq_spec_int(errs, parallel, "parallel", "micro_batch", 1, INT_MAX, "must be a positive integer",
+                &spec->micro_batch);
+    sq_spec_int(errs, parallel, "parallel", "blocks", 1, INT_MAX, "must be a positive integer", &spec->pipeline_blocks);
+}
+
+static void parse_storage(sq_spec_errors *errs, json_t *root, sq_storage_options *s)
+{
+    static const char *const keys[] = {"endpoint", "region", "path_style", "part_size_mb", "max_retries", NULL};
+    json_t *storage = sq_spec_object(errs, root, "", "storage");
+    if (!storage)
+        return;
+    sq_spec_check_keys(errs, storage, "storage", keys);
+    if (sq_spec_string(errs, storage, "storage", "endpoint", &s->endpoint) &&
+        strncmp(s->endpoint, "http://", 7) && strncmp(s->endpoint, "https://", 8))
+        sq_spec_error(errs, "storage.endpoint", "must be an http:// or https:// URL");
+    sq_spec_string(errs, storage, "storage", "region", &s->region);
+    bool path_style;
+    if (sq_spec_bool(errs, storage, "storage", "path_style", &path_style))
+        s->path_style = path_style;
+    sq_spec_int(errs, storage, "storage", "part_size_mb", 5, 5120,
+                "must be an integer from 5 to 5120 (S3 multipart part sizes)", &s->part_size_mb);
+    sq_spec_int(errs, storage, "storage", "max_retries", 0, INT_MAX, "must be a non-negative integer",
+                &s->max_retries);
+}
+
+static void parse_push(sq_spec_errors *errs, json_t *root, sq_push_options *p)
+{
+    static const char *const keys[] = {"store", "name", "version", NULL};
+    json_t *push = sq_spec_object(errs, root, "", "push");
+    if (!push)
+        return;
+    sq_spec_check_keys(errs, push, "push", keys);
+    if (sq_spec_require(errs, push, "push", "store"))
+        sq_spec_uri(errs, push, "push", "store", &p->store);
+    if (sq_spec_require(errs, push, "push", "name"))
+        sq_spec_string(errs, push, "push", "name", &p->name);
+    sq_spec_string(errs, push, "push", "version", &p->version);
+    if (!p->version && !json_object_get(push, "version")) {
+        p->version = strdup("1");
+        if (!p->version)
+            errs->nomem = true;
+    }
+}
+
+/* Parse every step; parsed[i] tells whether steps[i]'s kind is known. */
+static void parse_steps(sq_spec_errors *errs, json_t *root, sq_job_spec *spec, bool **parsed)
+{
+    json_t *steps = json_object_get(root, "steps");
+    if (!steps) {
+        sq_spec_error(errs, "steps", "required");
+        return;
+    }
+    if (!json_is_array(steps) || json_array_size(steps) == 0) {
+        sq_spec_error(errs, "steps", "must be a non-empty list of steps");
+        return;
+    }
+    size_t n = json_array_size(steps);
+    spec->steps = calloc(n, sizeof *spec->steps);
+    *parsed = calloc(n, sizeof **parsed);
+    if (!spec->steps || !*parsed) {
+        errs->nomem = true;
+        return;
+    }
+    spec->n_steps = (int)n;
+    for (size_t i = 0; i < n; i++)
+        (*parsed)[i] = sq_spec_parse_step(errs, json_array_get(steps, i), (int)i, &spec->steps[i]);
+}
+
+static char *dup_or_null(sq_spec_errors *errs, const char *text)
+{
+    if (!text)
+        return NULL;
+    char *copy = strdup(text);
+    if (!copy)
+        errs->nomem = true;
+    return copy;
+}
+
+static const char *kind_at(const sq_job_spec *spec, int i) { return sq_step_kind_name(spec->steps[i].kind); }
+
+/* Pruning before quantization, one quantizing step, nothing but eval after qlora. */
+static void check_step_order(sq_spec_errors *errs, const sq_job_spec *spec, const bool *parsed)
+{
+    int quantized_by = -1, qlora_at = -1;
+    for (int i = 0; i < spec->n_steps; i++) {
+        if (!parsed[i])
+            continue;
+        const sq_step *step = &spec->steps[i];
+        char at[SQ_SPEC_PATH_MAX];
+        snprintf(at, sizeof at, "steps[%d]", i);
+        if (qlora_at >= 0 && produces_model(step->kind))
+            sq_spec_error(errs, at, "%s cannot follow qlora (steps[%d]): the adapter is trained on the final base",
+                          kind_at(spec, i), qlora_at);
+        else if (is_pruning(step->kind) && quantized_by >= 0)
+            sq_spec_error(errs, at, "pruning must come before quantization (steps[%d] is %s)", quantized_by,
+                          kind_at(spec, quantized_by));
+        else if (quantizes(step) && quantized_by >= 0)
+            sq_spec_error(errs, at, "the model is already quantized by steps[%d] (%s)", quantized_by,
+                          kind_at(spec, quantized_by));
+        if (quantizes(step) && quantized_by < 0)
+            quantized_by = i;
+        if (step->kind == SQ_STEP_QLORA)
+            qlora_at = i;
+    }
+}
+
+/* Step defaults that come from the rest of the spec: seqlen from data.seqlen,
+ * qlora's train_data from data.calibration and base_quant from earlier steps. */
+static void fill_dependent_defaults(sq_spec_errors *errs, json_t *root, sq_job_spec *spec, const bool *parsed)
+{
+    int quantized_by = -1;
+    for (int i = 0; i < spec->n_steps; i++) {
+        if (!parsed[i])
+            continue;
+        sq_step *step = &spec->steps[i];
+        if (step->kind == SQ_STEP_EVAL && !step->eval.seqlen)
+            step->eval.seqlen = spec->seqlen;
+        if (step->kind == SQ_STEP_QLORA) {
+            sq_lora_options *l = &step->lora;
+            json_t *options = json_object_get(json_array_get(json_object_get(root, "steps"), (size_t)i), "qlora");
+            if (!l->seqlen)
+                l->seqlen = spec->seqlen;
+            if (!json_object_get(options, "train_data"))
+                l->train_data = dup_or_null(errs, spec->calibration_uri);
+            if (!json_object_get(options, "base_quant")) {
+                l->base_quant = dup_or_null(errs, quantized_by >= 0 ? "gptq" : "nf4");
+            } else if (l->base_quant && quantized_by >= 0 && !strcmp(l->base_quant, "nf4")) {
+                char at[SQ_SPEC_PATH_MAX];
+                snprintf(at, sizeof at, "steps[%d].qlora.base_quant", i);
+                sq_spec_error(errs, at, "cannot be \"nf4\": steps[%d] (%s) already quantized the model; use \"gptq\"",
+                              quantized_by, kind_at(spec, quantized_by));
+            }
+        }
+        if (quantizes(step) && quantized_by < 0)
+            quantized_by = i;
+    }
+}
+
+/* Top-level fields that become required because of the steps. */
+static void check_required_by_steps(sq_spec_errors *errs, json_t *root, const sq_job_spec *spec, const bool *parsed)
+{
+    int first_output = -1, calibration_for = -1;
+    for (int i = 0; i < spec->n_steps; i++) {
+        if (!parsed[i])
+            continue;
+        sq_step_kind kind = spec->steps[i].kind;
+        json_t *options = json_object_get(json_array_get(json_object_get(root, "steps"), (size_t)i), "qlora");
+        bool needs_calibration = kind == SQ_STEP_GPTQ || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA ||
+                                 (kind == SQ_STEP_QLORA && !json_object_get(options, "train_data"));
+        if (needs_calibration && calibration_for < 0)
+            calibration_for = i;
+        if (produces_model(kind) && first_output < 0)
+            first_output = i;
+    }
+    json_t *data = json_object_get(root, "data");
+    if (calibration_for >= 0 && !(json_is_object(data) && json_object_get(data, "calibration")))
+        sq_spec_error(errs, "data.calibration", "required because step %s needs calibration data",
+                      kind_at(spec, calibration_for));
+    if (first_output >= 0 && !json_object_get(root, "output_uri"))
+        sq_spec_error(errs, "output_uri", "required because step %s produces a model", kind_at(spec, first_output));
+    if (json_is_object(json_object_get(root, "push")) && first_output < 0 && spec->n_steps > 0)
+        sq_spec_error(errs, "push", "needs a step that produces a model");
+}
+
+static void parse_document(sq_spec_errors *errs, json_t *root, const char *origin, sq_job_spec *spec)
+{
+    static const char *const keys[] = {"name", "model", "data", "steps", "state_uri", "output_uri",
+                                       "parallel", "seed", "storage", "push", NULL};
+    sq_spec_check_keys(errs, root, "", keys);
+    if (json_object_get(root, "name")) {
+        sq_spec_string(errs, root, "", "name", &spec->name);
+    } else {
+        spec->name = name_from_origin(origin);
+        if (!spec->name)
+            errs->nomem = true;
+    }
+    if (sq_spec_require(errs, root, "", "model"))
+        sq_spec_uri(errs, root, "", "model", &spec->model_uri);
+    parse_data(errs, root, spec);
+    bool *parsed = NULL;
+    parse_steps(errs, root, spec, &parsed);
+    if (sq_spec_require(errs, root, "", "state_uri"))
+        sq_spec_uri(errs, root, "", "state_uri", &spec->state_uri);
+    sq_spec_uri(errs, root, "", "output_uri", &spec->output_uri);
+    parse_parallel(errs, root, spec);
+    long long seed;
+    if (sq_spec_int64(errs, root, "", "seed", 0, "must be a non-negative integer", &seed))
+        spec->seed = (uint64_t)seed;
+    parse_storage(errs, root, &spec->storage);
+    parse_push(errs, root, &spec->push);
+    if (parsed) {
+        check_step_order(errs, spec, parsed);
+        fill_dependent_defaults(errs, root, spec, parsed);
+        check_required_by_steps(errs, root, spec, parsed);
+    }
+    free(parsed);
+}
+
+static void set_defaults(sq_job_spec *spec)
+{
+    memset(spec, 0, sizeof *spec);
+    spec->nsamples = 128;
+    spec->seqlen = 2048;
+    spec->mode = SQ_PARALLEL_SEQUENTIAL;
+    spec->micro_batch = 4;
+    spec->seed = 0;
+    spec->storage.path_style = -1;
+    spec->storage.part_size_mb = 8;
+    spec->storage.max_retries = 5;
+}
+
+/* The status message holds about 2 KiB: list whole lines up to SQ_SPEC_MESSAGE_LIST
+ * bytes and say how many more there are, rather than cutting a line in half. */
+#define SQ_SPEC_MESSAGE_LIST 1600
+
+static sq_status report_errors(const char *origin, const sq_spec_errors *errs)
+{
+    size_t shown = errs->len;
+    int hidden = 0;
+    if (shown > SQ_SPEC_MESSAGE_LIST) {
+        shown = SQ_SPEC_MESSAGE_LIST;
+        while (shown > 0 && errs->text[shown] != '\n')
+            shown--;
+        for (size_t i = shown; i < errs->len; i++)
+            hidden += errs->text[i] == '\n';
+    }
+    if (hidden)
+        return sq_fail(SQ_ERR_SPEC, "%s: %d errors\n%.*s\n... and %d more", origin, errs->count, (int)shown,
+                       errs->text, hidden);
+    return sq_fail(SQ_ERR_SPEC, "%s: %d error%s\n%s", origin, errs->count, errs->count == 1 ? "" : "s",
+                   errs->text);
+}
+
+sq_status sq_job_spec_parse(sq_job_spec *spec, const char *origin, const char *text)
+{
+    if (!spec || !origin || !text)
+        return sq_fail(SQ_ERR_ARG, "sq_job_spec_parse: spec, origin and text are required");
+    set_defaults(spec);
+    json_error_t jerr;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return sq_fail(SQ_ERR_SPEC, "%s:%d:%d: invalid JSON: %s", origin, jerr.line, jerr.column, jerr.text);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return sq_fail(SQ_ERR_SPEC, "%s: 1 error\n(root): must be an object", origin);
+    }
+    sq_spec_errors errs = {0};
+    parse_document(&errs, root, origin, spec);
+    sq_status st = SQ_OK;
+    if (errs.nomem) {
+        st = sq_fail(SQ_ERR_NOMEM, "%s: out of memory while reading the job spec", origin);
+    } else if (errs.count) {
+        st = report_errors(origin, &errs);
+    } else {
+        char *canonical = json_dumps(root, JSON_SORT_KEYS | JSON_COMPACT);
+        if (canonical)
+            sq_sha256_hex(canonical, strlen(canonical), spec->sha256);
+        else
+            st = sq_fail(SQ_ERR_NOMEM, "%s: out of memory while hashing the job spec", origin);
+        free(canonical);
+    }
+    sq_spec_errors_free(&errs);
+    json_decref(root);
+    if (st != SQ_OK)
+        sq_job_spec_free(spec);
+    return st;
+}
+
+sq_status sq_job_spec_load(sq_job_spec *spec, const char *path)
+{
+    char *text;
+    size_t len;
+    set_defaults(spec);
+    SQ_TRY(sq_read_file(path, &text, &len));
+    if (strlen(text) != len) {
+        free(text);
+        return sq_fail(SQ_ERR_SPEC, "%s: contains a NUL byte", path);
+    }
+    sq_status st = sq_job_spec_parse(spec, path, text);
+    free(text);
+    return st;
+}
+
+void sq_job_spec_free(sq_job_spec *spec)
+{
+    for (int i = 0; spec->steps && i < spec->n_steps; i++)
+        sq_spec_free_step(&spec->steps[i]);
+    free(spec->steps);
+    free(spec->name);
+    free(spec->model_uri);
+    free(spec->calibration_uri);
+    free(spec->state_uri);
+    free(spec->output_uri);
+    free(spec->storage.endpoint);
+    free(spec->storage.region);
+    free(spec->push.store);
+    free(spec->push.name);
+    free(spec->push.version);
+    memset(spec, 0, sizeof *spec);
+}

@@ -1,0 +1,129 @@
+/* test_journal.c: the journal records layers and steps durably, resumes where it
+ * stopped, refuses another spec's state, and rejects a damaged file. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coordinator/journal.h"
+#include "core/fileio.h"
+
+static char state_dir[256];
+
+static void spec_for(sq_job_spec *spec, int bits)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "{\"model\": \"m\", \"data\": {\"calibration\": \"c.txt\"}, \"steps\": [{\"gptq\": {\"bits\": %d}}, "
+             "{\"eval\": {\"data\": \"t.txt\"}}], \"state_uri\": \"%s\", \"output_uri\": \"o\"}",
+             bits, state_dir);
+    assert_int_equal(sq_job_spec_parse(spec, "job.json", text), SQ_OK);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(state_dir, sizeof state_dir, "/tmp/shardq-journal-XXXXXX");
+    assert_non_null(mkdtemp(state_dir));
+    strcat(state_dir, "/state");
+    return 0;
+}
+
+static void test_record_and_resume(void **state)
+{
+    (void)state;
+    sq_job_spec spec;
+    spec_for(&spec, 4);
+    sq_journal j;
+    assert_int_equal(sq_journal_open(&j, &spec), SQ_OK);
+    assert_int_equal(sq_journal_layers_done(&j, 0), 0);
+    assert_false(sq_journal_step_done(&j, 0));
+    assert_int_equal(sq_journal_record_layer(&j, 0, 0, "step0/layer_000.safetensors", "aa"), SQ_OK);
+    assert_int_equal(sq_journal_record_layer(&j, 0, 1, "step0/layer_001.safetensors", "bb"), SQ_OK);
+    sq_journal_close(&j);
+
+    /* A rerun of the same spec sees both layers. */
+    assert_int_equal(sq_journal_open(&j, &spec), SQ_OK);
+    assert_int_equal(sq_journal_layers_done(&j, 0), 2);
+    const char *sha = NULL;
+    assert_string_equal(sq_journal_layer_artifact(&j, 0, 1, &sha), "step0/layer_001.safetensors");
+    assert_string_equal(sha, "bb");
+    assert_null(sq_journal_layer_artifact(&j, 0, 2, NULL));
+
+    /* A bad artifact makes the runner forget it and everything after it. */
+    assert_int_equal(sq_journal_truncate_layers(&j, 0, 1), SQ_OK);
+    assert_int_equal(sq_journal_layers_done(&j, 0), 1);
+    json_t *result = json_pack("{s:f}", "ppl", 12.5);
+    assert_int_equal(sq_journal_record_step(&j, 0, result), SQ_OK);
+    json_decref(result);
+    sq_journal_close(&j);
+
+    assert_int_equal(sq_journal_read(&j, state_dir), SQ_OK);
+    assert_true(sq_journal_step_done(&j, 0));
+    assert_false(sq_journal_step_done(&j, 1));
+    assert_int_equal(sq_journal_layers_done(&j, 0), 1);
+    sq_journal_close(&j);
+    sq_job_spec_free(&spec);
+}
+
+static void test_other_spec_refused(void **state)
+{
+    (void)state;
+    sq_job_spec spec, other;
+    spec_for(&spec, 4);
+    spec_for(&other, 3);
+    sq_journal j;
+    assert_int_equal(sq_journal_open(&j, &spec), SQ_OK);
+    sq_journal_close(&j);
+    char *path = sq_path_join(state_dir, "journal.json");
+    char *before;
+    size_t before_len;
+    assert_int_equal(sq_read_file(path, &before, &before_len), SQ_OK);
+    assert_int_equal(sq_journal_open(&j, &other), SQ_ERR_MISMATCH);
+    assert_non_null(strstr(sq_last_error(), "belongs to another job spec"));
+    sq_journal_close(&j);
+    /* Nothing was overwritten. */
+    char *after;
+    size_t after_len;
+    assert_int_equal(sq_read_file(path, &after, &after_len), SQ_OK);
+    assert_int_equal(before_len, after_len);
+    assert_memory_equal(before, after, before_len);
+    free(before);
+    free(after);
+    free(path);
+    sq_job_spec_free(&spec);
+    sq_job_spec_free(&other);
+}
+
+static void test_damaged_journal(void **state)
+{
+    (void)state;
+    assert_int_equal(sq_make_dirs(state_dir), SQ_OK);
+    char *path = sq_path_join(state_dir, "journal.json");
+    const char *damaged = "{\"format\": \"shardq-journal/1\", \"spec_sha256\": \"x\", \"steps\": [{\"layers\": 3}]}";
+    assert_int_equal(sq_write_file_atomic(path, damaged, strlen(damaged)), SQ_OK);
+    sq_journal j;
+    assert_int_equal(sq_journal_read(&j, state_dir), SQ_ERR_FORMAT);
+    assert_non_null(strstr(sq_last_error(), "steps[0].layers: must be an array"));
+    sq_journal_close(&j);
+    assert_int_equal(sq_write_file_atomic(path, "{\"fo", 4), SQ_OK);
+    assert_int_equal(sq_journal_read(&j, state_dir), SQ_ERR_FORMAT);
+    assert_non_null(strstr(sq_last_error(), "journal.json"));
+    sq_journal_close(&j);
+    free(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_record_and_resume, setup),
+        cmocka_unit_test_setup(test_other_spec_refused, setup),
+        cmocka_unit_test_setup(test_damaged_journal, setup),
+    };
+    return cmocka_run_group_tests_name("journal", tests, NULL, NULL);
+}

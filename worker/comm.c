@@ -1,0 +1,179 @@
+/* comm.c: MPI for control and tensors; device buffers staged through host memory
+ * unless the backend's device memory is host memory. Large transfers are cut
+ * into chunks below MPI's int count limit. */
+#include "worker/comm.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mpi.h>
+
+#include "kernels/kernels.h"
+
+#define CHUNK_BYTES ((size_t)1 << 30)
+
+#define MPI_CHECK(call)                                                                     \
+    do {                                                                                    \
+        int mpi_rc_ = (call);                                                               \
+        if (mpi_rc_ != MPI_SUCCESS) {                                                       \
+            char mpi_msg_[MPI_MAX_ERROR_STRING];                                            \
+            int mpi_len_ = 0;                                                               \
+            MPI_Error_string(mpi_rc_, mpi_msg_, &mpi_len_);                                 \
+            return sq_fail(SQ_ERR_COMM, "%s:%d: %s failed: %s", __FILE__, __LINE__, #call, mpi_msg_); \
+        }                                                                                   \
+    } while (0)
+
+static int device_is_host(void) { return strcmp(kn_backend_name(), "cpu") == 0; }
+
+sq_status sq_comm_init(sq_comm *comm, int *argc, char ***argv)
+{
+    int provided;
+    MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &comm->rank));
+    MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &comm->world_size));
+    MPI_Comm node;
+    MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, comm->rank, MPI_INFO_NULL, &node));
+    MPI_CHECK(MPI_Comm_rank(node, &comm->local_rank));
+    MPI_Comm_free(&node);
+    return SQ_OK;
+}
+
+void sq_comm_finalize(void)
+{
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized)
+        MPI_Finalize();
+}
+
+void sq_comm_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
+
+sq_status sq_comm_barrier(void)
+{
+    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    return SQ_OK;
+}
+
+/* Run `op` over a host view of a device buffer: the buffer itself on the CPU
+ * backend, a staged copy otherwise (downloaded first when `download`, uploaded after when `upload`). */
+typedef sq_status (*host_op)(void *host, size_t bytes, void *arg);
+
+static sq_status with_host_view(void *dev, size_t bytes, int download, int upload, host_op op, void *arg)
+{
+    if (device_is_host())
+        return op(dev, bytes, arg);
+    void *host = malloc(bytes ? bytes : 1);
+    if (!host)
+        return sq_fail(SQ_ERR_NOMEM, "comm: cannot stage %zu bytes", bytes);
+    sq_status st = SQ_OK;
+    if (download)
+        st = kn_download(host, dev, bytes);
+    if (st == SQ_OK)
+        st = op(host, bytes, arg);
+    if (st == SQ_OK && upload)
+        st = kn_upload(dev, host, bytes);
+    free(host);
+    return st;
+}
+
+static sq_status allreduce_host(void *host, size_t bytes, void *arg)
+{
+    (void)arg;
+    float *values = host;
+    size_t count = bytes / sizeof(float);
+    for (size_t done = 0; done < count;) {
+        size_t n = count - done < CHUNK_BYTES / 4 ? count - done : CHUNK_BYTES / 4;
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values + done, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+        done += n;
+    }
+    return SQ_OK;
+}
+
+sq_status sq_comm_allreduce_sum(float *dev, size_t count)
+{
+    return with_host_view(dev, count * sizeof(float), 1, 1, allreduce_host, NULL);
+}
+
+static sq_status bcast_host(void *host, size_t bytes, void *arg)
+{
+    int root = *(int *)arg;
+    char *p = host;
+    for (size_t done = 0; done < bytes;) {
+        size_t n = bytes - done < CHUNK_BYTES ? bytes - done : CHUNK_BYTES;
+        MPI_CHECK(MPI_Bcast(p + done, (int)n, MPI_BYTE, root, MPI_COMM_WORLD));
+        done += n;
+    }
+    return SQ_OK;
+}
+
+sq_status sq_comm_bcast_host(void *host, size_t bytes, int root) { return bcast_host(host, bytes, &root); }
+
+sq_status sq_comm_bcast_device(void *dev, size_t bytes, int root)
+{
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    return with_host_view(dev, bytes, rank == root, rank != root, bcast_host, &root);
+}
+
+typedef struct {
+    int peer;
+    int tag;
+} p2p;
+
+static sq_status send_host(void *host, size_t bytes, void *arg)
+{
+    p2p *to = arg;
+    char *p = host;
+    for (size_t done = 0; done < bytes;) {
+        size_t n = bytes - done < CHUNK_BYTES ? bytes - done : CHUNK_BYTES;
+        MPI_CHECK(MPI_Send(p + done, (int)n, MPI_BYTE, to->peer, to->tag, MPI_COMM_WORLD));
+        done += n;
+    }
+    return SQ_OK;
+}
+
+static sq_status recv_host(void *host, size_t bytes, void *arg)
+{
+    p2p *from = arg;
+    char *p = host;
+    for (size_t done = 0; done < bytes;) {
+        size_t n = bytes - done < CHUNK_BYTES ? bytes - done : CHUNK_BYTES;
+        MPI_CHECK(MPI_Recv(p + done, (int)n, MPI_BYTE, from->peer, from->tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        done += n;
+    }
+    return SQ_OK;
+}
+
+sq_status sq_comm_send_device(const void *dev, size_t bytes, int dest, int tag)
+{
+    p2p to = {dest, tag};
+    return with_host_view((void *)dev, bytes, 1, 0, send_host, &to);
+}
+
+sq_status sq_comm_recv_device(void *dev, size_t bytes, int source, int tag)
+{
+    p2p from = {source, tag};
+    return with_host_view(dev, bytes, 0, 1, recv_host, &from);
+}
+
+sq_status sq_comm_send_host(const void *host, size_t bytes, int dest, int tag)
+{
+    p2p to = {dest, tag};
+    return send_host((void *)host, bytes, &to);
+}
+
+sq_status sq_comm_recv_host(void *host, size_t bytes, int source, int tag)
+{
+    p2p from = {source, tag};
+    return recv_host(host, bytes, &from);
+}
+
+sq_status sq_comm_agree(sq_status local, sq_status *worst)
+{
+    int mine = (int)local, all = 0;
+    MPI_CHECK(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    *worst = (sq_status)all;
+    return SQ_OK;
+}

@@ -1,0 +1,42 @@
+/* comm.h: the one communication interface every rank uses.
+ *
+ * Control messages and host buffers go over MPI. Device tensors (buffers from
+ * kn_alloc) go over MPI directly on the CPU backend, where device memory is
+ * host memory, and are staged through host memory on a GPU backend.
+ * Every call checks MPI's return code and turns a failure into SQ_ERR_COMM. */
+#ifndef SQ_WORKER_COMM_H
+#define SQ_WORKER_COMM_H
+
+#include <stddef.h>
+
+#include "core/status.h"
+
+typedef struct {
+    int rank;
+    int world_size;
+    int local_rank; /* rank among the processes of this node: selects the GPU */
+} sq_comm;
+
+/* MPI_Init (thread level FUNNELED) and rank discovery. */
+sq_status sq_comm_init(sq_comm *comm, int *argc, char ***argv);
+void sq_comm_finalize(void);
+/* End every rank of the job now with `code` (after a fatal error on one rank). */
+void sq_comm_abort(int code);
+
+sq_status sq_comm_barrier(void);
+/* Sum device floats across ranks, in place. */
+sq_status sq_comm_allreduce_sum(float *dev, size_t count);
+/* Broadcast `bytes` of a device / host buffer from `root`. */
+sq_status sq_comm_bcast_device(void *dev, size_t bytes, int root);
+sq_status sq_comm_bcast_host(void *host, size_t bytes, int root);
+/* Point-to-point device transfers (pipeline activations). */
+sq_status sq_comm_send_device(const void *dev, size_t bytes, int dest, int tag);
+sq_status sq_comm_recv_device(void *dev, size_t bytes, int source, int tag);
+/* Point-to-point host transfers (quantization results to the coordinator). */
+sq_status sq_comm_send_host(const void *host, size_t bytes, int dest, int tag);
+sq_status sq_comm_recv_host(void *host, size_t bytes, int source, int tag);
+/* Agree on a status: every rank learns the worst (largest) status of all ranks,
+ * so that one rank's failure stops all of them at the same point. */
+sq_status sq_comm_agree(sq_status local, sq_status *worst);
+
+#endif
