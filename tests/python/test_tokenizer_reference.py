@@ -307,6 +307,17 @@ def test_real_tokenizer_matches_reference(path):
     check_lines(path, wikitext_lines(200) + HARD_CASES, add_special=True)
 
 
+def test_tiny_model_fixture_tokenizer(tmp_path):
+    """The tokenizer.json that tests/tools/make_tiny_model writes (byte-level, 6 merges) loads and agrees."""
+    tool = ROOT / "build" / "tools" / "make_tiny_model"
+    if not tool.exists():
+        pytest.skip("build/tools/make_tiny_model not built")
+    model = tmp_path / "tiny"
+    subprocess.run([str(tool), str(model)], check=True, capture_output=True, timeout=120)
+    check_lines(model / "tokenizer.json", wikitext_lines(50) + HARD_CASES, add_special=True)
+    assert run(["--tokenizer", str(model)], "the\n").split()[0] == "1"
+
+
 def test_errors_name_file_and_path(tmp_path):
     bad = tmp_path / "tokenizer.json"
     bad.write_text(json.dumps({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2},
