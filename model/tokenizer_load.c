@@ -257,12 +257,6 @@ done:
     return st;
 }
 
-static int compare_added_length(const void *x, const void *y)
-{
-    const sq_tk_added *a = x, *b = y;
-    return a->len < b->len ? 1 : a->len > b->len ? -1 : 0;
-}
-
 static sq_status load_added(const loader *L, json_t *added)
 {
     sq_tokenizer *t = L->t;
@@ -288,6 +282,8 @@ static sq_status load_added(const loader *L, json_t *added)
         sq_tk_added *ad = &t->added[t->n_added];
         ad->id = (int32_t)json_integer_value(json_object_get(a, "id"));
         SQ_TRY(get_bool(L, a, p, "special", &ad->special));
+        ad->normalized = !ad->special;
+        SQ_TRY(get_bool(L, a, p, "normalized", &ad->normalized));
         SQ_TRY(get_bool(L, a, p, "lstrip", &ad->lstrip));
         SQ_TRY(get_bool(L, a, p, "rstrip", &ad->rstrip));
         SQ_TRY(get_bool(L, a, p, "single_word", &ad->single_word));
@@ -299,21 +295,54 @@ static sq_status load_added(const loader *L, json_t *added)
         SQ_TRY(set_token(t, ad->id, content, len));
         t->is_special[ad->id] = ad->special;
     }
-    /* longest first, so the first match at a position is the leftmost-longest one */
-    qsort(t->added, t->n_added, sizeof *t->added, compare_added_length);
-    for (size_t k = 0; k < t->n_added; k++)
-        t->added_by_byte_n[(unsigned char)t->added[k].content[0]]++;
-    for (int b = 0; b < 256; b++) {
-        if (!t->added_by_byte_n[b])
-            continue;
-        t->added_by_byte[b] = malloc(t->added_by_byte_n[b] * sizeof(size_t));
-        if (!t->added_by_byte[b])
-            return sq_fail(SQ_ERR_NOMEM, "%s: added token index", L->file);
-        t->added_by_byte_n[b] = 0;
-    }
+    return SQ_OK;
+}
+
+/* Once the normalizer is known: the text each added token is matched as, and the
+ * per-pass, per-first-byte buckets, longest match first (leftmost-longest). */
+static sq_status index_added(const loader *L)
+{
+    sq_tokenizer *t = L->t;
     for (size_t k = 0; k < t->n_added; k++) {
-        unsigned char b = (unsigned char)t->added[k].content[0];
-        t->added_by_byte[b][t->added_by_byte_n[b]++] = k;
+        sq_tk_added *ad = &t->added[k];
+        sq_tk_buf m = {0};
+        SQ_TRY(sq_tk_buf_append(&m, ad->content, ad->len));
+        if (ad->normalized) {
+            sq_status st = sq_tk_normalize(t, &m);
+            if (st != SQ_OK) {
+                free(m.data);
+                return st;
+            }
+        }
+        ad->match = m.data;
+        ad->match_len = m.len;
+        /* the reference's id -> token (and so decode) gives the normalized form */
+        if (ad->normalized && m.len)
+            SQ_TRY(set_token(t, ad->id, m.data, m.len));
+        if (m.len)
+            t->added_by_byte_n[ad->normalized][(unsigned char)m.data[0]]++;
+    }
+    for (int set = 0; set < 2; set++)
+        for (int b = 0; b < 256; b++) {
+            if (!t->added_by_byte_n[set][b])
+                continue;
+            t->added_by_byte[set][b] = malloc(t->added_by_byte_n[set][b] * sizeof(size_t));
+            if (!t->added_by_byte[set][b])
+                return sq_fail(SQ_ERR_NOMEM, "%s: added token index", L->file);
+            t->added_by_byte_n[set][b] = 0;
+        }
+    for (size_t k = 0; k < t->n_added; k++) {
+        const sq_tk_added *ad = &t->added[k];
+        if (!ad->match_len)
+            continue;
+        unsigned char b = (unsigned char)ad->match[0];
+        size_t *bucket = t->added_by_byte[ad->normalized][b];
+        size_t j = t->added_by_byte_n[ad->normalized][b]++;
+        while (j > 0 && t->added[bucket[j - 1]].match_len < ad->match_len) {
+            bucket[j] = bucket[j - 1];
+            j--;
+        }
+        bucket[j] = k;
     }
     return SQ_OK;
 }
@@ -793,6 +822,7 @@ sq_status sq_tokenizer_load_json(const char *name, const char *json, size_t len,
     SQ_TRY_GOTO(st, load_model(&L, json_object_get(root, "model")), fail);
     SQ_TRY_GOTO(st, load_added(&L, json_object_get(root, "added_tokens")), fail);
     SQ_TRY_GOTO(st, load_normalizer(&L, json_object_get(root, "normalizer"), "normalizer"), fail);
+    SQ_TRY_GOTO(st, index_added(&L), fail);
     SQ_TRY_GOTO(st, load_pre_tokenizer(&L, json_object_get(root, "pre_tokenizer"), "pre_tokenizer"), fail);
     SQ_TRY_GOTO(st, load_decoder(&L, json_object_get(root, "decoder"), "decoder"), fail);
     SQ_TRY_GOTO(st, load_post_processor(&L, json_object_get(root, "post_processor"), "post_processor"), fail);

@@ -13,6 +13,8 @@ with a small vocab:
   unk      llama2 without byte_fallback: unknown chars become <unk> (fuse_unk)
   digits   Digits(individual) + ByteLevel(add_prefix_space=true)
   splits   Split with each behavior (MergedWithPrevious/Next, Contiguous, Removed, inverted)
+Each also gets added tokens as real files have them: a normalized non-special one (matched
+after normalization, as the reference does), an rstrip one and an lstrip special one.
 For each: ids of a few hundred WikiText-2 test lines and hand-picked hard strings (unicode,
 whitespace runs, digits, empty, special tokens in text) must equal the reference's, with and
 without special tokens; JSONL input likewise (and one 100 kB document); decode must equal
@@ -27,7 +29,7 @@ import subprocess
 import pytest
 
 tokenizers = pytest.importorskip("tokenizers")
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 ROOT = pathlib.Path(os.environ.get("SHARDQ_ROOT", pathlib.Path(__file__).resolve().parents[2]))
 SHARDQ = ROOT / "shardq"
@@ -63,6 +65,8 @@ HARD_CASES = [
     "<|begin_of_text|>hi there<|end_of_text|>",
     "<|endoftext|>start and end<|endoftext|>",
     "<|im_start|>user\u00a0hi<|im_end|>",
+    "say hello world, hello  world, hello world<mask> and  <mask>x [sep]   y[sep]",
+    "hello world",
     "nbsp\u00a0here and ideographic\u3000space",
     "symbols !@#$%^&*()_+-=[]{}|;:',.<>/?`~ \\ \"",
     "a" * 300,
@@ -200,13 +204,17 @@ def build(family, tmp):
         pre = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
                                        pre_tokenizers.ByteLevel(add_prefix_space=True)])
         build_bytelevel(out, pre, ["<|endoftext|>"])
+    tok = Tokenizer.from_file(str(out))
+    tok.add_tokens([AddedToken("hello world", normalized=True), AddedToken("[sep]", rstrip=True, normalized=False)])
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True, normalized=False)])
+    tok.save(str(out))
     return out
 
 
 FAMILIES = ["llama2", "mistral", "unk", "gpt2", "llama3", "qwen2", "digits", "splits"]
 # Families whose reference decode gives back any text free of special-token strings.
 ROUND_TRIP_FAMILIES = {"llama2", "gpt2", "llama3", "qwen2"}
-SPECIAL_STRINGS = ["<s>", "</s>", "<unk>", "<|"]
+SPECIAL_STRINGS = ["<s>", "</s>", "<unk>", "<|", "<mask>", "[sep]"]
 
 
 @pytest.fixture(scope="module")
