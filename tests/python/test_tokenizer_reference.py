@@ -273,6 +273,17 @@ def test_whole_document_matches_reference(family, tmp_path):
     assert [int(x) for x in got] == ref.encode(doc).ids
 
 
+def test_long_runs_match_reference(family, tmp_path):
+    """Long whitespace runs, one huge word and long newline/punctuation runs (regex and merge-loop stress)."""
+    name, path = family
+    ref = Tokenizer.from_file(str(path))
+    texts = [" " * 50_000 + "x", "ab" * 25_000, "\n \n" * 10_000 + "!?" * 10_000, "9" * 30_000]
+    src = tmp_path / "long.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    got = run(["--tokenizer", str(path), "--input", str(src), "--jsonl"]).split("\n")[:-1]
+    assert got == [" ".join(map(str, ref.encode(t).ids)) for t in texts]
+
+
 def test_decode_matches_reference(family):
     name, path = family
     ref = Tokenizer.from_file(str(path))
