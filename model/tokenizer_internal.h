@@ -1,5 +1,7 @@
 /* tokenizer_internal.h: the loaded form of a tokenizer.json, shared by the
- * tokenizer_*.c files (loader, normalizer/pre-tokenizers, BPE, encode/decode).
+ * tokenizer_*.c files (tokenizer_load/_pipeline/_json: reading the JSON;
+ * tokenizer_pretok: normalizers and pre-tokenizers; tokenizer_bpe: merges;
+ * tokenizer_util: maps, buffers, UTF-8; tokenizer.c: encode/decode).
  * Not part of the public interface: use model/tokenizer.h. */
 #ifndef SQ_MODEL_TOKENIZER_INTERNAL_H
 #define SQ_MODEL_TOKENIZER_INTERNAL_H
