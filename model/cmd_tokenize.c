@@ -88,7 +88,7 @@ int cmd_tokenize(int argc, char **argv)
 {
     const char *tok_path = NULL, *input = NULL, *field = "text";
     bool jsonl = false, add_special = true, decode = false;
-    for (int i = 2; i < argc; i++) {
+    for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc)
             tok_path = argv[++i];
         else if (!strcmp(argv[i], "--input") && i + 1 < argc)
