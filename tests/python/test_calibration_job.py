@@ -182,21 +182,29 @@ def test_other_spec_refused_for_same_state(work, baseline):
     assert "belongs to another job spec" in proc.stderr + proc.stdout
 
 
-def test_perplexity_order_fp_gptq_rtn(work, baseline):
+def test_perplexity_order_fp_gptq_rtn(work):
     # Scored on text drawn from the unquantized model itself, the unquantized model's
     # expected NLL is the text's entropy and any perturbed model only adds a KL
     # divergence: fp <= gptq. GPTQ's smaller output error must show as gptq < rtn.
-    ids = llama_reference.sample(work["model"], 24, 64, seed=5)
-    ids_file = work["tmp"] / "sampled.ids"
-    ids_file.write_text(" ".join(map(str, ids)))
-    spec, rtn_out = spec_for(work, "rtn", steps=[{"rtn": {"bits": 4, "group_size": 32}}])
-    mpirun(1, ["run", spec])
+    # Calibration uses other samples of the same model (pre-tokenized ids).
+    ids = llama_reference.sample(work["model"], 28, 64, seed=5)
+    calibration, evaluation = work["tmp"] / "calibration.ids", work["tmp"] / "evaluation.ids"
+    calibration.write_text(" ".join(map(str, ids[:12 * 64])))
+    evaluation.write_text(" ".join(map(str, ids[12 * 64:])))
+
+    def quantize(kind):
+        spec_path, output = spec_for(work, f"order-{kind}", steps=[{kind: {"bits": 4, "group_size": 32}}])
+        spec = json.loads(spec_path.read_text())
+        spec["data"] = {"calibration": str(calibration), "format": "token_ids", "nsamples": 12, "seqlen": 64}
+        spec_path.write_text(json.dumps(spec))
+        mpirun(1, ["run", spec_path])
+        return output
 
     def ppl(model_dir, name):
         out = work["tmp"] / f"{name}-sampled.json"
-        run([SHARDQ, "eval", "--model", model_dir, "--data-ids", ids_file, "--seqlen", "64", "--out", out])
+        run([SHARDQ, "eval", "--model", model_dir, "--data-ids", evaluation, "--seqlen", "64", "--out", out])
         return json.loads(out.read_text())["ppl"]
 
-    fp, gptq, rtn = ppl(work["model"], "fp"), ppl(baseline, "gptq"), ppl(rtn_out, "rtn")
+    fp, gptq, rtn = ppl(work["model"], "fp"), ppl(quantize("gptq"), "gptq"), ppl(quantize("rtn"), "rtn")
     print(f"perplexity on model-sampled text: fp {fp:.4f}  gptq {gptq:.4f}  rtn {rtn:.4f}")
     assert fp <= gptq < rtn, (fp, gptq, rtn)
