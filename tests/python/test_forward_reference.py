@@ -323,3 +323,18 @@ def test_eval_on_make_tiny_model_fixture(tmp_path):
     metrics, _ = shardq_eval(model_dir, ids, seqlen, tmp_path)
     assert metrics["windows"] == windows
     assert metrics["ppl"] == pytest.approx(ppl, rel=1e-4)
+
+
+def test_usage_errors(tmp_path):
+    def run(*args):
+        return subprocess.run([str(SHARDQ), "eval", *args], capture_output=True, text=True, timeout=60)
+
+    assert run("--data-ids", "x").returncode == 2  # no --model
+    assert run("--model", "m", "--data", "a", "--data-ids", "b").returncode == 2  # two data sources
+    assert run("--model", "m", "--data-ids", "b", "--seqlen", "1").returncode == 2
+    model_dir = write_fixture(WORK / "gqa-bf16-usage", seed=2)
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("1 2 3\n")
+    proc = run("--model", str(model_dir), "--data-ids", str(ids_file), "--seqlen", "8")
+    assert proc.returncode == 1
+    assert "3 tokens make no window of 8 tokens" in proc.stderr
