@@ -107,10 +107,10 @@ static sq_status load_tokens(const eval_args *a, const sq_model_config *cfg, int
 
 static sq_status write_metrics(const eval_args *a, const sq_perplexity_result *r)
 {
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:i, s:s}", "model", a->model_dir, "data",
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:f, s:f, s:i, s:s}", "model", a->model_dir, "data",
                             a->data_ids_path ? a->data_ids_path : a->data_path, "data_format",
                             a->data_ids_path ? "token_ids" : "text", "seqlen", a->ppl.seqlen, "windows", r->windows,
-                            "tokens", (json_int_t)r->tokens, "nll", r->nll, "ppl", r->ppl, "kv_cache_bits",
+                            "tokens", (json_int_t)r->tokens, "data_tokens", (json_int_t)r->data_tokens, "nll", r->nll, "ppl", r->ppl, "kv_cache_bits",
                             a->ppl.kv_cache_bits, "backend", kn_backend_name());
     if (!doc)
         return sq_fail(SQ_ERR_NOMEM, "%s: cannot build metrics JSON", a->out_path);

@@ -272,6 +272,7 @@ def test_eval_matches_numpy_reference(case, tmp_path):
     metrics, _ = shardq_eval(model_dir, ids, seqlen, tmp_path)
     assert metrics["windows"] == windows == 4
     assert metrics["tokens"] == windows * (seqlen - 1)
+    assert metrics["data_tokens"] == len(ids)
     assert metrics["seqlen"] == seqlen
     assert metrics["ppl"] == pytest.approx(ppl, rel=1e-4)
     assert metrics["nll"] == pytest.approx(nll.mean(), rel=1e-4)
