@@ -137,26 +137,23 @@ static sq_status run_eval(eval_args *a)
         a->ppl.seqlen = cfg.max_position_embeddings > 0 && cfg.max_position_embeddings < 2048
                             ? cfg.max_position_embeddings
                             : 2048;
+    SQ_TRY(kn_init(0));
     int32_t *ids = NULL;
     size_t n_ids = 0;
     sq_checkpoint *ckpt = NULL;
     sq_model model = {0};
-    bool model_open = false;
     SQ_TRY_GOTO(st, load_tokens(a, &cfg, &ids, &n_ids), done);
-    SQ_TRY_GOTO(st, kn_init(0), done);
     sq_log_info("eval: %s on %s, %zu tokens, seqlen %d, %s", a->model_dir,
                 a->data_ids_path ? a->data_ids_path : a->data_path, n_ids, a->ppl.seqlen, kn_device_description());
     SQ_TRY_GOTO(st, sq_checkpoint_open(&ckpt, a->model_dir), done);
     SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, ckpt), done);
-    model_open = true;
     sq_perplexity_result result;
     SQ_TRY_GOTO(st, sq_perplexity(&model, ids, n_ids, &a->ppl, &result), done);
     printf("windows %d  tokens %ld  nll %.6f  ppl %.4f\n", result.windows, result.tokens, result.nll, result.ppl);
     if (a->out_path)
         SQ_TRY_GOTO(st, write_metrics(a, &result), done);
 done:
-    if (model_open)
-        sq_model_close(&model);
+    sq_model_close(&model);
     if (ckpt)
         sq_checkpoint_close(ckpt);
     free(ids);
