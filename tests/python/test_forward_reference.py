@@ -9,12 +9,14 @@ LM head) and reads checkpoints with its own safetensors parser (struct + json
 nsamples = ntokens // seqlen non-overlapping windows, every position but the
 first scored, ppl = exp(mean NLL). shardq must agree to 1e-4 relative.
 
-Fixtures are written here too (random weights, bf16/f32, one file or shards,
-optional q/k/v biases), and with build/tools/make_tiny_model when present.
+Fixtures come from build/tools/make_tiny_model (Llama / Mistral / Qwen2,
+GQA on and off, shards, bf16/fp16/f32) and from a small writer here for what
+that tool does not make (llama3 RoPE scaling, Llama with attention_bias).
 """
 import json
 import math
 import os
+import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -91,7 +93,8 @@ def write_safetensors(path, tensors, dtype):
 
 
 def write_fixture(model_dir, *, seed, hidden=64, heads=4, kv_heads=2, inter=160, layers=2, vocab=256,
-                  dtype="BF16", shards=1, qkv_bias=False, tied=True, rope_scaling=None, model_type="llama"):
+                  dtype="BF16", shards=1, attention_bias=False, tied=True, rope_scaling=None, model_type="llama"):
+    """Llama's attention_bias puts biases on q/k/v/o; Qwen2 always has q/k/v biases and no o bias."""
     rng = np.random.default_rng(seed)
     head_dim = hidden // heads
     t = {"model.embed_tokens.weight": rng.normal(0, 0.15, (vocab, hidden))}
@@ -104,10 +107,11 @@ def write_fixture(model_dir, *, seed, hidden=64, heads=4, kv_heads=2, inter=160,
     for l in range(layers):
         p = f"model.layers.{l}."
         t[p + "input_layernorm.weight"] = 1 + 0.1 * rng.normal(size=hidden)
+        qkv_bias = attention_bias or model_type == "qwen2"
         linear(p + "self_attn.q_proj", heads * head_dim, hidden, qkv_bias)
         linear(p + "self_attn.k_proj", kv_heads * head_dim, hidden, qkv_bias)
         linear(p + "self_attn.v_proj", kv_heads * head_dim, hidden, qkv_bias)
-        linear(p + "self_attn.o_proj", hidden, heads * head_dim)
+        linear(p + "self_attn.o_proj", hidden, heads * head_dim, attention_bias and model_type == "llama")
         t[p + "post_attention_layernorm.weight"] = 1 + 0.1 * rng.normal(size=hidden)
         linear(p + "mlp.gate_proj", inter, hidden)
         linear(p + "mlp.up_proj", inter, hidden)
@@ -117,9 +121,8 @@ def write_fixture(model_dir, *, seed, hidden=64, heads=4, kv_heads=2, inter=160,
         t["lm_head.weight"] = rng.normal(0, 0.15, (vocab, hidden))
 
     model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    for f in model_dir.glob("*.safetensors*"):
-        f.unlink()
+    shutil.rmtree(model_dir, ignore_errors=True)
+    model_dir.mkdir(parents=True)
     arch = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}[model_type]
     config = {
         "architectures": [arch], "model_type": model_type, "hidden_size": hidden, "intermediate_size": inter,
@@ -129,7 +132,7 @@ def write_fixture(model_dir, *, seed, hidden=64, heads=4, kv_heads=2, inter=160,
         "torch_dtype": "bfloat16" if dtype == "BF16" else "float32", "hidden_act": "silu",
     }
     if model_type == "llama":
-        config["attention_bias"] = qkv_bias
+        config["attention_bias"] = attention_bias
     if rope_scaling:
         config["rope_scaling"] = rope_scaling
     (model_dir / "config.json").write_text(json.dumps(config, indent=2))
@@ -256,7 +259,7 @@ CASES = {
     "gqa-bf16": dict(kv_heads=2),
     "mha-f32": dict(kv_heads=4, dtype="F32"),
     "sharded-untied": dict(kv_heads=2, shards=3, tied=False),
-    "qwen2-bias": dict(kv_heads=2, qkv_bias=True, model_type="qwen2"),
+    "llama-attention-bias": dict(kv_heads=2, attention_bias=True, dtype="F32"),
     "llama3-rope": dict(kv_heads=1, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                                   "high_freq_factor": 4.0,
                                                   "original_max_position_embeddings": 16}),
@@ -313,17 +316,32 @@ def test_out_of_vocabulary_id_is_a_clear_error(tmp_path):
     assert "ids.txt: token 3 has id 999" in proc.stderr
 
 
-@pytest.mark.skipif(not MAKE_TINY.exists(), reason="build/tools/make_tiny_model not built")
-def test_eval_on_make_tiny_model_fixture(tmp_path):
-    model_dir = WORK / "make-tiny-model"
-    subprocess.run([str(MAKE_TINY), str(model_dir)], check=True, capture_output=True, timeout=120)
+TINY_MODEL_CASES = {
+    "tiny-llama-gqa": ["--kv-heads", "2"],
+    "tiny-llama-mha": ["--kv-heads", "4", "--tie"],
+    "tiny-llama-sharded": ["--kv-heads", "2", "--shards", "3", "--dtype", "fp16"],
+    "tiny-qwen2-bias": ["--arch", "qwen2", "--kv-heads", "2", "--dtype", "f32"],
+    "tiny-mistral-1kv": ["--arch", "mistral", "--kv-heads", "1", "--layers", "3"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(TINY_MODEL_CASES))
+def test_eval_on_make_tiny_model_fixtures(case, tmp_path):
+    assert MAKE_TINY.exists(), "build/tools/make_tiny_model is built by make"
+    model_dir = WORK / case
+    shutil.rmtree(model_dir, ignore_errors=True)
+    subprocess.run([str(MAKE_TINY), str(model_dir), "--seed", "17", *TINY_MODEL_CASES[case]], check=True,
+                   capture_output=True, timeout=120)
     cfg = json.loads((model_dir / "config.json").read_text())
-    seqlen = 16
-    ids = random_ids(7, cfg["vocab_size"], 3 * seqlen + 1)
+    if case == "tiny-qwen2-bias":
+        assert any(name.endswith("q_proj.bias") for name in read_checkpoint(model_dir))
+    seqlen = 20
+    ids = random_ids(7, cfg["vocab_size"], 3 * seqlen + 5)
     windows, nll, ppl = reference_ppl(model_dir, ids, seqlen)
     metrics, _ = shardq_eval(model_dir, ids, seqlen, tmp_path)
-    assert metrics["windows"] == windows
+    assert metrics["windows"] == windows == 3
     assert metrics["ppl"] == pytest.approx(ppl, rel=1e-4)
+    assert abs(math.log(ppl) - math.log(cfg["vocab_size"])) > 0.05
 
 
 def test_usage_errors(tmp_path):
