@@ -1,10 +1,25 @@
 /* main.c: the shardq command line. One binary, one subcommand per verb;
- * each subcommand lives beside the subsystem it drives (see cmd_*.c files). */
+ * each subcommand lives beside the subsystem it drives (see cmds.h). */
 #include <stdio.h>
 #include <string.h>
 
 #include "cmds.h"
-#include "core/status.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} command;
+
+static const command commands[] = {
+    {"run", cmd_run},
+    {"status", cmd_status},
+    {"eval", cmd_eval},
+    {"inspect", cmd_inspect},
+    {"tokenize", cmd_tokenize},
+    {"push", cmd_push},
+    {"pull", cmd_pull},
+    {"models", cmd_models},
+};
 
 static void usage(FILE *out)
 {
@@ -14,7 +29,7 @@ static void usage(FILE *out)
             "  status JOB.json          print a job's progress from its journal\n"
             "  eval --model DIR --data FILE|--data-ids FILE [--seqlen N] [--max-windows K] [--out FILE]\n"
             "  inspect DIR|FILE         print a model's config and tensor table\n"
-            "  tokenize --tokenizer FILE [--input FILE] [--jsonl]\n"
+            "  tokenize --tokenizer FILE|DIR [--input FILE] [--jsonl [--field F]] [--no-special] [--decode]\n"
             "  push DIR URI | pull URI DIR | models URI\n");
 }
 
@@ -24,8 +39,9 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (!strcmp(argv[1], "eval"))
-        return cmd_eval(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "shardq: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -207,6 +207,10 @@ sq_status sq_st_open(sq_st_file *file, const char *path)
         close(fd);
         return sq_fail(SQ_ERR_IO, "%s: cannot stat: %s", path, strerror(err));
     }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return sq_fail(SQ_ERR_IO, "%s: not a regular file", path);
+    }
     uint64_t size = (uint64_t)sb.st_size;
     if (size < 8) {
         close(fd);
@@ -273,7 +277,10 @@ static sq_status build_header(const char *path, const sq_st_entry *entries, int 
         return sq_fail(SQ_ERR_NOMEM, "%s: out of memory", path);
     sq_status st = SQ_OK;
     if (metadata) {
-        SQ_TRY_GOTO(st, check_metadata(path, metadata), done);
+        if (check_metadata(path, metadata) != SQ_OK) {
+            st = sq_fail_context(SQ_ERR_ARG, "cannot write");
+            goto done;
+        }
         json_object_set(root, METADATA_KEY, metadata);
     }
     uint64_t offset = 0;

@@ -15,6 +15,7 @@
 #include "kernels/kernels.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/corpus.h"
 #include "model/forward.h"
 #include "model/perplexity.h"
 #include "model/token_ids.h"
@@ -100,9 +101,7 @@ static sq_status load_tokens(const eval_args *a, const sq_model_config *cfg, int
 {
     if (a->data_ids_path)
         return sq_read_token_ids(a->data_ids_path, cfg->vocab_size, ids, n);
-    return sq_fail(SQ_ERR_UNSUPPORTED, "%s: text data needs the tokenizer, which this build lacks; pass token ids "
-                                       "with --data-ids",
-                   a->data_path);
+    return sq_load_corpus_tokens(a->model_dir, a->data_path, ids, n);
 }
 
 static sq_status write_metrics(const eval_args *a, const sq_perplexity_result *r)

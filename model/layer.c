@@ -8,6 +8,7 @@
 
 #include "kernels/kernels.h"
 #include "model/device_tensor.h"
+#include "quant/gptq_checkpoint.h"
 
 static const char *const linear_names[SQ_LINEAR_COUNT] = {
     "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -77,6 +78,26 @@ void sq_layer_weights_free(sq_layer_weights *w)
     w->index = -1;
 }
 
+/* A linear's weight, dense or GPTQ-packed (dequantized on the host, as a GPTQ checkpoint is read). */
+static sq_status upload_linear_weight(sq_linear *lin, const sq_checkpoint *ckpt, int layer, const char *linear_name)
+{
+    char name[160];
+    snprintf(name, sizeof name, "model.layers.%d.%s", layer, linear_name);
+    if (!sq_gptq_has_linear(ckpt, name)) {
+        snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, linear_name);
+        return sq_upload_checkpoint_tensor(lin->weight, ckpt, name, 2, lin->out_features, lin->in_features);
+    }
+    size_t count = (size_t)lin->out_features * lin->in_features;
+    float *W = malloc(count * sizeof *W);
+    if (!W)
+        return sq_fail(SQ_ERR_NOMEM, "%s: cannot dequantize %s", sq_checkpoint_dir(ckpt), name);
+    sq_status st = sq_gptq_read_linear_f32(ckpt, name, W, count);
+    if (st == SQ_OK)
+        st = kn_upload(lin->weight, W, count * sizeof *W);
+    free(W);
+    return st;
+}
+
 sq_status sq_layer_weights_load(sq_layer_weights *w, const sq_model_config *cfg, const sq_checkpoint *ckpt, int layer)
 {
     if (layer < 0 || layer >= cfg->num_layers)
@@ -85,8 +106,7 @@ sq_status sq_layer_weights_load(sq_layer_weights *w, const sq_model_config *cfg,
     w->index = -1;
     for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
         sq_linear *lin = &w->linear[i];
-        snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, linear_names[i]);
-        SQ_TRY(sq_upload_checkpoint_tensor(lin->weight, ckpt, name, 2, lin->out_features, lin->in_features));
+        SQ_TRY(upload_linear_weight(lin, ckpt, layer, linear_names[i]));
         snprintf(name, sizeof name, "model.layers.%d.%s.bias", layer, linear_names[i]);
         bool present = sq_checkpoint_find(ckpt, name) != NULL;
         if (lin->bias)

@@ -329,7 +329,8 @@ static void test_metadata_round_trip(void **state)
     sq_st_close(&f);
 
     json_object_set_new(meta, "bad", json_integer(1));
-    assert_int_equal(sq_st_write(path, &e, 1, meta), SQ_ERR_FORMAT);
+    assert_int_equal(sq_st_write(path, &e, 1, meta), SQ_ERR_ARG);
+    assert_non_null(strstr(sq_last_error(), "\"bad\" must be a string"));
     json_decref(meta);
 }
 
@@ -407,12 +408,14 @@ static void test_failed_write_keeps_previous_file(void **state)
     assert_int_equal(access(tmp, F_OK), -1);
 }
 
-static void test_missing_file_is_not_found(void **state)
+static void test_missing_file_or_directory(void **state)
 {
     (void)state;
     sq_st_file f;
     assert_int_equal(sq_st_open(&f, path_in_dir("nope.safetensors")), SQ_ERR_NOT_FOUND);
     assert_non_null(strstr(sq_last_error(), "nope.safetensors"));
+    assert_int_equal(sq_st_open(&f, test_dir), SQ_ERR_IO);
+    assert_non_null(strstr(sq_last_error(), "not a regular file"));
 }
 
 int main(void)
@@ -443,7 +446,7 @@ int main(void)
         cmocka_unit_test(test_scalar_and_empty_tensors),
         cmocka_unit_test(test_writer_rejects_duplicate_names),
         cmocka_unit_test(test_failed_write_keeps_previous_file),
-        cmocka_unit_test(test_missing_file_is_not_found),
+        cmocka_unit_test(test_missing_file_or_directory),
     };
     return cmocka_run_group_tests_name("safetensors", tests, make_dir, remove_dir);
 }
