@@ -344,6 +344,35 @@ def test_eval_on_make_tiny_model_fixtures(case, tmp_path):
     assert abs(math.log(ppl) - math.log(cfg["vocab_size"])) > 0.05
 
 
+def test_eval_on_text_tokenized_like_the_reference(tmp_path):
+    """--data TEXT: the model's tokenizer.json applied by the `tokenizers` library (its
+    post-processor adds BOS) gives the ids the reference scores."""
+    tokenizers = pytest.importorskip("tokenizers")
+    model_dir = WORK / "tiny-llama-text"
+    shutil.rmtree(model_dir, ignore_errors=True)
+    subprocess.run([str(MAKE_TINY), str(model_dir), "--seed", "23", "--kv-heads", "2"], check=True,
+                   capture_output=True, timeout=120)
+    wiki = Path("/work/shared/data/wikitext-2/test.txt")
+    text = wiki.read_text(encoding="utf-8")[:2500] if wiki.exists() else "The quick brown fox. " * 100
+    text_file = tmp_path / "corpus.txt"
+    text_file.write_text(text, encoding="utf-8")
+    ids = tokenizers.Tokenizer.from_file(str(model_dir / "tokenizer.json")).encode(text).ids
+    assert ids[0] == 1  # BOS
+    seqlen = 32
+    windows, nll, ppl = reference_ppl(model_dir, ids, seqlen, max_windows=4)
+    out = tmp_path / "metrics.json"
+    proc = subprocess.run([str(SHARDQ), "eval", "--model", str(model_dir), "--data", str(text_file), "--seqlen",
+                           str(seqlen), "--max-windows", "4", "--out", str(out)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(out.read_text())
+    assert metrics["data_format"] == "text"
+    assert metrics["data_tokens"] == len(ids)
+    assert metrics["windows"] == windows == 4
+    assert metrics["ppl"] == pytest.approx(ppl, rel=1e-4)
+    assert f"ppl {metrics['ppl']:.4f}" in proc.stdout
+
+
 def test_usage_errors(tmp_path):
     def run(*args):
         return subprocess.run([str(SHARDQ), "eval", *args], capture_output=True, text=True, timeout=60)
