@@ -136,6 +136,9 @@ static sq_status run_eval(eval_args *a)
         a->ppl.seqlen = cfg.max_position_embeddings > 0 && cfg.max_position_embeddings < 2048
                             ? cfg.max_position_embeddings
                             : 2048;
+    if (cfg.max_position_embeddings > 0 && a->ppl.seqlen > cfg.max_position_embeddings)
+        sq_log_info("eval: warning: seqlen %d exceeds the model's max_position_embeddings %d", a->ppl.seqlen,
+                    cfg.max_position_embeddings);
     SQ_TRY(kn_init(0));
     int32_t *ids = NULL;
     size_t n_ids = 0;
