@@ -34,7 +34,10 @@ static void eval_usage(FILE *out)
                  "                   [--max-windows K] [--batch B] [--kv-cache-bits BITS] [--logits-chunk ROWS]\n"
                  "                   [--out METRICS.json]\n"
                  "  perplexity over non-overlapping windows of N tokens (default: min(2048, max positions))\n"
+                 "  --data       a text file, tokenized whole with the model's tokenizer.json\n"
                  "  --data-ids   whitespace-separated token ids instead of text\n"
+                 "  --kv-cache-bits B  simulate a B-bit KV cache: each token's key (after RoPE) and value\n"
+                 "               fake-quantized per head on an asymmetric min/max grid (0: off)\n"
                  "  --batch      windows per layer call (default: as many as fit 1 GiB of scratch)\n"
                  "  --logits-chunk ROWS  rows per LM-head call (default: as many as fit 128 MiB of logits)\n");
 }
