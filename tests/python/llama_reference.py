@@ -85,13 +85,22 @@ def apply_rope(x, inv_freq):  # x [seq, heads, head_dim]
     return x * cos + rotated * sin
 
 
+def fake_quantize_rows(x, bits):
+    """Per-row asymmetric min/max grid of 2**bits levels over the last axis (a simulated KV cache)."""
+    lo, hi = x.min(axis=-1, keepdims=True), x.max(axis=-1, keepdims=True)
+    scale = (hi - lo) / (2**bits - 1)
+    safe = np.where(scale > 0, scale, 1.0)
+    return np.where(scale > 0, lo + safe * np.round((x - lo) / safe), x)
+
+
 def load_model(model_dir):
     """(config dict, {tensor name: float64 array}) of a model directory."""
     return json.loads((Path(model_dir) / "config.json").read_text()), read_checkpoint(model_dir)
 
 
-def reference_logits(model, window):
-    """Logits [len, vocab] (float64) of every position of one window of ids."""
+def reference_logits(model, window, kv_bits=0):
+    """Logits [len, vocab] (float64) of every position of one window of ids; kv_bits > 0
+    fake-quantizes each token's key (after RoPE) and value per head."""
     cfg, W = model
     hidden, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads", nh)
@@ -112,6 +121,8 @@ def reference_logits(model, window):
         q = apply_rope(lin(p + "self_attn.q_proj", n).reshape(seq, nh, hd), inv_freq)
         k = apply_rope(lin(p + "self_attn.k_proj", n).reshape(seq, nkv, hd), inv_freq)
         v = lin(p + "self_attn.v_proj", n).reshape(seq, nkv, hd)
+        if kv_bits:
+            k, v = fake_quantize_rows(k, kv_bits), fake_quantize_rows(v, kv_bits)
         heads = []
         for h in range(nh):
             kv = h // (nh // nkv)
@@ -127,10 +138,10 @@ def reference_logits(model, window):
     return x @ head.T
 
 
-def reference_nll(model_dir, window, model=None):
+def reference_nll(model_dir, window, model=None, kv_bits=0):
     """Per-token NLL (float64) of positions 1..len-1 of one window of ids."""
     seq = len(window)
-    logits = reference_logits(model or load_model(model_dir), window)[:-1]
+    logits = reference_logits(model or load_model(model_dir), window, kv_bits)[:-1]
     m = logits.max(axis=-1, keepdims=True)
     lse = (m + np.log(np.exp(logits - m).sum(axis=-1, keepdims=True)))[:, 0]
     return lse - logits[np.arange(seq - 1), np.asarray(window[1:])]
