@@ -139,6 +139,7 @@ static sq_status run_calibration_step(job_state *js, int step)
         sq_status mine = SQ_OK;
         char *output = NULL;
         if (js->comm->rank == 0) {
+            double started = sq_now_seconds();
             mine = step_output(js, step, &output);
             if (mine == SQ_OK)
                 mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], &cfg, ckpt, output);
@@ -146,8 +147,8 @@ static sq_status run_calibration_step(job_state *js, int step)
                 json_t *result = json_pack("{s:s}", "output", output);
                 mine = sq_journal_record_step(&js->journal, step, result);
                 json_decref(result);
-                sq_log_info("step %d %s: checkpoint written to %s", step, sq_step_kind_name(spec->steps[step].kind),
-                            output);
+                sq_log_info("step %d %s: checkpoint written to %s (%.2fs)", step,
+                            sq_step_kind_name(spec->steps[step].kind), output, sq_now_seconds() - started);
             }
             free(output);
         }
