@@ -2,7 +2,7 @@
  *
  *   make_tiny_model OUT_DIR [--layers N] [--hidden H] [--intermediate I] [--heads A]
  *                   [--kv-heads K] [--vocab V] [--seed S] [--dtype bf16|fp16|f32]
- *                   [--shards N] [--arch llama|mistral|qwen2] [--tie]
+ *                   [--shards N] [--arch llama|mistral|qwen2] [--tie] [--linear-std S]
  *
  * Output: config.json, model.safetensors (or N shards model-0000k-of-0000N.safetensors and
  * model.safetensors.index.json), tokenizer.json (byte-level BPE) and tokenizer_config.json.
@@ -14,7 +14,8 @@
  * not minutes) with the same result on any thread count. Normals come from Box-Muller
  * (u1 in (0,1], u2 in [0,1): sqrt(-2 ln u1) cos(2 pi u2), one normal per pair).
  * Scales keep the next-token distribution peaked rather than uniform: embeddings N(0,1), linear
- * weights N(0, (0.5/sqrt(in))^2), biases N(0, 0.1^2), norms 1 + N(0, 0.05^2), lm_head
+ * weights N(0, (S/sqrt(in))^2) with S = --linear-std (0.5; larger makes the layers, and so their
+ * quantization, matter more to the output), biases N(0, 0.1^2), norms 1 + N(0, 0.05^2), lm_head
  * N(0, (2/sqrt(hidden))^2). */
 #include <math.h>
 #include <stdint.h>
@@ -37,6 +38,7 @@ typedef struct {
     sq_dtype dtype;
     const char *arch;
     int tie;
+    double linear_std; /* linear weights ~ N(0, (linear_std/sqrt(in))^2) */
 } options;
 
 typedef struct {
@@ -120,7 +122,8 @@ static int add_tensors(tensor_list *list, const options *opt)
     int64_t h = opt->hidden, inter = opt->intermediate, hd = opt->hidden / opt->heads;
     int64_t q_out = opt->heads * hd, kv_out = opt->kv_heads * hd;
     int bias = !strcmp(opt->arch, "qwen2");
-    double lin_h = 0.5 / sqrt((double)h), lin_q = 0.5 / sqrt((double)q_out), lin_i = 0.5 / sqrt((double)inter);
+    double lin_h = opt->linear_std / sqrt((double)h), lin_q = opt->linear_std / sqrt((double)q_out);
+    double lin_i = opt->linear_std / sqrt((double)inter);
     char name[96];
     int rc = add_tensor(list, opt, &rng, "model.embed_tokens.weight", opt->vocab, h, 0, 1.0);
     for (int l = 0; l < opt->layers && rc == 0; l++) {
@@ -343,7 +346,7 @@ static int usage(void)
 {
     fprintf(stderr, "usage: make_tiny_model OUT_DIR [--layers N] [--hidden H] [--intermediate I] [--heads A]\n"
                     "       [--kv-heads K] [--vocab V] [--seed S] [--dtype bf16|fp16|f32] [--shards N]\n"
-                    "       [--arch llama|mistral|qwen2] [--tie]\n");
+                    "       [--arch llama|mistral|qwen2] [--tie] [--linear-std S]\n");
     return 2;
 }
 
@@ -362,7 +365,7 @@ static int parse_positive(const char *flag, const char *text, int *out)
 static int parse_args(int argc, char **argv, options *opt, const char **out_dir)
 {
     *opt = (options){.layers = 2, .hidden = 64, .intermediate = 160, .heads = 4, .kv_heads = 2, .vocab = 512,
-                     .shards = 1, .seed = 0, .dtype = SQ_DTYPE_BF16, .arch = "llama", .tie = 0};
+                     .shards = 1, .seed = 0, .dtype = SQ_DTYPE_BF16, .arch = "llama", .tie = 0, .linear_std = 0.5};
     *out_dir = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -396,6 +399,10 @@ static int parse_args(int argc, char **argv, options *opt, const char **out_dir)
             else if (!strcmp(v, "fp16")) opt->dtype = SQ_DTYPE_F16;
             else if (!strcmp(v, "f32")) opt->dtype = SQ_DTYPE_F32;
             else rc = -1;
+        } else if (!strcmp(a, "--linear-std")) {
+            char *end;
+            opt->linear_std = strtod(v, &end);
+            rc = (*v == '\0' || *end != '\0' || !(opt->linear_std > 0)) ? -1 : 0;
         } else if (!strcmp(a, "--arch")) {
             if (strcmp(v, "llama") && strcmp(v, "mistral") && strcmp(v, "qwen2"))
                 rc = -1;
