@@ -1,18 +1,18 @@
 /* cholesky.cu (CUDA backend): the SPD inverse and the upper Cholesky factor
- * GPTQ needs, through cuSOLVER (potrf, potri).
+ * GPTQ needs, through cuSOLVER (potrf, trtri) and cuBLAS (syrk).
  *
  * A row-major symmetric matrix is its own column-major view. Column-major
  * lower Cholesky A = L Lᵀ stores L where row-major reads Lᵀ = U, so asking
  * cuSOLVER for the LOWER factor gives the row-major upper factor (A = Uᵀ U).
- * potri then leaves the inverse in that same (row-major upper) triangle,
- * which is mirrored. A positive pivot count in devInfo means "not positive
- * definite" and becomes SQ_ERR_NUMERIC. */
+ * The inverse is formed as L⁻ᵀ L⁻¹ (trtri, then syrk) rather than with potri,
+ * which ran slower on an H100 (bench/RESULTS.md has both). A positive pivot
+ * count in devInfo means "not positive definite" and becomes SQ_ERR_NUMERIC. */
+#include <stdlib.h>
+
 #include "kernels/cuda/cuda_common.h"
 
 #define GRID_STRIDE(i, n) \
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
-
-typedef enum { FACTOR_ONLY, FACTOR_AND_INVERT } solve_kind;
 
 static sq_status read_info(const int *dev_info, const char *who, const char *step, int n)
 {
@@ -26,42 +26,40 @@ static sq_status read_info(const int *dev_info, const char *who, const char *ste
     return SQ_OK;
 }
 
-static sq_status factor(float *A, int n, solve_kind kind, const char *who)
+/* Column-major lower Cholesky factor in place (the row-major upper factor). */
+static sq_status factor(float *A, int n, int *dev_info, const char *who)
 {
     cusolverDnHandle_t solver = kn_cuda_solver();
-    const cublasFillMode_t lower = CUBLAS_FILL_MODE_LOWER;
-    int work_potrf = 0, work_potri = 0;
-    CUSOLVER_CHECK(cusolverDnSpotrf_bufferSize(solver, lower, n, A, n, &work_potrf));
-    if (kind == FACTOR_AND_INVERT)
-        CUSOLVER_CHECK(cusolverDnSpotri_bufferSize(solver, lower, n, A, n, &work_potri));
-    int work_len = work_potrf > work_potri ? work_potrf : work_potri;
+    int work_len = 0;
+    CUSOLVER_CHECK(cusolverDnSpotrf_bufferSize(solver, CUBLAS_FILL_MODE_LOWER, n, A, n, &work_len));
     float *work = NULL;
-    int *dev_info = NULL;
-    sq_status st = CUDA_STATUS(cudaMalloc((void **)&work, sizeof(float) * (size_t)(work_len > 0 ? work_len : 1)));
-    if (st == SQ_OK)
-        st = CUDA_STATUS(cudaMalloc((void **)&dev_info, sizeof(int)));
-    if (st == SQ_OK)
-        st = CUSOLVER_STATUS(cusolverDnSpotrf(solver, lower, n, A, n, work, work_len, dev_info));
+    CUDA_CHECK(cudaMalloc((void **)&work, sizeof(float) * (size_t)(work_len > 0 ? work_len : 1)));
+    sq_status st = CUSOLVER_STATUS(cusolverDnSpotrf(solver, CUBLAS_FILL_MODE_LOWER, n, A, n, work, work_len, dev_info));
     if (st == SQ_OK)
         st = read_info(dev_info, who, "potrf", n);
-    if (st == SQ_OK && kind == FACTOR_AND_INVERT) {
-        st = CUSOLVER_STATUS(cusolverDnSpotri(solver, lower, n, A, n, work, work_len, dev_info));
-        if (st == SQ_OK)
-            st = read_info(dev_info, who, "potri", n);
-    }
     cudaFree(work);
-    cudaFree(dev_info);
     return st;
 }
 
-extern "C" sq_status kn_spd_inverse(float *A, int n)
+/* Column-major lower triangle := its inverse (trtri). */
+static sq_status invert_triangle(float *A, int n, int *dev_info, const char *who)
 {
-    if (n < 0)
-        return sq_fail(SQ_ERR_ARG, "kn_spd_inverse: negative size %d", n);
-    if (n == 0)
-        return SQ_OK;
-    SQ_TRY(factor(A, n, FACTOR_AND_INVERT, "kn_spd_inverse"));
-    return kn_cuda_copy_upper_to_lower(A, n);
+    cusolverDnHandle_t solver = kn_cuda_solver();
+    size_t device_bytes = 0, host_bytes = 0;
+    CUSOLVER_CHECK(cusolverDnXtrtri_bufferSize(solver, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_32F, A,
+                                               n, &device_bytes, &host_bytes));
+    void *device_work = NULL, *host_work = NULL;
+    CUDA_CHECK(cudaMalloc(&device_work, device_bytes ? device_bytes : 1));
+    host_work = malloc(host_bytes ? host_bytes : 1);
+    sq_status st = host_work ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "%s: cannot allocate %zu bytes", who, host_bytes);
+    if (st == SQ_OK)
+        st = CUSOLVER_STATUS(cusolverDnXtrtri(solver, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_32F, A, n,
+                                              device_work, device_bytes, host_work, host_bytes, dev_info));
+    if (st == SQ_OK)
+        st = read_info(dev_info, who, "trtri", n);
+    cudaFree(device_work);
+    free(host_work);
+    return st;
 }
 
 __global__ void zero_strict_lower(float *A, int n)
@@ -74,14 +72,58 @@ __global__ void zero_strict_lower(float *A, int n)
     }
 }
 
+static sq_status zero_row_major_strict_lower(float *A, int n)
+{
+    zero_strict_lower<<<kn_cuda_blocks((size_t)n * n, 256), 256>>>(A, n);
+    CUDA_CHECK_LAUNCH();
+    return SQ_OK;
+}
+
+/* A = L Lᵀ (column-major) gives A⁻¹ = L⁻ᵀ L⁻¹ = Mᵀ M with M = L⁻¹: potrf, trtri, then
+ * syrk into a scratch matrix (syrk cannot write over its input). M's other
+ * triangle still holds A and is zeroed first, since syrk reads all of M. */
+static sq_status invert(float *A, int n, int *dev_info)
+{
+    SQ_TRY(factor(A, n, dev_info, "kn_spd_inverse"));
+    SQ_TRY(invert_triangle(A, n, dev_info, "kn_spd_inverse"));
+    SQ_TRY(zero_row_major_strict_lower(A, n));
+    float *product = NULL;
+    CUDA_CHECK(cudaMalloc((void **)&product, sizeof(float) * (size_t)n * n));
+    const float one = 1.0f, zero = 0.0f;
+    sq_status st = CUBLAS_STATUS(cublasSsyrk(kn_cuda_blas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, n, n, &one, A, n,
+                                             &zero, product, n));
+    if (st == SQ_OK)
+        st = kn_cuda_copy_upper_to_lower(product, n);
+    if (st == SQ_OK)
+        st = CUDA_STATUS(cudaMemcpy(A, product, sizeof(float) * (size_t)n * n, cudaMemcpyDeviceToDevice));
+    cudaFree(product);
+    return st;
+}
+
+extern "C" sq_status kn_spd_inverse(float *A, int n)
+{
+    if (n < 0)
+        return sq_fail(SQ_ERR_ARG, "kn_spd_inverse: negative size %d", n);
+    if (n == 0)
+        return SQ_OK;
+    int *dev_info = NULL;
+    CUDA_CHECK(cudaMalloc((void **)&dev_info, sizeof(int)));
+    sq_status st = invert(A, n, dev_info);
+    cudaFree(dev_info);
+    return st;
+}
+
 extern "C" sq_status kn_cholesky_upper(float *A, int n)
 {
     if (n < 0)
         return sq_fail(SQ_ERR_ARG, "kn_cholesky_upper: negative size %d", n);
     if (n == 0)
         return SQ_OK;
-    SQ_TRY(factor(A, n, FACTOR_ONLY, "kn_cholesky_upper"));
-    zero_strict_lower<<<kn_cuda_blocks((size_t)n * n, 256), 256>>>(A, n);
-    CUDA_CHECK_LAUNCH();
-    return SQ_OK;
+    int *dev_info = NULL;
+    CUDA_CHECK(cudaMalloc((void **)&dev_info, sizeof(int)));
+    sq_status st = factor(A, n, dev_info, "kn_cholesky_upper");
+    if (st == SQ_OK)
+        st = zero_row_major_strict_lower(A, n);
+    cudaFree(dev_info);
+    return st;
 }

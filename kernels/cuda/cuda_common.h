@@ -29,6 +29,9 @@ sq_status kn_cusolver_status(cusolverStatus_t err, const char *file, int line, c
 /* Fails with SQ_ERR_ARG unless every idx[i] (device int32, i < n) lies in [0, limit);
  * the message names the function, the array and the first bad entry. */
 sq_status kn_cuda_check_indices(const int32_t *idx, size_t n, int limit, const char *who, const char *what);
+/* The check's device word, allocated by kn_init and freed by kn_shutdown. */
+sq_status kn_cuda_indices_init(void);
+void kn_cuda_indices_shutdown(void);
 
 /* Row-major n×n A: copy the upper triangle onto the lower one (A[r][c] := A[c][r] for r > c). */
 sq_status kn_cuda_copy_upper_to_lower(float *A, int n);

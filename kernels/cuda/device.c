@@ -61,11 +61,12 @@ sq_status kn_init(int local_rank)
         CUBLAS_CHECK(cublasCreate(&blas_handle));
     if (!solver_handle)
         CUSOLVER_CHECK(cusolverDnCreate(&solver_handle));
-    return SQ_OK;
+    return kn_cuda_indices_init();
 }
 
 void kn_shutdown(void)
 {
+    kn_cuda_indices_shutdown();
     if (solver_handle)
         cusolverDnDestroy(solver_handle);
     if (blas_handle)

@@ -4,8 +4,9 @@
  * Rows are independent inside a block, so each thread block takes a tile of
  * TILE_ROWS rows and walks the block's columns in order. The tile's slice of W
  * stays in shared memory for the whole walk (with a copy of its starting values
- * for the group grids), and for column j the block reads row j of Hinv's block
- * into shared memory once and shares it among the tile's rows. Per column:
+ * for the group grids), and row j of Hinv's block is read into shared memory
+ * once for all the tile's rows, the next row fetched during the current
+ * column's update so its latency is hidden. Per column:
  * (1) group grids where a group starts (one warp per row), (2) quantize the
  * column (one thread per row), (3) spread the error over the block's later
  * columns (all threads). The arithmetic matches the CPU reference operation
@@ -34,8 +35,8 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
     const int R = a.tile_rows, ncols = a.ncols;
     float *w = smem;                      /* [R][ncols]: the tile as the walk updates it */
     float *w_start = w + R * ncols;       /* [R][ncols]: the tile as the block started */
-    float *h_row = w_start + R * ncols;   /* [ncols]: Hinv[j][col0 ..] */
-    float *err = h_row + ncols;           /* [R] */
+    float *h_rows = w_start + R * ncols;  /* [2][ncols]: Hinv[j][col0 ..], double-buffered */
+    float *err = h_rows + 2 * ncols;      /* [R] */
     float *row_scale = err + R;           /* [R] */
     float *row_zero = row_scale + R;      /* [R] */
     const int row0 = blockIdx.x * R;
@@ -48,10 +49,12 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
         w[idx] = value;
         w_start[idx] = value;
     }
+    for (int k = threadIdx.x; k < ncols; k += blockDim.x)
+        h_rows[k] = a.Hinv[(size_t)a.col0 * a.n + a.col0 + k];
     for (int jj = 0; jj < ncols; jj++) {
         const int j = a.col0 + jj;
-        for (int k = jj + threadIdx.x; k < ncols; k += blockDim.x)
-            h_row[k] = a.Hinv[(size_t)j * a.n + a.col0 + k];
+        const float *h_row = h_rows + (jj % 2) * ncols;
+        float *h_next = h_rows + ((jj + 1) % 2) * ncols;
         const int g = a.group_of_column[j];
         if (a.groups_here && j % a.group_size == 0) {
             /* W_start over [j, j + width): inside the block from the tile's copy,
@@ -94,6 +97,9 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
             w[r * ncols + jj] = q;
         }
         __syncthreads();
+        /* Fetch the next column's Hinv row while this column's update runs. */
+        for (int k = jj + 1 + threadIdx.x; k < ncols; k += blockDim.x)
+            h_next[k] = a.Hinv[(size_t)(j + 1) * a.n + a.col0 + k];
         const int later = ncols - jj - 1;
         for (int idx = threadIdx.x; idx < rows_here * later; idx += blockDim.x) {
             int r = idx / later, k = jj + 1 + idx % later;
@@ -109,7 +115,7 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
 
 static size_t smem_bytes(int tile_rows, int ncols)
 {
-    return sizeof(float) * ((size_t)2 * tile_rows * ncols + ncols + 3 * (size_t)tile_rows);
+    return sizeof(float) * ((size_t)2 * tile_rows * ncols + 2 * (size_t)ncols + 3 * (size_t)tile_rows);
 }
 
 extern "C" sq_status kn_gptq_block(float *W, uint8_t *codes, float *Err, const float *Hinv, float *scale, float *zero,

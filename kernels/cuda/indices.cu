@@ -6,11 +6,29 @@
 
 #include "kernels/cuda/cuda_common.h"
 
-__global__ void first_bad_index(const int32_t *idx, size_t n, int limit, unsigned long long *first_bad)
+__global__ void first_bad_index(const int32_t *idx, size_t n, int limit, unsigned long long *first)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         if (idx[i] < 0 || idx[i] >= limit)
-            atomicMin(first_bad, (unsigned long long)i);
+            atomicMin(first, (unsigned long long)i);
+}
+
+/* One word of device memory for the answer, kept from kn_init to kn_shutdown so that
+ * a check costs a small launch and one read-back, not an allocation. */
+static unsigned long long *first_bad;
+
+extern "C" sq_status kn_cuda_indices_init(void)
+{
+    if (!first_bad)
+        CUDA_CHECK(cudaMalloc((void **)&first_bad, sizeof *first_bad));
+    return SQ_OK;
+}
+
+extern "C" void kn_cuda_indices_shutdown(void)
+{
+    if (first_bad)
+        cudaFree(first_bad);
+    first_bad = NULL;
 }
 
 extern "C" sq_status kn_cuda_check_indices(const int32_t *idx, size_t n, int limit, const char *who,
@@ -18,22 +36,17 @@ extern "C" sq_status kn_cuda_check_indices(const int32_t *idx, size_t n, int lim
 {
     if (n == 0)
         return SQ_OK;
-    unsigned long long *first_bad = NULL;
+    if (!first_bad)
+        return sq_fail(SQ_ERR_DEVICE, "%s: the CUDA backend is not initialised (call kn_init)", who);
     unsigned long long found = ULLONG_MAX;
     int32_t bad_value = 0;
-    CUDA_CHECK(cudaMalloc((void **)&first_bad, sizeof *first_bad));
-    sq_status st = CUDA_STATUS(cudaMemcpy(first_bad, &found, sizeof found, cudaMemcpyHostToDevice));
-    if (st == SQ_OK) {
-        first_bad_index<<<kn_cuda_blocks(n, 256) < 1024 ? kn_cuda_blocks(n, 256) : 1024, 256>>>(idx, n, limit,
-                                                                                               first_bad);
-        st = CUDA_STATUS(cudaGetLastError());
-    }
-    if (st == SQ_OK)
-        st = CUDA_STATUS(cudaMemcpy(&found, first_bad, sizeof found, cudaMemcpyDeviceToHost));
-    if (st == SQ_OK && found != ULLONG_MAX)
-        st = CUDA_STATUS(cudaMemcpy(&bad_value, idx + found, sizeof bad_value, cudaMemcpyDeviceToHost));
-    cudaFree(first_bad);
-    if (st != SQ_OK || found == ULLONG_MAX)
-        return st;
+    CUDA_CHECK(cudaMemset(first_bad, 0xff, sizeof *first_bad)); /* ULLONG_MAX: none found */
+    unsigned blocks = kn_cuda_blocks(n, 256);
+    first_bad_index<<<blocks < 1024 ? blocks : 1024, 256>>>(idx, n, limit, first_bad);
+    CUDA_CHECK_LAUNCH();
+    CUDA_CHECK(cudaMemcpy(&found, first_bad, sizeof found, cudaMemcpyDeviceToHost));
+    if (found == ULLONG_MAX)
+        return SQ_OK;
+    CUDA_CHECK(cudaMemcpy(&bad_value, idx + found, sizeof bad_value, cudaMemcpyDeviceToHost));
     return sq_fail(SQ_ERR_ARG, "%s: %s[%llu] = %d is outside [0, %d)", who, what, found, (int)bad_value, limit);
 }

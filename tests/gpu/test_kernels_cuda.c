@@ -544,20 +544,22 @@ static float *host_spd(int n, float damp)
     return H;
 }
 
-static void test_solves(void)
+static void test_solves(int n)
 {
-    const int n = 256;
     float *H = host_spd(n, 0.01f);
     float *dH = dev_from(H, (size_t)n * n * 4);
     float *inv = host_copy(H, (size_t)n * n);
     CALL(kn_spd_inverse(dH, n));
     CALL(kn_cpu_spd_inverse(inv, n));
-    compare("kn_spd_inverse n=256", dH, inv, (size_t)n * n, 1e-3);
+    char what[96];
+    snprintf(what, sizeof what, "kn_spd_inverse n=%d", n);
+    compare(what, dH, inv, (size_t)n * n, 1e-3);
     float *U = host_copy(H, (size_t)n * n);
     CALL(kn_upload(dH, H, (size_t)n * n * 4));
     CALL(kn_cholesky_upper(dH, n));
     CALL(kn_cpu_cholesky_upper(U, n));
-    compare("kn_cholesky_upper n=256 (lower part zeroed)", dH, U, (size_t)n * n, 1e-4);
+    snprintf(what, sizeof what, "kn_cholesky_upper n=%d (lower part zeroed)", n);
+    compare(what, dH, U, (size_t)n * n, 1e-4);
 
     H[(size_t)5 * n + 5] = -1.0f;
     CALL(kn_upload(dH, H, (size_t)n * n * 4));
@@ -745,7 +747,8 @@ int main(void)
     test_hessian();
     test_hessian_prepare();
     test_permutations();
-    test_solves();
+    test_solves(256);
+    test_solves(1000);
     test_quant_grid_and_rtn();
     test_gptq_block();
     test_gptq_pass();
