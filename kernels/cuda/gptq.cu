@@ -51,6 +51,7 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
     }
     for (int k = threadIdx.x; k < ncols; k += blockDim.x)
         h_rows[k] = a.Hinv[(size_t)a.col0 * a.n + a.col0 + k];
+    __syncthreads(); /* the group grids below read rows of w_start that other warps loaded */
     for (int jj = 0; jj < ncols; jj++) {
         const int j = a.col0 + jj;
         const float *h_row = h_rows + (jj % 2) * ncols;
