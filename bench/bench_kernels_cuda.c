@@ -13,7 +13,7 @@
 #include <cuda_runtime.h>
 
 #include "core/rng.h"
-#include "kernels/kernels.h"
+#include "kernels/cuda/cuda_common.h"
 
 #define WARMUP 2
 #define MAX_REPEATS 20
@@ -156,6 +156,139 @@ static float *dev_spd(int n)
     return H;
 }
 
+/* ---- the SPD inverse, step by step --------------------------------------
+ * The library calls one method; these rows time each candidate step on its
+ * own (column-major lower factor L, as kn_spd_inverse uses), to choose. */
+typedef struct {
+    int n;
+    float *pristine, *A, *M, *work;
+    int work_len, *info;
+    void *trtri_work, *trtri_host;
+    size_t trtri_bytes, trtri_host_bytes;
+} steps_ctx;
+
+static void cusolver_ok(cusolverStatus_t st, const char *what)
+{
+    if (st != CUSOLVER_STATUS_SUCCESS) {
+        printf("Bail out! %s: cusolver status %d\n", what, (int)st);
+        exit(1);
+    }
+}
+
+static void cublas_ok(cublasStatus_t st, const char *what)
+{
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        printf("Bail out! %s: %s\n", what, cublasGetStatusString(st));
+        exit(1);
+    }
+}
+
+static void step_restore(void *p)
+{
+    steps_ctx *c = p;
+    CHECK(kn_copy(c->A, c->pristine, (size_t)c->n * c->n * sizeof(float)));
+}
+
+static void step_potrf(void *p)
+{
+    steps_ctx *c = p;
+    cusolver_ok(cusolverDnSpotrf(kn_cuda_solver(), CUBLAS_FILL_MODE_LOWER, c->n, c->A, c->n, c->work, c->work_len,
+                                 c->info), "potrf");
+}
+
+static void step_restore_factored(void *p)
+{
+    step_restore(p);
+    step_potrf(p);
+}
+
+static void step_potri(void *p)
+{
+    steps_ctx *c = p;
+    cusolver_ok(cusolverDnSpotri(kn_cuda_solver(), CUBLAS_FILL_MODE_LOWER, c->n, c->A, c->n, c->work, c->work_len,
+                                 c->info), "potri");
+}
+
+static void step_trtri(void *p)
+{
+    steps_ctx *c = p;
+    cusolver_ok(cusolverDnXtrtri(kn_cuda_solver(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, c->n, CUDA_R_32F, c->A,
+                                 c->n, c->trtri_work, c->trtri_bytes, c->trtri_host, c->trtri_host_bytes, c->info),
+                "trtri");
+}
+
+/* M := I, for the triangular solve L M = I. */
+static void step_restore_factored_identity(void *p)
+{
+    steps_ctx *c = p;
+    step_restore_factored(p);
+    CHECK(kn_fill(c->M, 0.0f, (size_t)c->n * c->n));
+    CHECK(kn_hessian_prepare(c->M, NULL, 0, c->n, 0.0f)); /* zero diagonal := 1 */
+}
+
+static void step_trsm(void *p)
+{
+    steps_ctx *c = p;
+    const float one = 1.0f;
+    cublas_ok(cublasStrsm(kn_cuda_blas(), CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT,
+                          c->n, c->n, &one, c->A, c->n, c->M, c->n), "trsm");
+}
+
+static void step_syrk(void *p)
+{
+    steps_ctx *c = p;
+    const float one = 1.0f, zero = 0.0f;
+    cublas_ok(cublasSsyrk(kn_cuda_blas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, c->n, c->n, &one, c->A, c->n, &zero,
+                          c->M, c->n), "syrk");
+}
+
+static void step_malloc(void *p)
+{
+    steps_ctx *c = p;
+    float *scratch = NULL;
+    CUDA(cudaMalloc((void **)&scratch, (size_t)c->n * c->n * sizeof(float)));
+    CUDA(cudaFree(scratch));
+}
+
+static void inverse_steps(int n)
+{
+    steps_ctx c = {n, dev_spd(n), NULL, NULL, NULL, 0, NULL, NULL, NULL, 0, 0};
+    size_t bytes = (size_t)n * n * sizeof(float);
+    CHECK(kn_alloc((void **)&c.A, bytes));
+    CHECK(kn_alloc((void **)&c.M, bytes));
+    CHECK(kn_alloc((void **)&c.info, sizeof(int)));
+    int potrf_len = 0, potri_len = 0;
+    cusolver_ok(cusolverDnSpotrf_bufferSize(kn_cuda_solver(), CUBLAS_FILL_MODE_LOWER, n, c.A, n, &potrf_len), "size");
+    cusolver_ok(cusolverDnSpotri_bufferSize(kn_cuda_solver(), CUBLAS_FILL_MODE_LOWER, n, c.A, n, &potri_len), "size");
+    c.work_len = potrf_len > potri_len ? potrf_len : potri_len;
+    CHECK(kn_alloc((void **)&c.work, (size_t)c.work_len * sizeof(float) + 4));
+    cusolver_ok(cusolverDnXtrtri_bufferSize(kn_cuda_solver(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n,
+                                            CUDA_R_32F, c.A, n, &c.trtri_bytes, &c.trtri_host_bytes), "size");
+    CHECK(kn_alloc(&c.trtri_work, c.trtri_bytes + 4));
+    c.trtri_host = malloc(c.trtri_host_bytes + 4);
+    double n3 = (double)n * n * n;
+    char what[64];
+    snprintf(what, sizeof what, "  step potrf n=%d", n);
+    row(what, time_ms(step_potrf, step_restore, &c, 5), n3 / 3);
+    snprintf(what, sizeof what, "  step potri n=%d", n);
+    row(what, time_ms(step_potri, step_restore_factored, &c, 5), 2 * n3 / 3);
+    snprintf(what, sizeof what, "  step trtri n=%d", n);
+    row(what, time_ms(step_trtri, step_restore_factored, &c, 5), n3 / 3);
+    snprintf(what, sizeof what, "  step trsm L M = I n=%d", n);
+    row(what, time_ms(step_trsm, step_restore_factored_identity, &c, 5), n3);
+    snprintf(what, sizeof what, "  step syrk M^T M n=%d", n);
+    row(what, time_ms(step_syrk, NULL, &c, 5), n3);
+    snprintf(what, sizeof what, "  step cudaMalloc+cudaFree n^2 floats n=%d", n);
+    row(what, time_ms(step_malloc, NULL, &c, 5), 0.0);
+    kn_free(c.pristine);
+    kn_free(c.A);
+    kn_free(c.M);
+    kn_free(c.info);
+    kn_free(c.work);
+    kn_free(c.trtri_work);
+    free(c.trtri_host);
+}
+
 typedef struct {
     int rows, n, block, bits, lazy;
     float *W0, *W, *Hinv, *Err, *scale, *zero;
@@ -216,6 +349,7 @@ int main(void)
         row(what, time_ms(run_cholesky, restore_matrix, &s, i == 0 ? 10 : 5), (double)n * n * n / 3.0);
         kn_free(s.pristine);
         kn_free(s.A);
+        inverse_steps(n);
     }
 
     gptq_ctx q = {4096, 4096, 128, 4, 1, dev_random(4096u * 4096, 0.2f), NULL, dev_spd(4096), NULL, NULL, NULL, NULL,
