@@ -1,14 +1,13 @@
 /* cholesky.cu (CUDA backend): the SPD inverse and the upper Cholesky factor
- * GPTQ needs, through cuSOLVER (potrf, trtri) and cuBLAS (syrk).
+ * GPTQ needs, through cuSOLVER (potrf) and cuBLAS (trsm, syrk).
  *
  * A row-major symmetric matrix is its own column-major view. Column-major
  * lower Cholesky A = L Lᵀ stores L where row-major reads Lᵀ = U, so asking
  * cuSOLVER for the LOWER factor gives the row-major upper factor (A = Uᵀ U).
- * The inverse is formed as L⁻ᵀ L⁻¹ (trtri, then syrk) rather than with potri,
- * which ran slower on an H100 (bench/RESULTS.md has both). A positive pivot
+ * The inverse is formed as L⁻ᵀ L⁻¹ from a triangular solve against the
+ * identity and a syrk, rather than with potri or trtri, which ran 1.4-2.5x slower
+ * on an H100 (bench/RESULTS.md has the steps' timings). A positive pivot
  * count in devInfo means "not positive definite" and becomes SQ_ERR_NUMERIC. */
-#include <stdlib.h>
-
 #include "kernels/cuda/cuda_common.h"
 
 #define GRID_STRIDE(i, n) \
@@ -41,27 +40,6 @@ static sq_status factor(float *A, int n, int *dev_info, const char *who)
     return st;
 }
 
-/* Column-major lower triangle := its inverse (trtri). */
-static sq_status invert_triangle(float *A, int n, int *dev_info, const char *who)
-{
-    cusolverDnHandle_t solver = kn_cuda_solver();
-    size_t device_bytes = 0, host_bytes = 0;
-    CUSOLVER_CHECK(cusolverDnXtrtri_bufferSize(solver, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_32F, A,
-                                               n, &device_bytes, &host_bytes));
-    void *device_work = NULL, *host_work = NULL;
-    CUDA_CHECK(cudaMalloc(&device_work, device_bytes ? device_bytes : 1));
-    host_work = malloc(host_bytes ? host_bytes : 1);
-    sq_status st = host_work ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "%s: cannot allocate %zu bytes", who, host_bytes);
-    if (st == SQ_OK)
-        st = CUSOLVER_STATUS(cusolverDnXtrtri(solver, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_32F, A, n,
-                                              device_work, device_bytes, host_work, host_bytes, dev_info));
-    if (st == SQ_OK)
-        st = read_info(dev_info, who, "trtri", n);
-    cudaFree(device_work);
-    free(host_work);
-    return st;
-}
-
 __global__ void zero_strict_lower(float *A, int n)
 {
     size_t total = (size_t)n * n;
@@ -79,24 +57,32 @@ static sq_status zero_row_major_strict_lower(float *A, int n)
     return SQ_OK;
 }
 
-/* A = L Lᵀ (column-major) gives A⁻¹ = L⁻ᵀ L⁻¹ = Mᵀ M with M = L⁻¹: potrf, trtri, then
- * syrk into a scratch matrix (syrk cannot write over its input). M's other
- * triangle still holds A and is zeroed first, since syrk reads all of M. */
+__global__ void set_identity(float *M, int n)
+{
+    size_t total = (size_t)n * n;
+    GRID_STRIDE(idx, total) M[idx] = idx / n == idx % n ? 1.0f : 0.0f;
+}
+
+/* A = L Lᵀ (column-major) gives A⁻¹ = L⁻ᵀ L⁻¹ = Mᵀ M with M = L⁻¹: potrf, then M from
+ * the triangular solve L M = I (trsm; M comes out lower triangular with exact zeros
+ * above), then syrk writes Mᵀ M over A, which is no longer needed. */
 static sq_status invert(float *A, int n, int *dev_info)
 {
     SQ_TRY(factor(A, n, dev_info, "kn_spd_inverse"));
-    SQ_TRY(invert_triangle(A, n, dev_info, "kn_spd_inverse"));
-    SQ_TRY(zero_row_major_strict_lower(A, n));
-    float *product = NULL;
-    CUDA_CHECK(cudaMalloc((void **)&product, sizeof(float) * (size_t)n * n));
+    float *M = NULL;
+    CUDA_CHECK(cudaMalloc((void **)&M, sizeof(float) * (size_t)n * n));
+    set_identity<<<kn_cuda_blocks((size_t)n * n, 256), 256>>>(M, n);
+    sq_status st = CUDA_STATUS(cudaGetLastError());
     const float one = 1.0f, zero = 0.0f;
-    sq_status st = CUBLAS_STATUS(cublasSsyrk(kn_cuda_blas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, n, n, &one, A, n,
-                                             &zero, product, n));
     if (st == SQ_OK)
-        st = kn_cuda_copy_upper_to_lower(product, n);
+        st = CUBLAS_STATUS(cublasStrsm(kn_cuda_blas(), CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+                                       CUBLAS_DIAG_NON_UNIT, n, n, &one, A, n, M, n));
     if (st == SQ_OK)
-        st = CUDA_STATUS(cudaMemcpy(A, product, sizeof(float) * (size_t)n * n, cudaMemcpyDeviceToDevice));
-    cudaFree(product);
+        st = CUBLAS_STATUS(cublasSsyrk(kn_cuda_blas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, n, n, &one, M, n, &zero, A,
+                                       n));
+    if (st == SQ_OK)
+        st = kn_cuda_copy_upper_to_lower(A, n);
+    cudaFree(M);
     return st;
 }
 
