@@ -62,6 +62,7 @@ const char *sq_status_name(sq_status code)
     case SQ_ERR_NOT_FOUND: return "not found";
     case SQ_ERR_INTERRUPTED: return "interrupted";
     case SQ_ERR_UNSUPPORTED: return "unsupported";
+    case SQ_STOPPED: return "stopped early";
     }
     return "unknown error";
 }

@@ -21,7 +21,8 @@ typedef enum {
     SQ_ERR_MISMATCH,    /* checksum, spec hash or shape mismatch */
     SQ_ERR_NOT_FOUND,   /* a file, object, tensor or key does not exist */
     SQ_ERR_INTERRUPTED, /* a signal asked the job to stop */
-    SQ_ERR_UNSUPPORTED  /* valid input that this build cannot handle */
+    SQ_ERR_UNSUPPORTED, /* valid input that this build cannot handle */
+    SQ_STOPPED          /* not a failure: a callback asked its caller to stop early */
 } sq_status;
 
 /* Record a failure message (printf-style) and return `code`.

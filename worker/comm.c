@@ -158,6 +158,18 @@ sq_status sq_comm_recv_device(void *dev, size_t bytes, int source, int tag)
     return with_host_view(dev, bytes, 0, 1, recv_host, &from);
 }
 
+sq_status sq_comm_send_host(const void *host, size_t bytes, int dest, int tag)
+{
+    p2p to = {dest, tag};
+    return send_host((void *)host, bytes, &to);
+}
+
+sq_status sq_comm_recv_host(void *host, size_t bytes, int source, int tag)
+{
+    p2p from = {source, tag};
+    return recv_host(host, bytes, &from);
+}
+
 sq_status sq_comm_agree(sq_status local, sq_status *worst)
 {
     int mine = (int)local, all = 0;

@@ -32,6 +32,9 @@ sq_status sq_comm_bcast_host(void *host, size_t bytes, int root);
 /* Point-to-point device transfers (pipeline activations). */
 sq_status sq_comm_send_device(const void *dev, size_t bytes, int dest, int tag);
 sq_status sq_comm_recv_device(void *dev, size_t bytes, int source, int tag);
+/* Point-to-point host transfers (quantization results to the coordinator). */
+sq_status sq_comm_send_host(const void *host, size_t bytes, int dest, int tag);
+sq_status sq_comm_recv_host(void *host, size_t bytes, int source, int tag);
 /* Agree on a status: every rank learns the worst (largest) status of all ranks,
  * so that one rank's failure stops all of them at the same point. */
 sq_status sq_comm_agree(sq_status local, sq_status *worst);

@@ -1,0 +1,252 @@
+/* run_job.c: drive a job's steps on every rank (see run_job.h). */
+#include "coordinator/run_job.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "coordinator/assemble.h"
+#include "coordinator/calibration_windows.h"
+#include "coordinator/journal.h"
+#include "coordinator/plan.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "model/corpus.h"
+#include "model/forward.h"
+#include "model/perplexity.h"
+#include "worker/calibrate.h"
+
+typedef struct {
+    const sq_job_spec *spec;
+    const sq_comm *comm;
+    sq_journal journal; /* rank 0 */
+    char *model_dir;    /* the model the next step reads */
+} job_state;
+
+/* A local path from a URI ("file://x" -> "x"); s3:// is staged by the store layer. */
+static sq_status local_path(const char *uri, const char *field, char **out)
+{
+    if (strncmp(uri, "s3://", 5) == 0)
+        return sq_fail(SQ_ERR_UNSUPPORTED, "%s: %s: s3:// URIs are not supported by this build's job runner", field,
+                       uri);
+    *out = strdup(strncmp(uri, "file://", 7) == 0 ? uri + 7 : uri);
+    return *out ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "out of memory");
+}
+
+/* Where a model-producing step writes: output_uri for the last one, the job's
+ * state for intermediate ones (the next step reads them). */
+static sq_status step_output(const job_state *js, int step, char **out)
+{
+    const sq_job_spec *spec = js->spec;
+    for (int later = step + 1; later < spec->n_steps; later++) {
+        if (spec->steps[later].kind != SQ_STEP_EVAL) {
+            char name[32];
+            snprintf(name, sizeof name, "step%d/model", step);
+            char *state_dir;
+            SQ_TRY(local_path(spec->state_uri, "state_uri", &state_dir));
+            *out = sq_path_join(state_dir, name);
+            free(state_dir);
+            return *out ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "out of memory");
+        }
+    }
+    return local_path(spec->output_uri, "output_uri", out);
+}
+
+/* Every rank learns whether rank 0's part succeeded; the others get a message pointing at rank 0. */
+static sq_status agree_with_rank0(const sq_comm *comm, sq_status mine, const char *what)
+{
+    sq_status worst;
+    SQ_TRY(sq_comm_agree(mine, &worst));
+    if (mine != SQ_OK)
+        return mine;
+    if (worst != SQ_OK)
+        return sq_fail(worst, "%s failed on another rank (see rank 0's message)", what);
+    (void)comm;
+    return SQ_OK;
+}
+
+/* Rank 0 tokenizes the calibration text and draws the windows; every rank receives them. */
+static sq_status calibration_samples(job_state *js, int32_t **samples)
+{
+    const sq_job_spec *spec = js->spec;
+    size_t count = (size_t)spec->nsamples * spec->seqlen;
+    *samples = malloc(count * sizeof **samples);
+    if (!*samples)
+        return sq_fail(SQ_ERR_NOMEM, "cannot hold %zu calibration tokens", count);
+    sq_status st = SQ_OK;
+    if (js->comm->rank == 0) {
+        char *path = NULL;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        st = local_path(spec->calibration_uri, "data.calibration", &path);
+        if (st == SQ_OK)
+            st = sq_load_corpus_tokens(js->model_dir, path, &ids, &n);
+        if (st == SQ_OK)
+            st = sq_draw_calibration_windows(path, ids, n, spec->nsamples, spec->seqlen, spec->seed, *samples);
+        if (st == SQ_OK)
+            sq_log_info("calibration: %d windows of %d tokens from %s (%zu tokens, seed %llu)", spec->nsamples,
+                        spec->seqlen, path, n, (unsigned long long)spec->seed);
+        free(ids);
+        free(path);
+    }
+    SQ_TRY(agree_with_rank0(js->comm, st, "reading the calibration data"));
+    return sq_comm_bcast_host(*samples, count * sizeof **samples, 0);
+}
+
+static sq_status run_calibration_step(job_state *js, int step)
+{
+    const sq_job_spec *spec = js->spec;
+    sq_model_config cfg;
+    sq_checkpoint *ckpt = NULL;
+    int32_t *samples = NULL;
+    char *config_path = sq_path_join(js->model_dir, "config.json");
+    sq_status st = config_path ? sq_model_config_load(&cfg, config_path) : SQ_ERR_NOMEM;
+    free(config_path);
+    SQ_TRY(st);
+    SQ_TRY(sq_checkpoint_open(&ckpt, js->model_dir));
+    if (spec->steps[step].kind == SQ_STEP_GPTQ)
+        SQ_TRY_GOTO(st, calibration_samples(js, &samples), done);
+
+    sq_plan *plan = calloc(1, sizeof *plan);
+    if (!plan) {
+        st = sq_fail(SQ_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    sq_plan_request rq = {.mode = spec->mode,
+                          .world_size = js->comm->world_size,
+                          .num_layers = cfg.num_layers,
+                          .linears_per_layer = SQ_LINEAR_COUNT,
+                          .nsamples = spec->nsamples,
+                          .num_blocks = spec->pipeline_blocks};
+    st = sq_plan_build(plan, &rq);
+    if (st == SQ_OK) {
+        sq_calibration job = {.spec = spec,
+                              .step = step,
+                              .comm = js->comm,
+                              .plan = plan,
+                              .journal = js->comm->rank == 0 ? &js->journal : NULL,
+                              .cfg = &cfg,
+                              .ckpt = ckpt,
+                              .samples = samples};
+        st = sq_calibrate(&job);
+    }
+    free(plan);
+    if (st == SQ_OK) {
+        sq_status mine = SQ_OK;
+        char *output = NULL;
+        if (js->comm->rank == 0) {
+            mine = step_output(js, step, &output);
+            if (mine == SQ_OK)
+                mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], &cfg, ckpt, output);
+            if (mine == SQ_OK) {
+                json_t *result = json_pack("{s:s}", "output", output);
+                mine = sq_journal_record_step(&js->journal, step, result);
+                json_decref(result);
+                sq_log_info("step %d %s: checkpoint written to %s", step, sq_step_kind_name(spec->steps[step].kind),
+                            output);
+            }
+            free(output);
+        }
+        st = agree_with_rank0(js->comm, mine, "writing the output checkpoint");
+    }
+done:
+    free(samples);
+    sq_checkpoint_close(ckpt);
+    return st;
+}
+
+static sq_status write_metrics(const char *path, json_t *metrics)
+{
+    char *text = json_dumps(metrics, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    if (!text)
+        return sq_fail(SQ_ERR_NOMEM, "%s: cannot serialise metrics", path);
+    sq_status st = sq_write_file_atomic(path, text, strlen(text));
+    free(text);
+    return st;
+}
+
+/* eval on rank 0: perplexity of the current model over the step's data. */
+static sq_status eval_on_rank0(job_state *js, int step)
+{
+    const sq_eval_options *ev = &js->spec->steps[step].eval;
+    sq_model_config cfg;
+    sq_checkpoint *ckpt = NULL;
+    sq_model model;
+    bool model_open = false;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    char *data = NULL, *metrics_path = NULL;
+    char *config_path = sq_path_join(js->model_dir, "config.json");
+    sq_status st = config_path ? sq_model_config_load(&cfg, config_path) : SQ_ERR_NOMEM;
+    free(config_path);
+    SQ_TRY(st);
+    SQ_TRY_GOTO(st, local_path(ev->data, "eval.data", &data), done);
+    SQ_TRY_GOTO(st, sq_load_corpus_tokens(js->model_dir, data, &ids, &n), done);
+    SQ_TRY_GOTO(st, sq_checkpoint_open(&ckpt, js->model_dir), done);
+    SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, ckpt), done);
+    model_open = true;
+    sq_perplexity_options opt = {.seqlen = ev->seqlen, .max_windows = ev->max_windows, .kv_cache_bits = ev->kv_cache_bits};
+    sq_perplexity_result r;
+    SQ_TRY_GOTO(st, sq_perplexity(&model, ids, n, &opt, &r), done);
+    sq_log_info("step %d eval: %s on %s: ppl %.4f (nll %.6f, %d windows of %d, %ld tokens)", step, js->model_dir, data,
+                r.ppl, r.nll, r.windows, ev->seqlen, r.tokens);
+    json_t *metrics = json_pack("{s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:i}", "model", js->model_dir, "data", data,
+                                "seqlen", ev->seqlen, "windows", r.windows, "tokens", (json_int_t)r.tokens, "nll",
+                                r.nll, "ppl", r.ppl, "kv_cache_bits", ev->kv_cache_bits);
+    char name[64];
+    snprintf(name, sizeof name, "step%d_metrics.json", step);
+    metrics_path = sq_journal_artifact_path(&js->journal, name);
+    st = metrics_path ? write_metrics(metrics_path, metrics) : SQ_ERR_NOMEM;
+    if (st == SQ_OK)
+        st = sq_journal_record_step(&js->journal, step, metrics);
+    json_decref(metrics);
+done:
+    if (model_open)
+        sq_model_close(&model);
+    if (ckpt)
+        sq_checkpoint_close(ckpt);
+    free(ids);
+    free(data);
+    free(metrics_path);
+    return st;
+}
+
+sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
+{
+    job_state js = {.spec = spec, .comm = comm};
+    sq_status st = comm->rank == 0 ? sq_journal_open(&js.journal, spec) : SQ_OK;
+    SQ_TRY_GOTO(st, agree_with_rank0(comm, st, "opening the journal"), done);
+    SQ_TRY_GOTO(st, local_path(spec->model_uri, "model", &js.model_dir), done);
+    for (int step = 0; step < spec->n_steps && st == SQ_OK; step++) {
+        sq_step_kind kind = spec->steps[step].kind;
+        bool produces_model = kind != SQ_STEP_EVAL;
+        int done_flag = comm->rank == 0 && sq_journal_step_done(&js.journal, step);
+        SQ_TRY_GOTO(st, sq_comm_bcast_host(&done_flag, sizeof done_flag, 0), done);
+        if (done_flag) {
+            if (comm->rank == 0)
+                sq_log_info("step %d %s: done in the journal, skipped", step, sq_step_kind_name(kind));
+        } else if (kind == SQ_STEP_GPTQ || kind == SQ_STEP_RTN) {
+            st = run_calibration_step(&js, step);
+        } else if (kind == SQ_STEP_EVAL) {
+            sq_status mine = comm->rank == 0 ? eval_on_rank0(&js, step) : SQ_OK;
+            st = agree_with_rank0(comm, mine, "eval");
+        } else {
+            st = sq_fail(SQ_ERR_UNSUPPORTED, "steps[%d]: %s is not implemented yet", step, sq_step_kind_name(kind));
+        }
+        if (st == SQ_OK && produces_model) {
+            free(js.model_dir);
+            st = step_output(&js, step, &js.model_dir);
+        }
+    }
+    if (st == SQ_OK && comm->rank == 0)
+        sq_log_info("job %s: all %d steps done", spec->name, spec->n_steps);
+done:
+    free(js.model_dir);
+    if (comm->rank == 0)
+        sq_journal_close(&js.journal);
+    return st;
+}

@@ -1,0 +1,93 @@
+/* layer.h: one Llama-family decoder layer (Llama, Mistral, Qwen2) over the
+ * kernels interface.
+ *
+ *   x += o_proj(attention(rope(q_proj(n)), rope(k_proj(n)), v_proj(n)))   n = rmsnorm(x, input_layernorm)
+ *   x += down_proj(silu(gate_proj(n)) * up_proj(n))                       n = rmsnorm(x, post_attention_layernorm)
+ *
+ * The weights of one layer live in device memory as fp32. Their pointers are
+ * public so that calibration can overwrite a linear's weight with its
+ * quantized (dequantized) values and run the layer again. A hook, called
+ * before each linear, sees that linear's input (what GPTQ's Hessian needs). */
+#ifndef SQ_MODEL_LAYER_H
+#define SQ_MODEL_LAYER_H
+
+#include "core/status.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+
+typedef enum {
+    SQ_LINEAR_Q,
+    SQ_LINEAR_K,
+    SQ_LINEAR_V,
+    SQ_LINEAR_O,
+    SQ_LINEAR_GATE,
+    SQ_LINEAR_UP,
+    SQ_LINEAR_DOWN,
+    SQ_LINEAR_COUNT
+} sq_linear_id;
+
+/* "self_attn.q_proj", ..., "mlp.down_proj": the name inside a layer, as Hugging Face spells it. */
+const char *sq_linear_name(sq_linear_id id);
+
+typedef struct {
+    int in_features;
+    int out_features;
+    float *weight; /* device, [out_features, in_features] */
+    float *bias;   /* device, [out_features], or NULL when the layer has none */
+} sq_linear;
+
+typedef struct {
+    int index; /* layer number of the weights loaded last, -1 before any */
+    sq_linear linear[SQ_LINEAR_COUNT];
+    float *input_norm;          /* input_layernorm.weight [hidden] */
+    float *post_attention_norm; /* post_attention_layernorm.weight [hidden] */
+} sq_layer_weights;
+
+/* Allocate device buffers for one layer of `cfg` (biases as the config says). */
+sq_status sq_layer_weights_alloc(sq_layer_weights *w, const sq_model_config *cfg);
+void sq_layer_weights_free(sq_layer_weights *w);
+
+/* Load layer `layer` (model.layers.N.*) from a checkpoint into allocated buffers.
+ * Shapes are checked against the config; a bias the config announces must be
+ * present, and a bias present in the checkpoint but not announced is an error
+ * too (it would otherwise be silently dropped). */
+sq_status sq_layer_weights_load(sq_layer_weights *w, const sq_model_config *cfg, const sq_checkpoint *ckpt,
+                                int layer);
+
+/* Device work buffers for up to `max_rows` rows (batch * seq) and the RoPE frequencies. */
+typedef struct {
+    int max_rows;
+    float *normed; /* [rows, hidden] */
+    float *q;      /* [rows, heads * head_dim] */
+    float *k;      /* [rows, kv_heads * head_dim] */
+    float *v;
+    float *attn;     /* [rows, heads * head_dim] */
+    float *gate;     /* [rows, intermediate] */
+    float *up;       /* [rows, intermediate] */
+    float *out;      /* [rows, hidden] */
+    float *inv_freq; /* [head_dim / 2] */
+} sq_layer_scratch;
+
+sq_status sq_layer_scratch_alloc(sq_layer_scratch *s, const sq_model_config *cfg, int max_rows);
+void sq_layer_scratch_free(sq_layer_scratch *s);
+
+/* Called before a linear runs, with its device input [rows, in_features].
+ * q/k/v share one input and gate/up share one: the hook is still called once
+ * per linear. SQ_STOPPED ends the pass there (calibration that only needs the
+ * inputs up to some linear) and is returned as is, leaving x partly updated;
+ * any other non-OK status is an error, returned with the layer and linear named. */
+typedef sq_status (*sq_linear_hook)(void *ctx, const char *linear_name, const float *input, int rows,
+                                    int in_features);
+
+typedef struct {
+    sq_linear_hook hook; /* may be NULL */
+    void *hook_ctx;
+    int kv_cache_bits; /* 0: exact; else keys (after RoPE) and values are fake-quantized per token and head */
+    int pos0;          /* position of the first token of every sequence */
+} sq_layer_options;
+
+/* x [batch*seq, hidden] is the residual stream, updated in place. batch*seq must be <= s->max_rows. */
+sq_status sq_layer_forward(const sq_layer_weights *w, const sq_model_config *cfg, float *x, int batch, int seq,
+                           sq_layer_scratch *s, const sq_layer_options *opt);
+
+#endif

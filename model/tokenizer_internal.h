@@ -1,0 +1,193 @@
+/* tokenizer_internal.h: the loaded form of a tokenizer.json, shared by the
+ * tokenizer_*.c files (loader, normalizer/pre-tokenizers, BPE, encode/decode).
+ * Not part of the public interface: use model/tokenizer.h. */
+#ifndef SQ_MODEL_TOKENIZER_INTERNAL_H
+#define SQ_MODEL_TOKENIZER_INTERNAL_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "model/tokenizer.h"
+
+/* ---- string -> id map (open addressing, keys owned) ---- */
+typedef struct {
+    char *key;
+    size_t len;
+    int32_t id;
+} sq_tk_slot;
+
+typedef struct {
+    sq_tk_slot *slots;
+    size_t cap; /* power of two, 0 when empty */
+    size_t count;
+} sq_tk_strmap;
+
+sq_status sq_tk_strmap_put(sq_tk_strmap *m, const char *key, size_t len, int32_t id);
+int32_t sq_tk_strmap_get(const sq_tk_strmap *m, const char *key, size_t len); /* -1 if absent */
+void sq_tk_strmap_free(sq_tk_strmap *m);
+
+/* ---- (left id, right id) -> (rank, merged id) ---- */
+typedef struct {
+    uint64_t key; /* 0 = empty slot */
+    int32_t rank;
+    int32_t merged;
+} sq_tk_merge_slot;
+
+typedef struct {
+    sq_tk_merge_slot *slots;
+    size_t cap;
+    size_t count;
+} sq_tk_mergemap;
+
+sq_status sq_tk_mergemap_put(sq_tk_mergemap *m, int32_t left, int32_t right, int32_t rank, int32_t merged);
+const sq_tk_merge_slot *sq_tk_mergemap_get(const sq_tk_mergemap *m, int32_t left, int32_t right);
+void sq_tk_mergemap_free(sq_tk_mergemap *m);
+
+/* ---- growable byte buffer and id vector ---- */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} sq_tk_buf;
+
+sq_status sq_tk_buf_append(sq_tk_buf *b, const char *s, size_t len);
+
+typedef struct {
+    int32_t *data;
+    size_t len, cap;
+} sq_tk_ids;
+
+sq_status sq_tk_ids_push(sq_tk_ids *v, int32_t id);
+
+/* ---- UTF-8 ---- */
+/* Length of the UTF-8 sequence starting at s[0] (1..4) when well-formed within `avail`, else 0. */
+size_t sq_tk_utf8_seq_len(const unsigned char *s, size_t avail);
+/* Byte offset of the first malformed sequence, or len when the text is valid. */
+size_t sq_tk_utf8_invalid_at(const char *s, size_t len);
+/* Encode code point `cp` into out (up to 4 bytes); returns the byte count. */
+size_t sq_tk_utf8_put(uint32_t cp, char *out);
+
+/* GPT-2 byte <-> printable-char map used by ByteLevel. */
+typedef struct {
+    char enc[256][3]; /* UTF-8 of the char that stands for each byte */
+    uint8_t enc_len[256];
+    int16_t dec[324]; /* code point -> byte, -1 when not a byte char */
+} sq_tk_bytemap;
+
+const sq_tk_bytemap *sq_tk_bytelevel_map(void);
+
+/* ---- pipeline components ---- */
+typedef enum { SQ_NORM_PREPEND, SQ_NORM_REPLACE, SQ_NORM_REPLACE_REGEX, SQ_NORM_IDENTITY } sq_tk_norm_kind;
+
+typedef struct {
+    sq_tk_norm_kind kind;
+    char *pattern; /* PREPEND: text to prepend; REPLACE: literal to find */
+    size_t pattern_len;
+    char *content; /* REPLACE*: replacement */
+    size_t content_len;
+    pcre2_code *re;
+} sq_tk_norm;
+
+typedef enum {
+    SQ_SPLIT_REMOVED,
+    SQ_SPLIT_ISOLATED,
+    SQ_SPLIT_MERGED_WITH_PREVIOUS,
+    SQ_SPLIT_MERGED_WITH_NEXT,
+    SQ_SPLIT_CONTIGUOUS
+} sq_tk_split_behavior;
+
+typedef enum { SQ_PRE_BYTELEVEL, SQ_PRE_SPLIT, SQ_PRE_METASPACE, SQ_PRE_DIGITS } sq_tk_pre_kind;
+
+typedef enum { SQ_PREPEND_ALWAYS, SQ_PREPEND_FIRST, SQ_PREPEND_NEVER } sq_tk_prepend_scheme;
+
+typedef struct {
+    sq_tk_pre_kind kind;
+    pcre2_code *re; /* SPLIT, DIGITS, BYTELEVEL with use_regex */
+    sq_tk_split_behavior behavior;
+    bool invert;
+    bool add_prefix_space;     /* BYTELEVEL */
+    char replacement[5];       /* METASPACE, UTF-8 of the replacement char */
+    sq_tk_prepend_scheme prepend; /* METASPACE */
+    bool split;                /* METASPACE */
+} sq_tk_pre;
+
+typedef enum {
+    SQ_DEC_BYTELEVEL,
+    SQ_DEC_METASPACE,
+    SQ_DEC_REPLACE,
+    SQ_DEC_BYTEFALLBACK,
+    SQ_DEC_FUSE,
+    SQ_DEC_STRIP
+} sq_tk_dec_kind;
+
+typedef struct {
+    sq_tk_dec_kind kind;
+    char *pattern, *content; /* REPLACE; STRIP: content is the char to strip */
+    size_t pattern_len, content_len;
+    char replacement[5];     /* METASPACE */
+    bool strip_first;        /* METASPACE: prepend_scheme != never */
+    int start, stop;         /* STRIP */
+} sq_tk_dec;
+
+typedef struct {
+    char *content;
+    size_t len;
+    int32_t id;
+    bool special, lstrip, rstrip, single_word;
+} sq_tk_added;
+
+struct sq_tokenizer {
+    char *name; /* file name for messages */
+    /* model */
+    sq_tk_strmap vocab;   /* model vocab: token -> id */
+    sq_tk_mergemap merges;
+    char **id_to_token;   /* [vocab_size], NULL for unused ids */
+    size_t *token_len;
+    size_t vocab_size;
+    int32_t unk_id;       /* -1 when none */
+    bool byte_fallback, fuse_unk, ignore_merges;
+    int32_t byte_ids[256]; /* <0xNN> ids, -1 when absent */
+    /* added tokens, bucketed by first byte for matching */
+    sq_tk_added *added;
+    size_t n_added;
+    size_t *added_by_byte[256];
+    size_t added_by_byte_n[256];
+    bool *is_special; /* [vocab_size] */
+    /* pipeline */
+    sq_tk_norm *norms;
+    size_t n_norms;
+    sq_tk_pre *pres;
+    size_t n_pres;
+    sq_tk_dec *decs;
+    size_t n_decs;
+    bool has_decoder;
+    /* post-processing for a single sequence */
+    sq_tk_ids prefix, suffix;
+    int32_t bos_id, eos_id;
+};
+
+/* A piece of text moving through the pipeline (owned bytes). at_start marks
+ * the piece that begins at offset 0 of the original input (Metaspace "first"). */
+typedef struct {
+    char *s;
+    size_t len;
+    bool at_start;
+} sq_tk_piece;
+
+typedef struct {
+    sq_tk_piece *items;
+    size_t n, cap;
+} sq_tk_pieces;
+
+sq_status sq_tk_pieces_push(sq_tk_pieces *p, const char *s, size_t len, bool at_start);
+void sq_tk_pieces_free(sq_tk_pieces *p);
+
+/* Apply the normalizers to a segment (replaces *buf). */
+sq_status sq_tk_normalize(const sq_tokenizer *t, sq_tk_buf *seg);
+/* Run the pre-tokenizers over one normalized segment; appends to out. */
+sq_status sq_tk_pretokenize(const sq_tokenizer *t, const char *s, size_t len, bool at_start, sq_tk_pieces *out);
+/* BPE-encode one pre-token, appending ids. */
+sq_status sq_tk_bpe(const sq_tokenizer *t, const char *s, size_t len, sq_tk_ids *out);
+/* Compile a pattern in UTF-8 + UCP mode (literal when `literal`). `where` names it for errors. */
+sq_status sq_tk_compile(const char *where, const char *pattern, size_t len, bool literal, pcre2_code **out);
+
+#endif

@@ -1,0 +1,155 @@
+/* gptq.c: the GPTQ solve for one linear over the kernels interface. The O(n³)
+ * and O(rows·n²) work runs on the device; the host only orders columns, keeps
+ * g_idx and sums the reported loss. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "quant/gptq.h"
+
+/* Descending by diagonal value, ties by column index (a stable order). */
+static const float *sort_diag;
+static int by_descending_diag(const void *a, const void *b)
+{
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    if (sort_diag[i] != sort_diag[j])
+        return sort_diag[i] > sort_diag[j] ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+/* Device buffers of one solve. */
+typedef struct {
+    float *diag, *Wp, *Hp, *Err, *scale, *zero;
+    int32_t *perm, *group_of_column;
+    uint8_t *codes;
+} gptq_buffers;
+
+static void free_buffers(gptq_buffers *b)
+{
+    kn_free(b->diag), kn_free(b->Wp), kn_free(b->Hp), kn_free(b->Err), kn_free(b->scale), kn_free(b->zero);
+    kn_free(b->perm), kn_free(b->group_of_column), kn_free(b->codes);
+}
+
+static sq_status alloc_buffers(gptq_buffers *b, int rows, int cols, int ngroups, int block)
+{
+    size_t cells = (size_t)rows * cols;
+    SQ_TRY(kn_alloc((void **)&b->diag, (size_t)cols * sizeof(float)));
+    SQ_TRY(kn_alloc((void **)&b->Wp, cells * sizeof(float)));
+    SQ_TRY(kn_alloc((void **)&b->Hp, (size_t)cols * cols * sizeof(float)));
+    SQ_TRY(kn_alloc((void **)&b->Err, (size_t)rows * block * sizeof(float)));
+    SQ_TRY(kn_alloc((void **)&b->scale, (size_t)rows * ngroups * sizeof(float)));
+    SQ_TRY(kn_alloc((void **)&b->zero, (size_t)rows * ngroups * sizeof(float)));
+    SQ_TRY(kn_alloc((void **)&b->perm, (size_t)cols * sizeof(int32_t)));
+    SQ_TRY(kn_alloc((void **)&b->group_of_column, (size_t)cols * sizeof(int32_t)));
+    return kn_alloc((void **)&b->codes, cells);
+}
+
+/* Steps 1-5: grids that do not depend on the solve, dead columns, column
+ * order and damping; leaves the permuted W in b->Wp and Hinv in b->Hp. */
+static sq_status prepare(float *W, float *H, int rows, int cols, const sq_quant_options *opt,
+                         const sq_quant_result *res, gptq_buffers *b, float *diag, int32_t *perm,
+                         int32_t *group_of_column)
+{
+    int gs = opt->group_size;
+    if (gs <= 0)
+        SQ_TRY(kn_quant_grid(b->scale, b->zero, 1, 0, W, rows, cols, 0, cols, opt->bits, opt->sym));
+    SQ_TRY(kn_hessian_prepare(H, W, rows, cols, 0.0f));
+    SQ_TRY(kn_diagonal(b->diag, H, cols));
+    SQ_TRY(kn_download(diag, b->diag, (size_t)cols * sizeof(float)));
+    if (gs > 0 && opt->static_groups)
+        for (int g = 0; g < res->ngroups; g++) {
+            int width = (g + 1) * gs <= cols ? gs : cols - g * gs;
+            SQ_TRY(kn_quant_grid(b->scale, b->zero, res->ngroups, g, W, rows, cols, g * gs, width, opt->bits,
+                                 opt->sym));
+        }
+    for (int i = 0; i < cols; i++)
+        perm[i] = i;
+    if (opt->desc_act) {
+        sort_diag = diag;
+        qsort(perm, (size_t)cols, sizeof *perm, by_descending_diag);
+    }
+    for (int i = 0; i < cols; i++) {
+        int column = opt->static_groups ? perm[i] : i;
+        group_of_column[i] = gs > 0 ? column / gs : 0;
+    }
+    SQ_TRY(kn_upload(b->perm, perm, (size_t)cols * sizeof(int32_t)));
+    SQ_TRY(kn_upload(b->group_of_column, group_of_column, (size_t)cols * sizeof(int32_t)));
+    SQ_TRY(kn_permute_columns(b->Wp, W, b->perm, rows, cols));
+    SQ_TRY(kn_permute_symmetric(b->Hp, H, b->perm, cols));
+    double mean = 0;
+    for (int i = 0; i < cols; i++)
+        mean += diag[i];
+    mean /= cols;
+    SQ_TRY(kn_hessian_prepare(b->Hp, b->Wp, rows, cols, (float)(opt->damp_percent * mean)));
+    SQ_TRY(kn_spd_inverse(b->Hp, cols));
+    return kn_cholesky_upper(b->Hp, cols);
+}
+
+/* Step 6: the blocked column sweep over b->Wp with Hinv in b->Hp. */
+static sq_status sweep(int rows, int cols, const sq_quant_options *opt, const sq_quant_result *res,
+                       gptq_buffers *b, float *err_host, double *loss)
+{
+    bool compute_groups = opt->group_size > 0 && !opt->static_groups;
+    *loss = 0;
+    for (int i1 = 0; i1 < cols; i1 += opt->block_size) {
+        int count = cols - i1 < opt->block_size ? cols - i1 : opt->block_size;
+        int i2 = i1 + count;
+        SQ_TRY(kn_gptq_block(b->Wp, b->codes, b->Err, b->Hp, b->scale, b->zero, res->ngroups, b->group_of_column,
+                             compute_groups, opt->group_size, rows, cols, i1, count, opt->bits, opt->sym));
+        if (i2 < cols)
+            SQ_TRY(kn_gemm(false, false, rows, cols - i2, count, -1.0f, b->Err, count, b->Hp + (size_t)i1 * cols + i2,
+                           cols, 1.0f, b->Wp + i2, cols));
+        SQ_TRY(kn_download(err_host, b->Err, (size_t)rows * count * sizeof(float)));
+        for (size_t k = 0; k < (size_t)rows * count; k++)
+            *loss += 0.5 * (double)err_host[k] * err_host[k];
+    }
+    return SQ_OK;
+}
+
+sq_status sq_gptq_solve(float *W, float *H, int rows, int cols, const sq_quant_options *opt, sq_quant_result *res)
+{
+    memset(res, 0, sizeof *res);
+    SQ_TRY(sq_quant_options_check(opt, cols, "gptq"));
+    if (opt->block_size <= 0)
+        return sq_fail(SQ_ERR_ARG, "gptq: block_size must be positive, got %d", opt->block_size);
+    if (!(opt->damp_percent > 0 && opt->damp_percent < 1))
+        return sq_fail(SQ_ERR_ARG, "gptq: damp_percent must be in (0, 1), got %g", opt->damp_percent);
+    if (rows <= 0)
+        return sq_fail(SQ_ERR_ARG, "gptq: out_features must be positive, got %d", rows);
+    SQ_TRY(sq_quant_result_alloc(res, rows, cols, opt->bits, opt->group_size, opt->sym));
+
+    sq_status st = SQ_OK;
+    gptq_buffers b = {0};
+    int block = opt->block_size < cols ? opt->block_size : cols;
+    float *diag = malloc((size_t)cols * sizeof(float));
+    int32_t *perm = malloc((size_t)cols * sizeof(int32_t));
+    int32_t *group_of_column = malloc((size_t)cols * sizeof(int32_t));
+    float *err_host = malloc((size_t)rows * block * sizeof(float));
+    uint8_t *codes_perm = malloc((size_t)rows * cols);
+    if (!diag || !perm || !group_of_column || !err_host || !codes_perm) {
+        st = sq_fail(SQ_ERR_NOMEM, "gptq: cannot allocate host buffers for a %dx%d linear", rows, cols);
+        goto done;
+    }
+    SQ_TRY_GOTO(st, alloc_buffers(&b, rows, cols, res->ngroups, block), done);
+    SQ_TRY_GOTO(st, prepare(W, H, rows, cols, opt, res, &b, diag, perm, group_of_column), done);
+    SQ_TRY_GOTO(st, sweep(rows, cols, opt, res, &b, err_host, &res->loss), done);
+
+    /* Step 7: back to the original column order. */
+    SQ_TRY_GOTO(st, kn_unpermute_columns(W, b.Wp, b.perm, rows, cols), done);
+    SQ_TRY_GOTO(st, kn_download(codes_perm, b.codes, (size_t)rows * cols), done);
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < cols; i++)
+            res->codes[(size_t)r * cols + perm[i]] = codes_perm[(size_t)r * cols + i];
+    SQ_TRY_GOTO(st, kn_download(res->scales, b.scale, (size_t)rows * res->ngroups * sizeof(float)), done);
+    SQ_TRY_GOTO(st, kn_download(res->zeros, b.zero, (size_t)rows * res->ngroups * sizeof(float)), done);
+    for (int i = 0; i < cols; i++) {
+        bool by_solve_order = opt->desc_act && !opt->static_groups && opt->group_size > 0;
+        res->g_idx[by_solve_order ? perm[i] : i] = opt->group_size > 0 ? i / opt->group_size : 0;
+    }
+done:
+    free_buffers(&b);
+    free(diag), free(perm), free(group_of_column), free(err_host), free(codes_perm);
+    if (st != SQ_OK)
+        sq_quant_result_free(res);
+    return st;
+}

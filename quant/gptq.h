@@ -1,0 +1,29 @@
+/* gptq.h: the GPTQ solve (Frantar et al. 2022) for one linear layer, following
+ * the reference implementation as AutoGPTQ runs it:
+ *
+ *  1. group_size -1: one grid per output row from W as given;
+ *  2. dead inputs (H_ii = 0): H_ii := 1 and W[:, i] := 0;
+ *  3. static_groups: every group's grid from W (original column order);
+ *  4. desc_act: columns ordered by descending H_ii (stable: ties by index);
+ *  5. H_ii += damp_percent · mean(diag H);  Hinv = upper Cholesky factor of H⁻¹;
+ *  6. blocks of block_size columns: each column is quantized, its error spread
+ *     over the rest of the block (kn_gptq_block), then the lazy update
+ *     W[:, end:] -= Err · Hinv[block, end:]; with groups (not static) a group's
+ *     grid is taken at its first column from W as it was when the block started;
+ *  7. codes back in the original column order, g_idx as AutoGPTQ writes it:
+ *     j/group_size, except desc_act without static_groups where
+ *     g_idx[perm[i]] = i/group_size.
+ * The dequantized weights replace W so the next layer sees the quantized model. */
+#ifndef SQ_QUANT_GPTQ_H
+#define SQ_QUANT_GPTQ_H
+
+#include "core/status.h"
+#include "jobs/spec.h"
+#include "quant/quant_result.h"
+
+/* W (device, [rows, cols]) is quantized in place (dequantized values on return);
+ * H (device, [cols, cols], from quant/hessian.h) is consumed (overwritten).
+ * `res` is allocated here; free it with sq_quant_result_free. */
+sq_status sq_gptq_solve(float *W, float *H, int rows, int cols, const sq_quant_options *opt, sq_quant_result *res);
+
+#endif

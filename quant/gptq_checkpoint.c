@@ -1,0 +1,504 @@
+/* gptq_checkpoint.c: assembling a GPTQ checkpoint directory from the source
+ * model and the packed linears, and reading packed linears back as fp32. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "core/fileio.h"
+#include "core/sha256.h"
+#include "quant/gptq_checkpoint.h"
+
+#define DEFAULT_MAX_SHARD_BYTES (4ull << 30)
+#define CONVERT_CHUNK (1u << 20)
+
+static const char *const copied_files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                           "tokenizer.model", "generation_config.json"};
+
+/* ---- planning ------------------------------------------------------------ */
+
+/* What happens to one source tensor. */
+typedef struct {
+    int tensor;      /* index in the source checkpoint */
+    int linear;      /* index in req->linears, or -1 */
+    uint64_t bytes;  /* bytes it takes in the output */
+    int shard;
+} plan_item;
+
+static bool is_float_dtype(sq_dtype d)
+{
+    return d == SQ_DTYPE_F32 || d == SQ_DTYPE_F16 || d == SQ_DTYPE_BF16 || d == SQ_DTYPE_F64;
+}
+
+static int ngroups_for(const sq_quant_options *opt, int in)
+{
+    return opt->group_size > 0 ? (in + opt->group_size - 1) / opt->group_size : 1;
+}
+
+static uint64_t packed_bytes(int out, int in, int bits, int ngroups)
+{
+    return (uint64_t)in * bits / 32 * out * 4 + (uint64_t)ngroups * out * bits / 32 * 4 + (uint64_t)ngroups * out * 2 +
+           (uint64_t)in * 4;
+}
+
+/* The linear whose weight is `tensor_name`, or -1. */
+static int linear_of(const sq_gptq_checkpoint_request *req, const char *tensor_name)
+{
+    size_t len = strlen(tensor_name);
+    if (len < 7 || strcmp(tensor_name + len - 7, ".weight") != 0)
+        return -1;
+    for (int k = 0; k < req->n_linears; k++)
+        if (strlen(req->linears[k]) == len - 7 && strncmp(req->linears[k], tensor_name, len - 7) == 0)
+            return k;
+    return -1;
+}
+
+static sq_status make_plan(const sq_gptq_checkpoint_request *req, plan_item **items_out, int *n_items,
+                           int *n_shards)
+{
+    const sq_checkpoint *src = req->source;
+    int n = sq_checkpoint_tensor_count(src);
+    for (int k = 0; k < req->n_linears; k++) {
+        char name[512];
+        snprintf(name, sizeof name, "%s.weight", req->linears[k]);
+        const sq_st_tensor *t = sq_checkpoint_find(src, name);
+        if (!t)
+            return sq_fail(SQ_ERR_NOT_FOUND, "%s: quantized linear '%s' has no tensor '%s'", sq_checkpoint_dir(src),
+                           req->linears[k], name);
+        if (t->ndim != 2)
+            return sq_fail(SQ_ERR_MISMATCH, "%s: '%s' is not a matrix", sq_checkpoint_dir(src), name);
+        SQ_TRY(sq_gptq_check_shape(req->linears[k], (int)t->shape[0], (int)t->shape[1], req->options->bits));
+    }
+    plan_item *items = calloc((size_t)(n ? n : 1), sizeof *items);
+    if (!items)
+        return sq_fail(SQ_ERR_NOMEM, "cannot plan %d output tensors", n);
+    uint64_t limit = req->max_shard_bytes ? req->max_shard_bytes : DEFAULT_MAX_SHARD_BYTES, in_shard = 0;
+    int shard = 0;
+    for (int i = 0; i < n; i++) {
+        const sq_st_tensor *t = sq_checkpoint_tensor_at(src, i);
+        plan_item *it = &items[i];
+        it->tensor = i;
+        it->linear = linear_of(req, t->name);
+        if (it->linear >= 0) {
+            int out = (int)t->shape[0], in = (int)t->shape[1];
+            it->bytes = packed_bytes(out, in, req->options->bits, ngroups_for(req->options, in));
+        } else {
+            it->bytes = is_float_dtype(t->dtype) ? sq_st_numel(t) * 2 : t->nbytes;
+        }
+        if (in_shard > 0 && in_shard + it->bytes > limit) {
+            shard++;
+            in_shard = 0;
+        }
+        it->shard = shard;
+        in_shard += it->bytes;
+    }
+    *items_out = items;
+    *n_items = n;
+    *n_shards = shard + 1;
+    return SQ_OK;
+}
+
+/* ---- one shard ------------------------------------------------------------ */
+
+/* Everything a shard's entries point to, released after the shard is written. */
+typedef struct {
+    sq_st_entry *entries;
+    int n_entries;
+    char **names;
+    void **buffers;
+    int n_buffers;
+    sq_gptq_packed *packed;
+    int n_packed;
+} shard_build;
+
+static void shard_build_free(shard_build *b)
+{
+    for (int k = 0; k < b->n_entries; k++)
+        free(b->names[k]);
+    for (int k = 0; k < b->n_buffers; k++)
+        free(b->buffers[k]);
+    for (int k = 0; k < b->n_packed; k++)
+        sq_gptq_packed_free(&b->packed[k]);
+    free(b->entries), free(b->names), free(b->buffers), free(b->packed);
+    memset(b, 0, sizeof *b);
+}
+
+static sq_st_entry *add_entry(shard_build *b, const char *base, const char *suffix, sq_dtype dtype, int ndim,
+                              int64_t d0, int64_t d1, const void *data)
+{
+    size_t len = strlen(base) + strlen(suffix) + 1;
+    char *name = malloc(len);
+    if (!name)
+        return NULL;
+    snprintf(name, len, "%s%s", base, suffix);
+    sq_st_entry *e = &b->entries[b->n_entries];
+    b->names[b->n_entries++] = name;
+    *e = (sq_st_entry){.name = name, .dtype = dtype, .ndim = ndim, .data = data};
+    e->shape[0] = d0;
+    e->shape[1] = d1;
+    return e;
+}
+
+/* fp16 copy of a float tensor, converted in chunks; F16 tensors are used in place. */
+static sq_status to_f16(const sq_st_tensor *t, const void *data, shard_build *b, const void **out)
+{
+    if (t->dtype == SQ_DTYPE_F16) {
+        *out = data;
+        return SQ_OK;
+    }
+    uint64_t n = sq_st_numel(t);
+    uint16_t *dst = malloc(n ? n * 2 : 1);
+    float *chunk = malloc(CONVERT_CHUNK * sizeof(float));
+    if (!dst || !chunk) {
+        free(dst), free(chunk);
+        return sq_fail(SQ_ERR_NOMEM, "cannot convert tensor '%s' to fp16", t->name);
+    }
+    size_t esize = sq_dtype_size(t->dtype);
+    for (uint64_t k = 0; k < n; k += CONVERT_CHUNK) {
+        size_t m = n - k < CONVERT_CHUNK ? (size_t)(n - k) : CONVERT_CHUNK;
+        sq_convert_to_f32(chunk, (const uint8_t *)data + k * esize, t->dtype, m);
+        sq_convert_from_f32(dst + k, SQ_DTYPE_F16, chunk, m);
+    }
+    free(chunk);
+    b->buffers[b->n_buffers++] = dst;
+    *out = dst;
+    return SQ_OK;
+}
+
+static sq_status add_linear(const sq_gptq_checkpoint_request *req, const sq_st_tensor *t, int linear, shard_build *b)
+{
+    const char *name = req->linears[linear];
+    int out = (int)t->shape[0], in = (int)t->shape[1], bits = req->options->bits;
+    sq_gptq_packed *p = &b->packed[b->n_packed];
+    SQ_TRY(req->get_linear(req->ctx, name, p));
+    b->n_packed++;
+    if (p->out != out || p->in != in || p->bits != bits || p->ngroups != ngroups_for(req->options, in))
+        return sq_fail(SQ_ERR_MISMATCH,
+                       "%s: packed result is [%d, %d] at %d bits with %d groups; the checkpoint and options want "
+                       "[%d, %d] at %d bits with %d groups",
+                       name, p->out, p->in, p->bits, p->ngroups, out, in, bits, ngroups_for(req->options, in));
+    if (!add_entry(b, name, ".qweight", SQ_DTYPE_I32, 2, (int64_t)in * bits / 32, out, p->qweight) ||
+        !add_entry(b, name, ".qzeros", SQ_DTYPE_I32, 2, p->ngroups, (int64_t)out * bits / 32, p->qzeros) ||
+        !add_entry(b, name, ".scales", SQ_DTYPE_F16, 2, p->ngroups, out, p->scales) ||
+        !add_entry(b, name, ".g_idx", SQ_DTYPE_I32, 1, in, 0, p->g_idx))
+        return sq_fail(SQ_ERR_NOMEM, "%s: cannot name packed tensors", name);
+    return SQ_OK;
+}
+
+static sq_status write_shard(const sq_gptq_checkpoint_request *req, const plan_item *items, int n_items, int shard,
+                             const char *path)
+{
+    int count = 0;
+    for (int i = 0; i < n_items; i++)
+        if (items[i].shard == shard)
+            count += items[i].linear >= 0 ? 4 : 1;
+    shard_build b = {0};
+    b.entries = calloc((size_t)count + 1, sizeof *b.entries);
+    b.names = calloc((size_t)count + 1, sizeof *b.names);
+    b.buffers = calloc((size_t)count + 1, sizeof *b.buffers);
+    b.packed = calloc((size_t)count + 1, sizeof *b.packed);
+    sq_status st = SQ_OK;
+    if (!b.entries || !b.names || !b.buffers || !b.packed) {
+        st = sq_fail(SQ_ERR_NOMEM, "%s: cannot allocate %d entries", path, count);
+        goto done;
+    }
+    for (int i = 0; i < n_items; i++) {
+        if (items[i].shard != shard)
+            continue;
+        const sq_st_tensor *t = sq_checkpoint_tensor_at(req->source, items[i].tensor);
+        if (items[i].linear >= 0) {
+            SQ_TRY_GOTO(st, add_linear(req, t, items[i].linear, &b), done);
+            continue;
+        }
+        const sq_st_tensor *raw;
+        const void *data;
+        SQ_TRY_GOTO(st, sq_checkpoint_raw(req->source, t->name, &raw, &data), done);
+        sq_dtype dtype = t->dtype;
+        if (is_float_dtype(t->dtype)) {
+            SQ_TRY_GOTO(st, to_f16(t, data, &b, &data), done);
+            dtype = SQ_DTYPE_F16;
+        }
+        sq_st_entry *e = add_entry(&b, t->name, "", dtype, t->ndim, 0, 0, data);
+        if (!e) {
+            st = sq_fail(SQ_ERR_NOMEM, "cannot name tensor '%s'", t->name);
+            goto done;
+        }
+        memcpy(e->shape, t->shape, sizeof e->shape);
+    }
+    json_t *meta = json_pack("{s:s}", "format", "pt");
+    st = sq_st_write(path, b.entries, b.n_entries, meta);
+    json_decref(meta);
+done:
+    shard_build_free(&b);
+    return st;
+}
+
+/* ---- config, index, manifest --------------------------------------------- */
+
+static json_t *quantization_config(const sq_quant_options *opt)
+{
+    return json_pack("{s:s, s:i, s:i, s:b, s:b, s:f, s:b, s:b, s:s}", "quant_method", "gptq", "bits", opt->bits,
+                     "group_size", opt->group_size, "desc_act", opt->desc_act, "sym", opt->sym, "damp_percent",
+                     opt->damp_percent, "static_groups", opt->static_groups, "true_sequential",
+                     opt->true_sequential, "checkpoint_format", "gptq");
+}
+
+static sq_status write_json(const char *dir, const char *name, json_t *value)
+{
+    char *text = json_dumps(value, JSON_INDENT(2));
+    char *path = sq_path_join(dir, name);
+    sq_status st = text && path ? sq_write_file_atomic(path, text, strlen(text))
+                                : sq_fail(SQ_ERR_NOMEM, "cannot serialise %s", name);
+    free(text);
+    free(path);
+    return st;
+}
+
+static sq_status write_configs(const sq_gptq_checkpoint_request *req, const char *out_dir)
+{
+    char *src_path = sq_path_join(sq_checkpoint_dir(req->source), "config.json");
+    char *text = NULL;
+    size_t len = 0;
+    sq_status st = sq_read_file(src_path, &text, &len);
+    json_t *config = NULL, *qc = NULL;
+    if (st != SQ_OK)
+        goto done;
+    json_error_t err;
+    config = json_loadb(text, len, 0, &err);
+    if (!json_is_object(config)) {
+        st = sq_fail(SQ_ERR_FORMAT, "%s: line %d: %s", src_path, err.line,
+                     config ? "config is not a JSON object" : err.text);
+        goto done;
+    }
+    qc = quantization_config(req->options);
+    json_object_set(config, "quantization_config", qc);
+    json_object_set_new(config, "torch_dtype", json_string("float16"));
+    SQ_TRY_GOTO(st, write_json(out_dir, "config.json", config), done);
+    st = write_json(out_dir, "quantize_config.json", qc);
+done:
+    json_decref(qc);
+    json_decref(config);
+    free(text);
+    free(src_path);
+    return st;
+}
+
+static sq_status write_index(const sq_gptq_checkpoint_request *req, const plan_item *items, int n_items,
+                             char **shard_names, const char *out_dir)
+{
+    json_t *map = json_object();
+    uint64_t total = 0;
+    static const char *const suffixes[] = {".qweight", ".qzeros", ".scales", ".g_idx"};
+    char name[600];
+    for (int i = 0; i < n_items; i++) {
+        const sq_st_tensor *t = sq_checkpoint_tensor_at(req->source, items[i].tensor);
+        json_t *file = json_string(shard_names[items[i].shard]);
+        total += items[i].bytes;
+        if (items[i].linear < 0) {
+            json_object_set(map, t->name, file);
+        } else {
+            for (int s = 0; s < 4; s++) {
+                snprintf(name, sizeof name, "%s%s", req->linears[items[i].linear], suffixes[s]);
+                json_object_set(map, name, file);
+            }
+        }
+        json_decref(file);
+    }
+    json_t *index = json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", map);
+    sq_status st = write_json(out_dir, "model.safetensors.index.json", index);
+    json_decref(index);
+    return st;
+}
+
+static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static sq_status write_manifest(const char *out_dir, char **files, int n_files)
+{
+    qsort(files, (size_t)n_files, sizeof *files, by_string);
+    json_t *list = json_array();
+    sq_status st = SQ_OK;
+    for (int k = 0; k < n_files && st == SQ_OK; k++) {
+        char *path = sq_path_join(out_dir, files[k]);
+        char hex[SQ_SHA256_HEX_LEN + 1];
+        uint64_t size = 0;
+        st = sq_file_size(path, &size);
+        if (st == SQ_OK)
+            st = sq_sha256_file(path, hex);
+        if (st == SQ_OK)
+            json_array_append_new(list, json_pack("{s:s, s:I, s:s}", "path", files[k], "size", (json_int_t)size,
+                                                  "sha256", hex));
+        free(path);
+    }
+    json_t *manifest = json_pack("{s:o}", "files", list);
+    if (st == SQ_OK)
+        st = write_json(out_dir, "manifest.json", manifest);
+    json_decref(manifest);
+    return st;
+}
+
+sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const char *out_dir)
+{
+    if (!req->source || !req->get_linear || !req->options || (req->n_linears > 0 && !req->linears))
+        return sq_fail(SQ_ERR_ARG, "gptq checkpoint %s: incomplete request", out_dir);
+    SQ_TRY(sq_make_dirs(out_dir));
+    plan_item *items = NULL;
+    int n_items = 0, n_shards = 0, n_files = 0;
+    SQ_TRY(make_plan(req, &items, &n_items, &n_shards));
+    int max_files = n_shards + 4 + (int)(sizeof copied_files / sizeof *copied_files);
+    char **files = calloc((size_t)max_files, sizeof *files);
+    sq_status st = SQ_OK;
+    if (!files) {
+        st = sq_fail(SQ_ERR_NOMEM, "gptq checkpoint %s: out of memory", out_dir);
+        goto done;
+    }
+    for (int s = 0; s < n_shards; s++) {
+        char name[64];
+        if (n_shards == 1)
+            snprintf(name, sizeof name, "model.safetensors");
+        else
+            snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, n_shards);
+        files[n_files++] = strdup(name);
+    }
+    for (int s = 0; s < n_shards; s++) {
+        char *path = sq_path_join(out_dir, files[s]);
+        st = write_shard(req, items, n_items, s, path);
+        free(path);
+        if (st != SQ_OK) {
+            sq_fail_context(st, "writing %s/%s", out_dir, files[s]);
+            goto done;
+        }
+    }
+    if (n_shards > 1) {
+        SQ_TRY_GOTO(st, write_index(req, items, n_items, files, out_dir), done);
+        files[n_files++] = strdup("model.safetensors.index.json");
+    }
+    SQ_TRY_GOTO(st, write_configs(req, out_dir), done);
+    files[n_files++] = strdup("config.json");
+    files[n_files++] = strdup("quantize_config.json");
+    for (size_t k = 0; k < sizeof copied_files / sizeof *copied_files; k++) {
+        char *src = sq_path_join(sq_checkpoint_dir(req->source), copied_files[k]);
+        char *dst = sq_path_join(out_dir, copied_files[k]);
+        uint64_t size;
+        sq_status present = sq_file_size(src, &size);
+        if (present == SQ_OK) {
+            st = sq_copy_file(src, dst);
+            files[n_files++] = strdup(copied_files[k]);
+        } else if (present == SQ_ERR_NOT_FOUND) {
+            sq_clear_error();
+        } else {
+            st = present;
+        }
+        free(src), free(dst);
+        if (st != SQ_OK)
+            goto done;
+    }
+    for (int k = 0; k < n_files; k++)
+        if (!files[k]) {
+            st = sq_fail(SQ_ERR_NOMEM, "gptq checkpoint %s: out of memory", out_dir);
+            goto done;
+        }
+    st = write_manifest(out_dir, files, n_files);
+done:
+    for (int k = 0; k < n_files; k++)
+        free(files[k]);
+    free(files);
+    free(items);
+    return st;
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+bool sq_checkpoint_is_gptq(const sq_checkpoint *ckpt)
+{
+    int n = sq_checkpoint_tensor_count(ckpt);
+    for (int i = 0; i < n; i++) {
+        const char *name = sq_checkpoint_tensor_at(ckpt, i)->name;
+        size_t len = strlen(name);
+        if (len >= 8 && strcmp(name + len - 8, ".qweight") == 0)
+            return true;
+    }
+    return false;
+}
+
+static const sq_st_tensor *find_part(const sq_checkpoint *ckpt, const char *linear, const char *suffix)
+{
+    char name[600];
+    snprintf(name, sizeof name, "%s%s", linear, suffix);
+    return sq_checkpoint_find(ckpt, name);
+}
+
+bool sq_gptq_has_linear(const sq_checkpoint *ckpt, const char *linear)
+{
+    return find_part(ckpt, linear, ".qweight") != NULL;
+}
+
+sq_status sq_gptq_linear_shape(const sq_checkpoint *ckpt, const char *linear, int *out_features, int *in_features,
+                               int *bits)
+{
+    const char *dir = sq_checkpoint_dir(ckpt);
+    const sq_st_tensor *qw = find_part(ckpt, linear, ".qweight"), *qz = find_part(ckpt, linear, ".qzeros");
+    const sq_st_tensor *sc = find_part(ckpt, linear, ".scales"), *gi = find_part(ckpt, linear, ".g_idx");
+    if (!qw || !qz || !sc || !gi)
+        return sq_fail(SQ_ERR_NOT_FOUND, "%s: GPTQ linear '%s' lacks %s", dir, linear,
+                       !qw ? "qweight" : !qz ? "qzeros" : !sc ? "scales" : "g_idx");
+    if (qw->dtype != SQ_DTYPE_I32 || qz->dtype != SQ_DTYPE_I32 || gi->dtype != SQ_DTYPE_I32 ||
+        !is_float_dtype(sc->dtype))
+        return sq_fail(SQ_ERR_FORMAT, "%s: '%s': qweight, qzeros and g_idx must be I32 and scales a float type",
+                       dir, linear);
+    if (qw->ndim != 2 || qz->ndim != 2 || sc->ndim != 2 || gi->ndim != 1)
+        return sq_fail(SQ_ERR_FORMAT, "%s: '%s': qweight, qzeros, scales must be matrices and g_idx a vector", dir,
+                       linear);
+    int64_t in = gi->shape[0], out = qw->shape[1], words = qw->shape[0];
+    if (in <= 0 || in > INT32_MAX || out <= 0 || out > INT32_MAX || (words * 32) % in != 0)
+        return sq_fail(SQ_ERR_FORMAT, "%s: '%s.qweight' has %" PRId64 " rows for %" PRId64 " inputs", dir, linear,
+                       words, in);
+    int64_t b = words * 32 / in;
+    SQ_TRY(sq_gptq_check_shape(linear, (int)out, (int)in, (int)(b <= 8 ? b : 0)));
+    int64_t ngroups = sc->shape[0];
+    if (sc->shape[1] != out || qz->shape[0] != ngroups || qz->shape[1] != out * b / 32 || ngroups <= 0)
+        return sq_fail(SQ_ERR_FORMAT,
+                       "%s: '%s': scales [%" PRId64 ", %" PRId64 "] and qzeros [%" PRId64 ", %" PRId64
+                       "] do not fit %" PRId64 " outputs at %" PRId64 " bits",
+                       dir, linear, sc->shape[0], sc->shape[1], qz->shape[0], qz->shape[1], out, b);
+    *out_features = (int)out;
+    *in_features = (int)in;
+    *bits = (int)b;
+    return SQ_OK;
+}
+
+sq_status sq_gptq_read_linear_f32(const sq_checkpoint *ckpt, const char *linear, float *W, size_t count)
+{
+    int out, in, bits;
+    SQ_TRY(sq_gptq_linear_shape(ckpt, linear, &out, &in, &bits));
+    if (count != (size_t)out * in)
+        return sq_fail(SQ_ERR_MISMATCH, "%s: '%s' is [%d, %d], caller expected %zu values", sq_checkpoint_dir(ckpt),
+                       linear, out, in, count);
+    static const char *const parts[] = {".qweight", ".qzeros", ".g_idx", ".scales"};
+    const sq_st_tensor *t[4];
+    const void *raw[4];
+    void *copy[4] = {0};
+    sq_status st = SQ_OK;
+    for (int k = 0; k < 4; k++) {
+        char name[600];
+        snprintf(name, sizeof name, "%s%s", linear, parts[k]);
+        SQ_TRY_GOTO(st, sq_checkpoint_raw(ckpt, name, &t[k], &raw[k]), done);
+        /* Aligned copies: tensor offsets in a file need not be multiples of 4. */
+        size_t bytes = k < 3 ? t[k]->nbytes : sq_st_numel(t[k]) * sizeof(float);
+        copy[k] = malloc(bytes ? bytes : 1);
+        if (!copy[k]) {
+            st = sq_fail(SQ_ERR_NOMEM, "cannot read '%s'", name);
+            goto done;
+        }
+        if (k < 3)
+            memcpy(copy[k], raw[k], bytes);
+        else
+            SQ_TRY_GOTO(st, sq_convert_to_f32(copy[k], raw[k], t[k]->dtype, sq_st_numel(t[k])), done);
+    }
+    st = sq_gptq_dequantize(linear, copy[0], copy[1], copy[3], copy[2], out, in, bits, (int)t[3]->shape[0], W);
+done:
+    for (int k = 0; k < 4; k++)
+        free(copy[k]);
+    return st;
+}

@@ -1,0 +1,69 @@
+/* gptq_checkpoint.h: write a GPTQ checkpoint directory, and read its linears back.
+ *
+ * Writing (final assembly after a gptq step):
+ *   - every quantized linear `L` (e.g. "model.layers.0.self_attn.q_proj")
+ *     replaces its `L.weight` by `L.qweight`, `L.qzeros`, `L.scales`, `L.g_idx`
+ *     (quant/gptq_pack.h); its bias, if any, stays as `L.bias`;
+ *   - every other float tensor is converted to fp16 (integer tensors are copied);
+ *   - tensors go to `model.safetensors`, or to shards
+ *     `model-0000K-of-0000N.safetensors` with `model.safetensors.index.json`
+ *     when they exceed max_shard_bytes;
+ *   - `config.json` is the source's plus "torch_dtype": "float16" and
+ *     "quantization_config": {"quant_method": "gptq", "bits", "group_size",
+ *     "desc_act", "sym", "damp_percent", "static_groups", "true_sequential",
+ *     "checkpoint_format": "gptq"}; the same object also goes to
+ *     `quantize_config.json` (what AutoGPTQ and GPTQModel read);
+ *   - tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+ *     tokenizer.model and generation_config.json are copied when present;
+ *   - `manifest.json` is written last: {"files": [{"path", "size", "sha256"}, ...]}
+ *     sorted by path, covering every other file written.
+ * Every file is written atomically.
+ *
+ * Reading (so `shardq eval` and QLoRA can use GPTQ output): a checkpoint opened
+ * with sq_checkpoint_open is GPTQ-quantized when it holds `*.qweight` tensors;
+ * sq_gptq_read_linear_f32 dequantizes one linear to fp32 W[out, in]. Bits and
+ * shapes come from the tensors themselves (qweight rows = in·bits/32). */
+#ifndef SQ_QUANT_GPTQ_CHECKPOINT_H
+#define SQ_QUANT_GPTQ_CHECKPOINT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "jobs/spec.h"
+#include "model/checkpoint.h"
+#include "quant/gptq_pack.h"
+
+/* Supplies the packed tensors of one quantized linear when the writer needs
+ * them (so results can be loaded lazily from per-layer artifacts). The writer
+ * frees `packed` with sq_gptq_packed_free. */
+typedef sq_status (*sq_gptq_linear_source)(void *ctx, const char *linear, sq_gptq_packed *packed);
+
+typedef struct {
+    const sq_checkpoint *source;      /* the unquantized model (config, tokenizer read from its dir) */
+    const char *const *linears;       /* names of the quantized linears, without ".weight" */
+    int n_linears;
+    sq_gptq_linear_source get_linear;
+    void *ctx;
+    const sq_quant_options *options;  /* recorded in quantization_config */
+    uint64_t max_shard_bytes;         /* 0: 4 GiB */
+} sq_gptq_checkpoint_request;
+
+/* Write the checkpoint into `out_dir` (created if needed). */
+sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const char *out_dir);
+
+/* True when the checkpoint holds GPTQ-packed linears (any tensor named *.qweight). */
+bool sq_checkpoint_is_gptq(const sq_checkpoint *ckpt);
+
+/* True when `linear` (e.g. "model.layers.0.mlp.up_proj") is stored packed. */
+bool sq_gptq_has_linear(const sq_checkpoint *ckpt, const char *linear);
+
+/* Shape and bits of a packed linear, validated across its four tensors. */
+sq_status sq_gptq_linear_shape(const sq_checkpoint *ckpt, const char *linear, int *out_features, int *in_features,
+                               int *bits);
+
+/* Dequantize a packed linear into W (host, `count` = out*in floats, else SQ_ERR_MISMATCH). */
+sq_status sq_gptq_read_linear_f32(const sq_checkpoint *ckpt, const char *linear, float *W, size_t count);
+
+#endif

@@ -1,0 +1,36 @@
+/* quant_result.h: what a weight quantizer (GPTQ or RTN) produces for one linear
+ * W[out, in]: integer codes in the original column order, a scale and zero per
+ * (output row, group), and g_idx mapping each input column to its group —
+ * everything the GPTQ checkpoint format packs (see quant/gptq_pack.h). */
+#ifndef SQ_QUANT_RESULT_H
+#define SQ_QUANT_RESULT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "jobs/spec.h"
+
+typedef struct {
+    int rows;        /* out_features */
+    int cols;        /* in_features */
+    int bits;
+    int group_size;  /* as requested: -1 means one group per row */
+    int ngroups;     /* ceil(cols / group_size), or 1 */
+    bool sym;
+    uint8_t *codes;  /* host [rows, cols]: q in [0, 2^bits - 1], W ≈ scale * (q - zero) */
+    float *scales;   /* host [rows, ngroups] */
+    float *zeros;    /* host [rows, ngroups], integer valued */
+    int32_t *g_idx;  /* host [cols]: group of each input column */
+    double loss;     /* GPTQ: Σ err²/2 as the reference reports it; RTN: 0 */
+} sq_quant_result;
+
+/* Check bits (2, 3, 4, 8), group_size (-1 or positive), block size and damping
+ * of `opt` for a linear with `cols` inputs; `who` prefixes messages. */
+sq_status sq_quant_options_check(const sq_quant_options *opt, int cols, const char *who);
+
+/* Allocate the host arrays for a rows×cols linear (all zero). */
+sq_status sq_quant_result_alloc(sq_quant_result *res, int rows, int cols, int bits, int group_size, bool sym);
+void sq_quant_result_free(sq_quant_result *res);
+
+#endif

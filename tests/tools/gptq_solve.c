@@ -1,0 +1,210 @@
+/* gptq_solve.c: drives one GPTQ (or RTN) solve from .npy files so the Python
+ * reference tests can compare our integers with an independent NumPy GPTQ.
+ *
+ *   gptq_solve --w W.npy (--h H.npy | --x X.npy --seq S) --out DIR
+ *              [--method gptq|rtn] [--bits 4] [--group-size 128] [--sym 1]
+ *              [--desc-act 0] [--static-groups 0] [--damp 0.01] [--block-size 128]
+ *              [--pack 1]
+ *
+ * W is float32 [out, in]; H float32 [in, in]; or X float32 [nseq*S, in], fed
+ * to the Hessian accumulator two sequences at a time (H.npy is then written).
+ * Writes DIR/codes.npy (uint8 [out, in]), scales.npy and zeros.npy (float32
+ * [out, ngroups]), g_idx.npy (int32 [in]), wq.npy (float32, dequantized) and
+ * loss.txt. With --pack 1 it also packs the result into the GPTQ tensors
+ * (qweight.npy, qzeros.npy int32; scales_f16.npy float16) and writes their
+ * dequantization as deq.npy (float32 [out, in]). Only C-order little-endian arrays of rank 1 or 2 are handled. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fileio.h"
+#include "kernels/kernels.h"
+#include "quant/gptq.h"
+#include "quant/gptq_pack.h"
+#include "quant/hessian.h"
+#include "quant/rtn.h"
+
+typedef struct {
+    char descr[8];
+    int ndim;
+    long shape[2];
+    void *data;
+} npy_array;
+
+static int npy_read(const char *path, npy_array *a, const char *want_descr)
+{
+    char *buf;
+    size_t len;
+    if (sq_read_file(path, &buf, &len) != SQ_OK || len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) {
+        fprintf(stderr, "%s: not an .npy file\n", path);
+        return -1;
+    }
+    size_t hlen = (unsigned char)buf[8] | ((size_t)(unsigned char)buf[9] << 8), start = 10 + hlen;
+    char *header = strndup(buf + 10, hlen);
+    char *d = strstr(header, "'descr': '"), *s = strstr(header, "'shape': (");
+    memset(a, 0, sizeof *a);
+    if (d)
+        sscanf(d + 10, "%7[^']", a->descr);
+    if (s)
+        a->ndim = sscanf(s + 10, "%ld, %ld", &a->shape[0], &a->shape[1]);
+    int ok = d && s && strcmp(a->descr, want_descr) == 0 && !strstr(header, "'fortran_order': True") &&
+             a->ndim >= 1;
+    free(header);
+    size_t count = (size_t)a->shape[0] * (a->ndim == 2 ? (size_t)a->shape[1] : 1);
+    if (!ok || start + count * 4 != len) {
+        fprintf(stderr, "%s: expected a C-order %s array matching the file size\n", path, want_descr);
+        free(buf);
+        return -1;
+    }
+    a->data = malloc(count * 4);
+    memcpy(a->data, buf + start, count * 4);
+    free(buf);
+    return 0;
+}
+
+static int npy_write(const char *dir, const char *name, const char *descr, int ndim, long d0, long d1,
+                     const void *data, size_t elem)
+{
+    char header[128], shape[64];
+    if (ndim == 1)
+        snprintf(shape, sizeof shape, "(%ld,)", d0);
+    else
+        snprintf(shape, sizeof shape, "(%ld, %ld)", d0, d1);
+    int n = snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape);
+    int padded = (10 + n + 1 + 63) / 64 * 64 - 10; /* header ends with '\n' and aligns the data */
+    memset(header + n, ' ', (size_t)(padded - n));
+    header[padded - 1] = '\n';
+    size_t bytes = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1) * elem;
+    unsigned char *out = malloc(10 + padded + bytes);
+    memcpy(out, "\x93NUMPY\x01\x00", 8);
+    out[8] = (unsigned char)(padded & 0xff);
+    out[9] = (unsigned char)(padded >> 8);
+    memcpy(out + 10, header, (size_t)padded);
+    memcpy(out + 10 + padded, data, bytes);
+    char *path = sq_path_join(dir, name);
+    sq_status st = sq_write_file_atomic(path, out, 10 + padded + bytes);
+    free(path);
+    free(out);
+    return st == SQ_OK ? 0 : -1;
+}
+
+static const char *arg(int argc, char **argv, const char *name, const char *fallback)
+{
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return argv[i + 1];
+    return fallback;
+}
+
+/* --pack: the GPTQ checkpoint tensors of the result and their dequantization. */
+static int write_packed(const char *out, const sq_quant_result *res)
+{
+    sq_gptq_packed p;
+    if (sq_gptq_pack(res, "gptq_solve", &p) != SQ_OK)
+        return -1;
+    float *deq = malloc((size_t)res->rows * res->cols * 4), *scales = malloc((size_t)p.ngroups * p.out * 4);
+    sq_convert_to_f32(scales, p.scales, SQ_DTYPE_F16, (size_t)p.ngroups * p.out);
+    int bad = sq_gptq_dequantize("gptq_solve", p.qweight, p.qzeros, scales, p.g_idx, p.out, p.in, p.bits,
+                                 p.ngroups, deq) != SQ_OK ||
+              npy_write(out, "qweight.npy", "<i4", 2, (long)p.in * p.bits / 32, p.out, p.qweight, 4) ||
+              npy_write(out, "qzeros.npy", "<i4", 2, p.ngroups, (long)p.out * p.bits / 32, p.qzeros, 4) ||
+              npy_write(out, "scales_f16.npy", "<f2", 2, p.ngroups, p.out, p.scales, 2) ||
+              npy_write(out, "deq.npy", "<f4", 2, p.out, p.in, deq, 4);
+    free(deq);
+    free(scales);
+    sq_gptq_packed_free(&p);
+    return bad ? -1 : 0;
+}
+
+static int fail(void)
+{
+    fprintf(stderr, "gptq_solve: %s\n", sq_last_error());
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *w_path = arg(argc, argv, "--w", NULL), *h_path = arg(argc, argv, "--h", NULL);
+    const char *x_path = arg(argc, argv, "--x", NULL), *out = arg(argc, argv, "--out", NULL);
+    const char *method = arg(argc, argv, "--method", "gptq");
+    if (!w_path || !out || (!h_path && !x_path && strcmp(method, "rtn") != 0)) {
+        fprintf(stderr, "usage: gptq_solve --w W.npy (--h H.npy | --x X.npy --seq S) --out DIR [options]\n");
+        return 2;
+    }
+    sq_quant_options opt = {
+        .bits = atoi(arg(argc, argv, "--bits", "4")),
+        .group_size = atoi(arg(argc, argv, "--group-size", "128")),
+        .sym = atoi(arg(argc, argv, "--sym", "1")),
+        .desc_act = atoi(arg(argc, argv, "--desc-act", "0")),
+        .static_groups = atoi(arg(argc, argv, "--static-groups", "0")),
+        .damp_percent = atof(arg(argc, argv, "--damp", "0.01")),
+        .block_size = atoi(arg(argc, argv, "--block-size", "128")),
+        .true_sequential = true,
+    };
+    npy_array w, h = {0}, x = {0};
+    if (npy_read(w_path, &w, "<f4") || w.ndim != 2)
+        return 1;
+    int rows = (int)w.shape[0], cols = (int)w.shape[1];
+    if (kn_init(0) != SQ_OK || sq_make_dirs(out) != SQ_OK)
+        return fail();
+    float *W, *H = NULL;
+    if (kn_alloc((void **)&W, (size_t)rows * cols * 4) != SQ_OK || kn_upload(W, w.data, (size_t)rows * cols * 4))
+        return fail();
+
+    sq_quant_result res;
+    if (strcmp(method, "rtn") == 0) {
+        if (sq_rtn_quantize(W, rows, cols, &opt, &res) != SQ_OK)
+            return fail();
+    } else {
+        sq_hessian acc;
+        if (h_path) {
+            if (npy_read(h_path, &h, "<f4") || h.ndim != 2 || h.shape[0] != cols || h.shape[1] != cols)
+                return 1;
+            if (sq_hessian_init(&acc, cols) != SQ_OK || kn_upload(acc.H, h.data, (size_t)cols * cols * 4))
+                return fail();
+        } else {
+            int seq = atoi(arg(argc, argv, "--seq", "1"));
+            if (npy_read(x_path, &x, "<f4") || x.ndim != 2 || x.shape[1] != cols || seq <= 0 || x.shape[0] % seq)
+                return 1;
+            if (sq_hessian_init(&acc, cols) != SQ_OK)
+                return fail();
+            int nseq = (int)(x.shape[0] / seq);
+            for (int s0 = 0; s0 < nseq; s0 += 2) {
+                int b = nseq - s0 < 2 ? nseq - s0 : 2;
+                const float *batch = (const float *)x.data + (size_t)s0 * seq * cols;
+                float *dev;
+                if (kn_alloc((void **)&dev, (size_t)b * seq * cols * 4) != SQ_OK ||
+                    kn_upload(dev, batch, (size_t)b * seq * cols * 4) != SQ_OK ||
+                    sq_hessian_add(&acc, dev, b * seq, b) != SQ_OK)
+                    return fail();
+                kn_free(dev);
+            }
+            float *hh = malloc((size_t)cols * cols * 4);
+            kn_download(hh, acc.H, (size_t)cols * cols * 4);
+            npy_write(out, "H.npy", "<f4", 2, cols, cols, hh, 4);
+            free(hh);
+        }
+        H = acc.H;
+        if (sq_gptq_solve(W, H, rows, cols, &opt, &res) != SQ_OK)
+            return fail();
+        sq_hessian_free(&acc);
+    }
+    float *wq = malloc((size_t)rows * cols * 4);
+    kn_download(wq, W, (size_t)rows * cols * 4);
+    char loss[64];
+    int n = snprintf(loss, sizeof loss, "%.9g\n", res.loss);
+    char *loss_path = sq_path_join(out, "loss.txt");
+    int bad = npy_write(out, "codes.npy", "|u1", 2, rows, cols, res.codes, 1) ||
+              npy_write(out, "scales.npy", "<f4", 2, rows, res.ngroups, res.scales, 4) ||
+              npy_write(out, "zeros.npy", "<f4", 2, rows, res.ngroups, res.zeros, 4) ||
+              npy_write(out, "g_idx.npy", "<i4", 1, cols, 0, res.g_idx, 4) ||
+              npy_write(out, "wq.npy", "<f4", 2, rows, cols, wq, 4) ||
+              sq_write_file_atomic(loss_path, loss, (size_t)n) != SQ_OK ||
+              (atoi(arg(argc, argv, "--pack", "0")) && write_packed(out, &res));
+    free(loss_path);
+    free(wq);
+    sq_quant_result_free(&res);
+    kn_free(W);
+    free(w.data), free(h.data), free(x.data);
+    return bad ? fail() : 0;
+}

@@ -1,0 +1,48 @@
+/* calibrate.h: the layer-by-layer calibration of one job step (gptq, rtn) on
+ * every rank, in the two distribution modes of DESIGN.md.
+ *
+ * sequential: each rank holds its slice of the calibration samples; per layer
+ *   (and, with true_sequential, per group q,k,v -> o -> gate,up -> down) the
+ *   ranks collect Hessians of the linear inputs, sum them across ranks, solve
+ *   each linear on its owner rank, broadcast the result, and push their
+ *   samples through the quantized layer to the next one.
+ * pipeline: an unquantized forward streams all samples through the layer
+ *   blocks, rank to rank, so each block keeps its input; then every rank runs
+ *   the sequential algorithm inside its blocks on all samples, all at once.
+ *
+ * Rank 0 writes each finished layer as an artifact in the job's state and
+ * records it in the journal; layers already recorded (with a matching sha256)
+ * are replayed instead of solved, so a rerun resumes where the job stopped. */
+#ifndef SQ_WORKER_CALIBRATE_H
+#define SQ_WORKER_CALIBRATE_H
+
+#include <stdint.h>
+
+#include "coordinator/journal.h"
+#include "coordinator/plan.h"
+#include "core/status.h"
+#include "jobs/spec.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "worker/comm.h"
+
+typedef struct {
+    const sq_job_spec *spec;
+    int step;                   /* index of the gptq / rtn step in spec->steps */
+    const sq_comm *comm;
+    const sq_plan *plan;
+    sq_journal *journal;        /* rank 0 only (NULL on other ranks) */
+    const sq_model_config *cfg;
+    const sq_checkpoint *ckpt;  /* the step's input model */
+    const int32_t *samples;     /* [nsamples, seqlen] token ids, identical on every rank */
+} sq_calibration;
+
+/* Run the step's layer loop. On success every layer is recorded in the journal
+ * (rank 0). SQ_ERR_INTERRUPTED when a stop signal arrived (all ranks stop at the
+ * same layer boundary, the journal is consistent). */
+sq_status sq_calibrate(const sq_calibration *job);
+
+/* The artifact name of a layer of a step ("step0/layer_003.safetensors"). */
+void sq_calibration_artifact_name(int step, int layer, char *out, size_t size);
+
+#endif

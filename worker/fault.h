@@ -1,0 +1,21 @@
+/* fault.h: test hooks for crash-consistency tests, inert unless their
+ * environment variables are set.
+ *
+ *   SHARDQ_FAULT=POINT:LAYER   rank 0 kills itself with SIGKILL at POINT of LAYER:
+ *     mid-artifact    the layer's artifact is half written (a torn temporary file)
+ *     before-journal  the artifact is durable but the journal does not list it yet
+ *     after-journal   the journal lists the layer
+ *   SHARDQ_LAYER_DELAY_MS=N    every rank sleeps N ms after each layer, so that a
+ *                              test can deliver real signals in the middle of a job. */
+#ifndef SQ_WORKER_FAULT_H
+#define SQ_WORKER_FAULT_H
+
+#include <stdbool.h>
+
+/* True when SHARDQ_FAULT names this point and layer. */
+bool sq_fault_armed(const char *point, int layer);
+/* SIGKILL this process if SHARDQ_FAULT names this point and layer. */
+void sq_fault_point(const char *point, int layer);
+void sq_fault_layer_delay(void);
+
+#endif

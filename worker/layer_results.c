@@ -1,0 +1,240 @@
+/* layer_results.c: moving quantization results between ranks, to and from layer
+ * artifacts, and into device weights (see layer_results.h). */
+#include "worker/layer_results.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dtype.h"
+#include "core/safetensors.h"
+#include "kernels/kernels.h"
+#include "worker/comm.h"
+
+#define RESULT_TAG 7100
+
+/* What a receiver needs to allocate a result. */
+typedef struct {
+    int rows, cols, bits, group_size, sym;
+    double loss;
+} result_header;
+
+static result_header header_of(const sq_quant_result *res)
+{
+    return (result_header){res->rows, res->cols, res->bits, res->group_size, res->sym, res->loss};
+}
+
+static sq_status alloc_from_header(sq_quant_result *res, const result_header *h)
+{
+    SQ_TRY(sq_quant_result_alloc(res, h->rows, h->cols, h->bits, h->group_size, h->sym != 0));
+    res->loss = h->loss;
+    return SQ_OK;
+}
+
+void sq_layer_results_free(sq_layer_results *results)
+{
+    for (int i = 0; i < SQ_LINEAR_COUNT; i++)
+        sq_quant_result_free(&results->linear[i]);
+}
+
+static size_t cells(const sq_quant_result *res) { return (size_t)res->rows * res->cols; }
+static size_t group_cells(const sq_quant_result *res) { return (size_t)res->rows * res->ngroups; }
+
+sq_status sq_quant_result_bcast(sq_quant_result *res, int root, int my_rank)
+{
+    result_header h = my_rank == root ? header_of(res) : (result_header){0};
+    SQ_TRY(sq_comm_bcast_host(&h, sizeof h, root));
+    if (my_rank != root)
+        SQ_TRY(alloc_from_header(res, &h));
+    SQ_TRY(sq_comm_bcast_host(res->codes, cells(res), root));
+    SQ_TRY(sq_comm_bcast_host(res->scales, group_cells(res) * sizeof(float), root));
+    SQ_TRY(sq_comm_bcast_host(res->zeros, group_cells(res) * sizeof(float), root));
+    return sq_comm_bcast_host(res->g_idx, (size_t)res->cols * sizeof(int32_t), root);
+}
+
+sq_status sq_quant_result_send(const sq_quant_result *res, int dest)
+{
+    result_header h = header_of(res);
+    SQ_TRY(sq_comm_send_host(&h, sizeof h, dest, RESULT_TAG));
+    SQ_TRY(sq_comm_send_host(res->codes, cells(res), dest, RESULT_TAG));
+    SQ_TRY(sq_comm_send_host(res->scales, group_cells(res) * sizeof(float), dest, RESULT_TAG));
+    SQ_TRY(sq_comm_send_host(res->zeros, group_cells(res) * sizeof(float), dest, RESULT_TAG));
+    return sq_comm_send_host(res->g_idx, (size_t)res->cols * sizeof(int32_t), dest, RESULT_TAG);
+}
+
+sq_status sq_quant_result_recv(sq_quant_result *res, int source)
+{
+    result_header h;
+    SQ_TRY(sq_comm_recv_host(&h, sizeof h, source, RESULT_TAG));
+    SQ_TRY(alloc_from_header(res, &h));
+    SQ_TRY(sq_comm_recv_host(res->codes, cells(res), source, RESULT_TAG));
+    SQ_TRY(sq_comm_recv_host(res->scales, group_cells(res) * sizeof(float), source, RESULT_TAG));
+    SQ_TRY(sq_comm_recv_host(res->zeros, group_cells(res) * sizeof(float), source, RESULT_TAG));
+    return sq_comm_recv_host(res->g_idx, (size_t)res->cols * sizeof(int32_t), source, RESULT_TAG);
+}
+
+sq_status sq_layer_results_send(const sq_layer_results *results, int dest)
+{
+    for (int i = 0; i < SQ_LINEAR_COUNT; i++)
+        SQ_TRY(sq_quant_result_send(&results->linear[i], dest));
+    return SQ_OK;
+}
+
+sq_status sq_layer_results_recv(sq_layer_results *results, int source)
+{
+    for (int i = 0; i < SQ_LINEAR_COUNT; i++)
+        SQ_TRY(sq_quant_result_recv(&results->linear[i], source));
+    return SQ_OK;
+}
+
+sq_status sq_layer_results_bcast(sq_layer_results *results, int root, int my_rank)
+{
+    for (int i = 0; i < SQ_LINEAR_COUNT; i++)
+        SQ_TRY(sq_quant_result_bcast(&results->linear[i], root, my_rank));
+    return SQ_OK;
+}
+
+void sq_quant_result_dequantize(const sq_quant_result *res, float *W)
+{
+    for (int r = 0; r < res->rows; r++) {
+        for (int c = 0; c < res->cols; c++) {
+            size_t g = (size_t)r * res->ngroups + (size_t)res->g_idx[c];
+            float scale = sq_f16_to_f32(sq_f32_to_f16(res->scales[g]));
+            W[(size_t)r * res->cols + c] = scale * ((float)res->codes[(size_t)r * res->cols + c] - res->zeros[g]);
+        }
+    }
+}
+
+sq_status sq_quant_result_install(const sq_quant_result *res, sq_linear *linear)
+{
+    if (res->rows != linear->out_features || res->cols != linear->in_features)
+        return sq_fail(SQ_ERR_MISMATCH, "quantized weights are %dx%d, the linear expects %dx%d", res->rows, res->cols,
+                       linear->out_features, linear->in_features);
+    float *W = malloc(cells(res) * sizeof(float));
+    if (!W)
+        return sq_fail(SQ_ERR_NOMEM, "cannot dequantize a %dx%d linear", res->rows, res->cols);
+    sq_quant_result_dequantize(res, W);
+    sq_status st = kn_upload(linear->weight, W, cells(res) * sizeof(float));
+    free(W);
+    return st;
+}
+
+sq_status sq_layer_results_install(const sq_layer_results *results, sq_layer_weights *weights)
+{
+    for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
+        sq_status st = sq_quant_result_install(&results->linear[i], &weights->linear[i]);
+        if (st != SQ_OK)
+            return sq_fail_context(st, "%s", sq_linear_name(i));
+    }
+    return SQ_OK;
+}
+
+/* Four tensor names per linear, in one buffer. */
+typedef struct {
+    char codes[160], scales[160], zeros[160], g_idx[160];
+} artifact_names;
+
+static artifact_names names_for(int layer, int linear)
+{
+    artifact_names n;
+    const char *base = sq_linear_name(linear);
+    snprintf(n.codes, sizeof n.codes, "model.layers.%d.%s.codes", layer, base);
+    snprintf(n.scales, sizeof n.scales, "model.layers.%d.%s.scales", layer, base);
+    snprintf(n.zeros, sizeof n.zeros, "model.layers.%d.%s.zeros", layer, base);
+    snprintf(n.g_idx, sizeof n.g_idx, "model.layers.%d.%s.g_idx", layer, base);
+    return n;
+}
+
+sq_status sq_layer_results_write(const sq_layer_results *results, int layer, const char *path)
+{
+    artifact_names names[SQ_LINEAR_COUNT];
+    sq_st_entry entries[4 * SQ_LINEAR_COUNT];
+    for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
+        const sq_quant_result *res = &results->linear[i];
+        names[i] = names_for(layer, i);
+        entries[4 * i] = (sq_st_entry){names[i].codes, SQ_DTYPE_U8, 2, {res->rows, res->cols}, res->codes};
+        entries[4 * i + 1] = (sq_st_entry){names[i].scales, SQ_DTYPE_F32, 2, {res->rows, res->ngroups}, res->scales};
+        entries[4 * i + 2] = (sq_st_entry){names[i].zeros, SQ_DTYPE_F32, 2, {res->rows, res->ngroups}, res->zeros};
+        entries[4 * i + 3] = (sq_st_entry){names[i].g_idx, SQ_DTYPE_I32, 1, {res->cols}, res->g_idx};
+    }
+    const sq_quant_result *first = &results->linear[0];
+    char bits[16], group[16];
+    snprintf(bits, sizeof bits, "%d", first->bits);
+    snprintf(group, sizeof group, "%d", first->group_size);
+    json_t *metadata = json_pack("{s:s, s:s, s:s}", "bits", bits, "group_size", group, "sym",
+                                 first->sym ? "true" : "false");
+    sq_status st = sq_st_write(path, entries, 4 * SQ_LINEAR_COUNT, metadata);
+    json_decref(metadata);
+    return st;
+}
+
+/* Copy one tensor of the artifact into `dst` after checking its dtype and element count. */
+static sq_status read_exact(const sq_st_file *file, const char *name, sq_dtype dtype, size_t numel, void *dst)
+{
+    const sq_st_tensor *t = sq_st_find(&file->header, name);
+    if (!t)
+        return sq_fail(SQ_ERR_FORMAT, "%s: tensor %s is missing", file->path, name);
+    if (t->dtype != dtype || sq_st_numel(t) != numel)
+        return sq_fail(SQ_ERR_FORMAT, "%s: tensor %s has dtype %s and %llu elements, expected %s and %zu", file->path,
+                       name, sq_dtype_name(t->dtype), (unsigned long long)sq_st_numel(t), sq_dtype_name(dtype), numel);
+    memcpy(dst, sq_st_data(file, t), numel * sq_dtype_size(dtype));
+    return SQ_OK;
+}
+
+/* out (rows) and in (cols) features of each linear of a layer of `cfg`. */
+static void linear_dims(const sq_model_config *cfg, int linear, int *rows, int *cols)
+{
+    int hidden = cfg->hidden_size, q = cfg->num_heads * cfg->head_dim, kv = cfg->num_kv_heads * cfg->head_dim;
+    int inter = cfg->intermediate_size;
+    const int out[SQ_LINEAR_COUNT] = {q, kv, kv, hidden, inter, inter, hidden};
+    const int in[SQ_LINEAR_COUNT] = {hidden, hidden, hidden, q, hidden, hidden, inter};
+    *rows = out[linear];
+    *cols = in[linear];
+}
+
+sq_status sq_layer_results_read(sq_layer_results *results, int layer, const char *path, const sq_model_config *cfg)
+{
+    memset(results, 0, sizeof *results);
+    sq_st_file file;
+    SQ_TRY(sq_st_open(&file, path));
+    sq_status st = SQ_OK;
+    json_t *meta = file.header.metadata;
+    const char *bits_s = json_string_value(json_object_get(meta, "bits"));
+    const char *group_s = json_string_value(json_object_get(meta, "group_size"));
+    const char *sym_s = json_string_value(json_object_get(meta, "sym"));
+    if (!bits_s || !group_s || !sym_s) {
+        st = sq_fail(SQ_ERR_FORMAT, "%s: metadata must give bits, group_size and sym", path);
+        goto done;
+    }
+    int bits = atoi(bits_s), group_size = atoi(group_s);
+    for (int i = 0; i < SQ_LINEAR_COUNT && st == SQ_OK; i++) {
+        int rows, cols;
+        linear_dims(cfg, i, &rows, &cols);
+        sq_quant_result *res = &results->linear[i];
+        SQ_TRY_GOTO(st, sq_quant_result_alloc(res, rows, cols, bits, group_size, !strcmp(sym_s, "true")), done);
+        artifact_names n = names_for(layer, i);
+        SQ_TRY_GOTO(st, read_exact(&file, n.codes, SQ_DTYPE_U8, cells(res), res->codes), done);
+        SQ_TRY_GOTO(st, read_exact(&file, n.scales, SQ_DTYPE_F32, group_cells(res), res->scales), done);
+        SQ_TRY_GOTO(st, read_exact(&file, n.zeros, SQ_DTYPE_F32, group_cells(res), res->zeros), done);
+        SQ_TRY_GOTO(st, read_exact(&file, n.g_idx, SQ_DTYPE_I32, (size_t)cols, res->g_idx), done);
+        for (int c = 0; c < cols; c++) {
+            if (res->g_idx[c] < 0 || res->g_idx[c] >= res->ngroups) {
+                st = sq_fail(SQ_ERR_FORMAT, "%s: %s[%d] = %d is not a group index (0..%d)", path, n.g_idx, c,
+                             res->g_idx[c], res->ngroups - 1);
+                goto done;
+            }
+        }
+        int maxq = (1 << bits) - 1;
+        for (size_t k = 0; k < cells(res); k++) {
+            if (res->codes[k] > maxq) {
+                st = sq_fail(SQ_ERR_FORMAT, "%s: %s holds code %d above %d", path, n.codes, res->codes[k], maxq);
+                goto done;
+            }
+        }
+    }
+done:
+    sq_st_close(&file);
+    if (st != SQ_OK)
+        sq_layer_results_free(results);
+    return st;
+}
