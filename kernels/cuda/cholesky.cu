@@ -10,9 +10,6 @@
  * count in devInfo means "not positive definite" and becomes SQ_ERR_NUMERIC. */
 #include "kernels/cuda/cuda_common.h"
 
-#define GRID_STRIDE(i, n) \
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
-
 static sq_status read_info(const int *dev_info, const char *who, const char *step, int n)
 {
     int info = 0;

@@ -53,4 +53,10 @@ unsigned kn_cuda_blocks(size_t n, unsigned threads);
 /* After a kernel launch: a bad configuration shows up here, not at the launch. */
 #define CUDA_CHECK_LAUNCH() SQ_TRY(kn_cuda_status(cudaGetLastError(), __FILE__, __LINE__, "kernel launch"))
 
+#ifdef __CUDACC__
+/* Inside a kernel: let the launch's threads cover i = 0 .. n-1, whatever the grid size. */
+#define GRID_STRIDE(i, n) \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+#endif
+
 #endif

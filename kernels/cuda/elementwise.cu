@@ -3,9 +3,6 @@
  * (token ids are range-checked on the GPU first). */
 #include "kernels/cuda/cuda_common.h"
 
-#define GRID_STRIDE(i, n) \
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
-
 __global__ void swiglu_kernel(float *out, const float *gate, const float *up, size_t n)
 {
     GRID_STRIDE(i, n)

@@ -26,7 +26,7 @@ extern "C" sq_status kn_gemm(bool transpose_a, bool transpose_b, int m, int n, i
 __global__ void add_bias_rows(float *out, const float *bias, int rows, int cols)
 {
     size_t total = (size_t)rows * cols;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
+    GRID_STRIDE(i, total)
         out[i] += bias[i % cols];
 }
 

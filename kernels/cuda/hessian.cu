@@ -8,9 +8,6 @@
  * triangle, which is the row-major upper one; it is then mirrored. */
 #include "kernels/cuda/cuda_common.h"
 
-#define GRID_STRIDE(i, n) \
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
-
 extern "C" sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, float alpha, float beta)
 {
     if (rows < 0 || cols <= 0)

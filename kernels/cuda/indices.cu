@@ -8,7 +8,7 @@
 
 __global__ void first_bad_index(const int32_t *idx, size_t n, int limit, unsigned long long *first)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    GRID_STRIDE(i, n)
         if (idx[i] < 0 || idx[i] >= limit)
             atomicMin(first, (unsigned long long)i);
 }

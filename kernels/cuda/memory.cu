@@ -51,13 +51,13 @@ extern "C" sq_status kn_synchronize(void)
 
 __global__ void widen_bf16(float *dst, const __nv_bfloat16 *src, size_t n)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    GRID_STRIDE(i, n)
         dst[i] = __bfloat162float(src[i]);
 }
 
 __global__ void widen_f16(float *dst, const __half *src, size_t n)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    GRID_STRIDE(i, n)
         dst[i] = __half2float(src[i]);
 }
 
@@ -98,7 +98,7 @@ extern "C" sq_status kn_upload_as_f32(float *dev_dst, const void *host_src, sq_d
 
 __global__ void fill_kernel(float *x, float value, size_t n)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    GRID_STRIDE(i, n)
         x[i] = value;
 }
 

@@ -3,9 +3,6 @@
  * permutation (device int32) is range-checked on the GPU first. */
 #include "kernels/cuda/cuda_common.h"
 
-#define GRID_STRIDE(i, n) \
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
-
 __global__ void permute_symmetric_kernel(float *B, const float *A, const int32_t *perm, int n)
 {
     size_t total = (size_t)n * n;

@@ -4,9 +4,6 @@
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/quant_math.cuh"
 
-#define GRID_STRIDE(i, n) \
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
-
 static sq_status check_bits(int bits, const char *who)
 {
     if (bits < 1 || bits > 8)
