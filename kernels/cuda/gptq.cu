@@ -6,10 +6,11 @@
  * stays in shared memory for the whole walk (with a copy of its starting values
  * for the group grids), and row j of Hinv's block is read into shared memory
  * once for all the tile's rows, the next row fetched during the current
- * column's update so its latency is hidden. Per column:
- * (1) group grids where a group starts (one warp per row), (2) quantize the
- * column (one thread per row), (3) spread the error over the block's later
- * columns (all threads). The arithmetic matches the CPU reference operation
+ * column's update so its latency is hidden, like the next column's grid. Per
+ * column: (1) group grids where a group starts (one warp per row), (2)
+ * quantize the column (one thread per row), (3) spread the error over the
+ * block's later columns (all threads); a barrier after each, none after (1)
+ * where no group starts. The arithmetic matches the CPU reference operation
  * for operation (see quant_math.cuh), so codes agree with it. */
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/quant_math.cuh"
@@ -39,6 +40,7 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
     float *err = h_rows + 2 * ncols;      /* [R] */
     float *row_scale = err + R;           /* [R] */
     float *row_zero = row_scale + R;      /* [R] */
+    int *groups = (int *)(row_zero + R);  /* [ncols]: group_of_column over the block */
     const int row0 = blockIdx.x * R;
     const int rows_here = min(R, a.rows - row0);
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -49,14 +51,22 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
         w[idx] = value;
         w_start[idx] = value;
     }
-    for (int k = threadIdx.x; k < ncols; k += blockDim.x)
+    for (int k = threadIdx.x; k < ncols; k += blockDim.x) {
         h_rows[k] = a.Hinv[(size_t)a.col0 * a.n + a.col0 + k];
+        groups[k] = a.group_of_column[a.col0 + k];
+    }
+    if (threadIdx.x < rows_here) {
+        size_t gi = (size_t)(row0 + threadIdx.x) * a.ldg + a.group_of_column[a.col0];
+        row_scale[threadIdx.x] = a.scale[gi];
+        row_zero[threadIdx.x] = a.zero[gi];
+    }
     __syncthreads(); /* the group grids below read rows of w_start that other warps loaded */
     for (int jj = 0; jj < ncols; jj++) {
         const int j = a.col0 + jj;
         const float *h_row = h_rows + (jj % 2) * ncols;
         float *h_next = h_rows + ((jj + 1) % 2) * ncols;
-        const int g = a.group_of_column[j];
+        const int g = groups[jj];
+        /* The same for every thread of the block, so the barrier inside is safe. */
         if (a.groups_here && j % a.group_size == 0) {
             /* W_start over [j, j + width): inside the block from the tile's copy,
              * past the block's end from W itself, which this launch never writes. */
@@ -80,12 +90,8 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
                     row_zero[r] = a.zero[gi];
                 }
             }
-        } else if (threadIdx.x < rows_here) {
-            size_t gi = (size_t)(row0 + threadIdx.x) * a.ldg + g;
-            row_scale[threadIdx.x] = a.scale[gi];
-            row_zero[threadIdx.x] = a.zero[gi];
+            __syncthreads();
         }
-        __syncthreads();
         if (threadIdx.x < rows_here) {
             int r = threadIdx.x;
             float wj = w[r * ncols + jj];
@@ -98,9 +104,16 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
             w[r * ncols + jj] = q;
         }
         __syncthreads();
-        /* Fetch the next column's Hinv row while this column's update runs. */
+        /* Fetch the next column's Hinv row and grid while this column's update runs
+         * (a grid computed earlier in this launch is already in scale/zero, written
+         * before a barrier; one that starts at the next column replaces this). */
         for (int k = jj + 1 + threadIdx.x; k < ncols; k += blockDim.x)
             h_next[k] = a.Hinv[(size_t)(j + 1) * a.n + a.col0 + k];
+        if (jj + 1 < ncols && threadIdx.x < rows_here) {
+            size_t gi = (size_t)(row0 + threadIdx.x) * a.ldg + groups[jj + 1];
+            row_scale[threadIdx.x] = a.scale[gi];
+            row_zero[threadIdx.x] = a.zero[gi];
+        }
         const int later = ncols - jj - 1;
         for (int idx = threadIdx.x; idx < rows_here * later; idx += blockDim.x) {
             int r = idx / later, k = jj + 1 + idx % later;
@@ -116,7 +129,8 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
 
 static size_t smem_bytes(int tile_rows, int ncols)
 {
-    return sizeof(float) * ((size_t)2 * tile_rows * ncols + 2 * (size_t)ncols + 3 * (size_t)tile_rows);
+    return sizeof(float) * ((size_t)2 * tile_rows * ncols + 2 * (size_t)ncols + 3 * (size_t)tile_rows) +
+           sizeof(int) * (size_t)ncols;
 }
 
 extern "C" sq_status kn_gptq_block(float *W, uint8_t *codes, float *Err, const float *Hinv, float *scale, float *zero,
