@@ -9,7 +9,7 @@
  * column's update so its latency is hidden, like the next column's grid. Per
  * column: (1) group grids where a group starts (one warp per row), (2)
  * quantize the column (one thread per row), (3) spread the error over the
- * block's later columns (all threads); a barrier after each, none after (1)
+ * block's later columns (one warp per row); a barrier after each, none after (1)
  * where no group starts. The arithmetic matches the CPU reference operation
  * for operation (see quant_math.cuh), so codes agree with it. */
 #include "kernels/cuda/cuda_common.h"
@@ -114,10 +114,12 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
             row_scale[threadIdx.x] = a.scale[gi];
             row_zero[threadIdx.x] = a.zero[gi];
         }
-        const int later = ncols - jj - 1;
-        for (int idx = threadIdx.x; idx < rows_here * later; idx += blockDim.x) {
-            int r = idx / later, k = jj + 1 + idx % later;
-            w[r * ncols + k] = __fsub_rn(w[r * ncols + k], __fmul_rn(err[r], h_row[k]));
+        /* One warp per row, lanes across the later columns: no index division. */
+        for (int r = warp; r < rows_here; r += blockDim.x / 32) {
+            const float e = err[r];
+            float *wr = w + r * ncols;
+            for (int k = jj + 1 + lane; k < ncols; k += 32)
+                wr[k] = __fsub_rn(wr[k], __fmul_rn(e, h_row[k]));
         }
         __syncthreads();
     }
