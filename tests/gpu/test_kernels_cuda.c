@@ -57,11 +57,13 @@ static void report(int ok, const char *fmt, ...)
         }                                                                                    \
     } while (0)
 
-static float uniform(void) { return (float)((double)(sq_rng_next(&rng) >> 11) / 9007199254740992.0); }
+/* Uniform double in [0, 1): 53 random bits. */
+static double uniform(void) { return (double)(sq_rng_next(&rng) >> 11) / 9007199254740992.0; }
+/* Standard normal (Box-Muller); 1 - uniform() lies in (0, 1], so the logarithm is finite. */
 static float normal(void)
 {
-    float u1 = uniform(), u2 = uniform();
-    return (float)(sqrt(-2.0 * log(u1 + 1e-12)) * cos(6.283185307179586 * u2));
+    double u1 = 1.0 - uniform(), u2 = uniform();
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
 static float *host_random(size_t n, float scale)
@@ -139,6 +141,15 @@ static void compare(const char *what, const void *dev, const float *cpu, size_t 
 {
     float *gpu = downloaded(dev, n);
     double err = rel_error(gpu, cpu, n);
+    size_t bad = 0, first = n;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(gpu[i]) || !isfinite(cpu[i])) {
+            bad++;
+            first = first < n ? first : i;
+        }
+    if (bad)
+        printf("# %s: %zu of %zu values not finite, first at %zu: gpu %g cpu %g\n", what, bad, n, first,
+               (double)gpu[first], (double)cpu[first]);
     report(err <= tol, "%s: relative error %.3g (tolerance %.0e)", what, err, tol);
     free(gpu);
 }
