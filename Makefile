@@ -49,7 +49,7 @@ TEST_BINS  := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRCS  := $(wildcard tests/tools/*.c)
 TOOL_BINS  := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all test clean backend-info gpu-build gpu-test gpu-bench
+.PHONY: all test clean backend-info demo gpu-build gpu-test gpu-bench
 all: backend-info shardq $(TOOL_BINS)
 
 backend-info:
@@ -81,6 +81,21 @@ $(BUILD)/tools/%: tests/tools/%.c $(LIB) $(BACKEND_OBJS)
 
 test: all $(TEST_BINS)
 	@bash tests/run_tests.sh
+
+# The demo job: a tiny Llama-architecture model made here, GPTQ 4-bit, perplexity
+# before and after. Text: WikiText-2 from ../shared/data when present, else this
+# repository's own documentation and sources.
+WIKITEXT := ../shared/data/wikitext-2
+demo: all
+	rm -rf build/demo build/fixtures/tiny-llama
+	mkdir -p build/demo
+	$(BUILD)/tools/make_tiny_model build/fixtures/tiny-llama
+	if [ -f $(WIKITEXT)/valid.txt ]; then cp $(WIKITEXT)/valid.txt build/demo/calibration.txt; \
+	  cp $(WIKITEXT)/test.txt build/demo/evaluation.txt; \
+	else cat README.md */*.c > build/demo/calibration.txt; cat */*.h > build/demo/evaluation.txt; fi
+	./shardq run jobs/examples/demo_gptq.json
+	./shardq status jobs/examples/demo_gptq.json
+	./shardq inspect build/demo/output | head -n 24
 
 # ---- GPU test and benchmark ------------------------------------------------
 # The GPU test links both backends into one program to compare them. The CPU

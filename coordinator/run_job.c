@@ -70,7 +70,7 @@ static sq_status agree_with_rank0(const sq_comm *comm, sq_status mine, const cha
 }
 
 /* Rank 0 tokenizes the calibration text and draws the windows; every rank receives them. */
-static sq_status calibration_samples(job_state *js, int32_t **samples)
+static sq_status calibration_samples(job_state *js, const sq_model_config *cfg, int32_t **samples)
 {
     const sq_job_spec *spec = js->spec;
     size_t count = (size_t)spec->nsamples * spec->seqlen;
@@ -84,7 +84,7 @@ static sq_status calibration_samples(job_state *js, int32_t **samples)
         size_t n = 0;
         st = local_path(spec->calibration_uri, "data.calibration", &path);
         if (st == SQ_OK)
-            st = sq_load_corpus_tokens(js->model_dir, path, &ids, &n);
+            st = sq_load_corpus(js->model_dir, path, spec->calibration_token_ids, cfg->vocab_size, &ids, &n);
         if (st == SQ_OK)
             st = sq_draw_calibration_windows(path, ids, n, spec->nsamples, spec->seqlen, spec->seed, *samples);
         if (st == SQ_OK)
@@ -109,7 +109,7 @@ static sq_status run_calibration_step(job_state *js, int step)
     SQ_TRY(st);
     SQ_TRY(sq_checkpoint_open(&ckpt, js->model_dir));
     if (spec->steps[step].kind == SQ_STEP_GPTQ)
-        SQ_TRY_GOTO(st, calibration_samples(js, &samples), done);
+        SQ_TRY_GOTO(st, calibration_samples(js, &cfg, &samples), done);
 
     sq_plan *plan = calloc(1, sizeof *plan);
     if (!plan) {
@@ -139,6 +139,7 @@ static sq_status run_calibration_step(job_state *js, int step)
         sq_status mine = SQ_OK;
         char *output = NULL;
         if (js->comm->rank == 0) {
+            double started = sq_now_seconds();
             mine = step_output(js, step, &output);
             if (mine == SQ_OK)
                 mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], &cfg, ckpt, output);
@@ -146,8 +147,8 @@ static sq_status run_calibration_step(job_state *js, int step)
                 json_t *result = json_pack("{s:s}", "output", output);
                 mine = sq_journal_record_step(&js->journal, step, result);
                 json_decref(result);
-                sq_log_info("step %d %s: checkpoint written to %s", step, sq_step_kind_name(spec->steps[step].kind),
-                            output);
+                sq_log_info("step %d %s: checkpoint written to %s (%.2fs)", step,
+                            sq_step_kind_name(spec->steps[step].kind), output, sq_now_seconds() - started);
             }
             free(output);
         }
@@ -185,7 +186,7 @@ static sq_status eval_on_rank0(job_state *js, int step)
     free(config_path);
     SQ_TRY(st);
     SQ_TRY_GOTO(st, local_path(ev->data, "eval.data", &data), done);
-    SQ_TRY_GOTO(st, sq_load_corpus_tokens(js->model_dir, data, &ids, &n), done);
+    SQ_TRY_GOTO(st, sq_load_corpus(js->model_dir, data, ev->token_ids, cfg.vocab_size, &ids, &n), done);
     SQ_TRY_GOTO(st, sq_checkpoint_open(&ckpt, js->model_dir), done);
     SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, ckpt), done);
     model_open = true;

@@ -40,12 +40,16 @@ static char *name_from_origin(const char *origin)
 
 static void parse_data(sq_spec_errors *errs, json_t *root, sq_job_spec *spec)
 {
-    static const char *const keys[] = {"calibration", "nsamples", "seqlen", NULL};
+    static const char *const keys[] = {"calibration", "format", "nsamples", "seqlen", NULL};
+    static const char *const formats[] = {"text", "token_ids", NULL};
+    int format = 0;
     json_t *data = sq_spec_object(errs, root, "", "data");
     if (!data)
         return;
     sq_spec_check_keys(errs, data, "data", keys);
     sq_spec_uri(errs, data, "data", "calibration", &spec->calibration_uri);
+    if (sq_spec_choice(errs, data, "data", "format", formats, &format))
+        spec->calibration_token_ids = format == 1;
     sq_spec_int(errs, data, "data", "nsamples", 1, INT_MAX, "must be a positive integer", &spec->nsamples);
     sq_spec_int(errs, data, "data", "seqlen", 1, INT_MAX, "must be a positive integer", &spec->seqlen);
 }

@@ -3,7 +3,9 @@
  * {
  *   "name": "tiny-gptq",                     optional, default: file name
  *   "model": "DIR | file://DIR | s3://bucket/prefix",
- *   "data": {"calibration": URI, "nsamples": 128, "seqlen": 2048},
+ *   "data": {"calibration": URI, "format": "text", "nsamples": 128, "seqlen": 2048},
+ *       format "text" (default: tokenized with the model's tokenizer) or "token_ids"
+ *       (whitespace-separated ids, already tokenized); eval steps take the same "format".
  *   "steps": [ {"gptq": {...}}, {"eval": {...}} ],   each step: an object with one key
  *   "state_uri": URI,                        journal and per-layer artifacts
  *   "output_uri": URI,                       the final checkpoint
@@ -123,6 +125,7 @@ typedef struct {
     int seqlen;       /* default: data.seqlen or 2048 */
     int max_windows;  /* 0 = all */
     int kv_cache_bits;/* 0 = off; else simulate a quantized KV cache */
+    bool token_ids;   /* "format": "token_ids": data holds ids, not text */
 } sq_eval_options;
 
 typedef struct {
@@ -151,6 +154,7 @@ typedef struct {
     char *name;
     char *model_uri;
     char *calibration_uri; /* data.calibration (required when a calibration step is present) */
+    bool calibration_token_ids; /* data.format "token_ids" */
     int nsamples;          /* default 128 */
     int seqlen;            /* default 2048 */
     sq_step *steps;

@@ -203,12 +203,16 @@ static void parse_lora(sq_spec_errors *errs, json_t *obj, const char *path, sq_l
 
 static void parse_eval(sq_spec_errors *errs, json_t *obj, const char *path, sq_eval_options *e)
 {
-    static const char *const keys[] = {"data", "seqlen", "max_windows", "kv_cache_bits", NULL};
+    static const char *const keys[] = {"data", "format", "seqlen", "max_windows", "kv_cache_bits", NULL};
+    static const char *const formats[] = {"text", "token_ids", NULL};
     static const int kv_bits[] = {0, 2, 3, 4, 8};
+    int format = 0;
     *e = (sq_eval_options){.data = NULL, .seqlen = 0, .max_windows = 0, .kv_cache_bits = 0};
     sq_spec_check_keys(errs, obj, path, keys);
     if (sq_spec_require(errs, obj, path, "data"))
         sq_spec_uri(errs, obj, path, "data", &e->data);
+    if (sq_spec_choice(errs, obj, path, "format", formats, &format))
+        e->token_ids = format == 1;
     sq_spec_int(errs, obj, path, "seqlen", 1, INT_MAX, "must be a positive integer", &e->seqlen);
     sq_spec_int(errs, obj, path, "max_windows", 0, INT_MAX, "must be a non-negative integer", &e->max_windows);
     sq_spec_int_choice(errs, obj, path, "kv_cache_bits", kv_bits, 5, "0 (off),2,3,4,8", &e->kv_cache_bits);

@@ -34,7 +34,10 @@ static void eval_usage(FILE *out)
                  "                   [--max-windows K] [--batch B] [--kv-cache-bits BITS] [--logits-chunk ROWS]\n"
                  "                   [--out METRICS.json]\n"
                  "  perplexity over non-overlapping windows of N tokens (default: min(2048, max positions))\n"
+                 "  --data       a text file, tokenized whole with the model's tokenizer.json\n"
                  "  --data-ids   whitespace-separated token ids instead of text\n"
+                 "  --kv-cache-bits B  simulate a B-bit KV cache: each token's key (after RoPE) and value\n"
+                 "               fake-quantized per head on an asymmetric min/max grid (0: off)\n"
                  "  --batch      windows per layer call (default: as many as fit 1 GiB of scratch)\n"
                  "  --logits-chunk ROWS  rows per LM-head call (default: as many as fit 128 MiB of logits)\n");
 }
@@ -106,10 +109,10 @@ static sq_status load_tokens(const eval_args *a, const sq_model_config *cfg, int
 
 static sq_status write_metrics(const eval_args *a, const sq_perplexity_result *r)
 {
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:i, s:s}", "model", a->model_dir, "data",
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:f, s:f, s:i, s:s}", "model", a->model_dir, "data",
                             a->data_ids_path ? a->data_ids_path : a->data_path, "data_format",
                             a->data_ids_path ? "token_ids" : "text", "seqlen", a->ppl.seqlen, "windows", r->windows,
-                            "tokens", (json_int_t)r->tokens, "nll", r->nll, "ppl", r->ppl, "kv_cache_bits",
+                            "tokens", (json_int_t)r->tokens, "data_tokens", (json_int_t)r->data_tokens, "nll", r->nll, "ppl", r->ppl, "kv_cache_bits",
                             a->ppl.kv_cache_bits, "backend", kn_backend_name());
     if (!doc)
         return sq_fail(SQ_ERR_NOMEM, "%s: cannot build metrics JSON", a->out_path);
@@ -136,26 +139,26 @@ static sq_status run_eval(eval_args *a)
         a->ppl.seqlen = cfg.max_position_embeddings > 0 && cfg.max_position_embeddings < 2048
                             ? cfg.max_position_embeddings
                             : 2048;
+    if (cfg.max_position_embeddings > 0 && a->ppl.seqlen > cfg.max_position_embeddings)
+        sq_log_info("eval: warning: seqlen %d exceeds the model's max_position_embeddings %d", a->ppl.seqlen,
+                    cfg.max_position_embeddings);
+    SQ_TRY(kn_init(0));
     int32_t *ids = NULL;
     size_t n_ids = 0;
     sq_checkpoint *ckpt = NULL;
     sq_model model = {0};
-    bool model_open = false;
     SQ_TRY_GOTO(st, load_tokens(a, &cfg, &ids, &n_ids), done);
-    SQ_TRY_GOTO(st, kn_init(0), done);
     sq_log_info("eval: %s on %s, %zu tokens, seqlen %d, %s", a->model_dir,
                 a->data_ids_path ? a->data_ids_path : a->data_path, n_ids, a->ppl.seqlen, kn_device_description());
     SQ_TRY_GOTO(st, sq_checkpoint_open(&ckpt, a->model_dir), done);
     SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, ckpt), done);
-    model_open = true;
     sq_perplexity_result result;
     SQ_TRY_GOTO(st, sq_perplexity(&model, ids, n_ids, &a->ppl, &result), done);
     printf("windows %d  tokens %ld  nll %.6f  ppl %.4f\n", result.windows, result.tokens, result.nll, result.ppl);
     if (a->out_path)
         SQ_TRY_GOTO(st, write_metrics(a, &result), done);
 done:
-    if (model_open)
-        sq_model_close(&model);
+    sq_model_close(&model);
     if (ckpt)
         sq_checkpoint_close(ckpt);
     free(ids);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "core/fileio.h"
+#include "model/token_ids.h"
 #include "model/tokenizer.h"
 
 sq_status sq_load_corpus_tokens(const char *model_dir, const char *text_path, int32_t **ids, size_t *count)
@@ -21,4 +22,12 @@ sq_status sq_load_corpus_tokens(const char *model_dir, const char *text_path, in
     }
     free(text);
     return st;
+}
+
+sq_status sq_load_corpus(const char *model_dir, const char *path, bool token_ids, int vocab_size, int32_t **ids,
+                         size_t *count)
+{
+    if (token_ids)
+        return sq_read_token_ids(path, vocab_size, ids, count);
+    return sq_load_corpus_tokens(model_dir, path, ids, count);
 }

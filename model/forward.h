@@ -29,6 +29,7 @@ typedef struct {
 /* Load the embedding, final norm and LM head and allocate one layer's buffers.
  * The checkpoint must outlive the model. */
 sq_status sq_model_open(sq_model *m, const sq_model_config *cfg, const sq_checkpoint *ckpt);
+/* Safe on a zeroed or failed-to-open model. */
 void sq_model_close(sq_model *m);
 
 typedef struct {

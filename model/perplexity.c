@@ -57,6 +57,7 @@ sq_status sq_perplexity(sq_model *m, const int32_t *ids, size_t n_ids, const sq_
         return st;
     result->windows = windows;
     result->tokens = scored;
+    result->data_tokens = (long)n_ids;
     result->nll = sum / scored;
     result->ppl = exp(result->nll);
     return SQ_OK;

@@ -25,6 +25,7 @@ typedef struct {
 typedef struct {
     int windows;     /* windows scored */
     long tokens;     /* tokens scored: windows * (seqlen - 1) */
+    long data_tokens; /* tokens in the whole stream */
     double nll;      /* mean NLL per scored token (nats) */
     double ppl;      /* exp(nll) */
 } sq_perplexity_result;

@@ -1,8 +1,9 @@
 /* tokenizer.c: encode and decode with a loaded tokenizer.json.
  *
- * Encode: added tokens are found in the raw text first (leftmost-longest, with
- * their lstrip/rstrip/single_word options); the text between them is
- * normalized, pre-tokenized and BPE-merged; BOS/EOS come from the
+ * Encode: added tokens with normalized=false are found in the raw text first
+ * (leftmost-longest, with their lstrip/rstrip/single_word options); the text
+ * between them is normalized and searched for the normalized=true added tokens;
+ * what remains is pre-tokenized and BPE-merged; BOS/EOS come from the
  * post-processor. Decode: ids -> token strings -> the decoder chain
  * (ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip), as the reference. */
 #include <stdlib.h>
@@ -10,45 +11,90 @@
 
 #include "model/tokenizer_internal.h"
 
-static bool is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+static bool is_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 
 static bool is_word_byte(unsigned char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
 }
 
-static sq_status encode_segment(const sq_tokenizer *t, const char *s, size_t len, bool at_start, sq_tk_ids *out)
+static sq_status encode_words(const sq_tokenizer *t, const char *s, size_t len, bool at_start, sq_tk_ids *out)
 {
     if (!len)
         return SQ_OK;
-    sq_tk_buf seg = {0};
     sq_tk_pieces pieces = {0};
     sq_status st;
-    SQ_TRY_GOTO(st, sq_tk_buf_append(&seg, s, len), done);
-    SQ_TRY_GOTO(st, sq_tk_normalize(t, &seg), done);
-    SQ_TRY_GOTO(st, sq_tk_pretokenize(t, seg.data, seg.len, at_start, &pieces), done);
+    SQ_TRY_GOTO(st, sq_tk_pretokenize(t, s, len, at_start, &pieces), done);
     for (size_t i = 0; i < pieces.n; i++)
         SQ_TRY_GOTO(st, sq_tk_bpe(t, pieces.items[i].s, pieces.items[i].len, out), done);
 done:
-    free(seg.data);
     sq_tk_pieces_free(&pieces);
     return st;
 }
 
-/* The added token starting at text[i], or NULL. */
-static const sq_tk_added *added_at(const sq_tokenizer *t, const char *text, size_t len, size_t i)
+/* The added token of pass `set` starting at text[i], or NULL. */
+static const sq_tk_added *added_at(const sq_tokenizer *t, int set, const char *text, size_t len, size_t i)
 {
     unsigned char b = (unsigned char)text[i];
-    for (size_t k = 0; k < t->added_by_byte_n[b]; k++) {
-        const sq_tk_added *a = &t->added[t->added_by_byte[b][k]];
-        if (a->len > len - i || memcmp(text + i, a->content, a->len))
+    for (size_t k = 0; k < t->added_by_byte_n[set][b]; k++) {
+        const sq_tk_added *a = &t->added[t->added_by_byte[set][b][k]];
+        if (a->match_len > len - i || memcmp(text + i, a->match, a->match_len))
             continue;
         if (a->single_word && ((i > 0 && is_word_byte((unsigned char)text[i - 1])) ||
-                               (i + a->len < len && is_word_byte((unsigned char)text[i + a->len]))))
+                               (i + a->match_len < len && is_word_byte((unsigned char)text[i + a->match_len]))))
             continue;
         return a;
     }
     return NULL;
+}
+
+static sq_status encode_pass(const sq_tokenizer *t, int set, const char *text, size_t len, bool at_start,
+                             sq_tk_ids *out);
+
+/* Text between added tokens: after the raw pass it is normalized and searched
+ * again for normalized added tokens; after that pass it becomes words. */
+static sq_status encode_gap(const sq_tokenizer *t, int set, const char *s, size_t len, bool at_start, sq_tk_ids *out)
+{
+    if (!len)
+        return SQ_OK;
+    if (set == SQ_ADDED_NORMALIZED)
+        return encode_words(t, s, len, at_start, out);
+    sq_tk_buf seg = {0};
+    sq_status st = sq_tk_buf_append(&seg, s, len);
+    if (st == SQ_OK)
+        st = sq_tk_normalize(t, &seg);
+    if (st == SQ_OK)
+        st = encode_pass(t, SQ_ADDED_NORMALIZED, seg.data, seg.len, at_start, out);
+    free(seg.data);
+    return st;
+}
+
+static sq_status encode_pass(const sq_tokenizer *t, int set, const char *text, size_t len, bool at_start,
+                             sq_tk_ids *out)
+{
+    size_t gap_start = 0, i = 0;
+    while (i < len) {
+        const sq_tk_added *a = added_at(t, set, text, len, i);
+        if (!a) {
+            i++;
+            continue;
+        }
+        size_t gap_end = i;
+        if (a->lstrip)
+            while (gap_end > gap_start && is_space((unsigned char)text[gap_end - 1]))
+                gap_end--;
+        SQ_TRY(encode_gap(t, set, text + gap_start, gap_end - gap_start, at_start && gap_start == 0, out));
+        SQ_TRY(sq_tk_ids_push(out, a->id));
+        i += a->match_len;
+        if (a->rstrip)
+            while (i < len && is_space((unsigned char)text[i]))
+                i++;
+        gap_start = i;
+    }
+    return encode_gap(t, set, text + gap_start, len - gap_start, at_start && gap_start == 0, out);
 }
 
 sq_status sq_tokenizer_encode(const sq_tokenizer *tok, const char *text, size_t len, bool add_special, int32_t **ids,
@@ -66,26 +112,7 @@ sq_status sq_tokenizer_encode(const sq_tokenizer *tok, const char *text, size_t 
     if (add_special)
         for (size_t i = 0; i < tok->prefix.len; i++)
             SQ_TRY_GOTO(st, sq_tk_ids_push(&out, tok->prefix.data[i]), fail);
-    size_t seg_start = 0, i = 0;
-    while (i < len) {
-        const sq_tk_added *a = tok->n_added ? added_at(tok, text, len, i) : NULL;
-        if (!a) {
-            i++;
-            continue;
-        }
-        size_t seg_end = i;
-        if (a->lstrip)
-            while (seg_end > seg_start && is_space((unsigned char)text[seg_end - 1]))
-                seg_end--;
-        SQ_TRY_GOTO(st, encode_segment(tok, text + seg_start, seg_end - seg_start, seg_start == 0, &out), fail);
-        SQ_TRY_GOTO(st, sq_tk_ids_push(&out, a->id), fail);
-        i += a->len;
-        if (a->rstrip)
-            while (i < len && is_space((unsigned char)text[i]))
-                i++;
-        seg_start = i;
-    }
-    SQ_TRY_GOTO(st, encode_segment(tok, text + seg_start, len - seg_start, seg_start == 0, &out), fail);
+    SQ_TRY_GOTO(st, encode_pass(tok, SQ_ADDED_RAW, text ? text : "", len, true, &out), fail);
     if (add_special)
         for (size_t k = 0; k < tok->suffix.len; k++)
             SQ_TRY_GOTO(st, sq_tk_ids_push(&out, tok->suffix.data[k]), fail);
@@ -184,7 +211,10 @@ static int byte_token(const sq_tk_buf *tok)
     int v = 0;
     for (int k = 3; k < 5; k++) {
         char c = tok->data[k];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
         if (d < 0)
             return -1;
         v = v * 16 + d;
@@ -375,11 +405,14 @@ void sq_tokenizer_free(sq_tokenizer *t)
     free(t->id_to_token);
     free(t->token_len);
     free(t->is_special);
-    for (size_t i = 0; i < t->n_added; i++)
+    for (size_t i = 0; i < t->n_added; i++) {
         free(t->added[i].content);
+        free(t->added[i].match);
+    }
     free(t->added);
-    for (int b = 0; b < 256; b++)
-        free(t->added_by_byte[b]);
+    for (int set = 0; set < 2; set++)
+        for (int b = 0; b < 256; b++)
+            free(t->added_by_byte[set][b]);
     for (size_t i = 0; i < t->n_norms; i++) {
         free(t->norms[i].pattern);
         free(t->norms[i].content);

@@ -7,7 +7,10 @@
  * added (special) tokens are cut out of the raw text first, each remaining
  * segment is normalized, pre-tokenized and BPE-merged, then the post-processor
  * (or tokenizer_config.json's add_bos_token / add_eos_token) adds BOS/EOS.
- * Unsupported components are a clear SQ_ERR_UNSUPPORTED naming the JSON path. */
+ * Unsupported components are a clear SQ_ERR_UNSUPPORTED naming the JSON path.
+ * Known approximations: NFC/NFKC normalizers are identity (exact for text already
+ * in that form, as most is); added tokens' single_word and lstrip/rstrip use
+ * ASCII word characters and whitespace. */
 #ifndef SQ_MODEL_TOKENIZER_H
 #define SQ_MODEL_TOKENIZER_H
 

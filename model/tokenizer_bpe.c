@@ -3,20 +3,79 @@
  * The word starts as one symbol per character (or, with byte_fallback, one
  * <0xNN> symbol per byte of a character missing from the vocab; otherwise the
  * unk token, fused when fuse_unk). Then the adjacent pair with the lowest merge
- * rank is merged, leftmost first on ties, until no pair has a rank. This is the
- * reference's order; a linear scan over cached pair ranks keeps it simple. */
+ * rank is merged, leftmost first on ties, until no pair has a rank. As in the
+ * reference, candidate pairs sit in a min-heap keyed by (rank, position) over a
+ * linked list of symbols, so a word of n symbols costs O(n log n): Llama-2
+ * style tokenizers have no pre-tokenizer and feed whole documents as one word. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/tokenizer_internal.h"
 
-static int32_t pair_rank(const sq_tokenizer *t, const int32_t *sym, size_t i, int32_t *merged)
+typedef struct {
+    int32_t rank;
+    int32_t merged;
+    size_t pos; /* index of the pair's left symbol */
+} candidate;
+
+typedef struct {
+    candidate *items;
+    size_t n, cap;
+} heap;
+
+static bool before(const candidate *a, const candidate *b)
 {
-    const sq_tk_merge_slot *m = sq_tk_mergemap_get(&t->merges, sym[i], sym[i + 1]);
-    if (!m)
-        return INT32_MAX;
-    *merged = m->merged;
-    return m->rank;
+    return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
+}
+
+static sq_status heap_push(heap *h, candidate c)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        candidate *items = realloc(h->items, cap * sizeof *items);
+        if (!items)
+            return sq_fail(SQ_ERR_NOMEM, "tokenizer: BPE heap of %zu pairs", cap);
+        h->items = items;
+        h->cap = cap;
+    }
+    size_t i = h->n++;
+    while (i > 0 && before(&c, &h->items[(i - 1) / 2])) {
+        h->items[i] = h->items[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h->items[i] = c;
+    return SQ_OK;
+}
+
+static candidate heap_pop(heap *h)
+{
+    candidate top = h->items[0], last = h->items[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= h->n)
+            break;
+        if (child + 1 < h->n && before(&h->items[child + 1], &h->items[child]))
+            child++;
+        if (!before(&h->items[child], &last))
+            break;
+        h->items[i] = h->items[child];
+        i = child;
+    }
+    if (h->n)
+        h->items[i] = last;
+    return top;
+}
+
+#define NONE ((size_t)-1)
+
+/* Queue the pair starting at symbol `left` if the merges know it. */
+static sq_status queue_pair(const sq_tokenizer *t, heap *h, const int32_t *sym, const size_t *next, size_t left)
+{
+    if (left == NONE || next[left] == NONE)
+        return SQ_OK;
+    const sq_tk_merge_slot *m = sq_tk_mergemap_get(&t->merges, sym[left], sym[next[left]]);
+    return m ? heap_push(h, (candidate){m->rank, m->merged, left}) : SQ_OK;
 }
 
 static sq_status initial_symbols(const sq_tokenizer *t, const char *s, size_t len, sq_tk_ids *sym)
@@ -58,44 +117,47 @@ sq_status sq_tk_bpe(const sq_tokenizer *t, const char *s, size_t len, sq_tk_ids 
             return sq_tk_ids_push(out, whole);
     }
     sq_tk_ids sym = {0};
-    int32_t *rank = NULL, *merged = NULL;
+    size_t *prev = NULL, *next = NULL;
+    heap h = {0};
     sq_status st;
     SQ_TRY_GOTO(st, initial_symbols(t, s, len, &sym), done);
     size_t n = sym.len;
-    if (n > 1) {
-        rank = malloc((n - 1) * sizeof *rank);
-        merged = malloc((n - 1) * sizeof *merged);
-        if (!rank || !merged) {
-            st = sq_fail(SQ_ERR_NOMEM, "tokenizer: BPE word of %zu symbols", n);
-            goto done;
-        }
-        for (size_t i = 0; i + 1 < n; i++)
-            rank[i] = pair_rank(t, sym.data, i, &merged[i]);
+    if (n == 0)
+        goto done;
+    prev = malloc(n * sizeof *prev);
+    next = malloc(n * sizeof *next);
+    if (!prev || !next) {
+        st = sq_fail(SQ_ERR_NOMEM, "tokenizer: BPE word of %zu symbols", n);
+        goto done;
     }
-    while (n > 1) {
-        size_t best = 0;
-        for (size_t i = 1; i + 1 < n; i++)
-            if (rank[i] < rank[best])
-                best = i;
-        if (rank[best] == INT32_MAX)
-            break;
-        sym.data[best] = merged[best];
-        memmove(sym.data + best + 1, sym.data + best + 2, (n - best - 2) * sizeof *sym.data);
-        if (best + 2 < n) {
-            memmove(rank + best + 1, rank + best + 2, (n - best - 3) * sizeof *rank);
-            memmove(merged + best + 1, merged + best + 2, (n - best - 3) * sizeof *merged);
-        }
-        n--;
-        if (best > 0)
-            rank[best - 1] = pair_rank(t, sym.data, best - 1, &merged[best - 1]);
-        if (best + 1 < n)
-            rank[best] = pair_rank(t, sym.data, best, &merged[best]);
+    for (size_t i = 0; i < n; i++) {
+        prev[i] = i ? i - 1 : NONE;
+        next[i] = i + 1 < n ? i + 1 : NONE;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i + 1 < n; i++)
+        SQ_TRY_GOTO(st, queue_pair(t, &h, sym.data, next, i), done);
+    while (h.n) {
+        candidate c = heap_pop(&h);
+        size_t right = next[c.pos];
+        if (sym.data[c.pos] < 0 || right == NONE)
+            continue;
+        const sq_tk_merge_slot *m = sq_tk_mergemap_get(&t->merges, sym.data[c.pos], sym.data[right]);
+        if (!m || m->merged != c.merged)
+            continue; /* stale: a neighbour changed since this pair was queued */
+        sym.data[c.pos] = c.merged;
+        sym.data[right] = -1;
+        next[c.pos] = next[right];
+        if (next[right] != NONE)
+            prev[next[right]] = c.pos;
+        SQ_TRY_GOTO(st, queue_pair(t, &h, sym.data, next, prev[c.pos]), done);
+        SQ_TRY_GOTO(st, queue_pair(t, &h, sym.data, next, c.pos), done);
+    }
+    for (size_t i = 0; i != NONE; i = next[i])
         SQ_TRY_GOTO(st, sq_tk_ids_push(out, sym.data[i]), done);
 done:
     free(sym.data);
-    free(rank);
-    free(merged);
+    free(prev);
+    free(next);
+    free(h.items);
     return st;
 }

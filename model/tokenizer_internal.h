@@ -1,5 +1,7 @@
 /* tokenizer_internal.h: the loaded form of a tokenizer.json, shared by the
- * tokenizer_*.c files (loader, normalizer/pre-tokenizers, BPE, encode/decode).
+ * tokenizer_*.c files (tokenizer_load/_pipeline/_json: reading the JSON;
+ * tokenizer_pretok: normalizers and pre-tokenizers; tokenizer_bpe: merges;
+ * tokenizer_util: maps, buffers, UTF-8; tokenizer.c: encode/decode).
  * Not part of the public interface: use model/tokenizer.h. */
 #ifndef SQ_MODEL_TOKENIZER_INTERNAL_H
 #define SQ_MODEL_TOKENIZER_INTERNAL_H
@@ -131,9 +133,16 @@ typedef struct {
 typedef struct {
     char *content;
     size_t len;
+    char *match; /* what is searched for: content, normalized when `normalized` */
+    size_t match_len;
     int32_t id;
-    bool special, lstrip, rstrip, single_word;
+    bool special, lstrip, rstrip, single_word, normalized;
 } sq_tk_added;
+
+/* Added tokens are matched in two passes, as the reference does: tokens with
+ * normalized=false in the raw text, then tokens with normalized=true in each
+ * normalized segment. */
+enum { SQ_ADDED_RAW = 0, SQ_ADDED_NORMALIZED = 1 };
 
 struct sq_tokenizer {
     char *name; /* file name for messages */
@@ -146,11 +155,11 @@ struct sq_tokenizer {
     int32_t unk_id;       /* -1 when none */
     bool byte_fallback, fuse_unk, ignore_merges;
     int32_t byte_ids[256]; /* <0xNN> ids, -1 when absent */
-    /* added tokens, bucketed by first byte for matching */
+    /* added tokens, bucketed per pass by first byte of `match`, longest first */
     sq_tk_added *added;
     size_t n_added;
-    size_t *added_by_byte[256];
-    size_t added_by_byte_n[256];
+    size_t *added_by_byte[2][256];
+    size_t added_by_byte_n[2][256];
     bool *is_special; /* [vocab_size] */
     /* pipeline */
     sq_tk_norm *norms;

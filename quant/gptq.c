@@ -8,12 +8,12 @@
 #include "quant/gptq.h"
 
 /* Descending by diagonal value, ties by column index (a stable order). */
-static const float *sort_diag;
-static int by_descending_diag(const void *a, const void *b)
+static int by_descending_diag(const void *a, const void *b, void *diag_values)
 {
+    const float *diag = diag_values;
     int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
-    if (sort_diag[i] != sort_diag[j])
-        return sort_diag[i] > sort_diag[j] ? -1 : 1;
+    if (diag[i] != diag[j])
+        return diag[i] > diag[j] ? -1 : 1;
     return (i > j) - (i < j);
 }
 
@@ -64,10 +64,8 @@ static sq_status prepare(float *W, float *H, int rows, int cols, const sq_quant_
         }
     for (int i = 0; i < cols; i++)
         perm[i] = i;
-    if (opt->desc_act) {
-        sort_diag = diag;
-        qsort(perm, (size_t)cols, sizeof *perm, by_descending_diag);
-    }
+    if (opt->desc_act)
+        qsort_r(perm, (size_t)cols, sizeof *perm, by_descending_diag, diag);
     for (int i = 0; i < cols; i++) {
         int column = opt->static_groups ? perm[i] : i;
         group_of_column[i] = gs > 0 ? column / gs : 0;

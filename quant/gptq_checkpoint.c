@@ -1,9 +1,11 @@
 /* gptq_checkpoint.c: assembling a GPTQ checkpoint directory from the source
  * model and the packed linears, and reading packed linears back as fp32. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -373,6 +375,16 @@ sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const 
     if (n_shards > 1) {
         SQ_TRY_GOTO(st, write_index(req, items, n_items, files, out_dir), done);
         files[n_files++] = strdup("model.safetensors.index.json");
+    } else {
+        /* A stale index from an earlier sharded write would take precedence for readers. */
+        char *stale = sq_path_join(out_dir, "model.safetensors.index.json");
+        int gone = unlink(stale) == 0 || errno == ENOENT;
+        free(stale);
+        if (!gone) {
+            st = sq_fail(SQ_ERR_IO, "%s: cannot remove stale model.safetensors.index.json: %s", out_dir,
+                         strerror(errno));
+            goto done;
+        }
     }
     SQ_TRY_GOTO(st, write_configs(req, out_dir), done);
     files[n_files++] = strdup("config.json");

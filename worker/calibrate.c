@@ -60,6 +60,18 @@ static int linear_groups(bool true_sequential, linear_group groups[4])
     return 4;
 }
 
+/* Where the time goes, for the progress log and bench/ (device work is synchronized
+ * before each clock reading, so GPU time lands in the phase that queued it). */
+typedef struct {
+    double load, forward, hessian, solve, write;
+} phase_seconds;
+
+static double phase_clock(void)
+{
+    kn_synchronize();
+    return sq_now_seconds();
+}
+
 typedef struct {
     const sq_calibration *job;
     const sq_quant_options *opt;
@@ -72,6 +84,7 @@ typedef struct {
     float *tmp;         /* [micro * seqlen, hidden] */
     bool *done;         /* per layer: a verified artifact exists */
     double started;
+    phase_seconds phases;
 } calib_state;
 
 void sq_calibration_artifact_name(int step, int layer, char *out, size_t size)
@@ -86,6 +99,7 @@ typedef struct {
     bool want[INPUT_KINDS];
     int nseq;
     int last_linear;
+    double *seconds; /* time spent accumulating */
 } stats_hook;
 
 static int linear_by_name(const char *name)
@@ -109,7 +123,9 @@ static sq_status collect_stats(void *ctx, const char *linear_name, const float *
         if (hook->hessians[kind].cols != in_features)
             return sq_fail(SQ_ERR_MISMATCH, "calibration hook: %s input has %d features, Hessian has %d", linear_name,
                            in_features, hook->hessians[kind].cols);
+        double t0 = phase_clock();
         SQ_TRY(sq_hessian_add(&hook->hessians[kind], input, rows, hook->nseq));
+        *hook->seconds += phase_clock() - t0;
     }
     return linear == hook->last_linear ? SQ_STOPPED : SQ_OK;
 }
@@ -129,7 +145,8 @@ static sq_status forward_samples(calib_state *cs, float *X, int nseq)
 static sq_status group_hessians(calib_state *cs, const float *X, int nseq, const linear_group *group,
                                 sq_hessian hessians[INPUT_KINDS])
 {
-    stats_hook hook = {.hessians = hessians, .last_linear = group->linears[group->count - 1]};
+    stats_hook hook = {.hessians = hessians, .last_linear = group->linears[group->count - 1],
+                       .seconds = &cs->phases.hessian};
     for (int i = 0; i < group->count; i++)
         hook.want[input_of(group->linears[i])] = true;
     for (int k = 0; k < INPUT_KINDS; k++) {
@@ -191,7 +208,11 @@ static sq_status quantize_layer(calib_state *cs, int layer, const float *X, int 
         sq_hessian hessians[INPUT_KINDS];
         memset(hessians, 0, sizeof hessians);
         if (cs->needs_samples) {
-            SQ_TRY_GOTO(st, group_hessians(cs, X, nseq, &groups[g], hessians), group_done);
+            double t0 = phase_clock(), hessian_before = cs->phases.hessian;
+            st = group_hessians(cs, X, nseq, &groups[g], hessians);
+            cs->phases.forward += phase_clock() - t0 - (cs->phases.hessian - hessian_before);
+            SQ_TRY_GOTO(st, st, group_done);
+            t0 = phase_clock();
             for (int k = 0; k < INPUT_KINDS && shared; k++) {
                 if (!hessians[k].H)
                     continue;
@@ -199,7 +220,9 @@ static sq_status quantize_layer(calib_state *cs, int layer, const float *X, int 
                 SQ_TRY_GOTO(st, sq_comm_allreduce_sum(hessians[k].H, (size_t)hessians[k].cols * hessians[k].cols),
                             group_done);
             }
+            cs->phases.hessian += phase_clock() - t0;
         }
+        double solve_start = phase_clock();
         for (int i = 0; i < groups[g].count; i++) {
             int linear = groups[g].linears[i];
             int owner = shared ? sq_plan_solve_owner(cs->job->plan, layer, linear) : cs->rank;
@@ -217,6 +240,7 @@ static sq_status quantize_layer(calib_state *cs, int layer, const float *X, int 
             SQ_TRY_GOTO(st, sq_quant_result_install(&out->linear[linear], &cs->model.layer.linear[linear]),
                         group_done);
         }
+        cs->phases.solve += phase_clock() - solve_start;
     group_done:
         for (int k = 0; k < INPUT_KINDS; k++)
             sq_hessian_free(&hessians[k]);
@@ -372,7 +396,9 @@ static sq_status run_sequential(calib_state *cs)
     for (int layer = 0; layer < layers; layer++) {
         sq_layer_results results;
         memset(&results, 0, sizeof results);
+        double t0 = phase_clock();
         SQ_TRY_GOTO(st, sq_layer_weights_load(&cs->model.layer, job->cfg, job->ckpt, layer), done);
+        cs->phases.load += phase_clock() - t0;
         if (cs->done[layer]) {
             if (cs->rank == 0)
                 st = load_layer(cs, layer, &results);
@@ -385,11 +411,15 @@ static sq_status run_sequential(calib_state *cs)
             SQ_TRY_GOTO(st, sq_layer_results_install(&results, &cs->model.layer), layer_done);
         } else {
             SQ_TRY_GOTO(st, quantize_layer(cs, layer, X, mine.count, true, &results), layer_done);
+            t0 = phase_clock();
             if (cs->rank == 0)
                 SQ_TRY_GOTO(st, save_layer(cs, layer, &results), layer_done);
+            cs->phases.write += phase_clock() - t0;
         }
+        t0 = phase_clock();
         if (cs->needs_samples && layer + 1 < layers)
             SQ_TRY_GOTO(st, forward_samples(cs, X, mine.count), layer_done);
+        cs->phases.forward += phase_clock() - t0;
         if (cs->rank == 0)
             log_progress(cs, layer + 1, layers, layer, cs->done[layer]);
     layer_done:
@@ -554,7 +584,9 @@ static sq_status run_pipeline(calib_state *cs)
     float **inputs = calloc((size_t)B, sizeof *inputs);
     if (!inputs)
         return sq_fail(SQ_ERR_NOMEM, "pipeline: out of memory");
+    double t0 = phase_clock();
     sq_status st = cs->needs_samples ? stream_block_inputs(cs, inputs) : SQ_OK;
+    cs->phases.forward += phase_clock() - t0; /* the streaming pass, its weight loads included */
     if (st == SQ_OK)
         st = quantize_blocks(cs, inputs);
     for (int b = 0; b < B; b++)
@@ -609,6 +641,10 @@ sq_status sq_calibrate(const sq_calibration *job)
     }
     SQ_TRY_GOTO(st, sq_comm_bcast_host(cs.done, (size_t)job->cfg->num_layers * sizeof *cs.done, 0), done);
     st = job->spec->mode == SQ_PARALLEL_PIPELINE ? run_pipeline(&cs) : run_sequential(&cs);
+    if (st == SQ_OK && cs.rank == 0)
+        sq_log_info("step %d %s phases (rank 0): load %.2fs, forward %.2fs, hessian %.2fs, solve %.2fs, write %.2fs",
+                    job->step, sq_step_kind_name(cs.kind), cs.phases.load, cs.phases.forward, cs.phases.hessian,
+                    cs.phases.solve, cs.phases.write);
 done:
     kn_free(cs.tmp);
     sq_layer_scratch_free(&cs.scratch);

@@ -38,6 +38,7 @@ sq_status kn_attention(float *out, const float *q, const float *k, const float *
                     for (int s = 0; s <= t; s++) {
                         const float *ks = k + ((size_t)b * seq + s) * kv_width + (size_t)kv * head_dim;
                         float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
                         for (int d = 0; d < head_dim; d++)
                             dot += qt[d] * ks[d];
                         scores[s] = dot * scale;

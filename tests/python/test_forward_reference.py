@@ -1,20 +1,22 @@
 """test_forward_reference.py: `shardq eval --data-ids` against an independent
 NumPy (float64) Llama-family forward pass.
 
-The reference below is written from the architecture (Llama / Qwen2 as in
-Hugging Face transformers: RMSNorm, rotate-half RoPE with optional llama3 /
-linear scaling, grouped-query causal attention, SwiGLU MLP, tied or separate
-LM head) and reads checkpoints with its own safetensors parser (struct + json
-+ numpy; bf16 as uint16 << 16). Perplexity follows the GPTQ protocol:
+The reference (llama_reference.py) is written from the architecture (Llama /
+Qwen2 as in Hugging Face transformers: RMSNorm, rotate-half RoPE with optional
+llama3 / linear scaling, grouped-query causal attention, SwiGLU MLP, tied or
+separate LM head) and reads checkpoints with its own safetensors parser
+(struct + json + numpy; bf16 as uint16 << 16). Perplexity follows the GPTQ protocol:
 nsamples = ntokens // seqlen non-overlapping windows, every position but the
 first scored, ppl = exp(mean NLL). shardq must agree to 1e-4 relative.
 
-Fixtures are written here too (random weights, bf16/f32, one file or shards,
-optional q/k/v biases), and with build/tools/make_tiny_model when present.
+Fixtures come from build/tools/make_tiny_model (Llama / Mistral / Qwen2,
+GQA on and off, shards, bf16/fp16/f32) and from a small writer here for what
+that tool does not make (llama3 RoPE scaling, Llama with attention_bias).
 """
 import json
 import math
 import os
+import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -22,48 +24,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from llama_reference import load_model, read_checkpoint, reference_nll
+
 ROOT = Path(os.environ.get("SHARDQ_ROOT", Path(__file__).resolve().parents[2]))
 SHARDQ = ROOT / "shardq"
 MAKE_TINY = ROOT / "build" / "tools" / "make_tiny_model"
 WORK = ROOT / "build" / "test-forward-reference"
-
-# ---------------------------------------------------------------- safetensors
-
-DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
-
-
-def read_safetensors(path):
-    data = Path(path).read_bytes()
-    (header_len,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + header_len])
-    base = 8 + header_len
-    tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        raw = data[base + begin : base + end]
-        if info["dtype"] == "BF16":
-            bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-            arr = bits.view(np.float32)
-        else:
-            arr = np.frombuffer(raw, dtype=np.dtype(DTYPES[info["dtype"]]).newbyteorder("<"))
-        tensors[name] = arr.astype(np.float64).reshape(info["shape"])
-    return tensors
-
-
-def read_checkpoint(model_dir):
-    model_dir = Path(model_dir)
-    index = model_dir / "model.safetensors.index.json"
-    if index.exists():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    else:
-        files = ["model.safetensors"]
-    tensors = {}
-    for f in files:
-        tensors.update(read_safetensors(model_dir / f))
-    return tensors
-
 
 def to_bf16_bits(x):
     """fp32 -> bf16 bit patterns, round to nearest even."""
@@ -91,7 +57,8 @@ def write_safetensors(path, tensors, dtype):
 
 
 def write_fixture(model_dir, *, seed, hidden=64, heads=4, kv_heads=2, inter=160, layers=2, vocab=256,
-                  dtype="BF16", shards=1, qkv_bias=False, tied=True, rope_scaling=None, model_type="llama"):
+                  dtype="BF16", shards=1, attention_bias=False, tied=True, rope_scaling=None, model_type="llama"):
+    """Llama's attention_bias puts biases on q/k/v/o; Qwen2 always has q/k/v biases and no o bias."""
     rng = np.random.default_rng(seed)
     head_dim = hidden // heads
     t = {"model.embed_tokens.weight": rng.normal(0, 0.15, (vocab, hidden))}
@@ -104,10 +71,11 @@ def write_fixture(model_dir, *, seed, hidden=64, heads=4, kv_heads=2, inter=160,
     for l in range(layers):
         p = f"model.layers.{l}."
         t[p + "input_layernorm.weight"] = 1 + 0.1 * rng.normal(size=hidden)
+        qkv_bias = attention_bias or model_type == "qwen2"
         linear(p + "self_attn.q_proj", heads * head_dim, hidden, qkv_bias)
         linear(p + "self_attn.k_proj", kv_heads * head_dim, hidden, qkv_bias)
         linear(p + "self_attn.v_proj", kv_heads * head_dim, hidden, qkv_bias)
-        linear(p + "self_attn.o_proj", hidden, heads * head_dim)
+        linear(p + "self_attn.o_proj", hidden, heads * head_dim, attention_bias and model_type == "llama")
         t[p + "post_attention_layernorm.weight"] = 1 + 0.1 * rng.normal(size=hidden)
         linear(p + "mlp.gate_proj", inter, hidden)
         linear(p + "mlp.up_proj", inter, hidden)
@@ -117,9 +85,8 @@ def write_fixture(model_dir, *, seed, hidden=64, heads=4, kv_heads=2, inter=160,
         t["lm_head.weight"] = rng.normal(0, 0.15, (vocab, hidden))
 
     model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    for f in model_dir.glob("*.safetensors*"):
-        f.unlink()
+    shutil.rmtree(model_dir, ignore_errors=True)
+    model_dir.mkdir(parents=True)
     arch = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}[model_type]
     config = {
         "architectures": [arch], "model_type": model_type, "hidden_size": hidden, "intermediate_size": inter,
@@ -129,7 +96,7 @@ def write_fixture(model_dir, *, seed, hidden=64, heads=4, kv_heads=2, inter=160,
         "torch_dtype": "bfloat16" if dtype == "BF16" else "float32", "hidden_act": "silu",
     }
     if model_type == "llama":
-        config["attention_bias"] = qkv_bias
+        config["attention_bias"] = attention_bias
     if rope_scaling:
         config["rope_scaling"] = rope_scaling
     (model_dir / "config.json").write_text(json.dumps(config, indent=2))
@@ -148,89 +115,13 @@ def write_fixture(model_dir, *, seed, hidden=64, heads=4, kv_heads=2, inter=160,
     return model_dir
 
 
-# ---------------------------------------------------------------- reference model
-
-
-def rope_inv_freq(cfg, head_dim):
-    theta = cfg.get("rope_theta", 10000.0)
-    inv = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
-    rs = cfg.get("rope_scaling") or {}
-    kind = rs.get("rope_type", rs.get("type"))
-    if kind == "linear":
-        inv = inv / rs["factor"]
-    elif kind == "llama3":
-        factor, lo, hi = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
-        old = rs["original_max_position_embeddings"]
-        wavelen = 2 * math.pi / inv
-        low_wavelen, high_wavelen = old / lo, old / hi
-        scaled = np.where(wavelen > low_wavelen, inv / factor, inv)
-        smooth = (old / wavelen - lo) / (hi - lo)
-        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
-        medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
-        inv = np.where(medium, smoothed, scaled)
-    return inv
-
-
-def rmsnorm(x, w, eps):
-    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
-
-
-def apply_rope(x, inv_freq):  # x [seq, heads, head_dim]
-    pos = np.arange(x.shape[0], dtype=np.float64)
-    ang = np.outer(pos, inv_freq)  # [seq, half]
-    cos = np.concatenate([np.cos(ang), np.cos(ang)], axis=-1)[:, None, :]
-    sin = np.concatenate([np.sin(ang), np.sin(ang)], axis=-1)[:, None, :]
-    half = x.shape[-1] // 2
-    rotated = np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    return x * cos + rotated * sin
-
-
-def reference_nll(model_dir, window):
-    """Per-token NLL (float64) of positions 1..len-1 of one window of ids."""
-    cfg = json.loads((Path(model_dir) / "config.json").read_text())
-    W = read_checkpoint(model_dir)
-    hidden, nh = cfg["hidden_size"], cfg["num_attention_heads"]
-    nkv = cfg.get("num_key_value_heads", nh)
-    hd = cfg.get("head_dim", hidden // nh)
-    eps = cfg["rms_norm_eps"]
-    inv_freq = rope_inv_freq(cfg, hd)
-    seq = len(window)
-    x = W["model.embed_tokens.weight"][np.asarray(window)]
-
-    def lin(name, inp):
-        y = inp @ W[name + ".weight"].T
-        return y + W[name + ".bias"] if name + ".bias" in W else y
-
-    mask = np.triu(np.full((seq, seq), -np.inf), k=1)
-    for l in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{l}."
-        n = rmsnorm(x, W[p + "input_layernorm.weight"], eps)
-        q = apply_rope(lin(p + "self_attn.q_proj", n).reshape(seq, nh, hd), inv_freq)
-        k = apply_rope(lin(p + "self_attn.k_proj", n).reshape(seq, nkv, hd), inv_freq)
-        v = lin(p + "self_attn.v_proj", n).reshape(seq, nkv, hd)
-        heads = []
-        for h in range(nh):
-            kv = h // (nh // nkv)
-            s = q[:, h, :] @ k[:, kv, :].T / math.sqrt(hd) + mask
-            s = np.exp(s - s.max(axis=-1, keepdims=True))
-            heads.append((s / s.sum(axis=-1, keepdims=True)) @ v[:, kv, :])
-        x = x + lin(p + "self_attn.o_proj", np.concatenate(heads, axis=-1))
-        n = rmsnorm(x, W[p + "post_attention_layernorm.weight"], eps)
-        g = lin(p + "mlp.gate_proj", n)
-        x = x + lin(p + "mlp.down_proj", g / (1 + np.exp(-g)) * lin(p + "mlp.up_proj", n))
-    x = rmsnorm(x, W["model.norm.weight"], eps)
-    head = W["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", False) else W["lm_head.weight"]
-    logits = x[:-1] @ head.T
-    m = logits.max(axis=-1, keepdims=True)
-    lse = (m + np.log(np.exp(logits - m).sum(axis=-1, keepdims=True)))[:, 0]
-    return lse - logits[np.arange(seq - 1), np.asarray(window[1:])]
-
-
-def reference_ppl(model_dir, ids, seqlen, max_windows=None):
+def reference_ppl(model_dir, ids, seqlen, max_windows=None, kv_bits=0):
     nsamples = len(ids) // seqlen
     if max_windows:
         nsamples = min(nsamples, max_windows)
-    nll = np.concatenate([reference_nll(model_dir, ids[i * seqlen : (i + 1) * seqlen]) for i in range(nsamples)])
+    model = load_model(model_dir)
+    nll = np.concatenate([reference_nll(model_dir, ids[i * seqlen : (i + 1) * seqlen], model=model, kv_bits=kv_bits)
+                          for i in range(nsamples)])
     return nsamples, nll, math.exp(nll.mean())
 
 
@@ -256,7 +147,7 @@ CASES = {
     "gqa-bf16": dict(kv_heads=2),
     "mha-f32": dict(kv_heads=4, dtype="F32"),
     "sharded-untied": dict(kv_heads=2, shards=3, tied=False),
-    "qwen2-bias": dict(kv_heads=2, qkv_bias=True, model_type="qwen2"),
+    "llama-attention-bias": dict(kv_heads=2, attention_bias=True, dtype="F32"),
     "llama3-rope": dict(kv_heads=1, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                                   "high_freq_factor": 4.0,
                                                   "original_max_position_embeddings": 16}),
@@ -272,6 +163,7 @@ def test_eval_matches_numpy_reference(case, tmp_path):
     metrics, _ = shardq_eval(model_dir, ids, seqlen, tmp_path)
     assert metrics["windows"] == windows == 4
     assert metrics["tokens"] == windows * (seqlen - 1)
+    assert metrics["data_tokens"] == len(ids)
     assert metrics["seqlen"] == seqlen
     assert metrics["ppl"] == pytest.approx(ppl, rel=1e-4)
     assert metrics["nll"] == pytest.approx(nll.mean(), rel=1e-4)
@@ -290,16 +182,17 @@ def test_max_windows_micro_batches_and_logit_chunks(tmp_path):
     assert metrics["ppl"] == pytest.approx(ppl, rel=1e-4)
 
 
-def test_kv_cache_quantization_changes_ppl_a_little(tmp_path):
+def test_kv_cache_quantization_matches_reference(tmp_path):
     model_dir = write_fixture(WORK / "kv-quant", seed=4, kv_heads=2)
     seqlen = 24
     ids = random_ids(6, 256, 3 * seqlen)
-    exact, _ = shardq_eval(model_dir, ids, seqlen, tmp_path)
-    q8, _ = shardq_eval(model_dir, ids, seqlen, tmp_path, ["--kv-cache-bits", "8"])
-    q2, _ = shardq_eval(model_dir, ids, seqlen, tmp_path, ["--kv-cache-bits", "2"])
-    assert q8["kv_cache_bits"] == 8
-    assert abs(q8["ppl"] - exact["ppl"]) / exact["ppl"] < 1e-2
-    assert abs(q2["ppl"] - exact["ppl"]) > abs(q8["ppl"] - exact["ppl"])
+    _, _, exact_ppl = reference_ppl(model_dir, ids, seqlen)
+    for bits in (4, 2):
+        _, _, ppl = reference_ppl(model_dir, ids, seqlen, kv_bits=bits)
+        metrics, _ = shardq_eval(model_dir, ids, seqlen, tmp_path, ["--kv-cache-bits", str(bits)])
+        assert metrics["kv_cache_bits"] == bits
+        assert metrics["ppl"] == pytest.approx(ppl, rel=1e-4)
+        assert abs(ppl - exact_ppl) > 1e-3 * exact_ppl  # the simulation does change the result
 
 
 def test_out_of_vocabulary_id_is_a_clear_error(tmp_path):
@@ -312,14 +205,73 @@ def test_out_of_vocabulary_id_is_a_clear_error(tmp_path):
     assert "ids.txt: token 3 has id 999" in proc.stderr
 
 
-@pytest.mark.skipif(not MAKE_TINY.exists(), reason="build/tools/make_tiny_model not built")
-def test_eval_on_make_tiny_model_fixture(tmp_path):
-    model_dir = WORK / "make-tiny-model"
-    subprocess.run([str(MAKE_TINY), str(model_dir)], check=True, capture_output=True, timeout=120)
+TINY_MODEL_CASES = {
+    "tiny-llama-gqa": ["--kv-heads", "2"],
+    "tiny-llama-mha": ["--kv-heads", "4", "--tie"],
+    "tiny-llama-sharded": ["--kv-heads", "2", "--shards", "3", "--dtype", "fp16"],
+    "tiny-qwen2-bias": ["--arch", "qwen2", "--kv-heads", "2", "--dtype", "f32"],
+    "tiny-mistral-1kv": ["--arch", "mistral", "--kv-heads", "1", "--layers", "3"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(TINY_MODEL_CASES))
+def test_eval_on_make_tiny_model_fixtures(case, tmp_path):
+    assert MAKE_TINY.exists(), "build/tools/make_tiny_model is built by make"
+    model_dir = WORK / case
+    shutil.rmtree(model_dir, ignore_errors=True)
+    subprocess.run([str(MAKE_TINY), str(model_dir), "--seed", "17", *TINY_MODEL_CASES[case]], check=True,
+                   capture_output=True, timeout=120)
     cfg = json.loads((model_dir / "config.json").read_text())
-    seqlen = 16
-    ids = random_ids(7, cfg["vocab_size"], 3 * seqlen + 1)
+    if case == "tiny-qwen2-bias":
+        assert any(name.endswith("q_proj.bias") for name in read_checkpoint(model_dir))
+    seqlen = 20
+    ids = random_ids(7, cfg["vocab_size"], 3 * seqlen + 5)
     windows, nll, ppl = reference_ppl(model_dir, ids, seqlen)
     metrics, _ = shardq_eval(model_dir, ids, seqlen, tmp_path)
-    assert metrics["windows"] == windows
+    assert metrics["windows"] == windows == 3
     assert metrics["ppl"] == pytest.approx(ppl, rel=1e-4)
+    assert abs(math.log(ppl) - math.log(cfg["vocab_size"])) > 0.05
+
+
+def test_eval_on_text_tokenized_like_the_reference(tmp_path):
+    """--data TEXT: the model's tokenizer.json applied by the `tokenizers` library (its
+    post-processor adds BOS) gives the ids the reference scores."""
+    tokenizers = pytest.importorskip("tokenizers")
+    model_dir = WORK / "tiny-llama-text"
+    shutil.rmtree(model_dir, ignore_errors=True)
+    subprocess.run([str(MAKE_TINY), str(model_dir), "--seed", "23", "--kv-heads", "2"], check=True,
+                   capture_output=True, timeout=120)
+    wiki = Path("/work/shared/data/wikitext-2/test.txt")
+    text = wiki.read_text(encoding="utf-8")[:2500] if wiki.exists() else "The quick brown fox. " * 100
+    text_file = tmp_path / "corpus.txt"
+    text_file.write_text(text, encoding="utf-8")
+    ids = tokenizers.Tokenizer.from_file(str(model_dir / "tokenizer.json")).encode(text).ids
+    assert ids[0] == 1  # BOS
+    seqlen = 32
+    windows, nll, ppl = reference_ppl(model_dir, ids, seqlen, max_windows=4)
+    out = tmp_path / "metrics.json"
+    proc = subprocess.run([str(SHARDQ), "eval", "--model", str(model_dir), "--data", str(text_file), "--seqlen",
+                           str(seqlen), "--max-windows", "4", "--out", str(out)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(out.read_text())
+    assert metrics["data_format"] == "text"
+    assert metrics["data_tokens"] == len(ids)
+    assert metrics["windows"] == windows == 4
+    assert metrics["ppl"] == pytest.approx(ppl, rel=1e-4)
+    assert f"ppl {metrics['ppl']:.4f}" in proc.stdout
+
+
+def test_usage_errors(tmp_path):
+    def run(*args):
+        return subprocess.run([str(SHARDQ), "eval", *args], capture_output=True, text=True, timeout=60)
+
+    assert run("--data-ids", "x").returncode == 2  # no --model
+    assert run("--model", "m", "--data", "a", "--data-ids", "b").returncode == 2  # two data sources
+    assert run("--model", "m", "--data-ids", "b", "--seqlen", "1").returncode == 2
+    model_dir = write_fixture(WORK / "gqa-bf16-usage", seed=2)
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("1 2 3\n")
+    proc = run("--model", str(model_dir), "--data-ids", str(ids_file), "--seqlen", "8")
+    assert proc.returncode == 1
+    assert "3 tokens make no window of 8 tokens" in proc.stderr

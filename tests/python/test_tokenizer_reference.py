@@ -13,9 +13,12 @@ with a small vocab:
   unk      llama2 without byte_fallback: unknown chars become <unk> (fuse_unk)
   digits   Digits(individual) + ByteLevel(add_prefix_space=true)
   splits   Split with each behavior (MergedWithPrevious/Next, Contiguous, Removed, inverted)
+Each also gets added tokens as real files have them: a normalized non-special one (matched
+after normalization, as the reference does), an rstrip one and an lstrip special one.
 For each: ids of a few hundred WikiText-2 test lines and hand-picked hard strings (unicode,
 whitespace runs, digits, empty, special tokens in text) must equal the reference's, with and
-without special tokens; JSONL input likewise; decode must equal the reference's decode.
+without special tokens; JSONL input likewise (and one 100 kB document); decode must equal
+the reference's decode, and for the families whose reference round-trips, decode(encode(x)) == x.
 A real tokenizer.json under /work/shared/data, if one appears, is checked the same way.
 """
 import json
@@ -26,7 +29,7 @@ import subprocess
 import pytest
 
 tokenizers = pytest.importorskip("tokenizers")
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 ROOT = pathlib.Path(os.environ.get("SHARDQ_ROOT", pathlib.Path(__file__).resolve().parents[2]))
 SHARDQ = ROOT / "shardq"
@@ -62,6 +65,8 @@ HARD_CASES = [
     "<|begin_of_text|>hi there<|end_of_text|>",
     "<|endoftext|>start and end<|endoftext|>",
     "<|im_start|>user\u00a0hi<|im_end|>",
+    "say hello world, hello  world, hello world<mask> and  <mask>x [sep]   y[sep]",
+    "hello world",
     "nbsp\u00a0here and ideographic\u3000space",
     "symbols !@#$%^&*()_+-=[]{}|;:',.<>/?`~ \\ \"",
     "a" * 300,
@@ -180,6 +185,9 @@ def build(family, tmp):
     elif family == "gpt2":
         build_bytelevel(out, pre_tokenizers.ByteLevel(add_prefix_space=False), ["<|endoftext|>"],
                         post=processors.ByteLevel(trim_offsets=False))
+        spec = json.loads(out.read_text())  # older files (GPT-2, Llama-2) store merges as "a b" strings
+        spec["model"]["merges"] = [" ".join(m) for m in spec["model"]["merges"]]
+        out.write_text(json.dumps(spec, ensure_ascii=False))
     elif family == "llama3":
         specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>"]
         pre = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
@@ -196,13 +204,17 @@ def build(family, tmp):
         pre = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
                                        pre_tokenizers.ByteLevel(add_prefix_space=True)])
         build_bytelevel(out, pre, ["<|endoftext|>"])
+    tok = Tokenizer.from_file(str(out))
+    tok.add_tokens([AddedToken("hello world", normalized=True), AddedToken("[sep]", rstrip=True, normalized=False)])
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True, normalized=False)])
+    tok.save(str(out))
     return out
 
 
 FAMILIES = ["llama2", "mistral", "unk", "gpt2", "llama3", "qwen2", "digits", "splits"]
 # Families whose reference decode gives back any text free of special-token strings.
 ROUND_TRIP_FAMILIES = {"llama2", "gpt2", "llama3", "qwen2"}
-SPECIAL_STRINGS = ["<s>", "</s>", "<unk>", "<|"]
+SPECIAL_STRINGS = ["<s>", "</s>", "<unk>", "<|", "<mask>", "[sep]"]
 
 
 @pytest.fixture(scope="module")
@@ -250,6 +262,28 @@ def test_jsonl_records_match_reference(family, tmp_path):
     assert got == want
 
 
+def test_whole_document_matches_reference(family, tmp_path):
+    """A 100 kB JSONL document: for Llama-2 style (no pre-tokenizer) it is a single BPE word."""
+    name, path = family
+    ref = Tokenizer.from_file(str(path))
+    doc = "\n".join(wikitext_lines(1200))[:100_000]
+    src = tmp_path / "doc.jsonl"
+    src.write_text(json.dumps({"text": doc}) + "\n")
+    got = run(["--tokenizer", str(path), "--input", str(src), "--jsonl"]).split()
+    assert [int(x) for x in got] == ref.encode(doc).ids
+
+
+def test_long_runs_match_reference(family, tmp_path):
+    """Long whitespace runs, one huge word and long newline/punctuation runs (regex and merge-loop stress)."""
+    name, path = family
+    ref = Tokenizer.from_file(str(path))
+    texts = [" " * 50_000 + "x", "ab" * 25_000, "\n \n" * 10_000 + "!?" * 10_000, "9" * 30_000]
+    src = tmp_path / "long.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    got = run(["--tokenizer", str(path), "--input", str(src), "--jsonl"]).split("\n")[:-1]
+    assert got == [" ".join(map(str, ref.encode(t).ids)) for t in texts]
+
+
 def test_decode_matches_reference(family):
     name, path = family
     ref = Tokenizer.from_file(str(path))
@@ -290,6 +324,17 @@ def test_real_tokenizer_matches_reference(path):
     if path is None:
         pytest.skip("no real tokenizer.json under /work/shared/data yet")
     check_lines(path, wikitext_lines(200) + HARD_CASES, add_special=True)
+
+
+def test_tiny_model_fixture_tokenizer(tmp_path):
+    """The tokenizer.json that tests/tools/make_tiny_model writes (byte-level, 6 merges) loads and agrees."""
+    tool = ROOT / "build" / "tools" / "make_tiny_model"
+    if not tool.exists():
+        pytest.skip("build/tools/make_tiny_model not built")
+    model = tmp_path / "tiny"
+    subprocess.run([str(tool), str(model)], check=True, capture_output=True, timeout=120)
+    check_lines(model / "tokenizer.json", wikitext_lines(50) + HARD_CASES, add_special=True)
+    assert run(["--tokenizer", str(model)], "the\n").split()[0] == "1"
 
 
 def test_errors_name_file_and_path(tmp_path):

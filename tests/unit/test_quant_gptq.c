@@ -1,0 +1,144 @@
+/* test_quant_gptq.c: the Hessian accumulator's running normalisation and its
+ * merge across ranks, GPTQ/RTN option checks, and the consistency of a solve's
+ * outputs (codes, grids, g_idx, dequantized weights, loss). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "quant/gptq.h"
+#include "quant/hessian.h"
+#include "quant/rtn.h"
+
+static float *random_matrix(int rows, int cols, unsigned seed)
+{
+    srand(seed);
+    float *m = malloc(sizeof(float) * rows * cols);
+    for (int i = 0; i < rows * cols; i++)
+        m[i] = (float)rand() / RAND_MAX - 0.5f;
+    return m;
+}
+
+static sq_quant_options default_options(void)
+{
+    return (sq_quant_options){.bits = 4, .group_size = 16, .sym = true, .damp_percent = 0.01, .block_size = 8,
+                              .true_sequential = true};
+}
+
+static void test_hessian_running_average(void **state)
+{
+    (void)state;
+    int cols = 6, seq = 3;
+    float *X = random_matrix(5 * seq, cols, 1); /* 5 sequences */
+    sq_hessian all, a, b;
+    assert_int_equal(sq_hessian_init(&all, cols), SQ_OK);
+    assert_int_equal(sq_hessian_add(&all, X, 2 * seq, 2), SQ_OK);
+    assert_int_equal(sq_hessian_add(&all, X + 2 * seq * cols, 3 * seq, 3), SQ_OK);
+    assert_int_equal(all.nsamples, 5);
+    for (int i = 0; i < cols; i++)
+        for (int j = 0; j < cols; j++) {
+            double s = 0;
+            for (int r = 0; r < 5 * seq; r++)
+                s += (double)X[r * cols + i] * X[r * cols + j];
+            assert_float_equal(all.H[i * cols + j], 2.0 / 5.0 * s, 1e-5);
+        }
+    /* Two ranks with 2 and 3 sequences, rescaled to 5 and summed, give the same H. */
+    assert_int_equal(sq_hessian_init(&a, cols), SQ_OK);
+    assert_int_equal(sq_hessian_init(&b, cols), SQ_OK);
+    assert_int_equal(sq_hessian_add(&a, X, 2 * seq, 2), SQ_OK);
+    assert_int_equal(sq_hessian_add(&b, X + 2 * seq * cols, 3 * seq, 3), SQ_OK);
+    assert_int_equal(sq_hessian_rescale_for_sum(&a, 5), SQ_OK);
+    assert_int_equal(sq_hessian_rescale_for_sum(&b, 5), SQ_OK);
+    for (int k = 0; k < cols * cols; k++)
+        assert_float_equal(a.H[k] + b.H[k], all.H[k], 1e-5);
+    assert_int_equal(sq_hessian_rescale_for_sum(&a, 4), SQ_ERR_ARG);
+    assert_int_equal(sq_hessian_add(&a, X, 0, 0), SQ_ERR_ARG);
+    sq_hessian_free(&all), sq_hessian_free(&a), sq_hessian_free(&b);
+    free(X);
+}
+
+static void test_options_refused(void **state)
+{
+    (void)state;
+    float W[64], H[64 * 64] = {0};
+    sq_quant_result res;
+    sq_quant_options opt = default_options();
+    opt.bits = 5;
+    assert_int_equal(sq_gptq_solve(W, H, 1, 64, &opt, &res), SQ_ERR_ARG);
+    assert_non_null(strstr(sq_last_error(), "bits must be one of 2,3,4,8"));
+    assert_int_equal(sq_rtn_quantize(W, 1, 64, &opt, &res), SQ_ERR_ARG);
+    opt = default_options();
+    opt.group_size = 0;
+    assert_int_equal(sq_gptq_solve(W, H, 1, 64, &opt, &res), SQ_ERR_ARG);
+    opt = default_options();
+    opt.damp_percent = 0;
+    assert_int_equal(sq_gptq_solve(W, H, 1, 64, &opt, &res), SQ_ERR_ARG);
+    assert_non_null(strstr(sq_last_error(), "damp_percent"));
+}
+
+/* Outputs agree with each other: W = scale*(code - zero) per g_idx; act-order g_idx is a
+ * permutation of the sequential one; the loss is positive; a dead column is exactly 0. */
+static void check_solve(bool desc_act, bool static_groups, bool sym)
+{
+    int rows = 8, cols = 48, nrows_x = 96;
+    float *X = random_matrix(nrows_x, cols, 7);
+    for (int r = 0; r < nrows_x; r++) {
+        X[r * cols + 3] = 0; /* dead input */
+        for (int c = 0; c < cols; c++)
+            X[r * cols + c] *= 1.0f + (float)(c % 5);
+    }
+    sq_hessian h;
+    assert_int_equal(sq_hessian_init(&h, cols), SQ_OK);
+    assert_int_equal(sq_hessian_add(&h, X, nrows_x, 12), SQ_OK);
+    float *W = random_matrix(rows, cols, 9);
+    sq_quant_options opt = default_options();
+    opt.desc_act = desc_act;
+    opt.static_groups = static_groups;
+    opt.sym = sym;
+    sq_quant_result res;
+    assert_int_equal(sq_gptq_solve(W, h.H, rows, cols, &opt, &res), SQ_OK);
+    assert_int_equal(res.ngroups, 3);
+    assert_true(res.loss > 0);
+    int count[3] = {0};
+    for (int j = 0; j < cols; j++)
+        count[res.g_idx[j]]++;
+    for (int g = 0; g < 3; g++)
+        assert_int_equal(count[g], 16);
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++) {
+            int g = res.g_idx[j];
+            float s = res.scales[r * 3 + g], z = res.zeros[r * 3 + g];
+            assert_true(res.codes[r * cols + j] <= 15);
+            assert_float_equal(W[r * cols + j], s * ((float)res.codes[r * cols + j] - z), 1e-6);
+        }
+    for (int r = 0; r < rows; r++)
+        assert_float_equal(W[r * cols + 3], 0.0f, 0);
+    sq_quant_result_free(&res);
+    sq_hessian_free(&h);
+    free(W), free(X);
+}
+
+static void test_solve_outputs_consistent(void **state)
+{
+    (void)state;
+    check_solve(false, false, true);
+    check_solve(true, false, false);
+    check_solve(true, true, true);
+    check_solve(false, true, false);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hessian_running_average),
+        cmocka_unit_test(test_options_refused),
+        cmocka_unit_test(test_solve_outputs_consistent),
+    };
+    return cmocka_run_group_tests_name("quant_gptq", tests, NULL, NULL);
+}
