@@ -44,6 +44,9 @@ endif
 
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB        := $(BUILD)/libshardq.a
+# Names the backend of the last link; switching backends (CUDA=0 and back) in one
+# build folder replaces it, so every program is relinked against the right one.
+BACKEND_STAMP := $(BUILD)/backend.$(BACKEND)
 TEST_SRCS  := $(wildcard tests/unit/test_*.c)
 TEST_BINS  := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRCS  := $(wildcard tests/tools/*.c)
@@ -55,7 +58,11 @@ all: backend-info shardq $(TOOL_BINS)
 backend-info:
 	@echo "shardq: building the $(BACKEND) backend$(if $(NVCC), (nvcc: $(NVCC)),$(if $(filter 0,$(CUDA)), (CUDA=0), (nvcc not found)))"
 
-shardq: $(BUILD)/main.o $(LIB) $(BACKEND_OBJS)
+$(BACKEND_STAMP):
+	@mkdir -p $(BUILD)
+	rm -f $(BUILD)/backend.* && touch $@
+
+shardq: $(BUILD)/main.o $(LIB) $(BACKEND_OBJS) $(BACKEND_STAMP)
 	$(CC) $(CFLAGS) -o $@ $(BUILD)/main.o $(BACKEND_OBJS) $(LIB) $(LDLIBS)
 
 $(LIB): $(LIB_OBJS)
@@ -71,11 +78,11 @@ $(BUILD)/%.o: %.cu
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
 # Unit tests always run against the backend this build links; CI has no GPU, so CPU.
-$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(BACKEND_OBJS)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(BACKEND_OBJS) $(BACKEND_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BACKEND_OBJS) $(LIB) $(LDLIBS) -lcmocka
 
-$(BUILD)/tools/%: tests/tools/%.c $(LIB) $(BACKEND_OBJS)
+$(BUILD)/tools/%: tests/tools/%.c $(LIB) $(BACKEND_OBJS) $(BACKEND_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BACKEND_OBJS) $(LIB) $(LDLIBS)
 
