@@ -3,6 +3,9 @@
 #   make            build ./shardq (CUDA backend when nvcc is found, CPU otherwise)
 #   make CUDA=0     force the CPU backend
 #   make test       build and run every test; ends with "N passed, N failed"
+#   make gpu-build  build the GPU test and benchmark (needs nvcc; run them on a GPU machine)
+#   make gpu-test   build and run build/gpu/test_kernels_cuda (CUDA backend vs CPU backend)
+#   make gpu-bench  build and run build/gpu/bench_kernels_cuda (timings of the main kernels)
 #
 # Sources are found by folder: every .c in the library folders goes into
 # build/libshardq.a; kernels/cpu or kernels/cuda is the backend; each
@@ -32,6 +35,7 @@ ifneq ($(NVCC),)
   BACKEND_CU    := $(wildcard kernels/cuda/*.cu)
   BACKEND_OBJS  := $(BACKEND_SRCS:%.c=$(BUILD)/%.o) $(BACKEND_CU:%.cu=$(BUILD)/%.o)
   CFLAGS        += -I$(CUDA_HOME)/include
+  CUDA_LIBS     := -L$(CUDA_HOME)/lib64 -lcusolver -lcublas -lcudart -lstdc++
   LDLIBS        += -L$(CUDA_HOME)/lib64 -lnccl -lcusolver -lcublas -lcudart -lstdc++
 else
   BACKEND       := cpu
@@ -40,18 +44,25 @@ endif
 
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB        := $(BUILD)/libshardq.a
+# Names the backend of the last link; switching backends (CUDA=0 and back) in one
+# build folder replaces it, so every program is relinked against the right one.
+BACKEND_STAMP := $(BUILD)/backend.$(BACKEND)
 TEST_SRCS  := $(wildcard tests/unit/test_*.c)
 TEST_BINS  := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRCS  := $(wildcard tests/tools/*.c)
 TOOL_BINS  := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all test clean backend-info demo
+.PHONY: all test clean backend-info demo gpu-build gpu-test gpu-bench
 all: backend-info shardq $(TOOL_BINS)
 
 backend-info:
 	@echo "shardq: building the $(BACKEND) backend$(if $(NVCC), (nvcc: $(NVCC)),$(if $(filter 0,$(CUDA)), (CUDA=0), (nvcc not found)))"
 
-shardq: $(BUILD)/main.o $(LIB) $(BACKEND_OBJS)
+$(BACKEND_STAMP):
+	@mkdir -p $(BUILD)
+	rm -f $(BUILD)/backend.* && touch $@
+
+shardq: $(BUILD)/main.o $(LIB) $(BACKEND_OBJS) $(BACKEND_STAMP)
 	$(CC) $(CFLAGS) -o $@ $(BUILD)/main.o $(BACKEND_OBJS) $(LIB) $(LDLIBS)
 
 $(LIB): $(LIB_OBJS)
@@ -67,11 +78,11 @@ $(BUILD)/%.o: %.cu
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
 # Unit tests always run against the backend this build links; CI has no GPU, so CPU.
-$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(BACKEND_OBJS)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(BACKEND_OBJS) $(BACKEND_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BACKEND_OBJS) $(LIB) $(LDLIBS) -lcmocka
 
-$(BUILD)/tools/%: tests/tools/%.c $(LIB) $(BACKEND_OBJS)
+$(BUILD)/tools/%: tests/tools/%.c $(LIB) $(BACKEND_OBJS) $(BACKEND_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BACKEND_OBJS) $(LIB) $(LDLIBS)
 
@@ -92,6 +103,53 @@ demo: all
 	./shardq run jobs/examples/demo_gptq.json
 	./shardq status jobs/examples/demo_gptq.json
 	./shardq inspect build/demo/output | head -n 24
+
+# ---- GPU test and benchmark ------------------------------------------------
+# The GPU test links both backends into one program to compare them. The CPU
+# backend is compiled a second time under build/gpu/cpu-ref/, its objects are
+# joined into one relocatable object (ld -r), and every kn_* symbol in it is
+# renamed kn_cpu_* by objcopy --redefine-syms (the list comes from nm, so new
+# kernels need no edit here). The test declares the renamed functions through
+# build/gpu/kernels_cpu.h, which is kernels/kernels.h with the same renaming.
+# These programs are linked with plain gcc against the kernels and core objects
+# only (no MPI, no cmocka), so they run on a GPU machine that lacks those.
+GPU_DIR       := $(BUILD)/gpu
+GPU_CC        ?= gcc
+GPU_CFLAGS    := $(filter-out -MMD -MP,$(CFLAGS)) -I$(GPU_DIR)
+GPU_LIBS      := $(CUDA_LIBS) -llapacke -lopenblas -lm -lpthread
+CPU_REF_RAW   := $(CPU_SRCS:kernels/cpu/%.c=$(GPU_DIR)/cpu-ref/%.o)
+
+$(GPU_DIR)/cpu-ref/%.o: kernels/cpu/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(GPU_DIR)/cpu_ref.o: $(CPU_REF_RAW)
+	ld -r -o $(GPU_DIR)/cpu_ref_raw.o $^
+	nm --defined-only -g $(GPU_DIR)/cpu_ref_raw.o | awk '$$3 ~ /^kn_/ { print $$3, "kn_cpu_" substr($$3, 4) }' \
+	    >$(GPU_DIR)/cpu_ref.syms
+	objcopy --redefine-syms=$(GPU_DIR)/cpu_ref.syms $(GPU_DIR)/cpu_ref_raw.o $@
+
+$(GPU_DIR)/kernels_cpu.h: kernels/kernels.h
+	@mkdir -p $(dir $@)
+	sed -e 's/\bkn_\([a-z0-9_]*\)(/kn_cpu_\1(/g' -e 's/SQ_KERNELS_H/SQ_KERNELS_CPU_H/g' $< >$@
+
+$(GPU_DIR)/test_kernels_cuda: tests/gpu/test_kernels_cuda.c $(GPU_DIR)/kernels_cpu.h $(GPU_DIR)/cpu_ref.o \
+                              $(BACKEND_OBJS) $(LIB)
+	$(GPU_CC) $(GPU_CFLAGS) -o $@ $< $(GPU_DIR)/cpu_ref.o $(BACKEND_OBJS) $(LIB) $(GPU_LIBS)
+
+$(GPU_DIR)/bench_kernels_cuda: bench/bench_kernels_cuda.c $(BACKEND_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(GPU_CC) $(GPU_CFLAGS) -o $@ $< $(BACKEND_OBJS) $(LIB) $(GPU_LIBS)
+
+gpu-build:
+	@test "$(BACKEND)" = cuda || { echo "gpu-build needs nvcc (the CUDA backend)"; exit 1; }
+	$(MAKE) $(GPU_DIR)/test_kernels_cuda $(GPU_DIR)/bench_kernels_cuda
+
+gpu-test: gpu-build
+	$(GPU_DIR)/test_kernels_cuda
+
+gpu-bench: gpu-build
+	$(GPU_DIR)/bench_kernels_cuda
 
 clean:
 	rm -rf $(BUILD) shardq

@@ -1,0 +1,381 @@
+/* bench_kernels_cuda.c: times the CUDA backend's main kernels on fixed
+ * workloads and prints achieved TFLOP/s (a benchmark, not a test: it asserts
+ * nothing). Each figure is the median of REPEATS runs after WARMUP runs, timed
+ * with CUDA events around the call only; inputs are random (never zeros), and
+ * inputs a kernel overwrites are restored outside the timed region.
+ *
+ * FLOP counts: GEMM 2mnk; Hessian (syrk) rows·cols·(cols+1); SPD inverse n³
+ * (the textbook potrf n³/3 + potri 2n³/3, whatever the method); Cholesky n³/3; GPTQ pass: in-block updates rows·Σ ncols²
+ * plus lazy updates 2·rows·block·Σ(n - block end). */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cuda_runtime.h>
+
+#include "core/rng.h"
+#include "kernels/cuda/cuda_common.h"
+
+#define WARMUP 2
+#define MAX_REPEATS 20
+
+static sq_rng rng;
+
+static void die(const char *what)
+{
+    printf("Bail out! %s: %s\n", what, sq_last_error());
+    exit(1);
+}
+
+#define CHECK(expr)            \
+    do {                       \
+        if ((expr) != SQ_OK)   \
+            die(#expr);        \
+    } while (0)
+
+#define CUDA(expr)                                                               \
+    do {                                                                         \
+        cudaError_t e_ = (expr);                                                 \
+        if (e_ != cudaSuccess) {                                                 \
+            printf("Bail out! %s: %s\n", #expr, cudaGetErrorString(e_));         \
+            exit(1);                                                             \
+        }                                                                        \
+    } while (0)
+
+static float *dev_random(size_t n, float scale)
+{
+    float *host = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        host[i] = scale * ((float)(sq_rng_next(&rng) >> 40) / 16777216.0f - 0.5f);
+    float *dev = NULL;
+    CHECK(kn_alloc((void **)&dev, n * sizeof(float)));
+    CHECK(kn_upload(dev, host, n * sizeof(float)));
+    free(host);
+    return dev;
+}
+
+static int compare_floats(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+typedef void (*prepare_fn)(void *ctx);
+typedef void (*run_fn)(void *ctx);
+
+/* Median milliseconds of `run`, each repeat preceded by `prepare` (untimed). */
+static float time_ms(run_fn run, prepare_fn prepare, void *ctx, int repeats)
+{
+    cudaEvent_t start, stop;
+    CUDA(cudaEventCreate(&start));
+    CUDA(cudaEventCreate(&stop));
+    float times[MAX_REPEATS];
+    for (int i = 0; i < WARMUP + repeats; i++) {
+        if (prepare)
+            prepare(ctx);
+        CUDA(cudaEventRecord(start, 0));
+        run(ctx);
+        CUDA(cudaEventRecord(stop, 0));
+        CUDA(cudaEventSynchronize(stop));
+        CUDA(cudaGetLastError());
+        if (i >= WARMUP)
+            CUDA(cudaEventElapsedTime(&times[i - WARMUP], start, stop));
+    }
+    CUDA(cudaEventDestroy(start));
+    CUDA(cudaEventDestroy(stop));
+    qsort(times, repeats, sizeof(float), compare_floats);
+    return times[repeats / 2];
+}
+
+static void row(const char *what, float ms, double flops)
+{
+    printf("| %-46s | %10.3f | %8.1f |\n", what, ms, flops / (ms * 1e-3) / 1e12);
+    fflush(stdout);
+}
+
+/* ---- workloads ----------------------------------------------------------- */
+
+typedef struct {
+    int n;
+    float *A, *B, *C;
+} gemm_ctx;
+
+static void run_sgemm(void *p)
+{
+    gemm_ctx *g = p;
+    CHECK(kn_gemm(false, false, g->n, g->n, g->n, 1.0f, g->A, g->n, g->B, g->n, 0.0f, g->C, g->n));
+}
+
+static void run_linear(void *p)
+{
+    gemm_ctx *g = p;
+    CHECK(kn_linear(g->C, g->A, g->B, NULL, g->n, g->n, g->n));
+}
+
+typedef struct {
+    int rows, cols;
+    float *X, *H;
+} hessian_ctx;
+
+static void run_hessian(void *p)
+{
+    hessian_ctx *h = p;
+    CHECK(kn_hessian_accumulate(h->H, h->X, h->rows, h->cols, 1.0f, 1.0f));
+}
+
+typedef struct {
+    int n;
+    float *pristine, *A;
+} solve_ctx;
+
+static void restore_matrix(void *p)
+{
+    solve_ctx *s = p;
+    CHECK(kn_copy(s->A, s->pristine, (size_t)s->n * s->n * sizeof(float)));
+}
+
+static void run_inverse(void *p)
+{
+    solve_ctx *s = p;
+    CHECK(kn_spd_inverse(s->A, s->n));
+}
+
+static void run_cholesky(void *p)
+{
+    solve_ctx *s = p;
+    CHECK(kn_cholesky_upper(s->A, s->n));
+}
+
+/* An SPD matrix with condition number ~1e2: XᵀX/rows + I (the damping step adds I). */
+static float *dev_spd(int n)
+{
+    float *X = dev_random((size_t)n * n, 2.0f), *H = NULL;
+    CHECK(kn_alloc((void **)&H, (size_t)n * n * sizeof(float)));
+    CHECK(kn_hessian_accumulate(H, X, n, n, 1.0f / n, 0.0f));
+    CHECK(kn_hessian_prepare(H, NULL, 0, n, 1.0f));
+    kn_free(X);
+    return H;
+}
+
+/* ---- the SPD inverse, step by step --------------------------------------
+ * The library calls one method; these rows time each candidate step on its
+ * own (column-major lower factor L, as kn_spd_inverse uses), to choose. */
+typedef struct {
+    int n;
+    float *pristine, *A, *M, *work;
+    int work_len, *info;
+    void *trtri_work, *trtri_host;
+    size_t trtri_bytes, trtri_host_bytes;
+} steps_ctx;
+
+static void cusolver_ok(cusolverStatus_t st, const char *what)
+{
+    if (st != CUSOLVER_STATUS_SUCCESS) {
+        printf("Bail out! %s: cusolver status %d\n", what, (int)st);
+        exit(1);
+    }
+}
+
+static void cublas_ok(cublasStatus_t st, const char *what)
+{
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        printf("Bail out! %s: %s\n", what, cublasGetStatusString(st));
+        exit(1);
+    }
+}
+
+static void step_restore(void *p)
+{
+    steps_ctx *c = p;
+    CHECK(kn_copy(c->A, c->pristine, (size_t)c->n * c->n * sizeof(float)));
+}
+
+static void step_potrf(void *p)
+{
+    steps_ctx *c = p;
+    cusolver_ok(cusolverDnSpotrf(kn_cuda_solver(), CUBLAS_FILL_MODE_LOWER, c->n, c->A, c->n, c->work, c->work_len,
+                                 c->info), "potrf");
+}
+
+static void step_restore_factored(void *p)
+{
+    step_restore(p);
+    step_potrf(p);
+}
+
+static void step_potri(void *p)
+{
+    steps_ctx *c = p;
+    cusolver_ok(cusolverDnSpotri(kn_cuda_solver(), CUBLAS_FILL_MODE_LOWER, c->n, c->A, c->n, c->work, c->work_len,
+                                 c->info), "potri");
+}
+
+static void step_trtri(void *p)
+{
+    steps_ctx *c = p;
+    cusolver_ok(cusolverDnXtrtri(kn_cuda_solver(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, c->n, CUDA_R_32F, c->A,
+                                 c->n, c->trtri_work, c->trtri_bytes, c->trtri_host, c->trtri_host_bytes, c->info),
+                "trtri");
+}
+
+/* M := I, for the triangular solve L M = I. */
+static void step_restore_factored_identity(void *p)
+{
+    steps_ctx *c = p;
+    step_restore_factored(p);
+    CHECK(kn_fill(c->M, 0.0f, (size_t)c->n * c->n));
+    CHECK(kn_hessian_prepare(c->M, NULL, 0, c->n, 0.0f)); /* zero diagonal := 1 */
+}
+
+static void step_trsm(void *p)
+{
+    steps_ctx *c = p;
+    const float one = 1.0f;
+    cublas_ok(cublasStrsm(kn_cuda_blas(), CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT,
+                          c->n, c->n, &one, c->A, c->n, c->M, c->n), "trsm");
+}
+
+static void step_syrk(void *p)
+{
+    steps_ctx *c = p;
+    const float one = 1.0f, zero = 0.0f;
+    cublas_ok(cublasSsyrk(kn_cuda_blas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, c->n, c->n, &one, c->A, c->n, &zero,
+                          c->M, c->n), "syrk");
+}
+
+static void step_malloc(void *p)
+{
+    steps_ctx *c = p;
+    float *scratch = NULL;
+    CUDA(cudaMalloc((void **)&scratch, (size_t)c->n * c->n * sizeof(float)));
+    CUDA(cudaFree(scratch));
+}
+
+static void inverse_steps(int n)
+{
+    steps_ctx c = {n, dev_spd(n), NULL, NULL, NULL, 0, NULL, NULL, NULL, 0, 0};
+    size_t bytes = (size_t)n * n * sizeof(float);
+    CHECK(kn_alloc((void **)&c.A, bytes));
+    CHECK(kn_alloc((void **)&c.M, bytes));
+    CHECK(kn_alloc((void **)&c.info, sizeof(int)));
+    int potrf_len = 0, potri_len = 0;
+    cusolver_ok(cusolverDnSpotrf_bufferSize(kn_cuda_solver(), CUBLAS_FILL_MODE_LOWER, n, c.A, n, &potrf_len), "size");
+    cusolver_ok(cusolverDnSpotri_bufferSize(kn_cuda_solver(), CUBLAS_FILL_MODE_LOWER, n, c.A, n, &potri_len), "size");
+    c.work_len = potrf_len > potri_len ? potrf_len : potri_len;
+    CHECK(kn_alloc((void **)&c.work, (size_t)c.work_len * sizeof(float) + 4));
+    cusolver_ok(cusolverDnXtrtri_bufferSize(kn_cuda_solver(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n,
+                                            CUDA_R_32F, c.A, n, &c.trtri_bytes, &c.trtri_host_bytes), "size");
+    CHECK(kn_alloc(&c.trtri_work, c.trtri_bytes + 4));
+    c.trtri_host = malloc(c.trtri_host_bytes + 4);
+    double n3 = (double)n * n * n;
+    char what[64];
+    snprintf(what, sizeof what, "  step potrf n=%d", n);
+    row(what, time_ms(step_potrf, step_restore, &c, 5), n3 / 3);
+    snprintf(what, sizeof what, "  step potri n=%d", n);
+    row(what, time_ms(step_potri, step_restore_factored, &c, 5), 2 * n3 / 3);
+    snprintf(what, sizeof what, "  step trtri n=%d", n);
+    row(what, time_ms(step_trtri, step_restore_factored, &c, 5), n3 / 3);
+    snprintf(what, sizeof what, "  step trsm L M = I n=%d", n);
+    row(what, time_ms(step_trsm, step_restore_factored_identity, &c, 5), n3);
+    snprintf(what, sizeof what, "  step syrk M^T M n=%d", n);
+    row(what, time_ms(step_syrk, NULL, &c, 5), n3);
+    snprintf(what, sizeof what, "  step cudaMalloc+cudaFree n^2 floats n=%d", n);
+    row(what, time_ms(step_malloc, NULL, &c, 5), 0.0);
+    kn_free(c.pristine);
+    kn_free(c.A);
+    kn_free(c.M);
+    kn_free(c.info);
+    kn_free(c.work);
+    kn_free(c.trtri_work);
+    free(c.trtri_host);
+}
+
+typedef struct {
+    int rows, n, block, bits, lazy;
+    float *W0, *W, *Hinv, *Err, *scale, *zero;
+    uint8_t *codes;
+    int32_t *groups;
+} gptq_ctx;
+
+static void restore_weight(void *p)
+{
+    gptq_ctx *g = p;
+    CHECK(kn_copy(g->W, g->W0, (size_t)g->rows * g->n * sizeof(float)));
+}
+
+static void run_gptq(void *p)
+{
+    gptq_ctx *g = p;
+    for (int col0 = 0; col0 < g->n; col0 += g->block) {
+        int end = col0 + g->block;
+        CHECK(kn_gptq_block(g->W, g->codes, g->Err, g->Hinv, g->scale, g->zero, g->n / 128, g->groups, true, 128,
+                            g->rows, g->n, col0, g->block, g->bits, false));
+        if (g->lazy && end < g->n)
+            CHECK(kn_gemm(false, false, g->rows, g->n - end, g->block, -1.0f, g->Err, g->block,
+                          g->Hinv + (size_t)col0 * g->n + end, g->n, 1.0f, g->W + end, g->n));
+    }
+}
+
+int main(void)
+{
+    sq_rng_seed(&rng, 1234);
+    CHECK(kn_init(0));
+    printf("# device: %s\n", kn_device_description());
+    printf("| %-46s | %10s | %8s |\n|%s|%s|%s|\n", "workload", "median ms", "TFLOP/s",
+           "------------------------------------------------", "------------", "----------");
+
+    gemm_ctx g = {4096, dev_random(4096u * 4096, 2.0f), dev_random(4096u * 4096, 2.0f), dev_random(4096u * 4096, 2.0f)};
+    double gemm_flops = 2.0 * 4096.0 * 4096.0 * 4096.0;
+    row("kn_gemm 4096x4096x4096 (SGEMM, fp32)", time_ms(run_sgemm, NULL, &g, 10), gemm_flops);
+    row("kn_linear 4096x4096x4096 (TF32 tensor cores)", time_ms(run_linear, NULL, &g, 10), gemm_flops);
+    kn_free(g.A);
+    kn_free(g.B);
+    kn_free(g.C);
+
+    hessian_ctx h = {2048, 4096, dev_random(2048u * 4096, 2.0f), dev_random(4096u * 4096, 1.0f)};
+    row("kn_hessian_accumulate 2048 rows x 4096 cols", time_ms(run_hessian, NULL, &h, 10),
+        2048.0 * 4096.0 * 4097.0);
+    kn_free(h.X);
+    kn_free(h.H);
+
+    int sizes[2] = {4096, 11008};
+    for (int i = 0; i < 2; i++) {
+        int n = sizes[i];
+        solve_ctx s = {n, dev_spd(n), NULL};
+        CHECK(kn_alloc((void **)&s.A, (size_t)n * n * sizeof(float)));
+        char what[64];
+        snprintf(what, sizeof what, "kn_spd_inverse n=%d", n);
+        row(what, time_ms(run_inverse, restore_matrix, &s, i == 0 ? 10 : 5), (double)n * n * n);
+        snprintf(what, sizeof what, "kn_cholesky_upper n=%d (potrf)", n);
+        row(what, time_ms(run_cholesky, restore_matrix, &s, i == 0 ? 10 : 5), (double)n * n * n / 3.0);
+        kn_free(s.pristine);
+        kn_free(s.A);
+        inverse_steps(n);
+    }
+
+    gptq_ctx q = {4096, 4096, 128, 4, 1, dev_random(4096u * 4096, 0.2f), NULL, dev_spd(4096), NULL, NULL, NULL, NULL,
+                  NULL};
+    CHECK(kn_spd_inverse(q.Hinv, q.n));
+    CHECK(kn_cholesky_upper(q.Hinv, q.n));
+    CHECK(kn_alloc((void **)&q.W, (size_t)q.rows * q.n * sizeof(float)));
+    CHECK(kn_alloc((void **)&q.Err, (size_t)q.rows * q.block * sizeof(float)));
+    CHECK(kn_alloc((void **)&q.scale, (size_t)q.rows * (q.n / 128) * sizeof(float)));
+    CHECK(kn_alloc((void **)&q.zero, (size_t)q.rows * (q.n / 128) * sizeof(float)));
+    CHECK(kn_alloc((void **)&q.codes, (size_t)q.rows * q.n));
+    CHECK(kn_alloc((void **)&q.groups, (size_t)q.n * sizeof(int32_t)));
+    int32_t *groups = malloc((size_t)q.n * sizeof(int32_t));
+    for (int c = 0; c < q.n; c++)
+        groups[c] = c / 128;
+    CHECK(kn_upload(q.groups, groups, (size_t)q.n * sizeof(int32_t)));
+    free(groups);
+    double in_block = 0.0, lazy = 0.0;
+    for (int col0 = 0; col0 < q.n; col0 += q.block) {
+        in_block += (double)q.rows * q.block * q.block;
+        lazy += 2.0 * q.rows * q.block * (q.n - col0 - q.block);
+    }
+    row("GPTQ pass 4096x4096, block 128, group 128", time_ms(run_gptq, restore_weight, &q, 5), in_block + lazy);
+    q.lazy = 0;
+    row("  of which kn_gptq_block alone (32 launches)", time_ms(run_gptq, restore_weight, &q, 5), in_block);
+    printf("# %s\n", "done");
+    kn_shutdown();
+    return 0;
+}

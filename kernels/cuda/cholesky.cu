@@ -1,0 +1,112 @@
+/* cholesky.cu (CUDA backend): the SPD inverse and the upper Cholesky factor
+ * GPTQ needs, through cuSOLVER (potrf) and cuBLAS (trsm, syrk).
+ *
+ * A row-major symmetric matrix is its own column-major view. Column-major
+ * lower Cholesky A = L Lᵀ stores L where row-major reads Lᵀ = U, so asking
+ * cuSOLVER for the LOWER factor gives the row-major upper factor (A = Uᵀ U).
+ * The inverse is formed as L⁻ᵀ L⁻¹ from a triangular solve against the
+ * identity and a syrk, rather than with potri or trtri, which ran 1.4-2.5x slower
+ * on an H100 (bench/RESULTS.md has the steps' timings). A positive pivot
+ * count in devInfo means "not positive definite" and becomes SQ_ERR_NUMERIC. */
+#include "kernels/cuda/cuda_common.h"
+
+static sq_status read_info(const int *dev_info, const char *who, const char *step, int n)
+{
+    int info = 0;
+    CUDA_CHECK(cudaMemcpy(&info, dev_info, sizeof info, cudaMemcpyDeviceToHost));
+    if (info > 0)
+        return sq_fail(SQ_ERR_NUMERIC, "%s: matrix %dx%d is not positive definite (%s, pivot %d)", who, n, n, step,
+                       info);
+    if (info < 0)
+        return sq_fail(SQ_ERR_ARG, "%s: %s argument %d invalid", who, step, -info);
+    return SQ_OK;
+}
+
+/* Column-major lower Cholesky factor in place (the row-major upper factor). */
+static sq_status factor(float *A, int n, int *dev_info, const char *who)
+{
+    cusolverDnHandle_t solver = kn_cuda_solver();
+    int work_len = 0;
+    CUSOLVER_CHECK(cusolverDnSpotrf_bufferSize(solver, CUBLAS_FILL_MODE_LOWER, n, A, n, &work_len));
+    float *work = NULL;
+    CUDA_CHECK(cudaMalloc((void **)&work, sizeof(float) * (size_t)(work_len > 0 ? work_len : 1)));
+    sq_status st = CUSOLVER_STATUS(cusolverDnSpotrf(solver, CUBLAS_FILL_MODE_LOWER, n, A, n, work, work_len, dev_info));
+    if (st == SQ_OK)
+        st = read_info(dev_info, who, "potrf", n);
+    cudaFree(work);
+    return st;
+}
+
+__global__ void zero_strict_lower(float *A, int n)
+{
+    size_t total = (size_t)n * n;
+    GRID_STRIDE(idx, total)
+    {
+        if (idx / n > idx % n)
+            A[idx] = 0.0f;
+    }
+}
+
+static sq_status zero_row_major_strict_lower(float *A, int n)
+{
+    zero_strict_lower<<<kn_cuda_blocks((size_t)n * n, 256), 256>>>(A, n);
+    CUDA_CHECK_LAUNCH();
+    return SQ_OK;
+}
+
+__global__ void set_identity(float *M, int n)
+{
+    size_t total = (size_t)n * n;
+    GRID_STRIDE(idx, total) M[idx] = idx / n == idx % n ? 1.0f : 0.0f;
+}
+
+/* A = L Lᵀ (column-major) gives A⁻¹ = L⁻ᵀ L⁻¹ = Mᵀ M with M = L⁻¹: potrf, then M from
+ * the triangular solve L M = I (trsm; M comes out lower triangular with exact zeros
+ * above), then syrk writes Mᵀ M over A, which is no longer needed. */
+static sq_status invert(float *A, int n, int *dev_info)
+{
+    SQ_TRY(factor(A, n, dev_info, "kn_spd_inverse"));
+    float *M = NULL;
+    CUDA_CHECK(cudaMalloc((void **)&M, sizeof(float) * (size_t)n * n));
+    set_identity<<<kn_cuda_blocks((size_t)n * n, 256), 256>>>(M, n);
+    sq_status st = CUDA_STATUS(cudaGetLastError());
+    const float one = 1.0f, zero = 0.0f;
+    if (st == SQ_OK)
+        st = CUBLAS_STATUS(cublasStrsm(kn_cuda_blas(), CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+                                       CUBLAS_DIAG_NON_UNIT, n, n, &one, A, n, M, n));
+    if (st == SQ_OK)
+        st = CUBLAS_STATUS(cublasSsyrk(kn_cuda_blas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, n, n, &one, M, n, &zero, A,
+                                       n));
+    if (st == SQ_OK)
+        st = kn_cuda_copy_upper_to_lower(A, n);
+    cudaFree(M);
+    return st;
+}
+
+extern "C" sq_status kn_spd_inverse(float *A, int n)
+{
+    if (n < 0)
+        return sq_fail(SQ_ERR_ARG, "kn_spd_inverse: negative size %d", n);
+    if (n == 0)
+        return SQ_OK;
+    int *dev_info = NULL;
+    CUDA_CHECK(cudaMalloc((void **)&dev_info, sizeof(int)));
+    sq_status st = invert(A, n, dev_info);
+    cudaFree(dev_info);
+    return st;
+}
+
+extern "C" sq_status kn_cholesky_upper(float *A, int n)
+{
+    if (n < 0)
+        return sq_fail(SQ_ERR_ARG, "kn_cholesky_upper: negative size %d", n);
+    if (n == 0)
+        return SQ_OK;
+    int *dev_info = NULL;
+    CUDA_CHECK(cudaMalloc((void **)&dev_info, sizeof(int)));
+    sq_status st = factor(A, n, dev_info, "kn_cholesky_upper");
+    if (st == SQ_OK)
+        st = zero_row_major_strict_lower(A, n);
+    cudaFree(dev_info);
+    return st;
+}

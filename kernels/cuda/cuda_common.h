@@ -1,0 +1,62 @@
+/* cuda_common.h (CUDA backend): what every file of the backend shares — the
+ * library handles created by kn_init, and the CUDA_CHECK / CUBLAS_CHECK /
+ * CUSOLVER_CHECK macros that turn a failed call into
+ * sq_fail(SQ_ERR_DEVICE, "file:line: call: reason") and return it.
+ * Usable from C (.c files) and CUDA C++ (.cu files). All work runs on the
+ * default stream, so calls are ordered and kn_synchronize waits for them. */
+#ifndef SQ_KERNELS_CUDA_COMMON_H
+#define SQ_KERNELS_CUDA_COMMON_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cusolverDn.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "kernels/kernels.h"
+
+/* Handles created by kn_init (NULL before). */
+cublasHandle_t kn_cuda_blas(void);
+cusolverDnHandle_t kn_cuda_solver(void);
+
+/* SQ_OK when `err` is a success, otherwise an SQ_ERR_DEVICE failure naming the call site. */
+sq_status kn_cuda_status(cudaError_t err, const char *file, int line, const char *call);
+sq_status kn_cublas_status(cublasStatus_t err, const char *file, int line, const char *call);
+sq_status kn_cusolver_status(cusolverStatus_t err, const char *file, int line, const char *call);
+
+/* Fails with SQ_ERR_ARG unless every idx[i] (device int32, i < n) lies in [0, limit);
+ * the message names the function, the array and the first bad entry. */
+sq_status kn_cuda_check_indices(const int32_t *idx, size_t n, int limit, const char *who, const char *what);
+/* The check's device word, allocated by kn_init and freed by kn_shutdown. */
+sq_status kn_cuda_indices_init(void);
+void kn_cuda_indices_shutdown(void);
+
+/* Row-major n×n A: copy the upper triangle onto the lower one (A[r][c] := A[c][r] for r > c). */
+sq_status kn_cuda_copy_upper_to_lower(float *A, int n);
+
+/* Blocks of `threads` needed to cover n items, capped at the grid limit. */
+unsigned kn_cuda_blocks(size_t n, unsigned threads);
+
+#ifdef __cplusplus
+}
+#endif
+
+#define CUDA_STATUS(call) kn_cuda_status((call), __FILE__, __LINE__, #call)
+#define CUBLAS_STATUS(call) kn_cublas_status((call), __FILE__, __LINE__, #call)
+#define CUSOLVER_STATUS(call) kn_cusolver_status((call), __FILE__, __LINE__, #call)
+
+#define CUDA_CHECK(call) SQ_TRY(CUDA_STATUS(call))
+#define CUBLAS_CHECK(call) SQ_TRY(CUBLAS_STATUS(call))
+#define CUSOLVER_CHECK(call) SQ_TRY(CUSOLVER_STATUS(call))
+/* After a kernel launch: a bad configuration shows up here, not at the launch. */
+#define CUDA_CHECK_LAUNCH() SQ_TRY(kn_cuda_status(cudaGetLastError(), __FILE__, __LINE__, "kernel launch"))
+
+#ifdef __CUDACC__
+/* Inside a kernel: let the launch's threads cover i = 0 .. n-1, whatever the grid size. */
+#define GRID_STRIDE(i, n) \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+#endif
+
+#endif

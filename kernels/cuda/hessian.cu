@@ -1,0 +1,96 @@
+/* hessian.cu (CUDA backend): calibration statistics — the Hessian H = Xᵀ X
+ * through cuBLAS syrk in fp32 (DESIGN keeps Hessians fp32), squared column
+ * norms, the diagonal, and the dead-column / damping preparation GPTQ and
+ * SparseGPT apply before inverting.
+ *
+ * Row-major X[rows, cols] is column-major Xᵀ[cols, rows], so column-major
+ * H = Xᵀ·(Xᵀ)ᵀ is syrk with no transpose. syrk fills the column-major lower
+ * triangle, which is the row-major upper one; it is then mirrored. */
+#include "kernels/cuda/cuda_common.h"
+
+extern "C" sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, float alpha, float beta)
+{
+    if (rows < 0 || cols <= 0)
+        return sq_fail(SQ_ERR_ARG, "kn_hessian_accumulate: bad shape rows=%d cols=%d", rows, cols);
+    CUBLAS_CHECK(cublasSsyrk(kn_cuda_blas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, cols, rows, &alpha, X, cols, &beta,
+                             H, cols));
+    return kn_cuda_copy_upper_to_lower(H, cols);
+}
+
+/* One thread per column walks the rows in order, as the CPU loop does; neighbouring
+ * threads read neighbouring columns, so each row is read coalesced. */
+__global__ void column_sq_norms_kernel(float *norms, const float *X, int rows, int cols, float beta)
+{
+    GRID_STRIDE(c, (size_t)cols)
+    {
+        float acc = norms[c] * beta;
+        for (int r = 0; r < rows; r++) {
+            float x = X[(size_t)r * cols + c];
+            acc = __fadd_rn(acc, __fmul_rn(x, x));
+        }
+        norms[c] = acc;
+    }
+}
+
+extern "C" sq_status kn_column_sq_norms(float *norms, const float *X, int rows, int cols, float beta)
+{
+    if (rows < 0 || cols <= 0)
+        return sq_fail(SQ_ERR_ARG, "kn_column_sq_norms: bad shape rows=%d cols=%d", rows, cols);
+    column_sq_norms_kernel<<<kn_cuda_blocks((size_t)cols, 128), 128>>>(norms, X, rows, cols, beta);
+    CUDA_CHECK_LAUNCH();
+    return SQ_OK;
+}
+
+__global__ void diagonal_kernel(float *diag, const float *A, int n)
+{
+    GRID_STRIDE(i, (size_t)n) diag[i] = A[i * n + i];
+}
+
+extern "C" sq_status kn_diagonal(float *diag, const float *A, int n)
+{
+    if (n < 0)
+        return sq_fail(SQ_ERR_ARG, "kn_diagonal: negative size %d", n);
+    if (n == 0)
+        return SQ_OK;
+    diagonal_kernel<<<kn_cuda_blocks((size_t)n, 256), 256>>>(diag, A, n);
+    CUDA_CHECK_LAUNCH();
+    return SQ_OK;
+}
+
+/* Runs before damp_diagonal, so it still sees the dead columns' zeros. */
+__global__ void zero_dead_columns(float *W, const float *H, int rows, int n)
+{
+    size_t total = (size_t)rows * n;
+    GRID_STRIDE(idx, total)
+    {
+        size_t i = idx % n;
+        if (H[i * n + i] == 0.0f)
+            W[idx] = 0.0f;
+    }
+}
+
+__global__ void damp_diagonal(float *H, int n, float damp)
+{
+    GRID_STRIDE(i, (size_t)n)
+    {
+        float *hii = &H[i * n + i];
+        if (*hii == 0.0f)
+            *hii = 1.0f;
+        *hii += damp;
+    }
+}
+
+extern "C" sq_status kn_hessian_prepare(float *H, float *W, int rows, int n, float damp)
+{
+    if (rows < 0 || n < 0)
+        return sq_fail(SQ_ERR_ARG, "kn_hessian_prepare: bad shape rows=%d n=%d", rows, n);
+    if (n == 0)
+        return SQ_OK;
+    if (rows > 0) {
+        zero_dead_columns<<<kn_cuda_blocks((size_t)rows * n, 256), 256>>>(W, H, rows, n);
+        CUDA_CHECK_LAUNCH();
+    }
+    damp_diagonal<<<kn_cuda_blocks((size_t)n, 256), 256>>>(H, n, damp);
+    CUDA_CHECK_LAUNCH();
+    return SQ_OK;
+}
