@@ -48,6 +48,8 @@ sq_status kn_upload_as_f32(float *dev_dst, const void *host_src, sq_dtype dtype,
 
 /* x[i] = value. */
 sq_status kn_fill(float *x, float value, size_t n);
+/* Set `bytes` bytes of device memory to zero (any element type). */
+sq_status kn_zero(void *dev, size_t bytes);
 
 /* ---- dense linear algebra ---------------------------------------------- */
 
@@ -95,6 +97,12 @@ sq_status kn_fake_quantize_rows(float *x, int rows, int dim, int bits);
 
 /* H[cols,cols] = beta * H + alpha * Xᵀ X for X[rows, cols] (full symmetric result). */
 sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, float alpha, float beta);
+
+/* acc[i] += x[i] in double precision: Hessian sums whose result does not depend on
+ * how the samples were split over ranks or batches. */
+sq_status kn_accumulate_f64(double *acc, const float *x, size_t n);
+/* out[i] = (float)(scale * in[i]). */
+sq_status kn_scale_f64_to_f32(float *out, const double *in, double scale, size_t n);
 
 /* Sum of squares of each column: norms[c] = beta*norms[c] + Σ_r X[r,c]² (Wanda's ‖x‖²). */
 sq_status kn_column_sq_norms(float *norms, const float *X, int rows, int cols, float beta);

@@ -1,11 +1,12 @@
-/* hessian.h: the Hessian of one linear layer's inputs, H = 2/n · Σ x xᵀ, built up
- * batch by batch as calibration samples stream through the layer.
+/* hessian.h: the Hessian of one linear layer's inputs, H = 2/n · Σ x xᵀ over the
+ * calibration sequences (n counts sequences, not tokens, as AutoGPTQ does).
  *
- * n counts sequences (not tokens), and the running normalisation is AutoGPTQ's:
- * for a batch of b sequences with rows X[b*seq, cols],
- *     H *= n / (n + b);  n += b;  H += (2/n) XᵀX,
- * so after any number of batches H = 2/n Σ xxᵀ over all of them. H lives in a
- * device buffer and is updated through the kernels interface. */
+ * Each sequence's XᵀX is computed in fp32 and added into a double-precision
+ * sum, and H is formed once at the end. The result is then the same, to fp32
+ * rounding of one sum, however the sequences were split over ranks and
+ * micro-batches: GPTQ's error feedback turns any difference in H into
+ * different integers, so this is what makes 1, 2 or 3 ranks agree. All
+ * buffers live on the device and are updated through the kernels interface. */
 #ifndef SQ_QUANT_HESSIAN_H
 #define SQ_QUANT_HESSIAN_H
 
@@ -15,20 +16,21 @@
 
 typedef struct {
     int cols;         /* the linear's in_features */
-    int64_t nsamples; /* sequences accumulated so far */
-    float *H;         /* device, [cols, cols], symmetric */
+    int64_t nsamples; /* sequences accumulated on this rank */
+    double *sum;      /* device [cols, cols]: Σ XᵀX over the sequences, in fp64 */
+    float *scratch;   /* device [cols, cols]: one sequence's XᵀX */
+    float *H;         /* device [cols, cols]: 2/n · sum, after sq_hessian_finish */
 } sq_hessian;
 
 /* Allocate a zero Hessian for a linear with `cols` inputs. */
 sq_status sq_hessian_init(sq_hessian *h, int cols);
 void sq_hessian_free(sq_hessian *h);
 
-/* Add a batch of `nseq` sequences whose inputs are X (device, [rows, cols]). */
+/* Add `nseq` sequences of equal length whose inputs are X (device, [rows, cols]). */
 sq_status sq_hessian_add(sq_hessian *h, const float *X, int rows, int nseq);
 
-/* Before summing per-rank Hessians (all-reduce), weight this rank's share:
- * H *= nsamples / total_nsamples, nsamples := total_nsamples. The sum of the
- * rescaled Hessians is then the Hessian of all samples. */
-sq_status sq_hessian_rescale_for_sum(sq_hessian *h, int64_t total_nsamples);
+/* Form H = 2/total_nsamples · sum (after the per-rank sums were added together,
+ * see sq_comm_allreduce_sum_f64) and release the accumulation buffers. */
+sq_status sq_hessian_finish(sq_hessian *h, int64_t total_nsamples);
 
 #endif

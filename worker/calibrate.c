@@ -213,12 +213,13 @@ static sq_status quantize_layer(calib_state *cs, int layer, const float *X, int 
             cs->phases.forward += phase_clock() - t0 - (cs->phases.hessian - hessian_before);
             SQ_TRY_GOTO(st, st, group_done);
             t0 = phase_clock();
-            for (int k = 0; k < INPUT_KINDS && shared; k++) {
-                if (!hessians[k].H)
+            for (int k = 0; k < INPUT_KINDS; k++) {
+                if (!hessians[k].sum)
                     continue;
-                SQ_TRY_GOTO(st, sq_hessian_rescale_for_sum(&hessians[k], cs->job->spec->nsamples), group_done);
-                SQ_TRY_GOTO(st, sq_comm_allreduce_sum(hessians[k].H, (size_t)hessians[k].cols * hessians[k].cols),
-                            group_done);
+                if (shared)
+                    SQ_TRY_GOTO(st, sq_comm_allreduce_sum_f64(hessians[k].sum, (size_t)hessians[k].cols * hessians[k].cols),
+                                group_done);
+                SQ_TRY_GOTO(st, sq_hessian_finish(&hessians[k], shared ? cs->job->spec->nsamples : nseq), group_done);
             }
             cs->phases.hessian += phase_clock() - t0;
         }

@@ -78,14 +78,17 @@ static sq_status with_host_view(void *dev, size_t bytes, int download, int uploa
     return st;
 }
 
+/* In-place sum of `bytes` of floats or doubles (arg: the MPI datatype). */
 static sq_status allreduce_host(void *host, size_t bytes, void *arg)
 {
-    (void)arg;
-    float *values = host;
-    size_t count = bytes / sizeof(float);
+    MPI_Datatype type = *(MPI_Datatype *)arg;
+    int size;
+    MPI_CHECK(MPI_Type_size(type, &size));
+    char *values = host;
+    size_t count = bytes / (size_t)size, per_chunk = CHUNK_BYTES / (size_t)size;
     for (size_t done = 0; done < count;) {
-        size_t n = count - done < CHUNK_BYTES / 4 ? count - done : CHUNK_BYTES / 4;
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values + done, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+        size_t n = count - done < per_chunk ? count - done : per_chunk;
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values + done * (size_t)size, (int)n, type, MPI_SUM, MPI_COMM_WORLD));
         done += n;
     }
     return SQ_OK;
@@ -102,7 +105,16 @@ sq_status sq_comm_allreduce_sum(float *dev, size_t count)
 {
     if (world_size() == 1) /* nothing to sum: skip the host staging on GPU backends */
         return SQ_OK;
-    return with_host_view(dev, count * sizeof(float), 1, 1, allreduce_host, NULL);
+    MPI_Datatype type = MPI_FLOAT;
+    return with_host_view(dev, count * sizeof(float), 1, 1, allreduce_host, &type);
+}
+
+sq_status sq_comm_allreduce_sum_f64(double *dev, size_t count)
+{
+    if (world_size() == 1)
+        return SQ_OK;
+    MPI_Datatype type = MPI_DOUBLE;
+    return with_host_view(dev, count * sizeof(double), 1, 1, allreduce_host, &type);
 }
 
 static sq_status bcast_host(void *host, size_t bytes, void *arg)

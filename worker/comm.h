@@ -24,8 +24,9 @@ void sq_comm_finalize(void);
 void sq_comm_abort(int code);
 
 sq_status sq_comm_barrier(void);
-/* Sum device floats across ranks, in place. */
+/* Sum device floats / doubles across ranks, in place. */
 sq_status sq_comm_allreduce_sum(float *dev, size_t count);
+sq_status sq_comm_allreduce_sum_f64(double *dev, size_t count);
 /* Broadcast `bytes` of a device / host buffer from `root`. */
 sq_status sq_comm_bcast_device(void *dev, size_t bytes, int root);
 sq_status sq_comm_bcast_host(void *host, size_t bytes, int root);

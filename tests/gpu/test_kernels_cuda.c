@@ -736,6 +736,36 @@ static void test_gptq_pass(void)
     free(Err);
 }
 
+/* Double-precision sums: exact agreement (each addition is one correctly rounded fp64 op). */
+static void test_accumulate_f64(void)
+{
+    const size_t n = 40003;
+    float *x = host_random(n, 2.0f), *y = host_random(n, 5.0f);
+    double *acc = calloc(n, sizeof *acc), *gpu_acc = malloc(n * sizeof *gpu_acc);
+    float *scaled = malloc(n * sizeof *scaled);
+    double *dacc = dev_poisoned(n * sizeof(double));
+    float *dx = dev_from(x, n * 4), *dy = dev_from(y, n * 4), *dscaled = dev_poisoned(n * 4);
+    CALL(kn_zero(dacc, n * sizeof(double)));
+    CALL(kn_accumulate_f64(dacc, dx, n));
+    CALL(kn_accumulate_f64(dacc, dy, n));
+    CALL(kn_cpu_accumulate_f64(acc, x, n));
+    CALL(kn_cpu_accumulate_f64(acc, y, n));
+    CALL(kn_download(gpu_acc, dacc, n * sizeof(double)));
+    report(memcmp(gpu_acc, acc, n * sizeof(double)) == 0, "kn_zero + kn_accumulate_f64: identical doubles");
+    CALL(kn_scale_f64_to_f32(dscaled, dacc, 2.0 / 3.0, n));
+    CALL(kn_cpu_scale_f64_to_f32(scaled, acc, 2.0 / 3.0, n));
+    compare("kn_scale_f64_to_f32", dscaled, scaled, n, 0.0);
+    kn_free(dacc);
+    kn_free(dx);
+    kn_free(dy);
+    kn_free(dscaled);
+    free(x);
+    free(y);
+    free(acc);
+    free(gpu_acc);
+    free(scaled);
+}
+
 int main(void)
 {
     unsigned long long seed = getenv("SEED") ? strtoull(getenv("SEED"), NULL, 10) : (unsigned long long)time(NULL);
@@ -756,6 +786,7 @@ int main(void)
     test_cross_entropy();
     test_fake_quantize();
     test_hessian();
+    test_accumulate_f64();
     test_hessian_prepare();
     test_permutations();
     test_solves(256);

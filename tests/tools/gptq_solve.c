@@ -179,6 +179,8 @@ int main(int argc, char **argv)
                     return fail();
                 kn_free(dev);
             }
+            if (sq_hessian_finish(&acc, nseq) != SQ_OK)
+                return fail();
             float *hh = malloc((size_t)cols * cols * 4);
             kn_download(hh, acc.H, (size_t)cols * cols * 4);
             npy_write(out, "H.npy", "<f4", 2, cols, cols, hh, 4);

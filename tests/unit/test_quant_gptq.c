@@ -31,7 +31,7 @@ static sq_quant_options default_options(void)
                               .true_sequential = true};
 }
 
-static void test_hessian_running_average(void **state)
+static void test_hessian_sums_sequences(void **state)
 {
     (void)state;
     int cols = 6, seq = 3;
@@ -41,6 +41,7 @@ static void test_hessian_running_average(void **state)
     assert_int_equal(sq_hessian_add(&all, X, 2 * seq, 2), SQ_OK);
     assert_int_equal(sq_hessian_add(&all, X + 2 * seq * cols, 3 * seq, 3), SQ_OK);
     assert_int_equal(all.nsamples, 5);
+    assert_int_equal(sq_hessian_finish(&all, 5), SQ_OK);
     for (int i = 0; i < cols; i++)
         for (int j = 0; j < cols; j++) {
             double s = 0;
@@ -48,17 +49,21 @@ static void test_hessian_running_average(void **state)
                 s += (double)X[r * cols + i] * X[r * cols + j];
             assert_float_equal(all.H[i * cols + j], 2.0 / 5.0 * s, 1e-5);
         }
-    /* Two ranks with 2 and 3 sequences, rescaled to 5 and summed, give the same H. */
+    /* Two ranks with 2 and 3 sequences: their sums added, then finished with the
+     * total, give exactly the bits of one rank that saw all five. */
     assert_int_equal(sq_hessian_init(&a, cols), SQ_OK);
     assert_int_equal(sq_hessian_init(&b, cols), SQ_OK);
     assert_int_equal(sq_hessian_add(&a, X, 2 * seq, 2), SQ_OK);
-    assert_int_equal(sq_hessian_add(&b, X + 2 * seq * cols, 3 * seq, 3), SQ_OK);
-    assert_int_equal(sq_hessian_rescale_for_sum(&a, 5), SQ_OK);
-    assert_int_equal(sq_hessian_rescale_for_sum(&b, 5), SQ_OK);
+    for (int s = 2; s < 5; s++) /* other micro-batches: one sequence at a time */
+        assert_int_equal(sq_hessian_add(&b, X + s * seq * cols, seq, 1), SQ_OK);
     for (int k = 0; k < cols * cols; k++)
-        assert_float_equal(a.H[k] + b.H[k], all.H[k], 1e-5);
-    assert_int_equal(sq_hessian_rescale_for_sum(&a, 4), SQ_ERR_ARG);
-    assert_int_equal(sq_hessian_add(&a, X, 0, 0), SQ_ERR_ARG);
+        a.sum[k] += b.sum[k];
+    assert_int_equal(sq_hessian_finish(&a, 5), SQ_OK);
+    assert_memory_equal(a.H, all.H, sizeof(float) * cols * cols);
+    assert_int_equal(sq_hessian_finish(&a, 5), SQ_ERR_ARG); /* already finished */
+    assert_int_equal(sq_hessian_finish(&b, 2), SQ_ERR_ARG); /* fewer than this rank's 3 */
+    assert_int_equal(sq_hessian_add(&b, X, 0, 0), SQ_ERR_ARG);
+    assert_int_equal(sq_hessian_add(&b, X, 5, 2), SQ_ERR_ARG); /* rows not a multiple of sequences */
     sq_hessian_free(&all), sq_hessian_free(&a), sq_hessian_free(&b);
     free(X);
 }
@@ -96,6 +101,7 @@ static void check_solve(bool desc_act, bool static_groups, bool sym)
     sq_hessian h;
     assert_int_equal(sq_hessian_init(&h, cols), SQ_OK);
     assert_int_equal(sq_hessian_add(&h, X, nrows_x, 12), SQ_OK);
+    assert_int_equal(sq_hessian_finish(&h, 12), SQ_OK);
     float *W = random_matrix(rows, cols, 9);
     sq_quant_options opt = default_options();
     opt.desc_act = desc_act;
@@ -136,7 +142,7 @@ static void test_solve_outputs_consistent(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hessian_running_average),
+        cmocka_unit_test(test_hessian_sums_sequences),
         cmocka_unit_test(test_options_refused),
         cmocka_unit_test(test_solve_outputs_consistent),
     };
