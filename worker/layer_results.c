@@ -94,15 +94,27 @@ sq_status sq_layer_results_bcast(sq_layer_results *results, int root, int my_ran
     return SQ_OK;
 }
 
-void sq_quant_result_dequantize(const sq_quant_result *res, float *W)
+sq_status sq_quant_result_dequantize(const sq_quant_result *res, float *W)
 {
+    /* Round each grid's scale to fp16 once, as the checkpoint stores it. */
+    size_t groups = group_cells(res);
+    float *scales = malloc(groups * sizeof *scales);
+    if (!scales)
+        return sq_fail(SQ_ERR_NOMEM, "cannot dequantize a %dx%d linear", res->rows, res->cols);
+    for (size_t g = 0; g < groups; g++)
+        scales[g] = sq_f16_to_f32(sq_f32_to_f16(res->scales[g]));
+#pragma omp parallel for schedule(static)
     for (int r = 0; r < res->rows; r++) {
+        const float *row_scales = scales + (size_t)r * res->ngroups, *row_zeros = res->zeros + (size_t)r * res->ngroups;
+        const uint8_t *codes = res->codes + (size_t)r * res->cols;
+        float *w = W + (size_t)r * res->cols;
         for (int c = 0; c < res->cols; c++) {
-            size_t g = (size_t)r * res->ngroups + (size_t)res->g_idx[c];
-            float scale = sq_f16_to_f32(sq_f32_to_f16(res->scales[g]));
-            W[(size_t)r * res->cols + c] = scale * ((float)res->codes[(size_t)r * res->cols + c] - res->zeros[g]);
+            int g = res->g_idx[c];
+            w[c] = row_scales[g] * ((float)codes[c] - row_zeros[g]);
         }
     }
+    free(scales);
+    return SQ_OK;
 }
 
 sq_status sq_quant_result_install(const sq_quant_result *res, sq_linear *linear)
@@ -113,8 +125,9 @@ sq_status sq_quant_result_install(const sq_quant_result *res, sq_linear *linear)
     float *W = malloc(cells(res) * sizeof(float));
     if (!W)
         return sq_fail(SQ_ERR_NOMEM, "cannot dequantize a %dx%d linear", res->rows, res->cols);
-    sq_quant_result_dequantize(res, W);
-    sq_status st = kn_upload(linear->weight, W, cells(res) * sizeof(float));
+    sq_status st = sq_quant_result_dequantize(res, W);
+    if (st == SQ_OK)
+        st = kn_upload(linear->weight, W, cells(res) * sizeof(float));
     free(W);
     return st;
 }

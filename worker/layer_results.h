@@ -30,7 +30,7 @@ sq_status sq_layer_results_recv(sq_layer_results *results, int source);
 sq_status sq_layer_results_bcast(sq_layer_results *results, int root, int my_rank);
 
 /* Host W[rows, cols] = fp16(scale[r, g_idx[c]]) * (codes[r, c] - zero[r, g_idx[c]]). */
-void sq_quant_result_dequantize(const sq_quant_result *res, float *W);
+sq_status sq_quant_result_dequantize(const sq_quant_result *res, float *W);
 
 /* Upload a linear's dequantized weights into its device buffer; and all seven of a layer. */
 sq_status sq_quant_result_install(const sq_quant_result *res, sq_linear *linear);
