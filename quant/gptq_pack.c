@@ -62,10 +62,15 @@ sq_status sq_gptq_pack(const sq_quant_result *res, const char *name, sq_gptq_pac
         p->g_idx[i] = res->g_idx[i];
     }
     uint32_t *qweight = (uint32_t *)p->qweight, *qzeros = (uint32_t *)p->qzeros;
+    /* Output column o of qweight is only written by row o of the codes: rows run in
+     * parallel. qzeros packs along the output dimension, so it stays sequential. */
+#pragma omp parallel for schedule(static)
     for (int o = 0; o < out; o++) {
         const uint8_t *codes = res->codes + (size_t)o * in;
         for (int i = 0; i < in; i++)
             put_bits(qweight + o, (size_t)out, (size_t)i, bits, codes[i] & maxq);
+    }
+    for (int o = 0; o < out; o++) {
         for (int g = 0; g < ng; g++) {
             size_t gi = (size_t)o * ng + g;
             uint32_t stored = ((uint32_t)(int32_t)res->zeros[gi] - 1u) & maxq;
