@@ -31,7 +31,7 @@ ifneq ($(NVCC),)
   CUDA_HOME     ?= $(patsubst %/bin/nvcc,%,$(NVCC))
   NVCCFLAGS     ?= -O2 -g -arch=sm_90
   NVCCFLAGS     += -std=c++17 -I. -Xcompiler -Wall,-Wextra,-Werror -MMD -MP
-  BACKEND_SRCS  := $(wildcard kernels/cuda/*.c)
+  BACKEND_SRCS  := $(wildcard kernels/cuda/*.c) worker/device_comm/nccl.c
   BACKEND_CU    := $(wildcard kernels/cuda/*.cu)
   BACKEND_OBJS  := $(BACKEND_SRCS:%.c=$(BUILD)/%.o) $(BACKEND_CU:%.cu=$(BUILD)/%.o)
   CFLAGS        += -I$(CUDA_HOME)/include
@@ -39,7 +39,7 @@ ifneq ($(NVCC),)
   LDLIBS        += -L$(CUDA_HOME)/lib64 -lnccl -lcusolver -lcublas -lcudart -lstdc++
 else
   BACKEND       := cpu
-  BACKEND_OBJS  := $(CPU_SRCS:%.c=$(BUILD)/%.o)
+  BACKEND_OBJS  := $(CPU_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/worker/device_comm/none.o
 endif
 
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
@@ -117,6 +117,7 @@ GPU_DIR       := $(BUILD)/gpu
 GPU_CC        ?= gcc
 GPU_CFLAGS    := $(filter-out -MMD -MP,$(CFLAGS)) -I$(GPU_DIR)
 GPU_LIBS      := $(CUDA_LIBS) -llapacke -lopenblas -lm -lpthread
+GPU_KERNEL_OBJS := $(filter-out %/device_comm/nccl.o,$(BACKEND_OBJS))
 CPU_REF_RAW   := $(CPU_SRCS:kernels/cpu/%.c=$(GPU_DIR)/cpu-ref/%.o)
 
 $(GPU_DIR)/cpu-ref/%.o: kernels/cpu/%.c
@@ -135,11 +136,11 @@ $(GPU_DIR)/kernels_cpu.h: kernels/kernels.h
 
 $(GPU_DIR)/test_kernels_cuda: tests/gpu/test_kernels_cuda.c $(GPU_DIR)/kernels_cpu.h $(GPU_DIR)/cpu_ref.o \
                               $(BACKEND_OBJS) $(LIB)
-	$(GPU_CC) $(GPU_CFLAGS) -o $@ $< $(GPU_DIR)/cpu_ref.o $(BACKEND_OBJS) $(LIB) $(GPU_LIBS)
+	$(GPU_CC) $(GPU_CFLAGS) -o $@ $< $(GPU_DIR)/cpu_ref.o $(GPU_KERNEL_OBJS) $(LIB) $(GPU_LIBS)
 
 $(GPU_DIR)/bench_kernels_cuda: bench/bench_kernels_cuda.c $(BACKEND_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
-	$(GPU_CC) $(GPU_CFLAGS) -o $@ $< $(BACKEND_OBJS) $(LIB) $(GPU_LIBS)
+	$(GPU_CC) $(GPU_CFLAGS) -o $@ $< $(GPU_KERNEL_OBJS) $(LIB) $(GPU_LIBS)
 
 gpu-build:
 	@test "$(BACKEND)" = cuda || { echo "gpu-build needs nvcc (the CUDA backend)"; exit 1; }

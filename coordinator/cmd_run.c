@@ -10,6 +10,7 @@
 #include "jobs/spec.h"
 #include "kernels/kernels.h"
 #include "worker/comm.h"
+#include "worker/device_comm.h"
 #include "worker/signals.h"
 
 int cmd_run(int argc, char **argv)
@@ -29,6 +30,8 @@ int cmd_run(int argc, char **argv)
     sq_status st = sq_job_spec_load(&spec, argv[1]);
     if (st == SQ_OK) {
         st = kn_init(comm.local_rank);
+        if (st == SQ_OK)
+            st = sq_device_comm_init(comm.rank, comm.world_size);
         if (st == SQ_OK) {
             if (comm.rank == 0)
                 sq_log_info("job %s: %d rank(s), backend %s (%s)", spec.name, comm.world_size, kn_backend_name(),
@@ -40,6 +43,7 @@ int cmd_run(int argc, char **argv)
     if (st == SQ_ERR_INTERRUPTED) {
         if (comm.rank == 0)
             sq_log_error("%s", sq_last_error());
+        sq_device_comm_finalize();
         kn_shutdown();
         sq_comm_finalize();
         return SQ_EXIT_INTERRUPTED;
@@ -49,6 +53,7 @@ int cmd_run(int argc, char **argv)
         sq_comm_abort(1); /* ends every rank: none is left waiting in a collective */
         return 1;
     }
+    sq_device_comm_finalize();
     kn_shutdown();
     sq_comm_finalize();
     return 0;

@@ -1,5 +1,6 @@
-/* comm.c: MPI for control and tensors; device buffers staged through host memory
- * unless the backend's device memory is host memory. Large transfers are cut
+/* comm.c: MPI for control and host tensors; device tensors over NCCL when a
+ * device communicator is up (CUDA builds, see device_comm.h), else over MPI,
+ * staged through host memory unless the backend's device memory is host memory. Large transfers are cut
  * into chunks below MPI's int count limit. */
 #include "worker/comm.h"
 
@@ -10,6 +11,7 @@
 #include <mpi.h>
 
 #include "kernels/kernels.h"
+#include "worker/device_comm.h"
 
 #define CHUNK_BYTES ((size_t)1 << 30)
 
@@ -105,6 +107,8 @@ sq_status sq_comm_allreduce_sum(float *dev, size_t count)
 {
     if (world_size() == 1) /* nothing to sum: skip the host staging on GPU backends */
         return SQ_OK;
+    if (sq_device_comm_ready())
+        return sq_device_allreduce_sum(dev, count, SQ_DEVICE_F32);
     MPI_Datatype type = MPI_FLOAT;
     return with_host_view(dev, count * sizeof(float), 1, 1, allreduce_host, &type);
 }
@@ -113,6 +117,8 @@ sq_status sq_comm_allreduce_sum_f64(double *dev, size_t count)
 {
     if (world_size() == 1)
         return SQ_OK;
+    if (sq_device_comm_ready())
+        return sq_device_allreduce_sum(dev, count, SQ_DEVICE_F64);
     MPI_Datatype type = MPI_DOUBLE;
     return with_host_view(dev, count * sizeof(double), 1, 1, allreduce_host, &type);
 }
@@ -135,6 +141,8 @@ sq_status sq_comm_bcast_device(void *dev, size_t bytes, int root)
 {
     if (world_size() == 1)
         return SQ_OK;
+    if (sq_device_comm_ready())
+        return sq_device_bcast(dev, bytes, root);
     int rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     return with_host_view(dev, bytes, rank == root, rank != root, bcast_host, &root);
@@ -171,12 +179,16 @@ static sq_status recv_host(void *host, size_t bytes, void *arg)
 
 sq_status sq_comm_send_device(const void *dev, size_t bytes, int dest, int tag)
 {
+    if (sq_device_comm_ready())
+        return sq_device_send(dev, bytes, dest);
     p2p to = {dest, tag};
     return with_host_view((void *)dev, bytes, 1, 0, send_host, &to);
 }
 
 sq_status sq_comm_recv_device(void *dev, size_t bytes, int source, int tag)
 {
+    if (sq_device_comm_ready())
+        return sq_device_recv(dev, bytes, source);
     p2p from = {source, tag};
     return with_host_view(dev, bytes, 0, 1, recv_host, &from);
 }

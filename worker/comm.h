@@ -1,8 +1,9 @@
 /* comm.h: the one communication interface every rank uses.
  *
  * Control messages and host buffers go over MPI. Device tensors (buffers from
- * kn_alloc) go over MPI directly on the CPU backend, where device memory is
- * host memory, and are staged through host memory on a GPU backend.
+ * kn_alloc) go over NCCL on the CUDA backend (worker/device_comm.h: GPU =
+ * node-local rank, NCCL id broadcast over MPI), and over MPI on the CPU
+ * backend, where device memory is host memory.
  * Every call checks MPI's return code and turns a failure into SQ_ERR_COMM. */
 #ifndef SQ_WORKER_COMM_H
 #define SQ_WORKER_COMM_H
