@@ -6,6 +6,7 @@
 #include <mpi.h>
 #include <nccl.h>
 
+#include "core/log.h"
 #include "worker/device_comm.h"
 
 static ncclComm_t comm;
@@ -38,6 +39,8 @@ sq_status sq_device_comm_init(int rank, int world_size)
         return sq_fail(SQ_ERR_COMM, "cannot broadcast the NCCL unique id");
     NCCL_CHECK(ncclCommInitRank(&comm, world_size, id, rank));
     ready = true;
+    if (rank == 0)
+        sq_log_info("device tensors over NCCL %d.%d (%d ranks)", NCCL_MAJOR, NCCL_MINOR, world_size);
     return SQ_OK;
 }
 
