@@ -142,6 +142,39 @@ def test_killed_and_resumed_equals_uninterrupted(work, two_rank_baseline, fault)
     assert file_digests(output) == file_digests(two_rank_baseline)
 
 
+def test_corrupted_artifact_is_redone(work, two_rank_baseline):
+    spec, output = spec_for(work, "corrupted")
+    mpirun(2, ["run", spec], env={"SHARDQ_FAULT": "after-journal:2"}, check=False)
+    artifact = work["tmp"] / "corrupted" / "state" / "step0" / "layer_001.safetensors"
+    data = bytearray(artifact.read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit in the last tensor's bytes: still a valid file
+    artifact.write_bytes(bytes(data))
+    rerun = mpirun(2, ["run", spec])
+    assert "layer 1: artifact step0/layer_001.safetensors does not match its sha256" in rerun.stderr
+    assert file_digests(output) == file_digests(two_rank_baseline)
+
+
+def test_killed_at_random_moments(work, two_rank_baseline):
+    # Whole-job SIGKILLs (every process of the job, as when a node is lost) at
+    # seeded random moments, then one clean rerun: the bytes of an uninterrupted run.
+    spec, output = spec_for(work, "random-kills")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1", SHARDQ_LAYER_DELAY_MS="150")
+    journal = work["tmp"] / "random-kills" / "state" / "journal.json"
+    layers_after_kill = []
+    rng = np.random.default_rng(2026)
+    for delay in rng.uniform(0.2, 1.2, size=4):
+        proc = subprocess.Popen(["mpirun", "-np", "2", "--bind-to", "none", str(SHARDQ), "run", str(spec)], cwd=ROOT,
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        layers_after_kill.append(len(json.loads(journal.read_text())["steps"][0]["layers"]) if journal.exists() else 0)
+    assert any(0 < n < LAYERS for n in layers_after_kill), layers_after_kill  # some kills landed mid-job
+    mpirun(2, ["run", spec])
+    assert file_digests(output) == file_digests(two_rank_baseline)
+
+
 def test_signal_stops_cleanly_and_resumes(work, two_rank_baseline):
     spec, output = spec_for(work, "signalled")
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
