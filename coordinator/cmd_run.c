@@ -15,6 +15,10 @@
 
 int cmd_run(int argc, char **argv)
 {
+    if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        printf("usage: shardq run JOB.json   (under mpirun -np N or srun for several ranks)\n");
+        return 0;
+    }
     if (argc != 2 || argv[1][0] == '-') {
         fprintf(stderr, "usage: shardq run JOB.json   (under mpirun -np N or srun for several ranks)\n");
         return 2;
