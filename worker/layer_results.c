@@ -237,12 +237,14 @@ sq_status sq_layer_results_read(sq_layer_results *results, int layer, const char
                 goto done;
             }
         }
-        int maxq = (1 << bits) - 1;
-        for (size_t k = 0; k < cells(res); k++) {
-            if (res->codes[k] > maxq) {
-                st = sq_fail(SQ_ERR_FORMAT, "%s: %s holds code %d above %d", path, n.codes, res->codes[k], maxq);
-                goto done;
-            }
+        int maxq = (1 << bits) - 1, largest = 0;
+        size_t count = cells(res);
+#pragma omp parallel for reduction(max : largest) schedule(static)
+        for (size_t k = 0; k < count; k++)
+            largest = res->codes[k] > largest ? res->codes[k] : largest;
+        if (largest > maxq) {
+            st = sq_fail(SQ_ERR_FORMAT, "%s: %s holds code %d above %d", path, n.codes, largest, maxq);
+            goto done;
         }
     }
 done:
