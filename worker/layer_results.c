@@ -220,6 +220,11 @@ sq_status sq_layer_results_read(sq_layer_results *results, int layer, const char
         goto done;
     }
     int bits = atoi(bits_s), group_size = atoi(group_s);
+    if ((bits != 2 && bits != 3 && bits != 4 && bits != 8) || (group_size != -1 && group_size <= 0)) {
+        st = sq_fail(SQ_ERR_FORMAT, "%s: metadata bits \"%s\" / group_size \"%s\" are not a quantization setting", path,
+                     bits_s, group_s);
+        goto done;
+    }
     for (int i = 0; i < SQ_LINEAR_COUNT && st == SQ_OK; i++) {
         int rows, cols;
         linear_dims(cfg, i, &rows, &cols);
