@@ -1,109 +1,78 @@
 /* attention.cu (CUDA backend): causal scaled dot-product attention with
- * grouped-query heads, as a simple tiled kernel (correctness first).
+ * grouped-query heads, as two batched tensor-core GEMMs around a fused causal
+ * softmax — the whole score matrix of a chunk of heads is materialised, which
+ * at calibration lengths (seq ≤ a few thousand) is cheap next to the GEMMs.
  *
- * A thread block takes QUERIES consecutive query positions of one (sequence,
- * head), one warp per query. It walks the keys 0..last query in tiles of 32:
- * the tile's keys and values are loaded once into shared memory and shared by
- * all warps. Each lane scores one key of the tile against its warp's query,
- * and the warp keeps a running ("online") softmax: the running maximum m, the
- * running denominator l and the unnormalised output, rescaled by exp(m_old -
- * m_new) whenever the maximum grows. Lane j holds output dims j, j+32, ...
- * head_dim may be at most 32 * MAX_DIMS_PER_LANE = 256. */
+ * For one sequence and one query head h (key/value head kv = h / group):
+ *   S = scale · Q_h K_kvᵀ          [seq, seq]   (cuBLAS, TF32, fp32 accumulation)
+ *   P = causal_softmax(S)          row t keeps keys 0..t, the rest become 0
+ *   O_h = P V_kv                   [seq, head_dim]
+ * Heads of one sequence that share an offset g inside their group are a
+ * strided batch (query head kv·group + g reads key/value head kv), so each
+ * GEMM is one strided-batched cuBLAS call per (sequence, g, chunk of heads).
+ *
+ * Layout, in cuBLAS's column-major terms: Q, K, V, O rows are tokens with
+ * leading dimension n_heads·head_dim (Q, O) or n_kv_heads·head_dim (K, V), so
+ * each head is a column-major [head_dim, seq] matrix. S is kept as its
+ * column-major transpose [seq_keys, seq_queries]: a query's scores are
+ * contiguous, which is what the softmax kernel walks.
+ *
+ * Precision: TF32 inputs with fp32 accumulation, as kn_linear (DESIGN allows
+ * reduced-precision products with fp32 accumulation in the forward pass). */
 #include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/reduce.cuh"
 
-#define QUERIES 8 /* warps per block */
-#define KEYS 32   /* keys per tile: one per lane */
-#define MAX_DIMS_PER_LANE 8
+#define SOFTMAX_THREADS 256
+/* Score buffer cap: heads are processed in chunks whose scores fit in this. */
+#define SCORE_BYTES_MAX ((size_t)512 << 20)
 
-static size_t attention_smem_bytes(int head_dim)
+/* One block per query row of S (column-major [seq, rows]): softmax over keys
+ * 0..t where t = row % seq is the query position; later keys are set to 0. */
+__global__ void causal_softmax_rows(float *S, int seq)
 {
-    return sizeof(float) * ((size_t)KEYS * (head_dim + 1) + (size_t)KEYS * head_dim + (size_t)QUERIES * head_dim);
+    float *row = S + (size_t)blockIdx.x * seq;
+    const int t = blockIdx.x % seq;
+    float local_max = -INFINITY;
+    for (int s = threadIdx.x; s <= t; s += blockDim.x)
+        local_max = fmaxf(local_max, row[s]);
+    const float row_max = block_reduce(local_max, reduce_max());
+    float local_sum = 0.0f;
+    for (int s = threadIdx.x; s <= t; s += blockDim.x) {
+        float p = expf(row[s] - row_max);
+        row[s] = p;
+        local_sum += p;
+    }
+    const float inv_sum = 1.0f / block_reduce(local_sum, reduce_sum());
+    for (int s = threadIdx.x; s < seq; s += blockDim.x)
+        row[s] = s <= t ? row[s] * inv_sum : 0.0f;
 }
 
-__global__ void attention_tiles(float *out, const float *q, const float *k, const float *v, int seq, int n_heads,
-                                int group, int head_dim, float scale)
+/* The heads kv0 .. kv0+count-1 (key/value heads) at offset g in their group, of one sequence. */
+static sq_status attention_heads(float *out, const float *q, const float *k, const float *v, float *scores, int seq,
+                                 int n_heads, int n_kv_heads, int head_dim, int g, int kv0, int count)
 {
-    extern __shared__ float smem[];
-    float *k_tile = smem;                                 /* [KEYS][head_dim + 1]: padded, lanes read rows */
-    float *v_tile = k_tile + KEYS * (head_dim + 1);       /* [KEYS][head_dim] */
-    float *q_rows = v_tile + KEYS * head_dim;             /* [QUERIES][head_dim] */
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const int b = blockIdx.z, h = blockIdx.y, kv = h / group;
-    const int first_query = blockIdx.x * QUERIES;
-    const int t = first_query + warp;
-    const size_t q_width = (size_t)n_heads * head_dim, kv_width = (size_t)(n_heads / group) * head_dim;
-    const float *q_base = q + (size_t)b * seq * q_width + (size_t)h * head_dim;
-    const float *k_base = k + (size_t)b * seq * kv_width + (size_t)kv * head_dim;
-    const float *v_base = v + (size_t)b * seq * kv_width + (size_t)kv * head_dim;
+    const int group = n_heads / n_kv_heads;
+    const int q_width = n_heads * head_dim, kv_width = n_kv_heads * head_dim;
+    const float *q_head = q + (size_t)(kv0 * group + g) * head_dim;
+    const float *k_head = k + (size_t)kv0 * head_dim;
+    const float *v_head = v + (size_t)kv0 * head_dim;
+    float *o_head = out + (size_t)(kv0 * group + g) * head_dim;
+    const long long q_stride = (long long)group * head_dim, kv_stride = head_dim, s_stride = (long long)seq * seq;
+    const float scale = (float)(1.0 / sqrt((double)head_dim)), one = 1.0f, zero = 0.0f;
 
-    float *my_q = q_rows + warp * head_dim;
-    for (int d = lane; d < head_dim; d += 32)
-        my_q[d] = t < seq ? q_base[(size_t)t * q_width + d] : 0.0f;
-
-    float acc[MAX_DIMS_PER_LANE];
-#pragma unroll
-    for (int i = 0; i < MAX_DIMS_PER_LANE; i++)
-        acc[i] = 0.0f;
-    float running_max = -INFINITY, running_sum = 0.0f;
-
-    int last_query = min(first_query + QUERIES, seq) - 1;
-    for (int key0 = 0; key0 <= last_query; key0 += KEYS) {
-        __syncthreads(); /* the previous tile is no longer read */
-        for (int idx = threadIdx.x; idx < KEYS * head_dim; idx += blockDim.x) {
-            int row = idx / head_dim, d = idx % head_dim;
-            int key = key0 + row;
-            bool in = key < seq;
-            k_tile[row * (head_dim + 1) + d] = in ? k_base[(size_t)key * kv_width + d] : 0.0f;
-            v_tile[row * head_dim + d] = in ? v_base[(size_t)key * kv_width + d] : 0.0f;
-        }
-        __syncthreads();
-        if (t >= seq || key0 > t)
-            continue;
-        int key = key0 + lane;
-        float score = -INFINITY;
-        if (key <= t) {
-            float dot = 0.0f;
-            const float *kr = k_tile + lane * (head_dim + 1);
-            for (int d = 0; d < head_dim; d++)
-                dot += my_q[d] * kr[d];
-            score = dot * scale;
-        }
-        float tile_max = score;
-        for (int offset = 16; offset > 0; offset /= 2)
-            tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
-        float new_max = fmaxf(running_max, tile_max);
-        float correction = expf(running_max - new_max);
-        float p = key <= t ? expf(score - new_max) : 0.0f;
-        float tile_sum = p;
-        for (int offset = 16; offset > 0; offset /= 2)
-            tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, offset);
-        running_sum = running_sum * correction + tile_sum;
-        running_max = new_max;
-#pragma unroll
-        for (int i = 0; i < MAX_DIMS_PER_LANE; i++)
-            acc[i] *= correction;
-        int keys_here = min(KEYS, t - key0 + 1);
-        for (int j = 0; j < keys_here; j++) {
-            float pj = __shfl_sync(0xffffffffu, p, j);
-            const float *vr = v_tile + j * head_dim;
-#pragma unroll
-            for (int i = 0; i < MAX_DIMS_PER_LANE; i++) {
-                int d = lane + 32 * i;
-                if (d < head_dim)
-                    acc[i] += pj * vr[d];
-            }
-        }
-    }
-    if (t >= seq)
-        return;
-    float inv_sum = 1.0f / running_sum;
-    float *o = out + ((size_t)b * seq + t) * q_width + (size_t)h * head_dim;
-#pragma unroll
-    for (int i = 0; i < MAX_DIMS_PER_LANE; i++) {
-        int d = lane + 32 * i;
-        if (d < head_dim)
-            o[d] = acc[i] * inv_sum;
-    }
+    /* Sᵀ[keys, queries] = K_kvᵀ-as-[seq, head_dim] · Q_h-as-[head_dim, seq], scaled. */
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(kn_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, seq, seq, head_dim, &scale,
+                                            k_head, CUDA_R_32F, kv_width, kv_stride, q_head, CUDA_R_32F, q_width,
+                                            q_stride, &zero, scores, CUDA_R_32F, seq, s_stride, count,
+                                            CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+    causal_softmax_rows<<<(unsigned)count * seq, SOFTMAX_THREADS>>>(scores, seq);
+    CUDA_CHECK_LAUNCH();
+    /* O_hᵀ[head_dim, queries] = V_kvᵀ[head_dim, keys] · Pᵀ[keys, queries]. */
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(kn_cuda_blas(), CUBLAS_OP_N, CUBLAS_OP_N, head_dim, seq, seq, &one,
+                                            v_head, CUDA_R_32F, kv_width, kv_stride, scores, CUDA_R_32F, seq,
+                                            s_stride, &zero, o_head, CUDA_R_32F, q_width, q_stride, count,
+                                            CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+    return SQ_OK;
 }
 
 extern "C" sq_status kn_attention(float *out, const float *q, const float *k, const float *v, int batch, int seq,
@@ -112,18 +81,27 @@ extern "C" sq_status kn_attention(float *out, const float *q, const float *k, co
     if (batch < 0 || seq < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_heads % n_kv_heads)
         return sq_fail(SQ_ERR_ARG, "kn_attention: bad shape batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d", batch,
                        seq, n_heads, n_kv_heads, head_dim);
-    if (head_dim > 32 * MAX_DIMS_PER_LANE)
-        return sq_fail(SQ_ERR_UNSUPPORTED, "kn_attention: head_dim %d exceeds the CUDA kernel's limit of %d",
-                       head_dim, 32 * MAX_DIMS_PER_LANE);
     if (batch == 0 || seq == 0)
         return SQ_OK;
-    if (batch > 65535 || n_heads > 65535)
-        return sq_fail(SQ_ERR_UNSUPPORTED, "kn_attention: batch %d or heads %d exceed the grid limit", batch, n_heads);
-    size_t smem = attention_smem_bytes(head_dim);
-    CUDA_CHECK(cudaFuncSetAttribute(attention_tiles, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    dim3 grid((seq + QUERIES - 1) / QUERIES, n_heads, batch);
-    attention_tiles<<<grid, QUERIES * 32, smem>>>(out, q, k, v, seq, n_heads, n_heads / n_kv_heads, head_dim,
-                                                 (float)(1.0 / sqrt((double)head_dim)));
-    CUDA_CHECK_LAUNCH();
-    return SQ_OK;
+    const size_t head_scores = (size_t)seq * seq * sizeof(float);
+    if (head_scores > SCORE_BYTES_MAX)
+        return sq_fail(SQ_ERR_UNSUPPORTED, "kn_attention: seq %d needs %zu MiB of scores per head (limit %zu MiB)",
+                       seq, head_scores >> 20, SCORE_BYTES_MAX >> 20);
+    int chunk = (int)(SCORE_BYTES_MAX / head_scores);
+    if (chunk > n_kv_heads)
+        chunk = n_kv_heads;
+    float *scores = NULL;
+    CUDA_CHECK(cudaMallocAsync((void **)&scores, (size_t)chunk * head_scores, 0));
+    const int group = n_heads / n_kv_heads;
+    const size_t q_seq = (size_t)seq * n_heads * head_dim, kv_seq = (size_t)seq * n_kv_heads * head_dim;
+    sq_status st = SQ_OK;
+    for (int b = 0; b < batch && st == SQ_OK; b++)
+        for (int g = 0; g < group && st == SQ_OK; g++)
+            for (int kv0 = 0; kv0 < n_kv_heads && st == SQ_OK; kv0 += chunk) {
+                int count = n_kv_heads - kv0 < chunk ? n_kv_heads - kv0 : chunk;
+                st = attention_heads(out + b * q_seq, q + b * q_seq, k + b * kv_seq, v + b * kv_seq, scores, seq,
+                                     n_heads, n_kv_heads, head_dim, g, kv0, count);
+            }
+    sq_status freed = CUDA_STATUS(cudaFreeAsync(scores, 0));
+    return st != SQ_OK ? st : freed;
 }
