@@ -45,7 +45,7 @@ sq_status sq_read_file(const char *path, char **data, size_t *len)
     return SQ_OK;
 }
 
-static sq_status fsync_parent_dir(const char *path)
+sq_status sq_fsync_parent_dir(const char *path)
 {
     char *copy = strdup(path);
     if (!copy)
@@ -96,7 +96,7 @@ sq_status sq_write_file_atomic(const char *path, const void *data, size_t len)
         unlink(tmp);
         return sq_fail(SQ_ERR_IO, "%s: cannot rename into place: %s", path, strerror(err));
     }
-    return fsync_parent_dir(path);
+    return sq_fsync_parent_dir(path);
 }
 
 sq_status sq_make_dirs(const char *path)

@@ -17,6 +17,9 @@ sq_status sq_read_file(const char *path, char **data, size_t *len);
 /* Atomically replace `path` with `len` bytes of `data`. */
 sq_status sq_write_file_atomic(const char *path, const void *data, size_t len);
 
+/* fsync the directory holding `path`, so a rename into it is durable. */
+sq_status sq_fsync_parent_dir(const char *path);
+
 /* mkdir -p. */
 sq_status sq_make_dirs(const char *path);
 

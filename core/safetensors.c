@@ -9,13 +9,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "core/fileio.h"
 
 #define METADATA_KEY "__metadata__"
 
@@ -356,22 +357,6 @@ static sq_status write_all(int fd, const char *tmp, const void *data, uint64_t l
     return SQ_OK;
 }
 
-static sq_status fsync_directory_of(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        return sq_fail(SQ_ERR_NOMEM, "out of memory");
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
-    free(copy);
-    if (fd < 0)
-        return sq_fail(SQ_ERR_IO, "%s: cannot open parent directory: %s", path, strerror(errno));
-    int rc = fsync(fd);
-    close(fd);
-    if (rc != 0)
-        return sq_fail(SQ_ERR_IO, "%s: cannot fsync parent directory: %s", path, strerror(errno));
-    return SQ_OK;
-}
-
 sq_status sq_st_write(const char *path, const sq_st_entry *entries, int n, json_t *metadata)
 {
     if (n < 0 || (n > 0 && !entries))
@@ -409,5 +394,5 @@ sq_status sq_st_write(const char *path, const sq_st_entry *entries, int n, json_
         unlink(tmp);
         return st;
     }
-    return fsync_directory_of(path);
+    return sq_fsync_parent_dir(path);
 }
