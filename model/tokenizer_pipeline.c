@@ -33,6 +33,28 @@ static sq_status grow(void **arr, size_t n, size_t size)
     return SQ_OK;
 }
 
+/* A "Sequence" stage: load each element of obj[key] with `load_one`, in order. */
+typedef sq_status (*stage_loader)(const sq_tk_loader *L, json_t *obj, const char *path);
+
+static sq_status load_sequence(const sq_tk_loader *L, json_t *obj, const char *path, const char *key,
+                               stage_loader load_one)
+{
+    char p[256];
+    json_t *list = json_object_get(obj, key);
+    if (!json_is_array(list)) {
+        snprintf(p, sizeof p, "%s.%s", path, key);
+        return sq_tkj_bad(L, p, "not an array");
+    }
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        snprintf(p, sizeof p, "%s.%s[%zu]", path, key, i);
+        SQ_TRY(load_one(L, item, p));
+    }
+    return SQ_OK;
+}
+
 sq_status sq_tk_load_normalizer(const sq_tk_loader *L, json_t *obj, const char *path)
 {
     sq_tokenizer *t = L->t;
@@ -41,21 +63,8 @@ sq_status sq_tk_load_normalizer(const sq_tk_loader *L, json_t *obj, const char *
     const char *type;
     SQ_TRY(sq_tkj_type(L, obj, path, &type));
     char p[256];
-    if (!strcmp(type, "Sequence")) {
-        json_t *list = json_object_get(obj, "normalizers");
-        if (!json_is_array(list)) {
-            snprintf(p, sizeof p, "%s.normalizers", path);
-            return sq_tkj_bad(L, p, "not an array");
-        }
-        size_t i;
-        json_t *n;
-        json_array_foreach(list, i, n)
-        {
-            snprintf(p, sizeof p, "%s.normalizers[%zu]", path, i);
-            SQ_TRY(sq_tk_load_normalizer(L, n, p));
-        }
-        return SQ_OK;
-    }
+    if (!strcmp(type, "Sequence"))
+        return load_sequence(L, obj, path, "normalizers", sq_tk_load_normalizer);
     SQ_TRY(grow((void **)&t->norms, t->n_norms, sizeof *t->norms));
     sq_tk_norm *nm = &t->norms[t->n_norms++];
     const char *s;
@@ -143,21 +152,8 @@ sq_status sq_tk_load_pre_tokenizer(const sq_tk_loader *L, json_t *obj, const cha
     const char *type;
     SQ_TRY(sq_tkj_type(L, obj, path, &type));
     char p[256];
-    if (!strcmp(type, "Sequence")) {
-        json_t *list = json_object_get(obj, "pretokenizers");
-        if (!json_is_array(list)) {
-            snprintf(p, sizeof p, "%s.pretokenizers", path);
-            return sq_tkj_bad(L, p, "not an array");
-        }
-        size_t i;
-        json_t *n;
-        json_array_foreach(list, i, n)
-        {
-            snprintf(p, sizeof p, "%s.pretokenizers[%zu]", path, i);
-            SQ_TRY(sq_tk_load_pre_tokenizer(L, n, p));
-        }
-        return SQ_OK;
-    }
+    if (!strcmp(type, "Sequence"))
+        return load_sequence(L, obj, path, "pretokenizers", sq_tk_load_pre_tokenizer);
     SQ_TRY(grow((void **)&t->pres, t->n_pres, sizeof *t->pres));
     sq_tk_pre *pre = &t->pres[t->n_pres++];
     if (!strcmp(type, "ByteLevel")) {
@@ -213,21 +209,8 @@ sq_status sq_tk_load_decoder(const sq_tk_loader *L, json_t *obj, const char *pat
     const char *type;
     SQ_TRY(sq_tkj_type(L, obj, path, &type));
     char p[256];
-    if (!strcmp(type, "Sequence")) {
-        json_t *list = json_object_get(obj, "decoders");
-        if (!json_is_array(list)) {
-            snprintf(p, sizeof p, "%s.decoders", path);
-            return sq_tkj_bad(L, p, "not an array");
-        }
-        size_t i;
-        json_t *n;
-        json_array_foreach(list, i, n)
-        {
-            snprintf(p, sizeof p, "%s.decoders[%zu]", path, i);
-            SQ_TRY(sq_tk_load_decoder(L, n, p));
-        }
-        return SQ_OK;
-    }
+    if (!strcmp(type, "Sequence"))
+        return load_sequence(L, obj, path, "decoders", sq_tk_load_decoder);
     SQ_TRY(grow((void **)&t->decs, t->n_decs, sizeof *t->decs));
     sq_tk_dec *d = &t->decs[t->n_decs++];
     const char *s;
@@ -345,21 +328,8 @@ sq_status sq_tk_load_post_processor(const sq_tk_loader *L, json_t *obj, const ch
     const char *type;
     SQ_TRY(sq_tkj_type(L, obj, path, &type));
     char p[256];
-    if (!strcmp(type, "Sequence")) {
-        json_t *list = json_object_get(obj, "processors");
-        if (!json_is_array(list)) {
-            snprintf(p, sizeof p, "%s.processors", path);
-            return sq_tkj_bad(L, p, "not an array");
-        }
-        size_t i;
-        json_t *n;
-        json_array_foreach(list, i, n)
-        {
-            snprintf(p, sizeof p, "%s.processors[%zu]", path, i);
-            SQ_TRY(sq_tk_load_post_processor(L, n, p));
-        }
-        return SQ_OK;
-    }
+    if (!strcmp(type, "Sequence"))
+        return load_sequence(L, obj, path, "processors", sq_tk_load_post_processor);
     if (!strcmp(type, "ByteLevel"))
         return SQ_OK; /* only adjusts offsets */
     if (!strcmp(type, "TemplateProcessing"))
