@@ -19,14 +19,14 @@ static int by_descending_diag(const void *a, const void *b, void *diag_values)
 
 /* Device buffers of one solve. */
 typedef struct {
-    float *diag, *Wp, *Hp, *Err, *scale, *zero;
+    float *diag, *Wp, *Hp, *Err, *err_norms, *scale, *zero;
     int32_t *perm, *group_of_column;
     uint8_t *codes;
 } gptq_buffers;
 
 static void free_buffers(gptq_buffers *b)
 {
-    kn_free(b->diag), kn_free(b->Wp), kn_free(b->Hp), kn_free(b->Err), kn_free(b->scale), kn_free(b->zero);
+    kn_free(b->diag), kn_free(b->Wp), kn_free(b->Hp), kn_free(b->Err), kn_free(b->err_norms), kn_free(b->scale), kn_free(b->zero);
     kn_free(b->perm), kn_free(b->group_of_column), kn_free(b->codes);
 }
 
@@ -37,6 +37,7 @@ static sq_status alloc_buffers(gptq_buffers *b, int rows, int cols, int ngroups,
     SQ_TRY(kn_alloc((void **)&b->Wp, cells * sizeof(float)));
     SQ_TRY(kn_alloc((void **)&b->Hp, (size_t)cols * cols * sizeof(float)));
     SQ_TRY(kn_alloc((void **)&b->Err, (size_t)rows * block * sizeof(float)));
+    SQ_TRY(kn_alloc((void **)&b->err_norms, (size_t)block * sizeof(float)));
     SQ_TRY(kn_alloc((void **)&b->scale, (size_t)rows * ngroups * sizeof(float)));
     SQ_TRY(kn_alloc((void **)&b->zero, (size_t)rows * ngroups * sizeof(float)));
     SQ_TRY(kn_alloc((void **)&b->perm, (size_t)cols * sizeof(int32_t)));
@@ -85,7 +86,7 @@ static sq_status prepare(float *W, float *H, int rows, int cols, const sq_quant_
 
 /* Step 6: the blocked column sweep over b->Wp with Hinv in b->Hp. */
 static sq_status sweep(int rows, int cols, const sq_quant_options *opt, const sq_quant_result *res,
-                       gptq_buffers *b, float *err_host, double *loss)
+                       gptq_buffers *b, float *err_norms_host, double *loss)
 {
     bool compute_groups = opt->group_size > 0 && !opt->static_groups;
     *loss = 0;
@@ -97,9 +98,10 @@ static sq_status sweep(int rows, int cols, const sq_quant_options *opt, const sq
         if (i2 < cols)
             SQ_TRY(kn_gemm(false, false, rows, cols - i2, count, -1.0f, b->Err, count, b->Hp + (size_t)i1 * cols + i2,
                            cols, 1.0f, b->Wp + i2, cols));
-        SQ_TRY(kn_download(err_host, b->Err, (size_t)rows * count * sizeof(float)));
-        for (size_t k = 0; k < (size_t)rows * count; k++)
-            *loss += 0.5 * (double)err_host[k] * err_host[k];
+        SQ_TRY(kn_column_sq_norms(b->err_norms, b->Err, rows, count, 0.0f));
+        SQ_TRY(kn_download(err_norms_host, b->err_norms, (size_t)count * sizeof(float)));
+        for (int k = 0; k < count; k++)
+            *loss += 0.5 * (double)err_norms_host[k];
     }
     return SQ_OK;
 }
@@ -122,15 +124,15 @@ sq_status sq_gptq_solve(float *W, float *H, int rows, int cols, const sq_quant_o
     float *diag = malloc((size_t)cols * sizeof(float));
     int32_t *perm = malloc((size_t)cols * sizeof(int32_t));
     int32_t *group_of_column = malloc((size_t)cols * sizeof(int32_t));
-    float *err_host = malloc((size_t)rows * block * sizeof(float));
+    float *err_norms_host = malloc((size_t)block * sizeof(float));
     uint8_t *codes_perm = malloc((size_t)rows * cols);
-    if (!diag || !perm || !group_of_column || !err_host || !codes_perm) {
+    if (!diag || !perm || !group_of_column || !err_norms_host || !codes_perm) {
         st = sq_fail(SQ_ERR_NOMEM, "gptq: cannot allocate host buffers for a %dx%d linear", rows, cols);
         goto done;
     }
     SQ_TRY_GOTO(st, alloc_buffers(&b, rows, cols, res->ngroups, block), done);
     SQ_TRY_GOTO(st, prepare(W, H, rows, cols, opt, res, &b, diag, perm, group_of_column), done);
-    SQ_TRY_GOTO(st, sweep(rows, cols, opt, res, &b, err_host, &res->loss), done);
+    SQ_TRY_GOTO(st, sweep(rows, cols, opt, res, &b, err_norms_host, &res->loss), done);
 
     /* Step 7: back to the original column order. */
     SQ_TRY_GOTO(st, kn_unpermute_columns(W, b.Wp, b.perm, rows, cols), done);
@@ -146,7 +148,7 @@ sq_status sq_gptq_solve(float *W, float *H, int rows, int cols, const sq_quant_o
     }
 done:
     free_buffers(&b);
-    free(diag), free(perm), free(group_of_column), free(err_host), free(codes_perm);
+    free(diag), free(perm), free(group_of_column), free(err_norms_host), free(codes_perm);
     if (st != SQ_OK)
         sq_quant_result_free(res);
     return st;
