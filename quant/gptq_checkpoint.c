@@ -1,16 +1,13 @@
 /* gptq_checkpoint.c: assembling a GPTQ checkpoint directory from the source
  * model and the packed linears, and reading packed linears back as fp32. */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
 #include "core/fileio.h"
-#include "core/sha256.h"
 #include "model/checkpoint_files.h"
 #include "quant/gptq_checkpoint.h"
 
