@@ -20,4 +20,8 @@ sq_status sq_magnitude_prune(float *W, int rows, int cols, const sq_sparse_optio
 /* The number of zeros a row of `cols` must have for opt (floor(sparsity*cols) or cols/M*N). */
 int sq_prune_count(const sq_sparse_options *opt, int cols);
 
+/* The checks all three share: sparsity in [0, 1), or a pattern N:M with 0 < N < M and cols
+ * a multiple of M; rows and cols positive. `who` prefixes messages. */
+sq_status sq_sparse_options_check(const sq_sparse_options *opt, int rows, int cols, const char *who);
+
 #endif

@@ -1,20 +1,24 @@
 /* sparsegpt.h: the SparseGPT solve (Frantar & Alistarh 2023) for one linear
- * layer, following the reference implementation (IST-DASLab/sparsegpt):
+ * layer, following the reference implementation (IST-DASLab/sparsegpt,
+ * fasterprune) step for step:
  *
  *  1. bits > 0 and group_size -1: one grid per output row from W as given;
  *  2. dead inputs (H_ii = 0): H_ii := 1 and W[:, i] := 0;
  *  3. H_ii += damp_percent · mean(diag H);  Hinv = upper Cholesky factor of H⁻¹;
- *  4. blocks of block_size columns, in the original column order:
- *       unstructured: at the block start, per row, the mask is the
- *         floor(sparsity · count) lowest scores w² / Hinv_jj² of the block
- *         (W as it is at the block start);
- *       N:M: at each group of M columns, per row, the N lowest scores of the
- *         group (W as it is when the sweep reaches the group);
- *     each column j: with groups a grid is taken at the group's first column
- *     (from W at that point, as the reference does); q = 0 where masked, else
- *     w (bits 0) or its quantized value; err = (w - q)/Hinv_jj spread over the
- *     rest of the block; then the lazy update W[:, end:] -= Err · Hinv[block, end:].
- * The pruned (and dequantized) weights replace W. */
+ *  4. blocks of block_size columns in their own order (kn_sparsegpt_block),
+ *     each followed by the lazy update W[:, end:] -= Err · Hinv[block, end:]:
+ *       unstructured: at the block's start, per row, the lowest scores
+ *         w²/Hinv_cc² of the block are pruned, floor(sparsity · end) −
+ *         floor(sparsity · start) of them, so every row ends with exactly
+ *         sq_prune_count zeros (the reference thresholds the whole block at
+ *         once, which lets rows' sparsity differ);
+ *       N:M (block_size a multiple of M): at each group of M columns, per
+ *         row, the N lowest scores as W is when the sweep reaches the group;
+ *     with groups, a group's grid is taken at its first column from W as it
+ *     was when the block started, as GPTQ does; pruned entries are quantized
+ *     as 0, i.e. to the zero point.
+ * The pruned (and dequantized) weights replace W. res->loss is Σ err²/2 as in
+ * GPTQ; with bits == 0 a non-NULL res gets rows, cols and loss, and no arrays. */
 #ifndef SQ_QUANT_SPARSEGPT_H
 #define SQ_QUANT_SPARSEGPT_H
 
