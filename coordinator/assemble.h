@@ -1,10 +1,19 @@
 /* assemble.h: the final checkpoint of a calibration step, built by rank 0 from
  * the layer artifacts the journal lists and the untouched tensors of the
- * step's input model: GPTQ format (qweight/qzeros/scales/g_idx per linear,
- * other tensors fp16, quantization_config in config.json, tokenizer files,
- * manifest.json), written so that a crash leaves no half-written file. */
+ * step's input model, written so that a crash leaves no half-written file:
+ *  - gptq, rtn, sparsegpt with bits > 0: GPTQ format (qweight/qzeros/scales/g_idx
+ *    per linear, other tensors fp16, quantization_config in config.json,
+ *    tokenizer files, manifest.json; quant/gptq_checkpoint.h);
+ *  - sparsegpt with bits 0, wanda, magnitude: a dense checkpoint with the
+ *    source's names and dtypes, zeros in place (coordinator/assemble_dense.h).
+ * Pruning steps also write sparsity_report.json (zeros per layer and linear,
+ * counted from the artifacts), record {"sparsity_config": {"method", "sparsity",
+ * "pattern", "global_sparsity", "targets", "format"}} in config.json, and add
+ * "sparsity" (achieved) and "sparsity_report" to the step's journal result. */
 #ifndef SQ_COORDINATOR_ASSEMBLE_H
 #define SQ_COORDINATOR_ASSEMBLE_H
+
+#include <jansson.h>
 
 #include "coordinator/journal.h"
 #include "core/status.h"
@@ -13,6 +22,7 @@
 #include "model/config.h"
 
 sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_step *step_spec,
-                                 const sq_model_config *cfg, const sq_checkpoint *source, const char *output_dir);
+                                 const sq_model_config *cfg, const sq_checkpoint *source, const char *output_dir,
+                                 json_t *step_result);
 
 #endif

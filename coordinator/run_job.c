@@ -108,7 +108,7 @@ static sq_status run_calibration_step(job_state *js, int step)
     free(config_path);
     SQ_TRY(st);
     SQ_TRY(sq_checkpoint_open(&ckpt, js->model_dir));
-    if (spec->steps[step].kind == SQ_STEP_GPTQ)
+    if (sq_calibration_needs_samples(spec->steps[step].kind))
         SQ_TRY_GOTO(st, calibration_samples(js, &cfg, &samples), done);
 
     sq_plan *plan = calloc(1, sizeof *plan);
@@ -140,16 +140,17 @@ static sq_status run_calibration_step(job_state *js, int step)
         char *output = NULL;
         if (js->comm->rank == 0) {
             double started = sq_now_seconds();
+            json_t *result = json_object();
             mine = step_output(js, step, &output);
             if (mine == SQ_OK)
-                mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], &cfg, ckpt, output);
+                mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], &cfg, ckpt, output, result);
             if (mine == SQ_OK) {
-                json_t *result = json_pack("{s:s}", "output", output);
+                json_object_set_new(result, "output", json_string(output));
                 mine = sq_journal_record_step(&js->journal, step, result);
-                json_decref(result);
                 sq_log_info("step %d %s: checkpoint written to %s (%.2fs)", step,
                             sq_step_kind_name(spec->steps[step].kind), output, sq_now_seconds() - started);
             }
+            json_decref(result);
             free(output);
         }
         st = agree_with_rank0(js->comm, mine, "writing the output checkpoint");
@@ -230,7 +231,7 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
         if (done_flag) {
             if (comm->rank == 0)
                 sq_log_info("step %d %s: done in the journal, skipped", step, sq_step_kind_name(kind));
-        } else if (kind == SQ_STEP_GPTQ || kind == SQ_STEP_RTN) {
+        } else if (sq_calibration_runs(kind)) {
             st = run_calibration_step(&js, step);
         } else if (kind == SQ_STEP_EVAL) {
             sq_status mine = comm->rank == 0 ? eval_on_rank0(&js, step) : SQ_OK;

@@ -158,4 +158,28 @@ sq_status kn_gptq_block(float *W, uint8_t *codes, float *Err, const float *Hinv,
                         int ldg, const int32_t *group_of_column, bool compute_groups, int group_size,
                         int rows, int n, int col0, int ncols, int bits, bool sym);
 
+/* ---- pruning (SparseGPT, Wanda, magnitude) ------------------------------ */
+
+/* Prune the lowest scores of each row of W[rows, n] in place: the columns form groups of
+ * `group` consecutive columns (n a multiple of group), and in every (row, group) the
+ * `count` entries of lowest score |W[r,c]| · col_scale[c] (col_scale NULL: |W[r,c]|) are
+ * set to 0.0f; equal scores go to the lower column first. Unstructured: group = n; N:M:
+ * group = M, count = N. */
+sq_status kn_prune_lowest(float *W, const float *col_scale, int rows, int n, int group, int count);
+
+/* One SparseGPT block: kn_gptq_block (same arguments and steps) with pruning. The block's
+ * columns form groups of prune_group consecutive columns (ncols a multiple of prune_group);
+ * when the walk reaches a group's first column, in each row the prune_count columns of the
+ * group with the lowest score w²/Hinv_cc² (w as W is at that moment; equal scores: the lower
+ * column first) are marked pruned. Each column j is then replaced by q = 0 where pruned,
+ * else w; with bits > 0, q is then rounded onto its grid (a pruned entry gets the zero
+ * point as its code and dequantizes to exactly 0). bits 0 means no quantization: codes,
+ * scale, zero and group_of_column are not used and may be NULL. err = (w - q)/Hinv_jj is
+ * spread over the block's later columns and written to Err as in kn_gptq_block.
+ * Unstructured: prune_group = ncols; N:M: prune_group = M, prune_count = N. */
+sq_status kn_sparsegpt_block(float *W, uint8_t *codes, float *Err, const float *Hinv, float *scale, float *zero,
+                             int ldg, const int32_t *group_of_column, bool compute_groups, int group_size,
+                             int rows, int n, int col0, int ncols, int bits, bool sym, int prune_group,
+                             int prune_count);
+
 #endif

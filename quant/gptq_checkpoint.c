@@ -1,23 +1,19 @@
 /* gptq_checkpoint.c: assembling a GPTQ checkpoint directory from the source
  * model and the packed linears, and reading packed linears back as fp32. */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
 #include "core/fileio.h"
-#include "core/sha256.h"
+#include "model/checkpoint_files.h"
 #include "quant/gptq_checkpoint.h"
 
 #define DEFAULT_MAX_SHARD_BYTES (4ull << 30)
 #define CONVERT_CHUNK (1u << 20)
 
-static const char *const copied_files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                                           "tokenizer.model", "generation_config.json"};
 
 /* ---- planning ------------------------------------------------------------ */
 
@@ -247,43 +243,21 @@ static json_t *quantization_config(const sq_quant_options *opt)
                      opt->true_sequential, "checkpoint_format", "gptq");
 }
 
-static sq_status write_json(const char *dir, const char *name, json_t *value)
-{
-    char *text = json_dumps(value, JSON_INDENT(2));
-    char *path = sq_path_join(dir, name);
-    sq_status st = text && path ? sq_write_file_atomic(path, text, strlen(text))
-                                : sq_fail(SQ_ERR_NOMEM, "cannot serialise %s", name);
-    free(text);
-    free(path);
-    return st;
-}
-
 static sq_status write_configs(const sq_gptq_checkpoint_request *req, const char *out_dir)
 {
-    char *src_path = sq_path_join(sq_checkpoint_dir(req->source), "config.json");
-    char *text = NULL;
-    size_t len = 0;
-    sq_status st = sq_read_file(src_path, &text, &len);
     json_t *config = NULL, *qc = NULL;
-    if (st != SQ_OK)
-        goto done;
-    json_error_t err;
-    config = json_loadb(text, len, 0, &err);
-    if (!json_is_object(config)) {
-        st = sq_fail(SQ_ERR_FORMAT, "%s: line %d: %s", src_path, err.line,
-                     config ? "config is not a JSON object" : err.text);
-        goto done;
-    }
+    sq_status st;
+    SQ_TRY_GOTO(st, sq_checkpoint_load_config_json(sq_checkpoint_dir(req->source), &config), done);
     qc = quantization_config(req->options);
     json_object_set(config, "quantization_config", qc);
     json_object_set_new(config, "torch_dtype", json_string("float16"));
-    SQ_TRY_GOTO(st, write_json(out_dir, "config.json", config), done);
-    st = write_json(out_dir, "quantize_config.json", qc);
+    if (req->extra_config)
+        json_object_update(config, req->extra_config);
+    SQ_TRY_GOTO(st, sq_checkpoint_write_json(out_dir, "config.json", config), done);
+    st = sq_checkpoint_write_json(out_dir, "quantize_config.json", qc);
 done:
     json_decref(qc);
     json_decref(config);
-    free(text);
-    free(src_path);
     return st;
 }
 
@@ -309,34 +283,8 @@ static sq_status write_index(const sq_gptq_checkpoint_request *req, const plan_i
         json_decref(file);
     }
     json_t *index = json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", map);
-    sq_status st = write_json(out_dir, "model.safetensors.index.json", index);
+    sq_status st = sq_checkpoint_write_json(out_dir, "model.safetensors.index.json", index);
     json_decref(index);
-    return st;
-}
-
-static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static sq_status write_manifest(const char *out_dir, char **files, int n_files)
-{
-    qsort(files, (size_t)n_files, sizeof *files, by_string);
-    json_t *list = json_array();
-    sq_status st = SQ_OK;
-    for (int k = 0; k < n_files && st == SQ_OK; k++) {
-        char *path = sq_path_join(out_dir, files[k]);
-        char hex[SQ_SHA256_HEX_LEN + 1];
-        uint64_t size = 0;
-        st = sq_file_size(path, &size);
-        if (st == SQ_OK)
-            st = sq_sha256_file(path, hex);
-        if (st == SQ_OK)
-            json_array_append_new(list, json_pack("{s:s, s:I, s:s}", "path", files[k], "size", (json_int_t)size,
-                                                  "sha256", hex));
-        free(path);
-    }
-    json_t *manifest = json_pack("{s:o}", "files", list);
-    if (st == SQ_OK)
-        st = write_json(out_dir, "manifest.json", manifest);
-    json_decref(manifest);
     return st;
 }
 
@@ -348,7 +296,7 @@ sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const 
     plan_item *items = NULL;
     int n_items = 0, n_shards = 0, n_files = 0;
     SQ_TRY(make_plan(req, &items, &n_items, &n_shards));
-    int max_files = n_shards + 4 + (int)(sizeof copied_files / sizeof *copied_files);
+    int max_files = n_shards + 3 + SQ_COMPANION_FILES + req->n_extra_files;
     char **files = calloc((size_t)max_files, sizeof *files);
     sq_status st = SQ_OK;
     if (!files) {
@@ -376,42 +324,20 @@ sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const 
         SQ_TRY_GOTO(st, write_index(req, items, n_items, files, out_dir), done);
         files[n_files++] = strdup("model.safetensors.index.json");
     } else {
-        /* A stale index from an earlier sharded write would take precedence for readers. */
-        char *stale = sq_path_join(out_dir, "model.safetensors.index.json");
-        int gone = unlink(stale) == 0 || errno == ENOENT;
-        free(stale);
-        if (!gone) {
-            st = sq_fail(SQ_ERR_IO, "%s: cannot remove stale model.safetensors.index.json: %s", out_dir,
-                         strerror(errno));
-            goto done;
-        }
+        SQ_TRY_GOTO(st, sq_checkpoint_remove_stale_index(out_dir), done);
     }
     SQ_TRY_GOTO(st, write_configs(req, out_dir), done);
     files[n_files++] = strdup("config.json");
     files[n_files++] = strdup("quantize_config.json");
-    for (size_t k = 0; k < sizeof copied_files / sizeof *copied_files; k++) {
-        char *src = sq_path_join(sq_checkpoint_dir(req->source), copied_files[k]);
-        char *dst = sq_path_join(out_dir, copied_files[k]);
-        uint64_t size;
-        sq_status present = sq_file_size(src, &size);
-        if (present == SQ_OK) {
-            st = sq_copy_file(src, dst);
-            files[n_files++] = strdup(copied_files[k]);
-        } else if (present == SQ_ERR_NOT_FOUND) {
-            sq_clear_error();
-        } else {
-            st = present;
-        }
-        free(src), free(dst);
-        if (st != SQ_OK)
-            goto done;
-    }
+    SQ_TRY_GOTO(st, sq_checkpoint_copy_companions(sq_checkpoint_dir(req->source), out_dir, files, &n_files), done);
+    for (int k = 0; k < req->n_extra_files; k++)
+        files[n_files++] = strdup(req->extra_files[k]);
     for (int k = 0; k < n_files; k++)
         if (!files[k]) {
             st = sq_fail(SQ_ERR_NOMEM, "gptq checkpoint %s: out of memory", out_dir);
             goto done;
         }
-    st = write_manifest(out_dir, files, n_files);
+    st = sq_checkpoint_write_manifest(out_dir, files, n_files);
 done:
     for (int k = 0; k < n_files; k++)
         free(files[k]);

@@ -13,10 +13,12 @@
  *     "desc_act", "sym", "damp_percent", "static_groups", "true_sequential",
  *     "checkpoint_format": "gptq"}; the same object also goes to
  *     `quantize_config.json` (what AutoGPTQ and GPTQModel read);
+ *     (plus the request's extra_config entries, e.g. a sparsity_config);
  *   - tokenizer.json, tokenizer_config.json, special_tokens_map.json,
  *     tokenizer.model and generation_config.json are copied when present;
  *   - `manifest.json` is written last: {"files": [{"path", "size", "sha256"}, ...]}
- *     sorted by path, covering every other file written.
+ *     sorted by path, covering every other file written and the request's
+ *     extra_files (see model/checkpoint_files.h).
  * Every file is written atomically.
  *
  * Reading (so `shardq eval` and QLoRA can use GPTQ output): a checkpoint opened
@@ -29,6 +31,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #include "core/status.h"
 #include "jobs/spec.h"
@@ -48,6 +52,9 @@ typedef struct {
     void *ctx;
     const sq_quant_options *options;  /* recorded in quantization_config */
     uint64_t max_shard_bytes;         /* 0: 4 GiB */
+    json_t *extra_config;             /* merged into config.json, or NULL */
+    const char *const *extra_files;   /* files the caller already wrote into out_dir, for the manifest */
+    int n_extra_files;
 } sq_gptq_checkpoint_request;
 
 /* Write the checkpoint into `out_dir` (created if needed). */

@@ -15,6 +15,18 @@ sq_status sq_quant_options_check(const sq_quant_options *opt, int cols, const ch
     return SQ_OK;
 }
 
+sq_quant_options sq_sparse_joint_quant_options(const sq_sparse_options *opt)
+{
+    return (sq_quant_options){.bits = opt->bits,
+                              .group_size = opt->group_size,
+                              .sym = opt->sym,
+                              .desc_act = false,
+                              .static_groups = false,
+                              .damp_percent = opt->damp_percent,
+                              .block_size = opt->block_size,
+                              .true_sequential = false};
+}
+
 sq_status sq_quant_result_alloc(sq_quant_result *res, int rows, int cols, int bits, int group_size, bool sym)
 {
     memset(res, 0, sizeof *res);

@@ -29,6 +29,11 @@ typedef struct {
  * of `opt` for a linear with `cols` inputs; `who` prefixes messages. */
 sq_status sq_quant_options_check(const sq_quant_options *opt, int cols, const char *who);
 
+/* The quantization a sparsegpt step with bits > 0 applies jointly with pruning,
+ * as GPTQ options (bits, group_size, sym, damp_percent, block_size; no act-order,
+ * no static groups, one solve per layer as the SparseGPT reference does). */
+sq_quant_options sq_sparse_joint_quant_options(const sq_sparse_options *opt);
+
 /* Allocate the host arrays for a rows×cols linear (all zero). */
 sq_status sq_quant_result_alloc(sq_quant_result *res, int rows, int cols, int bits, int group_size, bool sym);
 void sq_quant_result_free(sq_quant_result *res);

@@ -1,5 +1,5 @@
-/* calibrate.c: the layer loop of a gptq / rtn step in sequential and pipeline
- * mode (see calibrate.h). */
+/* calibrate.c: the layer loop of a gptq, rtn, sparsegpt, wanda or magnitude
+ * step in sequential and pipeline mode (see calibrate.h). */
 #include "worker/calibrate.h"
 
 #include <stdio.h>
@@ -15,7 +15,9 @@
 #include "model/layer.h"
 #include "quant/gptq.h"
 #include "quant/hessian.h"
+#include "quant/prune.h"
 #include "quant/rtn.h"
+#include "quant/sparsegpt.h"
 #include "worker/fault.h"
 #include "worker/layer_results.h"
 #include "worker/signals.h"
@@ -39,7 +41,9 @@ static input_kind input_of(int linear)
 }
 
 /* Linears solved together: with true_sequential q,k,v | o | gate,up | down
- * (each group sees the inputs produced by the already-quantized groups before it). */
+ * (each group sees the inputs produced by the already-quantized groups before it).
+ * Pruning solves all seven on the layer's inputs at once, as the SparseGPT and
+ * Wanda references do. */
 typedef struct {
     int linears[SQ_LINEAR_COUNT];
     int count;
@@ -74,9 +78,12 @@ static double phase_clock(void)
 
 typedef struct {
     const sq_calibration *job;
-    const sq_quant_options *opt;
-    sq_step_kind kind;  /* SQ_STEP_GPTQ or SQ_STEP_RTN */
-    bool needs_samples; /* gptq: Hessians from calibration activations; rtn: weights only */
+    const sq_quant_options *opt;     /* gptq, rtn */
+    const sq_sparse_options *sparse; /* sparsegpt, wanda, magnitude */
+    sq_step_kind kind;
+    bool needs_samples;   /* gptq, sparsegpt, wanda: Hessians from calibration activations; rtn, magnitude: weights only */
+    bool true_sequential; /* solve the linears group by group (gptq's option) */
+    sq_layer_form form;   /* what the step produces: quantized, or pruned dense weights */
     int rank, world;
     int seqlen, hidden, micro;
     sq_model model;     /* embedding and the resident layer's buffers */
@@ -170,39 +177,85 @@ static sq_status group_hessians(calib_state *cs, const float *X, int nseq, const
     return SQ_OK;
 }
 
-/* Solve one linear of the resident layer on this rank (its weights stay untouched). */
-static sq_status solve_linear(calib_state *cs, int layer, int linear, const sq_hessian *h, sq_quant_result *res)
+/* The dtype the output checkpoint keeps a pruned linear in: the source tensor's. */
+static sq_status dense_dtype(const calib_state *cs, int layer, int linear, sq_dtype *dtype)
 {
-    sq_linear *lin = &cs->model.layer.linear[linear];
-    size_t wbytes = (size_t)lin->out_features * lin->in_features * sizeof(float);
-    float *W = NULL, *H = NULL;
-    sq_status st;
-    SQ_TRY_GOTO(st, kn_alloc((void **)&W, wbytes), done);
-    SQ_TRY_GOTO(st, kn_copy(W, lin->weight, wbytes), done);
-    if (cs->kind == SQ_STEP_GPTQ) {
-        size_t hbytes = (size_t)h->cols * h->cols * sizeof(float);
-        SQ_TRY_GOTO(st, kn_alloc((void **)&H, hbytes), done);
-        SQ_TRY_GOTO(st, kn_copy(H, h->H, hbytes), done);
-        st = sq_gptq_solve(W, H, lin->out_features, lin->in_features, cs->opt, res);
-    } else {
-        st = sq_rtn_quantize(W, lin->out_features, lin->in_features, cs->opt, res);
+    char name[160];
+    snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, sq_linear_name(linear));
+    const sq_st_tensor *t = sq_checkpoint_find(cs->job->ckpt, name);
+    if (!t)
+        return sq_fail(SQ_ERR_NOT_FOUND, "%s: no tensor %s", sq_checkpoint_dir(cs->job->ckpt), name);
+    *dtype = t->dtype;
+    return SQ_OK;
+}
+
+/* A device copy of a finished Hessian (the solvers consume theirs). */
+static sq_status hessian_copy(const sq_hessian *h, float **H)
+{
+    size_t hbytes = (size_t)h->cols * h->cols * sizeof(float);
+    SQ_TRY(kn_alloc((void **)H, hbytes));
+    return kn_copy(*H, h->H, hbytes);
+}
+
+/* Run the step's solver on W (a device copy of the linear's weights), filling `out`'s linear. */
+static sq_status solve_into(calib_state *cs, int layer, int linear, float *W, const sq_hessian *h,
+                            sq_layer_results *out)
+{
+    const sq_linear *lin = &cs->model.layer.linear[linear];
+    int rows = lin->out_features, cols = lin->in_features;
+    sq_quant_result *res = &out->linear[linear];
+    float *H = NULL;
+    sq_status st = SQ_OK;
+    switch (cs->kind) {
+    case SQ_STEP_GPTQ:
+        SQ_TRY_GOTO(st, hessian_copy(h, &H), done);
+        st = sq_gptq_solve(W, H, rows, cols, cs->opt, res);
+        break;
+    case SQ_STEP_RTN: st = sq_rtn_quantize(W, rows, cols, cs->opt, res); break;
+    case SQ_STEP_SPARSEGPT:
+        SQ_TRY_GOTO(st, hessian_copy(h, &H), done);
+        st = sq_sparsegpt_solve(W, H, rows, cols, cs->sparse, cs->sparse->bits > 0 ? res : NULL);
+        break;
+    case SQ_STEP_WANDA: st = sq_wanda_prune(W, h->H, rows, cols, cs->sparse); break;
+    case SQ_STEP_MAGNITUDE: st = sq_magnitude_prune(W, rows, cols, cs->sparse); break;
+    default: st = sq_fail(SQ_ERR_UNSUPPORTED, "calibration cannot run %s", sq_step_kind_name(cs->kind)); break;
     }
-    if (st != SQ_OK)
-        sq_fail_context(st, "layer %d %s", layer, sq_linear_name(linear));
+    if (st == SQ_OK && out->form == SQ_LAYER_DENSE) {
+        sq_dtype dtype = SQ_DTYPE_F32;
+        SQ_TRY_GOTO(st, dense_dtype(cs, layer, linear, &dtype), done);
+        st = sq_dense_weights_from_device(&out->dense[linear], W, rows, cols, dtype);
+    }
 done:
-    kn_free(W);
     kn_free(H);
     return st;
 }
 
-/* Quantize the resident layer. shared: samples are split over ranks (Hessians
- * summed, solves dealt out, results broadcast); otherwise this rank does it all.
- * On return `out` holds all seven results and the layer computes with them. */
+/* Solve one linear of the resident layer on this rank (its weights stay untouched). */
+static sq_status solve_linear(calib_state *cs, int layer, int linear, const sq_hessian *h, sq_layer_results *out)
+{
+    sq_linear *lin = &cs->model.layer.linear[linear];
+    size_t wbytes = (size_t)lin->out_features * lin->in_features * sizeof(float);
+    float *W = NULL;
+    sq_status st;
+    SQ_TRY_GOTO(st, kn_alloc((void **)&W, wbytes), done);
+    SQ_TRY_GOTO(st, kn_copy(W, lin->weight, wbytes), done);
+    st = solve_into(cs, layer, linear, W, h, out);
+    if (st != SQ_OK)
+        sq_fail_context(st, "layer %d %s", layer, sq_linear_name(linear));
+done:
+    kn_free(W);
+    return st;
+}
+
+/* Quantize or prune the resident layer. shared: samples are split over ranks
+ * (Hessians summed, solves dealt out, results broadcast); otherwise this rank
+ * does it all. On return `out` holds all seven results and the layer computes with them. */
 static sq_status quantize_layer(calib_state *cs, int layer, const float *X, int nseq, bool shared,
                                 sq_layer_results *out)
 {
     linear_group groups[4];
-    int ngroups = linear_groups(cs->opt->true_sequential, groups);
+    int ngroups = linear_groups(cs->true_sequential, groups);
+    out->form = cs->form;
     sq_status st = SQ_OK;
     for (int g = 0; g < ngroups && st == SQ_OK; g++) {
         sq_hessian hessians[INPUT_KINDS];
@@ -228,17 +281,16 @@ static sq_status quantize_layer(calib_state *cs, int layer, const float *X, int 
             int linear = groups[g].linears[i];
             int owner = shared ? sq_plan_solve_owner(cs->job->plan, layer, linear) : cs->rank;
             if (owner == cs->rank)
-                SQ_TRY_GOTO(st, solve_linear(cs, layer, linear, &hessians[input_of(linear)], &out->linear[linear]),
-                            group_done);
+                SQ_TRY_GOTO(st, solve_linear(cs, layer, linear, &hessians[input_of(linear)], out), group_done);
         }
         for (int i = 0; i < groups[g].count; i++) {
             int linear = groups[g].linears[i];
             if (shared)
                 SQ_TRY_GOTO(st,
-                            sq_quant_result_bcast(&out->linear[linear],
-                                                  sq_plan_solve_owner(cs->job->plan, layer, linear), cs->rank),
+                            sq_layer_result_bcast_linear(out, linear,
+                                                         sq_plan_solve_owner(cs->job->plan, layer, linear), cs->rank),
                             group_done);
-            SQ_TRY_GOTO(st, sq_quant_result_install(&out->linear[linear], &cs->model.layer.linear[linear]),
+            SQ_TRY_GOTO(st, sq_layer_result_install_linear(out, linear, &cs->model.layer.linear[linear]),
                         group_done);
         }
         cs->phases.solve += phase_clock() - solve_start;
@@ -272,6 +324,24 @@ static void die_mid_write(const sq_layer_results *results, int layer, const char
     sq_fault_point("mid-artifact", layer);
 }
 
+/* The progress log's line on what a pruning step achieved in a layer. */
+static sq_status log_layer_sparsity(const calib_state *cs, int layer, const sq_layer_results *results)
+{
+    char line[1024];
+    int used = snprintf(line, sizeof line, "step %d %s: layer %d sparsity", cs->job->step,
+                        sq_step_kind_name(cs->kind), layer);
+    for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
+        int64_t zeros;
+        SQ_TRY(sq_layer_result_zeros(results, i, &zeros));
+        const sq_linear *lin = &cs->model.layer.linear[i];
+        double total = (double)lin->out_features * lin->in_features;
+        if (used < (int)sizeof line)
+            used += snprintf(line + used, sizeof line - (size_t)used, " %s %.4f", sq_linear_name(i), zeros / total);
+    }
+    sq_log_info("%s", line);
+    return SQ_OK;
+}
+
 /* Write a layer's artifact, then record it: the journal never names bytes that are not durable. */
 static sq_status save_layer(calib_state *cs, int layer, const sq_layer_results *results)
 {
@@ -297,7 +367,7 @@ static sq_status save_layer(calib_state *cs, int layer, const sq_layer_results *
     sq_fault_point("before-journal", layer);
     SQ_TRY(sq_journal_record_layer(cs->job->journal, cs->job->step, layer, name, sha));
     sq_fault_point("after-journal", layer);
-    return SQ_OK;
+    return cs->sparse ? log_layer_sparsity(cs, layer, results) : SQ_OK;
 }
 
 static sq_status load_layer(calib_state *cs, int layer, sq_layer_results *results)
@@ -348,7 +418,7 @@ static void log_progress(calib_state *cs, int finished, int total, int layer, bo
     double eta = finished > 0 ? elapsed / finished * (total - finished) : 0.0;
     sq_log_info("step %d %s: layer %d/%d %s, elapsed %.1fs, ETA %.1fs", cs->job->step, sq_step_kind_name(cs->kind),
                 layer + 1, total,
-                replayed ? "replayed from the journal" : "quantized", elapsed, eta);
+                replayed ? "replayed from the journal" : cs->sparse ? "pruned" : "quantized", elapsed, eta);
 }
 
 static sq_status check_stop(int layer)
@@ -598,32 +668,74 @@ static sq_status run_pipeline(calib_state *cs)
 
 /* ---- entry ------------------------------------------------------------- */
 
+bool sq_calibration_runs(sq_step_kind kind)
+{
+    return kind == SQ_STEP_GPTQ || kind == SQ_STEP_RTN || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA ||
+           kind == SQ_STEP_MAGNITUDE;
+}
+
+bool sq_calibration_needs_samples(sq_step_kind kind)
+{
+    return kind == SQ_STEP_GPTQ || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA;
+}
+
+/* The step's options against this model's linears (what the spec could not know). */
+static sq_status check_step_options(const calib_state *cs)
+{
+    const sq_calibration *job = cs->job;
+    const char *kind = sq_step_kind_name(cs->kind);
+    sq_quant_options joint;
+    const sq_quant_options *quant = cs->opt;
+    if (cs->sparse && cs->sparse->bits > 0) {
+        joint = sq_sparse_joint_quant_options(cs->sparse);
+        quant = &joint;
+    }
+    int m = cs->sparse ? cs->sparse->prune_m : 0;
+    if (cs->kind == SQ_STEP_SPARSEGPT && m > 0 && cs->sparse->block_size % m != 0)
+        return sq_fail(SQ_ERR_SPEC, "steps[%d].sparsegpt.block_size: %d is not a multiple of the pattern's %d",
+                       job->step, cs->sparse->block_size, m);
+    for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
+        int in = i == SQ_LINEAR_O ? job->cfg->num_heads * job->cfg->head_dim
+                 : i == SQ_LINEAR_DOWN ? job->cfg->intermediate_size
+                                       : job->cfg->hidden_size;
+        if (m > 0 && in % m != 0)
+            return sq_fail(SQ_ERR_SPEC, "steps[%d].%s.pattern: %d:%d does not divide %s's %d inputs", job->step, kind,
+                           cs->sparse->prune_n, m, sq_linear_name(i), in);
+        if (!quant)
+            continue;
+        SQ_TRY(sq_quant_options_check(quant, in, sq_linear_name(i)));
+        if (quant->group_size > 0 && in % quant->group_size != 0)
+            return sq_fail(SQ_ERR_SPEC, "steps[%d].%s.group_size: %d does not divide %s's %d inputs", job->step, kind,
+                           quant->group_size, sq_linear_name(i), in);
+    }
+    return SQ_OK;
+}
+
 sq_status sq_calibrate(const sq_calibration *job)
 {
     calib_state cs;
     memset(&cs, 0, sizeof cs);
     cs.job = job;
-    cs.kind = job->spec->steps[job->step].kind;
-    if (cs.kind != SQ_STEP_GPTQ && cs.kind != SQ_STEP_RTN)
-        return sq_fail(SQ_ERR_UNSUPPORTED, "steps[%d]: calibration runs gptq and rtn steps, not %s", job->step,
-                       sq_step_kind_name(cs.kind));
-    cs.opt = &job->spec->steps[job->step].quant;
-    cs.needs_samples = cs.kind == SQ_STEP_GPTQ;
+    const sq_step *step = &job->spec->steps[job->step];
+    cs.kind = step->kind;
+    if (!sq_calibration_runs(cs.kind))
+        return sq_fail(SQ_ERR_UNSUPPORTED,
+                       "steps[%d]: calibration runs gptq, rtn, sparsegpt, wanda and magnitude steps, not %s",
+                       job->step, sq_step_kind_name(cs.kind));
+    bool pruning = cs.kind != SQ_STEP_GPTQ && cs.kind != SQ_STEP_RTN;
+    cs.opt = pruning ? NULL : &step->quant;
+    cs.sparse = pruning ? &step->sparse : NULL;
+    cs.true_sequential = !pruning && step->quant.true_sequential;
+    cs.form = pruning && !(cs.kind == SQ_STEP_SPARSEGPT && step->sparse.bits > 0) ? SQ_LAYER_DENSE
+                                                                                  : SQ_LAYER_QUANTIZED;
+    cs.needs_samples = sq_calibration_needs_samples(cs.kind);
     cs.rank = job->comm->rank;
     cs.world = job->comm->world_size;
     cs.seqlen = job->spec->seqlen;
     cs.hidden = job->cfg->hidden_size;
     cs.micro = job->spec->micro_batch > 0 ? job->spec->micro_batch : 1;
     cs.started = sq_now_seconds();
-    for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
-        int in = i == SQ_LINEAR_O ? job->cfg->num_heads * job->cfg->head_dim
-                 : i == SQ_LINEAR_DOWN ? job->cfg->intermediate_size
-                                       : job->cfg->hidden_size;
-        SQ_TRY(sq_quant_options_check(cs.opt, in, sq_linear_name(i)));
-        if (cs.opt->group_size > 0 && in % cs.opt->group_size != 0)
-            return sq_fail(SQ_ERR_SPEC, "steps[%d].%s.group_size: %d does not divide %s's %d inputs", job->step,
-                           sq_step_kind_name(cs.kind), cs.opt->group_size, sq_linear_name(i), in);
-    }
+    SQ_TRY(check_step_options(&cs));
 
     sq_status st;
     cs.done = calloc((size_t)job->cfg->num_layers, sizeof *cs.done);

@@ -1,5 +1,9 @@
-/* calibrate.h: the layer-by-layer calibration of one job step (gptq, rtn) on
- * every rank, in the two distribution modes of DESIGN.md.
+/* calibrate.h: the layer-by-layer calibration of one job step on every rank,
+ * in the two distribution modes of DESIGN.md. Quantization (gptq, rtn) and
+ * pruning (sparsegpt, wanda, magnitude; sparsegpt may also quantize) share the
+ * loop; rtn and magnitude read only the weights, the others the Hessians of
+ * each linear's inputs (wanda only their diagonals). Pruning solves a layer's
+ * seven linears together on the layer's inputs, as the references do.
  *
  * sequential: each rank holds its slice of the calibration samples; per layer
  *   (and, with true_sequential, per group q,k,v -> o -> gate,up -> down) the
@@ -16,6 +20,7 @@
 #ifndef SQ_WORKER_CALIBRATE_H
 #define SQ_WORKER_CALIBRATE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "coordinator/journal.h"
@@ -28,7 +33,7 @@
 
 typedef struct {
     const sq_job_spec *spec;
-    int step;                   /* index of the gptq / rtn step in spec->steps */
+    int step;                   /* index of the step in spec->steps */
     const sq_comm *comm;
     const sq_plan *plan;
     sq_journal *journal;        /* rank 0 only (NULL on other ranks) */
@@ -36,6 +41,10 @@ typedef struct {
     const sq_checkpoint *ckpt;  /* the step's input model */
     const int32_t *samples;     /* [nsamples, seqlen] token ids, identical on every rank */
 } sq_calibration;
+
+/* Whether a step kind runs through sq_calibrate, and whether it needs calibration samples. */
+bool sq_calibration_runs(sq_step_kind kind);
+bool sq_calibration_needs_samples(sq_step_kind kind);
 
 /* Run the step's layer loop. On success every layer is recorded in the journal
  * (rank 0). SQ_ERR_INTERRUPTED when a stop signal arrived (all ranks stop at the

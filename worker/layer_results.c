@@ -1,7 +1,8 @@
-/* layer_results.c: moving quantization results between ranks, to and from layer
- * artifacts, and into device weights (see layer_results.h). */
+/* layer_results.c: moving quantized or pruned-dense layer results between
+ * ranks, to and from layer artifacts, and into device weights (see layer_results.h). */
 #include "worker/layer_results.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +32,50 @@ static sq_status alloc_from_header(sq_quant_result *res, const result_header *h)
     return SQ_OK;
 }
 
+void sq_dense_weights_free(sq_dense_weights *dense)
+{
+    free(dense->data);
+    memset(dense, 0, sizeof *dense);
+}
+
 void sq_layer_results_free(sq_layer_results *results)
 {
-    for (int i = 0; i < SQ_LINEAR_COUNT; i++)
+    for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
         sq_quant_result_free(&results->linear[i]);
+        sq_dense_weights_free(&results->dense[i]);
+    }
+}
+
+static size_t dense_bytes(const sq_dense_weights *d) { return (size_t)d->rows * d->cols * sq_dtype_size(d->dtype); }
+
+static bool is_float_dtype(sq_dtype d)
+{
+    return d == SQ_DTYPE_F32 || d == SQ_DTYPE_F16 || d == SQ_DTYPE_BF16 || d == SQ_DTYPE_F64;
+}
+
+static sq_status dense_alloc(sq_dense_weights *d, int rows, int cols, sq_dtype dtype)
+{
+    memset(d, 0, sizeof *d);
+    if (!is_float_dtype(dtype))
+        return sq_fail(SQ_ERR_ARG, "dense weights must be a float type, not %s", sq_dtype_name(dtype));
+    *d = (sq_dense_weights){.rows = rows, .cols = cols, .dtype = dtype};
+    d->data = malloc(dense_bytes(d) ? dense_bytes(d) : 1);
+    return d->data ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "cannot hold a %dx%d dense linear", rows, cols);
+}
+
+sq_status sq_dense_weights_from_device(sq_dense_weights *dense, const float *W, int rows, int cols, sq_dtype dtype)
+{
+    SQ_TRY(dense_alloc(dense, rows, cols, dtype));
+    size_t n = (size_t)rows * cols;
+    float *host = malloc(n ? n * sizeof *host : 1);
+    sq_status st = host ? kn_download(host, W, n * sizeof *host)
+                        : sq_fail(SQ_ERR_NOMEM, "cannot hold a %dx%d linear", rows, cols);
+    if (st == SQ_OK)
+        st = sq_convert_from_f32(dense->data, dtype, host, n);
+    free(host);
+    if (st != SQ_OK)
+        sq_dense_weights_free(dense);
+    return st;
 }
 
 static size_t cells(const sq_quant_result *res) { return (size_t)res->rows * res->cols; }
@@ -73,24 +114,69 @@ sq_status sq_quant_result_recv(sq_quant_result *res, int source)
     return sq_comm_recv_host(res->g_idx, (size_t)res->cols * sizeof(int32_t), source, RESULT_TAG);
 }
 
+/* What a receiver needs to allocate dense weights. */
+typedef struct {
+    int rows, cols, dtype;
+} dense_header;
+
+static sq_status dense_bcast(sq_dense_weights *d, int root, int my_rank)
+{
+    dense_header h = my_rank == root ? (dense_header){d->rows, d->cols, (int)d->dtype} : (dense_header){0};
+    SQ_TRY(sq_comm_bcast_host(&h, sizeof h, root));
+    if (my_rank != root)
+        SQ_TRY(dense_alloc(d, h.rows, h.cols, (sq_dtype)h.dtype));
+    return sq_comm_bcast_host(d->data, dense_bytes(d), root);
+}
+
+static sq_status dense_send(const sq_dense_weights *d, int dest)
+{
+    dense_header h = {d->rows, d->cols, (int)d->dtype};
+    SQ_TRY(sq_comm_send_host(&h, sizeof h, dest, RESULT_TAG));
+    return sq_comm_send_host(d->data, dense_bytes(d), dest, RESULT_TAG);
+}
+
+static sq_status dense_recv(sq_dense_weights *d, int source)
+{
+    dense_header h;
+    SQ_TRY(sq_comm_recv_host(&h, sizeof h, source, RESULT_TAG));
+    SQ_TRY(dense_alloc(d, h.rows, h.cols, (sq_dtype)h.dtype));
+    return sq_comm_recv_host(d->data, dense_bytes(d), source, RESULT_TAG);
+}
+
 sq_status sq_layer_results_send(const sq_layer_results *results, int dest)
 {
+    int form = (int)results->form;
+    SQ_TRY(sq_comm_send_host(&form, sizeof form, dest, RESULT_TAG));
     for (int i = 0; i < SQ_LINEAR_COUNT; i++)
-        SQ_TRY(sq_quant_result_send(&results->linear[i], dest));
+        SQ_TRY(results->form == SQ_LAYER_DENSE ? dense_send(&results->dense[i], dest)
+                                               : sq_quant_result_send(&results->linear[i], dest));
     return SQ_OK;
 }
 
 sq_status sq_layer_results_recv(sq_layer_results *results, int source)
 {
+    int form;
+    SQ_TRY(sq_comm_recv_host(&form, sizeof form, source, RESULT_TAG));
+    results->form = form == SQ_LAYER_DENSE ? SQ_LAYER_DENSE : SQ_LAYER_QUANTIZED;
     for (int i = 0; i < SQ_LINEAR_COUNT; i++)
-        SQ_TRY(sq_quant_result_recv(&results->linear[i], source));
+        SQ_TRY(results->form == SQ_LAYER_DENSE ? dense_recv(&results->dense[i], source)
+                                               : sq_quant_result_recv(&results->linear[i], source));
     return SQ_OK;
+}
+
+sq_status sq_layer_result_bcast_linear(sq_layer_results *results, int linear, int root, int my_rank)
+{
+    return results->form == SQ_LAYER_DENSE ? dense_bcast(&results->dense[linear], root, my_rank)
+                                           : sq_quant_result_bcast(&results->linear[linear], root, my_rank);
 }
 
 sq_status sq_layer_results_bcast(sq_layer_results *results, int root, int my_rank)
 {
+    int form = (int)results->form;
+    SQ_TRY(sq_comm_bcast_host(&form, sizeof form, root));
+    results->form = form == SQ_LAYER_DENSE ? SQ_LAYER_DENSE : SQ_LAYER_QUANTIZED;
     for (int i = 0; i < SQ_LINEAR_COUNT; i++)
-        SQ_TRY(sq_quant_result_bcast(&results->linear[i], root, my_rank));
+        SQ_TRY(sq_layer_result_bcast_linear(results, i, root, my_rank));
     return SQ_OK;
 }
 
@@ -117,34 +203,77 @@ sq_status sq_quant_result_dequantize(const sq_quant_result *res, float *W)
     return SQ_OK;
 }
 
-sq_status sq_quant_result_install(const sq_quant_result *res, sq_linear *linear)
+sq_status sq_layer_result_weights(const sq_layer_results *results, int linear, float *W)
 {
-    if (res->rows != linear->out_features || res->cols != linear->in_features)
-        return sq_fail(SQ_ERR_MISMATCH, "quantized weights are %dx%d, the linear expects %dx%d", res->rows, res->cols,
-                       linear->out_features, linear->in_features);
-    float *W = malloc(cells(res) * sizeof(float));
+    if (results->form != SQ_LAYER_DENSE)
+        return sq_quant_result_dequantize(&results->linear[linear], W);
+    const sq_dense_weights *d = &results->dense[linear];
+    return sq_convert_to_f32(W, d->data, d->dtype, (size_t)d->rows * d->cols);
+}
+
+sq_status sq_layer_result_zeros(const sq_layer_results *results, int linear, int64_t *zeros)
+{
+    int rows = results->form == SQ_LAYER_DENSE ? results->dense[linear].rows : results->linear[linear].rows;
+    int cols = results->form == SQ_LAYER_DENSE ? results->dense[linear].cols : results->linear[linear].cols;
+    size_t n = (size_t)rows * cols;
+    float *W = malloc(n ? n * sizeof(float) : 1);
     if (!W)
-        return sq_fail(SQ_ERR_NOMEM, "cannot dequantize a %dx%d linear", res->rows, res->cols);
-    sq_status st = sq_quant_result_dequantize(res, W);
+        return sq_fail(SQ_ERR_NOMEM, "cannot rebuild a %dx%d linear", rows, cols);
+    sq_status st = sq_layer_result_weights(results, linear, W);
+    int64_t count = 0;
+#pragma omp parallel for reduction(+ : count) schedule(static)
+    for (size_t k = 0; k < n; k++)
+        count += W[k] == 0.0f;
+    free(W);
+    *zeros = count;
+    return st;
+}
+
+/* Upload host-rebuilt weights [rows, cols] into a linear, after checking the shape. */
+static sq_status upload_rebuilt(const sq_layer_results *results, int index, int rows, int cols, sq_linear *linear)
+{
+    if (rows != linear->out_features || cols != linear->in_features)
+        return sq_fail(SQ_ERR_MISMATCH, "%s weights are %dx%d, the linear expects %dx%d",
+                       results->form == SQ_LAYER_DENSE ? "pruned" : "quantized", rows, cols, linear->out_features,
+                       linear->in_features);
+    size_t n = (size_t)rows * cols;
+    float *W = malloc(n ? n * sizeof(float) : 1);
+    if (!W)
+        return sq_fail(SQ_ERR_NOMEM, "cannot rebuild a %dx%d linear", rows, cols);
+    sq_status st = sq_layer_result_weights(results, index, W);
     if (st == SQ_OK)
-        st = kn_upload(linear->weight, W, cells(res) * sizeof(float));
+        st = kn_upload(linear->weight, W, n * sizeof(float));
     free(W);
     return st;
+}
+
+sq_status sq_quant_result_install(const sq_quant_result *res, sq_linear *linear)
+{
+    sq_layer_results one = {.form = SQ_LAYER_QUANTIZED};
+    one.linear[0] = *res;
+    return upload_rebuilt(&one, 0, res->rows, res->cols, linear);
+}
+
+sq_status sq_layer_result_install_linear(const sq_layer_results *results, int linear, sq_linear *weights)
+{
+    if (results->form == SQ_LAYER_DENSE)
+        return upload_rebuilt(results, linear, results->dense[linear].rows, results->dense[linear].cols, weights);
+    return sq_quant_result_install(&results->linear[linear], weights);
 }
 
 sq_status sq_layer_results_install(const sq_layer_results *results, sq_layer_weights *weights)
 {
     for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
-        sq_status st = sq_quant_result_install(&results->linear[i], &weights->linear[i]);
+        sq_status st = sq_layer_result_install_linear(results, i, &weights->linear[i]);
         if (st != SQ_OK)
             return sq_fail_context(st, "%s", sq_linear_name(i));
     }
     return SQ_OK;
 }
 
-/* Four tensor names per linear, in one buffer. */
+/* The tensor names of one linear, in one buffer. */
 typedef struct {
-    char codes[160], scales[160], zeros[160], g_idx[160];
+    char codes[160], scales[160], zeros[160], g_idx[160], weight[160];
 } artifact_names;
 
 static artifact_names names_for(int layer, int linear)
@@ -155,11 +284,29 @@ static artifact_names names_for(int layer, int linear)
     snprintf(n.scales, sizeof n.scales, "model.layers.%d.%s.scales", layer, base);
     snprintf(n.zeros, sizeof n.zeros, "model.layers.%d.%s.zeros", layer, base);
     snprintf(n.g_idx, sizeof n.g_idx, "model.layers.%d.%s.g_idx", layer, base);
+    snprintf(n.weight, sizeof n.weight, "model.layers.%d.%s.weight", layer, base);
     return n;
+}
+
+static sq_status write_dense(const sq_layer_results *results, int layer, const char *path)
+{
+    artifact_names names[SQ_LINEAR_COUNT];
+    sq_st_entry entries[SQ_LINEAR_COUNT];
+    for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
+        const sq_dense_weights *d = &results->dense[i];
+        names[i] = names_for(layer, i);
+        entries[i] = (sq_st_entry){names[i].weight, d->dtype, 2, {d->rows, d->cols}, d->data};
+    }
+    json_t *metadata = json_pack("{s:s}", "form", "dense");
+    sq_status st = sq_st_write(path, entries, SQ_LINEAR_COUNT, metadata);
+    json_decref(metadata);
+    return st;
 }
 
 sq_status sq_layer_results_write(const sq_layer_results *results, int layer, const char *path)
 {
+    if (results->form == SQ_LAYER_DENSE)
+        return write_dense(results, layer, path);
     artifact_names names[SQ_LINEAR_COUNT];
     sq_st_entry entries[4 * SQ_LINEAR_COUNT];
     for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
@@ -205,6 +352,26 @@ static void linear_dims(const sq_model_config *cfg, int linear, int *rows, int *
     *cols = in[linear];
 }
 
+/* The dense form: each linear's weight must be a [rows, cols] float matrix. */
+static sq_status read_dense(sq_layer_results *results, int layer, const sq_st_file *file, const sq_model_config *cfg)
+{
+    results->form = SQ_LAYER_DENSE;
+    for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
+        int rows, cols;
+        linear_dims(cfg, i, &rows, &cols);
+        artifact_names n = names_for(layer, i);
+        const sq_st_tensor *t = sq_st_find(&file->header, n.weight);
+        if (!t)
+            return sq_fail(SQ_ERR_FORMAT, "%s: tensor %s is missing", file->path, n.weight);
+        if (!is_float_dtype(t->dtype) || t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
+            return sq_fail(SQ_ERR_FORMAT, "%s: tensor %s must be a float [%d, %d] matrix, it is %s with %d dims",
+                           file->path, n.weight, rows, cols, sq_dtype_name(t->dtype), t->ndim);
+        SQ_TRY(dense_alloc(&results->dense[i], rows, cols, t->dtype));
+        SQ_TRY(read_exact(file, n.weight, t->dtype, (size_t)rows * cols, results->dense[i].data));
+    }
+    return SQ_OK;
+}
+
 sq_status sq_layer_results_read(sq_layer_results *results, int layer, const char *path, const sq_model_config *cfg)
 {
     memset(results, 0, sizeof *results);
@@ -212,6 +379,12 @@ sq_status sq_layer_results_read(sq_layer_results *results, int layer, const char
     SQ_TRY(sq_st_open(&file, path));
     sq_status st = SQ_OK;
     json_t *meta = file.header.metadata;
+    const char *form = json_string_value(json_object_get(meta, "form"));
+    if (form) {
+        st = strcmp(form, "dense") == 0 ? read_dense(results, layer, &file, cfg)
+                                        : sq_fail(SQ_ERR_FORMAT, "%s: metadata form \"%s\" is not \"dense\"", path, form);
+        goto done;
+    }
     const char *bits_s = json_string_value(json_object_get(meta, "bits"));
     const char *group_s = json_string_value(json_object_get(meta, "group_size"));
     const char *sym_s = json_string_value(json_object_get(meta, "sym"));

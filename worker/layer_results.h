@@ -1,25 +1,47 @@
-/* layer_results.h: the quantization results of one decoder layer's seven linears,
- * and everything that moves them: between ranks (broadcast, send, receive), into
+/* layer_results.h: the results of one decoder layer's seven linears, and
+ * everything that moves them: between ranks (broadcast, send, receive), into
  * and out of the layer artifact kept in the job's state, and back into the fp32
  * weights the next forward pass computes with.
  *
+ * A layer's results take one of two forms:
+ *  - quantized (gptq, rtn, sparsegpt with bits > 0): codes, scales, zeros, g_idx;
+ *  - dense (sparsegpt with bits 0, wanda, magnitude): the pruned weights in the
+ *    dtype the output checkpoint stores them in (the source tensor's dtype).
+ *
  * The weights used downstream are always rebuilt from the stored form
- * (W = fp16(scale) * (q - zero), as a GPTQ checkpoint is dequantized), both
- * right after a solve and when a resumed job replays a finished layer, so an
- * interrupted and resumed job computes exactly what an uninterrupted one does. */
+ * (W = fp16(scale) * (q - zero), as a GPTQ checkpoint is dequantized; or the
+ * stored dense values widened to fp32), both right after a solve and when a
+ * resumed job replays a finished layer, so an interrupted and resumed job
+ * computes exactly what an uninterrupted one does. */
 #ifndef SQ_WORKER_LAYER_RESULTS_H
 #define SQ_WORKER_LAYER_RESULTS_H
 
+#include "core/dtype.h"
 #include "core/status.h"
 #include "model/config.h"
 #include "model/layer.h"
 #include "quant/quant_result.h"
 
+/* A pruned linear kept dense: host [rows, cols] in `dtype` (F32, F16, BF16 or F64). */
 typedef struct {
-    sq_quant_result linear[SQ_LINEAR_COUNT];
+    int rows, cols;
+    sq_dtype dtype;
+    void *data;
+} sq_dense_weights;
+
+typedef enum { SQ_LAYER_QUANTIZED, SQ_LAYER_DENSE } sq_layer_form;
+
+typedef struct {
+    sq_layer_form form;                      /* which of the two arrays holds the results */
+    sq_quant_result linear[SQ_LINEAR_COUNT]; /* SQ_LAYER_QUANTIZED */
+    sq_dense_weights dense[SQ_LINEAR_COUNT]; /* SQ_LAYER_DENSE */
 } sq_layer_results;
 
 void sq_layer_results_free(sq_layer_results *results);
+
+/* Store the device weights W [rows, cols] as dense results in `dtype` (rounded as the checkpoint will hold them). */
+sq_status sq_dense_weights_from_device(sq_dense_weights *dense, const float *W, int rows, int cols, sq_dtype dtype);
+void sq_dense_weights_free(sq_dense_weights *dense);
 
 /* One linear's result over MPI; receivers allocate it. */
 sq_status sq_quant_result_bcast(sq_quant_result *res, int root, int my_rank);
@@ -28,19 +50,32 @@ sq_status sq_quant_result_recv(sq_quant_result *res, int source);
 sq_status sq_layer_results_send(const sq_layer_results *results, int dest);
 sq_status sq_layer_results_recv(sq_layer_results *results, int source);
 sq_status sq_layer_results_bcast(sq_layer_results *results, int root, int my_rank);
+/* One linear of a layer's results, in the layer's form (`results->form` must agree on every rank). */
+sq_status sq_layer_result_bcast_linear(sq_layer_results *results, int linear, int root, int my_rank);
 
 /* Host W[rows, cols] = fp16(scale[r, g_idx[c]]) * (codes[r, c] - zero[r, g_idx[c]]). */
 sq_status sq_quant_result_dequantize(const sq_quant_result *res, float *W);
 
-/* Upload a linear's dequantized weights into its device buffer; and all seven of a layer. */
+/* Host W[rows, cols]: a linear's weights as the next layer computes with them
+ * (dequantized, or the dense values widened to fp32). */
+sq_status sq_layer_result_weights(const sq_layer_results *results, int linear, float *W);
+
+/* The number of exact zeros in a linear's rebuilt weights (what the output checkpoint holds). */
+sq_status sq_layer_result_zeros(const sq_layer_results *results, int linear, int64_t *zeros);
+
+/* Upload a linear's dequantized weights into its device buffer; one linear of a
+ * layer's results in either form; and all seven of a layer. */
 sq_status sq_quant_result_install(const sq_quant_result *res, sq_linear *linear);
+sq_status sq_layer_result_install_linear(const sq_layer_results *results, int linear, sq_linear *weights);
 sq_status sq_layer_results_install(const sq_layer_results *results, sq_layer_weights *weights);
 
-/* The layer artifact: one safetensors file with, per linear
+/* The layer artifact: one safetensors file. Quantized: per linear
  * "model.layers.N.<linear>.codes" (U8 [rows, cols]), ".scales" and ".zeros" (F32 [rows, ngroups]),
- * ".g_idx" (I32 [cols]), and metadata {"bits", "group_size", "sym"}. Written atomically. */
+ * ".g_idx" (I32 [cols]), and metadata {"bits", "group_size", "sym"}. Dense: per linear
+ * "model.layers.N.<linear>.weight" ([rows, cols] in its dtype) and metadata {"form": "dense"}.
+ * Written atomically. */
 sq_status sq_layer_results_write(const sq_layer_results *results, int layer, const char *path);
-/* Read an artifact back, checking every shape against the model config. */
+/* Read an artifact back (either form), checking every shape and dtype against the model config. */
 sq_status sq_layer_results_read(sq_layer_results *results, int layer, const char *path, const sq_model_config *cfg);
 
 #endif

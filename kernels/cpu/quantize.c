@@ -1,12 +1,11 @@
 /* quantize.c (CPU backend): min/max quantization grids, round-to-nearest, and
- * the GPTQ inner block loop. The arithmetic follows the reference GPTQ /
- * AutoGPTQ quantizer in fp32, with torch.round's round-half-to-even
- * (nearbyintf under the default rounding mode). Every output row is
- * independent, so rows are spread over OpenMP threads. */
+ * the GPTQ inner block loop, with the grid arithmetic of quant_math.h. Every
+ * output row is independent, so rows are spread over OpenMP threads. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu/quant_math.h"
 #include "kernels/kernels.h"
 
 static sq_status check_bits(int bits, const char *who)
@@ -14,35 +13,6 @@ static sq_status check_bits(int bits, const char *who)
     if (bits < 1 || bits > 8)
         return sq_fail(SQ_ERR_ARG, "%s: bits must be in [1, 8], got %d", who, bits);
     return SQ_OK;
-}
-
-/* Grid of one row over `ncols` values x. */
-static void grid_of_row(const float *x, int ncols, float maxq, bool sym, float *scale, float *zero)
-{
-    float xmin = 0.0f, xmax = 0.0f;
-    for (int c = 0; c < ncols; c++) {
-        xmin = fminf(xmin, x[c]);
-        xmax = fmaxf(xmax, x[c]);
-    }
-    if (sym) {
-        xmax = fmaxf(fabsf(xmin), xmax);
-        if (xmin < 0.0f)
-            xmin = -xmax;
-    }
-    if (xmin == 0.0f && xmax == 0.0f) {
-        xmin = -1.0f;
-        xmax = 1.0f;
-    }
-    *scale = (xmax - xmin) / maxq;
-    *zero = sym ? (maxq + 1.0f) / 2.0f : nearbyintf(-xmin / *scale);
-}
-
-static inline float quantize_value(float w, float s, float z, float maxq, uint8_t *code)
-{
-    float q = nearbyintf(w / s) + z;
-    q = fminf(fmaxf(q, 0.0f), maxq);
-    *code = (uint8_t)q;
-    return s * (q - z);
 }
 
 sq_status kn_quant_grid(float *scale, float *zero, int ldg, int g, const float *W, int rows, int ld, int col0,

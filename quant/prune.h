@@ -1,0 +1,27 @@
+/* prune.h: the Hessian-free pruning baselines SparseGPT is measured against,
+ * Wanda and magnitude pruning, and the per-row zero count all three share.
+ * Both keep the weights that survive unchanged (no reconstruction); ties in
+ * the score are broken by column index (the lower index is pruned first), so
+ * the mask is a deterministic function of W (and diag H). */
+#ifndef SQ_QUANT_PRUNE_H
+#define SQ_QUANT_PRUNE_H
+
+#include "core/status.h"
+#include "jobs/spec.h"
+
+/* Wanda (Sun et al. 2023): score |W_ij|·‖x_j‖ where ‖x_j‖² ∝ H_jj (only the diagonal of the device
+ * Hessian H is read); within each output row remove the lowest opt->sparsity fraction, or N of every M. */
+sq_status sq_wanda_prune(float *W, const float *H, int rows, int cols, const sq_sparse_options *opt);
+
+/* Magnitude: score |W_ij|, unstructured over each output row (same per-row count as Wanda, so
+ * the two compare fairly) or N:M. */
+sq_status sq_magnitude_prune(float *W, int rows, int cols, const sq_sparse_options *opt);
+
+/* The number of zeros a row of `cols` must have for opt (floor(sparsity*cols) or cols/M*N). */
+int sq_prune_count(const sq_sparse_options *opt, int cols);
+
+/* The checks all three share: sparsity in [0, 1), or a pattern N:M with 0 < N < M and cols
+ * a multiple of M; rows and cols positive. `who` prefixes messages. */
+sq_status sq_sparse_options_check(const sq_sparse_options *opt, int rows, int cols, const char *who);
+
+#endif
