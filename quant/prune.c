@@ -54,7 +54,7 @@ sq_status sq_wanda_prune(float *W, const float *H, int rows, int cols, const sq_
             st = sq_fail(SQ_ERR_NUMERIC, "wanda: Hessian diagonal %d is %g, not a sum of squares", j, host[j]);
             goto done;
         }
-        host[j] = sqrtf(host[j]);
+        host[j] = host[j] > 0 ? sqrtf(host[j]) : 0.0f; /* +0, never -0: both backends order it alike */
     }
     SQ_TRY_GOTO(st, kn_upload(norm, host, (size_t)cols * sizeof(float)), done);
     st = prune_by_score(W, norm, rows, cols, opt);

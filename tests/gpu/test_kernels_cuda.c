@@ -15,7 +15,9 @@
  *   2e-3        kn_linear and kn_attention, which run on the tensor cores in TF32
  *   1e-3        SPD inverse, 1e-4 Cholesky factor, of a matrix with condition number ~40
  *   GPTQ pass:  codes may differ where the lazy-update GEMMs round differently and a
- *               value lands on a rounding tie: at most 1% of codes, W within 1e-2. */
+ *               value lands on a rounding tie: at most 1% of codes, W within 1e-2.
+ *   pruning:    kn_prune_lowest and kn_sparsegpt_block exact (same masks, ties included);
+ *               a SparseGPT pass, like the GPTQ pass, at most 1% of mask entries, W 1e-2. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -737,6 +739,151 @@ static void test_gptq_pass(void)
     free(Err);
 }
 
+/* ---- pruning ------------------------------------------------------------- */
+
+/* Random weights on a coarse grid (multiples of 1/8), so many |w| tie and the
+ * lower-column-first rule is exercised. */
+static float *host_tied(size_t n)
+{
+    float *x = host_random(n, 1.0f);
+    for (size_t i = 0; i < n; i++)
+        x[i] = nearbyintf(x[i] * 8.0f) / 8.0f;
+    return x;
+}
+
+static void prune_case(int rows, int n, int group, int count, bool with_scale)
+{
+    float *W = host_tied((size_t)rows * n), *scale = host_random((size_t)n, 1.0f);
+    for (int c = 0; c < n; c++)
+        scale[c] = c % 5 == 0 ? 1.0f : fabsf(scale[c]); /* some columns scale alike: ties stay ties */
+    float *dW = dev_from(W, (size_t)rows * n * 4), *dscale = dev_from(scale, (size_t)n * 4);
+    CALL(kn_prune_lowest(dW, with_scale ? dscale : NULL, rows, n, group, count));
+    CALL(kn_cpu_prune_lowest(W, with_scale ? scale : NULL, rows, n, group, count));
+    char what[128];
+    snprintf(what, sizeof what, "kn_prune_lowest %dx%d, %d of every %d%s", rows, n, count, group,
+             with_scale ? ", column scales" : "");
+    compare(what, dW, W, (size_t)rows * n, 0.0);
+    kn_free(dW);
+    kn_free(dscale);
+    free(W);
+    free(scale);
+}
+
+/* Identical masks: unstructured (one group per row) and N:M, with and without
+ * column scales (Wanda, magnitude); 1100 rows of 4096 take two sort chunks. */
+static void test_prune_lowest(void)
+{
+    prune_case(37, 96, 96, 48, true);
+    prune_case(37, 96, 96, 30, false);
+    prune_case(37, 96, 4, 2, false);
+    prune_case(37, 96, 8, 6, true);
+    prune_case(3, 11008, 11008, 5504, true);
+    prune_case(1100, 4096, 4096, 2048, false);
+}
+
+/* One SparseGPT block with identical inputs: the GPU must reproduce the CPU exactly
+ * (mask, W, Err, grids, codes). Block [64, 136) as in test_gptq_block. */
+static void sparsegpt_block_case(int bits, bool sym, int prune_group, int prune_count)
+{
+    const int rows = 100, n = 200, col0 = 64, ncols = 72, group = 32, ldg = 7;
+    float *Hinv = host_hinv(n);
+    float *dHinv = dev_from(Hinv, (size_t)n * n * 4);
+    int32_t group_of_column[200];
+    for (int c = 0; c < n; c++)
+        group_of_column[c] = c / group;
+    int32_t *dgroups = dev_from(group_of_column, sizeof group_of_column);
+    float *W = host_random((size_t)rows * n, 0.1f);
+    size_t ng = (size_t)rows * ldg;
+    float *scale = host_random(ng, 1.0f), *zero = host_random(ng, 1.0f);
+    uint8_t *codes = malloc((size_t)rows * n);
+    memset(codes, 0xff, (size_t)rows * n);
+    float *Err = malloc((size_t)rows * ncols * 4);
+    float *dW = dev_from(W, (size_t)rows * n * 4), *dscale = dev_from(scale, ng * 4);
+    float *dzero = dev_from(zero, ng * 4), *dErr = dev_poisoned((size_t)rows * ncols * 4);
+    uint8_t *dcodes = dev_poisoned((size_t)rows * n);
+    CALL(kn_sparsegpt_block(dW, dcodes, dErr, dHinv, dscale, dzero, ldg, dgroups, true, group, rows, n, col0, ncols,
+                            bits, sym, prune_group, prune_count));
+    CALL(kn_cpu_sparsegpt_block(W, codes, Err, Hinv, scale, zero, ldg, group_of_column, true, group, rows, n, col0,
+                                ncols, bits, sym, prune_group, prune_count));
+    char what[128];
+    const char *how = bits == 0 ? "unquantized" : sym ? "4-bit sym" : "4-bit asym";
+    snprintf(what, sizeof what, "kn_sparsegpt_block W (%s, %d of every %d)", how, prune_count, prune_group);
+    compare(what, dW, W, (size_t)rows * n, 0.0);
+    snprintf(what, sizeof what, "kn_sparsegpt_block Err (%s, %d of every %d)", how, prune_count, prune_group);
+    compare(what, dErr, Err, (size_t)rows * ncols, 0.0);
+    if (bits > 0) {
+        snprintf(what, sizeof what, "kn_sparsegpt_block scale (%s)", how);
+        compare(what, dscale, scale, ng, 0.0);
+        snprintf(what, sizeof what, "kn_sparsegpt_block zero (%s)", how);
+        compare(what, dzero, zero, ng, 0.0);
+        snprintf(what, sizeof what, "kn_sparsegpt_block codes (%s)", how);
+        compare_codes(what, dcodes, codes, (size_t)rows * n, 0.0);
+    }
+    kn_free(dW);
+    kn_free(dscale);
+    kn_free(dzero);
+    kn_free(dErr);
+    kn_free(dcodes);
+    kn_free(dHinv);
+    kn_free(dgroups);
+    free(W);
+    free(scale);
+    free(zero);
+    free(codes);
+    free(Err);
+    free(Hinv);
+}
+
+static void test_sparsegpt_block(void)
+{
+    sparsegpt_block_case(0, false, 72, 36);
+    sparsegpt_block_case(0, false, 4, 2);
+    sparsegpt_block_case(4, false, 72, 43);
+    sparsegpt_block_case(4, true, 8, 4);
+}
+
+/* A whole unstructured 50% SparseGPT pass on each backend, blocks of 64 with each
+ * backend's own lazy-update GEMM: masks may differ only where the GEMMs' rounding
+ * reorders two nearly equal scores (at most 1% of entries), W within 1e-2. */
+static void test_sparsegpt_pass(void)
+{
+    const int rows = 128, n = 256, block = 64;
+    float *Hinv = host_hinv(n), *W = host_random((size_t)rows * n, 0.1f);
+    float *dHinv = dev_from(Hinv, (size_t)n * n * 4), *dW = dev_from(W, (size_t)rows * n * 4);
+    float *Err = malloc((size_t)rows * block * 4), *dErr = dev_poisoned((size_t)rows * block * 4);
+    for (int col0 = 0; col0 < n; col0 += block) {
+        int end = col0 + block;
+        CALL(kn_sparsegpt_block(dW, NULL, dErr, dHinv, NULL, NULL, 1, NULL, false, -1, rows, n, col0, block, 0,
+                                false, block, block / 2));
+        CALL(kn_cpu_sparsegpt_block(W, NULL, Err, Hinv, NULL, NULL, 1, NULL, false, -1, rows, n, col0, block, 0,
+                                    false, block, block / 2));
+        if (end < n) {
+            CALL(kn_gemm(false, false, rows, n - end, block, -1.0f, dErr, block, dHinv + (size_t)col0 * n + end, n,
+                         1.0f, dW + end, n));
+            CALL(kn_cpu_gemm(false, false, rows, n - end, block, -1.0f, Err, block, Hinv + (size_t)col0 * n + end, n,
+                             1.0f, W + end, n));
+        }
+    }
+    float *gpu = downloaded(dW, (size_t)rows * n);
+    size_t differ = 0, gpu_zeros = 0;
+    for (size_t i = 0; i < (size_t)rows * n; i++) {
+        differ += (gpu[i] == 0.0f) != (W[i] == 0.0f);
+        gpu_zeros += gpu[i] == 0.0f;
+    }
+    report(gpu_zeros == (size_t)rows * n / 2, "SparseGPT pass 128x256: GPU W has %zu zeros (expected %d)", gpu_zeros,
+           rows * n / 2);
+    report(differ <= (size_t)rows * n / 100, "SparseGPT pass 128x256: %zu of %d mask entries differ (allowed 1%%)",
+           differ, rows * n);
+    compare("SparseGPT pass 128x256, blocks of 64: pruned W", dW, W, (size_t)rows * n, 1e-2);
+    kn_free(dHinv);
+    kn_free(dW);
+    kn_free(dErr);
+    free(gpu);
+    free(Hinv);
+    free(W);
+    free(Err);
+}
+
 /* Double-precision sums: exact agreement (each addition is one correctly rounded fp64 op). */
 static void test_accumulate_f64(void)
 {
@@ -795,6 +942,9 @@ int main(void)
     test_quant_grid_and_rtn();
     test_gptq_block();
     test_gptq_pass();
+    test_prune_lowest();
+    test_sparsegpt_block();
+    test_sparsegpt_pass();
     printf("1..%d\n", test_number);
     kn_shutdown();
     return failures ? 1 : 0;

@@ -1,10 +1,15 @@
-/* gptq_solve.c: drives one GPTQ (or RTN) solve from .npy files so the Python
- * reference tests can compare our integers with an independent NumPy GPTQ.
+/* gptq_solve.c: drives one GPTQ, RTN or pruning solve from .npy files so the
+ * Python reference tests can compare our results with independent NumPy ones.
  *
  *   gptq_solve --w W.npy (--h H.npy | --x X.npy --seq S) --out DIR
- *              [--method gptq|rtn] [--bits 4] [--group-size 128] [--sym 1]
- *              [--desc-act 0] [--static-groups 0] [--damp 0.01] [--block-size 128]
- *              [--pack 1]
+ *              [--method gptq|rtn|sparsegpt|wanda|magnitude] [--bits 4]
+ *              [--group-size 128] [--sym 1] [--desc-act 0] [--static-groups 0]
+ *              [--damp 0.01] [--block-size 128] [--pack 1]
+ *              [--sparsity 0.5 | --pattern N:M]
+ *
+ * rtn and magnitude need no H. The pruning methods write wq.npy (the pruned W);
+ * sparsegpt also writes loss.txt, and with --bits > 0 (--bits 0: prune only)
+ * the codes, grids and g_idx below.
  *
  * W is float32 [out, in]; H float32 [in, in]; or X float32 [nseq*S, in], fed
  * to the Hessian accumulator two sequences at a time (H.npy is then written).
@@ -22,7 +27,9 @@
 #include "quant/gptq.h"
 #include "quant/gptq_pack.h"
 #include "quant/hessian.h"
+#include "quant/prune.h"
 #include "quant/rtn.h"
+#include "quant/sparsegpt.h"
 
 typedef struct {
     char descr[8];
@@ -122,12 +129,71 @@ static int fail(void)
     return 1;
 }
 
+/* The device Hessian from --h, or accumulated from --x two sequences at a time
+ * (then also written to DIR/H.npy). */
+static int load_hessian(int argc, char **argv, const char *out, int cols, sq_hessian *acc)
+{
+    const char *h_path = arg(argc, argv, "--h", NULL), *x_path = arg(argc, argv, "--x", NULL);
+    npy_array h = {0}, x = {0};
+    if (h_path) {
+        if (npy_read(h_path, &h, "<f4") || h.ndim != 2 || h.shape[0] != cols || h.shape[1] != cols)
+            return 1;
+        int bad = sq_hessian_init(acc, cols) != SQ_OK || kn_upload(acc->H, h.data, (size_t)cols * cols * 4);
+        free(h.data);
+        return bad ? fail() : 0;
+    }
+    int seq = atoi(arg(argc, argv, "--seq", "1"));
+    if (!x_path || npy_read(x_path, &x, "<f4") || x.ndim != 2 || x.shape[1] != cols || seq <= 0 || x.shape[0] % seq)
+        return 1;
+    if (sq_hessian_init(acc, cols) != SQ_OK)
+        return fail();
+    int nseq = (int)(x.shape[0] / seq);
+    for (int s0 = 0; s0 < nseq; s0 += 2) {
+        int b = nseq - s0 < 2 ? nseq - s0 : 2;
+        const float *batch = (const float *)x.data + (size_t)s0 * seq * cols;
+        float *dev;
+        if (kn_alloc((void **)&dev, (size_t)b * seq * cols * 4) != SQ_OK ||
+            kn_upload(dev, batch, (size_t)b * seq * cols * 4) != SQ_OK || sq_hessian_add(acc, dev, b * seq, b) != SQ_OK)
+            return fail();
+        kn_free(dev);
+    }
+    free(x.data);
+    if (sq_hessian_finish(acc, nseq) != SQ_OK)
+        return fail();
+    float *hh = malloc((size_t)cols * cols * 4);
+    kn_download(hh, acc->H, (size_t)cols * cols * 4);
+    int bad = npy_write(out, "H.npy", "<f4", 2, cols, cols, hh, 4);
+    free(hh);
+    return bad;
+}
+
+/* The pruning options from --sparsity or --pattern N:M and the quantization flags. */
+static sq_sparse_options sparse_options(int argc, char **argv)
+{
+    sq_sparse_options opt = {
+        .sparsity = atof(arg(argc, argv, "--sparsity", "0.5")),
+        .block_size = atoi(arg(argc, argv, "--block-size", "128")),
+        .damp_percent = atof(arg(argc, argv, "--damp", "0.01")),
+        .bits = atoi(arg(argc, argv, "--bits", "0")),
+        .group_size = atoi(arg(argc, argv, "--group-size", "128")),
+        .sym = atoi(arg(argc, argv, "--sym", "1")),
+    };
+    const char *pattern = arg(argc, argv, "--pattern", NULL);
+    if (pattern && sscanf(pattern, "%d:%d", &opt.prune_n, &opt.prune_m) == 2 && opt.prune_m > 0)
+        opt.sparsity = (double)opt.prune_n / opt.prune_m;
+    return opt;
+}
+
 int main(int argc, char **argv)
 {
-    const char *w_path = arg(argc, argv, "--w", NULL), *h_path = arg(argc, argv, "--h", NULL);
-    const char *x_path = arg(argc, argv, "--x", NULL), *out = arg(argc, argv, "--out", NULL);
+    const char *w_path = arg(argc, argv, "--w", NULL), *out = arg(argc, argv, "--out", NULL);
     const char *method = arg(argc, argv, "--method", "gptq");
-    if (!w_path || !out || (!h_path && !x_path && strcmp(method, "rtn") != 0)) {
+    bool is_rtn = strcmp(method, "rtn") == 0, is_magnitude = strcmp(method, "magnitude") == 0;
+    bool is_sparsegpt = strcmp(method, "sparsegpt") == 0, is_wanda = strcmp(method, "wanda") == 0;
+    bool needs_h = !is_rtn && !is_magnitude;
+    bool has_h = arg(argc, argv, "--h", NULL) || arg(argc, argv, "--x", NULL);
+    if (!w_path || !out || (needs_h && !has_h) ||
+        !(is_rtn || is_magnitude || is_sparsegpt || is_wanda || strcmp(method, "gptq") == 0)) {
         fprintf(stderr, "usage: gptq_solve --w W.npy (--h H.npy | --x X.npy --seq S) --out DIR [options]\n");
         return 2;
     }
@@ -141,72 +207,54 @@ int main(int argc, char **argv)
         .block_size = atoi(arg(argc, argv, "--block-size", "128")),
         .true_sequential = true,
     };
-    npy_array w, h = {0}, x = {0};
+    sq_sparse_options sparse = sparse_options(argc, argv);
+    npy_array w;
     if (npy_read(w_path, &w, "<f4") || w.ndim != 2)
         return 1;
     int rows = (int)w.shape[0], cols = (int)w.shape[1];
     if (kn_init(0) != SQ_OK || sq_make_dirs(out) != SQ_OK)
         return fail();
-    float *W, *H = NULL;
+    float *W;
     if (kn_alloc((void **)&W, (size_t)rows * cols * 4) != SQ_OK || kn_upload(W, w.data, (size_t)rows * cols * 4))
         return fail();
+    sq_hessian acc = {0};
+    if (needs_h && load_hessian(argc, argv, out, cols, &acc))
+        return 1;
 
-    sq_quant_result res;
-    if (strcmp(method, "rtn") == 0) {
-        if (sq_rtn_quantize(W, rows, cols, &opt, &res) != SQ_OK)
-            return fail();
-    } else {
-        sq_hessian acc;
-        if (h_path) {
-            if (npy_read(h_path, &h, "<f4") || h.ndim != 2 || h.shape[0] != cols || h.shape[1] != cols)
-                return 1;
-            if (sq_hessian_init(&acc, cols) != SQ_OK || kn_upload(acc.H, h.data, (size_t)cols * cols * 4))
-                return fail();
-        } else {
-            int seq = atoi(arg(argc, argv, "--seq", "1"));
-            if (npy_read(x_path, &x, "<f4") || x.ndim != 2 || x.shape[1] != cols || seq <= 0 || x.shape[0] % seq)
-                return 1;
-            if (sq_hessian_init(&acc, cols) != SQ_OK)
-                return fail();
-            int nseq = (int)(x.shape[0] / seq);
-            for (int s0 = 0; s0 < nseq; s0 += 2) {
-                int b = nseq - s0 < 2 ? nseq - s0 : 2;
-                const float *batch = (const float *)x.data + (size_t)s0 * seq * cols;
-                float *dev;
-                if (kn_alloc((void **)&dev, (size_t)b * seq * cols * 4) != SQ_OK ||
-                    kn_upload(dev, batch, (size_t)b * seq * cols * 4) != SQ_OK ||
-                    sq_hessian_add(&acc, dev, b * seq, b) != SQ_OK)
-                    return fail();
-                kn_free(dev);
-            }
-            if (sq_hessian_finish(&acc, nseq) != SQ_OK)
-                return fail();
-            float *hh = malloc((size_t)cols * cols * 4);
-            kn_download(hh, acc.H, (size_t)cols * cols * 4);
-            npy_write(out, "H.npy", "<f4", 2, cols, cols, hh, 4);
-            free(hh);
-        }
-        H = acc.H;
-        if (sq_gptq_solve(W, H, rows, cols, &opt, &res) != SQ_OK)
-            return fail();
+    sq_quant_result res = {0};
+    sq_status st;
+    if (is_rtn)
+        st = sq_rtn_quantize(W, rows, cols, &opt, &res);
+    else if (is_magnitude)
+        st = sq_magnitude_prune(W, rows, cols, &sparse);
+    else if (is_wanda)
+        st = sq_wanda_prune(W, acc.H, rows, cols, &sparse);
+    else if (is_sparsegpt)
+        st = sq_sparsegpt_solve(W, acc.H, rows, cols, &sparse, &res);
+    else
+        st = sq_gptq_solve(W, acc.H, rows, cols, &opt, &res);
+    if (st != SQ_OK)
+        return fail();
+    if (needs_h)
         sq_hessian_free(&acc);
-    }
     float *wq = malloc((size_t)rows * cols * 4);
     kn_download(wq, W, (size_t)rows * cols * 4);
     char loss[64];
     int n = snprintf(loss, sizeof loss, "%.9g\n", res.loss);
     char *loss_path = sq_path_join(out, "loss.txt");
-    int bad = npy_write(out, "codes.npy", "|u1", 2, rows, cols, res.codes, 1) ||
+    int bad = npy_write(out, "wq.npy", "<f4", 2, rows, cols, wq, 4);
+    if (!is_magnitude && !is_wanda)
+        bad = bad || sq_write_file_atomic(loss_path, loss, (size_t)n) != SQ_OK;
+    if (res.codes)
+        bad = bad || npy_write(out, "codes.npy", "|u1", 2, rows, cols, res.codes, 1) ||
               npy_write(out, "scales.npy", "<f4", 2, rows, res.ngroups, res.scales, 4) ||
               npy_write(out, "zeros.npy", "<f4", 2, rows, res.ngroups, res.zeros, 4) ||
               npy_write(out, "g_idx.npy", "<i4", 1, cols, 0, res.g_idx, 4) ||
-              npy_write(out, "wq.npy", "<f4", 2, rows, cols, wq, 4) ||
-              sq_write_file_atomic(loss_path, loss, (size_t)n) != SQ_OK ||
               (atoi(arg(argc, argv, "--pack", "0")) && write_packed(out, &res));
     free(loss_path);
     free(wq);
     sq_quant_result_free(&res);
     kn_free(W);
-    free(w.data), free(h.data), free(x.data);
+    free(w.data);
     return bad ? fail() : 0;
 }
