@@ -15,13 +15,23 @@
 sq_status sq_job_storage_open(sq_job_storage *io, const sq_job_spec *spec)
 {
     memset(io, 0, sizeof *io);
-    SQ_TRY(sq_store_open(&io->store, &spec->storage));
-    sq_status st = sq_scratch_dir_create(&io->scratch);
-    if (st != SQ_OK) {
-        sq_store_close(io->store);
-        io->store = NULL;
-    }
-    return st;
+    return sq_store_open(&io->store, &spec->storage);
+}
+
+sq_status sq_job_scratch(sq_job_storage *io, const char **dir)
+{
+    if (!io->scratch)
+        SQ_TRY(sq_scratch_dir_create(&io->scratch));
+    *dir = io->scratch;
+    return SQ_OK;
+}
+
+/* The scratch directory when `uri` is s3:// (created on first use), else NULL:
+ * a job on local paths leaves nothing behind in $TMPDIR even when killed. */
+static sq_status scratch_for(sq_job_storage *io, const char *uri, const char **dir)
+{
+    *dir = NULL;
+    return sq_uri_is_s3(uri) ? sq_job_scratch(io, dir) : SQ_OK;
 }
 
 void sq_job_storage_close(sq_job_storage *io)
@@ -36,7 +46,9 @@ void sq_job_storage_close(sq_job_storage *io)
 sq_status sq_job_model_open(sq_job_storage *io, const char *uri, sq_job_model *model)
 {
     memset(model, 0, sizeof *model);
-    SQ_TRY(sq_stage_model_files(io->store, uri, io->scratch, &model->local_dir));
+    const char *scratch;
+    SQ_TRY(scratch_for(io, uri, &scratch));
+    SQ_TRY(sq_stage_model_files(io->store, uri, scratch, &model->local_dir));
     char *config_path = sq_path_join(model->local_dir, "config.json");
     sq_status st = config_path ? sq_model_config_load(&model->cfg, config_path) : sq_fail(SQ_ERR_NOMEM, "out of memory");
     free(config_path);
@@ -58,12 +70,16 @@ void sq_job_model_close(sq_job_model *model)
 
 sq_status sq_job_stage_data(sq_job_storage *io, const char *uri, char **local_path)
 {
-    return sq_stage_object(io->store, uri, io->scratch, local_path);
+    const char *scratch;
+    SQ_TRY(scratch_for(io, uri, &scratch));
+    return sq_stage_object(io->store, uri, scratch, local_path);
 }
 
 sq_status sq_job_output_dir(sq_job_storage *io, const char *uri, char **local_dir)
 {
     sq_uri u;
+    const char *scratch;
+    SQ_TRY(scratch_for(io, uri, &scratch));
     SQ_TRY(sq_uri_parse(&u, uri));
     if (u.kind == SQ_URI_LOCAL)
         *local_dir = strdup(u.path);
@@ -71,7 +87,7 @@ sq_status sq_job_output_dir(sq_job_storage *io, const char *uri, char **local_di
         char name[48];
         static int outputs;
         snprintf(name, sizeof name, "output-%d", outputs++);
-        *local_dir = sq_path_join(io->scratch, name);
+        *local_dir = sq_path_join(scratch, name);
     }
     sq_uri_free(&u);
     return *local_dir ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", uri);
@@ -110,7 +126,9 @@ sq_status sq_job_push(sq_job_storage *io, const sq_job_spec *spec, const sq_jour
 {
     /* A copy of the output, so that the push's manifest (with name, version and
      * metrics) never replaces the one at output_uri. */
-    char *dir = sq_path_join(io->scratch, "push");
+    const char *scratch;
+    SQ_TRY(sq_job_scratch(io, &scratch));
+    char *dir = sq_path_join(scratch, "push");
     sq_status st = dir ? sq_download_dir(io->store, spec->output_uri, dir) : sq_fail(SQ_ERR_NOMEM, "out of memory");
     json_t *meta = json_pack("{s:s, s:s, s:s, s:s}", "name", spec->push.name, "version", spec->push.version,
                              "source_model", spec->model_uri, "method", method_of(spec));

@@ -1,8 +1,9 @@
 /* job_storage.h: where a job's bytes come from and go to, on every rank.
  *
  * One store (configured by the spec's storage block, the AWS_* variables as
- * fallback) and one private scratch directory per process (removed when the
- * job ends, whatever the outcome). Everything a job reads or writes by URI
+ * fallback) and one private scratch directory per process, made on first use
+ * (only s3:// locations and the push need one) and removed when the job ends,
+ * whatever the outcome. Everything a job reads or writes by URI
  * goes through here, so a job runs the same on local paths and on s3://:
  *   - a model: its small files staged locally, its tensors read in place
  *     (mmap, or one ranged GET per tensor for s3://);
@@ -27,6 +28,9 @@ typedef struct {
 
 sq_status sq_job_storage_open(sq_job_storage *io, const sq_job_spec *spec);
 void sq_job_storage_close(sq_job_storage *io);
+
+/* The scratch directory, created on the first call. */
+sq_status sq_job_scratch(sq_job_storage *io, const char **dir);
 
 /* A model at `uri`: its config, the local directory with its tokenizer files
  * (caller frees) and its checkpoint (sq_checkpoint_close). */

@@ -19,6 +19,7 @@
 #include "model/corpus.h"
 #include "model/forward.h"
 #include "model/perplexity.h"
+#include "store/stage.h"
 #include "store/uri.h"
 #include "worker/calibrate.h"
 
@@ -215,8 +216,11 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
     sq_status st = sq_job_storage_open(&js.io, spec);
     if (st != SQ_OK)
         return st;
-    if (comm->rank == 0)
-        st = sq_journal_open(&js.journal, spec, js.io.store, js.io.scratch);
+    const char *scratch = NULL;
+    if (comm->rank == 0 && sq_uri_is_s3(spec->state_uri))
+        st = sq_job_scratch(&js.io, &scratch);
+    if (comm->rank == 0 && st == SQ_OK)
+        st = sq_journal_open(&js.journal, spec, js.io.store, scratch);
     SQ_TRY_GOTO(st, agree_with_rank0(comm, st, "opening the journal"), done);
     js.model_dir = strdup(spec->model_uri);
     if (!js.model_dir)
