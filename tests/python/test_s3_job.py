@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from s3_fixtures import BUCKET, FaultProxy, MotoServer  # noqa: E402
-from shardq_testlib import calibration_text, make_model, mpirun, write_spec  # noqa: E402
+from shardq_testlib import SHARDQ, calibration_text, make_model, mpirun, run, write_spec  # noqa: E402
 
 LAYERS = 3
 
@@ -126,6 +126,8 @@ def test_s3_job_matches_local_job(server, work, local_output):
         body = server.s3.get_object(Bucket=BUCKET, Key="jobs/s3/state/" + entry["artifact"])["Body"].read()
         assert hashlib.sha256(body).hexdigest() == entry["sha256"]
     assert list(tmpdir.iterdir()) == []  # the scratch directory is gone
+    status = run([SHARDQ, "status", spec], env=env).stdout  # read from the journal in the bucket
+    assert "step 0 gptq       done" in status and f"{LAYERS} layers done" in status
 
 
 @pytest.mark.parametrize("fault", ["mid-artifact:1", "after-journal:1"])
