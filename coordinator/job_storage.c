@@ -8,6 +8,7 @@
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/scratch_dir.h"
+#include "core/sha256.h"
 #include "store/model_store.h"
 #include "store/stage.h"
 #include "store/uri.h"
@@ -84,9 +85,9 @@ sq_status sq_job_output_dir(sq_job_storage *io, const char *uri, char **local_di
     if (u.kind == SQ_URI_LOCAL)
         *local_dir = strdup(u.path);
     else {
-        char name[48];
-        static int outputs;
-        snprintf(name, sizeof name, "output-%d", outputs++);
+        char hex[SQ_SHA256_HEX_LEN + 1], name[32];
+        sq_sha256_hex(uri, strlen(uri), hex);
+        snprintf(name, sizeof name, "output-%.16s", hex);
         *local_dir = sq_path_join(scratch, name);
     }
     sq_uri_free(&u);

@@ -185,6 +185,25 @@ def test_push_records_the_model_with_its_metrics(server, work, local_output):
     assert list(tmpdir.iterdir()) == []
 
 
+def test_sharded_s3_model_matches_local(server, work, tmp_path):
+    # A sharded checkpoint: the index is staged, each shard's header and tensors come by ranged GETs.
+    model = make_model(tmp_path / "sharded", "--layers", str(LAYERS), "--hidden", "64", "--intermediate", "128",
+                       "--heads", "4", "--kv-heads", "2", "--vocab", "512", "--seed", "5", "--shards", "3")
+    assert (model / "model.safetensors.index.json").exists()
+    for f in sorted(model.iterdir()):
+        server.s3.upload_file(str(f), BUCKET, f"models/sharded/{f.name}")
+    outputs = []
+    for name, uri in (("sharded-local", str(model)), ("sharded-s3", f"s3://{BUCKET}/models/sharded")):
+        spec_path = spec_for(server, work, name, on_s3=False)
+        spec = json.loads(spec_path.read_text())
+        spec["model"], spec["steps"] = uri, spec["steps"][:1]
+        spec_path.write_text(json.dumps(spec))
+        env, _ = job_env(server, work["tmp"] / name)
+        mpirun(1, ["run", spec_path], env=env)
+        outputs.append(local_digests(work["tmp"] / name / "output"))
+    assert outputs[0] == outputs[1] and "model.safetensors" in outputs[0]
+
+
 def test_bad_bucket_fails_naming_the_uri(server, work):
     spec_path = spec_for(server, work, "bad-bucket", on_s3=True)
     spec = json.loads(spec_path.read_text())
