@@ -47,13 +47,13 @@ static sq_status load_layer(artifact_source *src, int layer)
         return SQ_OK;
     sq_layer_results_free(&src->cached);
     src->cached_layer = -1;
-    const char *artifact = sq_journal_layer_artifact(src->journal, src->step, layer, NULL);
+    const char *sha256 = NULL;
+    const char *artifact = sq_journal_layer_artifact(src->journal, src->step, layer, &sha256);
     if (!artifact)
         return sq_fail(SQ_ERR_NOT_FOUND, "assemble: the journal has no artifact for layer %d of step %d", layer,
                        src->step);
-    char *path = sq_journal_artifact_path(src->journal, artifact);
-    if (!path)
-        return sq_fail(SQ_ERR_NOMEM, "out of memory");
+    char *path;
+    SQ_TRY(sq_journal_fetch_artifact(src->journal, artifact, sha256, &path));
     sq_status st = sq_layer_results_read(&src->cached, layer, path, src->cfg);
     free(path);
     SQ_TRY(st);

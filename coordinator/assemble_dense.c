@@ -58,7 +58,8 @@ static sq_status write_shard(const sq_dense_checkpoint_request *req, const int *
         count += shard_of[i] == shard;
     sq_st_entry *entries = calloc((size_t)count + 1, sizeof *entries);
     sq_dense_weights *pruned = calloc((size_t)count + 1, sizeof *pruned);
-    sq_status st = entries && pruned ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "%s: cannot allocate %d entries", path, count);
+    sq_tensor_bytes *kept = calloc((size_t)count + 1, sizeof *kept); /* source bytes until the shard is written */
+    sq_status st = entries && pruned && kept ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "%s: cannot allocate %d entries", path, count);
     int k = 0;
     for (int i = 0; i < n && st == SQ_OK; i++) {
         if (shard_of[i] != shard)
@@ -72,8 +73,8 @@ static sq_status write_shard(const sq_dense_checkpoint_request *req, const int *
             st = pruned_weights(req, t, linear, &pruned[k]);
             e->data = pruned[k].data;
         } else {
-            const sq_st_tensor *raw;
-            st = sq_checkpoint_raw(req->source, t->name, &raw, &e->data);
+            st = sq_checkpoint_tensor_bytes(req->source, t->name, &kept[k]);
+            e->data = kept[k].data;
         }
         k++;
     }
@@ -82,9 +83,12 @@ static sq_status write_shard(const sq_dense_checkpoint_request *req, const int *
         st = sq_st_write(path, entries, count, meta);
         json_decref(meta);
     }
-    for (int j = 0; pruned && j < k; j++)
+    for (int j = 0; pruned && kept && j < k; j++) {
         sq_dense_weights_free(&pruned[j]);
+        sq_tensor_bytes_release(&kept[j]);
+    }
     free(pruned);
+    free(kept);
     free(entries);
     return st;
 }
@@ -108,7 +112,7 @@ static sq_status write_index(const sq_dense_checkpoint_request *req, const int *
 static sq_status write_config(const sq_dense_checkpoint_request *req, const char *out_dir)
 {
     json_t *config;
-    SQ_TRY(sq_checkpoint_load_config_json(sq_checkpoint_dir(req->source), &config));
+    SQ_TRY(sq_checkpoint_load_config_json(sq_checkpoint_local_dir(req->source), &config));
     if (req->extra_config)
         json_object_update(config, req->extra_config);
     sq_status st = sq_checkpoint_write_json(out_dir, "config.json", config);
@@ -153,7 +157,7 @@ sq_status sq_dense_checkpoint_write(const sq_dense_checkpoint_request *req, cons
         files[n_files++] = strdup("config.json");
     }
     if (st == SQ_OK)
-        st = sq_checkpoint_copy_companions(sq_checkpoint_dir(req->source), out_dir, files, &n_files);
+        st = sq_checkpoint_copy_companions(sq_checkpoint_local_dir(req->source), out_dir, files, &n_files);
     for (int k = 0; st == SQ_OK && k < req->n_extra_files; k++)
         files[n_files++] = strdup(req->extra_files[k]);
     for (int k = 0; st == SQ_OK && k < n_files; k++)

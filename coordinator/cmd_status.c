@@ -4,6 +4,7 @@
 
 #include "coordinator/journal.h"
 #include "jobs/spec.h"
+#include "store/store.h"
 
 int cmd_status(int argc, char **argv)
 {
@@ -17,17 +18,24 @@ int cmd_status(int argc, char **argv)
         return 1;
     }
     sq_journal journal;
-    sq_status st = sq_journal_read(&journal, spec.state_uri);
+    sq_store *store = NULL;
+    sq_status st = sq_store_open(&store, &spec.storage);
+    if (st == SQ_OK)
+        st = sq_journal_read(&journal, spec.state_uri, store);
+    else
+        memset(&journal, 0, sizeof journal);
     if (st == SQ_ERR_NOT_FOUND) {
         printf("%s: not started (no journal at %s)\n", spec.name, spec.state_uri);
         sq_job_spec_free(&spec);
         sq_journal_close(&journal);
+        sq_store_close(store);
         return 0;
     }
     if (st != SQ_OK) {
         fprintf(stderr, "shardq status: %s\n", sq_last_error());
         sq_job_spec_free(&spec);
         sq_journal_close(&journal);
+        sq_store_close(store);
         return 1;
     }
     const char *hash = json_string_value(json_object_get(journal.doc, "spec_sha256"));
@@ -42,6 +50,7 @@ int cmd_status(int argc, char **argv)
                status ? status : "?", sq_journal_layers_done(&journal, (int)i));
     }
     sq_journal_close(&journal);
+    sq_store_close(store);
     sq_job_spec_free(&spec);
     return 0;
 }

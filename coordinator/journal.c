@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "core/fileio.h"
+#include "core/sha256.h"
+#include "store/stage.h"
+#include "store/uri.h"
 
 #define JOURNAL_FORMAT "shardq-journal/1"
 
@@ -13,28 +16,42 @@ static sq_status save(sq_journal *journal)
     char *text = json_dumps(journal->doc, JSON_INDENT(1) | JSON_SORT_KEYS);
     if (!text)
         return sq_fail(SQ_ERR_NOMEM, "%s: cannot serialise the journal", journal->path);
-    sq_status st = sq_write_file_atomic(journal->path, text, strlen(text));
+    sq_status st = sq_store_put(journal->store, journal->path, text, strlen(text));
     free(text);
     return st;
 }
 
-static sq_status init_paths(sq_journal *journal, const char *state_uri)
+/* `scratch` NULL: no artifacts are used (read-only). */
+static sq_status init_paths(sq_journal *journal, const char *state_uri, sq_store *store, const char *scratch)
 {
     memset(journal, 0, sizeof *journal);
+    journal->store = store;
     journal->state_uri = strdup(state_uri);
-    journal->path = sq_path_join(state_uri, "journal.json");
+    journal->path = sq_uri_join(state_uri, "journal.json");
     if (!journal->state_uri || !journal->path)
         return sq_fail(SQ_ERR_NOMEM, "journal: out of memory");
-    return SQ_OK;
+    if (sq_uri_is_s3(state_uri)) {
+        journal->local_dir = scratch ? sq_path_join(scratch, "state") : NULL;
+        if (scratch && !journal->local_dir)
+            return sq_fail(SQ_ERR_NOMEM, "journal: out of memory");
+        return SQ_OK;
+    }
+    sq_uri u;
+    SQ_TRY(sq_uri_parse(&u, state_uri));
+    journal->local_dir = strdup(u.path);
+    sq_uri_free(&u);
+    return journal->local_dir ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "journal: out of memory");
 }
 
 /* Load and check the shape of an existing journal file. */
 static sq_status load(sq_journal *journal)
 {
-    uint64_t size;
-    SQ_TRY(sq_file_size(journal->path, &size));
+    void *text;
+    size_t len;
+    SQ_TRY(sq_store_get(journal->store, journal->path, &text, &len));
     json_error_t err;
-    journal->doc = json_load_file(journal->path, JSON_REJECT_DUPLICATES, &err);
+    journal->doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    free(text);
     if (!journal->doc)
         return sq_fail(SQ_ERR_FORMAT, "%s: line %d: %s", journal->path, err.line, err.text);
     const char *format = json_string_value(json_object_get(journal->doc, "format"));
@@ -52,15 +69,17 @@ static sq_status load(sq_journal *journal)
     return SQ_OK;
 }
 
-sq_status sq_journal_read(sq_journal *journal, const char *state_uri)
+sq_status sq_journal_read(sq_journal *journal, const char *state_uri, sq_store *store)
 {
-    SQ_TRY(init_paths(journal, state_uri));
+    SQ_TRY(init_paths(journal, state_uri, store, NULL));
     return load(journal);
 }
 
-sq_status sq_journal_open(sq_journal *journal, const sq_job_spec *spec)
+sq_status sq_journal_open(sq_journal *journal, const sq_job_spec *spec, sq_store *store, const char *scratch)
 {
-    SQ_TRY(init_paths(journal, spec->state_uri));
+    SQ_TRY(init_paths(journal, spec->state_uri, store, scratch));
+    if (!journal->local_dir)
+        return sq_fail(SQ_ERR_ARG, "%s: a journal opened for a job needs a scratch directory", journal->path);
     sq_status st = load(journal);
     if (st != SQ_OK && st != SQ_ERR_NOT_FOUND)
         return st;
@@ -77,7 +96,7 @@ sq_status sq_journal_open(sq_journal *journal, const sq_job_spec *spec)
         return SQ_OK;
     }
     sq_clear_error();
-    SQ_TRY(sq_make_dirs(spec->state_uri));
+    SQ_TRY(sq_make_dirs(journal->local_dir));
     json_t *steps = json_array();
     for (int s = 0; s < spec->n_steps; s++)
         json_array_append_new(steps, json_pack("{s:s, s:s, s:[]}", "kind", sq_step_kind_name(spec->steps[s].kind),
@@ -93,6 +112,7 @@ void sq_journal_close(sq_journal *journal)
     json_decref(journal->doc);
     free(journal->state_uri);
     free(journal->path);
+    free(journal->local_dir);
     memset(journal, 0, sizeof *journal);
 }
 
@@ -168,5 +188,57 @@ sq_status sq_journal_truncate_layers(sq_journal *journal, int step, int from_lay
 
 char *sq_journal_artifact_path(const sq_journal *journal, const char *artifact)
 {
-    return sq_path_join(journal->state_uri, artifact);
+    return sq_path_join(journal->local_dir, artifact);
+}
+
+char *sq_journal_artifact_uri(const sq_journal *journal, const char *artifact)
+{
+    return sq_uri_join(journal->state_uri, artifact);
+}
+
+sq_status sq_journal_publish_artifact(const sq_journal *journal, const char *artifact)
+{
+    if (!sq_uri_is_s3(journal->state_uri))
+        return SQ_OK;
+    char *path = sq_journal_artifact_path(journal, artifact);
+    char *uri = sq_journal_artifact_uri(journal, artifact);
+    sq_status st = path && uri ? sq_store_put_file(journal->store, uri, path) : sq_fail(SQ_ERR_NOMEM, "out of memory");
+    free(path);
+    free(uri);
+    return st;
+}
+
+/* Whether the local file exists and its bytes hash to `sha256`. */
+static sq_status local_matches(const char *path, const char *sha256, bool *matches)
+{
+    char actual[SQ_SHA256_HEX_LEN + 1];
+    sq_status st = sq_sha256_file(path, actual);
+    *matches = st == SQ_OK && sha256 && strcmp(actual, sha256) == 0;
+    return st;
+}
+
+sq_status sq_journal_fetch_artifact(const sq_journal *journal, const char *artifact, const char *sha256,
+                                    char **local_path)
+{
+    char *path = sq_journal_artifact_path(journal, artifact);
+    if (!path)
+        return sq_fail(SQ_ERR_NOMEM, "out of memory");
+    bool matches = false;
+    sq_status st = local_matches(path, sha256, &matches);
+    if (!matches && sq_uri_is_s3(journal->state_uri)) {
+        char *uri = sq_journal_artifact_uri(journal, artifact);
+        sq_clear_error();
+        st = uri ? sq_store_get_file(journal->store, uri, path) : sq_fail(SQ_ERR_NOMEM, "out of memory");
+        if (st == SQ_OK)
+            st = local_matches(path, sha256, &matches);
+        free(uri);
+    }
+    if (st == SQ_OK && !matches)
+        st = sq_fail(SQ_ERR_MISMATCH, "%s: artifact %s does not match its sha256 in the journal", journal->state_uri,
+                     artifact);
+    if (st == SQ_OK && local_path)
+        *local_path = path;
+    else
+        free(path);
+    return st;
 }

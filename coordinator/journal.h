@@ -9,7 +9,15 @@
  * Rules: a journal whose spec hash differs from the job's is an error, never
  * overwritten; a layer is recorded only after its artifact was written and
  * hashed; every update rewrites journal.json atomically, so a kill at any
- * moment leaves either the previous or the next journal. Only rank 0 writes. */
+ * moment leaves either the previous or the next journal. Only rank 0 writes.
+ *
+ * state_uri may be local or s3://. The journal goes through the store (a
+ * local write is a rename, an S3 PUT replaces the object whole, so both are
+ * atomic). Artifacts are files in `local_dir`: the state directory itself
+ * when it is local, a scratch mirror of it for s3://, from which a finished
+ * artifact is uploaded (publish) before the journal names it, and into which
+ * a recorded artifact is downloaded (fetch) and checked against its sha256
+ * before anything uses it. */
 #ifndef SQ_COORDINATOR_JOURNAL_H
 #define SQ_COORDINATOR_JOURNAL_H
 
@@ -19,20 +27,24 @@
 
 #include "core/status.h"
 #include "jobs/spec.h"
+#include "store/store.h"
 
 typedef struct {
     char *state_uri;
-    char *path; /* state_uri/journal.json */
+    char *path;      /* state_uri/journal.json */
     json_t *doc;
+    sq_store *store; /* where state_uri lives (borrowed) */
+    char *local_dir; /* the artifacts' local files: the state directory, or a scratch mirror of s3:// state */
 } sq_journal;
 
 /* Open the journal of `spec` at its state_uri, creating it (and the directory) if absent.
- * SQ_ERR_MISMATCH if it belongs to another spec. */
-sq_status sq_journal_open(sq_journal *journal, const sq_job_spec *spec);
+ * SQ_ERR_MISMATCH if it belongs to another spec. `scratch` is a local directory of this
+ * process (core/scratch_dir.h), used when state_uri is s3://. */
+sq_status sq_journal_open(sq_journal *journal, const sq_job_spec *spec, sq_store *store, const char *scratch);
 void sq_journal_close(sq_journal *journal);
 
 /* Open an existing journal read-only without checking the spec (for `shardq status`). */
-sq_status sq_journal_read(sq_journal *journal, const char *state_uri);
+sq_status sq_journal_read(sq_journal *journal, const char *state_uri, sq_store *store);
 
 bool sq_journal_step_done(const sq_journal *journal, int step);
 /* Number of consecutive layers 0..n-1 recorded for a step. */
@@ -47,7 +59,18 @@ sq_status sq_journal_record_step(sq_journal *journal, int step, json_t *result);
 /* Forget layers >= from_layer of a step (an artifact failed its checksum). */
 sq_status sq_journal_truncate_layers(sq_journal *journal, int step, int from_layer);
 
-/* The journal file's absolute location of an artifact name (caller frees). */
+/* The local file of an artifact name (caller frees); write it there, then publish it. */
 char *sq_journal_artifact_path(const sq_journal *journal, const char *artifact);
+/* The artifact's URI under state_uri (caller frees). */
+char *sq_journal_artifact_uri(const sq_journal *journal, const char *artifact);
+
+/* Make a written artifact durable at state_uri (an upload for s3://, nothing for local state). */
+sq_status sq_journal_publish_artifact(const sq_journal *journal, const char *artifact);
+
+/* The local file of a recorded artifact whose bytes match `sha256` (downloaded first for s3://
+ * unless this process already holds a matching copy). SQ_ERR_MISMATCH naming the artifact when
+ * its bytes do not match; *local_path (optional; caller frees) is set only on success. */
+sq_status sq_journal_fetch_artifact(const sq_journal *journal, const char *artifact, const char *sha256,
+                                    char **local_path);
 
 #endif

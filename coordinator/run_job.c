@@ -9,6 +9,7 @@
 
 #include "coordinator/assemble.h"
 #include "coordinator/calibration_windows.h"
+#include "coordinator/job_storage.h"
 #include "coordinator/journal.h"
 #include "coordinator/plan.h"
 #include "core/fileio.h"
@@ -18,24 +19,17 @@
 #include "model/corpus.h"
 #include "model/forward.h"
 #include "model/perplexity.h"
+#include "store/stage.h"
+#include "store/uri.h"
 #include "worker/calibrate.h"
 
 typedef struct {
     const sq_job_spec *spec;
     const sq_comm *comm;
     sq_journal journal; /* rank 0 */
-    char *model_dir;    /* the model the next step reads */
+    sq_job_storage io;
+    char *model_dir;    /* URI of the model the next step reads */
 } job_state;
-
-/* A local path from a URI ("file://x" -> "x"); s3:// is staged by the store layer. */
-static sq_status local_path(const char *uri, const char *field, char **out)
-{
-    if (strncmp(uri, "s3://", 5) == 0)
-        return sq_fail(SQ_ERR_UNSUPPORTED, "%s: %s: s3:// URIs are not supported by this build's job runner", field,
-                       uri);
-    *out = strdup(strncmp(uri, "file://", 7) == 0 ? uri + 7 : uri);
-    return *out ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "out of memory");
-}
 
 /* Where a model-producing step writes: output_uri for the last one, the job's
  * state for intermediate ones (the next step reads them). */
@@ -46,14 +40,12 @@ static sq_status step_output(const job_state *js, int step, char **out)
         if (spec->steps[later].kind != SQ_STEP_EVAL) {
             char name[32];
             snprintf(name, sizeof name, "step%d/model", step);
-            char *state_dir;
-            SQ_TRY(local_path(spec->state_uri, "state_uri", &state_dir));
-            *out = sq_path_join(state_dir, name);
-            free(state_dir);
+            *out = sq_uri_join(spec->state_uri, name);
             return *out ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "out of memory");
         }
     }
-    return local_path(spec->output_uri, "output_uri", out);
+    *out = strdup(spec->output_uri);
+    return *out ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "out of memory");
 }
 
 /* Every rank learns whether rank 0's part succeeded; the others get a message pointing at rank 0. */
@@ -70,7 +62,7 @@ static sq_status agree_with_rank0(const sq_comm *comm, sq_status mine, const cha
 }
 
 /* Rank 0 tokenizes the calibration text and draws the windows; every rank receives them. */
-static sq_status calibration_samples(job_state *js, const sq_model_config *cfg, int32_t **samples)
+static sq_status calibration_samples(job_state *js, const sq_job_model *source, int32_t **samples)
 {
     const sq_job_spec *spec = js->spec;
     size_t count = (size_t)spec->nsamples * spec->seqlen;
@@ -82,14 +74,16 @@ static sq_status calibration_samples(job_state *js, const sq_model_config *cfg, 
         char *path = NULL;
         int32_t *ids = NULL;
         size_t n = 0;
-        st = local_path(spec->calibration_uri, "data.calibration", &path);
+        st = sq_job_stage_data(&js->io, spec->calibration_uri, &path);
         if (st == SQ_OK)
-            st = sq_load_corpus(js->model_dir, path, spec->calibration_token_ids, cfg->vocab_size, &ids, &n);
+            st = sq_load_corpus(source->local_dir, path, spec->calibration_token_ids, source->cfg.vocab_size, &ids,
+                                &n);
         if (st == SQ_OK)
-            st = sq_draw_calibration_windows(path, ids, n, spec->nsamples, spec->seqlen, spec->seed, *samples);
+            st = sq_draw_calibration_windows(spec->calibration_uri, ids, n, spec->nsamples, spec->seqlen, spec->seed,
+                                             *samples);
         if (st == SQ_OK)
             sq_log_info("calibration: %d windows of %d tokens from %s (%zu tokens, seed %llu)", spec->nsamples,
-                        spec->seqlen, path, n, (unsigned long long)spec->seed);
+                        spec->seqlen, spec->calibration_uri, n, (unsigned long long)spec->seed);
         free(ids);
         free(path);
     }
@@ -100,16 +94,14 @@ static sq_status calibration_samples(job_state *js, const sq_model_config *cfg, 
 static sq_status run_calibration_step(job_state *js, int step)
 {
     const sq_job_spec *spec = js->spec;
-    sq_model_config cfg;
-    sq_checkpoint *ckpt = NULL;
+    sq_job_model source;
     int32_t *samples = NULL;
-    char *config_path = sq_path_join(js->model_dir, "config.json");
-    sq_status st = config_path ? sq_model_config_load(&cfg, config_path) : SQ_ERR_NOMEM;
-    free(config_path);
-    SQ_TRY(st);
-    SQ_TRY(sq_checkpoint_open(&ckpt, js->model_dir));
+    sq_status st;
+    SQ_TRY(sq_job_model_open(&js->io, js->model_dir, &source));
+    const sq_model_config cfg = source.cfg;
+    const sq_checkpoint *ckpt = source.ckpt;
     if (sq_calibration_needs_samples(spec->steps[step].kind))
-        SQ_TRY_GOTO(st, calibration_samples(js, &cfg, &samples), done);
+        SQ_TRY_GOTO(st, calibration_samples(js, &source, &samples), done);
 
     sq_plan *plan = calloc(1, sizeof *plan);
     if (!plan) {
@@ -137,13 +129,17 @@ static sq_status run_calibration_step(job_state *js, int step)
     free(plan);
     if (st == SQ_OK) {
         sq_status mine = SQ_OK;
-        char *output = NULL;
+        char *output = NULL, *output_dir = NULL;
         if (js->comm->rank == 0) {
             double started = sq_now_seconds();
             json_t *result = json_object();
             mine = step_output(js, step, &output);
             if (mine == SQ_OK)
-                mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], &cfg, ckpt, output, result);
+                mine = sq_job_output_dir(&js->io, output, &output_dir);
+            if (mine == SQ_OK)
+                mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], &cfg, ckpt, output_dir, result);
+            if (mine == SQ_OK)
+                mine = sq_job_publish_output(&js->io, output_dir, output);
             if (mine == SQ_OK) {
                 json_object_set_new(result, "output", json_string(output));
                 mine = sq_journal_record_step(&js->journal, step, result);
@@ -152,22 +148,26 @@ static sq_status run_calibration_step(job_state *js, int step)
             }
             json_decref(result);
             free(output);
+            free(output_dir);
         }
         st = agree_with_rank0(js->comm, mine, "writing the output checkpoint");
     }
 done:
     free(samples);
-    sq_checkpoint_close(ckpt);
+    sq_job_model_close(&source);
     return st;
 }
 
-static sq_status write_metrics(const char *path, json_t *metrics)
+static sq_status write_metrics(const sq_journal *journal, const char *name, json_t *metrics)
 {
+    char *path = sq_journal_artifact_path(journal, name);
     char *text = json_dumps(metrics, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
-    if (!text)
-        return sq_fail(SQ_ERR_NOMEM, "%s: cannot serialise metrics", path);
-    sq_status st = sq_write_file_atomic(path, text, strlen(text));
+    sq_status st = path && text ? sq_write_file_atomic(path, text, strlen(text))
+                                : sq_fail(SQ_ERR_NOMEM, "%s: cannot serialise metrics", name);
+    if (st == SQ_OK)
+        st = sq_journal_publish_artifact(journal, name);
     free(text);
+    free(path);
     return st;
 }
 
@@ -175,54 +175,57 @@ static sq_status write_metrics(const char *path, json_t *metrics)
 static sq_status eval_on_rank0(job_state *js, int step)
 {
     const sq_eval_options *ev = &js->spec->steps[step].eval;
-    sq_model_config cfg;
-    sq_checkpoint *ckpt = NULL;
+    sq_job_model source;
     sq_model model;
     bool model_open = false;
     int32_t *ids = NULL;
     size_t n = 0;
-    char *data = NULL, *metrics_path = NULL;
-    char *config_path = sq_path_join(js->model_dir, "config.json");
-    sq_status st = config_path ? sq_model_config_load(&cfg, config_path) : SQ_ERR_NOMEM;
-    free(config_path);
-    SQ_TRY(st);
-    SQ_TRY_GOTO(st, local_path(ev->data, "eval.data", &data), done);
-    SQ_TRY_GOTO(st, sq_load_corpus(js->model_dir, data, ev->token_ids, cfg.vocab_size, &ids, &n), done);
-    SQ_TRY_GOTO(st, sq_checkpoint_open(&ckpt, js->model_dir), done);
-    SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, ckpt), done);
+    char *data = NULL;
+    sq_status st;
+    SQ_TRY(sq_job_model_open(&js->io, js->model_dir, &source));
+    const sq_model_config cfg = source.cfg;
+    SQ_TRY_GOTO(st, sq_job_stage_data(&js->io, ev->data, &data), done);
+    SQ_TRY_GOTO(st, sq_load_corpus(source.local_dir, data, ev->token_ids, cfg.vocab_size, &ids, &n), done);
+    SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, source.ckpt), done);
     model_open = true;
     sq_perplexity_options opt = {.seqlen = ev->seqlen, .max_windows = ev->max_windows, .kv_cache_bits = ev->kv_cache_bits};
     sq_perplexity_result r;
     SQ_TRY_GOTO(st, sq_perplexity(&model, ids, n, &opt, &r), done);
-    sq_log_info("step %d eval: %s on %s: ppl %.4f (nll %.6f, %d windows of %d, %ld tokens)", step, js->model_dir, data,
-                r.ppl, r.nll, r.windows, ev->seqlen, r.tokens);
-    json_t *metrics = json_pack("{s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:i}", "model", js->model_dir, "data", data,
+    sq_log_info("step %d eval: %s on %s: ppl %.4f (nll %.6f, %d windows of %d, %ld tokens)", step, js->model_dir,
+                ev->data, r.ppl, r.nll, r.windows, ev->seqlen, r.tokens);
+    json_t *metrics = json_pack("{s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:i}", "model", js->model_dir, "data", ev->data,
                                 "seqlen", ev->seqlen, "windows", r.windows, "tokens", (json_int_t)r.tokens, "nll",
                                 r.nll, "ppl", r.ppl, "kv_cache_bits", ev->kv_cache_bits);
     char name[64];
     snprintf(name, sizeof name, "step%d_metrics.json", step);
-    metrics_path = sq_journal_artifact_path(&js->journal, name);
-    st = metrics_path ? write_metrics(metrics_path, metrics) : SQ_ERR_NOMEM;
+    st = write_metrics(&js->journal, name, metrics);
     if (st == SQ_OK)
         st = sq_journal_record_step(&js->journal, step, metrics);
     json_decref(metrics);
 done:
     if (model_open)
         sq_model_close(&model);
-    if (ckpt)
-        sq_checkpoint_close(ckpt);
+    sq_job_model_close(&source);
     free(ids);
     free(data);
-    free(metrics_path);
     return st;
 }
 
 sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
 {
     job_state js = {.spec = spec, .comm = comm};
-    sq_status st = comm->rank == 0 ? sq_journal_open(&js.journal, spec) : SQ_OK;
+    sq_status st = sq_job_storage_open(&js.io, spec);
+    if (st != SQ_OK)
+        return st;
+    const char *scratch = NULL;
+    if (comm->rank == 0 && sq_uri_is_s3(spec->state_uri))
+        st = sq_job_scratch(&js.io, &scratch);
+    if (comm->rank == 0 && st == SQ_OK)
+        st = sq_journal_open(&js.journal, spec, js.io.store, scratch);
     SQ_TRY_GOTO(st, agree_with_rank0(comm, st, "opening the journal"), done);
-    SQ_TRY_GOTO(st, local_path(spec->model_uri, "model", &js.model_dir), done);
+    js.model_dir = strdup(spec->model_uri);
+    if (!js.model_dir)
+        SQ_TRY_GOTO(st, sq_fail(SQ_ERR_NOMEM, "out of memory"), done);
     for (int step = 0; step < spec->n_steps && st == SQ_OK; step++) {
         sq_step_kind kind = spec->steps[step].kind;
         bool produces_model = kind != SQ_STEP_EVAL;
@@ -244,11 +247,16 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
             st = step_output(&js, step, &js.model_dir);
         }
     }
+    if (st == SQ_OK && spec->push.store) {
+        sq_status mine = comm->rank == 0 ? sq_job_push(&js.io, spec, &js.journal) : SQ_OK;
+        st = agree_with_rank0(comm, mine, "pushing to the model store");
+    }
     if (st == SQ_OK && comm->rank == 0)
         sq_log_info("job %s: all %d steps done", spec->name, spec->n_steps);
 done:
     free(js.model_dir);
     if (comm->rank == 0)
         sq_journal_close(&js.journal);
+    sq_job_storage_close(&js.io);
     return st;
 }

@@ -272,8 +272,8 @@ static void set_defaults(sq_job_spec *spec)
     spec->micro_batch = 4;
     spec->seed = 0;
     spec->storage.path_style = -1;
-    spec->storage.part_size_mb = 8;
-    spec->storage.max_retries = 5;
+    spec->storage.part_size_mb = 0; /* unset: SHARDQ_S3_PART_SIZE_MB or the store's 8 MB */
+    spec->storage.max_retries = -1; /* unset: SHARDQ_S3_MAX_RETRIES or the store's 5 */
 }
 
 /* The status message holds about 2 KiB: list whole lines up to SQ_SPEC_MESSAGE_LIST

@@ -1,4 +1,6 @@
-/* checkpoint.c: one view over the tensors of a model directory, single file or sharded.
+/* checkpoint.c: one view over the tensors of a model directory, single file or sharded,
+ * local (each file mmapped) or at an s3:// prefix (each file's header read by
+ * ranged GETs at open, each tensor by one ranged GET when it is asked for).
  *
  * Sharded checkpoints are trusted no more than single files: the index must be a JSON object
  * whose "weight_map" maps tensor names to shard basenames in the same directory; every shard
@@ -6,12 +8,15 @@
  * must be in the shard it names, and no tensor may live in two shards. */
 #include "model/checkpoint.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
 #include "core/fileio.h"
+#include "store/remote_safetensors.h"
+#include "store/uri.h"
 
 #define SINGLE_FILE "model.safetensors"
 #define INDEX_FILE "model.safetensors.index.json"
@@ -21,11 +26,19 @@ typedef struct {
     int file; /* index into files[] */
 } tensor_ref;
 
+/* One weights file: mapped (local) or remote (s3://, header only). */
+typedef struct {
+    sq_st_file mapped;
+    sq_remote_st remote;
+} weights_file;
+
 struct sq_checkpoint {
-    char *dir;
+    char *dir;       /* where the model is (local directory or s3:// prefix) */
+    char *local_dir; /* config.json, the index and tokenizer files */
+    sq_store *store; /* s3:// models: the tensors' store (borrowed); NULL: local files */
     int n_files;
     char **file_names;
-    sq_st_file *files;
+    weights_file *files;
     int n_tensors;
     tensor_ref *tensors; /* sorted by name */
 };
@@ -35,13 +48,17 @@ void sq_checkpoint_close(sq_checkpoint *ckpt)
     if (!ckpt)
         return;
     for (int i = 0; i < ckpt->n_files; i++) {
-        sq_st_close(&ckpt->files[i]);
+        if (ckpt->store)
+            sq_remote_st_close(&ckpt->files[i].remote);
+        else
+            sq_st_close(&ckpt->files[i].mapped);
         free(ckpt->file_names[i]);
     }
     free(ckpt->files);
     free(ckpt->file_names);
     free(ckpt->tensors);
     free(ckpt->dir);
+    free(ckpt->local_dir);
     free(ckpt);
 }
 
@@ -55,20 +72,22 @@ static sq_status open_file(sq_checkpoint *ckpt, const char *name, int *index)
         }
     }
     int n = ckpt->n_files;
-    sq_st_file *files = realloc(ckpt->files, (size_t)(n + 1) * sizeof *files);
+    weights_file *files = realloc(ckpt->files, (size_t)(n + 1) * sizeof *files);
     if (files)
         ckpt->files = files;
     char **names = realloc(ckpt->file_names, (size_t)(n + 1) * sizeof *names);
     if (names)
         ckpt->file_names = names;
     char *copy = strdup(name);
-    char *path = sq_path_join(ckpt->dir, name);
+    char *path = ckpt->store ? sq_uri_join(ckpt->dir, name) : sq_path_join(ckpt->dir, name);
     if (!files || !names || !copy || !path) {
         free(copy);
         free(path);
         return sq_fail(SQ_ERR_NOMEM, "%s: out of memory", ckpt->dir);
     }
-    sq_status st = sq_st_open(&ckpt->files[n], path);
+    memset(&ckpt->files[n], 0, sizeof ckpt->files[n]);
+    sq_status st = ckpt->store ? sq_remote_st_open(ckpt->store, path, &ckpt->files[n].remote)
+                               : sq_st_open(&ckpt->files[n].mapped, path);
     free(path);
     if (st != SQ_OK) {
         free(copy);
@@ -78,6 +97,11 @@ static sq_status open_file(sq_checkpoint *ckpt, const char *name, int *index)
     ckpt->n_files = n + 1;
     *index = n;
     return SQ_OK;
+}
+
+static const sq_st_header *header_of(const sq_checkpoint *ckpt, int file)
+{
+    return ckpt->store ? &ckpt->files[file].remote.header : &ckpt->files[file].mapped.header;
 }
 
 static int compare_refs(const void *a, const void *b)
@@ -91,13 +115,13 @@ static sq_status build_table(sq_checkpoint *ckpt, const char *origin)
 {
     int total = 0;
     for (int f = 0; f < ckpt->n_files; f++)
-        total += ckpt->files[f].header.n_tensors;
+        total += header_of(ckpt, f)->n_tensors;
     ckpt->tensors = calloc(total ? (size_t)total : 1, sizeof *ckpt->tensors);
     if (!ckpt->tensors)
         return sq_fail(SQ_ERR_NOMEM, "%s: out of memory", origin);
     for (int f = 0; f < ckpt->n_files; f++)
-        for (int t = 0; t < ckpt->files[f].header.n_tensors; t++)
-            ckpt->tensors[ckpt->n_tensors++] = (tensor_ref){&ckpt->files[f].header.tensors[t], f};
+        for (int t = 0; t < header_of(ckpt, f)->n_tensors; t++)
+            ckpt->tensors[ckpt->n_tensors++] = (tensor_ref){&header_of(ckpt, f)->tensors[t], f};
     qsort(ckpt->tensors, (size_t)ckpt->n_tensors, sizeof *ckpt->tensors, compare_refs);
     for (int i = 1; i < ckpt->n_tensors; i++) {
         if (!strcmp(ckpt->tensors[i].tensor->name, ckpt->tensors[i - 1].tensor->name))
@@ -140,7 +164,7 @@ static sq_status open_sharded(sq_checkpoint *ckpt, const char *index_path)
             sq_fail_context(st, "%s: weight_map[\"%s\"]", index_path, name);
             goto done;
         }
-        if (!sq_st_find(&ckpt->files[f].header, name)) {
+        if (!sq_st_find(header_of(ckpt, f), name)) {
             st = sq_fail(SQ_ERR_FORMAT, "%s: tensor \"%s\" is not in shard %s", index_path, name, shard);
             goto done;
         }
@@ -151,23 +175,29 @@ done:
     return st;
 }
 
-sq_status sq_checkpoint_open(sq_checkpoint **out, const char *dir)
+/* Open the weights named by the index in local_dir, or the single file: where a
+ * local model has them (`store` NULL) or an s3:// one (`store` given). */
+static sq_status open_at(sq_checkpoint **out, sq_store *store, const char *dir, const char *local_dir)
 {
     *out = NULL;
     sq_checkpoint *ckpt = calloc(1, sizeof *ckpt);
-    if (!ckpt || !(ckpt->dir = strdup(dir))) {
+    if (!ckpt || !(ckpt->dir = strdup(dir)) || !(ckpt->local_dir = strdup(local_dir))) {
+        if (ckpt)
+            free(ckpt->dir);
         free(ckpt);
         return sq_fail(SQ_ERR_NOMEM, "%s: out of memory", dir);
     }
-    char *index_path = sq_path_join(dir, INDEX_FILE);
-    char *single_path = sq_path_join(dir, SINGLE_FILE);
+    ckpt->store = store;
+    char *index_path = sq_path_join(local_dir, INDEX_FILE);
+    char *single_path = store ? sq_uri_join(dir, SINGLE_FILE) : sq_path_join(dir, SINGLE_FILE);
     uint64_t size;
+    sq_object_info info;
     sq_status st;
     if (!index_path || !single_path) {
         st = sq_fail(SQ_ERR_NOMEM, "%s: out of memory", dir);
     } else if (sq_file_size(index_path, &size) == SQ_OK) {
         st = open_sharded(ckpt, index_path);
-    } else if (sq_file_size(single_path, &size) == SQ_OK) {
+    } else if (store ? sq_store_head(store, single_path, &info) == SQ_OK : sq_file_size(single_path, &size) == SQ_OK) {
         int f;
         st = open_file(ckpt, SINGLE_FILE, &f);
         if (st == SQ_OK)
@@ -183,6 +213,17 @@ sq_status sq_checkpoint_open(sq_checkpoint **out, const char *dir)
     }
     *out = ckpt;
     return SQ_OK;
+}
+
+sq_status sq_checkpoint_open(sq_checkpoint **out, const char *dir) { return open_at(out, NULL, dir, dir); }
+
+sq_status sq_checkpoint_open_uri(sq_checkpoint **out, sq_store *store, const char *uri, const char *local_dir)
+{
+    sq_uri parsed;
+    SQ_TRY(sq_uri_parse(&parsed, uri));
+    bool remote = parsed.kind == SQ_URI_S3;
+    sq_uri_free(&parsed);
+    return open_at(out, remote ? store : NULL, remote ? uri : local_dir, local_dir);
 }
 
 int sq_checkpoint_tensor_count(const sq_checkpoint *ckpt) { return ckpt->n_tensors; }
@@ -219,31 +260,51 @@ const sq_st_tensor *sq_checkpoint_find(const sq_checkpoint *ckpt, const char *na
     return ref ? ref->tensor : NULL;
 }
 
-sq_status sq_checkpoint_raw(const sq_checkpoint *ckpt, const char *name, const sq_st_tensor **tensor,
-                            const void **data)
+sq_status sq_checkpoint_tensor_bytes(const sq_checkpoint *ckpt, const char *name, sq_tensor_bytes *out)
 {
+    memset(out, 0, sizeof *out);
     const tensor_ref *ref = lookup(ckpt, name);
     if (!ref)
         return sq_fail(SQ_ERR_NOT_FOUND, "%s: no tensor \"%s\" in the checkpoint", ckpt->dir, name);
-    if (tensor)
-        *tensor = ref->tensor;
-    if (data)
-        *data = sq_st_data(&ckpt->files[ref->file], ref->tensor);
+    out->tensor = ref->tensor;
+    if (!ckpt->store) {
+        out->data = sq_st_data(&ckpt->files[ref->file].mapped, ref->tensor);
+        return SQ_OK;
+    }
+    out->owned = malloc(ref->tensor->nbytes ? ref->tensor->nbytes : 1);
+    if (!out->owned)
+        return sq_fail(SQ_ERR_NOMEM, "%s: no memory for the %llu bytes of tensor \"%s\"", ckpt->dir,
+                       (unsigned long long)ref->tensor->nbytes, name);
+    sq_status st = sq_remote_st_read(ckpt->store, &ckpt->files[ref->file].remote, ref->tensor, out->owned);
+    if (st != SQ_OK) {
+        sq_tensor_bytes_release(out);
+        return st;
+    }
+    out->data = out->owned;
     return SQ_OK;
+}
+
+void sq_tensor_bytes_release(sq_tensor_bytes *bytes)
+{
+    free(bytes->owned);
+    memset(bytes, 0, sizeof *bytes);
 }
 
 sq_status sq_checkpoint_read_f32(const sq_checkpoint *ckpt, const char *name, float *dst, size_t count)
 {
-    const sq_st_tensor *t;
-    const void *data;
-    SQ_TRY(sq_checkpoint_raw(ckpt, name, &t, &data));
-    if (sq_st_numel(t) != (uint64_t)count)
+    const sq_st_tensor *t = sq_checkpoint_find(ckpt, name);
+    if (t && sq_st_numel(t) != (uint64_t)count)
         return sq_fail(SQ_ERR_MISMATCH, "%s: tensor \"%s\" has %llu elements, caller expected %zu", ckpt->dir, name,
                        (unsigned long long)sq_st_numel(t), count);
-    sq_status st = sq_convert_to_f32(dst, data, t->dtype, count);
+    sq_tensor_bytes bytes;
+    SQ_TRY(sq_checkpoint_tensor_bytes(ckpt, name, &bytes));
+    sq_status st = sq_convert_to_f32(dst, bytes.data, t->dtype, count);
+    sq_tensor_bytes_release(&bytes);
     if (st != SQ_OK)
         return sq_fail_context(st, "%s: tensor \"%s\"", ckpt->dir, name);
     return SQ_OK;
 }
 
 const char *sq_checkpoint_dir(const sq_checkpoint *ckpt) { return ckpt->dir; }
+
+const char *sq_checkpoint_local_dir(const sq_checkpoint *ckpt) { return ckpt->local_dir; }

@@ -10,9 +10,9 @@
 sq_status sq_upload_checkpoint_tensor(float *dst, const sq_checkpoint *ckpt, const char *name, int ndim, int64_t d0,
                                       int64_t d1)
 {
-    const sq_st_tensor *t;
-    const void *data;
-    SQ_TRY(sq_checkpoint_raw(ckpt, name, &t, &data));
+    const sq_st_tensor *t = sq_checkpoint_find(ckpt, name);
+    if (!t)
+        return sq_fail(SQ_ERR_NOT_FOUND, "%s: no tensor \"%s\" in the checkpoint", sq_checkpoint_dir(ckpt), name);
     bool shape_ok = t->ndim == ndim && t->shape[0] == d0 && (ndim == 1 || t->shape[1] == d1);
     if (!shape_ok) {
         char got[96] = "";
@@ -27,5 +27,9 @@ sq_status sq_upload_checkpoint_tensor(float *dst, const sq_checkpoint *ckpt, con
     if (t->dtype != SQ_DTYPE_F32 && t->dtype != SQ_DTYPE_F16 && t->dtype != SQ_DTYPE_BF16)
         return sq_fail(SQ_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s; dense weights must be F32, F16 or BF16",
                        sq_checkpoint_dir(ckpt), name, sq_dtype_name(t->dtype));
-    return kn_upload_as_f32(dst, data, t->dtype, (size_t)sq_st_numel(t));
+    sq_tensor_bytes bytes;
+    SQ_TRY(sq_checkpoint_tensor_bytes(ckpt, name, &bytes));
+    sq_status st = kn_upload_as_f32(dst, bytes.data, t->dtype, (size_t)sq_st_numel(t));
+    sq_tensor_bytes_release(&bytes);
+    return st;
 }

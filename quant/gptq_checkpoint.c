@@ -195,7 +195,7 @@ static sq_status write_shard(const sq_gptq_checkpoint_request *req, const plan_i
     shard_build b = {0};
     b.entries = calloc((size_t)count + 1, sizeof *b.entries);
     b.names = calloc((size_t)count + 1, sizeof *b.names);
-    b.buffers = calloc((size_t)count + 1, sizeof *b.buffers);
+    b.buffers = calloc(2 * (size_t)count + 1, sizeof *b.buffers); /* fetched bytes and their fp16 copy */
     b.packed = calloc((size_t)count + 1, sizeof *b.packed);
     sq_status st = SQ_OK;
     if (!b.entries || !b.names || !b.buffers || !b.packed) {
@@ -210,9 +210,11 @@ static sq_status write_shard(const sq_gptq_checkpoint_request *req, const plan_i
             SQ_TRY_GOTO(st, add_linear(req, t, items[i].linear, &b), done);
             continue;
         }
-        const sq_st_tensor *raw;
-        const void *data;
-        SQ_TRY_GOTO(st, sq_checkpoint_raw(req->source, t->name, &raw, &data), done);
+        sq_tensor_bytes bytes;
+        SQ_TRY_GOTO(st, sq_checkpoint_tensor_bytes(req->source, t->name, &bytes), done);
+        const void *data = bytes.data;
+        if (bytes.owned)
+            b.buffers[b.n_buffers++] = bytes.owned; /* kept until the shard is written */
         sq_dtype dtype = t->dtype;
         if (is_float_dtype(t->dtype)) {
             SQ_TRY_GOTO(st, to_f16(t, data, &b, &data), done);
@@ -247,7 +249,7 @@ static sq_status write_configs(const sq_gptq_checkpoint_request *req, const char
 {
     json_t *config = NULL, *qc = NULL;
     sq_status st;
-    SQ_TRY_GOTO(st, sq_checkpoint_load_config_json(sq_checkpoint_dir(req->source), &config), done);
+    SQ_TRY_GOTO(st, sq_checkpoint_load_config_json(sq_checkpoint_local_dir(req->source), &config), done);
     qc = quantization_config(req->options);
     json_object_set(config, "quantization_config", qc);
     json_object_set_new(config, "torch_dtype", json_string("float16"));
@@ -329,7 +331,7 @@ sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const 
     SQ_TRY_GOTO(st, write_configs(req, out_dir), done);
     files[n_files++] = strdup("config.json");
     files[n_files++] = strdup("quantize_config.json");
-    SQ_TRY_GOTO(st, sq_checkpoint_copy_companions(sq_checkpoint_dir(req->source), out_dir, files, &n_files), done);
+    SQ_TRY_GOTO(st, sq_checkpoint_copy_companions(sq_checkpoint_local_dir(req->source), out_dir, files, &n_files), done);
     for (int k = 0; k < req->n_extra_files; k++)
         files[n_files++] = strdup(req->extra_files[k]);
     for (int k = 0; k < n_files; k++)
@@ -415,24 +417,26 @@ sq_status sq_gptq_read_linear_f32(const sq_checkpoint *ckpt, const char *linear,
                        linear, out, in, count);
     static const char *const parts[] = {".qweight", ".qzeros", ".g_idx", ".scales"};
     const sq_st_tensor *t[4];
-    const void *raw[4];
     void *copy[4] = {0};
     sq_status st = SQ_OK;
     for (int k = 0; k < 4; k++) {
         char name[600];
         snprintf(name, sizeof name, "%s%s", linear, parts[k]);
-        SQ_TRY_GOTO(st, sq_checkpoint_raw(ckpt, name, &t[k], &raw[k]), done);
+        sq_tensor_bytes raw;
+        SQ_TRY_GOTO(st, sq_checkpoint_tensor_bytes(ckpt, name, &raw), done);
+        t[k] = raw.tensor;
         /* Aligned copies: tensor offsets in a file need not be multiples of 4. */
         size_t bytes = k < 3 ? t[k]->nbytes : sq_st_numel(t[k]) * sizeof(float);
         copy[k] = malloc(bytes ? bytes : 1);
-        if (!copy[k]) {
+        if (!copy[k])
             st = sq_fail(SQ_ERR_NOMEM, "cannot read '%s'", name);
-            goto done;
-        }
-        if (k < 3)
-            memcpy(copy[k], raw[k], bytes);
+        else if (k < 3)
+            memcpy(copy[k], raw.data, bytes);
         else
-            SQ_TRY_GOTO(st, sq_convert_to_f32(copy[k], raw[k], t[k]->dtype, sq_st_numel(t[k])), done);
+            st = sq_convert_to_f32(copy[k], raw.data, t[k]->dtype, sq_st_numel(t[k]));
+        sq_tensor_bytes_release(&raw);
+        if (st != SQ_OK)
+            goto done;
     }
     st = sq_gptq_dequantize(linear, copy[0], copy[1], copy[3], copy[2], out, in, bits, (int)t[3]->shape[0], W);
 done:

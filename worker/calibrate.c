@@ -362,6 +362,8 @@ static sq_status save_layer(calib_state *cs, int layer, const sq_layer_results *
         st = sq_layer_results_write(results, layer, path);
     if (st == SQ_OK)
         st = sq_sha256_file(path, sha);
+    if (st == SQ_OK)
+        st = sq_journal_publish_artifact(cs->job->journal, name);
     free(path);
     SQ_TRY(st);
     sq_fault_point("before-journal", layer);
@@ -390,17 +392,14 @@ static sq_status find_done_layers(calib_state *cs)
         const char *name = sq_journal_layer_artifact(cs->job->journal, cs->job->step, l, &sha);
         if (!name)
             continue;
-        char *path = sq_journal_artifact_path(cs->job->journal, name);
-        char actual[SQ_SHA256_HEX_LEN + 1];
-        sq_status st = path ? sq_sha256_file(path, actual) : SQ_ERR_NOMEM;
-        if (st != SQ_OK || !sha || strcmp(actual, sha) != 0) {
+        sq_status st = sq_journal_fetch_artifact(cs->job->journal, name, sha, NULL);
+        if (st != SQ_OK) {
             sq_log_info("layer %d: artifact %s %s; it and every later layer will be redone", l, name,
-                        st != SQ_OK ? "cannot be read" : "does not match its sha256");
-            free(path);
+                        st == SQ_ERR_MISMATCH ? "does not match its sha256" : "cannot be read");
+            sq_clear_error();
             bad_from = l;
             break;
         }
-        free(path);
         cs->done[l] = true;
     }
     for (int l = bad_from; l < layers; l++)

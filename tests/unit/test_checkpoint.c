@@ -84,10 +84,12 @@ static void test_sharded_matches_single(void **state)
         const sq_st_tensor *ta = sq_checkpoint_tensor_at(a, i), *tb = sq_checkpoint_tensor_at(b, i);
         assert_string_equal(ta->name, tb->name);
         assert_int_equal(ta->nbytes, tb->nbytes);
-        const void *da, *db;
-        assert_int_equal(sq_checkpoint_raw(a, ta->name, NULL, &da), SQ_OK);
-        assert_int_equal(sq_checkpoint_raw(b, tb->name, NULL, &db), SQ_OK);
-        assert_memory_equal(da, db, ta->nbytes);
+        sq_tensor_bytes da, db;
+        assert_int_equal(sq_checkpoint_tensor_bytes(a, ta->name, &da), SQ_OK);
+        assert_int_equal(sq_checkpoint_tensor_bytes(b, tb->name, &db), SQ_OK);
+        assert_memory_equal(da.data, db.data, ta->nbytes);
+        sq_tensor_bytes_release(&da);
+        sq_tensor_bytes_release(&db);
         const char *file = sq_checkpoint_tensor_file(b, i);
         int k = file[10] - '0'; /* model-0000k-of-00003.safetensors */
         assert_in_range(k, 1, 3);

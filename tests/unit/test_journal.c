@@ -14,6 +14,7 @@
 #include "core/fileio.h"
 
 static char state_dir[256];
+static sq_store *store; /* local: the journal goes through the store API */
 
 static void spec_for(sq_job_spec *spec, int bits)
 {
@@ -40,7 +41,7 @@ static void test_record_and_resume(void **state)
     sq_job_spec spec;
     spec_for(&spec, 4);
     sq_journal j;
-    assert_int_equal(sq_journal_open(&j, &spec), SQ_OK);
+    assert_int_equal(sq_journal_open(&j, &spec, store, NULL), SQ_OK);
     assert_int_equal(sq_journal_layers_done(&j, 0), 0);
     assert_false(sq_journal_step_done(&j, 0));
     assert_int_equal(sq_journal_record_layer(&j, 0, 0, "step0/layer_000.safetensors", "aa"), SQ_OK);
@@ -48,7 +49,7 @@ static void test_record_and_resume(void **state)
     sq_journal_close(&j);
 
     /* A rerun of the same spec sees both layers. */
-    assert_int_equal(sq_journal_open(&j, &spec), SQ_OK);
+    assert_int_equal(sq_journal_open(&j, &spec, store, NULL), SQ_OK);
     assert_int_equal(sq_journal_layers_done(&j, 0), 2);
     const char *sha = NULL;
     assert_string_equal(sq_journal_layer_artifact(&j, 0, 1, &sha), "step0/layer_001.safetensors");
@@ -63,7 +64,7 @@ static void test_record_and_resume(void **state)
     json_decref(result);
     sq_journal_close(&j);
 
-    assert_int_equal(sq_journal_read(&j, state_dir), SQ_OK);
+    assert_int_equal(sq_journal_read(&j, state_dir, store), SQ_OK);
     assert_true(sq_journal_step_done(&j, 0));
     assert_false(sq_journal_step_done(&j, 1));
     assert_int_equal(sq_journal_layers_done(&j, 0), 1);
@@ -78,13 +79,13 @@ static void test_other_spec_refused(void **state)
     spec_for(&spec, 4);
     spec_for(&other, 3);
     sq_journal j;
-    assert_int_equal(sq_journal_open(&j, &spec), SQ_OK);
+    assert_int_equal(sq_journal_open(&j, &spec, store, NULL), SQ_OK);
     sq_journal_close(&j);
     char *path = sq_path_join(state_dir, "journal.json");
     char *before;
     size_t before_len;
     assert_int_equal(sq_read_file(path, &before, &before_len), SQ_OK);
-    assert_int_equal(sq_journal_open(&j, &other), SQ_ERR_MISMATCH);
+    assert_int_equal(sq_journal_open(&j, &other, store, NULL), SQ_ERR_MISMATCH);
     assert_non_null(strstr(sq_last_error(), "belongs to another job spec"));
     sq_journal_close(&j);
     /* Nothing was overwritten. */
@@ -108,11 +109,11 @@ static void test_damaged_journal(void **state)
     const char *damaged = "{\"format\": \"shardq-journal/1\", \"spec_sha256\": \"x\", \"steps\": [{\"layers\": 3}]}";
     assert_int_equal(sq_write_file_atomic(path, damaged, strlen(damaged)), SQ_OK);
     sq_journal j;
-    assert_int_equal(sq_journal_read(&j, state_dir), SQ_ERR_FORMAT);
+    assert_int_equal(sq_journal_read(&j, state_dir, store), SQ_ERR_FORMAT);
     assert_non_null(strstr(sq_last_error(), "steps[0].layers: must be an array"));
     sq_journal_close(&j);
     assert_int_equal(sq_write_file_atomic(path, "{\"fo", 4), SQ_OK);
-    assert_int_equal(sq_journal_read(&j, state_dir), SQ_ERR_FORMAT);
+    assert_int_equal(sq_journal_read(&j, state_dir, store), SQ_ERR_FORMAT);
     assert_non_null(strstr(sq_last_error(), "journal.json"));
     sq_journal_close(&j);
     free(path);
@@ -125,5 +126,9 @@ int main(void)
         cmocka_unit_test_setup(test_other_spec_refused, setup),
         cmocka_unit_test_setup(test_damaged_journal, setup),
     };
-    return cmocka_run_group_tests_name("journal", tests, NULL, NULL);
+    if (sq_store_open(&store, NULL) != SQ_OK)
+        return 1;
+    int failed = cmocka_run_group_tests_name("journal", tests, NULL, NULL);
+    sq_store_close(store);
+    return failed;
 }

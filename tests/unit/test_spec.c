@@ -332,8 +332,8 @@ static void test_defaults_are_filled(void **state)
     assert_null(spec.storage.endpoint);
     assert_null(spec.storage.region);
     assert_int_equal(spec.storage.path_style, -1);
-    assert_int_equal(spec.storage.part_size_mb, 8);
-    assert_int_equal(spec.storage.max_retries, 5);
+    assert_int_equal(spec.storage.part_size_mb, 0); /* unset: the store's default or SHARDQ_S3_* */
+    assert_int_equal(spec.storage.max_retries, -1);
     assert_null(spec.push.store);
 
     const sq_sparse_options *s = &spec.steps[0].sparse;
