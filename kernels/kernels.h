@@ -104,7 +104,8 @@ sq_status kn_accumulate_f64(double *acc, const float *x, size_t n);
 /* out[i] = (float)(scale * in[i]). */
 sq_status kn_scale_f64_to_f32(float *out, const double *in, double scale, size_t n);
 
-/* Sum of squares of each column: norms[c] = beta*norms[c] + Σ_r X[r,c]² (Wanda's ‖x‖²). */
+/* Sum of squares of each column: norms[c] = beta*norms[c] + Σ_r X[r,c]² (Wanda's ‖x‖²);
+ * with beta 0, as in BLAS, norms is only written (its old contents may be anything). */
 sq_status kn_column_sq_norms(float *norms, const float *X, int rows, int cols, float beta);
 
 /* Diagonal of A[n,n] into diag (device). */

@@ -459,6 +459,11 @@ static void test_hessian(void)
     CALL(kn_column_sq_norms(dnorms, dX, rows, cols, 0.5f));
     CALL(kn_cpu_column_sq_norms(norms, X2, rows, cols, 0.5f));
     compare("kn_column_sq_norms beta=0.5", dnorms, norms, cols, 1e-6);
+    float *dfresh = dev_poisoned(cols * 4); /* beta 0 must not read the NaN it holds */
+    CALL(kn_column_sq_norms(dfresh, dX, rows, cols, 0.0f));
+    CALL(kn_cpu_column_sq_norms(norms, X2, rows, cols, 0.0f));
+    compare("kn_column_sq_norms beta=0 over a poisoned buffer", dfresh, norms, cols, 1e-6);
+    kn_free(dfresh);
 
     float *diag = malloc(cols * 4);
     float *ddiag = dev_poisoned(cols * 4);

@@ -77,6 +77,16 @@ static void test_hessian_accumulate_matches_naive(void **state)
             s += (double)X[r * cols + c] * X[r * cols + c];
         assert_float_equal(norms[c], s, 1e-4);
     }
+    /* beta 0 overwrites, whatever the buffer held (BLAS convention): NaN must not survive. */
+    for (int c = 0; c < cols; c++)
+        norms[c] = NAN;
+    assert_int_equal(kn_column_sq_norms(norms, X, rows, cols, 0.0f), SQ_OK);
+    for (int c = 0; c < cols; c++) {
+        double s = 0.0;
+        for (int r = 0; r < rows; r++)
+            s += (double)X[r * cols + c] * X[r * cols + c];
+        assert_float_equal(norms[c], s, 1e-4);
+    }
     free(X);
     free(H);
     free(expect);
