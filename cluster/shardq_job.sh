@@ -8,7 +8,8 @@
 #
 # Set by the template: SHARDQ_BIN, SHARDQ_SPEC, SHARDQ_LAUNCHER (srun|mpirun), SHARDQ_LOG_DIR.
 set -u
-: "${SHARDQ_BIN:?}" "${SHARDQ_SPEC:?}" "${SHARDQ_LAUNCHER:?}" "${SHARDQ_LOG_DIR:?}" "${SLURM_JOB_ID:?not in a Slurm job}"
+: "${SHARDQ_BIN:?}" "${SHARDQ_SPEC:?}" "${SHARDQ_LAUNCHER:?}" "${SHARDQ_LOG_DIR:?}"
+: "${SLURM_JOB_ID:?not in a Slurm job}"
 readonly EXIT_RESUMABLE=75
 run=${SLURM_RESTART_COUNT:-0}
 say() { echo "[shardq-slurm $(date -u +%FT%TZ)] job $SLURM_JOB_ID run $run: $*"; }
@@ -43,6 +44,7 @@ esac
 launcher_pid=$!
 say "ranks launched (logs in $rank_logs)"
 
+# shellcheck disable=SC2317  # called by the traps below
 forward() { # signal name
     say "got SIG$1: asking the ranks to stop at the next layer boundary"
     kill -s "$1" "$launcher_pid" 2>/dev/null
@@ -57,13 +59,24 @@ while :; do
     kill -0 "$launcher_pid" 2>/dev/null || break
 done
 
-case $rc in
-0)
+# Preemption (PreemptMode=REQUEUE) and `scontrol requeue` from outside requeue the job themselves
+# (and SIGTERM every process of it): then the restart count is already past this run's.
+requeued_by_slurm() {
+    local restarts
+    restarts=$(scontrol -o show job "$SLURM_JOB_ID" 2>/dev/null | grep -o ' Restarts=[0-9]*' | cut -d= -f2)
+    [ "${restarts:-0}" -gt "$run" ]
+}
+
+if [ "$rc" -eq 0 ]; then
     say "done"
     "$SHARDQ_BIN" status "$SHARDQ_SPEC"
     exit 0
-    ;;
-"$EXIT_RESUMABLE")
+fi
+if requeued_by_slurm; then
+    say "ranks ended with exit $rc while Slurm requeues the job; the next run resumes from the journal"
+    exit "$rc"
+fi
+if [ "$rc" -eq "$EXIT_RESUMABLE" ]; then
     say "ranks stopped with exit $EXIT_RESUMABLE (resumable): requeueing"
     if scontrol requeue "$SLURM_JOB_ID"; then
         say "requeued; the next run resumes from the journal"
@@ -71,9 +84,6 @@ case $rc in
     fi
     say "scontrol requeue refused; submit the same job again to resume"
     exit "$EXIT_RESUMABLE"
-    ;;
-*)
-    say "ranks failed with exit $rc (see $rank_logs)"
-    exit "$rc"
-    ;;
-esac
+fi
+say "ranks failed with exit $rc (see $rank_logs)"
+exit "$rc"

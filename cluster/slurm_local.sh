@@ -71,7 +71,7 @@ SchedulerParameters=sched_interval=1,bf_interval=1
 SlurmdParameters=config_overrides
 ReturnToService=2
 JobRequeue=1
-KillWait=5
+KillWait=10
 MinJobAge=600
 MailProg=/bin/true
 $gres_types
@@ -85,15 +85,15 @@ start() {
         echo "slurm_local: already running in $dir" >&2
         exit 1
     fi
-    command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null || {
+    if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null; then
         echo "slurm_local: slurmctld/slurmd/sbatch not found (apt-get install slurmctld slurmd slurm-client)" >&2
         exit 1
-    }
+    fi
     write_config
     slurmctld -c -i   # -c: a fresh controller state each start (no jobs left from an earlier run)
     slurmd
-    local i state=""
-    for i in $(seq 1 150); do
+    local state=""
+    for _ in $(seq 1 150); do
         state=$(sinfo -h -o %t 2>/dev/null || true)
         [ "$state" = idle ] && break
         sleep 0.2
@@ -110,10 +110,10 @@ start() {
 
 stop_daemon() { # pidfile
     pid_alive "$1" || return 0
-    local pid i
+    local pid
     pid=$(cat "$1")
     kill -TERM "$pid"
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
         kill -0 "$pid" 2>/dev/null || return 0
         sleep 0.2
     done
@@ -123,11 +123,11 @@ stop_daemon() { # pidfile
 stop() {
     if pid_alive "$dir/slurmctld.pid"; then
         # Cancel every job first: job steps run under slurmstepd, which outlives slurmd.
-        local jobs i
-        jobs=$(squeue -h -o %A 2>/dev/null || true)
-        if [ -n "$jobs" ]; then
-            scancel --full $jobs 2>/dev/null || true
-            for i in $(seq 1 50); do
+        local jobs
+        mapfile -t jobs < <(squeue -h -o %A 2>/dev/null || true)
+        if [ ${#jobs[@]} -gt 0 ]; then
+            scancel --full "${jobs[@]}" 2>/dev/null || true
+            for _ in $(seq 1 50); do
                 [ -z "$(squeue -h -o %A -t running,completing 2>/dev/null)" ] && break
                 sleep 0.2
             done
@@ -138,10 +138,19 @@ stop() {
     echo "slurm_local: stopped ($dir kept for its logs)"
 }
 
+daemon_status() { # name
+    if pid_alive "$dir/$1.pid"; then
+        echo "$1: running (pid $(cat "$dir/$1.pid"))"
+    else
+        echo "$1: stopped"
+        return 1
+    fi
+}
+
 status() {
     local up=0
-    pid_alive "$dir/slurmctld.pid" && echo "slurmctld: running (pid $(cat "$dir/slurmctld.pid"))" || { echo "slurmctld: stopped"; up=1; }
-    pid_alive "$dir/slurmd.pid" && echo "slurmd: running (pid $(cat "$dir/slurmd.pid"))" || { echo "slurmd: stopped"; up=1; }
+    daemon_status slurmctld || up=1
+    daemon_status slurmd || up=1
     if [ $up -eq 0 ]; then
         sinfo
         squeue

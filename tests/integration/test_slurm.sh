@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # test_slurm.sh: shardq jobs through a real single-node Slurm (cluster/slurm_local.sh) submitted
 # with cluster/submit.sh: a job launched by mpirun and one launched by `srun --mpi=pmix` write the
-# same bytes as a direct mpirun run of the same spec; a job signalled mid-way (SIGUSR1 to the batch
-# shell, as --signal=B:USR1@N does before the time limit) stops with exit 75, requeues itself and
-# resumes from its journal to the same bytes; a bad spec fails the job at once with the
-# validator's message in the job log. Prints TAP; skips only when the Slurm binaries are missing.
+# same bytes as a direct mpirun run of the same spec; a job interrupted mid-way (SIGUSR1 to the
+# batch shell, as --signal=B:USR1@N does before the time limit, or `scontrol requeue`, as
+# preemption does) stops with exit 75, is requeued and resumes from its journal to the same bytes;
+# a bad spec fails the job at once with the validator's message in the job log. Prints TAP; skips
+# only when the Slurm binaries are missing.
 set -u
 ROOT="${SHARDQ_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
 SHARDQ="$ROOT/shardq"
@@ -57,8 +58,12 @@ export SLURM_CONF="$SHARDQ_SLURM_DIR/slurm.conf"
 CALIB="$ROOT/../shared/data/wikitext-2/valid.txt"
 if [ ! -f "$CALIB" ]; then # a generated stand-in, as tests/python/shardq_testlib.py does
     CALIB="$WORK/calibration.txt"
-    awk 'BEGIN { srand(7); split("the of model layer quantized weights and a in is token data", w, " ");
-                 for (l = 0; l < 4000; l++) { s = ""; for (i = 0; i < 12; i++) s = s w[int(rand() * 12) + 1] " "; print s } }' >"$CALIB"
+    awk 'BEGIN { srand(7); split("the of model layer quantized weights and a in is token data", w, " ")
+                 for (l = 0; l < 4000; l++) {
+                     s = ""
+                     for (i = 0; i < 12; i++) s = s w[int(rand() * 12) + 1] " "
+                     print s
+                 } }' >"$CALIB"
 fi
 
 write_spec() { # name bits: a 2-rank GPTQ spec with its state and output under $WORK/name
@@ -81,9 +86,9 @@ job_state() { # job id
 }
 
 wait_job() { # job id: waits until the job has ended for good, prints its final state
-    local state="" i
+    local state=""
     [ -n "$1" ] || { echo not-submitted; return; }
-    for i in $(seq 1 600); do
+    for _ in $(seq 1 600); do
         state=$(job_state "$1")
         case $state in
         COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL | DEADLINE) break ;;
@@ -120,32 +125,41 @@ ranks="$WORK/via-srun.slurm/ranks/run-0"
 check "srun wrote one log per rank (%t)" \
     bash -c "grep -q 'job via-srun: 2 rank(s)' '$ranks/rank-0.log' && test -f '$ranks/rank-1.log'"
 
-# (2) Preempted mid-way: SIGUSR1 to the batch shell once the journal holds a layer (and before the
-# last: each layer is slowed down), for both launchers.
-preempt() { # launcher
-    local name="preempt-$1" spec id log state i
+# (2) Interrupted mid-way, once the journal holds a layer and before the last (each layer is
+# slowed down): SIGUSR1 to the batch shell (what --signal=B:USR1@N does before the time limit),
+# which the job forwards to the ranks and answers with its own requeue; or `scontrol requeue`
+# (what preemption with PreemptMode=REQUEUE does), where Slurm requeues and SIGTERMs the job.
+interrupt() { # launcher usr1|requeue
+    local name="$2-$1" spec id log state
     spec=$(write_spec "$name" 4)
     id=$(SHARDQ_LAYER_DELAY_MS=400 "$SUBMIT" "$spec" --tasks-per-node 2 --launcher "$1" 2>/dev/null)
-    for i in $(seq 1 300); do
+    for _ in $(seq 1 300); do
         "$SHARDQ" status "$spec" 2>/dev/null | grep -qE 'running +[1-9] layers done' && break
         sleep 0.1
     done
-    scancel --signal=USR1 --batch "$id"
+    if [ "$2" = usr1 ]; then scancel --signal=USR1 --batch "$id"; else scontrol requeue "$id"; fi
     state=$(wait_job "$id")
     log="$WORK/$name.slurm/slurm-$id.log"
-    check "$1: signalled job completes after a requeue: $state" test "$state" = COMPLETED
-    check "$1: Slurm counts one restart" bash -c "scontrol -o show job $id | grep -q ' Restarts=1 '"
-    check "$1: the ranks stopped mid-job with exit 75 and the job requeued itself" \
-        grep -q "job $id run 0: ranks stopped with exit 75 (resumable): requeueing" "$log"
-    check "$1: the first run ended before the last layer" \
+    check "$name: the job completes after a requeue: $state" test "$state" = COMPLETED
+    check "$name: Slurm counts one restart" bash -c "scontrol -o show job $id | grep -q ' Restarts=1 '"
+    if [ "$2" = usr1 ]; then
+        check "$name: the ranks stopped with exit 75 and the job requeued itself" \
+            bash -c "grep -q 'job $id run 0: ranks stopped with exit 75 (resumable): requeueing' '$log' \
+                     && grep -q 'job $id run 0: requeued; the next run resumes' '$log'"
+    else
+        check "$name: the ranks stopped with exit 75 while Slurm requeued the job" \
+            grep -q "job $id run 0: ranks ended with exit 75 while Slurm requeues the job" "$log"
+    fi
+    check "$name: the first run stopped before the last layer" \
         bash -c "grep -rqs 'stopped by a signal after layer [0-2];' '$WORK/$name.slurm/ranks/run-0'"
-    check "$1: the second run resumed from the journal" \
+    check "$name: the second run resumed from the journal" \
         bash -c "grep -q 'job $id run 1: restarted after a requeue: resuming from the journal' '$log' \
                  && grep -rqs 'layer 1/4 replayed from the journal' '$WORK/$name.slurm/ranks/run-1'"
-    check "$1: the resumed output is byte-identical to the uninterrupted run" same_output "$name"
+    check "$name: the resumed output is byte-identical to the uninterrupted run" same_output "$name"
 }
-preempt mpirun
-preempt srun
+interrupt mpirun usr1
+interrupt srun usr1
+interrupt srun requeue
 
 # (3) A bad spec: the job fails before any rank starts, with the validator's message in its log.
 id=$("$SUBMIT" "$(write_spec bad-spec 17)" --tasks-per-node 2 2>/dev/null)
