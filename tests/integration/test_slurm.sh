@@ -4,8 +4,9 @@
 # same bytes as a direct mpirun run of the same spec; a job interrupted mid-way (SIGUSR1 to the
 # batch shell, as --signal=B:USR1@N does before the time limit, or `scontrol requeue`, as
 # preemption does) stops with exit 75, is requeued and resumes from its journal to the same bytes;
-# a bad spec fails the job at once with the validator's message in the job log. Prints TAP; skips
-# only when the Slurm binaries are missing.
+# a bad spec fails the job at once with the validator's message in the job log; the multi-node
+# template (which one node cannot run) is filled as asked. Prints TAP; skips only when the Slurm
+# binaries are missing.
 set -u
 ROOT="${SHARDQ_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
 SHARDQ="$ROOT/shardq"
@@ -160,6 +161,20 @@ interrupt() { # launcher usr1|requeue
 interrupt mpirun usr1
 interrupt srun usr1
 interrupt srun requeue
+
+# The multi-node template cannot run on one node: check what submit.sh fills in.
+"$SUBMIT" "$WORK/direct.json" --nodes 2 --gpus-per-node 8 --launcher mpirun --dry-run >"$WORK/multi.sbatch"
+has_lines() { # file, then lines it must contain
+    local file=$1 line
+    shift
+    for line in "$@"; do grep -qxF -- "$line" "$file" || return 1; done
+}
+check "multi-node script: 2 whole nodes, 8 ranks and 8 GPUs per node, requeue, USR1 300 s ahead" \
+    has_lines "$WORK/multi.sbatch" '#SBATCH --nodes=2' '#SBATCH --ntasks-per-node=8' '#SBATCH --gpus-per-node=8' \
+    '#SBATCH --exclusive' '#SBATCH --requeue' '#SBATCH --signal=B:USR1@300' 'export SHARDQ_LAUNCHER=mpirun'
+check "multi-node script is valid bash" bash -n "$WORK/multi.sbatch"
+check "submit.sh refuses more ranks than GPUs per node" \
+    bash -c "! '$SUBMIT' '$WORK/direct.json' --gpus-per-node 2 --tasks-per-node 3 --dry-run 2>/dev/null"
 
 # (3) A bad spec: the job fails before any rank starts, with the validator's message in its log.
 id=$("$SUBMIT" "$(write_spec bad-spec 17)" --tasks-per-node 2 2>/dev/null)
