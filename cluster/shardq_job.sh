@@ -14,6 +14,41 @@ readonly EXIT_RESUMABLE=75
 run=${SLURM_RESTART_COUNT:-0}
 say() { echo "[shardq-slurm $(date -u +%FT%TZ)] job $SLURM_JOB_ID run $run: $*"; }
 
+# Signals may come at any moment, before the ranks exist too: remember them, forward them once
+# there is a launcher.
+launcher_pid=""
+stop_signal=""
+# shellcheck disable=SC2317  # called by the traps below
+on_signal() { # signal name
+    stop_signal=$1
+    say "got SIG$1: asking the ranks to stop at the next layer boundary"
+    [ -z "$launcher_pid" ] || kill -s "$1" "$launcher_pid" 2>/dev/null
+}
+trap 'on_signal USR1' USR1
+trap 'on_signal TERM' TERM
+
+# Preemption (PreemptMode=REQUEUE) and `scontrol requeue` from outside requeue the job themselves
+# (and SIGTERM every process of it): then the restart count is already past this run's.
+requeued_by_slurm() {
+    local restarts
+    restarts=$(scontrol -o show job "$SLURM_JOB_ID" 2>/dev/null | grep -o ' Restarts=[0-9]*' | cut -d= -f2)
+    [ "${restarts:-0}" -gt "$run" ]
+}
+
+requeue() { # why
+    if requeued_by_slurm; then
+        say "$1 while Slurm requeues the job; the next run resumes from the journal"
+        exit "$EXIT_RESUMABLE"
+    fi
+    say "$1: requeueing"
+    if scontrol requeue "$SLURM_JOB_ID"; then
+        say "requeued; the next run resumes from the journal"
+        exit 0
+    fi
+    say "scontrol requeue refused; submit the same job again to resume"
+    exit "$EXIT_RESUMABLE"
+}
+
 say "spec $SHARDQ_SPEC, ${SLURM_NTASKS:-?} rank(s) on ${SLURM_JOB_NODELIST:-?}, launcher $SHARDQ_LAUNCHER"
 # `shardq status` validates the spec and prints the journal's progress: on a requeued run it shows
 # where the job resumes from.
@@ -21,7 +56,8 @@ if ! "$SHARDQ_BIN" status "$SHARDQ_SPEC"; then
     say "the spec is invalid or its state unreadable (above); no rank started"
     exit 1
 fi
-[ "$run" -gt 0 ] && say "restarted after a requeue: resuming from the journal"
+[ "$run" -eq 0 ] || say "restarted after a requeue: resuming from the journal"
+[ -z "$stop_signal" ] || requeue "stopped before the ranks started"
 
 rank_logs="$SHARDQ_LOG_DIR/ranks/run-$run"
 mkdir -p "$rank_logs"
@@ -42,15 +78,9 @@ mpirun)
     ;;
 esac
 launcher_pid=$!
+# A signal that came while the launcher was being started has not been forwarded yet.
+[ -z "$stop_signal" ] || kill -s "$stop_signal" "$launcher_pid" 2>/dev/null
 say "ranks launched (logs in $rank_logs)"
-
-# shellcheck disable=SC2317  # called by the traps below
-forward() { # signal name
-    say "got SIG$1: asking the ranks to stop at the next layer boundary"
-    kill -s "$1" "$launcher_pid" 2>/dev/null
-}
-trap 'forward USR1' USR1
-trap 'forward TERM' TERM
 
 # `wait` returns early when a trapped signal arrives; wait again until the launcher has exited.
 while :; do
@@ -59,31 +89,15 @@ while :; do
     kill -0 "$launcher_pid" 2>/dev/null || break
 done
 
-# Preemption (PreemptMode=REQUEUE) and `scontrol requeue` from outside requeue the job themselves
-# (and SIGTERM every process of it): then the restart count is already past this run's.
-requeued_by_slurm() {
-    local restarts
-    restarts=$(scontrol -o show job "$SLURM_JOB_ID" 2>/dev/null | grep -o ' Restarts=[0-9]*' | cut -d= -f2)
-    [ "${restarts:-0}" -gt "$run" ]
-}
-
 if [ "$rc" -eq 0 ]; then
     say "done"
     "$SHARDQ_BIN" status "$SHARDQ_SPEC"
     exit 0
 fi
-if requeued_by_slurm; then
-    say "ranks ended with exit $rc while Slurm requeues the job; the next run resumes from the journal"
-    exit "$rc"
-fi
-if [ "$rc" -eq "$EXIT_RESUMABLE" ]; then
-    say "ranks stopped with exit $EXIT_RESUMABLE (resumable): requeueing"
-    if scontrol requeue "$SLURM_JOB_ID"; then
-        say "requeued; the next run resumes from the journal"
-        exit 0
-    fi
-    say "scontrol requeue refused; submit the same job again to resume"
-    exit "$EXIT_RESUMABLE"
+# Exit 75 is shardq's "stopped, resumable". Any other exit after a stop request (a rank signalled
+# before it set up its handler, a launcher killed by Slurm) leaves a consistent journal as well.
+if [ "$rc" -eq "$EXIT_RESUMABLE" ] || [ -n "$stop_signal" ]; then
+    requeue "ranks stopped with exit $rc"
 fi
 say "ranks failed with exit $rc (see $rank_logs)"
 exit "$rc"

@@ -145,11 +145,11 @@ interrupt() { # launcher usr1|requeue
     check "$name: Slurm counts one restart" bash -c "scontrol -o show job $id | grep -q ' Restarts=1 '"
     if [ "$2" = usr1 ]; then
         check "$name: the ranks stopped with exit 75 and the job requeued itself" \
-            bash -c "grep -q 'job $id run 0: ranks stopped with exit 75 (resumable): requeueing' '$log' \
+            bash -c "grep -q 'job $id run 0: ranks stopped with exit 75: requeueing' '$log' \
                      && grep -q 'job $id run 0: requeued; the next run resumes' '$log'"
     else
         check "$name: the ranks stopped with exit 75 while Slurm requeued the job" \
-            grep -q "job $id run 0: ranks ended with exit 75 while Slurm requeues the job" "$log"
+            grep -q "job $id run 0: ranks stopped with exit 75 while Slurm requeues the job" "$log"
     fi
     check "$name: the first run stopped before the last layer" \
         bash -c "grep -rqs 'stopped by a signal after layer [0-2];' '$WORK/$name.slurm/ranks/run-0'"
