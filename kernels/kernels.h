@@ -143,6 +143,12 @@ sq_status kn_quant_grid(float *scale, float *zero, int ldg, int g, const float *
 sq_status kn_quantize_rtn(float *W, uint8_t *codes, const float *scale, const float *zero, int ldg,
                           const int32_t *group_of_column, int rows, int n, int bits);
 
+/* A quantized linear rebuilt from its stored form: for W[rows, n],
+ * W[r, c] = s * (codes[r*n + c] - z) with s, z = scale/zero[r*ldg + group_of_column[c]]
+ * (the caller passes the scales as the checkpoint stores them, e.g. rounded to fp16). */
+sq_status kn_dequantize(float *W, const uint8_t *codes, const float *scale, const float *zero, int ldg,
+                        const int32_t *group_of_column, int rows, int n);
+
 /* One GPTQ block (columns [col0, col0+ncols) of W[rows, n], in the solve's column
  * order) with the upper Cholesky factor Hinv[n, n] of H⁻¹. For each column j in the
  * block, in order:

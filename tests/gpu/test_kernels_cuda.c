@@ -623,6 +623,12 @@ static void test_quant_grid_and_rtn(void)
         compare_codes(what, dcodes, codes, (size_t)rows * n, 0.0);
         snprintf(what, sizeof what, "kn_quantize_rtn dequantized W (%s)", sym ? "sym" : "asym");
         compare(what, dW, W, (size_t)rows * n, 0.0);
+        /* Rebuilding from the codes gives what the quantizer left in W. */
+        float *drebuilt = dev_poisoned((size_t)rows * n * sizeof(float));
+        CALL(kn_dequantize(drebuilt, dcodes, dscale, dzero, ldg, dgroups, rows, n));
+        snprintf(what, sizeof what, "kn_dequantize of the RTN codes (%s)", sym ? "sym" : "asym");
+        compare(what, drebuilt, W, (size_t)rows * n, 0.0);
+        kn_free(drebuilt);
         kn_free(dW);
         kn_free(dscale);
         kn_free(dzero);
