@@ -664,9 +664,9 @@ static void test_gptq_block(void)
         float *dzero = dev_from(zero, ng * 4), *dErr = dev_poisoned((size_t)rows * ncols * 4);
         uint8_t *dcodes = dev_poisoned((size_t)rows * n);
         CALL(kn_gptq_block(dW, dcodes, dErr, dHinv, dscale, dzero, ldg, dgroups, true, group, rows, n, col0, ncols,
-                           bits, sym));
+                           bits, sym, NULL));
         CALL(kn_cpu_gptq_block(W, codes, Err, Hinv, scale, zero, ldg, group_of_column, true, group, rows, n, col0,
-                               ncols, bits, sym));
+                               ncols, bits, sym, NULL));
         char what[96];
         snprintf(what, sizeof what, "kn_gptq_block W (%s, groups computed)", sym ? "sym" : "asym");
         compare(what, dW, W, (size_t)rows * n, 0.0);
@@ -712,9 +712,9 @@ static void test_gptq_pass(void)
     for (int col0 = 0; col0 < n; col0 += block) {
         int end = col0 + block;
         CALL(kn_gptq_block(dW, dcodes, dErr, dHinv, dscale, dzero, 1, dgroups, false, -1, rows, n, col0, block, bits,
-                           false));
+                           false, NULL));
         CALL(kn_cpu_gptq_block(W, codes, Err, Hinv, scale, zero, 1, group_of_column, false, -1, rows, n, col0, block,
-                               bits, false));
+                               bits, false, NULL));
         if (end < n) {
             CALL(kn_gemm(false, false, rows, n - end, block, -1.0f, dErr, block, dHinv + (size_t)col0 * n + end, n,
                          1.0f, dW + end, n));

@@ -77,9 +77,30 @@ static void test_hessian_accumulate_matches_naive(void **state)
             s += (double)X[r * cols + c] * X[r * cols + c];
         assert_float_equal(norms[c], s, 1e-4);
     }
+    /* beta 0 ignores what the buffer held, NaN included (as BLAS's beta does). */
+    for (int c = 0; c < cols; c++)
+        norms[c] = NAN;
+    assert_int_equal(kn_column_sq_norms(norms, X, rows, cols, 0.0f), SQ_OK);
+    for (int c = 0; c < cols; c++) {
+        double s = 0.0;
+        for (int r = 0; r < rows; r++)
+            s += (double)X[r * cols + c] * X[r * cols + c];
+        assert_float_equal(norms[c], s, 1e-4);
+    }
     free(X);
     free(H);
     free(expect);
+}
+
+static void test_mark_zeros(void **state)
+{
+    (void)state;
+    const float x[6] = {0.0f, -0.0f, 1e-45f, -1.0f, NAN, 0.5f};
+    uint8_t mask[6];
+    memset(mask, 7, sizeof mask);
+    assert_int_equal(kn_mark_zeros(mask, x, 6), SQ_OK);
+    const uint8_t expect[6] = {1, 1, 0, 0, 0, 0};
+    assert_memory_equal(mask, expect, sizeof expect);
 }
 
 static void test_prepare_kills_dead_columns(void **state)
@@ -223,7 +244,8 @@ static void test_gptq_block_matches_naive(void **state)
     kn_quant_grid(s1, z1, ldg, 0, W1, rows, n, 0, gs, bits, false);
     memcpy(s2, s1, sizeof s1);
     memcpy(z2, z1, sizeof z1);
-    assert_int_equal(kn_gptq_block(W1, c1, e1, U, s1, z1, ldg, goc, true, gs, rows, n, col0, ncols, bits, false),
+    assert_int_equal(kn_gptq_block(W1, c1, e1, U, s1, z1, ldg, goc, true, gs, rows, n, col0, ncols, bits, false,
+                                   NULL),
                      SQ_OK);
     naive_gptq_block(W2, c2, e2, U, s2, z2, ldg, goc, gs, rows, n, col0, ncols, bits, false);
     assert_memory_equal(c1, c2, sizeof c1);
@@ -241,6 +263,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hessian_accumulate_matches_naive),
+        cmocka_unit_test(test_mark_zeros),
         cmocka_unit_test(test_prepare_kills_dead_columns),
         cmocka_unit_test(test_permutations),
         cmocka_unit_test(test_spd_inverse_and_cholesky),
