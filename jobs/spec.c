@@ -173,7 +173,7 @@ static void check_step_order(sq_spec_errors *errs, const sq_job_spec *spec, cons
 
 /* Step defaults that come from the rest of the spec: seqlen from data.seqlen,
  * qlora's train_data from data.calibration, base_quant from earlier steps, and
- * preserve_sparsity (rtn, gptq) from an earlier pruning step. */
+ * gptq's preserve_sparsity from an earlier pruning step. */
 static void fill_dependent_defaults(sq_spec_errors *errs, json_t *root, sq_job_spec *spec, const bool *parsed)
 {
     int quantized_by = -1;
@@ -185,7 +185,7 @@ static void fill_dependent_defaults(sq_spec_errors *errs, json_t *root, sq_job_s
         if (step->kind == SQ_STEP_EVAL && !step->eval.seqlen)
             step->eval.seqlen = spec->seqlen;
         json_t *gptq = json_object_get(json_array_get(json_object_get(root, "steps"), (size_t)i), "gptq");
-        if (step->kind == SQ_STEP_RTN || (step->kind == SQ_STEP_GPTQ && !json_object_get(gptq, "preserve_sparsity")))
+        if (step->kind == SQ_STEP_GPTQ && !json_object_get(gptq, "preserve_sparsity"))
             step->quant.preserve_sparsity = pruned;
         pruned |= is_pruning(step->kind);
         if (step->kind == SQ_STEP_QLORA) {

@@ -42,7 +42,7 @@
  *  - gptq.preserve_sparsity (boolean) defaults to true when an earlier step pruned
  *    (sparsegpt, wanda, magnitude), else false; true keeps every zero of the input
  *    weights at exactly 0 (quant/gptq.h). rtn has no such key: a zero always rounds to
- *    the zero point, and rtn after a pruning step is marked as preserving.
+ *    the zero point.
  *  - qlora defaults: r 16, alpha 32, dropout 0.05 in [0,1), target_modules all of
  *    q_proj k_proj v_proj o_proj gate_proj up_proj down_proj (no duplicates),
  *    base_quant "gptq" when an earlier step quantized the model else "nf4" (an
@@ -91,8 +91,7 @@ typedef struct {
     double damp_percent;   /* gptq only, (0, 1) */
     int block_size;        /* gptq only */
     bool true_sequential;  /* gptq only */
-    bool preserve_sparsity;/* gptq: keep the input's zeros (the spec key); rtn keeps them
-                              anyway, and has it set after a pruning step (no spec key) */
+    bool preserve_sparsity;/* gptq only: keep the input's zeros (rtn keeps them anyway) */
 } sq_quant_options;
 
 /* sparsegpt, wanda, magnitude. sparsity in [0,1) for unstructured, or prune_n:prune_m

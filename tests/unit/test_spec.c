@@ -411,16 +411,6 @@ static void test_defaults_are_filled(void **state)
     assert_int_equal(sq_job_spec_parse(&spec, "plain", json), SQ_OK);
     assert_false(spec.steps[1].quant.preserve_sparsity);
     sq_job_spec_free(&spec);
-    json = "{\"model\": \"m\", \"state_uri\": \"st\", \"output_uri\": \"out\","
-           " \"steps\": [{\"rtn\": {}}, {\"eval\": {\"data\": \"t\"}}]}";
-    assert_int_equal(sq_job_spec_parse(&spec, "plain", json), SQ_OK);
-    assert_false(spec.steps[0].quant.preserve_sparsity);
-    sq_job_spec_free(&spec);
-    json = "{\"model\": \"m\", \"state_uri\": \"st\", \"output_uri\": \"out\","
-           " \"steps\": [{\"magnitude\": {\"sparsity\": 0.3}}, {\"rtn\": {}}]}";
-    assert_int_equal(sq_job_spec_parse(&spec, "plain", json), SQ_OK);
-    assert_true(spec.steps[1].quant.preserve_sparsity);
-    sq_job_spec_free(&spec);
 }
 
 static void test_step_kind_names(void **state)
