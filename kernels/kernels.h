@@ -105,7 +105,7 @@ sq_status kn_accumulate_f64(double *acc, const float *x, size_t n);
 sq_status kn_scale_f64_to_f32(float *out, const double *in, double scale, size_t n);
 
 /* Sum of squares of each column: norms[c] = beta*norms[c] + Σ_r X[r,c]² (Wanda's ‖x‖²);
- * beta 0 ignores what norms held (it may be uninitialised, even NaN), as BLAS does. */
+ * with beta 0, as in BLAS, norms is only written (its old contents may be anything). */
 sq_status kn_column_sq_norms(float *norms, const float *X, int rows, int cols, float beta);
 
 /* Diagonal of A[n,n] into diag (device). */
@@ -142,6 +142,12 @@ sq_status kn_quant_grid(float *scale, float *zero, int ldg, int g, const float *
  * codes[r*n + c] = q; W := s * (q - z) (dequantized in place). */
 sq_status kn_quantize_rtn(float *W, uint8_t *codes, const float *scale, const float *zero, int ldg,
                           const int32_t *group_of_column, int rows, int n, int bits);
+
+/* A quantized linear rebuilt from its stored form: for W[rows, n],
+ * W[r, c] = s * (codes[r*n + c] - z) with s, z = scale/zero[r*ldg + group_of_column[c]]
+ * (the caller passes the scales as the checkpoint stores them, e.g. rounded to fp16). */
+sq_status kn_dequantize(float *W, const uint8_t *codes, const float *scale, const float *zero, int ldg,
+                        const int32_t *group_of_column, int rows, int n);
 
 /* One GPTQ block (columns [col0, col0+ncols) of W[rows, n], in the solve's column
  * order) with the upper Cholesky factor Hinv[n, n] of H⁻¹. For each column j in the

@@ -131,8 +131,8 @@ sq_status sq_gptq_solve(float *W, float *H, int rows, int cols, const sq_quant_o
     int32_t *perm = malloc((size_t)cols * sizeof(int32_t));
     int32_t *group_of_column = malloc((size_t)cols * sizeof(int32_t));
     float *err_norms_host = malloc((size_t)block * sizeof(float));
-    uint8_t *codes_perm = malloc((size_t)rows * cols);
-    if (!diag || !perm || !group_of_column || !err_norms_host || !codes_perm) {
+    uint8_t *codes_perm = opt->desc_act ? malloc((size_t)rows * cols) : NULL;
+    if (!diag || !perm || !group_of_column || !err_norms_host || (opt->desc_act && !codes_perm)) {
         st = sq_fail(SQ_ERR_NOMEM, "gptq: cannot allocate host buffers for a %dx%d linear", rows, cols);
         goto done;
     }
@@ -142,10 +142,15 @@ sq_status sq_gptq_solve(float *W, float *H, int rows, int cols, const sq_quant_o
 
     /* Step 7: back to the original column order. */
     SQ_TRY_GOTO(st, kn_unpermute_columns(W, b.Wp, b.perm, rows, cols), done);
-    SQ_TRY_GOTO(st, kn_download(codes_perm, b.codes, (size_t)rows * cols), done);
-    for (int r = 0; r < rows; r++)
-        for (int i = 0; i < cols; i++)
-            res->codes[(size_t)r * cols + perm[i]] = codes_perm[(size_t)r * cols + i];
+    if (opt->desc_act) {
+        SQ_TRY_GOTO(st, kn_download(codes_perm, b.codes, (size_t)rows * cols), done);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++)
+            for (int i = 0; i < cols; i++)
+                res->codes[(size_t)r * cols + perm[i]] = codes_perm[(size_t)r * cols + i];
+    } else { /* the identity order */
+        SQ_TRY_GOTO(st, kn_download(res->codes, b.codes, (size_t)rows * cols), done);
+    }
     SQ_TRY_GOTO(st, kn_download(res->scales, b.scale, (size_t)rows * res->ngroups * sizeof(float)), done);
     SQ_TRY_GOTO(st, kn_download(res->zeros, b.zero, (size_t)rows * res->ngroups * sizeof(float)), done);
     for (int i = 0; i < cols; i++) {

@@ -180,27 +180,48 @@ sq_status sq_layer_results_bcast(sq_layer_results *results, int root, int my_ran
     return SQ_OK;
 }
 
-sq_status sq_quant_result_dequantize(const sq_quant_result *res, float *W)
+/* Device dev_W[rows, cols] = fp16(scale[r, g_idx[c]]) * (codes[r, c] - zero[r, g_idx[c]]):
+ * the codes and grids go up (a quarter of the bytes of the fp32 weights) and the
+ * weights are rebuilt where they are used. */
+static sq_status dequantize_to_device(const sq_quant_result *res, float *dev_W)
 {
-    /* Round each grid's scale to fp16 once, as the checkpoint stores it. */
-    size_t groups = group_cells(res);
+    size_t groups = group_cells(res), cells = (size_t)res->rows * res->cols;
     float *scales = malloc(groups * sizeof *scales);
-    if (!scales)
-        return sq_fail(SQ_ERR_NOMEM, "cannot dequantize a %dx%d linear", res->rows, res->cols);
+    uint8_t *dev_codes = NULL;
+    float *dev_scales = NULL, *dev_zeros = NULL;
+    int32_t *dev_g_idx = NULL;
+    sq_status st = scales ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "cannot dequantize a %dx%d linear", res->rows, res->cols);
+    if (st != SQ_OK)
+        return st;
+    /* Round each grid's scale to fp16 once, as the checkpoint stores it. */
     for (size_t g = 0; g < groups; g++)
         scales[g] = sq_f16_to_f32(sq_f32_to_f16(res->scales[g]));
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < res->rows; r++) {
-        const float *row_scales = scales + (size_t)r * res->ngroups, *row_zeros = res->zeros + (size_t)r * res->ngroups;
-        const uint8_t *codes = res->codes + (size_t)r * res->cols;
-        float *w = W + (size_t)r * res->cols;
-        for (int c = 0; c < res->cols; c++) {
-            int g = res->g_idx[c];
-            w[c] = row_scales[g] * ((float)codes[c] - row_zeros[g]);
-        }
-    }
+    SQ_TRY_GOTO(st, kn_alloc((void **)&dev_codes, cells ? cells : 1), done);
+    SQ_TRY_GOTO(st, kn_alloc((void **)&dev_scales, groups * sizeof(float)), done);
+    SQ_TRY_GOTO(st, kn_alloc((void **)&dev_zeros, groups * sizeof(float)), done);
+    SQ_TRY_GOTO(st, kn_alloc((void **)&dev_g_idx, (size_t)res->cols * sizeof(int32_t)), done);
+    SQ_TRY_GOTO(st, kn_upload(dev_codes, res->codes, cells), done);
+    SQ_TRY_GOTO(st, kn_upload(dev_scales, scales, groups * sizeof(float)), done);
+    SQ_TRY_GOTO(st, kn_upload(dev_zeros, res->zeros, groups * sizeof(float)), done);
+    SQ_TRY_GOTO(st, kn_upload(dev_g_idx, res->g_idx, (size_t)res->cols * sizeof(int32_t)), done);
+    st = kn_dequantize(dev_W, dev_codes, dev_scales, dev_zeros, res->ngroups, dev_g_idx, res->rows, res->cols);
+done:
+    kn_free(dev_codes), kn_free(dev_scales), kn_free(dev_zeros), kn_free(dev_g_idx);
     free(scales);
-    return SQ_OK;
+    return st;
+}
+
+sq_status sq_quant_result_dequantize(const sq_quant_result *res, float *W)
+{
+    size_t bytes = (size_t)res->rows * res->cols * sizeof(float);
+    float *dev_W = NULL;
+    sq_status st = kn_alloc((void **)&dev_W, bytes ? bytes : 1);
+    if (st == SQ_OK)
+        st = dequantize_to_device(res, dev_W);
+    if (st == SQ_OK)
+        st = kn_download(W, dev_W, bytes);
+    kn_free(dev_W);
+    return st;
 }
 
 sq_status sq_layer_result_weights(const sq_layer_results *results, int linear, float *W)
@@ -254,36 +275,23 @@ sq_status sq_layer_result_zeros(const sq_layer_results *results, int linear, int
     return st;
 }
 
-/* Upload host-rebuilt weights [rows, cols] into a linear, after checking the shape. */
-static sq_status upload_rebuilt(const sq_layer_results *results, int index, int rows, int cols, sq_linear *linear)
-{
-    if (rows != linear->out_features || cols != linear->in_features)
-        return sq_fail(SQ_ERR_MISMATCH, "%s weights are %dx%d, the linear expects %dx%d",
-                       results->form == SQ_LAYER_DENSE ? "pruned" : "quantized", rows, cols, linear->out_features,
-                       linear->in_features);
-    size_t n = (size_t)rows * cols;
-    float *W = malloc(n ? n * sizeof(float) : 1);
-    if (!W)
-        return sq_fail(SQ_ERR_NOMEM, "cannot rebuild a %dx%d linear", rows, cols);
-    sq_status st = sq_layer_result_weights(results, index, W);
-    if (st == SQ_OK)
-        st = kn_upload(linear->weight, W, n * sizeof(float));
-    free(W);
-    return st;
-}
-
 sq_status sq_quant_result_install(const sq_quant_result *res, sq_linear *linear)
 {
-    sq_layer_results one = {.form = SQ_LAYER_QUANTIZED};
-    one.linear[0] = *res;
-    return upload_rebuilt(&one, 0, res->rows, res->cols, linear);
+    if (res->rows != linear->out_features || res->cols != linear->in_features)
+        return sq_fail(SQ_ERR_MISMATCH, "quantized weights are %dx%d, the linear expects %dx%d", res->rows, res->cols,
+                       linear->out_features, linear->in_features);
+    return dequantize_to_device(res, linear->weight);
 }
 
 sq_status sq_layer_result_install_linear(const sq_layer_results *results, int linear, sq_linear *weights)
 {
-    if (results->form == SQ_LAYER_DENSE)
-        return upload_rebuilt(results, linear, results->dense[linear].rows, results->dense[linear].cols, weights);
-    return sq_quant_result_install(&results->linear[linear], weights);
+    if (results->form != SQ_LAYER_DENSE)
+        return sq_quant_result_install(&results->linear[linear], weights);
+    const sq_dense_weights *d = &results->dense[linear];
+    if (d->rows != weights->out_features || d->cols != weights->in_features)
+        return sq_fail(SQ_ERR_MISMATCH, "pruned weights are %dx%d, the linear expects %dx%d", d->rows, d->cols,
+                       weights->out_features, weights->in_features);
+    return kn_upload_as_f32(weights->weight, d->data, d->dtype, (size_t)d->rows * d->cols);
 }
 
 sq_status sq_layer_results_install(const sq_layer_results *results, sq_layer_weights *weights)

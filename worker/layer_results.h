@@ -53,7 +53,8 @@ sq_status sq_layer_results_bcast(sq_layer_results *results, int root, int my_ran
 /* One linear of a layer's results, in the layer's form (`results->form` must agree on every rank). */
 sq_status sq_layer_result_bcast_linear(sq_layer_results *results, int linear, int root, int my_rank);
 
-/* Host W[rows, cols] = fp16(scale[r, g_idx[c]]) * (codes[r, c] - zero[r, g_idx[c]]). */
+/* Host W[rows, cols] = fp16(scale[r, g_idx[c]]) * (codes[r, c] - zero[r, g_idx[c]]) (computed by
+ * kn_dequantize, as installing the weights does). */
 sq_status sq_quant_result_dequantize(const sq_quant_result *res, float *W);
 
 /* Host W[rows, cols]: a linear's weights as the next layer computes with them

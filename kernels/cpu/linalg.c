@@ -30,7 +30,7 @@ sq_status kn_column_sq_norms(float *norms, const float *X, int rows, int cols, f
     if (rows < 0 || cols <= 0)
         return sq_fail(SQ_ERR_ARG, "kn_column_sq_norms: bad shape rows=%d cols=%d", rows, cols);
     for (int c = 0; c < cols; c++)
-        norms[c] = beta == 0.0f ? 0.0f : norms[c] * beta;
+        norms[c] = beta == 0.0f ? 0.0f : norms[c] * beta; /* beta 0: norms is not read (may be garbage) */
     for (int r = 0; r < rows; r++) {
         const float *x = X + (size_t)r * cols;
         for (int c = 0; c < cols; c++)

@@ -51,6 +51,28 @@ sq_status kn_quantize_rtn(float *W, uint8_t *codes, const float *scale, const fl
     return SQ_OK;
 }
 
+sq_status kn_dequantize(float *W, const uint8_t *codes, const float *scale, const float *zero, int ldg,
+                        const int32_t *group_of_column, int rows, int n)
+{
+    if (rows < 0 || n < 0 || ldg <= 0)
+        return sq_fail(SQ_ERR_ARG, "kn_dequantize: bad shape rows=%d n=%d ldg=%d", rows, n, ldg);
+    for (int c = 0; c < n; c++)
+        if (group_of_column[c] < 0 || group_of_column[c] >= ldg)
+            return sq_fail(SQ_ERR_ARG, "kn_dequantize: column %d has group %d outside [0, %d)", c,
+                           group_of_column[c], ldg);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const float *row_scale = scale + (size_t)r * ldg, *row_zero = zero + (size_t)r * ldg;
+        const uint8_t *q = codes + (size_t)r * n;
+        float *w = W + (size_t)r * n;
+        for (int c = 0; c < n; c++) {
+            int g = group_of_column[c];
+            w[c] = row_scale[g] * ((float)q[c] - row_zero[g]);
+        }
+    }
+    return SQ_OK;
+}
+
 sq_status kn_gptq_block(float *W, uint8_t *codes, float *Err, const float *Hinv, float *scale, float *zero, int ldg,
                         const int32_t *group_of_column, bool compute_groups, int group_size, int rows, int n,
                         int col0, int ncols, int bits, bool sym, const uint8_t *masked)

@@ -23,7 +23,7 @@ __global__ void column_sq_norms_kernel(float *norms, const float *X, int rows, i
 {
     GRID_STRIDE(c, (size_t)cols)
     {
-        float acc = beta == 0.0f ? 0.0f : __fmul_rn(norms[c], beta);
+        float acc = beta == 0.0f ? 0.0f : norms[c] * beta; /* beta 0: norms is not read */
         for (int r = 0; r < rows; r++) {
             float x = X[(size_t)r * cols + c];
             acc = __fadd_rn(acc, __fmul_rn(x, x));

@@ -48,6 +48,32 @@ extern "C" sq_status kn_quant_grid(float *scale, float *zero, int ldg, int g, co
     return SQ_OK;
 }
 
+__global__ void dequantize_kernel(float *W, const uint8_t *codes, const float *scale, const float *zero, int ldg,
+                                  const int32_t *group_of_column, int rows, int n)
+{
+    size_t total = (size_t)rows * n;
+    GRID_STRIDE(idx, total)
+    {
+        size_t r = idx / n, c = idx % n;
+        size_t gi = r * ldg + group_of_column[c];
+        W[idx] = __fmul_rn(scale[gi], __fsub_rn((float)codes[idx], zero[gi]));
+    }
+}
+
+extern "C" sq_status kn_dequantize(float *W, const uint8_t *codes, const float *scale, const float *zero, int ldg,
+                                   const int32_t *group_of_column, int rows, int n)
+{
+    if (rows < 0 || n < 0 || ldg <= 0)
+        return sq_fail(SQ_ERR_ARG, "kn_dequantize: bad shape rows=%d n=%d ldg=%d", rows, n, ldg);
+    SQ_TRY(kn_cuda_check_indices(group_of_column, (size_t)n, ldg, "kn_dequantize", "group_of_column"));
+    if (rows == 0 || n == 0)
+        return SQ_OK;
+    dequantize_kernel<<<kn_cuda_blocks((size_t)rows * n, 256), 256>>>(W, codes, scale, zero, ldg, group_of_column,
+                                                                     rows, n);
+    CUDA_CHECK_LAUNCH();
+    return SQ_OK;
+}
+
 __global__ void quantize_rtn_kernel(float *W, uint8_t *codes, const float *scale, const float *zero, int ldg,
                                     const int32_t *group_of_column, int rows, int n, float maxq)
 {

@@ -460,6 +460,11 @@ static void test_hessian(void)
     CALL(kn_column_sq_norms(dnorms, dX, rows, cols, 0.5f));
     CALL(kn_cpu_column_sq_norms(norms, X2, rows, cols, 0.5f));
     compare("kn_column_sq_norms beta=0.5", dnorms, norms, cols, 1e-6);
+    float *dfresh = dev_poisoned(cols * 4); /* beta 0 must not read the NaN it holds */
+    CALL(kn_column_sq_norms(dfresh, dX, rows, cols, 0.0f));
+    CALL(kn_cpu_column_sq_norms(norms, X2, rows, cols, 0.0f));
+    compare("kn_column_sq_norms beta=0 over a poisoned buffer", dfresh, norms, cols, 1e-6);
+    kn_free(dfresh);
 
     float *diag = malloc(cols * 4);
     float *ddiag = dev_poisoned(cols * 4);
@@ -619,6 +624,12 @@ static void test_quant_grid_and_rtn(void)
         compare_codes(what, dcodes, codes, (size_t)rows * n, 0.0);
         snprintf(what, sizeof what, "kn_quantize_rtn dequantized W (%s)", sym ? "sym" : "asym");
         compare(what, dW, W, (size_t)rows * n, 0.0);
+        /* Rebuilding from the codes gives what the quantizer left in W. */
+        float *drebuilt = dev_poisoned((size_t)rows * n * sizeof(float));
+        CALL(kn_dequantize(drebuilt, dcodes, dscale, dzero, ldg, dgroups, rows, n));
+        snprintf(what, sizeof what, "kn_dequantize of the RTN codes (%s)", sym ? "sym" : "asym");
+        compare(what, drebuilt, W, (size_t)rows * n, 0.0);
+        kn_free(drebuilt);
         kn_free(dW);
         kn_free(dscale);
         kn_free(dzero);

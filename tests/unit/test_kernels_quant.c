@@ -77,7 +77,7 @@ static void test_hessian_accumulate_matches_naive(void **state)
             s += (double)X[r * cols + c] * X[r * cols + c];
         assert_float_equal(norms[c], s, 1e-4);
     }
-    /* beta 0 ignores what the buffer held, NaN included (as BLAS's beta does). */
+    /* beta 0 overwrites, whatever the buffer held (BLAS convention): NaN must not survive. */
     for (int c = 0; c < cols; c++)
         norms[c] = NAN;
     assert_int_equal(kn_column_sq_norms(norms, X, rows, cols, 0.0f), SQ_OK);
@@ -227,6 +227,29 @@ static void naive_gptq_block(float *W, uint8_t *codes, float *Err, const float *
     free(Wstart);
 }
 
+/* kn_dequantize against the formula written out, with an act-order style group map,
+ * and a group index outside the grid refused. */
+static void test_dequantize(void **state)
+{
+    (void)state;
+    enum { rows = 3, n = 5, ldg = 2 };
+    const uint8_t codes[rows * n] = {0, 1, 2, 3, 15, 7, 8, 9, 4, 0, 15, 14, 13, 12, 11};
+    const float scale[rows * ldg] = {0.5f, 2.0f, 0.25f, 1.0f, 3.0f, 0.125f};
+    const float zero[rows * ldg] = {8.0f, 1.0f, 7.0f, 0.0f, 15.0f, 3.0f};
+    const int32_t group_of_column[n] = {1, 0, 1, 0, 0};
+    float W[rows * n];
+    assert_int_equal(kn_dequantize(W, codes, scale, zero, ldg, group_of_column, rows, n), SQ_OK);
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < n; c++) {
+            int g = group_of_column[c];
+            assert_true(W[r * n + c] == scale[r * ldg + g] * ((float)codes[r * n + c] - zero[r * ldg + g]));
+        }
+    assert_true(W[0] == 2.0f * (0.0f - 1.0f) && W[14] == 3.0f * (11.0f - 15.0f));
+    const int32_t bad_map[n] = {1, 0, 2, 0, 0};
+    assert_int_equal(kn_dequantize(W, codes, scale, zero, ldg, bad_map, rows, n), SQ_ERR_ARG);
+    assert_non_null(strstr(sq_last_error(), "column 2"));
+}
+
 static void test_gptq_block_matches_naive(void **state)
 {
     (void)state;
@@ -268,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_permutations),
         cmocka_unit_test(test_spd_inverse_and_cholesky),
         cmocka_unit_test(test_grid_and_rtn_hand_values),
+        cmocka_unit_test(test_dequantize),
         cmocka_unit_test(test_gptq_block_matches_naive),
     };
     return cmocka_run_group_tests_name("kernels_quant", tests, NULL, NULL);

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# shardq_job.sh: the body of every shardq batch job (cluster/sbatch/*.sbatch exec into it, so it
+# is the batch shell Slurm signals). It checks the spec before any rank starts (a bad spec fails
+# the job at once, with the validator's message in the job log), launches one rank per task with
+# `srun --mpi=pmix` or `mpirun`, forwards SIGUSR1/SIGTERM to the ranks (shardq then stops at the
+# next layer boundary with a consistent journal and exits 75), and on exit 75 requeues the job:
+# Slurm runs this script again, and the same `shardq run` resumes from the journal.
+#
+# Set by the template: SHARDQ_BIN, SHARDQ_SPEC, SHARDQ_LAUNCHER (srun|mpirun), SHARDQ_LOG_DIR.
+set -u
+: "${SHARDQ_BIN:?}" "${SHARDQ_SPEC:?}" "${SHARDQ_LAUNCHER:?}" "${SHARDQ_LOG_DIR:?}"
+: "${SLURM_JOB_ID:?not in a Slurm job}"
+readonly EXIT_RESUMABLE=75
+run=${SLURM_RESTART_COUNT:-0}
+say() { echo "[shardq-slurm $(date -u +%FT%TZ)] job $SLURM_JOB_ID run $run: $*"; }
+
+# Signals may come at any moment, before the ranks exist too: remember them, forward them once
+# there is a launcher.
+launcher_pid=""
+stop_signal=""
+# shellcheck disable=SC2317  # called by the traps below
+on_signal() { # signal name
+    stop_signal=$1
+    say "got SIG$1: asking the ranks to stop at the next layer boundary"
+    [ -z "$launcher_pid" ] || kill -s "$1" "$launcher_pid" 2>/dev/null
+}
+trap 'on_signal USR1' USR1
+trap 'on_signal TERM' TERM
+
+# Preemption (PreemptMode=REQUEUE) and `scontrol requeue` from outside requeue the job themselves
+# (and SIGTERM every process of it): then the restart count is already past this run's.
+requeued_by_slurm() {
+    local restarts
+    restarts=$(scontrol -o show job "$SLURM_JOB_ID" 2>/dev/null | grep -o ' Restarts=[0-9]*' | cut -d= -f2)
+    [ "${restarts:-0}" -gt "$run" ]
+}
+
+requeue() { # why
+    if requeued_by_slurm; then
+        say "$1 while Slurm requeues the job; the next run resumes from the journal"
+        exit "$EXIT_RESUMABLE"
+    fi
+    say "$1: requeueing"
+    if scontrol requeue "$SLURM_JOB_ID"; then
+        say "requeued; the next run resumes from the journal"
+        exit 0
+    fi
+    say "scontrol requeue refused; submit the same job again to resume"
+    exit "$EXIT_RESUMABLE"
+}
+
+say "spec $SHARDQ_SPEC, ${SLURM_NTASKS:-?} rank(s) on ${SLURM_JOB_NODELIST:-?}, launcher $SHARDQ_LAUNCHER"
+# `shardq status` validates the spec and prints the journal's progress: on a requeued run it shows
+# where the job resumes from.
+if ! "$SHARDQ_BIN" status "$SHARDQ_SPEC"; then
+    say "the spec is invalid or its state unreadable (above); no rank started"
+    exit 1
+fi
+[ "$run" -eq 0 ] || say "restarted after a requeue: resuming from the journal"
+[ -z "$stop_signal" ] || requeue "stopped before the ranks started"
+
+rank_logs="$SHARDQ_LOG_DIR/ranks/run-$run"
+mkdir -p "$rank_logs"
+case $SHARDQ_LAUNCHER in
+srun)
+    # One log per rank: %t is the task (rank) number.
+    srun --mpi=pmix --kill-on-bad-exit=1 --output="$rank_logs/rank-%t.log" \
+        "$SHARDQ_BIN" run "$SHARDQ_SPEC" &
+    ;;
+mpirun)
+    # mpirun takes the ranks and hosts from the allocation; one folder per rank under
+    # $rank_logs/1/rank.N/{stdout,stderr}. It forwards SIGUSR1/SIGUSR2 to every rank.
+    mpirun --bind-to none --output-filename "$rank_logs" "$SHARDQ_BIN" run "$SHARDQ_SPEC" &
+    ;;
+*)
+    say "unknown launcher '$SHARDQ_LAUNCHER' (srun or mpirun)"
+    exit 1
+    ;;
+esac
+launcher_pid=$!
+# A signal that came while the launcher was being started has not been forwarded yet.
+[ -z "$stop_signal" ] || kill -s "$stop_signal" "$launcher_pid" 2>/dev/null
+say "ranks launched (logs in $rank_logs)"
+
+# `wait` returns early when a trapped signal arrives; wait again until the launcher has exited.
+while :; do
+    wait "$launcher_pid"
+    rc=$?
+    kill -0 "$launcher_pid" 2>/dev/null || break
+done
+
+if [ "$rc" -eq 0 ]; then
+    say "done"
+    "$SHARDQ_BIN" status "$SHARDQ_SPEC"
+    exit 0
+fi
+# Exit 75 is shardq's "stopped, resumable". Any other exit after a stop request (a rank signalled
+# before it set up its handler, a launcher killed by Slurm) leaves a consistent journal as well.
+if [ "$rc" -eq "$EXIT_RESUMABLE" ] || [ -n "$stop_signal" ]; then
+    requeue "ranks stopped with exit $rc"
+fi
+say "ranks failed with exit $rc (see $rank_logs)"
+exit "$rc"
