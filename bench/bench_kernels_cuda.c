@@ -308,7 +308,7 @@ static void run_gptq(void *p)
     for (int col0 = 0; col0 < g->n; col0 += g->block) {
         int end = col0 + g->block;
         CHECK(kn_gptq_block(g->W, g->codes, g->Err, g->Hinv, g->scale, g->zero, g->n / 128, g->groups, true, 128,
-                            g->rows, g->n, col0, g->block, g->bits, false));
+                            g->rows, g->n, col0, g->block, g->bits, false, NULL));
         if (g->lazy && end < g->n)
             CHECK(kn_gemm(false, false, g->rows, g->n - end, g->block, -1.0f, g->Err, g->block,
                           g->Hinv + (size_t)col0 * g->n + end, g->n, 1.0f, g->W + end, g->n));

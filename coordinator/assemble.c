@@ -104,6 +104,17 @@ static bool is_pruning(sq_step_kind kind)
     return kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA || kind == SQ_STEP_MAGNITUDE;
 }
 
+/* What a step's sparsity files describe. A pruning step: its own method, target and
+ * pattern. A quantizing step whose input was pruned: the input's sparsity_config (from
+ * its config.json), and the input model itself, whose zeros the report checks. */
+typedef struct {
+    const char *method;
+    double sparsity;
+    json_t *pattern;            /* "N:M" or null */
+    json_t *input_config;       /* the input's sparsity_config (quantizing step), else NULL */
+    const sq_checkpoint *input; /* the input model (quantizing step), else NULL */
+} sparsity_origin;
+
 static json_t *pattern_json(const sq_sparse_options *opt)
 {
     if (opt->prune_n == 0)
@@ -113,41 +124,86 @@ static json_t *pattern_json(const sq_sparse_options *opt)
     return json_string(pattern);
 }
 
+/* Zeros of one linear of the cached layer: output entries that are 0 (codes at the zero
+ * point), and with origin->input also the input's zeros and how many of them still are. */
+typedef struct {
+    int64_t zeros, total, input_zeros, input_zeros_kept;
+} zero_count;
+
+static sq_status count_zeros(artifact_source *src, int layer, int linear, const sparsity_origin *origin,
+                             zero_count *count)
+{
+    const sq_layer_results *r = &src->cached;
+    int rows = r->form == SQ_LAYER_DENSE ? r->dense[linear].rows : r->linear[linear].rows;
+    int cols = r->form == SQ_LAYER_DENSE ? r->dense[linear].cols : r->linear[linear].cols;
+    size_t n = (size_t)rows * cols;
+    uint8_t *is_zero = malloc(n ? n : 1);
+    float *input = origin->input ? malloc(n ? n * sizeof(float) : 1) : NULL;
+    sq_status st = is_zero && (input || !origin->input)
+                       ? sq_layer_result_zero_mask(r, linear, is_zero)
+                       : sq_fail(SQ_ERR_NOMEM, "assemble: cannot count the zeros of a %dx%d linear", rows, cols);
+    if (st == SQ_OK && input) {
+        char name[160];
+        snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, sq_linear_name(linear));
+        st = sq_checkpoint_read_f32(origin->input, name, input, n);
+    }
+    *count = (zero_count){.total = (int64_t)n};
+    for (size_t k = 0; st == SQ_OK && k < n; k++) {
+        count->zeros += is_zero[k];
+        if (input && input[k] == 0.0f) {
+            count->input_zeros++;
+            count->input_zeros_kept += is_zero[k];
+        }
+    }
+    free(is_zero);
+    free(input);
+    return st;
+}
+
+static json_t *count_json(const zero_count *c, bool with_input)
+{
+    json_t *o = json_pack("{s:I, s:I, s:f}", "zeros", (json_int_t)c->zeros, "total", (json_int_t)c->total,
+                          "achieved", c->total ? (double)c->zeros / (double)c->total : 0.0);
+    if (with_input) {
+        json_object_set_new(o, "input_zeros", json_integer(c->input_zeros));
+        json_object_set_new(o, "input_zeros_kept", json_integer(c->input_zeros_kept));
+    }
+    return o;
+}
+
 /* Zeros per linear, counted from every layer artifact: {"method", "sparsity" (the
  * target), "pattern", "zeros", "total", "achieved", "layers": [{"layer", "achieved",
- * "linears": {"self_attn.q_proj": {"zeros", "total", "achieved"}, ...}}, ...]}. */
-static sq_status sparsity_report(artifact_source *src, const sq_step *step_spec, json_t **report)
+ * "linears": {"self_attn.q_proj": {"zeros", "total", "achieved"}, ...}}, ...]}; after a
+ * quantizing step also "input_zeros" and "input_zeros_kept" (overall and per linear). */
+static sq_status sparsity_report(artifact_source *src, const sparsity_origin *origin, json_t **report)
 {
+    bool with_input = origin->input != NULL;
     json_t *layers = json_array();
-    int64_t all_zeros = 0, all_total = 0;
+    zero_count all = {0};
     sq_status st = SQ_OK;
     for (int layer = 0; layer < src->cfg->num_layers && st == SQ_OK; layer++) {
         st = load_layer(src, layer);
         json_t *linears = json_object();
-        int64_t layer_zeros = 0, layer_total = 0;
+        zero_count sum = {0};
         for (int i = 0; i < SQ_LINEAR_COUNT && st == SQ_OK; i++) {
-            int64_t zeros = 0;
-            st = sq_layer_result_zeros(&src->cached, i, &zeros);
-            const sq_layer_results *r = &src->cached;
-            int64_t total = r->form == SQ_LAYER_DENSE ? (int64_t)r->dense[i].rows * r->dense[i].cols
-                                                      : (int64_t)r->linear[i].rows * r->linear[i].cols;
-            json_object_set_new(linears, sq_linear_name(i),
-                                json_pack("{s:I, s:I, s:f}", "zeros", (json_int_t)zeros, "total", (json_int_t)total,
-                                          "achieved", total ? (double)zeros / (double)total : 0.0));
-            layer_zeros += zeros;
-            layer_total += total;
+            zero_count c = {0};
+            st = count_zeros(src, layer, i, origin, &c);
+            json_object_set_new(linears, sq_linear_name(i), count_json(&c, with_input));
+            sum.zeros += c.zeros, sum.total += c.total;
+            sum.input_zeros += c.input_zeros, sum.input_zeros_kept += c.input_zeros_kept;
         }
         json_array_append_new(layers, json_pack("{s:i, s:f, s:o}", "layer", layer, "achieved",
-                                                layer_total ? (double)layer_zeros / (double)layer_total : 0.0,
+                                                sum.total ? (double)sum.zeros / (double)sum.total : 0.0,
                                                 "linears", linears));
-        all_zeros += layer_zeros;
-        all_total += layer_total;
+        all.zeros += sum.zeros, all.total += sum.total;
+        all.input_zeros += sum.input_zeros, all.input_zeros_kept += sum.input_zeros_kept;
     }
-    const sq_sparse_options *opt = &step_spec->sparse;
-    *report = json_pack("{s:s, s:f, s:o, s:I, s:I, s:f, s:o}", "method", sq_step_kind_name(step_spec->kind),
-                        "sparsity", opt->sparsity, "pattern", pattern_json(opt), "zeros", (json_int_t)all_zeros,
-                        "total", (json_int_t)all_total, "achieved",
-                        all_total ? (double)all_zeros / (double)all_total : 0.0, "layers", layers);
+    *report = json_pack("{s:s, s:f, s:O}", "method", origin->method, "sparsity", origin->sparsity, "pattern",
+                        origin->pattern);
+    json_t *counts = count_json(&all, with_input);
+    json_object_update(*report, counts);
+    json_decref(counts);
+    json_object_set_new(*report, "layers", layers);
     if (st != SQ_OK) {
         json_decref(*report);
         *report = NULL;
@@ -155,32 +211,74 @@ static sq_status sparsity_report(artifact_source *src, const sq_step *step_spec,
     return st;
 }
 
-/* config.json's {"sparsity_config": {...}}: what was pruned, and how much it achieved. */
-static json_t *sparsity_config(const sq_step *step_spec, const json_t *report)
+/* config.json's {"sparsity_config": {...}}: what was pruned, and how much the output
+ * achieves; a quantizing step keeps its input's entries and recounts global_sparsity. */
+static json_t *sparsity_config(const sparsity_origin *origin, const json_t *report)
 {
+    json_t *achieved = json_object_get(report, "achieved");
+    if (origin->input_config) {
+        json_t *config = json_deep_copy(origin->input_config);
+        json_object_set(config, "global_sparsity", achieved);
+        return json_pack("{s:o}", "sparsity_config", config);
+    }
     json_t *targets = json_array();
     for (int i = 0; i < SQ_LINEAR_COUNT; i++)
         json_array_append_new(targets, json_string(sq_linear_name(i)));
-    const sq_sparse_options *opt = &step_spec->sparse;
-    return json_pack("{s:{s:s, s:f, s:o, s:O, s:o, s:s}}", "sparsity_config", "method",
-                     sq_step_kind_name(step_spec->kind), "sparsity", opt->sparsity, "pattern", pattern_json(opt),
-                     "global_sparsity", json_object_get(report, "achieved"), "targets", targets, "format", "dense");
+    return json_pack("{s:{s:s, s:f, s:O, s:O, s:o, s:s}}", "sparsity_config", "method", origin->method, "sparsity",
+                     origin->sparsity, "pattern", origin->pattern, "global_sparsity", achieved, "targets", targets,
+                     "format", "dense");
 }
 
-static sq_status write_sparsity_files(artifact_source *src, const sq_step *step_spec, const char *output_dir,
+/* A pruning step's journal result also gets "sparsity" (achieved) and "sparsity_report". */
+static sq_status write_sparsity_files(artifact_source *src, const sparsity_origin *origin, const char *output_dir,
                                       json_t *step_result, json_t **extra_config)
 {
     json_t *report = NULL;
-    SQ_TRY(sparsity_report(src, step_spec, &report));
+    SQ_TRY(sparsity_report(src, origin, &report));
     sq_status st = sq_make_dirs(output_dir);
     if (st == SQ_OK)
         st = sq_checkpoint_write_json(output_dir, SPARSITY_REPORT, report);
     if (st == SQ_OK) {
-        *extra_config = sparsity_config(step_spec, report);
-        json_object_set(step_result, "sparsity", json_object_get(report, "achieved"));
-        json_object_set_new(step_result, "sparsity_report", json_string(SPARSITY_REPORT));
+        *extra_config = sparsity_config(origin, report);
+        if (!origin->input) {
+            json_object_set(step_result, "sparsity", json_object_get(report, "achieved"));
+            json_object_set_new(step_result, "sparsity_report", json_string(SPARSITY_REPORT));
+        }
     }
     json_decref(report);
+    return st;
+}
+
+/* Whether rtn or gptq carries its input's sparsity: when the input's config.json has a
+ * sparsity_config (a pruned model) and the step kept its zeros (rtn always: a zero rounds
+ * to the zero point; gptq with preserve_sparsity). `*carried` and origin->input_config
+ * then hold it; a gptq that did not keep them gets extra config "sparsity_config": null. */
+static sq_status quantized_sparsity(const sq_step *step_spec, const sq_checkpoint *source, sparsity_origin *origin,
+                                    json_t **extra_config, bool *carried)
+{
+    json_t *config = NULL;
+    SQ_TRY(sq_checkpoint_load_config_json(sq_checkpoint_local_dir(source), &config));
+    json_t *input = json_object_get(config, "sparsity_config");
+    sq_status st = SQ_OK;
+    *carried = false;
+    if (!input || json_is_null(input)) {
+        /* a dense input: nothing to carry */
+    } else if (!json_is_object(input) || !json_is_string(json_object_get(input, "method")) ||
+               !json_is_number(json_object_get(input, "sparsity"))) {
+        st = sq_fail(SQ_ERR_FORMAT, "%s/config.json: sparsity_config must be an object with a string \"method\" "
+                     "and a number \"sparsity\"", sq_checkpoint_dir(source));
+    } else if (step_spec->kind == SQ_STEP_GPTQ && !step_spec->quant.preserve_sparsity) {
+        *extra_config = json_pack("{s:n}", "sparsity_config");
+    } else {
+        origin->input_config = json_incref(input);
+        origin->method = json_string_value(json_object_get(input, "method"));
+        origin->sparsity = json_number_value(json_object_get(input, "sparsity"));
+        json_t *pattern = json_object_get(input, "pattern");
+        origin->pattern = json_incref(pattern ? pattern : json_null());
+        origin->input = source;
+        *carried = true;
+    }
+    json_decref(config);
     return st;
 }
 
@@ -205,11 +303,18 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
         }
     }
     artifact_source src = {.journal = journal, .step = step, .cfg = cfg, .cached_layer = -1};
-    bool pruning = is_pruning(step_spec->kind);
+    bool pruning = is_pruning(step_spec->kind), sparse_output = pruning;
     json_t *extra_config = NULL;
     const char *const extra_files[] = {SPARSITY_REPORT};
-    if (st == SQ_OK && pruning)
-        st = write_sparsity_files(&src, step_spec, output_dir, step_result, &extra_config);
+    sparsity_origin origin = {0};
+    if (pruning)
+        origin = (sparsity_origin){.method = sq_step_kind_name(step_spec->kind),
+                                   .sparsity = step_spec->sparse.sparsity,
+                                   .pattern = pattern_json(&step_spec->sparse)};
+    else if (st == SQ_OK)
+        st = quantized_sparsity(step_spec, source, &origin, &extra_config, &sparse_output);
+    if (st == SQ_OK && sparse_output)
+        st = write_sparsity_files(&src, &origin, output_dir, step_result, &extra_config);
     sq_quant_options joint = sq_sparse_joint_quant_options(&step_spec->sparse);
     if (st == SQ_OK && pruning && step_spec->sparse.bits == 0) {
         sq_dense_checkpoint_request req = {.source = source,
@@ -229,11 +334,13 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
                                           .ctx = &src,
                                           .options = pruning ? &joint : &step_spec->quant,
                                           .extra_config = extra_config,
-                                          .extra_files = pruning ? extra_files : NULL,
-                                          .n_extra_files = pruning ? 1 : 0};
+                                          .extra_files = sparse_output ? extra_files : NULL,
+                                          .n_extra_files = sparse_output ? 1 : 0};
         st = sq_gptq_checkpoint_write(&req, output_dir);
     }
     json_decref(extra_config);
+    json_decref(origin.pattern);
+    json_decref(origin.input_config);
     sq_layer_results_free(&src.cached);
     for (int i = 0; i < n; i++)
         free(names[i]);

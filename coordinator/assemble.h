@@ -7,9 +7,16 @@
  *  - sparsegpt with bits 0, wanda, magnitude: a dense checkpoint with the
  *    source's names and dtypes, zeros in place (coordinator/assemble_dense.h).
  * Pruning steps also write sparsity_report.json (zeros per layer and linear,
- * counted from the artifacts), record {"sparsity_config": {"method", "sparsity",
- * "pattern", "global_sparsity", "targets", "format"}} in config.json, and add
- * "sparsity" (achieved) and "sparsity_report" to the step's journal result. */
+ * counted from the artifacts; a code at its grid's zero point is a zero), record
+ * {"sparsity_config": {"method", "sparsity", "pattern", "global_sparsity",
+ * "targets", "format"}} in config.json, and add "sparsity" (achieved) and
+ * "sparsity_report" to the step's journal result.
+ * rtn and gptq on a pruned input (its config.json has a sparsity_config) carry
+ * that sparsity_config with global_sparsity recounted and write the report too,
+ * with "input_zeros" (the input's zeros, read from the input model) and
+ * "input_zeros_kept" (those still zero: all of them) — when the step kept the
+ * zeros: rtn always, gptq with preserve_sparsity. A gptq without it writes
+ * "sparsity_config": null, as its output is no longer sparse. */
 #ifndef SQ_COORDINATOR_ASSEMBLE_H
 #define SQ_COORDINATOR_ASSEMBLE_H
 

@@ -172,16 +172,22 @@ static void check_step_order(sq_spec_errors *errs, const sq_job_spec *spec, cons
 }
 
 /* Step defaults that come from the rest of the spec: seqlen from data.seqlen,
- * qlora's train_data from data.calibration and base_quant from earlier steps. */
+ * qlora's train_data from data.calibration, base_quant from earlier steps, and
+ * gptq's preserve_sparsity from an earlier pruning step. */
 static void fill_dependent_defaults(sq_spec_errors *errs, json_t *root, sq_job_spec *spec, const bool *parsed)
 {
     int quantized_by = -1;
+    bool pruned = false;
     for (int i = 0; i < spec->n_steps; i++) {
         if (!parsed[i])
             continue;
         sq_step *step = &spec->steps[i];
         if (step->kind == SQ_STEP_EVAL && !step->eval.seqlen)
             step->eval.seqlen = spec->seqlen;
+        json_t *gptq = json_object_get(json_array_get(json_object_get(root, "steps"), (size_t)i), "gptq");
+        if (step->kind == SQ_STEP_GPTQ && !json_object_get(gptq, "preserve_sparsity"))
+            step->quant.preserve_sparsity = pruned;
+        pruned |= is_pruning(step->kind);
         if (step->kind == SQ_STEP_QLORA) {
             sq_lora_options *l = &step->lora;
             json_t *options = json_object_get(json_array_get(json_object_get(root, "steps"), (size_t)i), "qlora");

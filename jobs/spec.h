@@ -39,6 +39,10 @@
  *  - sparsegpt/wanda/magnitude take exactly one of "sparsity" and "pattern"; with a
  *    pattern, sparsity is set to N/M. sparsegpt: bits 0 (default) or 2,3,4,8;
  *    group_size (default 128) and sym (default true) only with bits > 0.
+ *  - gptq.preserve_sparsity (boolean) defaults to true when an earlier step pruned
+ *    (sparsegpt, wanda, magnitude), else false; true keeps every zero of the input
+ *    weights at exactly 0 (quant/gptq.h). rtn has no such key: a zero always rounds to
+ *    the zero point.
  *  - qlora defaults: r 16, alpha 32, dropout 0.05 in [0,1), target_modules all of
  *    q_proj k_proj v_proj o_proj gate_proj up_proj down_proj (no duplicates),
  *    base_quant "gptq" when an earlier step quantized the model else "nf4" (an
@@ -76,7 +80,8 @@ typedef enum {
 typedef enum { SQ_PARALLEL_SEQUENTIAL, SQ_PARALLEL_PIPELINE } sq_parallel_mode;
 
 /* rtn and gptq. Defaults: bits 4, group_size 128, sym true, desc_act false,
- * static_groups false, damp_percent 0.01, block_size 128, true_sequential true. */
+ * static_groups false, damp_percent 0.01, block_size 128, true_sequential true,
+ * preserve_sparsity true when an earlier step of the job pruned, else false. */
 typedef struct {
     int bits;          /* 2, 3, 4, 8 */
     int group_size;    /* -1 (per channel) or a positive integer */
@@ -86,6 +91,7 @@ typedef struct {
     double damp_percent;   /* gptq only, (0, 1) */
     int block_size;        /* gptq only */
     bool true_sequential;  /* gptq only */
+    bool preserve_sparsity;/* gptq only: keep the input's zeros (rtn keeps them anyway) */
 } sq_quant_options;
 
 /* sparsegpt, wanda, magnitude. sparsity in [0,1) for unstructured, or prune_n:prune_m

@@ -45,7 +45,8 @@ static void parse_quant(sq_spec_errors *errs, json_t *obj, const char *path, sq_
 {
     static const char *const rtn_keys[] = {"bits", "group_size", "sym", NULL};
     static const char *const gptq_keys[] = {"bits", "group_size", "sym", "desc_act", "static_groups",
-                                            "damp_percent", "block_size", "true_sequential", NULL};
+                                            "damp_percent", "block_size", "true_sequential",
+                                            "preserve_sparsity", NULL};
     *q = (sq_quant_options){.bits = 4, .group_size = 128, .sym = true, .desc_act = false,
                             .static_groups = false, .damp_percent = 0.01, .block_size = 128,
                             .true_sequential = true};
@@ -61,6 +62,7 @@ static void parse_quant(sq_spec_errors *errs, json_t *obj, const char *path, sq_
                    &q->damp_percent);
     sq_spec_int(errs, obj, path, "block_size", 1, INT_MAX, "must be a positive integer", &q->block_size);
     sq_spec_bool(errs, obj, path, "true_sequential", &q->true_sequential);
+    sq_spec_bool(errs, obj, path, "preserve_sparsity", &q->preserve_sparsity); /* default: spec.c */
 }
 
 /* "N:M" with 0 < N < M, digits only. */

@@ -156,14 +156,17 @@ sq_status kn_dequantize(float *W, const uint8_t *codes, const float *scale, cons
  *       kn_quant_grid for group j/group_size from columns [j, j+group_size) of
  *       W_start (W as it was when this block started, i.e. with earlier blocks'
  *       lazy updates but not this block's)
- *   quantize column j with the grid of group group_of_column[j] -> codes, dequantized q
+ *   quantize column j with the grid of group group_of_column[j] -> codes, dequantized q;
+ *       where masked[r*n + j] is nonzero, 0 is quantized instead of w (code = the zero
+ *       point, q = 0 exactly), as kn_sparsegpt_block does for a pruned entry
  *   err = (w - q) / Hinv[j][j];  W[:, j+1 .. block end) -= err * Hinv[j][j+1 ..]
  *   Err[r*ncols + (j - col0)] = err; W[:, j] := q
  * The caller then applies the lazy update W[:, end:] -= Err · Hinv[block, end:] with kn_gemm.
- * scale/zero are [rows, ldg]; codes is [rows, n]. */
+ * scale/zero are [rows, ldg]; codes and masked are [rows, n]; masked NULL masks nothing
+ * (the grids never depend on the mask). */
 sq_status kn_gptq_block(float *W, uint8_t *codes, float *Err, const float *Hinv, float *scale, float *zero,
                         int ldg, const int32_t *group_of_column, bool compute_groups, int group_size,
-                        int rows, int n, int col0, int ncols, int bits, bool sym);
+                        int rows, int n, int col0, int ncols, int bits, bool sym, const uint8_t *masked);
 
 /* ---- pruning (SparseGPT, Wanda, magnitude) ------------------------------ */
 
@@ -173,6 +176,9 @@ sq_status kn_gptq_block(float *W, uint8_t *codes, float *Err, const float *Hinv,
  * set to 0.0f; equal scores go to the lower column first. Unstructured: group = n; N:M:
  * group = M, count = N. */
 sq_status kn_prune_lowest(float *W, const float *col_scale, int rows, int n, int group, int count);
+
+/* mask[i] = 1 where x[i] is zero (+0 or -0), else 0: the sparsity mask GPTQ keeps. */
+sq_status kn_mark_zeros(uint8_t *mask, const float *x, size_t n);
 
 /* One SparseGPT block: kn_gptq_block (same arguments and steps) with pruning. The block's
  * columns form groups of prune_group consecutive columns (ncols a multiple of prune_group);

@@ -1,6 +1,7 @@
 /* gptq.c: the GPTQ solve for one linear over the kernels interface. The O(n³)
  * and O(rows·n²) work runs on the device; the host only orders columns, keeps
- * g_idx and sums the reported loss. */
+ * g_idx and sums the reported loss. With preserve_sparsity the zeros of W are
+ * marked once, in the solve's column order, and kn_gptq_block keeps them. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,16 +22,16 @@ static int by_descending_diag(const void *a, const void *b, void *diag_values)
 typedef struct {
     float *diag, *Wp, *Hp, *Err, *err_norms, *scale, *zero;
     int32_t *perm, *group_of_column;
-    uint8_t *codes;
+    uint8_t *codes, *masked; /* masked: only with preserve_sparsity */
 } gptq_buffers;
 
 static void free_buffers(gptq_buffers *b)
 {
     kn_free(b->diag), kn_free(b->Wp), kn_free(b->Hp), kn_free(b->Err), kn_free(b->err_norms), kn_free(b->scale), kn_free(b->zero);
-    kn_free(b->perm), kn_free(b->group_of_column), kn_free(b->codes);
+    kn_free(b->perm), kn_free(b->group_of_column), kn_free(b->codes), kn_free(b->masked);
 }
 
-static sq_status alloc_buffers(gptq_buffers *b, int rows, int cols, int ngroups, int block)
+static sq_status alloc_buffers(gptq_buffers *b, int rows, int cols, int ngroups, int block, bool masked)
 {
     size_t cells = (size_t)rows * cols;
     SQ_TRY(kn_alloc((void **)&b->diag, (size_t)cols * sizeof(float)));
@@ -42,11 +43,14 @@ static sq_status alloc_buffers(gptq_buffers *b, int rows, int cols, int ngroups,
     SQ_TRY(kn_alloc((void **)&b->zero, (size_t)rows * ngroups * sizeof(float)));
     SQ_TRY(kn_alloc((void **)&b->perm, (size_t)cols * sizeof(int32_t)));
     SQ_TRY(kn_alloc((void **)&b->group_of_column, (size_t)cols * sizeof(int32_t)));
+    if (masked)
+        SQ_TRY(kn_alloc((void **)&b->masked, cells));
     return kn_alloc((void **)&b->codes, cells);
 }
 
 /* Steps 1-5: grids that do not depend on the solve, dead columns, column
- * order and damping; leaves the permuted W in b->Wp and Hinv in b->Hp. */
+ * order and damping; leaves the permuted W in b->Wp, its zeros in b->masked
+ * (when allocated) and Hinv in b->Hp. */
 static sq_status prepare(float *W, float *H, int rows, int cols, const sq_quant_options *opt,
                          const sq_quant_result *res, gptq_buffers *b, float *diag, int32_t *perm,
                          int32_t *group_of_column)
@@ -75,6 +79,8 @@ static sq_status prepare(float *W, float *H, int rows, int cols, const sq_quant_
     SQ_TRY(kn_upload(b->group_of_column, group_of_column, (size_t)cols * sizeof(int32_t)));
     SQ_TRY(kn_permute_columns(b->Wp, W, b->perm, rows, cols));
     SQ_TRY(kn_permute_symmetric(b->Hp, H, b->perm, cols));
+    if (b->masked)
+        SQ_TRY(kn_mark_zeros(b->masked, b->Wp, (size_t)rows * cols));
     double mean = 0;
     for (int i = 0; i < cols; i++)
         mean += diag[i];
@@ -94,7 +100,7 @@ static sq_status sweep(int rows, int cols, const sq_quant_options *opt, const sq
         int count = cols - i1 < opt->block_size ? cols - i1 : opt->block_size;
         int i2 = i1 + count;
         SQ_TRY(kn_gptq_block(b->Wp, b->codes, b->Err, b->Hp, b->scale, b->zero, res->ngroups, b->group_of_column,
-                             compute_groups, opt->group_size, rows, cols, i1, count, opt->bits, opt->sym));
+                             compute_groups, opt->group_size, rows, cols, i1, count, opt->bits, opt->sym, b->masked));
         if (i2 < cols)
             SQ_TRY(kn_gemm(false, false, rows, cols - i2, count, -1.0f, b->Err, count, b->Hp + (size_t)i1 * cols + i2,
                            cols, 1.0f, b->Wp + i2, cols));
@@ -130,7 +136,7 @@ sq_status sq_gptq_solve(float *W, float *H, int rows, int cols, const sq_quant_o
         st = sq_fail(SQ_ERR_NOMEM, "gptq: cannot allocate host buffers for a %dx%d linear", rows, cols);
         goto done;
     }
-    SQ_TRY_GOTO(st, alloc_buffers(&b, rows, cols, res->ngroups, block), done);
+    SQ_TRY_GOTO(st, alloc_buffers(&b, rows, cols, res->ngroups, block, opt->preserve_sparsity), done);
     SQ_TRY_GOTO(st, prepare(W, H, rows, cols, opt, res, &b, diag, perm, group_of_column), done);
     SQ_TRY_GOTO(st, sweep(rows, cols, opt, res, &b, err_norms_host, &res->loss), done);
 

@@ -10,6 +10,11 @@
  *     over the rest of the block (kn_gptq_block), then the lazy update
  *     W[:, end:] -= Err · Hinv[block, end:]; with groups (not static) a group's
  *     grid is taken at its first column from W as it was when the block started;
+ *     with preserve_sparsity (after a pruning step), every entry of W that is 0
+ *     when the solve starts is quantized as 0 — the zero point, dequantizing to
+ *     exactly 0 — and its error (w − 0)/Hinv_jj spread like any other, as
+ *     SparseGPT does for its pruned entries; the grids are the same as without
+ *     (so a W without zeros gives the same result bit for bit);
  *  7. codes back in the original column order, g_idx as AutoGPTQ writes it:
  *     j/group_size, except desc_act without static_groups where
  *     g_idx[perm[i]] = i/group_size.

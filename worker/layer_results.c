@@ -232,20 +232,45 @@ sq_status sq_layer_result_weights(const sq_layer_results *results, int linear, f
     return sq_convert_to_f32(W, d->data, d->dtype, (size_t)d->rows * d->cols);
 }
 
+sq_status sq_layer_result_zero_mask(const sq_layer_results *results, int linear, uint8_t *is_zero)
+{
+    if (results->form != SQ_LAYER_DENSE) {
+        const sq_quant_result *res = &results->linear[linear];
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < res->rows; r++)
+            for (int c = 0; c < res->cols; c++) {
+                size_t k = (size_t)r * res->cols + c;
+                is_zero[k] = (float)res->codes[k] == res->zeros[(size_t)r * res->ngroups + res->g_idx[c]];
+            }
+        return SQ_OK;
+    }
+    const sq_dense_weights *d = &results->dense[linear];
+    size_t n = (size_t)d->rows * d->cols;
+    float *W = malloc(n ? n * sizeof(float) : 1);
+    if (!W)
+        return sq_fail(SQ_ERR_NOMEM, "cannot rebuild a %dx%d linear", d->rows, d->cols);
+    sq_status st = sq_layer_result_weights(results, linear, W);
+#pragma omp parallel for schedule(static)
+    for (size_t k = 0; k < n; k++)
+        is_zero[k] = W[k] == 0.0f;
+    free(W);
+    return st;
+}
+
 sq_status sq_layer_result_zeros(const sq_layer_results *results, int linear, int64_t *zeros)
 {
     int rows = results->form == SQ_LAYER_DENSE ? results->dense[linear].rows : results->linear[linear].rows;
     int cols = results->form == SQ_LAYER_DENSE ? results->dense[linear].cols : results->linear[linear].cols;
     size_t n = (size_t)rows * cols;
-    float *W = malloc(n ? n * sizeof(float) : 1);
-    if (!W)
-        return sq_fail(SQ_ERR_NOMEM, "cannot rebuild a %dx%d linear", rows, cols);
-    sq_status st = sq_layer_result_weights(results, linear, W);
+    uint8_t *is_zero = malloc(n ? n : 1);
+    if (!is_zero)
+        return sq_fail(SQ_ERR_NOMEM, "cannot mark the zeros of a %dx%d linear", rows, cols);
+    sq_status st = sq_layer_result_zero_mask(results, linear, is_zero);
     int64_t count = 0;
 #pragma omp parallel for reduction(+ : count) schedule(static)
     for (size_t k = 0; k < n; k++)
-        count += W[k] == 0.0f;
-    free(W);
+        count += is_zero[k];
+    free(is_zero);
     *zeros = count;
     return st;
 }

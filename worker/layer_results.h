@@ -61,7 +61,10 @@ sq_status sq_quant_result_dequantize(const sq_quant_result *res, float *W);
  * (dequantized, or the dense values widened to fp32). */
 sq_status sq_layer_result_weights(const sq_layer_results *results, int linear, float *W);
 
-/* The number of exact zeros in a linear's rebuilt weights (what the output checkpoint holds). */
+/* is_zero[r*cols + c] = 1 where a linear's output weight is exactly 0 (what the output checkpoint
+ * holds): a dense weight equal to 0, or a code at its grid's zero point (0 whatever the scale). */
+sq_status sq_layer_result_zero_mask(const sq_layer_results *results, int linear, uint8_t *is_zero);
+/* The number of those zeros. */
 sq_status sq_layer_result_zeros(const sq_layer_results *results, int linear, int64_t *zeros);
 
 /* Upload a linear's dequantized weights into its device buffer; one linear of a

@@ -1,6 +1,7 @@
-/* prune.c (CPU backend): pruning by lowest score (Wanda, magnitude) and the
- * SparseGPT inner block loop — kn_gptq_block's column walk with a mask chosen
- * as the walk goes (see kernels.h). The lowest scores of a group are found by
+/* prune.c (CPU backend): pruning by lowest score (Wanda, magnitude), the
+ * zero mask GPTQ keeps after a pruning step, and the SparseGPT inner block
+ * loop — kn_gptq_block's column walk with a mask chosen as the walk goes (see
+ * kernels.h). The lowest scores of a group are found by
  * sorting its columns by (score, column), so ties always go to the lower
  * column; rows are independent and spread over OpenMP threads. */
 #include <math.h>
@@ -70,6 +71,14 @@ sq_status kn_prune_lowest(float *W, const float *col_scale, int rows, int n, int
         free(score), free(order), free(pruned);
     }
     return st;
+}
+
+sq_status kn_mark_zeros(uint8_t *mask, const float *x, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        mask[i] = x[i] == 0.0f;
+    return SQ_OK;
 }
 
 /* Buffers of one row's walk through a SparseGPT block. */

@@ -1,5 +1,6 @@
 /* quantize.c (CPU backend): min/max quantization grids, round-to-nearest, and
- * the GPTQ inner block loop, with the grid arithmetic of quant_math.h. Every
+ * the GPTQ inner block loop (with its optional sparsity mask), with the grid
+ * arithmetic of quant_math.h. Every
  * output row is independent, so rows are spread over OpenMP threads. */
 #include <math.h>
 #include <stdlib.h>
@@ -74,7 +75,7 @@ sq_status kn_dequantize(float *W, const uint8_t *codes, const float *scale, cons
 
 sq_status kn_gptq_block(float *W, uint8_t *codes, float *Err, const float *Hinv, float *scale, float *zero, int ldg,
                         const int32_t *group_of_column, bool compute_groups, int group_size, int rows, int n,
-                        int col0, int ncols, int bits, bool sym)
+                        int col0, int ncols, int bits, bool sym, const uint8_t *masked)
 {
     SQ_TRY(check_bits(bits, "kn_gptq_block"));
     if (ncols <= 0 || col0 < 0 || col0 + ncols > n)
@@ -113,7 +114,8 @@ sq_status kn_gptq_block(float *W, uint8_t *codes, float *Err, const float *Hinv,
                     grid_of_row(start + (j - col0), width, maxq, sym, &scale[gi], &zero[gi]);
                 }
                 size_t gi = (size_t)r * ldg + group_of_column[j];
-                float q = quantize_value(w[j], scale[gi], zero[gi], maxq, &codes[(size_t)r * n + j]);
+                float kept = masked && masked[(size_t)r * n + j] ? 0.0f : w[j];
+                float q = quantize_value(kept, scale[gi], zero[gi], maxq, &codes[(size_t)r * n + j]);
                 const float *h = Hinv + (size_t)j * n;
                 float err = (w[j] - q) / h[j];
                 for (int k = j + 1; k < end; k++)

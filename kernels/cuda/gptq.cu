@@ -8,9 +8,10 @@
  * once for all the tile's rows, the next row fetched during the current
  * column's update so its latency is hidden, like the next column's grid. Per
  * column: (1) group grids where a group starts (one warp per row), (2)
- * quantize the column (one thread per row), (3) spread the error over the
- * block's later columns (one warp per row); a barrier after each, none after (1)
- * where no group starts. The arithmetic matches the CPU reference operation
+ * quantize the column (one thread per row; a masked entry, the tile's mask
+ * kept in shared memory too, is quantized as 0), (3) spread the error over
+ * the block's later columns (one warp per row); a barrier after each, none
+ * after (1) where no group starts. The arithmetic matches the CPU reference operation
  * for operation (see quant_math.cuh), so codes agree with it. */
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/quant_math.cuh"
@@ -25,6 +26,7 @@ struct gptq_args {
     const float *Hinv;
     float *scale, *zero;
     const int32_t *group_of_column;
+    const uint8_t *masked; /* NULL: nothing masked */
     int ldg, group_size, rows, n, col0, ncols, tile_rows;
     bool groups_here, sym;
     float maxq;
@@ -41,6 +43,7 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
     float *row_scale = err + R;           /* [R] */
     float *row_zero = row_scale + R;      /* [R] */
     int *groups = (int *)(row_zero + R);  /* [ncols]: group_of_column over the block */
+    uint8_t *masked = (uint8_t *)(groups + ncols); /* [R][ncols] when a.masked: the tile's mask */
     const int row0 = blockIdx.x * R;
     const int rows_here = min(R, a.rows - row0);
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -50,6 +53,8 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
         float value = a.W[(size_t)(row0 + r) * a.n + a.col0 + c];
         w[idx] = value;
         w_start[idx] = value;
+        if (a.masked)
+            masked[idx] = a.masked[(size_t)(row0 + r) * a.n + a.col0 + c];
     }
     for (int k = threadIdx.x; k < ncols; k += blockDim.x) {
         h_rows[k] = a.Hinv[(size_t)a.col0 * a.n + a.col0 + k];
@@ -95,8 +100,9 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
         if (threadIdx.x < rows_here) {
             int r = threadIdx.x;
             float wj = w[r * ncols + jj];
+            float kept = a.masked && masked[r * ncols + jj] ? 0.0f : wj;
             uint8_t code;
-            float q = quantize_value(wj, row_scale[r], row_zero[r], a.maxq, &code);
+            float q = quantize_value(kept, row_scale[r], row_zero[r], a.maxq, &code);
             float e = __fdiv_rn(__fsub_rn(wj, q), h_row[jj]);
             a.codes[(size_t)(row0 + r) * a.n + j] = code;
             a.Err[(size_t)(row0 + r) * ncols + jj] = e;
@@ -129,15 +135,16 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
     }
 }
 
-static size_t smem_bytes(int tile_rows, int ncols)
+static size_t smem_bytes(int tile_rows, int ncols, bool masked)
 {
     return sizeof(float) * ((size_t)2 * tile_rows * ncols + 2 * (size_t)ncols + 3 * (size_t)tile_rows) +
-           sizeof(int) * (size_t)ncols;
+           sizeof(int) * (size_t)ncols + (masked ? (size_t)tile_rows * ncols : 0);
 }
 
 extern "C" sq_status kn_gptq_block(float *W, uint8_t *codes, float *Err, const float *Hinv, float *scale, float *zero,
                                    int ldg, const int32_t *group_of_column, bool compute_groups, int group_size,
-                                   int rows, int n, int col0, int ncols, int bits, bool sym)
+                                   int rows, int n, int col0, int ncols, int bits, bool sym,
+                                   const uint8_t *masked)
 {
     if (bits < 1 || bits > 8)
         return sq_fail(SQ_ERR_ARG, "kn_gptq_block: bits must be in [1, 8], got %d", bits);
@@ -154,9 +161,9 @@ extern "C" sq_status kn_gptq_block(float *W, uint8_t *codes, float *Err, const f
     CUDA_CHECK(cudaGetDevice(&device));
     CUDA_CHECK(cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
     int tile_rows = TILE_ROWS;
-    while (tile_rows > 1 && smem_bytes(tile_rows, ncols) > (size_t)smem_limit)
+    while (tile_rows > 1 && smem_bytes(tile_rows, ncols, masked) > (size_t)smem_limit)
         tile_rows /= 2;
-    size_t smem = smem_bytes(tile_rows, ncols);
+    size_t smem = smem_bytes(tile_rows, ncols, masked);
     if (smem > (size_t)smem_limit)
         return sq_fail(SQ_ERR_UNSUPPORTED, "kn_gptq_block: a block of %d columns needs %zu bytes of shared memory, "
                        "more than the device's %d", ncols, smem, smem_limit);
@@ -170,6 +177,7 @@ extern "C" sq_status kn_gptq_block(float *W, uint8_t *codes, float *Err, const f
     a.scale = scale;
     a.zero = zero;
     a.group_of_column = group_of_column;
+    a.masked = masked;
     a.ldg = ldg;
     a.group_size = group_size;
     a.rows = rows;

@@ -1,5 +1,6 @@
-/* prune.cu (CUDA backend): pruning by lowest score (Wanda, magnitude) and the
- * SparseGPT block (kernels.h gives the exact steps of both).
+/* prune.cu (CUDA backend): pruning by lowest score (Wanda, magnitude), the
+ * zero mask GPTQ keeps (kn_mark_zeros) and the SparseGPT block (kernels.h
+ * gives the exact steps of each).
  *
  * kn_prune_lowest sorts each (row, group) segment of scores with CUB's stable
  * segmented sort — columns go in by index, so equal scores keep the lower
@@ -121,6 +122,22 @@ extern "C" sq_status kn_prune_lowest(float *W, const float *col_scale, int rows,
     }
     free_sort_buffers(&b);
     return st;
+}
+
+/* ---- kn_mark_zeros ------------------------------------------------------- */
+
+__global__ void mark_zeros(uint8_t *mask, const float *x, size_t n)
+{
+    GRID_STRIDE(i, n) mask[i] = x[i] == 0.0f;
+}
+
+extern "C" sq_status kn_mark_zeros(uint8_t *mask, const float *x, size_t n)
+{
+    if (n == 0)
+        return SQ_OK;
+    mark_zeros<<<kn_cuda_blocks(n, THREADS), THREADS>>>(mask, x, n);
+    CUDA_CHECK_LAUNCH();
+    return SQ_OK;
 }
 
 /* ---- kn_sparsegpt_block -------------------------------------------------- */

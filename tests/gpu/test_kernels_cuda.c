@@ -10,7 +10,8 @@
  * codes) before the kernel runs, and NaN never passes. Errors are relative
  * Frobenius norms ‖gpu − cpu‖ / ‖cpu‖ computed in double; tolerances:
  *   exact (0)   data movement, permutations, grids, RTN, fake quantization, GPTQ block
- *               (the CUDA kernels repeat the CPU arithmetic operation for operation)
+ *               with and without a sparsity mask, kn_mark_zeros (the CUDA kernels
+ *               repeat the CPU arithmetic operation for operation)
  *   1e-5        fp32 reductions whose summation order differs (GEMM, norms, softmax)
  *   2e-3        kn_linear and kn_attention, which run on the tensor cores in TF32
  *   1e-3        SPD inverse, 1e-4 Cholesky factor, of a matrix with condition number ~40
@@ -653,57 +654,88 @@ static float *host_hinv(int n)
 
 /* One block with identical inputs: the GPU kernel must reproduce the CPU exactly. The
  * block [64, 136) is not aligned to 16-row tiles or to groups, and the group starting
- * at column 128 reaches past the block's end. */
-static void test_gptq_block(void)
+ * at column 128 reaches past the block's end. `masked`: half of W zeroed at random, the
+ * mask taken by each backend's kn_mark_zeros (compared too) and kept by the block. */
+static void gptq_block_case(bool sym, bool masked)
 {
     const int rows = 100, n = 200, col0 = 64, ncols = 72, group = 32, ldg = 7, bits = 4;
+    const char *how = masked ? (sym ? "sym, masked" : "asym, masked") : (sym ? "sym" : "asym");
     float *Hinv = host_hinv(n);
     float *dHinv = dev_from(Hinv, (size_t)n * n * 4);
     int32_t group_of_column[200];
     for (int c = 0; c < n; c++)
         group_of_column[c] = c / group;
     int32_t *dgroups = dev_from(group_of_column, sizeof group_of_column);
-    for (int sym = 0; sym < 2; sym++) {
-        float *W = host_random((size_t)rows * n, 0.1f);
-        size_t ng = (size_t)rows * ldg;
-        float *scale = host_random(ng, 1.0f), *zero = host_random(ng, 1.0f);
-        /* Group 2 ([64, 96)) starts at col0, so the grids this block uses are all computed here. */
-        uint8_t *codes = malloc((size_t)rows * n);
-        memset(codes, 0xff, (size_t)rows * n);
-        float *Err = malloc((size_t)rows * ncols * 4);
-        float *dW = dev_from(W, (size_t)rows * n * 4), *dscale = dev_from(scale, ng * 4);
-        float *dzero = dev_from(zero, ng * 4), *dErr = dev_poisoned((size_t)rows * ncols * 4);
-        uint8_t *dcodes = dev_poisoned((size_t)rows * n);
-        CALL(kn_gptq_block(dW, dcodes, dErr, dHinv, dscale, dzero, ldg, dgroups, true, group, rows, n, col0, ncols,
-                           bits, sym));
-        CALL(kn_cpu_gptq_block(W, codes, Err, Hinv, scale, zero, ldg, group_of_column, true, group, rows, n, col0,
-                               ncols, bits, sym));
-        char what[96];
-        snprintf(what, sizeof what, "kn_gptq_block W (%s, groups computed)", sym ? "sym" : "asym");
-        compare(what, dW, W, (size_t)rows * n, 0.0);
-        snprintf(what, sizeof what, "kn_gptq_block Err (%s)", sym ? "sym" : "asym");
-        compare(what, dErr, Err, (size_t)rows * ncols, 0.0);
-        snprintf(what, sizeof what, "kn_gptq_block scale (%s)", sym ? "sym" : "asym");
-        compare(what, dscale, scale, ng, 0.0);
-        snprintf(what, sizeof what, "kn_gptq_block zero (%s)", sym ? "sym" : "asym");
-        compare(what, dzero, zero, ng, 0.0);
-        /* Codes outside the block stay as the CPU left them (0xff, like the poison). */
-        snprintf(what, sizeof what, "kn_gptq_block codes (%s)", sym ? "sym" : "asym");
-        compare_codes(what, dcodes, codes, (size_t)rows * n, 0.0);
-        kn_free(dW);
-        kn_free(dscale);
-        kn_free(dzero);
-        kn_free(dErr);
-        kn_free(dcodes);
-        free(W);
-        free(scale);
-        free(zero);
-        free(codes);
-        free(Err);
+    float *W = host_random((size_t)rows * n, 0.1f);
+    if (masked)
+        for (size_t i = 0; i < (size_t)rows * n; i++)
+            if (sq_rng_below(&rng, 2))
+                W[i] = i % 3 ? 0.0f : -0.0f;
+    size_t ng = (size_t)rows * ldg;
+    float *scale = host_random(ng, 1.0f), *zero = host_random(ng, 1.0f);
+    /* Group 2 ([64, 96)) starts at col0, so the grids this block uses are all computed here. */
+    uint8_t *codes = malloc((size_t)rows * n), *mask = NULL, *dmask = NULL;
+    memset(codes, 0xff, (size_t)rows * n);
+    float *Err = malloc((size_t)rows * ncols * 4);
+    float *dW = dev_from(W, (size_t)rows * n * 4), *dscale = dev_from(scale, ng * 4);
+    float *dzero = dev_from(zero, ng * 4), *dErr = dev_poisoned((size_t)rows * ncols * 4);
+    uint8_t *dcodes = dev_poisoned((size_t)rows * n);
+    char what[96];
+    if (masked) {
+        mask = malloc((size_t)rows * n);
+        dmask = dev_poisoned((size_t)rows * n);
+        CALL(kn_mark_zeros(dmask, dW, (size_t)rows * n));
+        CALL(kn_cpu_mark_zeros(mask, W, (size_t)rows * n));
+        compare_codes("kn_mark_zeros", dmask, mask, (size_t)rows * n, 0.0);
     }
+    CALL(kn_gptq_block(dW, dcodes, dErr, dHinv, dscale, dzero, ldg, dgroups, true, group, rows, n, col0, ncols,
+                       bits, sym, dmask));
+    CALL(kn_cpu_gptq_block(W, codes, Err, Hinv, scale, zero, ldg, group_of_column, true, group, rows, n, col0,
+                           ncols, bits, sym, mask));
+    snprintf(what, sizeof what, "kn_gptq_block W (%s, groups computed)", how);
+    compare(what, dW, W, (size_t)rows * n, 0.0);
+    snprintf(what, sizeof what, "kn_gptq_block Err (%s)", how);
+    compare(what, dErr, Err, (size_t)rows * ncols, 0.0);
+    snprintf(what, sizeof what, "kn_gptq_block scale (%s)", how);
+    compare(what, dscale, scale, ng, 0.0);
+    snprintf(what, sizeof what, "kn_gptq_block zero (%s)", how);
+    compare(what, dzero, zero, ng, 0.0);
+    /* Codes outside the block stay as the CPU left them (0xff, like the poison). */
+    snprintf(what, sizeof what, "kn_gptq_block codes (%s)", how);
+    compare_codes(what, dcodes, codes, (size_t)rows * n, 0.0);
+    if (masked) {
+        /* The reference itself: every masked entry of the block at its zero point, 0 in W. */
+        size_t off_grid = 0;
+        for (int r = 0; r < rows; r++)
+            for (int j = col0; j < col0 + ncols; j++) {
+                size_t k = (size_t)r * n + j;
+                if (mask[k])
+                    off_grid += codes[k] != zero[(size_t)r * ldg + group_of_column[j]] || W[k] != 0.0f;
+            }
+        report(off_grid == 0, "kn_gptq_block (%s): masked entries at the zero point (%zu are not)", how, off_grid);
+    }
+    kn_free(dW);
+    kn_free(dscale);
+    kn_free(dzero);
+    kn_free(dErr);
+    kn_free(dcodes);
+    kn_free(dmask);
     kn_free(dHinv);
     kn_free(dgroups);
+    free(W);
+    free(scale);
+    free(zero);
+    free(codes);
+    free(mask);
+    free(Err);
     free(Hinv);
+}
+
+static void test_gptq_block(void)
+{
+    for (int sym = 0; sym < 2; sym++)
+        for (int masked = 0; masked < 2; masked++)
+            gptq_block_case(sym, masked);
 }
 
 /* A whole GPTQ solve on each backend: blocks of 64 with the lazy update through each
@@ -723,9 +755,9 @@ static void test_gptq_pass(void)
     for (int col0 = 0; col0 < n; col0 += block) {
         int end = col0 + block;
         CALL(kn_gptq_block(dW, dcodes, dErr, dHinv, dscale, dzero, 1, dgroups, false, -1, rows, n, col0, block, bits,
-                           false));
+                           false, NULL));
         CALL(kn_cpu_gptq_block(W, codes, Err, Hinv, scale, zero, 1, group_of_column, false, -1, rows, n, col0, block,
-                               bits, false));
+                               bits, false, NULL));
         if (end < n) {
             CALL(kn_gemm(false, false, rows, n - end, block, -1.0f, dErr, block, dHinv + (size_t)col0 * n + end, n,
                          1.0f, dW + end, n));

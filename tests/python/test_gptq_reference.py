@@ -9,6 +9,11 @@ solve runs through build/tools/gptq_solve on the same W and H; the integer
 codes must agree except for rare rounding ties whose effect then propagates
 (the fraction is printed), and GPTQ's output error tr((W-Q) H (W-Q)^T) must
 beat round-to-nearest's on every configuration.
+
+Mask-preserving GPTQ (--preserve-sparsity 1, what a gptq step after a pruning
+step runs) against the same reference with a mask: W pruned 2:4 or 50%
+unstructured, every masked entry quantized as 0 (its code the zero point) and
+its error fed back like any other, as SparseGPT does for its pruned entries.
 """
 import os
 import pathlib
@@ -47,8 +52,10 @@ def quantize(w, scale, zero, maxq):
     return q, (scale * (q - zero)).astype(np.float32)
 
 
-def reference_gptq(W, H, bits, group_size, sym, desc_act, static_groups, damp_percent, blocksize):
+def reference_gptq(W, H, bits, group_size, sym, desc_act, static_groups, damp_percent, blocksize, mask=None):
+    """mask (bool [rows, cols], original column order): entries quantized as 0."""
     W = W.astype(np.float32).copy()
+    mask = np.zeros(W.shape, bool) if mask is None else mask
     H = H.astype(np.float64).copy()
     rows, cols = W.shape
     maxq = 2**bits - 1
@@ -62,7 +69,7 @@ def reference_gptq(W, H, bits, group_size, sym, desc_act, static_groups, damp_pe
         static = [find_params(W[:, i:i + group_size], maxq, sym) for i in range(0, cols, group_size)]
         scales, zeros = [s for s, _ in static], [z for _, z in static]
     perm = np.argsort(-np.diag(H), kind="stable") if desc_act else np.arange(cols)
-    W, H = W[:, perm], H[perm][:, perm]
+    W, H, mask = W[:, perm], H[perm][:, perm], mask[:, perm]
     H[np.diag_indices(cols)] += damp_percent * np.mean(np.diag(H))
     Hinv = np.linalg.cholesky(np.linalg.inv(H)).T.astype(np.float32)  # upper: H^-1 = U^T U
     codes = np.zeros((rows, cols), np.int64)
@@ -83,7 +90,7 @@ def reference_gptq(W, H, bits, group_size, sym, desc_act, static_groups, damp_pe
                 g = perm[col] // group_size
                 scale, zero = scales[g], zeros[g]
             w = W1[:, i]
-            q, dq = quantize(w, scale, zero, maxq)
+            q, dq = quantize(np.where(mask[:, col], np.float32(0), w), scale, zero, maxq)
             codes[:, col] = q
             err = (w - dq) / Hinv[col, col]
             W1[:, i:] -= np.outer(err, Hinv[col, i1 + i:i2])
@@ -115,6 +122,7 @@ def make_problem(seed):
 
 
 def run_tool(tmp, W, H, method="gptq", **opt):
+    """build/tools/gptq_solve on W (and H); opt are its flags (preserve_sparsity -> --preserve-sparsity)."""
     tmp.mkdir(parents=True, exist_ok=True)
     np.save(tmp / "W.npy", W)
     cmd = [str(TOOL), "--w", str(tmp / "W.npy"), "--out", str(tmp / "out"), "--method", method]
@@ -196,3 +204,81 @@ def test_hessian_accumulator_running_average(tmp_path):
     subprocess.run([str(TOOL), "--w", str(tmp_path / "W.npy"), "--x", str(tmp_path / "X.npy"), "--seq", str(SEQ),
                     "--out", str(tmp_path / "out")], check=True)
     np.testing.assert_allclose(np.load(tmp_path / "out" / "H.npy"), H, rtol=1e-4, atol=1e-4)
+
+
+def pruned(W, pattern, seed):
+    """W with a 2:4 mask (the 2 smallest |w| of every 4) or a random 50% per row; and the mask."""
+    rows, cols = W.shape
+    if pattern == "2:4":
+        order = np.argsort(np.abs(W).reshape(rows, cols // 4, 4), axis=2, kind="stable")
+        mask = np.zeros((rows, cols // 4, 4), bool)
+        np.put_along_axis(mask, order[:, :, :2], True, axis=2)
+        mask = mask.reshape(rows, cols)
+    else:
+        rng = np.random.default_rng(seed)
+        mask = np.zeros((rows, cols), bool)
+        for r in range(rows):
+            mask[r, rng.permutation(cols)[:cols // 2]] = True
+    return np.where(mask, np.float32(0), W).astype(np.float32), mask
+
+
+def zero_points(result):
+    """The zero point of every entry's grid, [rows, cols]."""
+    return np.take_along_axis(result["zeros"], np.broadcast_to(result["g_idx"], result["codes"].shape), 1)
+
+
+MASKED_CONFIGS = [
+    (pattern, bits, sym, gs, desc, static)
+    for pattern in ("2:4", "50%")
+    for bits, sym, gs, desc, static in ((4, True, 32, False, False), (4, False, 32, True, False),
+                                        (3, False, -1, True, False), (8, True, 32, True, True),
+                                        (2, False, 32, False, True))
+]
+
+
+@pytest.mark.parametrize("pattern,bits,sym,group_size,desc_act,static_groups", MASKED_CONFIGS)
+def test_masked_gptq_matches_reference(tmp_path, pattern, bits, sym, group_size, desc_act, static_groups):
+    _, W, H = make_problem(bits * 10 + 7)
+    Ws, mask = pruned(W, pattern, seed=bits)
+    opt = dict(bits=bits, group_size=group_size, sym=sym, desc_act=desc_act, static_groups=static_groups,
+               damp=0.01, block_size=32)
+    ours = run_tool(tmp_path, Ws, H, preserve_sparsity=True, **opt)
+    codes, scales, zeros, g_idx, loss = reference_gptq(Ws, H, bits, group_size, sym, desc_act, static_groups,
+                                                       0.01, 32, mask=Ws == 0)
+    np.testing.assert_array_equal(ours["g_idx"], g_idx)
+    # Every masked entry is at its grid's zero point and dequantizes to exactly 0.
+    at_zero_point = ours["codes"] == zero_points(ours)
+    assert at_zero_point[mask].all() and (ours["wq"][mask] == 0).all()
+    mismatch = ours["codes"].astype(np.int64) != codes
+    print(f"{pattern} bits={bits} sym={sym} group={group_size} desc_act={desc_act} static={static_groups}: "
+          f"code mismatch {mismatch.mean():.5f}, zeros {np.mean(ours['wq'] == 0):.4f}")
+    assert mismatch.mean() < 0.01
+    assert mismatch.any(axis=1).mean() <= 0.25
+    same_rows = ~mismatch.any(axis=1)
+    np.testing.assert_allclose(ours["scales"][same_rows], scales[same_rows], rtol=1e-4)
+    np.testing.assert_array_equal(ours["zeros"][same_rows], zeros[same_rows])
+    assert ours["loss"] == pytest.approx(loss, rel=0.05)
+
+    # Without the mask the error feedback fills the pruned entries in (the problem this solves) ...
+    plain = run_tool(tmp_path / "plain", Ws, H, **opt)
+    assert (plain["wq"][mask] != 0).mean() > 0.1
+    # ... and with it GPTQ still beats round-to-nearest, which keeps zeros by construction.
+    rtn = run_tool(tmp_path / "rtn", Ws, None, method="rtn", bits=bits, group_size=group_size, sym=sym)
+    assert (rtn["wq"][mask] == 0).all()
+    masked_error, rtn_error = output_error(Ws, ours["wq"], H), output_error(Ws, rtn["wq"], H)
+    print(f"  tr((W-Q)H(W-Q)^T): masked gptq {masked_error:.4g} rtn {rtn_error:.4g} "
+          f"unmasked gptq {output_error(Ws, plain['wq'], H):.4g}")
+    assert masked_error < rtn_error
+
+
+def test_masked_gptq_without_zeros_is_plain_gptq(tmp_path):
+    # W has no zeros (only the dead column, which the solve zeroes and keeps at 0 anyway):
+    # the mask is empty and the result is the unmasked one bit for bit.
+    _, W, H = make_problem(5)
+    assert not (W == 0).any()
+    opt = dict(bits=4, group_size=32, sym=False, desc_act=True, damp=0.01, block_size=32)
+    masked = run_tool(tmp_path / "masked", W, H, preserve_sparsity=True, **opt)
+    plain = run_tool(tmp_path / "plain", W, H, **opt)
+    for name in ("codes", "scales", "zeros", "g_idx", "wq"):
+        np.testing.assert_array_equal(masked[name], plain[name], err_msg=name)
+    assert masked["loss"] == plain["loss"]

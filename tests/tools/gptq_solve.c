@@ -4,10 +4,11 @@
  *   gptq_solve --w W.npy (--h H.npy | --x X.npy --seq S) --out DIR
  *              [--method gptq|rtn|sparsegpt|wanda|magnitude] [--bits 4]
  *              [--group-size 128] [--sym 1] [--desc-act 0] [--static-groups 0]
- *              [--damp 0.01] [--block-size 128] [--pack 1]
+ *              [--damp 0.01] [--block-size 128] [--pack 1] [--preserve-sparsity 0]
  *              [--sparsity 0.5 | --pattern N:M]
  *
- * rtn and magnitude need no H. The pruning methods write wq.npy (the pruned W);
+ * --preserve-sparsity 1: gptq keeps W's zeros at exactly 0 (the mask a pruning
+ * step leaves). rtn and magnitude need no H. The pruning methods write wq.npy (the pruned W);
  * sparsegpt also writes loss.txt, and with --bits > 0 (--bits 0: prune only)
  * the codes, grids and g_idx below.
  *
@@ -206,6 +207,7 @@ int main(int argc, char **argv)
         .damp_percent = atof(arg(argc, argv, "--damp", "0.01")),
         .block_size = atoi(arg(argc, argv, "--block-size", "128")),
         .true_sequential = true,
+        .preserve_sparsity = atoi(arg(argc, argv, "--preserve-sparsity", "0")),
     };
     sq_sparse_options sparse = sparse_options(argc, argv);
     npy_array w;

@@ -92,6 +92,17 @@ static void test_hessian_accumulate_matches_naive(void **state)
     free(expect);
 }
 
+static void test_mark_zeros(void **state)
+{
+    (void)state;
+    const float x[6] = {0.0f, -0.0f, 1e-45f, -1.0f, NAN, 0.5f};
+    uint8_t mask[6];
+    memset(mask, 7, sizeof mask);
+    assert_int_equal(kn_mark_zeros(mask, x, 6), SQ_OK);
+    const uint8_t expect[6] = {1, 1, 0, 0, 0, 0};
+    assert_memory_equal(mask, expect, sizeof expect);
+}
+
 static void test_prepare_kills_dead_columns(void **state)
 {
     (void)state;
@@ -256,7 +267,8 @@ static void test_gptq_block_matches_naive(void **state)
     kn_quant_grid(s1, z1, ldg, 0, W1, rows, n, 0, gs, bits, false);
     memcpy(s2, s1, sizeof s1);
     memcpy(z2, z1, sizeof z1);
-    assert_int_equal(kn_gptq_block(W1, c1, e1, U, s1, z1, ldg, goc, true, gs, rows, n, col0, ncols, bits, false),
+    assert_int_equal(kn_gptq_block(W1, c1, e1, U, s1, z1, ldg, goc, true, gs, rows, n, col0, ncols, bits, false,
+                                   NULL),
                      SQ_OK);
     naive_gptq_block(W2, c2, e2, U, s2, z2, ldg, goc, gs, rows, n, col0, ncols, bits, false);
     assert_memory_equal(c1, c2, sizeof c1);
@@ -274,6 +286,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hessian_accumulate_matches_naive),
+        cmocka_unit_test(test_mark_zeros),
         cmocka_unit_test(test_prepare_kills_dead_columns),
         cmocka_unit_test(test_permutations),
         cmocka_unit_test(test_spd_inverse_and_cholesky),

@@ -156,6 +156,11 @@ static const bad_spec bad_specs[] = {
      "steps[0].sparsegpt.group_size: applies only with bits > 0"},
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"sparsegpt\": {\"sparsity\": 0.5, \"bits\": 1}}]}",
      "steps[0].sparsegpt.bits: must be one of 0 (no quantization),2,3,4,8"},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"magnitude\": {\"sparsity\": 0.5}}, "
+     "{\"gptq\": {\"preserve_sparsity\": 1}}]}",
+     "steps[1].gptq.preserve_sparsity: must be true or false"},
+    {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"preserve_sparsity\": true}}]}",
+     "steps[0].rtn.preserve_sparsity: unknown key"},
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"gptq\": {}}, {\"sparsegpt\": {\"sparsity\": 0.5}}]}",
      "steps[1]: pruning must come before quantization (steps[0] is gptq)"},
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"sparsegpt\": {\"sparsity\": 0.5, \"bits\": 4}}, {\"rtn\": {}}]}",
@@ -352,6 +357,7 @@ static void test_defaults_are_filled(void **state)
     assert_true(q->damp_percent == 0.01);
     assert_int_equal(q->block_size, 128);
     assert_true(q->true_sequential);
+    assert_true(q->preserve_sparsity); /* steps[0] pruned */
 
     const sq_lora_options *l = &spec.steps[2].lora;
     assert_int_equal(l->r, 16);
@@ -387,6 +393,23 @@ static void test_defaults_are_filled(void **state)
     assert_null(spec.calibration_uri);
     assert_int_equal(spec.steps[0].lora.seqlen, 256);
     assert_int_equal(spec.steps[1].eval.seqlen, 256);
+    sq_job_spec_free(&spec);
+
+    /* preserve_sparsity: false without an earlier pruning step, as written when given. */
+    json = "{\"model\": \"m\", \"state_uri\": \"st\", \"output_uri\": \"out\", \"data\": {\"calibration\": \"c\"},"
+           " \"steps\": [{\"gptq\": {}}]}";
+    assert_int_equal(sq_job_spec_parse(&spec, "plain", json), SQ_OK);
+    assert_false(spec.steps[0].quant.preserve_sparsity);
+    sq_job_spec_free(&spec);
+    json = "{\"model\": \"m\", \"state_uri\": \"st\", \"output_uri\": \"out\", \"data\": {\"calibration\": \"c\"},"
+           " \"steps\": [{\"gptq\": {\"preserve_sparsity\": true}}]}";
+    assert_int_equal(sq_job_spec_parse(&spec, "plain", json), SQ_OK);
+    assert_true(spec.steps[0].quant.preserve_sparsity);
+    sq_job_spec_free(&spec);
+    json = "{\"model\": \"m\", \"state_uri\": \"st\", \"output_uri\": \"out\", \"data\": {\"calibration\": \"c\"},"
+           " \"steps\": [{\"wanda\": {\"pattern\": \"2:4\"}}, {\"gptq\": {\"preserve_sparsity\": false}}]}";
+    assert_int_equal(sq_job_spec_parse(&spec, "plain", json), SQ_OK);
+    assert_false(spec.steps[1].quant.preserve_sparsity);
     sq_job_spec_free(&spec);
 }
 
