@@ -10,6 +10,7 @@
 #include "core/scratch_dir.h"
 #include "core/sha256.h"
 #include "store/model_store.h"
+#include "worker/fault.h"
 #include "store/stage.h"
 #include "store/uri.h"
 
@@ -123,30 +124,32 @@ static const char *method_of(const sq_job_spec *spec)
     return "none";
 }
 
-sq_status sq_job_push(sq_job_storage *io, const sq_job_spec *spec, const sq_journal *journal)
+sq_status sq_job_push(sq_job_storage *io, const sq_job_spec *spec, sq_journal *journal)
 {
-    /* A copy of the output, so that the push's manifest (with name, version and
-     * metrics) never replaces the one at output_uri. */
-    const char *scratch;
-    SQ_TRY(sq_job_scratch(io, &scratch));
-    char *dir = sq_path_join(scratch, "push");
-    sq_status st = dir ? sq_download_dir(io->store, spec->output_uri, dir) : sq_fail(SQ_ERR_NOMEM, "out of memory");
-    json_t *meta = json_pack("{s:s, s:s, s:s, s:s}", "name", spec->push.name, "version", spec->push.version,
-                             "source_model", spec->model_uri, "method", method_of(spec));
+    const sq_push_options *push = &spec->push;
+    const char *recorded = sq_journal_push_recorded(journal, push->store, push->name, push->version);
+    if (recorded) {
+        sq_log_info("push to %s as %s/%s: done in the journal (manifest sha256 %.12s...), skipped", push->store,
+                    push->name, push->version, recorded);
+        return SQ_OK;
+    }
+    json_t *meta = json_pack("{s:s, s:s}", "source_model", spec->model_uri, "method", method_of(spec));
     json_t *metrics = last_eval_metrics(spec, journal);
     if (meta && metrics)
         json_object_set(meta, "metrics", metrics);
-    if (st == SQ_OK)
-        st = meta ? sq_manifest_write(dir, meta) : sq_fail(SQ_ERR_NOMEM, "out of memory");
-    char *model_uri = NULL;
-    if (st == SQ_OK)
-        st = sq_model_push(io->store, dir, spec->push.store, spec->push.name, spec->push.version, &model_uri);
-    if (st == SQ_OK)
-        sq_log_info("pushed %s to the model store %s as %s", spec->output_uri, spec->push.store, model_uri);
-    else
-        sq_fail_context(st, "push of %s to %s", spec->output_uri, spec->push.store);
-    free(model_uri);
+    sq_push_request req = {.name = push->name, .version = push->version, .meta = meta};
+    sq_push_result pushed = {0};
+    sq_status st = meta ? sq_model_push(io->store, spec->output_uri, push->store, &req, &pushed)
+                        : sq_fail(SQ_ERR_NOMEM, "out of memory");
     json_decref(meta);
-    free(dir);
+    if (st != SQ_OK)
+        return sq_fail_context(st, "push of %s to %s", spec->output_uri, push->store);
+    sq_fault_point("before-push-journal", 0);
+    st = sq_journal_record_push(journal, push->store, push->name, push->version, pushed.model_uri,
+                                pushed.manifest_sha256);
+    if (st == SQ_OK)
+        sq_log_info("pushed %s to the model store %s as %s (manifest sha256 %.12s...)", spec->output_uri,
+                    push->store, pushed.model_uri, pushed.manifest_sha256);
+    sq_push_result_free(&pushed);
     return st;
 }

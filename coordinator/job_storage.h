@@ -10,7 +10,8 @@
  *   - a data file: staged locally (a whole-object GET for s3://);
  *   - an output checkpoint: assembled into a local directory (the target
  *     itself when local, scratch for s3://), then uploaded, manifest last;
- *   - the model-store push after the job. */
+ *   - the model-store push after the job: the checkpoint at output_uri is
+ *     pushed as it is (server-side copies from s3://), once per journal. */
 #ifndef SQ_COORDINATOR_JOB_STORAGE_H
 #define SQ_COORDINATOR_JOB_STORAGE_H
 
@@ -52,7 +53,9 @@ sq_status sq_job_output_dir(sq_job_storage *io, const char *uri, char **local_di
 sq_status sq_job_publish_output(sq_job_storage *io, const char *local_dir, const char *uri);
 
 /* Rank 0, after the last step: push the checkpoint at spec->output_uri to the
- * model store of spec->push, with the last eval step's metrics from the journal. */
-sq_status sq_job_push(sq_job_storage *io, const sq_job_spec *spec, const sq_journal *journal);
+ * model store of spec->push, its store manifest and record carrying the job's
+ * name, version, source model, method and last eval metrics; then record the
+ * push in the journal. Nothing is pushed when the journal already records it. */
+sq_status sq_job_push(sq_job_storage *io, const sq_job_spec *spec, sq_journal *journal);
 
 #endif

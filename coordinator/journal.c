@@ -66,6 +66,11 @@ static sq_status load(sq_journal *journal)
         if (!json_is_array(json_object_get(step, "layers")))
             return sq_fail(SQ_ERR_FORMAT, "%s: steps[%zu].layers: must be an array", journal->path, i);
     }
+    json_t *push = json_object_get(journal->doc, "push");
+    static const char *const push_fields[] = {"store", "name", "version", "uri", "manifest_sha256"};
+    for (size_t k = 0; push && k < sizeof push_fields / sizeof push_fields[0]; k++)
+        if (!json_is_string(json_object_get(push, push_fields[k])))
+            return sq_fail(SQ_ERR_FORMAT, "%s: push.%s: must be a string", journal->path, push_fields[k]);
     return SQ_OK;
 }
 
@@ -174,6 +179,29 @@ sq_status sq_journal_record_step(sq_journal *journal, int step, json_t *result)
         return sq_fail(SQ_ERR_ARG, "%s: no step %d", journal->path, step);
     json_object_set_new(s, "status", json_string("done"));
     json_object_set(s, "result", result ? result : json_null());
+    return save(journal);
+}
+
+const char *sq_journal_push_recorded(const sq_journal *journal, const char *store, const char *name,
+                                     const char *version)
+{
+    json_t *push = json_object_get(journal->doc, "push");
+    const char *fields[3][2] = {{"store", store}, {"name", name}, {"version", version}};
+    for (int k = 0; k < 3; k++) {
+        const char *recorded = json_string_value(json_object_get(push, fields[k][0]));
+        if (!recorded || strcmp(recorded, fields[k][1]))
+            return NULL;
+    }
+    return json_string_value(json_object_get(push, "manifest_sha256"));
+}
+
+sq_status sq_journal_record_push(sq_journal *journal, const char *store, const char *name, const char *version,
+                                 const char *model_uri, const char *manifest_sha256)
+{
+    json_t *push = json_pack("{s:s, s:s, s:s, s:s, s:s}", "store", store, "name", name, "version", version, "uri",
+                             model_uri, "manifest_sha256", manifest_sha256);
+    if (!push || json_object_set_new(journal->doc, "push", push))
+        return sq_fail(SQ_ERR_NOMEM, "%s: out of memory", journal->path);
     return save(journal);
 }
 

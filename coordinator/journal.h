@@ -4,12 +4,17 @@
  *   {"format": "shardq-journal/1", "spec_sha256": "...",
  *    "steps": [{"kind": "gptq", "status": "running" | "done",
  *               "layers": [{"layer": 0, "artifact": "step0/layer_000.safetensors", "sha256": "..."}],
- *               "result": {...}}]}
+ *               "result": {...}}],
+ *    "push": {"store": URI, "name": "...", "version": "...", "uri": URI,
+ *             "manifest_sha256": "..."}}      once the push block's push is complete
  *
  * Rules: a journal whose spec hash differs from the job's is an error, never
  * overwritten; a layer is recorded only after its artifact was written and
  * hashed; every update rewrites journal.json atomically, so a kill at any
  * moment leaves either the previous or the next journal. Only rank 0 writes.
+ * The push is recorded only after the store's index lists it, so a rerun of a
+ * finished job does not push again and a job killed during its push pushes
+ * again from the start (which rewrites the same objects).
  *
  * state_uri may be local or s3://. The journal goes through the store (a
  * local write is a rename, an S3 PUT replaces the object whole, so both are
@@ -56,6 +61,13 @@ const char *sq_journal_layer_artifact(const sq_journal *journal, int step, int l
 sq_status sq_journal_record_layer(sq_journal *journal, int step, int layer, const char *artifact,
                                   const char *sha256);
 sq_status sq_journal_record_step(sq_journal *journal, int step, json_t *result);
+/* The manifest sha256 of the push of `name`/`version` to `store` recorded in
+ * the journal, or NULL when that push is not recorded. */
+const char *sq_journal_push_recorded(const sq_journal *journal, const char *store, const char *name,
+                                     const char *version);
+/* Record a completed push (the store's index already lists it). */
+sq_status sq_journal_record_push(sq_journal *journal, const char *store, const char *name, const char *version,
+                                 const char *model_uri, const char *manifest_sha256);
 /* Forget layers >= from_layer of a step (an artifact failed its checksum). */
 sq_status sq_journal_truncate_layers(sq_journal *journal, int step, int from_layer);
 

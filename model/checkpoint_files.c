@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
-#include "core/sha256.h"
+#include "model/manifest.h"
 
 static const char *const companion_files[SQ_COMPANION_FILES] = {
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "generation_config.json"};
@@ -83,28 +83,39 @@ sq_status sq_checkpoint_remove_stale_index(const char *out_dir)
     return SQ_OK;
 }
 
-static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+/* The manifest's summary of the checkpoint, from the config.json just written:
+ * its quantization_config and sparsity_config, and the method that made them. */
+static sq_status summary_from_config(const char *out_dir, json_t **meta)
+{
+    json_t *config;
+    SQ_TRY(sq_checkpoint_load_config_json(out_dir, &config));
+    json_t *quantization = json_object_get(config, "quantization_config");
+    json_t *sparsity = json_object_get(config, "sparsity_config");
+    const char *method = json_string_value(json_object_get(quantization, "quant_method"));
+    if (!method)
+        method = json_string_value(json_object_get(sparsity, "method"));
+    *meta = json_object();
+    if (json_is_object(quantization))
+        json_object_set(*meta, "quantization", quantization);
+    if (json_is_object(sparsity))
+        json_object_set(*meta, "sparsity", sparsity);
+    if (method)
+        json_object_set_new(*meta, "method", json_string(method));
+    json_decref(config);
+    return *meta ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", out_dir);
+}
 
 sq_status sq_checkpoint_write_manifest(const char *out_dir, char **files, int n_files)
 {
-    qsort(files, (size_t)n_files, sizeof *files, by_string);
-    json_t *list = json_array();
-    sq_status st = SQ_OK;
-    for (int k = 0; k < n_files && st == SQ_OK; k++) {
-        char *path = sq_path_join(out_dir, files[k]);
-        char hex[SQ_SHA256_HEX_LEN + 1];
-        uint64_t size = 0;
-        st = path ? sq_file_size(path, &size) : sq_fail(SQ_ERR_NOMEM, "out of memory");
-        if (st == SQ_OK)
-            st = sq_sha256_file(path, hex);
-        if (st == SQ_OK)
-            json_array_append_new(list, json_pack("{s:s, s:I, s:s}", "path", files[k], "size", (json_int_t)size,
-                                                  "sha256", hex));
-        free(path);
-    }
-    json_t *manifest = json_pack("{s:o}", "files", list);
+    json_t *manifest = NULL, *meta = NULL;
+    sq_status st = sq_manifest_describe(out_dir, files, n_files, &manifest);
     if (st == SQ_OK)
-        st = sq_checkpoint_write_json(out_dir, "manifest.json", manifest);
+        st = summary_from_config(out_dir, &meta);
+    if (st == SQ_OK)
+        st = sq_manifest_set_meta(manifest, meta, out_dir);
+    if (st == SQ_OK)
+        st = sq_manifest_write(out_dir, manifest);
+    json_decref(meta);
     json_decref(manifest);
     return st;
 }

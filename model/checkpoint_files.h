@@ -2,8 +2,9 @@
  * tensors, shared by the GPTQ writer (quant/gptq_checkpoint.h) and the dense
  * writer of pruning steps (coordinator/assemble_dense.c): config.json derived
  * from the source's, the source's tokenizer and generation files copied over,
- * and manifest.json ({"files": [{"path", "size", "sha256"}, ...]} sorted by
- * path). Every file is written atomically. */
+ * and manifest.json (model/manifest.h) with every file's sha256 and size and
+ * the config's quantization_config / sparsity_config as its summary. Every
+ * file is written atomically. */
 #ifndef SQ_MODEL_CHECKPOINT_FILES_H
 #define SQ_MODEL_CHECKPOINT_FILES_H
 
@@ -29,7 +30,7 @@ sq_status sq_checkpoint_copy_companions(const char *source_dir, const char *out_
  * earlier sharded write would take precedence over a single model.safetensors. */
 sq_status sq_checkpoint_remove_stale_index(const char *out_dir);
 
-/* Write manifest.json covering `files` (names relative to out_dir; sorted in place). */
+/* Write manifest.json covering `files` (names relative to out_dir, config.json among them). */
 sq_status sq_checkpoint_write_manifest(const char *out_dir, char **files, int n_files);
 
 #endif

@@ -16,9 +16,8 @@
  *     (plus the request's extra_config entries, e.g. a sparsity_config);
  *   - tokenizer.json, tokenizer_config.json, special_tokens_map.json,
  *     tokenizer.model and generation_config.json are copied when present;
- *   - `manifest.json` is written last: {"files": [{"path", "size", "sha256"}, ...]}
- *     sorted by path, covering every other file written and the request's
- *     extra_files (see model/checkpoint_files.h).
+ *   - `manifest.json` (model/manifest.h) is written last, covering every other
+ *     file written and the request's extra_files (see model/checkpoint_files.h).
  * Every file is written atomically.
  *
  * Reading (so `shardq eval` and QLoRA can use GPTQ output): a checkpoint opened

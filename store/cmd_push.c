@@ -1,4 +1,5 @@
-/* cmd_push.c: `shardq push DIR URI [--name N] [--version V]` — upload a checkpoint to a model store. */
+/* cmd_push.c: `shardq push CHECKPOINT URI [--name N] [--version V]` — copy a checkpoint (a local
+ * directory or an s3:// prefix holding manifest.json) into a model store. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,21 +22,22 @@ int cmd_push(int argc, char **argv)
             npos = 3;
     }
     if (npos != 2) {
-        fprintf(stderr, "usage: shardq push DIR URI [--name NAME] [--version VERSION]\n");
+        fprintf(stderr, "usage: shardq push CHECKPOINT STORE_URI [--name NAME] [--version VERSION]\n");
         return 2;
     }
     sq_store *store;
-    char *model_uri = NULL;
+    sq_push_result pushed = {0};
     sq_status st = sq_store_open(&store, NULL);
     if (st == SQ_OK) {
-        st = sq_model_push(store, pos[0], pos[1], name, version, &model_uri);
+        sq_push_request req = {.name = name, .version = version};
+        st = sq_model_push(store, pos[0], pos[1], &req, &pushed);
         sq_store_close(store);
     }
     if (st != SQ_OK) {
         fprintf(stderr, "shardq push: %s\n", sq_last_error());
         return 1;
     }
-    printf("pushed %s to %s\n", pos[0], model_uri);
-    free(model_uri);
+    printf("pushed %s to %s (manifest sha256 %s)\n", pos[0], pushed.model_uri, pushed.manifest_sha256);
+    sq_push_result_free(&pushed);
     return 0;
 }

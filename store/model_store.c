@@ -9,150 +9,12 @@
 
 #include "core/fileio.h"
 #include "core/log.h"
-#include "core/sha256.h"
+#include "core/scratch_dir.h"
+#include "model/manifest.h"
+#include "store/stage.h"
 #include "store/uri.h"
 
-#define MANIFEST "manifest.json"
 #define INDEX_ATTEMPTS 20
-
-/* A relative path safe to join under a directory: no empty, "." or ".." parts, not absolute. */
-static int safe_relative_path(const char *p)
-{
-    if (!p[0] || p[0] == '/')
-        return 0;
-    for (const char *s = p; *s;) {
-        const char *e = strchr(s, '/');
-        size_t n = e ? (size_t)(e - s) : strlen(s);
-        if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
-            return 0;
-        s += n + (e ? 1 : 0);
-        if (e && !*s)
-            return 0;
-    }
-    return 1;
-}
-
-static int safe_name(const char *s)
-{
-    if (!s || !s[0] || strlen(s) > 128 || s[0] == '.')
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '.' ||
-              *s == '_' || *s == '-'))
-            return 0;
-    return 1;
-}
-
-sq_status sq_manifest_write(const char *dir, json_t *meta)
-{
-    sq_store *local;
-    SQ_TRY(sq_store_open(&local, NULL));
-    sq_object_list list;
-    sq_status st = sq_store_list(local, dir, &list);
-    sq_store_close(local);
-    SQ_TRY(st);
-    json_t *files = json_object();
-    json_t *doc = json_pack("{s:s}", "format", "shardq-manifest/1");
-    for (int i = 0; st == SQ_OK && i < list.n; i++) {
-        if (!strcmp(list.names[i], MANIFEST))
-            continue;
-        char *path = sq_path_join(dir, list.names[i]);
-        char hex[SQ_SHA256_HEX_LEN + 1];
-        st = path ? sq_sha256_file(path, hex) : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", dir);
-        if (st == SQ_OK)
-            json_object_set_new(files, list.names[i],
-                                json_pack("{s:I,s:s}", "size", (json_int_t)list.sizes[i], "sha256", hex));
-        free(path);
-    }
-    sq_object_list_free(&list);
-    if (st == SQ_OK && meta) {
-        static const char *keys[] = {"name", "version", "source_model", "method", "metrics"};
-        for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
-            if (json_object_get(meta, keys[k]))
-                json_object_set(doc, keys[k], json_object_get(meta, keys[k]));
-    }
-    json_object_set_new(doc, "files", files);
-    char *text = st == SQ_OK ? json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
-    json_decref(doc);
-    if (st != SQ_OK)
-        return st;
-    char *path = sq_path_join(dir, MANIFEST);
-    st = text && path ? sq_write_file_atomic(path, text, strlen(text)) : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", dir);
-    free(text);
-    free(path);
-    return st;
-}
-
-/* Parse manifest text; check its shape. `origin` names it in messages. */
-static sq_status parse_manifest(const char *origin, const char *text, size_t len, json_t **out)
-{
-    json_error_t err;
-    json_t *doc = json_loadb(text, len, 0, &err);
-    if (!doc)
-        return sq_fail(SQ_ERR_FORMAT, "%s: invalid JSON at line %d: %s", origin, err.line, err.text);
-    json_t *files = json_object_get(doc, "files");
-    if (!json_is_object(doc) || !json_is_object(files)) {
-        json_decref(doc);
-        return sq_fail(SQ_ERR_FORMAT, "%s: files: must be an object of {size, sha256}", origin);
-    }
-    const char *name;
-    json_t *f;
-    json_object_foreach(files, name, f) {
-        const char *sha = json_string_value(json_object_get(f, "sha256"));
-        json_t *size = json_object_get(f, "size");
-        if (!safe_relative_path(name) || !strcmp(name, MANIFEST) || !sha || strlen(sha) != SQ_SHA256_HEX_LEN ||
-            !json_is_integer(size) || json_integer_value(size) < 0) {
-            json_decref(doc);
-            return sq_fail(SQ_ERR_FORMAT, "%s: files.%s: needs a safe relative path, an integer size and a sha256",
-                           origin, name);
-        }
-    }
-    *out = doc;
-    return SQ_OK;
-}
-
-sq_status sq_manifest_verify_dir(const char *dir, json_t **manifest)
-{
-    char *path = sq_path_join(dir, MANIFEST);
-    char *text = NULL;
-    size_t len = 0;
-    sq_status st = path ? sq_read_file(path, &text, &len) : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", dir);
-    json_t *doc = NULL;
-    if (st == SQ_OK)
-        st = parse_manifest(path, text, len, &doc);
-    free(text);
-    const char *name;
-    json_t *f;
-    if (st == SQ_OK) {
-        json_object_foreach(json_object_get(doc, "files"), name, f) {
-            char *fp = sq_path_join(dir, name);
-            uint64_t size = 0;
-            char hex[SQ_SHA256_HEX_LEN + 1];
-            st = fp ? sq_file_size(fp, &size) : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", dir);
-            if (st == SQ_OK && size != (uint64_t)json_integer_value(json_object_get(f, "size")))
-                st = sq_fail(SQ_ERR_MISMATCH, "%s: size %llu, manifest says %lld", fp, (unsigned long long)size,
-                             (long long)json_integer_value(json_object_get(f, "size")));
-            if (st == SQ_OK)
-                st = sq_sha256_file(fp, hex);
-            if (st == SQ_OK && strcmp(hex, json_string_value(json_object_get(f, "sha256"))))
-                st = sq_fail(SQ_ERR_MISMATCH, "%s: sha256 %s, manifest says %s", fp, hex,
-                             json_string_value(json_object_get(f, "sha256")));
-            free(fp);
-            if (st != SQ_OK)
-                break;
-        }
-    }
-    free(path);
-    if (st != SQ_OK) {
-        json_decref(doc);
-        return st;
-    }
-    if (manifest)
-        *manifest = doc;
-    else
-        json_decref(doc);
-    return SQ_OK;
-}
 
 static char *join3(const char *a, const char *b, const char *c)
 {
@@ -296,43 +158,151 @@ static sq_status update_index(sq_store *store, const char *store_uri)
     return st;
 }
 
-static sq_status upload_files(sq_store *store, const char *dir, const char *model_uri, json_t *manifest)
+/* One push: where the checkpoint comes from and goes to. */
+typedef struct {
+    sq_store *store;
+    const char *source_uri;
+    char *source_dir; /* the local directory of a local source; NULL for s3:// */
+    char *target;     /* STORE/<name>/<version> */
+    char *scratch;    /* made on first use, for objects streamed through this process */
+} push_job;
+
+/* Check a source file against the manifest before anything is written. An
+ * s3:// object qualifies for a server-side copy (*server_copy) when it carries
+ * the listed SHA-256 as metadata; one without it is hashed when streamed. */
+static sq_status check_source(push_job *p, json_t *manifest, const char *name, int *server_copy)
 {
-    const char *name;
-    json_t *f;
-    json_object_foreach(json_object_get(manifest, "files"), name, f) {
-        char *src = sq_path_join(dir, name);
-        char *dst = sq_uri_join(model_uri, name);
-        sq_status st = src && dst ? sq_store_put_file(store, dst, src) : sq_fail(SQ_ERR_NOMEM, "out of memory");
-        free(src);
-        free(dst);
-        SQ_TRY(st);
+    uint64_t size;
+    const char *sha256;
+    SQ_TRY(sq_manifest_entry(manifest, name, &size, &sha256));
+    *server_copy = 0;
+    char *at = p->source_dir ? sq_path_join(p->source_dir, name) : sq_uri_join(p->source_uri, name);
+    if (!at)
+        return sq_fail(SQ_ERR_NOMEM, "%s: out of memory", p->source_uri);
+    sq_status st;
+    if (p->source_dir) {
+        st = sq_manifest_check_file(manifest, name, at, at);
+    } else {
+        sq_object_info info;
+        st = sq_store_head(p->store, at, &info);
+        if (st == SQ_OK && info.size != size)
+            st = sq_fail(SQ_ERR_MISMATCH, "%s: size %llu, the manifest says %llu", at, (unsigned long long)info.size,
+                         (unsigned long long)size);
+        if (st == SQ_OK && info.sha256[0] && strcmp(info.sha256, sha256))
+            st = sq_fail(SQ_ERR_MISMATCH, "%s: sha256 %s (recorded at upload), the manifest says %s", at,
+                         info.sha256, sha256);
+        *server_copy = st == SQ_OK && sq_uri_is_s3(p->target) && info.sha256[0] && size <= SQ_STORE_MAX_COPY_BYTES;
     }
-    char *src = sq_path_join(dir, MANIFEST);
-    char *dst = sq_uri_join(model_uri, MANIFEST);
-    sq_status st = src && dst ? sq_store_put_file(store, dst, src) : sq_fail(SQ_ERR_NOMEM, "out of memory");
+    free(at);
+    return st;
+}
+
+/* A server-side copy's destination has the listed size and SHA-256. */
+static sq_status check_copied(push_job *p, json_t *manifest, const char *name, const char *dst)
+{
+    uint64_t size;
+    const char *sha256;
+    sq_object_info info;
+    SQ_TRY(sq_manifest_entry(manifest, name, &size, &sha256));
+    SQ_TRY(sq_store_head(p->store, dst, &info));
+    if (info.size != size || strcmp(info.sha256, sha256))
+        return sq_fail(SQ_ERR_MISMATCH, "%s: the copy has size %llu and sha256 '%s', the manifest says %llu and %s",
+                       dst, (unsigned long long)info.size, info.sha256, (unsigned long long)size, sha256);
+    return SQ_OK;
+}
+
+/* An s3:// source object downloaded once into scratch, checked, uploaded. */
+static sq_status stream_through_scratch(push_job *p, json_t *manifest, const char *name, const char *src,
+                                        const char *dst)
+{
+    if (!p->scratch)
+        SQ_TRY(sq_scratch_dir_create(&p->scratch));
+    char *local = sq_path_join(p->scratch, "file");
+    if (!local)
+        return sq_fail(SQ_ERR_NOMEM, "%s: out of memory", src);
+    sq_status st = sq_store_get_file(p->store, src, local);
+    if (st == SQ_OK)
+        st = sq_manifest_check_file(manifest, name, local, src);
+    if (st == SQ_OK)
+        st = sq_store_put_file(p->store, dst, local);
+    unlink(local);
+    free(local);
+    return st;
+}
+
+static sq_status transfer(push_job *p, json_t *manifest, const char *name, int server_copy)
+{
+    char *src = p->source_dir ? sq_path_join(p->source_dir, name) : sq_uri_join(p->source_uri, name);
+    char *dst = sq_uri_join(p->target, name);
+    sq_status st = SQ_OK;
+    if (!src || !dst)
+        st = sq_fail(SQ_ERR_NOMEM, "%s: out of memory", p->source_uri);
+    else if (p->source_dir)
+        st = sq_store_put_file(p->store, dst, src);
+    else if (server_copy) {
+        st = sq_store_copy(p->store, src, dst);
+        if (st == SQ_OK)
+            st = check_copied(p, manifest, name, dst);
+    } else
+        st = stream_through_scratch(p, manifest, name, src, dst);
     free(src);
     free(dst);
     return st;
 }
 
-static json_t *make_record(json_t *manifest, const char *name, const char *version)
+/* The source's manifest, read through the store and validated. */
+static sq_status read_manifest(sq_store *store, const char *checkpoint_uri, json_t **manifest)
 {
-    char created[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    json_int_t bytes = 0;
-    const char *fname;
-    json_t *f;
-    json_object_foreach(json_object_get(manifest, "files"), fname, f)
-        bytes += json_integer_value(json_object_get(f, "size"));
+    char *uri = sq_uri_join(checkpoint_uri, SQ_MANIFEST_FILE);
+    void *text = NULL;
+    size_t len = 0;
+    sq_status st = uri ? sq_store_get(store, uri, &text, &len) : sq_fail(SQ_ERR_NOMEM, "out of memory");
+    if (st == SQ_OK)
+        st = sq_manifest_parse(text, len, uri, manifest);
+    free(text);
+    free(uri);
+    return st;
+}
+
+/* The source manifest with the request's fields, name, version and created set. */
+static sq_status store_manifest(json_t *source, const sq_push_request *req, const char *origin, json_t **out)
+{
+    json_t *m = json_deep_copy(source);
+    if (!m)
+        return sq_fail(SQ_ERR_NOMEM, "%s: out of memory", origin);
+    sq_status st = req->meta ? sq_manifest_set_meta(m, req->meta, origin) : SQ_OK;
+    const char *name = req->name ? req->name : json_string_value(json_object_get(m, "name"));
+    const char *version = req->version ? req->version : json_string_value(json_object_get(m, "version"));
+    if (st == SQ_OK && (!sq_manifest_valid_name(name) || !sq_manifest_valid_name(version)))
+        st = sq_fail(SQ_ERR_ARG, "%s: name and version (from --name/--version or the manifest) must be 1-128 "
+                                 "characters of A-Z a-z 0-9 . _ - (got '%s', '%s')",
+                     origin, name ? name : "", version ? version : "");
+    json_t *fields = st == SQ_OK ? json_pack("{s:s, s:s}", "name", name, "version", version) : NULL;
+    if (fields && !json_object_get(m, "created")) {
+        char created[21];
+        sq_manifest_now(created);
+        json_object_set_new(fields, "created", json_string(created));
+    }
+    if (st == SQ_OK)
+        st = fields ? sq_manifest_set_meta(m, fields, origin) : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", origin);
+    json_decref(fields);
+    if (st != SQ_OK)
+        json_decref(m);
+    else
+        *out = m;
+    return st;
+}
+
+static json_t *make_record(json_t *manifest, const char *manifest_sha256)
+{
+    const char *name = json_string_value(json_object_get(manifest, "name"));
+    const char *version = json_string_value(json_object_get(manifest, "version"));
     char rel[300];
     snprintf(rel, sizeof(rel), "%s/%s", name, version);
-    json_t *record = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "name", name, "version", version, "uri", rel, "created",
-                               created, "files", (json_int_t)json_object_size(json_object_get(manifest, "files")),
-                               "bytes", bytes);
+    json_t *record = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:s}", "name", name, "version", version, "uri", rel,
+                               "created", json_string_value(json_object_get(manifest, "created")), "files",
+                               (json_int_t)json_object_size(json_object_get(manifest, "files")), "bytes",
+                               (json_int_t)sq_manifest_total_bytes(manifest), "manifest_sha256", manifest_sha256);
     static const char *copied[] = {"source_model", "method", "metrics"};
     for (size_t k = 0; record && k < sizeof(copied) / sizeof(copied[0]); k++)
         json_object_set(record, copied[k], json_object_get(manifest, copied[k]) ? json_object_get(manifest, copied[k])
@@ -340,54 +310,134 @@ static json_t *make_record(json_t *manifest, const char *name, const char *versi
     return record;
 }
 
-sq_status sq_model_push(sq_store *store, const char *dir, const char *store_uri, const char *name,
-                        const char *version, char **model_uri)
+/* Check, copy, then the manifest, the entry and the index. */
+static sq_status push_checkpoint(push_job *p, json_t *source, json_t *manifest, const char *store_uri,
+                                 sq_push_result *result)
 {
-    json_t *manifest;
-    sq_status st = sq_manifest_verify_dir(dir, &manifest);
-    if (st != SQ_OK)
-        return sq_fail_context(st, "push %s", dir);
-    if (!name)
-        name = json_string_value(json_object_get(manifest, "name"));
-    if (!version)
-        version = json_string_value(json_object_get(manifest, "version"));
-    if (!safe_name(name) || !safe_name(version)) {
-        json_decref(manifest);
-        return sq_fail(SQ_ERR_ARG, "push %s: name and version (from --name/--version or the manifest) must be "
-                                   "1-128 characters of A-Z a-z 0-9 . _ - (got '%s', '%s')",
-                       dir, name ? name : "", version ? version : "");
+    json_t *files = json_object_get(source, "files");
+    size_t n = json_object_size(files), i = 0;
+    int *server_copy = calloc(n, sizeof *server_copy);
+    if (!server_copy)
+        return sq_fail(SQ_ERR_NOMEM, "%s: out of memory", p->source_uri);
+    sq_status st = SQ_OK;
+    const char *name;
+    json_t *entry;
+    json_object_foreach(files, name, entry) {
+        if ((st = check_source(p, source, name, &server_copy[i++])) != SQ_OK)
+            break;
     }
+    i = 0;
+    if (st == SQ_OK)
+        sq_log_info("push %s -> %s (%zu files)", p->source_uri, p->target, n);
+    json_object_foreach(files, name, entry) {
+        if (st != SQ_OK || (st = transfer(p, source, name, server_copy[i++])) != SQ_OK)
+            break;
+    }
+    free(server_copy);
+    SQ_TRY(st);
+    char *text = sq_manifest_dump(manifest);
+    char *manifest_uri = sq_uri_join(p->target, SQ_MANIFEST_FILE);
     char entry_name[300];
-    snprintf(entry_name, sizeof(entry_name), "%s.json", version);
-    char *target = join3(store_uri, name, version);
+    snprintf(entry_name, sizeof(entry_name), "%s.json", json_string_value(json_object_get(manifest, "version")));
     char *entries = sq_uri_join(store_uri, "entries");
-    char *entry = entries ? join3(entries, name, entry_name) : NULL;
-    json_t *record = make_record(manifest, name, version);
-    if (!target || !entry || !record)
-        st = sq_fail(SQ_ERR_NOMEM, "push %s: out of memory", dir);
+    char *entry_uri = entries ? join3(entries, json_string_value(json_object_get(manifest, "name")), entry_name) : NULL;
+    if (!text || !manifest_uri || !entry_uri)
+        st = sq_fail(SQ_ERR_NOMEM, "%s: out of memory", p->source_uri);
+    json_t *record = NULL;
     if (st == SQ_OK) {
-        sq_log_info("push %s -> %s (%d files)", dir, target, (int)json_object_size(json_object_get(manifest, "files")));
-        st = upload_files(store, dir, target, manifest);
+        sq_sha256_hex(text, strlen(text), result->manifest_sha256);
+        st = sq_store_put(p->store, manifest_uri, text, strlen(text));
     }
+    if (st == SQ_OK && !(record = make_record(manifest, result->manifest_sha256)))
+        st = sq_fail(SQ_ERR_NOMEM, "%s: out of memory", p->source_uri);
     if (st == SQ_OK)
-        st = put_json(store, entry, record);
+        st = put_json(p->store, entry_uri, record);
     if (st == SQ_OK)
-        st = update_index(store, store_uri);
-    if (st == SQ_OK && model_uri) {
-        *model_uri = target;
-        target = NULL;
-    }
+        st = update_index(p->store, store_uri);
     json_decref(record);
-    json_decref(manifest);
-    free(target);
+    free(text);
+    free(manifest_uri);
     free(entries);
-    free(entry);
+    free(entry_uri);
+    return st;
+}
+
+sq_status sq_model_push(sq_store *store, const char *source_uri, const char *store_uri, const sq_push_request *req,
+                        sq_push_result *result)
+{
+    static const sq_push_request no_request;
+    sq_push_result mine = {0};
+    push_job p = {.store = store, .source_uri = source_uri};
+    json_t *source = NULL, *manifest = NULL;
+    sq_uri u;
+    sq_status st = sq_uri_parse(&u, source_uri);
+    if (st == SQ_OK) {
+        if (u.kind == SQ_URI_LOCAL && !(p.source_dir = strdup(u.path)))
+            st = sq_fail(SQ_ERR_NOMEM, "out of memory");
+        sq_uri_free(&u);
+    }
+    if (st == SQ_OK)
+        st = read_manifest(store, source_uri, &source);
+    if (st == SQ_OK)
+        st = store_manifest(source, req ? req : &no_request, source_uri, &manifest);
+    if (st == SQ_OK && !(p.target = join3(store_uri, json_string_value(json_object_get(manifest, "name")),
+                                          json_string_value(json_object_get(manifest, "version")))))
+        st = sq_fail(SQ_ERR_NOMEM, "out of memory");
+    if (st == SQ_OK)
+        st = push_checkpoint(&p, source, manifest, store_uri, &mine);
+    if (p.scratch && sq_scratch_dir_remove(p.scratch) != SQ_OK)
+        sq_log_info("%s", sq_last_error());
+    if (st == SQ_OK && result) {
+        *result = mine;
+        result->model_uri = p.target;
+        p.target = NULL;
+    }
+    if (st != SQ_OK)
+        sq_fail_context(st, "push %s", source_uri);
+    json_decref(source);
+    json_decref(manifest);
+    free(p.source_dir);
+    free(p.target);
+    free(p.scratch);
+    return st;
+}
+
+void sq_push_result_free(sq_push_result *result)
+{
+    free(result->model_uri);
+    memset(result, 0, sizeof *result);
+}
+
+/* Download one listed file next to its destination, check it, move it into place. */
+static sq_status pull_file(sq_store *store, json_t *manifest, const char *model_uri, const char *dir,
+                           const char *name)
+{
+    char *src = sq_uri_join(model_uri, name);
+    char *dst = sq_path_join(dir, name);
+    size_t pl = dst ? strlen(dst) + 16 : 0;
+    char *partial = dst ? malloc(pl) : NULL;
+    sq_status st = SQ_OK;
+    if (!src || !dst || !partial) {
+        st = sq_fail(SQ_ERR_NOMEM, "pull %s: out of memory", model_uri);
+    } else {
+        snprintf(partial, pl, "%s.download", dst);
+        st = sq_store_get_file(store, src, partial);
+        if (st == SQ_OK)
+            st = sq_manifest_check_file(manifest, name, partial, src);
+        if (st == SQ_OK && rename(partial, dst) != 0)
+            st = sq_fail(SQ_ERR_IO, "pull: cannot rename %s to %s", partial, dst);
+        if (st != SQ_OK)
+            unlink(partial);
+    }
+    free(src);
+    free(dst);
+    free(partial);
     return st;
 }
 
 sq_status sq_model_pull(sq_store *store, const char *model_uri, const char *dir)
 {
-    char *manifest_uri = sq_uri_join(model_uri, MANIFEST);
+    char *manifest_uri = sq_uri_join(model_uri, SQ_MANIFEST_FILE);
     if (!manifest_uri)
         return sq_fail(SQ_ERR_NOMEM, "out of memory");
     void *text = NULL;
@@ -395,42 +445,17 @@ sq_status sq_model_pull(sq_store *store, const char *model_uri, const char *dir)
     json_t *manifest = NULL;
     sq_status st = sq_store_get(store, manifest_uri, &text, &len);
     if (st == SQ_OK)
-        st = parse_manifest(manifest_uri, text, len, &manifest);
+        st = sq_manifest_parse(text, len, manifest_uri, &manifest);
     if (st == SQ_OK)
         st = sq_make_dirs(dir);
     const char *name;
     json_t *f;
-    if (st == SQ_OK) {
-        json_object_foreach(json_object_get(manifest, "files"), name, f) {
-            char *src = sq_uri_join(model_uri, name);
-            char *dst = sq_path_join(dir, name);
-            size_t pl = dst ? strlen(dst) + 16 : 0;
-            char *partial = dst ? malloc(pl) : NULL;
-            char hex[SQ_SHA256_HEX_LEN + 1];
-            if (!src || !dst || !partial) {
-                st = sq_fail(SQ_ERR_NOMEM, "pull %s: out of memory", model_uri);
-            } else {
-                snprintf(partial, pl, "%s.download", dst);
-                st = sq_store_get_file(store, src, partial);
-                if (st == SQ_OK)
-                    st = sq_sha256_file(partial, hex);
-                if (st == SQ_OK && strcmp(hex, json_string_value(json_object_get(f, "sha256"))))
-                    st = sq_fail(SQ_ERR_MISMATCH, "pull %s: sha256 %s, manifest says %s", src, hex,
-                                 json_string_value(json_object_get(f, "sha256")));
-                if (st == SQ_OK && rename(partial, dst) != 0)
-                    st = sq_fail(SQ_ERR_IO, "pull: cannot rename %s to %s", partial, dst);
-                if (st != SQ_OK)
-                    unlink(partial);
-            }
-            free(src);
-            free(dst);
-            free(partial);
-            if (st != SQ_OK)
-                break;
-        }
+    json_object_foreach(json_object_get(manifest, "files"), name, f) {
+        if (st != SQ_OK || (st = pull_file(store, manifest, model_uri, dir, name)) != SQ_OK)
+            break;
     }
     if (st == SQ_OK) {
-        char *path = sq_path_join(dir, MANIFEST);
+        char *path = sq_path_join(dir, SQ_MANIFEST_FILE);
         st = path ? sq_write_file_atomic(path, text, len) : sq_fail(SQ_ERR_NOMEM, "out of memory");
         free(path);
     }

@@ -252,6 +252,8 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
         h[nh++] = (sq_http_header){"if-match", req->if_match};
     if (req->sha256)
         h[nh++] = (sq_http_header){"x-amz-meta-shardq-sha256", req->sha256};
+    if (req->copy_source)
+        h[nh++] = (sq_http_header){"x-amz-copy-source", req->copy_source};
     if (s3->access_key) {
         auth = sq_sigv4_authorization(req->method, canonical_uri, req->query ? req->query : "", h, nh,
                                       payload_hash, amz_date, s3->region, s3->access_key, s3->secret_key);

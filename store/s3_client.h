@@ -52,6 +52,7 @@ typedef struct {
     const char *sha256;   /* PUT / CreateMultipartUpload: the whole object's SHA-256, kept as
                              user metadata (x-amz-meta-shardq-sha256) and checked on every GET */
     FILE *sink;           /* GET: body goes here instead of memory */
+    const char *copy_source; /* PUT: CopyObject from this "/bucket/key" (key URI-encoded) */
 } sq_s3_request;
 
 typedef struct {

@@ -121,19 +121,3 @@ sq_status sq_upload_dir(sq_store *store, const char *local_dir, const char *uri)
         st = upload_one(store, local_dir, uri, MANIFEST);
     return st;
 }
-
-sq_status sq_download_dir(sq_store *store, const char *uri, const char *local_dir)
-{
-    sq_object_list list;
-    SQ_TRY(sq_store_list(store, uri, &list));
-    sq_status st = list.n > 0 ? SQ_OK : sq_fail(SQ_ERR_NOT_FOUND, "%s: holds no files", uri);
-    for (int i = 0; i < list.n && st == SQ_OK; i++) {
-        char *src = sq_uri_join(uri, list.names[i]);
-        char *dst = sq_path_join(local_dir, list.names[i]);
-        st = src && dst ? sq_store_get_file(store, src, dst) : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", uri);
-        free(src);
-        free(dst);
-    }
-    sq_object_list_free(&list);
-    return st;
-}

@@ -24,9 +24,6 @@ sq_status sq_stage_model_files(sq_store *store, const char *uri, const char *scr
  * For a local `uri` the files are copied (atomically, each). */
 sq_status sq_upload_dir(sq_store *store, const char *local_dir, const char *uri);
 
-/* Download every object under `uri` (a prefix or directory) into `local_dir`. */
-sq_status sq_download_dir(sq_store *store, const char *uri, const char *local_dir);
-
 /* True when `uri` is an s3:// URI. */
 int sq_uri_is_s3(const char *uri);
 

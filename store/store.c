@@ -537,6 +537,65 @@ void sq_object_list_free(sq_object_list *list)
     memset(list, 0, sizeof(*list));
 }
 
+/* CopyObject; its answer can be an error inside a 200 response, so the body must be a CopyObjectResult. */
+static sq_status s3_copy(sq_store *store, const sq_uri *src, const sq_uri *dst, const char *src_uri,
+                         const char *dst_uri)
+{
+    char *key = sq_s3_uri_encode(src->key, 1);
+    size_t len = key ? strlen(src->bucket) + strlen(key) + 3 : 0;
+    char *source = key ? malloc(len) : NULL;
+    if (!source) {
+        free(key);
+        return sq_fail(SQ_ERR_NOMEM, "copy %s: out of memory", src_uri);
+    }
+    snprintf(source, len, "/%s/%s", src->bucket, key);
+    sq_s3_request req = {.method = "PUT", .bucket = dst->bucket, .key = dst->key, .copy_source = source};
+    sq_s3_response resp;
+    sq_status st = sq_s3_perform(&store->s3, &req, &resp);
+    if (st == SQ_OK) {
+        if (!resp.body || !strstr(resp.body, "<CopyObjectResult")) {
+            char *code = resp.body ? sq_xml_tag(resp.body, "Code", NULL) : NULL;
+            st = sq_fail(SQ_ERR_NET, "copy %s to %s: the server answered %s", src_uri, dst_uri,
+                         code ? code : "without a CopyObjectResult");
+            free(code);
+        }
+        sq_s3_response_free(&resp);
+    } else {
+        sq_fail_context(st, "copy %s to %s", src_uri, dst_uri);
+    }
+    free(source);
+    free(key);
+    return st;
+}
+
+sq_status sq_store_copy(sq_store *store, const char *src_uri, const char *dst_uri)
+{
+    sq_uri src, dst;
+    SQ_TRY(sq_uri_parse(&src, src_uri));
+    sq_status st = sq_uri_parse(&dst, dst_uri);
+    if (st != SQ_OK) {
+        sq_uri_free(&src);
+        return st;
+    }
+    if (src.kind != dst.kind) {
+        st = sq_fail(SQ_ERR_UNSUPPORTED, "copy %s to %s: not the same kind of storage", src_uri, dst_uri);
+    } else if (src.kind == SQ_URI_LOCAL) {
+        st = make_parent_dirs(dst.path);
+        if (st == SQ_OK)
+            st = sq_copy_file(src.path, dst.path);
+    } else {
+        sq_object_info info;
+        st = sq_store_head(store, src_uri, &info);
+        if (st == SQ_OK && info.size > SQ_STORE_MAX_COPY_BYTES)
+            st = sq_fail(SQ_ERR_UNSUPPORTED, "copy %s: larger than one CopyObject allows", src_uri);
+        if (st == SQ_OK)
+            st = s3_copy(store, &src, &dst, src_uri, dst_uri);
+    }
+    sq_uri_free(&src);
+    sq_uri_free(&dst);
+    return st;
+}
+
 sq_status sq_store_delete(sq_store *store, const char *uri)
 {
     sq_uri u;

@@ -64,6 +64,14 @@ typedef struct {
 sq_status sq_store_list(sq_store *store, const char *uri, sq_object_list *out);
 void sq_object_list_free(sq_object_list *list);
 
+/* Copy one object to another URI of the same kind without moving its bytes
+ * through this process where the backend allows: a server-side CopyObject
+ * (objects up to 5 GiB; the copy keeps the source's SHA-256 metadata) for
+ * s3:// to s3://, a file copy for local to local. Other pairs, and larger S3
+ * objects, are SQ_ERR_UNSUPPORTED: download and upload instead. */
+#define SQ_STORE_MAX_COPY_BYTES (5ull << 30)
+sq_status sq_store_copy(sq_store *store, const char *src_uri, const char *dst_uri);
+
 /* Delete one object; deleting an absent object succeeds. */
 sq_status sq_store_delete(sq_store *store, const char *uri);
 

@@ -5,6 +5,8 @@
  *     mid-artifact    the layer's artifact is half written (a torn temporary file)
  *     before-journal  the artifact is durable but the journal does not list it yet
  *     after-journal   the journal lists the layer
+ *     before-push-journal (layer 0) the push block's push is in the store and its
+ *                     index, but the journal does not record it yet
  *   SHARDQ_LAYER_DELAY_MS=N    every rank sleeps N ms after each layer, so that a
  *                              test can deliver real signals in the middle of a job. */
 #ifndef SQ_WORKER_FAULT_H

@@ -148,6 +148,7 @@ class FaultProxy:
         self.injected = []
         self.requests = 0
         self.seen = []  # (method, path, Range header or None) of every request
+        self.copies = []  # (path, x-amz-copy-source) of every server-side copy request
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -158,28 +159,34 @@ class FaultProxy:
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
-    def inject(self, kind, count=1, methods=("GET", "PUT", "POST", "HEAD", "DELETE")):
+    def inject(self, kind, count=1, methods=("GET", "PUT", "POST", "HEAD", "DELETE"), path_contains=""):
+        """Queue `count` faults for requests with one of `methods` whose path contains `path_contains`."""
         with self.lock:
-            self.faults.extend([(kind, tuple(m.encode() for m in methods))] * count)
+            self.faults.extend([(kind, tuple(m.encode() for m in methods), path_contains)] * count)
 
     def clear(self):
         with self.lock:
             self.faults = []
             self.injected = []
             self.seen = []
+            self.copies = []
 
     def _take_fault(self, head):
         method = head.split(b" ", 1)[0]
         path = head.split(b" ", 2)[1].decode()
-        rng = None
+        rng = copy_source = None
         for line in head.split(b"\r\n")[1:]:
             if line.lower().startswith(b"range:"):
                 rng = line.split(b":", 1)[1].strip().decode()
+            if line.lower().startswith(b"x-amz-copy-source:"):
+                copy_source = line.split(b":", 1)[1].strip().decode()
         with self.lock:
             self.requests += 1
             self.seen.append((method.decode(), path, rng))
-            for i, (kind, methods) in enumerate(self.faults):
-                if method in methods:
+            if copy_source:
+                self.copies.append((path, copy_source))
+            for i, (kind, methods, path_contains) in enumerate(self.faults):
+                if method in methods and path_contains in path:
                     del self.faults[i]
                     self.injected.append(kind)
                     return kind

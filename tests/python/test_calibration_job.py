@@ -83,7 +83,10 @@ def test_output_is_a_gptq_checkpoint(baseline):
     q = config["quantization_config"]
     assert (q["quant_method"], q["bits"], q["group_size"], q["sym"]) == ("gptq", 4, 32, True)
     manifest = json.loads((baseline / "manifest.json").read_text())
-    listed = {f["path"]: f for f in manifest["files"]}
+    assert manifest["format"] == "shardq-manifest/1" and manifest["method"] == "gptq"
+    assert manifest["quantization"] == q
+    listed = manifest["files"]
+    assert set(listed) == {p.name for p in baseline.iterdir() if p.name != "manifest.json"}
     assert "model.safetensors" in listed and "tokenizer.json" in listed
     for path, entry in listed.items():
         data = (baseline / path).read_bytes()

@@ -151,7 +151,10 @@ def test_single_file_checkpoint(source, tmp_path):
     assert not (out / "special_tokens_map.json").exists()
 
     manifest = json.loads((out / "manifest.json").read_text())
-    listed = {f["path"]: f for f in manifest["files"]}
+    assert manifest["format"] == "shardq-manifest/1"
+    assert manifest["method"] == "gptq" and manifest["quantization"] == cfg["quantization_config"]
+    listed = manifest["files"]
+    assert all(set(entry) == {"sha256", "size"} for entry in listed.values())
     on_disk = {p.name for p in out.iterdir() if p.name != "manifest.json"}
     assert set(listed) == on_disk
     for name, entry in listed.items():
@@ -193,7 +196,7 @@ def test_sharded_checkpoint(source, tmp_path):
             seen[name] = array.nbytes
     assert set(seen) == set(index["weight_map"])
     assert index["metadata"]["total_size"] == sum(seen.values())
-    listed = {f["path"] for f in json.loads((out / "manifest.json").read_text())["files"]}
+    listed = set(json.loads((out / "manifest.json").read_text())["files"])
     assert set(shards) | {"model.safetensors.index.json", "config.json"} <= listed
     proc = subprocess.run([str(TOOL), "read", str(out), "model.layers.0.self_attn.k_proj", str(tmp_path / "k.f32")],
                           capture_output=True, text=True)

@@ -68,7 +68,13 @@ def test_push_pull_models_round_trip_on_s3(server, tmp_path):
     shardq(env, "pull", f"{store}/tiny-w4/1", str(tmp_path / "pulled"))
     for rel, data in files.items():
         assert (tmp_path / "pulled" / rel).read_bytes() == data
-    assert (tmp_path / "pulled" / "manifest.json").read_bytes() == (tmp_path / "ckpt" / "manifest.json").read_bytes()
+    # The store's manifest is the checkpoint's plus `created`; the pull keeps it byte for byte.
+    stored = server.s3.get_object(Bucket=BUCKET, Key="models/tiny-w4/1/manifest.json")["Body"].read()
+    assert (tmp_path / "pulled" / "manifest.json").read_bytes() == stored
+    source = json.loads((tmp_path / "ckpt" / "manifest.json").read_text())
+    assert {k: v for k, v in json.loads(stored).items() if k != "created"} == source
+    assert json.loads(stored)["created"] == record["created"]
+    assert record["manifest_sha256"] == hashlib.sha256(stored).hexdigest()
 
 
 def test_corrupted_object_is_detected_on_pull(server, tmp_path):
@@ -84,6 +90,37 @@ def test_corrupted_object_is_detected_on_pull(server, tmp_path):
     assert "sha256" in r.stderr and f"{store}/corrupt-me/1/model.safetensors" in r.stderr
     assert not (tmp_path / "pulled" / "model.safetensors").exists()
     assert not (tmp_path / "pulled" / "manifest.json").exists()
+
+
+def tamper_manifest(server, key, change):
+    manifest = json.loads(server.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    change(manifest)
+    server.s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(manifest).encode())
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["files"]["config.json"].update(size=m["files"]["config.json"]["size"] + 1),
+     "config.json: size"),
+    (lambda m: m["files"]["config.json"].update(sha256="0" * 64), "config.json: sha256"),
+    (lambda m: m["files"]["config.json"].update(sha256="not-hex"), 'files["config.json"].sha256'),
+    (lambda m: m["files"]["tokenizer/tokenizer.json"].pop("size"), 'files["tokenizer/tokenizer.json"].size'),
+    (lambda m: m["files"].update({"../escape": m["files"]["config.json"]}), 'files["../escape"]'),
+    (lambda m: m.update(files=[dict(path=k, **v) for k, v in m["files"].items()]), "files: must be"),
+    (lambda m: m.update(format="shardq-manifest/0"), "format: must be"),
+    (lambda m: m.update(metrcs={}), "metrcs: unknown field"),
+    (lambda m: m.update(created="yesterday"), "created: must be"),
+])
+def test_pull_refuses_a_tampered_manifest_naming_the_fault(server, tmp_path, change, message):
+    make_checkpoint(tmp_path / "ckpt", 5, "tamper", "1")
+    env = server.env()
+    store = f"s3://{BUCKET}/tampered"
+    shardq(env, "push", str(tmp_path / "ckpt"), store)
+    tamper_manifest(server, "tampered/tamper/1/manifest.json", change)
+    r = shardq(env, "pull", f"{store}/tamper/1", str(tmp_path / "pulled"), check=False)
+    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert f"{store}/tamper/1/" in r.stderr  # the manifest or the file at fault, by URI
+    assert not (tmp_path / "pulled" / "manifest.json").exists()
+    assert not (tmp_path / "pulled" / "config.json").exists()
 
 
 def test_push_refuses_a_checkpoint_that_does_not_match_its_manifest(server, tmp_path):

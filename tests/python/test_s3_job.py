@@ -181,6 +181,7 @@ def test_push_records_the_model_with_its_metrics(server, work, local_output):
         {k: v for k, v in local_output.items() if k != "manifest.json"}
     manifest = s3_json(server, "store/tiny-w4/3/manifest.json")
     assert manifest["metrics"]["ppl"] == eval_result["ppl"]
+    assert manifest["files"] == s3_json(server, "jobs/pushed/output/manifest.json")["files"]
     assert s3_digests(server, "jobs/pushed/output/") == local_output  # output_uri keeps the job's own manifest
     assert list(tmpdir.iterdir()) == []
 

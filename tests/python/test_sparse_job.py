@@ -120,10 +120,14 @@ def test_exact_sparsity_pattern_and_report(work, case):
     assert config["method"] == case.split("-")[0] and config["sparsity"] == pytest.approx(sparsity)
     assert config["pattern"] == (f"{pattern[0]}:{pattern[1]}" if pattern else None)
     assert abs(config["global_sparsity"] - report["achieved"]) < 1e-12
-    manifest = {f["path"]: f for f in json.loads((out / "manifest.json").read_text())["files"]}
-    assert {"model.safetensors", "config.json", "tokenizer.json", "sparsity_report.json"} <= set(manifest)
-    for path, entry in manifest.items():
-        assert hashlib.sha256((out / path).read_bytes()).hexdigest() == entry["sha256"], path
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["sparsity"] == json.loads((out / "config.json").read_text())["sparsity_config"]
+    assert manifest["method"] == case.split("-")[0] and "quantization" not in manifest
+    listed = manifest["files"]
+    assert {"model.safetensors", "config.json", "tokenizer.json", "sparsity_report.json"} <= set(listed)
+    for path, entry in listed.items():
+        data = (out / path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["size"], path
 
 
 def test_ranks_agree(work, sparsegpt_one_rank):

@@ -1,5 +1,6 @@
 /* test_journal.c: the journal records layers and steps durably, resumes where it
- * stopped, refuses another spec's state, and rejects a damaged file. */
+ * stopped, refuses another spec's state, rejects a damaged file, and records a
+ * push so that it is found again for the same store, name and version only. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -119,12 +120,40 @@ static void test_damaged_journal(void **state)
     free(path);
 }
 
+static void test_push_recorded_once(void **state)
+{
+    (void)state;
+    sq_job_spec spec;
+    spec_for(&spec, 4);
+    sq_journal j;
+    assert_int_equal(sq_journal_open(&j, &spec, store, NULL), SQ_OK);
+    assert_null(sq_journal_push_recorded(&j, "s3://b/store", "m", "1"));
+    assert_int_equal(sq_journal_record_push(&j, "s3://b/store", "m", "1", "s3://b/store/m/1", "cafe"), SQ_OK);
+    sq_journal_close(&j);
+    assert_int_equal(sq_journal_open(&j, &spec, store, NULL), SQ_OK);
+    assert_string_equal(sq_journal_push_recorded(&j, "s3://b/store", "m", "1"), "cafe");
+    assert_null(sq_journal_push_recorded(&j, "s3://b/store", "m", "2")); /* another version is another push */
+    assert_null(sq_journal_push_recorded(&j, "s3://b/other", "m", "1"));
+    sq_journal_close(&j);
+    sq_job_spec_free(&spec);
+
+    char *path = sq_path_join(state_dir, "journal.json");
+    const char *damaged = "{\"format\": \"shardq-journal/1\", \"spec_sha256\": \"x\", \"steps\": [], "
+                          "\"push\": {\"store\": \"s\", \"name\": \"m\", \"version\": 1}}";
+    assert_int_equal(sq_write_file_atomic(path, damaged, strlen(damaged)), SQ_OK);
+    assert_int_equal(sq_journal_read(&j, state_dir, store), SQ_ERR_FORMAT);
+    assert_non_null(strstr(sq_last_error(), "push.version: must be a string"));
+    sq_journal_close(&j);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_record_and_resume, setup),
         cmocka_unit_test_setup(test_other_spec_refused, setup),
         cmocka_unit_test_setup(test_damaged_journal, setup),
+        cmocka_unit_test_setup(test_push_recorded_once, setup),
     };
     if (sq_store_open(&store, NULL) != SQ_OK)
         return 1;
