@@ -20,13 +20,15 @@ r = np.random.default_rng(1)
 open('$WORK/calib.ids', 'w').write(' '.join(map(str, r.integers(3, 1024, 40 * $SEQLEN))))
 open('$WORK/eval.ids', 'w').write(' '.join(map(str, r.integers(3, 1024, 8 * $SEQLEN))))"
 
-job() { # name bin ranks mode blocks
-    local blocks_field=""
+GPTQ_STEPS="[{\"gptq\": {\"bits\": $BITS, \"group_size\": 128, \"desc_act\": true}}]"
+SPARSE_STEPS="[{\"sparsegpt\": {\"pattern\": \"2:4\", \"block_size\": 64}}, {\"gptq\": {\"bits\": $BITS, \"group_size\": 64}}]"
+job() { # name bin ranks mode blocks [steps]
+    local blocks_field="" steps=${6:-$GPTQ_STEPS}
     [ -n "${5:-}" ] && blocks_field=", \"blocks\": $5"
     cat >"$WORK/$1.json" <<JSON
 {"name": "$1", "model": "$WORK/model",
  "data": {"calibration": "$WORK/calib.ids", "format": "token_ids", "nsamples": 32, "seqlen": $SEQLEN},
- "steps": [{"gptq": {"bits": $BITS, "group_size": 128, "desc_act": true}}],
+ "steps": $steps,
  "state_uri": "$WORK/$1/state", "output_uri": "$WORK/$1/output",
  "parallel": {"mode": "$4", "micro_batch": 4$blocks_field}, "seed": 3}
 JSON
@@ -41,6 +43,9 @@ job cpu-seq1 "$CPU_BIN" 1 sequential
 job gpu-seq2 "$GPU_BIN" 2 sequential
 job gpu-pipe1 "$GPU_BIN" 1 pipeline 2
 job gpu-pipe2 "$GPU_BIN" 2 pipeline 2
+job gpu-sparse1 "$GPU_BIN" 1 sequential "" "$SPARSE_STEPS"
+job gpu-sparse2 "$GPU_BIN" 2 sequential "" "$SPARSE_STEPS"
+job cpu-sparse1 "$CPU_BIN" 1 sequential "" "$SPARSE_STEPS"
 ppl gpu-seq1 "$GPU_BIN" "$WORK/gpu-seq1/output"
 ppl cpu-seq1 "$CPU_BIN" "$WORK/cpu-seq1/output"
 ppl fp-gpu "$GPU_BIN" "$WORK/model"
