@@ -211,8 +211,21 @@ done:
     return st;
 }
 
+/* Refuse, before any work, a job with a step this build cannot run. */
+static sq_status check_steps_runnable(const sq_job_spec *spec)
+{
+    for (int step = 0; step < spec->n_steps; step++) {
+        sq_step_kind kind = spec->steps[step].kind;
+        if (!sq_calibration_runs(kind) && kind != SQ_STEP_EVAL)
+            return sq_fail(SQ_ERR_UNSUPPORTED, "%s: steps[%d]: %s is not implemented yet", spec->name, step,
+                           sq_step_kind_name(kind));
+    }
+    return SQ_OK;
+}
+
 sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
 {
+    SQ_TRY(check_steps_runnable(spec));
     job_state js = {.spec = spec, .comm = comm};
     sq_status st = sq_job_storage_open(&js.io, spec);
     if (st != SQ_OK)
@@ -236,11 +249,9 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
                 sq_log_info("step %d %s: done in the journal, skipped", step, sq_step_kind_name(kind));
         } else if (sq_calibration_runs(kind)) {
             st = run_calibration_step(&js, step);
-        } else if (kind == SQ_STEP_EVAL) {
+        } else { /* eval: check_steps_runnable let nothing else through */
             sq_status mine = comm->rank == 0 ? eval_on_rank0(&js, step) : SQ_OK;
             st = agree_with_rank0(comm, mine, "eval");
-        } else {
-            st = sq_fail(SQ_ERR_UNSUPPORTED, "steps[%d]: %s is not implemented yet", step, sq_step_kind_name(kind));
         }
         if (st == SQ_OK && produces_model) {
             free(js.model_dir);

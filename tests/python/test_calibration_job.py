@@ -218,6 +218,15 @@ def test_other_spec_refused_for_same_state(work, baseline):
     assert "belongs to another job spec" in proc.stderr + proc.stdout
 
 
+def test_unimplemented_step_refused_before_any_work(work):
+    # qlora is validated but not run yet: the job must say so at once, not after the gptq step.
+    spec, output = spec_for(work, "with-qlora", steps=[{"gptq": {"bits": 4, "group_size": 32}}, {"qlora": {}}])
+    proc = mpirun(1, ["run", spec], check=False)
+    assert proc.returncode != 0
+    assert "steps[1]: qlora is not implemented yet" in proc.stderr + proc.stdout
+    assert not (work["tmp"] / "with-qlora" / "state").exists() and not output.exists()
+
+
 def test_perplexity_order_fp_gptq_rtn(work):
     # Scored on text drawn from the unquantized model itself, the unquantized model's
     # expected NLL is the text's entropy and any perturbed model only adds a KL
