@@ -13,8 +13,10 @@
 
 #include "coordinator/journal.h"
 #include "core/fileio.h"
+#include "core/scratch_dir.h"
 
 static char state_dir[256];
+static char *test_dir; /* the temporary directory holding state_dir, removed after each test */
 static sq_store *store; /* local: the journal goes through the store API */
 
 static void spec_for(sq_job_spec *spec, int bits)
@@ -30,9 +32,17 @@ static void spec_for(sq_job_spec *spec, int bits)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(state_dir, sizeof state_dir, "/tmp/shardq-journal-XXXXXX");
-    assert_non_null(mkdtemp(state_dir));
-    strcat(state_dir, "/state");
+    assert_int_equal(sq_scratch_dir_create(&test_dir), SQ_OK);
+    snprintf(state_dir, sizeof state_dir, "%s/state", test_dir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    assert_int_equal(sq_scratch_dir_remove(test_dir), SQ_OK);
+    free(test_dir);
+    test_dir = NULL;
     return 0;
 }
 
@@ -150,10 +160,10 @@ static void test_push_recorded_once(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_record_and_resume, setup),
-        cmocka_unit_test_setup(test_other_spec_refused, setup),
-        cmocka_unit_test_setup(test_damaged_journal, setup),
-        cmocka_unit_test_setup(test_push_recorded_once, setup),
+        cmocka_unit_test_setup_teardown(test_record_and_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_spec_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_push_recorded_once, setup, teardown),
     };
     if (sq_store_open(&store, NULL) != SQ_OK)
         return 1;
