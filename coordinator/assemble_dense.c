@@ -10,18 +10,6 @@
 
 #define DEFAULT_MAX_SHARD_BYTES (4ull << 30)
 
-/* The pruned linear whose weight is `tensor_name`, or -1. */
-static int linear_of(const sq_dense_checkpoint_request *req, const char *tensor_name)
-{
-    size_t len = strlen(tensor_name);
-    if (len < 7 || strcmp(tensor_name + len - 7, ".weight") != 0)
-        return -1;
-    for (int k = 0; k < req->n_linears; k++)
-        if (strlen(req->linears[k]) == len - 7 && strncmp(req->linears[k], tensor_name, len - 7) == 0)
-            return k;
-    return -1;
-}
-
 /* Shard of each source tensor, cut at max_shard_bytes in the source's (sorted) order. */
 static int assign_shards(const sq_dense_checkpoint_request *req, int *shard_of)
 {
@@ -68,7 +56,7 @@ static sq_status write_shard(const sq_dense_checkpoint_request *req, const int *
         sq_st_entry *e = &entries[k];
         *e = (sq_st_entry){.name = t->name, .dtype = t->dtype, .ndim = t->ndim};
         memcpy(e->shape, t->shape, sizeof e->shape);
-        int linear = linear_of(req, t->name);
+        int linear = sq_checkpoint_linear_of(t->name, req->linears, req->n_linears);
         if (linear >= 0) {
             st = pruned_weights(req, t, linear, &pruned[k]);
             e->data = pruned[k].data;

@@ -119,3 +119,14 @@ sq_status sq_checkpoint_write_manifest(const char *out_dir, char **files, int n_
     json_decref(manifest);
     return st;
 }
+
+int sq_checkpoint_linear_of(const char *tensor_name, const char *const *linears, int n_linears)
+{
+    size_t len = strlen(tensor_name);
+    if (len < 7 || strcmp(tensor_name + len - 7, ".weight") != 0)
+        return -1;
+    for (int k = 0; k < n_linears; k++)
+        if (strlen(linears[k]) == len - 7 && strncmp(linears[k], tensor_name, len - 7) == 0)
+            return k;
+    return -1;
+}

@@ -15,7 +15,11 @@
 /* How many files sq_checkpoint_copy_companions may add at most. */
 #define SQ_COMPANION_FILES 5
 
+/* The index k of the linear whose weight tensor is `tensor_name` ("<linears[k]>.weight"), or -1. */
+int sq_checkpoint_linear_of(const char *tensor_name, const char *const *linears, int n_linears);
+
 /* Write `value` as indented JSON to dir/name. */
+
 sq_status sq_checkpoint_write_json(const char *dir, const char *name, json_t *value);
 
 /* source_dir/config.json as a JSON object (a new reference in *config). */

@@ -41,18 +41,6 @@ static uint64_t packed_bytes(int out, int in, int bits, int ngroups)
            (uint64_t)in * 4;
 }
 
-/* The linear whose weight is `tensor_name`, or -1. */
-static int linear_of(const sq_gptq_checkpoint_request *req, const char *tensor_name)
-{
-    size_t len = strlen(tensor_name);
-    if (len < 7 || strcmp(tensor_name + len - 7, ".weight") != 0)
-        return -1;
-    for (int k = 0; k < req->n_linears; k++)
-        if (strlen(req->linears[k]) == len - 7 && strncmp(req->linears[k], tensor_name, len - 7) == 0)
-            return k;
-    return -1;
-}
-
 static sq_status make_plan(const sq_gptq_checkpoint_request *req, plan_item **items_out, int *n_items,
                            int *n_shards)
 {
@@ -78,7 +66,7 @@ static sq_status make_plan(const sq_gptq_checkpoint_request *req, plan_item **it
         const sq_st_tensor *t = sq_checkpoint_tensor_at(src, i);
         plan_item *it = &items[i];
         it->tensor = i;
-        it->linear = linear_of(req, t->name);
+        it->linear = sq_checkpoint_linear_of(t->name, req->linears, req->n_linears);
         if (it->linear >= 0) {
             int out = (int)t->shape[0], in = (int)t->shape[1];
             it->bytes = packed_bytes(out, in, req->options->bits, ngroups_for(req->options, in));
