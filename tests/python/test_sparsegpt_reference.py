@@ -24,31 +24,12 @@ import subprocess
 import numpy as np
 import pytest
 
+from quant_grid_reference import find_params, quantize
+
 ROOT = pathlib.Path(os.environ.get("SHARDQ_ROOT", pathlib.Path(__file__).resolve().parents[2]))
 TOOL = ROOT / "build" / "tools" / "gptq_solve"
 ROWS, COLS, NTOKENS = 40, 128, 512
 DEAD = 7
-
-
-def find_params(x, maxq, sym):
-    """Per-row min/max grid of the GPTQ quantizer, in float32."""
-    x = x.astype(np.float32)
-    xmin = np.minimum(x.min(axis=1), 0).astype(np.float32)
-    xmax = np.maximum(x.max(axis=1), 0).astype(np.float32)
-    if sym:
-        xmax = np.maximum(np.abs(xmin), xmax)
-        xmin = np.where(xmin < 0, -xmax, xmin)
-    both_zero = (xmin == 0) & (xmax == 0)
-    xmin = np.where(both_zero, np.float32(-1), xmin)
-    xmax = np.where(both_zero, np.float32(1), xmax)
-    scale = ((xmax - xmin) / np.float32(maxq)).astype(np.float32)
-    zero = np.full_like(scale, (maxq + 1) / 2) if sym else np.round(-xmin / scale).astype(np.float32)
-    return scale, zero
-
-
-def quantize(w, scale, zero, maxq):
-    q = np.clip(np.round(w / scale) + zero, 0, maxq)
-    return q.astype(np.int64), scale * (q - zero)
 
 
 def lowest(score, k):
