@@ -93,7 +93,10 @@ test: all $(TEST_BINS)
 # before and after. Text: WikiText-2 from ../shared/data when present, else this
 # repository's own documentation and sources.
 WIKITEXT := ../shared/data/wikitext-2
-demo: all
+# The demo runs on this machine: with no GPU visible it builds the CPU backend even where nvcc exists.
+DEMO_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+demo:
+	$(MAKE) all $(if $(DEMO_GPU),,CUDA=0)
 	rm -rf build/demo build/fixtures/tiny-llama
 	mkdir -p build/demo
 	$(BUILD)/tools/make_tiny_model build/fixtures/tiny-llama
