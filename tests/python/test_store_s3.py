@@ -169,33 +169,6 @@ def test_download_faults_are_retried(server, tmp_path, kind):
     assert_no_secret(server, r.stdout, r.stderr)
 
 
-def test_session_token_is_signed_and_required(server, tmp_path):
-    data = b"temporary credentials"
-    server.s3.put_object(Bucket=BUCKET, Key="sts/obj", Body=data)
-    c = server.temporary_credentials()
-    env = server.env(AWS_ACCESS_KEY_ID=c["AccessKeyId"], AWS_SECRET_ACCESS_KEY=c["SecretAccessKey"],
-                     AWS_SESSION_TOKEN=c["SessionToken"], SHARDQ_LOG="2")
-    r = tool(env, "get", uri("sts/obj"), str(tmp_path / "o"))
-    assert (tmp_path / "o").read_bytes() == data
-    assert c["SessionToken"] not in r.stdout + r.stderr and c["SecretAccessKey"] not in r.stdout + r.stderr
-    del env["AWS_SESSION_TOKEN"]
-    r = tool(env, "get", uri("sts/obj"), str(tmp_path / "o2"), check=False)
-    assert r.returncode == 1 and "403" in r.stderr
-    env["AWS_SESSION_TOKEN"] = c["SessionToken"][:-4] + "AAAA"
-    r = tool(env, "get", uri("sts/obj"), str(tmp_path / "o3"), check=False)
-    assert r.returncode == 1 and "InvalidToken" in r.stderr and c["SessionToken"][:-4] not in r.stderr
-
-
-def test_virtual_host_addressing(server, tmp_path):
-    # curl resolves *.localhost to loopback itself, so bucket.localhost:PORT reaches moto.
-    src = tmp_path / "v.bin"
-    src.write_bytes(b"virtual-host style")
-    env = server.env(endpoint=f"http://localhost:{server.port}", SHARDQ_S3_PATH_STYLE="0")
-    tool(env, "put", uri("vhost/v.bin"), str(src))
-    assert server.s3.get_object(Bucket=BUCKET, Key="vhost/v.bin")["Body"].read() == b"virtual-host style"
-    assert tool(env, "list", uri("vhost")).stdout.split() == ["18", "v.bin"]
-
-
 @pytest.mark.parametrize("kind", ["500", "503", "drop", "reset"])
 def test_upload_faults_are_retried(server, tmp_path, kind):
     data = os.urandom(5000)
