@@ -88,6 +88,44 @@ def calibration_text(tmp_dir):
     return path
 
 
+def model_sampled_data(model, tmp_dir, prefix, seed, seqlen=64, windows=48):
+    """Text drawn from `model` itself (llama_reference's sampler), half for calibration and
+    half for evaluation. On such text the model's expected NLL is the text's entropy and any
+    change to the model only adds a KL divergence, so perplexities order by damage.
+    Returns (the job's data block, ppl(model_dir, name) scoring the evaluation half)."""
+    import llama_reference
+    ids = llama_reference.sample(model, windows, seqlen, seed=seed)
+    half = windows // 2 * seqlen
+    calibration, evaluation = Path(tmp_dir) / f"{prefix}calibration.ids", Path(tmp_dir) / f"{prefix}evaluation.ids"
+    calibration.write_text(" ".join(map(str, ids[:half])))
+    evaluation.write_text(" ".join(map(str, ids[half:])))
+    data = {"calibration": str(calibration), "format": "token_ids", "nsamples": windows // 2, "seqlen": seqlen}
+
+    def ppl(model_dir, name):
+        out = Path(tmp_dir) / f"{prefix}{name}-ppl.json"
+        run([SHARDQ, "eval", "--model", model_dir, "--data-ids", evaluation, "--seqlen", str(seqlen), "--out", out])
+        return json.loads(out.read_text())["ppl"]
+
+    return data, ppl
+
+
+def run_gptq_solve(tmp, W, H, method, **opt):
+    """build/tools/gptq_solve on W (and H, when given) with flags from opt (preserve_sparsity ->
+    --preserve-sparsity, booleans as 0/1); returns the directory of its .npy outputs."""
+    tmp = Path(tmp)
+    tmp.mkdir(parents=True, exist_ok=True)
+    np.save(tmp / "W.npy", W)
+    cmd = [str(ROOT / "build" / "tools" / "gptq_solve"), "--w", str(tmp / "W.npy"), "--out", str(tmp / "out"),
+           "--method", method]
+    if H is not None:
+        np.save(tmp / "H.npy", H)
+        cmd += ["--h", str(tmp / "H.npy")]
+    for key, value in opt.items():
+        cmd += ["--" + key.replace("_", "-"), str(int(value) if isinstance(value, bool) else value)]
+    subprocess.run(cmd, check=True)
+    return tmp / "out"
+
+
 def write_spec(path, spec):
     Path(path).write_text(json.dumps(spec, indent=1))
     return Path(path)

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import llama_reference
-from shardq_testlib import (ROOT, SHARDQ, calibration_text, make_model, mpirun, read_checkpoint, run,
-                            unpack_gptq, write_spec)
+from shardq_testlib import (ROOT, SHARDQ, calibration_text, make_model, model_sampled_data, mpirun,
+                            read_checkpoint, run, unpack_gptq, write_spec)
 
 LAYERS = 4
 LINEARS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
@@ -237,24 +236,16 @@ def test_perplexity_order_fp_gptq_rtn(work):
     # embeddings dominate and 4-bit noise is below the sampling noise.
     model = make_model(work["tmp"] / "sensitive-model", "--layers", str(LAYERS), "--hidden", "64", "--intermediate",
                        "128", "--heads", "4", "--kv-heads", "2", "--vocab", "512", "--seed", "4", "--linear-std", "2")
-    ids = llama_reference.sample(model, 48, 64, seed=5)
-    calibration, evaluation = work["tmp"] / "calibration.ids", work["tmp"] / "evaluation.ids"
-    calibration.write_text(" ".join(map(str, ids[:24 * 64])))
-    evaluation.write_text(" ".join(map(str, ids[24 * 64:])))
+    data, ppl = model_sampled_data(model, work["tmp"], "order-", seed=5)
 
     def quantize(kind):
         spec_path, output = spec_for(work, f"order-{kind}", steps=[{kind: {"bits": 4, "group_size": 32}}])
         spec = json.loads(spec_path.read_text())
         spec["model"] = str(model)
-        spec["data"] = {"calibration": str(calibration), "format": "token_ids", "nsamples": 24, "seqlen": 64}
+        spec["data"] = data
         spec_path.write_text(json.dumps(spec))
         mpirun(1, ["run", spec_path])
         return output
-
-    def ppl(model_dir, name):
-        out = work["tmp"] / f"{name}-sampled.json"
-        run([SHARDQ, "eval", "--model", model_dir, "--data-ids", evaluation, "--seqlen", "64", "--out", out])
-        return json.loads(out.read_text())["ppl"]
 
     fp, gptq, rtn = ppl(model, "fp"), ppl(quantize("gptq"), "gptq"), ppl(quantize("rtn"), "rtn")
     print(f"perplexity on model-sampled text: fp {fp:.4f}  gptq {gptq:.4f}  rtn {rtn:.4f}")

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from quant_grid_reference import find_params, quantize
+from shardq_testlib import run_gptq_solve
 
 ROOT = pathlib.Path(os.environ.get("SHARDQ_ROOT", pathlib.Path(__file__).resolve().parents[2]))
 TOOL = ROOT / "build" / "tools" / "gptq_solve"
@@ -100,17 +101,8 @@ def make_problem(seed):
 
 
 def run_tool(tmp, W, H, method="gptq", **opt):
-    """build/tools/gptq_solve on W (and H); opt are its flags (preserve_sparsity -> --preserve-sparsity)."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    np.save(tmp / "W.npy", W)
-    cmd = [str(TOOL), "--w", str(tmp / "W.npy"), "--out", str(tmp / "out"), "--method", method]
-    if H is not None:
-        np.save(tmp / "H.npy", H)
-        cmd += ["--h", str(tmp / "H.npy")]
-    for key, value in opt.items():
-        cmd += ["--" + key.replace("_", "-"), str(int(value) if isinstance(value, bool) else value)]
-    subprocess.run(cmd, check=True)
-    out = tmp / "out"
+    """build/tools/gptq_solve's codes, grids, dequantized weights and loss."""
+    out = run_gptq_solve(tmp, W, H, method, **opt)
     return {name: np.load(out / f"{name}.npy") for name in ("codes", "scales", "zeros", "g_idx", "wq")} | {
         "loss": float((out / "loss.txt").read_text())
     }

@@ -12,14 +12,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from s3_fixtures import BUCKET, SHARDQ, MotoServer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = MotoServer(str(tmp_path_factory.mktemp("moto")))
-    yield srv
-    srv.stop()
+from s3_fixtures import BUCKET, SHARDQ  # noqa: E402
 
 
 def make_checkpoint(path, seed, name=None, version=None, method="gptq"):

@@ -19,17 +19,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from s3_fixtures import BUCKET, FaultProxy, MotoServer  # noqa: E402
+from s3_fixtures import BUCKET, FaultProxy  # noqa: E402
 from shardq_testlib import SHARDQ, calibration_text, make_model, mpirun, run, write_spec  # noqa: E402
 
 LAYERS = 3
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = MotoServer(str(tmp_path_factory.mktemp("moto")))
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture(scope="module")

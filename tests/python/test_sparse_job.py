@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import llama_reference
 import st_numpy_reader
-from shardq_testlib import SHARDQ, calibration_text, make_model, mpirun, read_checkpoint, run, unpack_gptq, write_spec
+from shardq_testlib import (SHARDQ, calibration_text, make_model, model_sampled_data, mpirun, read_checkpoint, run,
+                            unpack_gptq, write_spec)
 
 LAYERS = 2
 LINEARS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
@@ -190,16 +190,7 @@ def test_perplexity_order_sparsegpt_wanda_magnitude(work):
     model = with_outlier_features(make_model(
         work["tmp"] / "sensitive-model", "--layers", str(LAYERS), "--hidden", "64", "--intermediate", "128",
         "--heads", "4", "--kv-heads", "2", "--vocab", "512", "--seed", "4", "--linear-std", "2"))
-    ids = llama_reference.sample(model, 48, 64, seed=5)
-    calibration, evaluation = work["tmp"] / "calibration.ids", work["tmp"] / "evaluation.ids"
-    calibration.write_text(" ".join(map(str, ids[:24 * 64])))
-    evaluation.write_text(" ".join(map(str, ids[24 * 64:])))
-    data = {"calibration": str(calibration), "format": "token_ids", "nsamples": 24, "seqlen": 64}
-
-    def ppl(model_dir, name):
-        out = work["tmp"] / f"{name}-sampled.json"
-        run([SHARDQ, "eval", "--model", model_dir, "--data-ids", evaluation, "--seqlen", "64", "--out", out])
-        return json.loads(out.read_text())["ppl"]
+    data, ppl = model_sampled_data(model, work["tmp"], "order-", seed=5)
 
     results = {}
     for kind in ("sparsegpt", "wanda", "magnitude"):
@@ -280,16 +271,7 @@ def test_kept_mask_perplexity_against_unmasked_gptq(work):
     model = make_model(work["tmp"] / "mask-model", "--layers", str(LAYERS), "--hidden", "64", "--intermediate",
                        "128", "--heads", "4", "--kv-heads", "2", "--vocab", "512", "--seed", "4",
                        "--linear-std", "2")
-    ids = llama_reference.sample(model, 48, 64, seed=6)
-    calibration, evaluation = work["tmp"] / "mask-calibration.ids", work["tmp"] / "mask-evaluation.ids"
-    calibration.write_text(" ".join(map(str, ids[:24 * 64])))
-    evaluation.write_text(" ".join(map(str, ids[24 * 64:])))
-    data = {"calibration": str(calibration), "format": "token_ids", "nsamples": 24, "seqlen": 64}
-
-    def ppl(model_dir, name):
-        out = work["tmp"] / f"{name}-mask-ppl.json"
-        run([SHARDQ, "eval", "--model", model_dir, "--data-ids", evaluation, "--seqlen", "64", "--out", out])
-        return json.loads(out.read_text())["ppl"]
+    data, ppl = model_sampled_data(model, work["tmp"], "mask-", seed=6)
 
     outs = {}
     for name, gptq in (("kept", {}), ("unmasked", {"preserve_sparsity": False})):

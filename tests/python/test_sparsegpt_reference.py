@@ -17,17 +17,12 @@ codes: at most 1% of codes may differ, in at most a quarter of the rows, and
 the other rows' weights agree within 1e-4. Wanda (|w| sqrt(H_jj)) and magnitude (|w|) are computed in the
 same float32 arithmetic as shardq, so their masks must be identical.
 """
-import os
-import pathlib
-import subprocess
-
 import numpy as np
 import pytest
 
 from quant_grid_reference import find_params, quantize
+from shardq_testlib import run_gptq_solve
 
-ROOT = pathlib.Path(os.environ.get("SHARDQ_ROOT", pathlib.Path(__file__).resolve().parents[2]))
-TOOL = ROOT / "build" / "tools" / "gptq_solve"
 ROWS, COLS, NTOKENS = 40, 128, 512
 DEAD = 7
 
@@ -98,16 +93,7 @@ def make_problem(seed):
 
 
 def run_tool(tmp, W, H, method, **opt):
-    tmp.mkdir(parents=True, exist_ok=True)
-    np.save(tmp / "W.npy", W)
-    cmd = [str(TOOL), "--w", str(tmp / "W.npy"), "--out", str(tmp / "out"), "--method", method]
-    if H is not None:
-        np.save(tmp / "H.npy", H)
-        cmd += ["--h", str(tmp / "H.npy")]
-    for key, value in opt.items():
-        cmd += ["--" + key.replace("_", "-"), str(int(value) if isinstance(value, bool) else value)]
-    subprocess.run(cmd, check=True)
-    out = tmp / "out"
+    out = run_gptq_solve(tmp, W, H, method, **opt)
     return {p.stem: np.load(p) for p in out.glob("*.npy")}
 
 
