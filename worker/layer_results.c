@@ -211,27 +211,6 @@ done:
     return st;
 }
 
-sq_status sq_quant_result_dequantize(const sq_quant_result *res, float *W)
-{
-    size_t bytes = (size_t)res->rows * res->cols * sizeof(float);
-    float *dev_W = NULL;
-    sq_status st = kn_alloc((void **)&dev_W, bytes ? bytes : 1);
-    if (st == SQ_OK)
-        st = dequantize_to_device(res, dev_W);
-    if (st == SQ_OK)
-        st = kn_download(W, dev_W, bytes);
-    kn_free(dev_W);
-    return st;
-}
-
-sq_status sq_layer_result_weights(const sq_layer_results *results, int linear, float *W)
-{
-    if (results->form != SQ_LAYER_DENSE)
-        return sq_quant_result_dequantize(&results->linear[linear], W);
-    const sq_dense_weights *d = &results->dense[linear];
-    return sq_convert_to_f32(W, d->data, d->dtype, (size_t)d->rows * d->cols);
-}
-
 sq_status sq_layer_result_zero_mask(const sq_layer_results *results, int linear, uint8_t *is_zero)
 {
     if (results->form != SQ_LAYER_DENSE) {
@@ -249,7 +228,7 @@ sq_status sq_layer_result_zero_mask(const sq_layer_results *results, int linear,
     float *W = malloc(n ? n * sizeof(float) : 1);
     if (!W)
         return sq_fail(SQ_ERR_NOMEM, "cannot rebuild a %dx%d linear", d->rows, d->cols);
-    sq_status st = sq_layer_result_weights(results, linear, W);
+    sq_status st = sq_convert_to_f32(W, d->data, d->dtype, n);
 #pragma omp parallel for schedule(static)
     for (size_t k = 0; k < n; k++)
         is_zero[k] = W[k] == 0.0f;

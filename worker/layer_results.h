@@ -53,14 +53,6 @@ sq_status sq_layer_results_bcast(sq_layer_results *results, int root, int my_ran
 /* One linear of a layer's results, in the layer's form (`results->form` must agree on every rank). */
 sq_status sq_layer_result_bcast_linear(sq_layer_results *results, int linear, int root, int my_rank);
 
-/* Host W[rows, cols] = fp16(scale[r, g_idx[c]]) * (codes[r, c] - zero[r, g_idx[c]]) (computed by
- * kn_dequantize, as installing the weights does). */
-sq_status sq_quant_result_dequantize(const sq_quant_result *res, float *W);
-
-/* Host W[rows, cols]: a linear's weights as the next layer computes with them
- * (dequantized, or the dense values widened to fp32). */
-sq_status sq_layer_result_weights(const sq_layer_results *results, int linear, float *W);
-
 /* is_zero[r*cols + c] = 1 where a linear's output weight is exactly 0 (what the output checkpoint
  * holds): a dense weight equal to 0, or a code at its grid's zero point (0 whatever the scale). */
 sq_status sq_layer_result_zero_mask(const sq_layer_results *results, int linear, uint8_t *is_zero);
