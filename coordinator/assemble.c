@@ -335,7 +335,8 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
                                           .options = pruning ? &joint : &step_spec->quant,
                                           .extra_config = extra_config,
                                           .extra_files = sparse_output ? extra_files : NULL,
-                                          .n_extra_files = sparse_output ? 1 : 0};
+                                          .n_extra_files = sparse_output ? 1 : 0,
+                                          .method = sq_step_kind_name(step_spec->kind)};
         st = sq_gptq_checkpoint_write(&req, output_dir);
     }
     json_decref(extra_config);

@@ -84,14 +84,16 @@ sq_status sq_checkpoint_remove_stale_index(const char *out_dir)
 }
 
 /* The manifest's summary of the checkpoint, from the config.json just written:
- * its quantization_config and sparsity_config, and the method that made them. */
-static sq_status summary_from_config(const char *out_dir, json_t **meta)
+ * its quantization_config and sparsity_config, and the method that made them
+ * (`method` when given, else the config's quant_method or sparsity method). */
+static sq_status summary_from_config(const char *out_dir, const char *method, json_t **meta)
 {
     json_t *config;
     SQ_TRY(sq_checkpoint_load_config_json(out_dir, &config));
     json_t *quantization = json_object_get(config, "quantization_config");
     json_t *sparsity = json_object_get(config, "sparsity_config");
-    const char *method = json_string_value(json_object_get(quantization, "quant_method"));
+    if (!method)
+        method = json_string_value(json_object_get(quantization, "quant_method"));
     if (!method)
         method = json_string_value(json_object_get(sparsity, "method"));
     *meta = json_object();
@@ -105,12 +107,12 @@ static sq_status summary_from_config(const char *out_dir, json_t **meta)
     return *meta ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", out_dir);
 }
 
-sq_status sq_checkpoint_write_manifest(const char *out_dir, char **files, int n_files)
+sq_status sq_checkpoint_write_manifest(const char *out_dir, char **files, int n_files, const char *method)
 {
     json_t *manifest = NULL, *meta = NULL;
     sq_status st = sq_manifest_describe(out_dir, files, n_files, &manifest);
     if (st == SQ_OK)
-        st = summary_from_config(out_dir, &meta);
+        st = summary_from_config(out_dir, method, &meta);
     if (st == SQ_OK)
         st = sq_manifest_set_meta(manifest, meta, out_dir);
     if (st == SQ_OK)

@@ -327,7 +327,7 @@ sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const 
             st = sq_fail(SQ_ERR_NOMEM, "gptq checkpoint %s: out of memory", out_dir);
             goto done;
         }
-    st = sq_checkpoint_write_manifest(out_dir, files, n_files);
+    st = sq_checkpoint_write_manifest(out_dir, files, n_files, req->method);
 done:
     for (int k = 0; k < n_files; k++)
         free(files[k]);

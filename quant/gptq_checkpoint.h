@@ -54,6 +54,7 @@ typedef struct {
     json_t *extra_config;             /* merged into config.json, or NULL */
     const char *const *extra_files;   /* files the caller already wrote into out_dir, for the manifest */
     int n_extra_files;
+    const char *method;               /* the manifest's method ("rtn", "gptq", ...); NULL: "gptq" */
 } sq_gptq_checkpoint_request;
 
 /* Write the checkpoint into `out_dir` (created if needed). */
