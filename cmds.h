@@ -1,7 +1,17 @@
 /* cmds.h: the shardq subcommands dispatched by main.c. Each receives its own
- * argument vector: argv[0] is the subcommand's name, options follow. */
+ * argument vector: argv[0] is the subcommand's name, options follow.
+ *
+ * Every subcommand treats its arguments alike: -h or --help anywhere prints
+ * its usage on stdout and exits 0; bad arguments print the usage on stderr
+ * and exit SQ_EXIT_USAGE. */
 #ifndef SQ_CMDS_H
 #define SQ_CMDS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SQ_EXIT_USAGE 2
 
 int cmd_run(int argc, char **argv);
 int cmd_status(int argc, char **argv);
@@ -11,5 +21,27 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_models(int argc, char **argv);
+
+static inline bool sq_cmd_help_requested(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+            return true;
+    return false;
+}
+
+/* The usage asked for: stdout, exit 0. */
+static inline int sq_cmd_help(const char *usage)
+{
+    fputs(usage, stdout);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* Bad arguments: the usage on stderr, exit 2. */
+static inline int sq_cmd_usage_error(const char *usage)
+{
+    fputs(usage, stderr);
+    return SQ_EXIT_USAGE;
+}
 
 #endif

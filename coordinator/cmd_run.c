@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cmds.h"
 #include "core/log.h"
 #include "coordinator/run_job.h"
 #include "jobs/spec.h"
@@ -15,14 +16,11 @@
 
 int cmd_run(int argc, char **argv)
 {
-    if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        printf("usage: shardq run JOB.json   (under mpirun -np N or srun for several ranks)\n");
-        return 0;
-    }
-    if (argc != 2 || argv[1][0] == '-') {
-        fprintf(stderr, "usage: shardq run JOB.json   (under mpirun -np N or srun for several ranks)\n");
-        return 2;
-    }
+    static const char usage[] = "usage: shardq run JOB.json   (under mpirun -np N or srun for several ranks)\n";
+    if (sq_cmd_help_requested(argc, argv))
+        return sq_cmd_help(usage);
+    if (argc != 2 || argv[1][0] == '-')
+        return sq_cmd_usage_error(usage);
     sq_signals_install();
     sq_comm comm;
     if (sq_comm_init(&comm, &argc, &argv) != SQ_OK) {

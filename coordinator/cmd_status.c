@@ -2,16 +2,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cmds.h"
 #include "coordinator/journal.h"
 #include "jobs/spec.h"
 #include "store/store.h"
 
 int cmd_status(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: shardq status JOB.json\n");
-        return 2;
-    }
+    static const char usage[] = "usage: shardq status JOB.json   (a job's progress, read from its journal)\n";
+    if (sq_cmd_help_requested(argc, argv))
+        return sq_cmd_help(usage);
+    if (argc != 2 || argv[1][0] == '-')
+        return sq_cmd_usage_error(usage);
     sq_job_spec spec;
     if (sq_job_spec_load(&spec, argv[1]) != SQ_OK) {
         fprintf(stderr, "shardq status: %s\n", sq_last_error());

@@ -66,6 +66,10 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof *a);
+    if (sq_cmd_help_requested(argc, argv)) {
+        eval_usage(stdout);
+        return 1;
+    }
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cmds.h"
 #include "core/fileio.h"
 #include "core/safetensors.h"
 #include "model/checkpoint.h"
@@ -126,10 +127,11 @@ static int inspect_dir(const char *dir)
 
 int cmd_inspect(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: shardq inspect DIR|FILE.safetensors\n");
-        return 2;
-    }
+    static const char usage[] = "usage: shardq inspect DIR|FILE.safetensors   (a checkpoint's config and tensor table)\n";
+    if (sq_cmd_help_requested(argc, argv))
+        return sq_cmd_help(usage);
+    if (argc != 2 || argv[1][0] == '-')
+        return sq_cmd_usage_error(usage);
     struct stat sb;
     if (stat(argv[1], &sb) != 0) {
         fprintf(stderr, "shardq inspect: %s: no such file or directory\n", argv[1]);

@@ -17,12 +17,9 @@
 #include "core/status.h"
 #include "model/tokenizer.h"
 
-static void usage(void)
-{
-    fprintf(stderr, "usage: shardq tokenize --tokenizer FILE|DIR [--input FILE] [--jsonl [--field NAME]] "
-                    "[--no-special]\n"
-                    "       shardq tokenize --tokenizer FILE|DIR --decode [--input FILE]\n");
-}
+static const char usage[] = "usage: shardq tokenize --tokenizer FILE|DIR [--input FILE] [--jsonl [--field NAME]] "
+                            "[--no-special]\n"
+                            "       shardq tokenize --tokenizer FILE|DIR --decode [--input FILE]\n";
 
 static sq_status print_ids(const sq_tokenizer *tok, const char *text, size_t len, bool add_special)
 {
@@ -88,6 +85,8 @@ int cmd_tokenize(int argc, char **argv)
 {
     const char *tok_path = NULL, *input = NULL, *field = "text";
     bool jsonl = false, add_special = true, decode = false;
+    if (sq_cmd_help_requested(argc, argv))
+        return sq_cmd_help(usage);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc)
             tok_path = argv[++i];
@@ -102,14 +101,11 @@ int cmd_tokenize(int argc, char **argv)
         else if (!strcmp(argv[i], "--no-special"))
             add_special = false;
         else {
-            usage();
-            return 2;
+            return sq_cmd_usage_error(usage);
         }
     }
-    if (!tok_path) {
-        usage();
-        return 2;
-    }
+    if (!tok_path)
+        return sq_cmd_usage_error(usage);
     sq_tokenizer *tok;
     if (sq_tokenizer_load(tok_path, &tok) != SQ_OK) {
         fprintf(stderr, "shardq tokenize: %s\n", sq_last_error());

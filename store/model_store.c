@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -293,6 +294,33 @@ static sq_status store_manifest(json_t *source, const sq_push_request *req, cons
     return st;
 }
 
+/* A push never silently replaces another checkpoint: when the store already holds NAME/VERSION,
+ * its manifest must list the same files (the same checkpoint pushed again, e.g. after a killed
+ * push), unless the request asks to replace it. */
+static sq_status check_version_free(sq_store *store, const char *target, json_t *manifest, bool replace)
+{
+    char *uri = sq_uri_join(target, SQ_MANIFEST_FILE);
+    if (!uri)
+        return sq_fail(SQ_ERR_NOMEM, "out of memory");
+    json_t *existing = NULL;
+    sq_status st = get_json(store, uri, &existing);
+    if (st == SQ_ERR_NOT_FOUND) {
+        sq_clear_error();
+        st = SQ_OK;
+    } else if (st == SQ_OK && !replace &&
+               !json_equal(json_object_get(existing, "files"), json_object_get(manifest, "files"))) {
+        const char *created = json_string_value(json_object_get(existing, "created"));
+        st = sq_fail(SQ_ERR_MISMATCH,
+                     "%s already holds a different checkpoint (%s/%s, created %s): choose another version, or "
+                     "push with --force to replace it",
+                     target, json_string_value(json_object_get(manifest, "name")),
+                     json_string_value(json_object_get(manifest, "version")), created ? created : "at an unknown time");
+    }
+    json_decref(existing);
+    free(uri);
+    return st;
+}
+
 static json_t *make_record(json_t *manifest, const char *manifest_sha256)
 {
     const char *name = json_string_value(json_object_get(manifest, "name"));
@@ -384,6 +412,8 @@ sq_status sq_model_push(sq_store *store, const char *source_uri, const char *sto
                                           json_string_value(json_object_get(manifest, "version")))))
         st = sq_fail(SQ_ERR_NOMEM, "out of memory");
     if (st == SQ_OK)
+        st = check_version_free(store, p.target, manifest, req && req->replace);
+    if (st == SQ_OK)
         st = push_checkpoint(&p, source, manifest, store_uri, &mine);
     if (p.scratch && sq_scratch_dir_remove(p.scratch) != SQ_OK)
         sq_log_info("%s", sq_last_error());
@@ -465,8 +495,22 @@ sq_status sq_model_pull(sq_store *store, const char *model_uri, const char *dir)
     return st;
 }
 
+/* SQ_ERR_NOT_FOUND when a local store's directory does not exist (an s3:// prefix always "exists"). */
+static sq_status check_store_location(const char *store_uri)
+{
+    sq_uri u;
+    SQ_TRY(sq_uri_parse(&u, store_uri));
+    struct stat sb;
+    sq_status st = SQ_OK;
+    if (u.kind == SQ_URI_LOCAL && (stat(u.path, &sb) != 0 || !S_ISDIR(sb.st_mode)))
+        st = sq_fail(SQ_ERR_NOT_FOUND, "%s: no model store there (not a directory)", store_uri);
+    sq_uri_free(&u);
+    return st;
+}
+
 sq_status sq_model_index(sq_store *store, const char *store_uri, json_t **index)
 {
+    SQ_TRY(check_store_location(store_uri));
     char *uri = sq_uri_join(store_uri, "index.json");
     if (!uri)
         return sq_fail(SQ_ERR_NOMEM, "out of memory");

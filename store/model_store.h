@@ -21,7 +21,9 @@
  * a scratch file otherwise; each copy is checked again at its destination.
  * The store's manifest — the source's with the push's fields added — goes
  * last, then the entry, then the index. Pushing the same checkpoint again
- * (e.g. after a push was killed) rewrites the same objects.
+ * (e.g. after a push was killed) rewrites the same objects; a name/version
+ * the store holds with other files is refused, before anything is written,
+ * unless the request says `replace`.
  *
  * Concurrent pushes: each push writes its own entry object (no two writers
  * share a key), then rebuilds index.json from the entry listing, writes it,
@@ -31,6 +33,8 @@
  * needs no conditional writes, so it works on every S3-compatible server. */
 #ifndef SQ_STORE_MODEL_STORE_H
 #define SQ_STORE_MODEL_STORE_H
+
+#include <stdbool.h>
 
 #include <jansson.h>
 
@@ -42,6 +46,7 @@ typedef struct {
     const char *name;    /* NULL: meta's, else the source manifest's */
     const char *version; /* likewise */
     json_t *meta;        /* manifest fields to set in the store's copy (model/manifest.h), or NULL */
+    bool replace;        /* replace a different checkpoint the store holds as name/version (else refused) */
 } sq_push_request;
 
 typedef struct {
@@ -61,7 +66,8 @@ void sq_push_result_free(sq_push_result *result);
  * message names it. DIR/manifest.json is written last, byte for byte the store's. */
 sq_status sq_model_pull(sq_store *store, const char *model_uri, const char *dir);
 
-/* The store's index.json (an empty index if the store holds none). */
+/* The store's index.json (an empty index if the store holds none). SQ_ERR_NOT_FOUND when a
+ * local store's directory does not exist. */
 sq_status sq_model_index(sq_store *store, const char *store_uri, json_t **index);
 
 #endif
