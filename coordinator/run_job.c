@@ -188,7 +188,8 @@ static sq_status eval_on_rank0(job_state *js, int step)
     SQ_TRY_GOTO(st, sq_load_corpus(source.local_dir, data, ev->token_ids, cfg.vocab_size, &ids, &n), done);
     SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, source.ckpt), done);
     model_open = true;
-    sq_perplexity_options opt = {.seqlen = ev->seqlen, .max_windows = ev->max_windows, .kv_cache_bits = ev->kv_cache_bits};
+    sq_perplexity_options opt = {.seqlen = ev->seqlen, .max_windows = ev->max_windows, .kv_cache_bits = ev->kv_cache_bits,
+                                 .progress_seconds = SQ_PROGRESS_SECONDS};
     sq_perplexity_result r;
     SQ_TRY_GOTO(st, sq_perplexity(&model, ids, n, &opt, &r), done);
     sq_log_info("step %d eval: %s on %s: ppl %.4f (nll %.6f, %d windows of %d, %ld tokens)", step, js->model_dir,

@@ -1,7 +1,9 @@
 /* cmd_eval.c: `shardq eval` — perplexity of a model directory over a text
  * file (tokenized with the model's tokenizer) or a file of token ids, with
- * an optional simulated quantized KV cache; prints progress and the result
- * and writes metrics JSON with --out. */
+ * an optional simulated quantized KV cache; prints progress (after layers, at
+ * least every --progress-every seconds, so long windows are not silent) and
+ * the result, and writes metrics JSON with --out. A seqlen beyond the model's
+ * max_position_embeddings is refused unless --allow-long. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,7 @@ typedef struct {
     const char *data_path;
     const char *data_ids_path;
     const char *out_path;
+    bool allow_long;
     sq_perplexity_options ppl;
 } eval_args;
 
@@ -32,14 +35,19 @@ static void eval_usage(FILE *out)
 {
     fprintf(out, "usage: shardq eval --model DIR (--data TEXT_FILE | --data-ids IDS_FILE) [--seqlen N]\n"
                  "                   [--max-windows K] [--batch B] [--kv-cache-bits BITS] [--logits-chunk ROWS]\n"
-                 "                   [--out METRICS.json]\n"
+                 "                   [--allow-long] [--progress-every SECONDS] [--out METRICS.json]\n"
                  "  perplexity over non-overlapping windows of N tokens (default: min(2048, max positions))\n"
+                 "  --max-windows K  score the first K windows (0, the default: all)\n"
+                 "  --allow-long  accept a seqlen beyond the model's max_position_embeddings\n"
+                 "  --progress-every S  a progress line after a layer once S seconds passed since the last\n"
+                 "               (default %d; 0: after every layer)\n"
                  "  --data       a text file, tokenized whole with the model's tokenizer.json\n"
                  "  --data-ids   whitespace-separated token ids instead of text\n"
                  "  --kv-cache-bits B  simulate a B-bit KV cache: each token's key (after RoPE) and value\n"
                  "               fake-quantized per head on an asymmetric min/max grid (0: off)\n"
                  "  --batch      windows per layer call (default: as many as fit 1 GiB of scratch)\n"
-                 "  --logits-chunk ROWS  rows per LM-head call (default: as many as fit 128 MiB of logits)\n");
+                 "  --logits-chunk ROWS  rows per LM-head call (default: as many as fit 128 MiB of logits)\n",
+            (int)SQ_PROGRESS_SECONDS);
 }
 
 static int parse_int_arg(const char *flag, const char *text, int min, int *out)
@@ -62,10 +70,12 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         {"data-ids", required_argument, NULL, 'i'},     {"seqlen", required_argument, NULL, 's'},
         {"max-windows", required_argument, NULL, 'w'}, {"batch", required_argument, NULL, 'b'},
         {"kv-cache-bits", required_argument, NULL, 'k'}, {"out", required_argument, NULL, 'o'},
-        {"logits-chunk", required_argument, NULL, 'l'},
+        {"logits-chunk", required_argument, NULL, 'l'}, {"allow-long", no_argument, NULL, 'a'},
+        {"progress-every", required_argument, NULL, 'p'},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof *a);
+    int progress_seconds = (int)SQ_PROGRESS_SECONDS;
     if (sq_cmd_help_requested(argc, argv)) {
         eval_usage(stdout);
         return 1;
@@ -80,10 +90,12 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         case 'i': a->data_ids_path = optarg; break;
         case 'o': a->out_path = optarg; break;
         case 's': bad = parse_int_arg("--seqlen", optarg, 2, &a->ppl.seqlen); break;
-        case 'w': bad = parse_int_arg("--max-windows", optarg, 1, &a->ppl.max_windows); break;
+        case 'w': bad = parse_int_arg("--max-windows", optarg, 0, &a->ppl.max_windows); break;
         case 'b': bad = parse_int_arg("--batch", optarg, 1, &a->ppl.micro_batch); break;
         case 'l': bad = parse_int_arg("--logits-chunk", optarg, 1, &a->ppl.logits_chunk_rows); break;
         case 'k': bad = parse_int_arg("--kv-cache-bits", optarg, 0, &a->ppl.kv_cache_bits); break;
+        case 'p': bad = parse_int_arg("--progress-every", optarg, 0, &progress_seconds); break;
+        case 'a': a->allow_long = true; break;
         case 'h': eval_usage(stdout); return 1;
         default: bad = 1; break;
         }
@@ -101,6 +113,7 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         fprintf(stderr, "shardq eval: --kv-cache-bits must be between 1 and 16 (0: off)\n");
         return 2;
     }
+    a->ppl.progress_seconds = progress_seconds;
     return 0;
 }
 
@@ -143,9 +156,15 @@ static sq_status run_eval(eval_args *a)
         a->ppl.seqlen = cfg.max_position_embeddings > 0 && cfg.max_position_embeddings < 2048
                             ? cfg.max_position_embeddings
                             : 2048;
-    if (cfg.max_position_embeddings > 0 && a->ppl.seqlen > cfg.max_position_embeddings)
-        sq_log_info("eval: warning: seqlen %d exceeds the model's max_position_embeddings %d", a->ppl.seqlen,
-                    cfg.max_position_embeddings);
+    if (cfg.max_position_embeddings > 0 && a->ppl.seqlen > cfg.max_position_embeddings) {
+        if (!a->allow_long)
+            return sq_fail(SQ_ERR_ARG,
+                           "--seqlen %d exceeds %s/config.json's max_position_embeddings %d (positions the model "
+                           "was not trained on); pass --allow-long to evaluate anyway",
+                           a->ppl.seqlen, a->model_dir, cfg.max_position_embeddings);
+        sq_log_info("eval: warning: seqlen %d exceeds the model's max_position_embeddings %d (--allow-long)",
+                    a->ppl.seqlen, cfg.max_position_embeddings);
+    }
     SQ_TRY(kn_init(0));
     int32_t *ids = NULL;
     size_t n_ids = 0;

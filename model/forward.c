@@ -4,7 +4,6 @@
 
 #include <string.h>
 
-#include "core/log.h"
 #include "kernels/kernels.h"
 #include "model/device_tensor.h"
 
@@ -154,15 +153,14 @@ sq_status sq_model_sequence_nll(sq_model *m, const int32_t *ids, int n_seqs, int
     SQ_TRY_GOTO(st, kn_alloc((void **)&x, n_tokens * cfg->hidden_size * sizeof(float)), done);
     SQ_TRY_GOTO(st, sq_layer_scratch_alloc(&scratch, cfg, micro * seq), done);
     SQ_TRY_GOTO(st, sq_model_embed(m, ids, n_tokens, x), done);
-    double t_start = sq_now_seconds();
     for (int l = 0; l < cfg->num_layers; l++) {
         st = run_layer(m, l, x, n_seqs, seq, micro, &scratch, &layer_opt);
         if (st != SQ_OK) {
             sq_fail_context(st, "layer %d", l);
             goto done;
         }
-        if (opt && opt->log_layers)
-            sq_log_info("layer %d/%d done (%.1f s)", l + 1, cfg->num_layers, sq_now_seconds() - t_start);
+        if (opt && opt->on_layer)
+            opt->on_layer(opt->on_layer_ctx, l + 1, cfg->num_layers);
     }
     st = sq_model_head_nll(m, x, ids, n_seqs, seq, nll, opt ? opt->logits_chunk_rows : 0);
 done:

@@ -36,7 +36,9 @@ typedef struct {
     int micro_batch;   /* sequences pushed through a layer at once (0: as many as fit 1 GiB of scratch) */
     int kv_cache_bits; /* 0: exact attention; else simulated quantized KV cache (see sq_layer_options) */
     int logits_chunk_rows; /* rows per LM-head call (0: as many as fit 128 MiB of logits) */
-    bool log_layers;       /* a progress line per layer */
+    /* Called after each layer has taken every sequence (layers_done of num_layers), or NULL. */
+    void (*on_layer)(void *ctx, int layers_done, int num_layers);
+    void *on_layer_ctx;
 } sq_forward_options;
 
 /* The pieces, for callers that drive the layers themselves (calibration, pipelines). */

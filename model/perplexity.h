@@ -20,7 +20,14 @@ typedef struct {
     int micro_batch;      /* windows per layer call inside a pass (0: as many as fit 1 GiB of scratch) */
     int kv_cache_bits;    /* 0: exact; else simulated quantized KV cache */
     int logits_chunk_rows; /* rows per LM-head call (0: as many as fit 128 MiB of logits) */
+    /* Progress: after each layer of a pass, a line once this many seconds have passed since the
+     * last line (0: after every layer), so that long windows are never silent for long; and a
+     * line after each pass. */
+    double progress_seconds;
 } sq_perplexity_options;
+
+/* The progress interval shardq uses unless told otherwise. */
+#define SQ_PROGRESS_SECONDS 5.0
 
 typedef struct {
     int windows;     /* windows scored */
