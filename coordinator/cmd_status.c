@@ -1,8 +1,12 @@
-/* cmd_status.c: `shardq status JOB.json` — a job's progress, read from its journal. */
+/* cmd_status.c: `shardq status JOB.json` — a job's progress, read from its journal: whether a
+ * process runs it (the journal's holder, coordinator/job_holder.h), and each step's layers.
+ * A job that is not done and that no process holds any more (killed, stopped, failed) is
+ * "interrupted": the same `shardq run` resumes it. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cmds.h"
+#include "coordinator/job_holder.h"
 #include "coordinator/journal.h"
 #include "jobs/spec.h"
 #include "store/store.h"
@@ -44,11 +48,30 @@ int cmd_status(int argc, char **argv)
     printf("job %s (state %s)%s\n", spec.name, spec.state_uri,
            strcmp(hash, spec.sha256) == 0 ? "" : "  WARNING: the journal belongs to a different spec");
     json_t *steps = json_object_get(journal.doc, "steps");
+    bool all_done = true;
+    for (size_t i = 0; i < json_array_size(steps); i++)
+        all_done = all_done && sq_journal_step_done(&journal, (int)i);
+    json_t *holder = sq_journal_holder(&journal);
+    sq_holder_state held = sq_holder_check(holder);
+    long long pid = json_integer_value(json_object_get(holder, "pid"));
+    const char *host = json_string_value(json_object_get(holder, "host"));
+    if (held == SQ_HOLDER_RUNNING)
+        printf("  running (rank 0 is pid %lld on %s)\n", pid, host);
+    else if (held == SQ_HOLDER_ELSEWHERE)
+        printf("  running on %s (rank 0 is pid %lld there; if it is gone, the job was interrupted: resume with "
+               "the same command)\n", host, pid);
+    else if (all_done)
+        printf("  done\n");
+    else
+        printf("  interrupted (resume with the same command)\n");
+    const char *not_running = held == SQ_HOLDER_NONE || held == SQ_HOLDER_GONE ? "interrupted" : NULL;
     size_t i;
     json_t *step;
     json_array_foreach(steps, i, step) {
         const char *status = json_string_value(json_object_get(step, "status"));
-        printf("  step %zu %-10s %-8s %d layers done\n", i, json_string_value(json_object_get(step, "kind")),
+        if (status && !strcmp(status, "running") && not_running)
+            status = not_running;
+        printf("  step %zu %-10s %-11s %d layers done\n", i, json_string_value(json_object_get(step, "kind")),
                status ? status : "?", sq_journal_layers_done(&journal, (int)i));
     }
     sq_journal_close(&journal);

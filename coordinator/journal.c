@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator/job_holder.h"
 #include "core/fileio.h"
 #include "core/sha256.h"
 #include "store/stage.h"
@@ -66,6 +67,7 @@ static sq_status load(sq_journal *journal)
         if (!json_is_array(json_object_get(step, "layers")))
             return sq_fail(SQ_ERR_FORMAT, "%s: steps[%zu].layers: must be an array", journal->path, i);
     }
+    SQ_TRY(sq_holder_validate(json_object_get(journal->doc, "holder"), journal->path));
     json_t *push = json_object_get(journal->doc, "push");
     static const char *const push_fields[] = {"store", "name", "version", "uri", "manifest_sha256"};
     for (size_t k = 0; push && k < sizeof push_fields / sizeof push_fields[0]; k++)
@@ -78,6 +80,22 @@ sq_status sq_journal_read(sq_journal *journal, const char *state_uri, sq_store *
 {
     SQ_TRY(init_paths(journal, state_uri, store, NULL));
     return load(journal);
+}
+
+/* Record this process as the job's holder, refusing a journal that a live process on this host holds. */
+static sq_status take_hold(sq_journal *journal)
+{
+    json_t *current = json_object_get(journal->doc, "holder");
+    if (sq_holder_check(current) == SQ_HOLDER_RUNNING)
+        return sq_fail(SQ_ERR_MISMATCH, "%s: the job is running already (pid %lld on %s): wait for it or stop it first",
+                       journal->path, (long long)json_integer_value(json_object_get(current, "pid")),
+                       json_string_value(json_object_get(current, "host")));
+    json_t *me;
+    SQ_TRY(sq_holder_self(&me));
+    json_object_set_new(journal->doc, "holder", me);
+    SQ_TRY(save(journal));
+    journal->held = true;
+    return SQ_OK;
 }
 
 sq_status sq_journal_open(sq_journal *journal, const sq_job_spec *spec, sq_store *store, const char *scratch)
@@ -98,7 +116,7 @@ sq_status sq_journal_open(sq_journal *journal, const sq_job_spec *spec, sq_store
         if (json_array_size(json_object_get(journal->doc, "steps")) != (size_t)spec->n_steps)
             return sq_fail(SQ_ERR_FORMAT, "%s: records %zu steps, the spec has %d", journal->path,
                            json_array_size(json_object_get(journal->doc, "steps")), spec->n_steps);
-        return SQ_OK;
+        return take_hold(journal);
     }
     sq_clear_error();
     SQ_TRY(sq_make_dirs(journal->local_dir));
@@ -109,8 +127,19 @@ sq_status sq_journal_open(sq_journal *journal, const sq_job_spec *spec, sq_store
     journal->doc = json_pack("{s:s, s:s, s:o}", "format", JOURNAL_FORMAT, "spec_sha256", spec->sha256, "steps", steps);
     if (!journal->doc)
         return sq_fail(SQ_ERR_NOMEM, "journal: out of memory");
+    return take_hold(journal);
+}
+
+sq_status sq_journal_release(sq_journal *journal)
+{
+    if (!journal->held)
+        return SQ_OK;
+    journal->held = false;
+    json_object_del(journal->doc, "holder");
     return save(journal);
 }
+
+json_t *sq_journal_holder(const sq_journal *journal) { return json_object_get(journal->doc, "holder"); }
 
 void sq_journal_close(sq_journal *journal)
 {

@@ -6,7 +6,9 @@
  *               "layers": [{"layer": 0, "artifact": "step0/layer_000.safetensors", "sha256": "..."}],
  *               "result": {...}}],
  *    "push": {"store": URI, "name": "...", "version": "...", "uri": URI,
- *             "manifest_sha256": "..."}}      once the push block's push is complete
+ *             "manifest_sha256": "..."},     once the push block's push is complete
+ *    "holder": {"host": "...", "pid": N, "pid_start": N}}   while a run holds the job
+ *                                                          (coordinator/job_holder.h)
  *
  * Rules: a journal whose spec hash differs from the job's is an error, never
  * overwritten; a layer is recorded only after its artifact was written and
@@ -40,13 +42,19 @@ typedef struct {
     json_t *doc;
     sq_store *store; /* where state_uri lives (borrowed) */
     char *local_dir; /* the artifacts' local files: the state directory, or a scratch mirror of s3:// state */
+    bool held;       /* this process is the recorded holder */
 } sq_journal;
 
-/* Open the journal of `spec` at its state_uri, creating it (and the directory) if absent.
- * SQ_ERR_MISMATCH if it belongs to another spec. `scratch` is a local directory of this
- * process (core/scratch_dir.h), used when state_uri is s3://. */
+/* Open the journal of `spec` at its state_uri, creating it (and the directory) if absent, and
+ * record this process as its holder. SQ_ERR_MISMATCH if it belongs to another spec or a live
+ * process on this host holds it. `scratch` is a local directory of this process
+ * (core/scratch_dir.h), used when state_uri is s3://. */
 sq_status sq_journal_open(sq_journal *journal, const sq_job_spec *spec, sq_store *store, const char *scratch);
+/* Forget the holder (the run ends: done, stopped or failed); a killed run leaves it behind. */
+sq_status sq_journal_release(sq_journal *journal);
 void sq_journal_close(sq_journal *journal);
+/* The recorded holder, or NULL (borrowed). */
+json_t *sq_journal_holder(const sq_journal *journal);
 
 /* Open an existing journal read-only without checking the spec (for `shardq status`). */
 sq_status sq_journal_read(sq_journal *journal, const char *state_uri, sq_store *store);

@@ -267,8 +267,16 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
         sq_log_info("job %s: all %d steps done", spec->name, spec->n_steps);
 done:
     free(js.model_dir);
-    if (comm->rank == 0)
+    if (comm->rank == 0) {
+        char *message = st != SQ_OK ? strdup(sq_last_error()) : NULL;
+        if (sq_journal_release(&js.journal) != SQ_OK) {
+            sq_log_info("%s", sq_last_error());
+            if (message) /* the run's own failure is the one to report */
+                sq_fail(st, "%s", message);
+        }
+        free(message);
         sq_journal_close(&js.journal);
+    }
     sq_job_storage_close(&js.io);
     return st;
 }

@@ -420,15 +420,21 @@ static void log_progress(calib_state *cs, int finished, int total, int layer, bo
                 replayed ? "replayed from the journal" : cs->sparse ? "pruned" : "quantized", elapsed, eta);
 }
 
-static sq_status check_stop(int layer)
+/* After a layer: every rank stops here if any rank was asked to. `finished` counts from 1, as
+ * the progress lines do (rank 0's count; the message is rank 0's). */
+static sq_status check_stop(const calib_state *cs, int finished)
 {
     sq_fault_layer_delay();
     sq_status worst;
     SQ_TRY(sq_comm_agree(sq_stop_requested() ? SQ_ERR_INTERRUPTED : SQ_OK, &worst));
-    if (worst == SQ_ERR_INTERRUPTED)
+    if (worst == SQ_ERR_INTERRUPTED) {
+        const char *signal = sq_stop_signal_name();
         return sq_fail(SQ_ERR_INTERRUPTED,
-                       "stopped by a signal after layer %d; the journal is consistent: run the same command to resume",
-                       layer);
+                       "step %d %s: stopped by %s after layer %d/%d; the journal is consistent: run the same command "
+                       "to resume",
+                       cs->job->step, sq_step_kind_name(cs->kind), signal ? signal : "a signal to another rank",
+                       finished, cs->job->cfg->num_layers);
+    }
     return SQ_OK;
 }
 
@@ -495,7 +501,7 @@ static sq_status run_sequential(calib_state *cs)
     layer_done:
         sq_layer_results_free(&results);
         if (st == SQ_OK)
-            st = check_stop(layer);
+            st = check_stop(cs, layer + 1);
         if (st != SQ_OK)
             break;
     }
@@ -642,7 +648,7 @@ static sq_status quantize_blocks(calib_state *cs, float **inputs)
             }
             sq_layer_results_free(&results);
             if (st == SQ_OK)
-                st = check_stop(layer);
+                st = check_stop(cs, finished);
         }
     }
     return st;

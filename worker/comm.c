@@ -205,10 +205,25 @@ sq_status sq_comm_recv_host(void *host, size_t bytes, int source, int tag)
     return recv_host(host, bytes, &from);
 }
 
+/* The first failure every rank agreed on, and the lowest rank that reported it (-1: none yet). */
+static int agreed_failure_reporter = -1;
+
 sq_status sq_comm_agree(sq_status local, sq_status *worst)
 {
-    int mine = (int)local, all = 0;
-    MPI_CHECK(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-    *worst = (sq_status)all;
+    struct {
+        int status, rank;
+    } mine = {(int)local, 0}, all = {0, 0};
+    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &mine.rank));
+    /* MAXLOC: the worst status, and of the ranks that hold it the lowest */
+    MPI_CHECK(MPI_Allreduce(&mine, &all, 1, MPI_2INT, MPI_MAXLOC, MPI_COMM_WORLD));
+    *worst = (sq_status)all.status;
+    if (all.status != SQ_OK && all.status != SQ_ERR_INTERRUPTED && agreed_failure_reporter < 0)
+        agreed_failure_reporter = all.rank;
     return SQ_OK;
+}
+
+bool sq_comm_failure_agreed(int *reporter)
+{
+    *reporter = agreed_failure_reporter;
+    return agreed_failure_reporter >= 0;
 }

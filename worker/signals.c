@@ -22,4 +22,12 @@ void sq_signals_install(void)
 
 bool sq_stop_requested(void) { return stop_signal != 0; }
 
-int sq_stop_signal(void) { return stop_signal; }
+const char *sq_stop_signal_name(void)
+{
+    switch (stop_signal) {
+    case SIGTERM: return "SIGTERM";
+    case SIGUSR1: return "SIGUSR1";
+    case SIGINT: return "SIGINT";
+    default: return NULL;
+    }
+}
