@@ -7,9 +7,10 @@
 #include <string.h>
 #include <time.h>
 
-bool sq_fault_armed(const char *point, int layer)
+/* Whether the environment variable `var` is "POINT:LAYER" for this point and layer. */
+static bool env_names(const char *var, const char *point, int layer)
 {
-    const char *spec = getenv("SHARDQ_FAULT");
+    const char *spec = getenv(var);
     if (!spec)
         return false;
     char expected[96];
@@ -17,11 +18,17 @@ bool sq_fault_armed(const char *point, int layer)
     return strcmp(spec, expected) == 0;
 }
 
+bool sq_fault_armed(const char *point, int layer) { return env_names("SHARDQ_FAULT", point, layer); }
+
 void sq_fault_point(const char *point, int layer)
 {
     if (sq_fault_armed(point, layer)) {
         fprintf(stderr, "[shardq] fault injection: SIGKILL at %s of layer %d\n", point, layer);
         raise(SIGKILL);
+    }
+    if (env_names("SHARDQ_PAUSE", point, layer)) {
+        fprintf(stderr, "[shardq] fault injection: SIGSTOP at %s of layer %d\n", point, layer);
+        raise(SIGSTOP);
     }
 }
 

@@ -7,6 +7,10 @@
  *     after-journal   the journal lists the layer
  *     before-push-journal (layer 0) the push block's push is in the store and its
  *                     index, but the journal does not record it yet
+ *   SHARDQ_PAUSE=POINT:LAYER   rank 0 stops itself with SIGSTOP there instead: a test
+ *                              then acts on a job at a known point of its progress
+ *                              (sends it signals, reads its status) and resumes it
+ *                              with SIGCONT, independent of the machine's speed.
  *   SHARDQ_LAYER_DELAY_MS=N    every rank sleeps N ms after each layer, so that a
  *                              test can deliver real signals in the middle of a job. */
 #ifndef SQ_WORKER_FAULT_H
@@ -16,7 +20,7 @@
 
 /* True when SHARDQ_FAULT names this point and layer. */
 bool sq_fault_armed(const char *point, int layer);
-/* SIGKILL this process if SHARDQ_FAULT names this point and layer. */
+/* SIGKILL this process if SHARDQ_FAULT names this point and layer; SIGSTOP it if SHARDQ_PAUSE does. */
 void sq_fault_point(const char *point, int layer);
 void sq_fault_layer_delay(void);
 
