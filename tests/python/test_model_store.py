@@ -160,4 +160,5 @@ def test_local_store_round_trip(tmp_path):
         assert (tmp_path / "pulled" / rel).read_bytes() == data
     out = shardq(env, "models", store).stdout.splitlines()
     assert len(out) == 3 and out[1].split()[:3] == ["local-m", "3", "gptq"]
+    (tmp_path / "empty").mkdir()
     assert "no models" in shardq(env, "models", str(tmp_path / "empty")).stdout
