@@ -44,4 +44,16 @@ static inline int sq_cmd_usage_error(const char *usage)
     return SQ_EXIT_USAGE;
 }
 
+/* For a command of exactly `count` arguments, none an option: -1 to go on, else the exit code
+ * after printing the usage (asked for, or bad arguments). */
+static inline int sq_cmd_plain_args(int argc, char **argv, int count, const char *usage)
+{
+    if (sq_cmd_help_requested(argc, argv))
+        return sq_cmd_help(usage);
+    bool bad = argc != count + 1;
+    for (int i = 1; i < argc; i++)
+        bad = bad || argv[i][0] == '-';
+    return bad ? sq_cmd_usage_error(usage) : -1;
+}
+
 #endif

@@ -53,10 +53,9 @@ static int finish(sq_status st, const sq_comm *comm)
 int cmd_run(int argc, char **argv)
 {
     static const char usage[] = "usage: shardq run JOB.json   (under mpirun -np N or srun for several ranks)\n";
-    if (sq_cmd_help_requested(argc, argv))
-        return sq_cmd_help(usage);
-    if (argc != 2 || argv[1][0] == '-')
-        return sq_cmd_usage_error(usage);
+    int exit_code = sq_cmd_plain_args(argc, argv, 1, usage);
+    if (exit_code >= 0)
+        return exit_code;
     sq_signals_install();
     sq_comm comm;
     if (sq_comm_init(&comm, &argc, &argv) != SQ_OK) {

@@ -14,10 +14,9 @@
 int cmd_status(int argc, char **argv)
 {
     static const char usage[] = "usage: shardq status JOB.json   (a job's progress, read from its journal)\n";
-    if (sq_cmd_help_requested(argc, argv))
-        return sq_cmd_help(usage);
-    if (argc != 2 || argv[1][0] == '-')
-        return sq_cmd_usage_error(usage);
+    int exit_code = sq_cmd_plain_args(argc, argv, 1, usage);
+    if (exit_code >= 0)
+        return exit_code;
     sq_job_spec spec;
     if (sq_job_spec_load(&spec, argv[1]) != SQ_OK) {
         fprintf(stderr, "shardq status: %s\n", sq_last_error());

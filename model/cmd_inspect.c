@@ -128,10 +128,9 @@ static int inspect_dir(const char *dir)
 int cmd_inspect(int argc, char **argv)
 {
     static const char usage[] = "usage: shardq inspect DIR|FILE.safetensors   (a checkpoint's config and tensor table)\n";
-    if (sq_cmd_help_requested(argc, argv))
-        return sq_cmd_help(usage);
-    if (argc != 2 || argv[1][0] == '-')
-        return sq_cmd_usage_error(usage);
+    int exit_code = sq_cmd_plain_args(argc, argv, 1, usage);
+    if (exit_code >= 0)
+        return exit_code;
     struct stat sb;
     if (stat(argv[1], &sb) != 0) {
         fprintf(stderr, "shardq inspect: %s: no such file or directory\n", argv[1]);

@@ -13,10 +13,9 @@ static const char *str_or_dash(json_t *record, const char *key)
 int cmd_models(int argc, char **argv)
 {
     static const char usage[] = "usage: shardq models STORE_URI   (the checkpoints a model store holds)\n";
-    if (sq_cmd_help_requested(argc, argv))
-        return sq_cmd_help(usage);
-    if (argc != 2 || argv[1][0] == '-')
-        return sq_cmd_usage_error(usage);
+    int exit_code = sq_cmd_plain_args(argc, argv, 1, usage);
+    if (exit_code >= 0)
+        return exit_code;
     sq_store *store;
     json_t *index = NULL;
     sq_status st = sq_store_open(&store, NULL);

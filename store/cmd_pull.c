@@ -8,10 +8,9 @@ int cmd_pull(int argc, char **argv)
 {
     static const char usage[] =
         "usage: shardq pull URI DIR   (URI: a checkpoint, e.g. s3://bucket/store/NAME/VERSION)\n";
-    if (sq_cmd_help_requested(argc, argv))
-        return sq_cmd_help(usage);
-    if (argc != 3 || argv[1][0] == '-' || argv[2][0] == '-')
-        return sq_cmd_usage_error(usage);
+    int exit_code = sq_cmd_plain_args(argc, argv, 2, usage);
+    if (exit_code >= 0)
+        return exit_code;
     sq_store *store;
     sq_status st = sq_store_open(&store, NULL);
     if (st == SQ_OK) {
