@@ -91,8 +91,8 @@ def test_push_refuses_to_replace_a_version_unless_forced(store, tmp_path):
     first, second = make_checkpoint(tmp_path / "a", 1), make_checkpoint(tmp_path / "b", 2)
     push = [SHARDQ, "push", None, uri, "--name", "m", "--version", "1"]
     run(push[:2] + [tmp_path / "a"] + push[3:], env=env)
-    manifest = read("m/1/manifest.json")
     run(push[:2] + [tmp_path / "a"] + push[3:], env=env)  # the same checkpoint again: allowed
+    manifest = read("m/1/manifest.json")
     refused = run(push[:2] + [tmp_path / "b"] + push[3:], env=env, check=False)
     assert refused.returncode == 1
     assert f"{uri}/m/1 already holds a different checkpoint (m/1, created" in refused.stderr

@@ -107,7 +107,8 @@ def test_pull_refuses_a_tampered_manifest_naming_the_fault(server, tmp_path, cha
     make_checkpoint(tmp_path / "ckpt", 5, "tamper", "1")
     env = server.env()
     store = f"s3://{BUCKET}/tampered"
-    shardq(env, "push", str(tmp_path / "ckpt"), store)
+    # --force: the case before left a tampered copy, a different checkpoint, at tamper/1
+    shardq(env, "push", str(tmp_path / "ckpt"), store, "--force")
     tamper_manifest(server, "tampered/tamper/1/manifest.json", change)
     r = shardq(env, "pull", f"{store}/tamper/1", str(tmp_path / "pulled"), check=False)
     assert r.returncode == 1 and message in r.stderr, r.stderr
