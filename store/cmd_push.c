@@ -1,6 +1,6 @@
 /* cmd_push.c: `shardq push CHECKPOINT URI [--name N] [--version V] [--force]` — copy a checkpoint (a
  * local directory or an s3:// prefix holding manifest.json) into a model store. A name/version the
- * store already holds is refused unless --force. */
+ * store holds with other files is refused unless --force (store/model_store.h). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>

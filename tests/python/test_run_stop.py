@@ -192,3 +192,22 @@ def test_agreed_failure_prints_one_error_line(work, fault):
     assert len(errors) == 1, out
     assert expected in out
     assert "MPI_ABORT" not in out and "ORTE_ERROR_LOG" not in out
+
+
+@pytest.mark.parametrize("holder, expected, rc", [
+    ({"host": "elsewhere-host", "pid": 4242, "pid_start": 1},
+     "running on elsewhere-host (rank 0 is pid 4242 there; if it is gone, the job was interrupted", 0),
+    ({"host": "h", "pid": "4242", "pid_start": 1}, "journal.json: holder.pid: must be a process id", 1),
+    ({"pid": 4242, "pid_start": 1}, "journal.json: holder.host: must be a string", 1),
+])
+def test_status_reads_the_holder_a_journal_records(work, holder, expected, rc):
+    # A journal written here by hand: a holder on another host cannot be checked; a malformed one is named.
+    name = "hand-written"
+    spec, _ = spec_for(work, name)
+    state = work["tmp"] / name / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "journal.json").write_text(json.dumps({
+        "format": "shardq-journal/1", "spec_sha256": "0" * 64, "holder": holder,
+        "steps": [{"kind": "gptq", "status": "running", "layers": []}]}))
+    r = run([SHARDQ, "status", spec], check=False)
+    assert r.returncode == rc and expected in r.stdout + r.stderr, r.stdout + r.stderr
