@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "coordinator/journal.h"
 #include "core/fileio.h"
@@ -157,6 +158,25 @@ static void test_push_recorded_once(void **state)
     free(path);
 }
 
+/* The run holds the journal (this process's pid, read back from the file) until it releases it. */
+static void test_holder_recorded_and_released(void **state)
+{
+    (void)state;
+    sq_job_spec spec;
+    spec_for(&spec, 4);
+    sq_journal j, seen;
+    assert_int_equal(sq_journal_open(&j, &spec, store, NULL), SQ_OK);
+    assert_int_equal(sq_journal_read(&seen, spec.state_uri, store), SQ_OK);
+    assert_int_equal(json_integer_value(json_object_get(sq_journal_holder(&seen), "pid")), getpid());
+    sq_journal_close(&seen);
+    assert_int_equal(sq_journal_release(&j), SQ_OK);
+    sq_journal_close(&j);
+    assert_int_equal(sq_journal_read(&seen, spec.state_uri, store), SQ_OK);
+    assert_null(sq_journal_holder(&seen));
+    sq_journal_close(&seen);
+    sq_job_spec_free(&spec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -164,6 +184,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_spec_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_push_recorded_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_holder_recorded_and_released, setup, teardown),
     };
     if (sq_store_open(&store, NULL) != SQ_OK)
         return 1;
