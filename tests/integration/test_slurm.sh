@@ -2,8 +2,8 @@
 # test_slurm.sh: shardq jobs through a real single-node Slurm (cluster/slurm_local.sh) submitted
 # with cluster/submit.sh: a job launched by mpirun and one launched by `srun --mpi=pmix` write the
 # same bytes as a direct mpirun run of the same spec; a job interrupted mid-way (SIGUSR1 to the
-# batch shell, as --signal=B:USR1@N does before the time limit, or `scontrol requeue`, as
-# preemption does) stops with exit 75, is requeued and resumes from its journal to the same bytes;
+# batch shell, as --signal=B:USR1@N does before the time limit, SIGTERM to it under mpirun, or
+# `scontrol requeue`, as preemption does) stops with exit 75, is requeued and resumes from its journal to the same bytes;
 # a bad spec fails the job at once with the validator's message in the job log; the multi-node
 # template (which one node cannot run) is filled as asked. Prints TAP; skips only when the Slurm
 # binaries are missing.
@@ -128,9 +128,10 @@ check "srun wrote one log per rank (%t)" \
 
 # (2) Interrupted mid-way, once the journal holds a layer and before the last (each layer is
 # slowed down): SIGUSR1 to the batch shell (what --signal=B:USR1@N does before the time limit),
-# which the job forwards to the ranks and answers with its own requeue; or `scontrol requeue`
-# (what preemption with PreemptMode=REQUEUE does), where Slurm requeues and SIGTERMs the job.
-interrupt() { # launcher usr1|requeue
+# which the job forwards to the ranks and answers with its own requeue (SIGTERM to the batch
+# shell alike: mpirun gets it as SIGUSR1); or `scontrol requeue` (what preemption with
+# PreemptMode=REQUEUE does), where Slurm requeues and SIGTERMs the job.
+interrupt() { # launcher usr1|term|requeue
     local name="$2-$1" spec id log state
     spec=$(write_spec "$name" 4)
     id=$(SHARDQ_LAYER_DELAY_MS=400 "$SUBMIT" "$spec" --tasks-per-node 2 --launcher "$1" 2>/dev/null)
@@ -138,12 +139,16 @@ interrupt() { # launcher usr1|requeue
         "$SHARDQ" status "$spec" 2>/dev/null | grep -qE 'running +[1-9] layers done' && break
         sleep 0.1
     done
-    if [ "$2" = usr1 ]; then scancel --signal=USR1 --batch "$id"; else scontrol requeue "$id"; fi
+    case $2 in
+    usr1) scancel --signal=USR1 --batch "$id" ;;
+    term) scancel --signal=TERM --batch "$id" ;;
+    *) scontrol requeue "$id" ;;
+    esac
     state=$(wait_job "$id")
     log="$WORK/$name.slurm/slurm-$id.log"
     check "$name: the job completes after a requeue: $state" test "$state" = COMPLETED
     check "$name: Slurm counts one restart" bash -c "scontrol -o show job $id | grep -q ' Restarts=1 '"
-    if [ "$2" = usr1 ]; then
+    if [ "$2" != requeue ]; then
         check "$name: the ranks stopped with exit 75 and the job requeued itself" \
             bash -c "grep -q 'job $id run 0: ranks stopped with exit 75: requeueing' '$log' \
                      && grep -q 'job $id run 0: requeued; the next run resumes' '$log'"
@@ -152,13 +157,14 @@ interrupt() { # launcher usr1|requeue
             grep -q "job $id run 0: ranks stopped with exit 75 while Slurm requeues the job" "$log"
     fi
     check "$name: the first run stopped before the last layer" \
-        bash -c "grep -rqs 'stopped by a signal after layer [0-2];' '$WORK/$name.slurm/ranks/run-0'"
+        bash -c "grep -rqsE 'stopped by SIG(USR1|TERM) after layer [1-3]/4;' '$WORK/$name.slurm/ranks/run-0'"
     check "$name: the second run resumed from the journal" \
         bash -c "grep -q 'job $id run 1: restarted after a requeue: resuming from the journal' '$log' \
                  && grep -rqs 'layer 1/4 replayed from the journal' '$WORK/$name.slurm/ranks/run-1'"
     check "$name: the resumed output is byte-identical to the uninterrupted run" same_output "$name"
 }
 interrupt mpirun usr1
+interrupt mpirun term
 interrupt srun usr1
 interrupt srun requeue
 
