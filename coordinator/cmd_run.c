@@ -20,16 +20,6 @@
 #include "worker/device_comm.h"
 #include "worker/signals.h"
 
-/* Every rank learns whether every rank has its spec and its device. */
-static sq_status agree_on_start(sq_status mine)
-{
-    sq_status worst;
-    SQ_TRY(sq_comm_agree(mine, &worst));
-    if (mine == SQ_OK && worst != SQ_OK)
-        return sq_fail(worst, "another rank could not start (see its message)");
-    return mine;
-}
-
 static int finish(sq_status st, const sq_comm *comm)
 {
     int reporter;
@@ -68,7 +58,7 @@ int cmd_run(int argc, char **argv)
     bool loaded = st == SQ_OK;
     if (st == SQ_OK)
         st = kn_init(comm.local_rank);
-    st = agree_on_start(st);
+    st = sq_comm_all_ok(st); /* every rank learns whether every rank has its spec and its device */
     if (st == SQ_OK)
         st = sq_device_comm_init(comm.rank, comm.world_size);
     if (st == SQ_OK) {

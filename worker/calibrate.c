@@ -740,7 +740,7 @@ sq_status sq_calibrate(const sq_calibration *job)
     cs.hidden = job->cfg->hidden_size;
     cs.micro = job->spec->micro_batch > 0 ? job->spec->micro_batch : 1;
     cs.started = sq_now_seconds();
-    SQ_TRY(check_step_options(&cs));
+    SQ_TRY(sq_comm_all_ok(check_step_options(&cs))); /* a spec error ends every rank the same way */
 
     sq_status st;
     cs.done = calloc((size_t)job->cfg->num_layers, sizeof *cs.done);

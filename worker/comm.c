@@ -222,6 +222,15 @@ sq_status sq_comm_agree(sq_status local, sq_status *worst)
     return SQ_OK;
 }
 
+sq_status sq_comm_all_ok(sq_status local)
+{
+    sq_status worst;
+    SQ_TRY(sq_comm_agree(local, &worst));
+    if (local == SQ_OK && worst != SQ_OK)
+        return sq_fail(worst, "failed on another rank (see its message)");
+    return local;
+}
+
 bool sq_comm_failure_agreed(int *reporter)
 {
     *reporter = agreed_failure_reporter;

@@ -41,6 +41,9 @@ sq_status sq_comm_recv_host(void *host, size_t bytes, int source, int tag);
 /* Agree on a status: every rank learns the worst (largest) status of all ranks,
  * so that one rank's failure stops all of them at the same point. */
 sq_status sq_comm_agree(sq_status local, sq_status *worst);
+/* sq_comm_agree for a check every rank makes on its own (a spec check, a device start): `local`
+ * where it failed, a failure naming another rank where only another rank's did, SQ_OK if none did. */
+sq_status sq_comm_all_ok(sq_status local);
 /* Whether an agreement has carried a failure (not a stop request) to every rank: then no rank
  * waits in a collective, the job can end with MPI_Finalize instead of MPI_Abort, and only
  * `reporter` (the lowest rank whose own status was that failure) needs to print its message. */
