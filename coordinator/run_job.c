@@ -96,8 +96,11 @@ static sq_status run_calibration_step(job_state *js, int step)
     const sq_job_spec *spec = js->spec;
     sq_job_model source;
     int32_t *samples = NULL;
-    sq_status st;
-    SQ_TRY(sq_job_model_open(&js->io, js->model_dir, &source));
+    sq_status st = sq_comm_all_ok(sq_job_model_open(&js->io, js->model_dir, &source)); /* every rank reads it */
+    if (st != SQ_OK) {
+        sq_job_model_close(&source);
+        return st;
+    }
     const sq_model_config cfg = source.cfg;
     const sq_checkpoint *ckpt = source.ckpt;
     if (sq_calibration_needs_samples(spec->steps[step].kind))
@@ -226,11 +229,14 @@ static sq_status check_steps_runnable(const sq_job_spec *spec)
 
 sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
 {
-    SQ_TRY(check_steps_runnable(spec));
+    /* checks every rank makes alike: agreed on, so that they end the job with one message */
+    SQ_TRY(sq_comm_all_ok(check_steps_runnable(spec)));
     job_state js = {.spec = spec, .comm = comm};
-    sq_status st = sq_job_storage_open(&js.io, spec);
-    if (st != SQ_OK)
+    sq_status st = sq_comm_all_ok(sq_job_storage_open(&js.io, spec));
+    if (st != SQ_OK) {
+        sq_job_storage_close(&js.io);
         return st;
+    }
     const char *scratch = NULL;
     if (comm->rank == 0 && sq_uri_is_s3(spec->state_uri))
         st = sq_job_scratch(&js.io, &scratch);

@@ -7,7 +7,8 @@
 - `shardq status` says "running" with rank 0's pid while the job runs, "interrupted (resume
   with the same command)" once its processes are gone (killed or stopped), and a second run of a
   running job is refused;
-- a failure every rank knows (a bad spec, a group size the model's shapes refuse, missing data)
+- a failure every rank knows (a bad spec, a group size the model's shapes refuse, a missing
+  model or calibration file)
   under mpirun -np 2 prints one `error:` line and no MPI_ABORT banner.
 Jobs are acted on at points of their own progress: SHARDQ_PAUSE=after-journal:L makes rank 0
 SIGSTOP itself once layer L is journaled (worker/fault.h); nothing here waits on the clock."""
@@ -175,7 +176,7 @@ def test_mpirun_sigterm_kills_ranks_and_the_journal_resumes(work, two_rank_basel
     assert digests(output) == two_rank_baseline
 
 
-@pytest.mark.parametrize("fault", ["spec", "model-shape", "data"])
+@pytest.mark.parametrize("fault", ["spec", "model-shape", "model", "data"])
 def test_agreed_failure_prints_one_error_line(work, fault):
     name = f"failing-{fault}"
     if fault == "spec":
@@ -184,6 +185,9 @@ def test_agreed_failure_prints_one_error_line(work, fault):
     elif fault == "model-shape":  # found by every rank against the model's 64-wide inputs
         spec, _ = spec_for(work, name, steps=[{"gptq": {"bits": 4, "group_size": 48}}])
         expected = "steps[0].gptq.group_size: 48"
+    elif fault == "model":
+        expected = str(work["tmp"] / "no-such-model")
+        spec, _ = spec_for(work, name, model=expected)
     else:
         missing = str(work["tmp"] / "no-such-calibration.txt")
         spec, _ = spec_for(work, name, data={"calibration": missing, "nsamples": 8, "seqlen": 32})
