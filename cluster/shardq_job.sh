@@ -3,8 +3,8 @@
 # is the batch shell Slurm signals). It checks the spec before any rank starts (a bad spec fails
 # the job at once, with the validator's message in the job log), launches one rank per task with
 # `srun --mpi=pmix` or `mpirun`, forwards SIGUSR1/SIGTERM to the ranks (shardq then stops at the
-# next layer boundary with a consistent journal and exits 75; mpirun gets SIGUSR1 for either, as
-# it answers SIGTERM by killing the ranks), and on exit 75 requeues the job:
+# next layer boundary with a consistent journal and exits 75; the launcher gets SIGUSR1 for either,
+# as srun and mpirun both answer SIGTERM by killing the ranks), and on exit 75 requeues the job:
 # Slurm runs this script again, and the same `shardq run` resumes from the journal.
 #
 # Set by the template: SHARDQ_BIN, SHARDQ_SPEC, SHARDQ_LAUNCHER (srun|mpirun), SHARDQ_LOG_DIR.
@@ -21,9 +21,8 @@ launcher_pid=""
 stop_signal=""
 # shellcheck disable=SC2317  # called by the traps below
 on_signal() { # signal name
-    stop_signal=$1
-    # Open MPI's mpirun forwards SIGUSR1 to the ranks but kills them on SIGTERM (README, "Stopping a job").
-    [ "$SHARDQ_LAUNCHER" != mpirun ] || stop_signal=USR1
+    # srun and mpirun forward SIGUSR1 to the ranks but kill them on SIGTERM (README, "Stopping a job").
+    stop_signal=USR1
     say "got SIG$1: asking the ranks to stop at the next layer boundary"
     [ -z "$launcher_pid" ] || kill -s "$stop_signal" "$launcher_pid" 2>/dev/null
 }

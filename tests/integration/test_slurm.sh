@@ -2,7 +2,7 @@
 # test_slurm.sh: shardq jobs through a real single-node Slurm (cluster/slurm_local.sh) submitted
 # with cluster/submit.sh: a job launched by mpirun and one launched by `srun --mpi=pmix` write the
 # same bytes as a direct mpirun run of the same spec; a job interrupted mid-way (SIGUSR1 to the
-# batch shell, as --signal=B:USR1@N does before the time limit, SIGTERM to it under mpirun, or
+# batch shell, as --signal=B:USR1@N does before the time limit, or SIGTERM to it, or
 # `scontrol requeue`, as preemption does) stops with exit 75, is requeued and resumes from its journal to the same bytes;
 # a bad spec fails the job at once with the validator's message in the job log; the multi-node
 # template (which one node cannot run) is filled as asked. Prints TAP; skips only when the Slurm
@@ -129,7 +129,7 @@ check "srun wrote one log per rank (%t)" \
 # (2) Interrupted mid-way, once the journal holds a layer and before the last (each layer is
 # slowed down): SIGUSR1 to the batch shell (what --signal=B:USR1@N does before the time limit),
 # which the job forwards to the ranks and answers with its own requeue (SIGTERM to the batch
-# shell alike: mpirun gets it as SIGUSR1); or `scontrol requeue` (what preemption with
+# shell alike: srun forwards it, mpirun gets it as SIGUSR1); or `scontrol requeue` (what preemption with
 # PreemptMode=REQUEUE does), where Slurm requeues and SIGTERMs the job.
 interrupt() { # launcher usr1|term|requeue
     local name="$2-$1" spec id log state
@@ -166,6 +166,7 @@ interrupt() { # launcher usr1|term|requeue
 interrupt mpirun usr1
 interrupt mpirun term
 interrupt srun usr1
+interrupt srun term
 interrupt srun requeue
 
 # The multi-node template cannot run on one node: check what submit.sh fills in.
