@@ -34,7 +34,6 @@
 #include <jansson.h>
 
 #include "core/status.h"
-#include "jobs/spec.h"
 #include "model/checkpoint.h"
 #include "quant/gptq_pack.h"
 
