@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmds.h"
+#include "cli/cmds.h"
 #include "core/status.h"
 #include "model/tokenizer.h"
 
