@@ -23,7 +23,7 @@ ifeq ($(CUDA),0)
   NVCC :=
 endif
 
-LIB_DIRS := core model store quant lora worker coordinator jobs
+LIB_DIRS := core tokenizer model store quant lora worker coordinator jobs
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 CLI_SRCS := $(wildcard cli/*.c)
 CPU_SRCS := $(wildcard kernels/cpu/*.c)

@@ -15,7 +15,7 @@
 
 #include "cli/cmds.h"
 #include "core/status.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 static void usage(void)
 {

@@ -2,14 +2,14 @@
  * tokenizer_*.c files (tokenizer_load/_pipeline/_json: reading the JSON;
  * tokenizer_pretok: normalizers and pre-tokenizers; tokenizer_bpe: merges;
  * tokenizer_util: maps, buffers, UTF-8; tokenizer.c: encode/decode).
- * Not part of the public interface: use model/tokenizer.h. */
-#ifndef SQ_MODEL_TOKENIZER_INTERNAL_H
-#define SQ_MODEL_TOKENIZER_INTERNAL_H
+ * Not part of the public interface: use tokenizer/tokenizer.h. */
+#ifndef SQ_TOKENIZER_TOKENIZER_INTERNAL_H
+#define SQ_TOKENIZER_TOKENIZER_INTERNAL_H
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 /* ---- string -> id map (open addressing, keys owned) ---- */
 typedef struct {
