@@ -1,0 +1,203 @@
+/* cmd_eval.c: `shardq eval` — perplexity of a model directory over a text
+ * file (tokenized with the model's tokenizer) or a file of token ids, with
+ * an optional simulated quantized KV cache; prints progress (after layers, at
+ * least every --progress-every seconds, so long windows are not silent) and
+ * the result, and writes metrics JSON with --out. A seqlen beyond the model's
+ * max_position_embeddings is refused unless --allow-long. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cli/cmds.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "kernels/kernels.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "model/corpus.h"
+#include "model/forward.h"
+#include "model/perplexity.h"
+#include "model/token_ids.h"
+
+typedef struct {
+    const char *model_dir;
+    const char *data_path;
+    const char *data_ids_path;
+    const char *out_path;
+    bool allow_long;
+    sq_perplexity_options ppl;
+} eval_args;
+
+static void eval_usage(FILE *out)
+{
+    fprintf(out, "usage: shardq eval --model DIR (--data TEXT_FILE | --data-ids IDS_FILE) [--seqlen N]\n"
+                 "                   [--max-windows K] [--batch B] [--kv-cache-bits BITS] [--logits-chunk ROWS]\n"
+                 "                   [--allow-long] [--progress-every SECONDS] [--out METRICS.json]\n"
+                 "  perplexity over non-overlapping windows of N tokens (default: min(2048, max positions))\n"
+                 "  --max-windows K  score the first K windows (0, the default: all)\n"
+                 "  --allow-long  accept a seqlen beyond the model's max_position_embeddings\n"
+                 "  --progress-every S  a progress line after a layer once S seconds passed since the last\n"
+                 "               (default %d; 0: after every layer)\n"
+                 "  --data       a text file, tokenized whole with the model's tokenizer.json\n"
+                 "  --data-ids   whitespace-separated token ids instead of text\n"
+                 "  --kv-cache-bits B  simulate a B-bit KV cache: each token's key (after RoPE) and value\n"
+                 "               fake-quantized per head on an asymmetric min/max grid (0: off)\n"
+                 "  --batch      windows per layer call (default: as many as fit 1 GiB of scratch)\n"
+                 "  --logits-chunk ROWS  rows per LM-head call (default: as many as fit 128 MiB of logits)\n",
+            (int)SQ_PROGRESS_SECONDS);
+}
+
+static int parse_int_arg(const char *flag, const char *text, int min, int *out)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || v < min || v > 1 << 30) {
+        fprintf(stderr, "shardq eval: %s expects an integer >= %d, got '%s'\n", flag, min, text);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* 0: parsed; 1: help printed; 2: usage error. */
+static int parse_eval_args(eval_args *a, int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"model", required_argument, NULL, 'm'},        {"data", required_argument, NULL, 'd'},
+        {"data-ids", required_argument, NULL, 'i'},     {"seqlen", required_argument, NULL, 's'},
+        {"max-windows", required_argument, NULL, 'w'}, {"batch", required_argument, NULL, 'b'},
+        {"kv-cache-bits", required_argument, NULL, 'k'}, {"out", required_argument, NULL, 'o'},
+        {"logits-chunk", required_argument, NULL, 'l'}, {"allow-long", no_argument, NULL, 'a'},
+        {"progress-every", required_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
+    };
+    memset(a, 0, sizeof *a);
+    int progress_seconds = (int)SQ_PROGRESS_SECONDS;
+    if (sq_cmd_help_requested(argc, argv)) {
+        eval_usage(stdout);
+        return 1;
+    }
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case 'm': a->model_dir = optarg; break;
+        case 'd': a->data_path = optarg; break;
+        case 'i': a->data_ids_path = optarg; break;
+        case 'o': a->out_path = optarg; break;
+        case 's': bad = parse_int_arg("--seqlen", optarg, 2, &a->ppl.seqlen); break;
+        case 'w': bad = parse_int_arg("--max-windows", optarg, 0, &a->ppl.max_windows); break;
+        case 'b': bad = parse_int_arg("--batch", optarg, 1, &a->ppl.micro_batch); break;
+        case 'l': bad = parse_int_arg("--logits-chunk", optarg, 1, &a->ppl.logits_chunk_rows); break;
+        case 'k': bad = parse_int_arg("--kv-cache-bits", optarg, 0, &a->ppl.kv_cache_bits); break;
+        case 'p': bad = parse_int_arg("--progress-every", optarg, 0, &progress_seconds); break;
+        case 'a': a->allow_long = true; break;
+        case 'h': eval_usage(stdout); return 1;
+        default: bad = 1; break;
+        }
+        if (bad) {
+            eval_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc || !a->model_dir || !a->data_path == !a->data_ids_path) {
+        fprintf(stderr, "shardq eval: need --model and exactly one of --data / --data-ids\n");
+        eval_usage(stderr);
+        return 2;
+    }
+    if (a->ppl.kv_cache_bits > 16) {
+        fprintf(stderr, "shardq eval: --kv-cache-bits must be between 1 and 16 (0: off)\n");
+        return 2;
+    }
+    a->ppl.progress_seconds = progress_seconds;
+    return 0;
+}
+
+static sq_status load_tokens(const eval_args *a, const sq_model_config *cfg, int32_t **ids, size_t *n)
+{
+    if (a->data_ids_path)
+        return sq_read_token_ids(a->data_ids_path, cfg->vocab_size, ids, n);
+    return sq_load_corpus_tokens(a->model_dir, a->data_path, ids, n);
+}
+
+static sq_status write_metrics(const eval_args *a, const sq_perplexity_result *r)
+{
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:f, s:f, s:i, s:s}", "model", a->model_dir, "data",
+                            a->data_ids_path ? a->data_ids_path : a->data_path, "data_format",
+                            a->data_ids_path ? "token_ids" : "text", "seqlen", a->ppl.seqlen, "windows", r->windows,
+                            "tokens", (json_int_t)r->tokens, "data_tokens", (json_int_t)r->data_tokens, "nll", r->nll, "ppl", r->ppl, "kv_cache_bits",
+                            a->ppl.kv_cache_bits, "backend", kn_backend_name());
+    if (!doc)
+        return sq_fail(SQ_ERR_NOMEM, "%s: cannot build metrics JSON", a->out_path);
+    char *text = json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    json_decref(doc);
+    if (!text)
+        return sq_fail(SQ_ERR_NOMEM, "%s: cannot serialise metrics JSON", a->out_path);
+    size_t len = strlen(text);
+    sq_status st = sq_write_file_atomic(a->out_path, text, len);
+    free(text);
+    return st;
+}
+
+static sq_status run_eval(eval_args *a)
+{
+    sq_model_config cfg;
+    char *config_path = sq_path_join(a->model_dir, "config.json");
+    if (!config_path)
+        return sq_fail(SQ_ERR_NOMEM, "cannot build the config path");
+    sq_status st = sq_model_config_load(&cfg, config_path);
+    free(config_path);
+    SQ_TRY(st);
+    if (a->ppl.seqlen == 0)
+        a->ppl.seqlen = cfg.max_position_embeddings > 0 && cfg.max_position_embeddings < 2048
+                            ? cfg.max_position_embeddings
+                            : 2048;
+    if (cfg.max_position_embeddings > 0 && a->ppl.seqlen > cfg.max_position_embeddings) {
+        if (!a->allow_long)
+            return sq_fail(SQ_ERR_ARG,
+                           "--seqlen %d exceeds %s/config.json's max_position_embeddings %d (positions the model "
+                           "was not trained on); pass --allow-long to evaluate anyway",
+                           a->ppl.seqlen, a->model_dir, cfg.max_position_embeddings);
+        sq_log_info("eval: warning: seqlen %d exceeds the model's max_position_embeddings %d (--allow-long)",
+                    a->ppl.seqlen, cfg.max_position_embeddings);
+    }
+    SQ_TRY(kn_init(0));
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    sq_checkpoint *ckpt = NULL;
+    sq_model model = {0};
+    SQ_TRY_GOTO(st, load_tokens(a, &cfg, &ids, &n_ids), done);
+    sq_log_info("eval: %s on %s, %zu tokens, seqlen %d, %s", a->model_dir,
+                a->data_ids_path ? a->data_ids_path : a->data_path, n_ids, a->ppl.seqlen, kn_device_description());
+    SQ_TRY_GOTO(st, sq_checkpoint_open(&ckpt, a->model_dir), done);
+    SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, ckpt), done);
+    sq_perplexity_result result;
+    SQ_TRY_GOTO(st, sq_perplexity(&model, ids, n_ids, &a->ppl, &result), done);
+    printf("windows %d  tokens %ld  nll %.6f  ppl %.4f\n", result.windows, result.tokens, result.nll, result.ppl);
+    if (a->out_path)
+        SQ_TRY_GOTO(st, write_metrics(a, &result), done);
+done:
+    sq_model_close(&model);
+    if (ckpt)
+        sq_checkpoint_close(ckpt);
+    free(ids);
+    kn_shutdown();
+    return st;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    eval_args a;
+    int parsed = parse_eval_args(&a, argc, argv);
+    if (parsed)
+        return parsed == 1 ? 0 : 2;
+    if (run_eval(&a) != SQ_OK) {
+        fprintf(stderr, "shardq eval: %s\n", sq_last_error());
+        return 1;
+    }
+    return 0;
+}
