@@ -73,6 +73,17 @@ def wait_paused(pid, proc):
         time.sleep(0.02)
 
 
+def wait_pending(pid, sig, proc):
+    """Until the stopped process `pid` holds `sig` pending (mpirun forwards signals on its own time)."""
+    bit = 1 << (sig - 1)
+    while True:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        if (int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)) & bit:
+            return
+        assert proc.poll() is None, proc.communicate()[0]
+        time.sleep(0.02)
+
+
 def wait_holder(work, name, proc):
     """Rank 0's pid, from the journal's holder, once rank 0 has paused."""
     while not (work["tmp"] / name / "state" / "journal.json").exists():
@@ -151,6 +162,7 @@ def test_mpirun_sigusr1_stops_cleanly(work, two_rank_baseline):
     proc = start(["mpirun", "-np", "2", "--bind-to", "none", SHARDQ, "run", spec], pause_after_layer=0)
     rank0 = wait_holder(work, name, proc)
     proc.send_signal(signal.SIGUSR1)  # mpirun forwards SIGUSR1 to every rank
+    wait_pending(rank0, signal.SIGUSR1, proc)
     os.kill(rank0, signal.SIGCONT)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 75, out
@@ -171,7 +183,10 @@ def test_mpirun_sigterm_kills_ranks_and_the_journal_resumes(work, two_rank_basel
     proc.send_signal(signal.SIGTERM)  # mpirun itself sends the ranks SIGCONT, then SIGTERM
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1, out
-    assert "interrupted (resume with the same command)" in status(spec)
+    # In the second between SIGCONT and SIGTERM the ranks may finish this tiny job: either way
+    # the journal is consistent and the process gone.
+    after = status(spec)
+    assert "interrupted (resume with the same command)" in after or "  done\n" in after, after
     mpirun(2, ["run", spec])
     assert digests(output) == two_rank_baseline
 
