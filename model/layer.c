@@ -17,21 +17,6 @@ static const char *const linear_names[SQ_LINEAR_COUNT] = {
 
 const char *sq_linear_name(sq_linear_id id) { return id >= 0 && id < SQ_LINEAR_COUNT ? linear_names[id] : "?"; }
 
-static void linear_shape(const sq_model_config *cfg, sq_linear_id id, int *in, int *out)
-{
-    int hidden = cfg->hidden_size, q_width = cfg->num_heads * cfg->head_dim;
-    int kv_width = cfg->num_kv_heads * cfg->head_dim, inter = cfg->intermediate_size;
-    switch (id) {
-    case SQ_LINEAR_Q: *in = hidden, *out = q_width; break;
-    case SQ_LINEAR_K:
-    case SQ_LINEAR_V: *in = hidden, *out = kv_width; break;
-    case SQ_LINEAR_O: *in = q_width, *out = hidden; break;
-    case SQ_LINEAR_GATE:
-    case SQ_LINEAR_UP: *in = hidden, *out = inter; break;
-    default: *in = inter, *out = hidden; break;
-    }
-}
-
 static bool config_has_bias(const sq_model_config *cfg, sq_linear_id id)
 {
     if (id == SQ_LINEAR_Q || id == SQ_LINEAR_K || id == SQ_LINEAR_V)
@@ -53,7 +38,7 @@ sq_status sq_layer_weights_alloc(sq_layer_weights *w, const sq_model_config *cfg
     sq_status st;
     for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
         sq_linear *lin = &w->linear[i];
-        linear_shape(cfg, (sq_linear_id)i, &lin->in_features, &lin->out_features);
+        sq_linear_shape(cfg, (sq_linear_id)i, &lin->in_features, &lin->out_features);
         SQ_TRY_GOTO(st, alloc_floats(&lin->weight, (size_t)lin->in_features * lin->out_features), fail);
         if (config_has_bias(cfg, (sq_linear_id)i))
             SQ_TRY_GOTO(st, alloc_floats(&lin->bias, (size_t)lin->out_features), fail);

@@ -270,7 +270,7 @@ static sq_status quantize_layer(calib_state *cs, int layer, const float *X, int 
                 if (!hessians[k].sum)
                     continue;
                 if (shared)
-                    SQ_TRY_GOTO(st, sq_comm_allreduce_sum_f64(hessians[k].sum, (size_t)hessians[k].cols * hessians[k].cols),
+                    SQ_TRY_GOTO(st, sq_comm_allreduce_sum_i64(hessians[k].sum, sq_hessian_sum_count(&hessians[k])),
                                 group_done);
                 SQ_TRY_GOTO(st, sq_hessian_finish(&hessians[k], shared ? cs->job->spec->nsamples : nseq), group_done);
             }
@@ -694,9 +694,8 @@ static sq_status check_step_options(const calib_state *cs)
         return sq_fail(SQ_ERR_SPEC, "steps[%d].sparsegpt.block_size: %d is not a multiple of the pattern's %d",
                        job->step, cs->sparse->block_size, m);
     for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
-        int in = i == SQ_LINEAR_O ? job->cfg->num_heads * job->cfg->head_dim
-                 : i == SQ_LINEAR_DOWN ? job->cfg->intermediate_size
-                                       : job->cfg->hidden_size;
+        int in, out;
+        sq_linear_shape(job->cfg, (sq_linear_id)i, &in, &out);
         if (m > 0 && in % m != 0)
             return sq_fail(SQ_ERR_SPEC, "steps[%d].%s.pattern: %d:%d does not divide %s's %d inputs", job->step, kind,
                            cs->sparse->prune_n, m, sq_linear_name(i), in);
