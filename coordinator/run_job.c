@@ -12,6 +12,7 @@
 #include "coordinator/job_storage.h"
 #include "coordinator/journal.h"
 #include "coordinator/plan.h"
+#include "coordinator/validate_job.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "model/checkpoint.h"
@@ -108,12 +109,7 @@ static sq_status run_calibration_step(job_state *js, int step)
         st = sq_fail(SQ_ERR_NOMEM, "out of memory");
         goto done;
     }
-    sq_plan_request rq = {.mode = spec->mode,
-                          .world_size = js->comm->world_size,
-                          .num_layers = cfg.num_layers,
-                          .linears_per_layer = SQ_LINEAR_COUNT,
-                          .nsamples = spec->nsamples,
-                          .num_blocks = spec->pipeline_blocks};
+    sq_plan_request rq = sq_job_plan_request(spec, js->comm->world_size, cfg.num_layers);
     st = sq_plan_build(plan, &rq);
     if (st == SQ_OK) {
         sq_calibration job = {.spec = spec,
@@ -230,6 +226,13 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
     sq_status st = sq_job_storage_open(&js.io, spec);
     if (st != SQ_OK)
         return st;
+    /* refused by validation: no journal, nothing written */
+    st = agree_with_rank0(comm, comm->rank == 0 ? sq_validate_job(&js.io, spec, comm->world_size) : SQ_OK,
+                          "validating the job");
+    if (st != SQ_OK) {
+        sq_job_storage_close(&js.io);
+        return st;
+    }
     const char *scratch = NULL;
     if (comm->rank == 0 && sq_uri_is_s3(spec->state_uri))
         st = sq_job_scratch(&js.io, &scratch);

@@ -678,37 +678,6 @@ bool sq_calibration_needs_samples(sq_step_kind kind)
     return kind == SQ_STEP_GPTQ || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA;
 }
 
-/* The step's options against this model's linears (what the spec could not know). */
-static sq_status check_step_options(const calib_state *cs)
-{
-    const sq_calibration *job = cs->job;
-    const char *kind = sq_step_kind_name(cs->kind);
-    sq_quant_options joint;
-    const sq_quant_options *quant = cs->opt;
-    if (cs->sparse && cs->sparse->bits > 0) {
-        joint = sq_sparse_joint_quant_options(cs->sparse);
-        quant = &joint;
-    }
-    int m = cs->sparse ? cs->sparse->prune_m : 0;
-    if (cs->kind == SQ_STEP_SPARSEGPT && m > 0 && cs->sparse->block_size % m != 0)
-        return sq_fail(SQ_ERR_SPEC, "steps[%d].sparsegpt.block_size: %d is not a multiple of the pattern's %d",
-                       job->step, cs->sparse->block_size, m);
-    for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
-        int in, out;
-        sq_linear_shape(job->cfg, (sq_linear_id)i, &in, &out);
-        if (m > 0 && in % m != 0)
-            return sq_fail(SQ_ERR_SPEC, "steps[%d].%s.pattern: %d:%d does not divide %s's %d inputs", job->step, kind,
-                           cs->sparse->prune_n, m, sq_linear_name(i), in);
-        if (!quant)
-            continue;
-        SQ_TRY(sq_quant_options_check(quant, in, sq_linear_name(i)));
-        if (quant->group_size > 0 && in % quant->group_size != 0)
-            return sq_fail(SQ_ERR_SPEC, "steps[%d].%s.group_size: %d does not divide %s's %d inputs", job->step, kind,
-                           quant->group_size, sq_linear_name(i), in);
-    }
-    return SQ_OK;
-}
-
 sq_status sq_calibrate(const sq_calibration *job)
 {
     calib_state cs;
@@ -733,7 +702,6 @@ sq_status sq_calibrate(const sq_calibration *job)
     cs.hidden = job->cfg->hidden_size;
     cs.micro = job->spec->micro_batch > 0 ? job->spec->micro_batch : 1;
     cs.started = sq_now_seconds();
-    SQ_TRY(check_step_options(&cs));
 
     sq_status st;
     cs.done = calloc((size_t)job->cfg->num_layers, sizeof *cs.done);

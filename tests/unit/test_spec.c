@@ -97,9 +97,11 @@ static const bad_spec bad_specs[] = {
     {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"bits\": 4.0}}]}", "steps[0].rtn.bits: must be one of 2,3,4,8"},
     {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"bits\": \"4\"}}]}", "steps[0].rtn.bits: must be one of 2,3,4,8"},
     {"{" MINIMAL ", \"data\": {\"calibration\": \"c\", \"nsamples\": 0}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
-     "data.nsamples: must be a positive integer"},
+     "data.nsamples: must be an integer in 1..262144"},
+    {"{" MINIMAL ", \"data\": {\"calibration\": \"c\", \"nsamples\": 262145}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
+     "data.nsamples: must be at most 262144"},
     {"{" MINIMAL ", \"data\": {\"nsamples\": \"128\"}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
-     "data.nsamples: must be a positive integer"},
+     "data.nsamples: must be an integer in 1..262144"},
     {"{" MINIMAL ", \"data\": {\"seqlen\": 3000000000}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
      "data.seqlen: must be at most 2147483647"},
     {"{" MINIMAL ", \"data\": {\"samples\": 4}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
@@ -266,7 +268,7 @@ static void test_all_errors_are_reported(void **state)
     assert_string_equal(sq_last_error(),
                         "multi.json: 10 errors\n"
                         "colour: unknown key\n"
-                        "data.nsamples: must be a positive integer\n"
+                        "data.nsamples: must be an integer in 1..262144\n"
                         "steps[0].gptq.blocksize: unknown key\n"
                         "steps[0].gptq.bits: must be one of 2,3,4,8\n"
                         "steps[1].eval.data: required\n"
