@@ -1,9 +1,10 @@
 """End-to-end calibration jobs under mpirun on the CPU backend:
 - the output is a GPTQ checkpoint whose manifest matches its files;
-- 1, 2 and 3 ranks, in sequential and pipeline mode, give the same quantized
-  integers (up to a tiny fraction from summation order) and perplexity;
-- a job killed at several points (mid-write included) and rerun produces the
-  same bytes as an uninterrupted run; SIGUSR1/SIGTERM stop it cleanly (exit 75);
+- 1, 2 and 3 ranks give the same bytes in sequential mode, and in pipeline
+  mode for a fixed block count;
+- a job killed at several points (mid-write included; whole-job kills at
+  points of its own progress) and rerun produces the same bytes as an
+  uninterrupted run; SIGUSR1/SIGTERM stop it cleanly (exit 75);
 - a dying rank ends the job with a non-zero code instead of hanging;
 - GPTQ beats RTN on the same configuration."""
 import hashlib
@@ -97,14 +98,10 @@ def test_output_is_a_gptq_checkpoint(baseline):
 
 @pytest.mark.parametrize("ranks", [2, 3])
 def test_sequential_ranks_agree(work, baseline, ranks):
+    # exact Hessian sums and per-sequence GEMMs: the same bytes as one rank (README, Guarantees)
     spec, output = spec_for(work, f"seq{ranks}")
     mpirun(ranks, ["run", spec])
-    base, other = codes_of(baseline), codes_of(output)
-    differing = sum(int((base[k] != other[k]).sum()) for k in base)
-    total = sum(v.size for v in base.values())
-    assert differing / total < 1e-3, f"{differing} of {total} codes differ"
-    p0, p1 = perplexity(work, baseline, "base"), perplexity(work, output, f"seq{ranks}")
-    assert abs(p0 - p1) / p0 < 1e-3
+    assert file_digests(output) == file_digests(baseline)
 
 
 def test_pipeline_depends_on_blocks_not_ranks(work):

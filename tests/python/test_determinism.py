@@ -1,10 +1,11 @@
-"""The same job gives the same bytes whatever the thread and rank count (README,
-"Guarantees"): every reduction that feeds a solve runs in a fixed order.
+"""The same job gives the same bytes whatever the thread and rank count and the
+micro-batch size (README, "Guarantees"): every reduction that feeds a solve
+runs in a fixed order.
 
-Each mode runs one job with 1 and 2 OpenMP/OpenBLAS threads and on 1, 2 and 3
+Each mode runs one job with 1 and 2 OpenMP/OpenBLAS threads, on 1, 2 and 3
 ranks (3 ranks with 2 threads each oversubscribe this 2-core machine, which is
-what broke it before); every output file must be byte-identical to the
-1-rank, 1-thread run."""
+what broke it before) and with micro-batches of 3 and 1 sequences; every
+output file must be byte-identical to the 1-rank, 1-thread run."""
 import hashlib
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from shardq_testlib import calibration_text, make_model, mpirun, write_spec
 
-RUNS = [(1, 1), (1, 2), (2, 1), (3, 2)]  # (ranks, threads)
+RUNS = [(1, 1, 3), (1, 2, 3), (2, 1, 3), (3, 2, 3), (2, 2, 1)]  # (ranks, threads, micro_batch)
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +53,14 @@ def run_job(work, name, step, parallel, ranks, threads):
     ("sequential", {"sparsegpt": {"sparsity": 0.5}}),
 ])
 def test_same_bytes_on_any_rank_and_thread_count(work, mode, step):
-    parallel = {"mode": mode, "micro_batch": 3}
-    if mode == "pipeline":
-        parallel["blocks"] = 2
     kind = next(iter(step))
-    outputs = {(r, t): run_job(work, f"{mode}-{kind}-np{r}-t{t}", step, parallel, r, t) for r, t in RUNS}
-    reference = outputs[(1, 1)]
+    outputs = {}
+    for r, t, micro in RUNS:
+        parallel = {"mode": mode, "micro_batch": micro}
+        if mode == "pipeline":
+            parallel["blocks"] = 2
+        outputs[(r, t, micro)] = run_job(work, f"{mode}-{kind}-np{r}-t{t}-m{micro}", step, parallel, r, t)
+    reference = outputs[RUNS[0]]
     assert "model.safetensors" in reference
-    for run, files in outputs.items():
-        assert files == reference, f"{mode} {kind}: {run[0]} ranks x {run[1]} threads differ from 1 x 1"
+    for (r, t, micro), files in outputs.items():
+        assert files == reference, f"{mode} {kind}: {r} ranks x {t} threads, micro_batch {micro} differ from 1 x 1, 3"
