@@ -24,6 +24,7 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __CUDACC__
@@ -53,6 +54,19 @@ KN_FIXED_FN bool kn_fixed_split(float x, int64_t *top, int64_t *mid, int64_t *lo
     *mid = (int64_t)m;
     *low = (int64_t)(rest - ldexp(m, 32));
     return true;
+}
+
+/* Add x to entry i of the lane-major accumulator acc of n entries (or poison the entry). */
+KN_FIXED_FN void kn_fixed_add(int64_t *acc, size_t n, size_t i, float x)
+{
+    int64_t top, mid, low;
+    if (kn_fixed_split(x, &top, &mid, &low)) {
+        acc[i] += top;
+        acc[n + i] += mid;
+        acc[2 * n + i] += low;
+    } else {
+        acc[2 * n + i] = KN_FIXED_POISON;
+    }
 }
 
 /* lanes -> a = q · 2^32 + r with r in [0, 2^32) (floor division). */

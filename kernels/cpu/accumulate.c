@@ -15,16 +15,8 @@ sq_status kn_zero(void *dev, size_t bytes)
 sq_status kn_fixed_accumulate(int64_t *acc, const float *x, size_t n)
 {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        int64_t top, mid, low;
-        if (kn_fixed_split(x[i], &top, &mid, &low)) {
-            acc[i] += top;
-            acc[n + i] += mid;
-            acc[2 * n + i] += low;
-        } else {
-            acc[2 * n + i] = KN_FIXED_POISON;
-        }
-    }
+    for (size_t i = 0; i < n; i++)
+        kn_fixed_add(acc, n, i, x[i]);
     return SQ_OK;
 }
 

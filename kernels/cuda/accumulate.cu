@@ -6,17 +6,7 @@
 
 __global__ void fixed_accumulate_kernel(int64_t *acc, const float *x, size_t n)
 {
-    GRID_STRIDE(i, n)
-    {
-        int64_t top, mid, low;
-        if (kn_fixed_split(x[i], &top, &mid, &low)) {
-            acc[i] += top;
-            acc[n + i] += mid;
-            acc[2 * n + i] += low;
-        } else {
-            acc[2 * n + i] = KN_FIXED_POISON;
-        }
-    }
+    GRID_STRIDE(i, n) kn_fixed_add(acc, n, i, x[i]);
 }
 
 /* *bad ends as the lowest invalid entry (it starts at n). */
