@@ -112,6 +112,9 @@ sq_status sq_validate_job(sq_job_storage *io, const sq_job_spec *spec, int world
             char at[64];
             snprintf(at, sizeof at, "steps[%d].eval.seqlen", step);
             st = check_seqlen(at, spec->steps[step].eval.seqlen, &model.cfg);
+            sq_object_info info; /* the data is read only after the steps before: it must exist now */
+            if (st == SQ_OK && sq_store_head(io->store, spec->steps[step].eval.data, &info) != SQ_OK)
+                st = sq_fail_context(SQ_ERR_SPEC, "steps[%d].eval.data", step);
         }
     }
     if (st == SQ_OK && calibrates) {

@@ -79,6 +79,27 @@ def test_weight_shape_against_config(work):
             model=model, step={"rtn": {"bits": 4, "group_size": 32}})
 
 
+def test_data_checked_before_any_state(work):
+    # calibration data too short for one window, and eval data that does not exist:
+    # both would otherwise surface only after hours of calibration
+    short = work["tmp"] / "short.ids"
+    short.write_text(" ".join(str(i) for i in range(10)))
+    spec = spec_for(work, "short", work["model"], {"gptq": {"bits": 4, "group_size": 32}})
+    data = json.loads(spec.read_text())
+    data["data"].update({"calibration": str(short), "format": "token_ids"})
+    spec.write_text(json.dumps(data))
+    proc = mpirun(2, ["run", spec], check=False)
+    assert proc.returncode != 0 and "10 tokens, fewer than seqlen + 1 = 33" in proc.stderr, proc.stderr
+    assert not (work["tmp"] / "short").exists()
+    spec = spec_for(work, "no-eval-data", work["model"], {"rtn": {"bits": 4, "group_size": 32}}, eval_seqlen=32)
+    data = json.loads(spec.read_text())
+    data["steps"][1]["eval"]["data"] = str(work["tmp"] / "missing.txt")
+    spec.write_text(json.dumps(data))
+    proc = mpirun(1, ["run", spec], check=False)
+    assert proc.returncode != 0 and "steps[1].eval.data" in proc.stderr and "missing.txt" in proc.stderr, proc.stderr
+    assert not (work["tmp"] / "no-eval-data").exists()
+
+
 def test_corrected_spec_runs_on_the_same_state(work):
     # refused on 2 ranks (every rank stops, none writes), then the fixed spec runs where it was
     refused(work, "fixed", "group_size: 48 does not divide", ranks=2, model=work["model"],
