@@ -99,7 +99,7 @@ sq_status sq_validate_job(sq_job_storage *io, const sq_job_spec *spec, int world
 {
     sq_job_model model;
     SQ_TRY(sq_job_model_open(io, spec->model_uri, &model));
-    sq_status st = check_linear_tensors(model.ckpt, &model.cfg);
+    sq_status st = SQ_OK;
     bool calibrates = false;
     for (int step = 0; step < spec->n_steps && st == SQ_OK; step++) {
         sq_step_kind kind = spec->steps[step].kind;
@@ -117,6 +117,8 @@ sq_status sq_validate_job(sq_job_storage *io, const sq_job_spec *spec, int world
                 st = sq_fail_context(SQ_ERR_SPEC, "steps[%d].eval.data", step);
         }
     }
+    if (st == SQ_OK && calibrates) /* the dense weights a calibration reads (eval also reads GPTQ checkpoints) */
+        st = check_linear_tensors(model.ckpt, &model.cfg);
     if (st == SQ_OK && calibrates) {
         sq_plan plan;
         sq_plan_request rq = sq_job_plan_request(spec, world_size, model.cfg.num_layers);

@@ -107,3 +107,10 @@ def test_corrected_spec_runs_on_the_same_state(work):
     spec = spec_for(work, "fixed", work["model"], {"gptq": {"bits": 4, "group_size": 32}})
     mpirun(2, ["run", spec])
     assert (work["tmp"] / "fixed" / "output" / "manifest.json").exists()
+    # an eval-only job on that GPTQ checkpoint (qweight, no weight tensors) passes validation
+    quantized = work["tmp"] / "fixed" / "output"
+    spec = write_spec(work["tmp"] / "eval-only.json", {
+        "name": "eval-only", "model": str(quantized),
+        "steps": [{"eval": {"data": str(work["calib"]), "seqlen": 32, "max_windows": 2}}],
+        "state_uri": str(work["tmp"] / "eval-only" / "state")})
+    mpirun(1, ["run", spec])
