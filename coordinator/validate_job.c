@@ -3,10 +3,10 @@
 
 #include <stdio.h>
 
-#include "coordinator/plan.h"
+#include "jobs/plan.h"
 #include "model/geometry.h"
+#include "model/gptq_reader.h"
 #include "model/layer.h"
-#include "quant/gptq_pack.h"
 #include "quant/prune.h"
 #include "quant/quant_result.h"
 #include "worker/calibrate.h"
