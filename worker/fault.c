@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-/* Whether the environment variable `var` is "POINT:LAYER" for this point and layer. */
-static bool env_names(const char *var, const char *point, int layer)
+bool sq_fault_armed(const char *point, int layer)
 {
-    const char *spec = getenv(var);
+    const char *spec = getenv("SHARDQ_FAULT");
     if (!spec)
         return false;
     char expected[96];
@@ -18,18 +18,24 @@ static bool env_names(const char *var, const char *point, int layer)
     return strcmp(spec, expected) == 0;
 }
 
-bool sq_fault_armed(const char *point, int layer) { return env_names("SHARDQ_FAULT", point, layer); }
-
 void sq_fault_point(const char *point, int layer)
 {
-    if (sq_fault_armed(point, layer)) {
-        fprintf(stderr, "[shardq] fault injection: SIGKILL at %s of layer %d\n", point, layer);
-        raise(SIGKILL);
+    if (!sq_fault_armed(point, layer))
+        return;
+    const char *action = getenv("SHARDQ_FAULT_ACTION");
+    if (action && strcmp(action, "stall") == 0) {
+        fprintf(stderr, "[shardq] fault injection: stalled at %s of layer %d\n", point, layer);
+        fflush(stderr);
+        for (;;)
+            pause();
     }
-    if (env_names("SHARDQ_PAUSE", point, layer)) {
+    if (action && strcmp(action, "stop") == 0) {
         fprintf(stderr, "[shardq] fault injection: SIGSTOP at %s of layer %d\n", point, layer);
-        raise(SIGSTOP);
+        raise(SIGSTOP); /* SIGCONT goes on from here */
+        return;
     }
+    fprintf(stderr, "[shardq] fault injection: SIGKILL at %s of layer %d\n", point, layer);
+    raise(SIGKILL);
 }
 
 void sq_fault_layer_delay(void)

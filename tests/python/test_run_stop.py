@@ -10,8 +10,9 @@
 - a failure every rank knows (a bad spec, a group size the model's shapes refuse, a missing
   model or calibration file)
   under mpirun -np 2 prints one `error:` line and no MPI_ABORT banner.
-Jobs are acted on at points of their own progress: SHARDQ_PAUSE=after-journal:L makes rank 0
-SIGSTOP itself once layer L is journaled (worker/fault.h); nothing here waits on the clock."""
+Jobs are acted on at points of their own progress: SHARDQ_FAULT=after-journal:L with
+SHARDQ_FAULT_ACTION=stop makes rank 0 SIGSTOP itself once layer L is journaled (worker/fault.h);
+nothing here waits on the clock."""
 import hashlib
 import json
 import os
@@ -56,7 +57,7 @@ def digests(directory):
 
 
 def start(cmd, pause_after_layer):
-    env = dict(os.environ, **ENV, SHARDQ_PAUSE=f"after-journal:{pause_after_layer}")
+    env = dict(os.environ, **ENV, SHARDQ_FAULT=f"after-journal:{pause_after_layer}", SHARDQ_FAULT_ACTION="stop")
     return subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
