@@ -7,7 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Field 22 of /proc/PID/stat (starttime); -1 when the process does not exist. */
+/* Field 22 of /proc/PID/stat (starttime); -1 when the process does not exist or has exited
+ * (a zombie, state Z, or dead, X). */
 static long long process_start(long long pid)
 {
     char path[64], text[1024];
@@ -20,6 +21,8 @@ static long long process_start(long long pid)
     text[n] = '\0';
     /* the command name (field 2) may hold spaces and parentheses: fields resume after the last ')' */
     char *p = strrchr(text, ')');
+    if (p && (p[1] != ' ' || p[2] == 'Z' || p[2] == 'X'))
+        return -1;
     long long start = -1;
     for (int field = 2; p && *p && field < 22; field++)
         p = strchr(p + 1, ' ');

@@ -1,7 +1,6 @@
 /* job_holder.h: which process runs a job, recorded in its journal ("holder")
  * so that `shardq status` can tell a running job from one whose processes are
- * gone, and a second `shardq run` of a job that is running on this host is
- * refused instead of writing the same state at once.
+ * gone.
  *
  * The holder is rank 0: {"host": hostname, "pid": N, "pid_start": the
  * process's start time in clock ticks after boot (/proc/PID/stat), so that a
@@ -17,7 +16,7 @@
 typedef enum {
     SQ_HOLDER_NONE,      /* no holder recorded: no process runs the job */
     SQ_HOLDER_RUNNING,   /* the holder process is alive on this host */
-    SQ_HOLDER_GONE,      /* the holder was on this host and has exited (killed, crashed) */
+    SQ_HOLDER_GONE,      /* the holder was on this host and has exited (killed, crashed; a zombie too) */
     SQ_HOLDER_ELSEWHERE, /* the holder is on another host: unknown from here */
 } sq_holder_state;
 

@@ -82,17 +82,12 @@ sq_status sq_journal_read(sq_journal *journal, const char *state_uri, sq_store *
     return load(journal);
 }
 
-/* Record this process as the job's holder, refusing a journal that another live process on this host holds. */
+/* Record this process as the job's holder. A holder still recorded is replaced, never obeyed: the
+ * ranks of a killed run may outlive its launcher for a moment, and a resume must not fail on them. */
 static sq_status take_hold(sq_journal *journal)
 {
-    json_t *current = json_object_get(journal->doc, "holder"), *me;
+    json_t *me;
     SQ_TRY(sq_holder_self(&me));
-    if (sq_holder_check(current) == SQ_HOLDER_RUNNING && !json_equal(current, me)) {
-        json_decref(me);
-        return sq_fail(SQ_ERR_MISMATCH, "%s: the job is running already (pid %lld on %s): wait for it or stop it first",
-                       journal->path, (long long)json_integer_value(json_object_get(current, "pid")),
-                       json_string_value(json_object_get(current, "host")));
-    }
     json_object_set_new(journal->doc, "holder", me);
     SQ_TRY(save(journal));
     journal->held = true;

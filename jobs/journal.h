@@ -46,9 +46,8 @@ typedef struct {
 } sq_journal;
 
 /* Open the journal of `spec` at its state_uri, creating it (and the directory) if absent, and
- * record this process as its holder. SQ_ERR_MISMATCH if it belongs to another spec or a live
- * process on this host holds it. `scratch` is a local directory of this process
- * (core/scratch_dir.h), used when state_uri is s3://. */
+ * record this process as its holder. SQ_ERR_MISMATCH if it belongs to another spec. `scratch`
+ * is a local directory of this process (core/scratch_dir.h), used when state_uri is s3://. */
 sq_status sq_journal_open(sq_journal *journal, const sq_job_spec *spec, sq_store *store, const char *scratch);
 /* Forget the holder (the run ends: done, stopped or failed); a killed run leaves it behind. */
 sq_status sq_journal_release(sq_journal *journal);
