@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -123,6 +124,7 @@ char *sq_sigv4_authorization(const char *method, const char *canonical_uri, cons
         return NULL;
     char canonical_hash[SQ_SHA256_HEX_LEN + 1];
     sq_sha256_hex(canonical, strlen(canonical), canonical_hash);
+    OPENSSL_cleanse(canonical, strlen(canonical)); /* holds the session token, when there is one */
     free(canonical);
 
     char date[9];
@@ -146,6 +148,9 @@ char *sq_sigv4_authorization(const char *method, const char *canonical_uri, cons
     hmac(k_region, 32, "s3", k_service);
     hmac(k_service, 32, "aws4_request", k_signing);
     hmac(k_signing, 32, to_sign, sig);
+    OPENSSL_cleanse(k_date, sizeof(k_date));
+    OPENSSL_cleanse(k_region, sizeof(k_region));
+    OPENSSL_cleanse(k_service, sizeof(k_service));
     OPENSSL_cleanse(k_signing, sizeof(k_signing));
 
     char sig_hex[65];

@@ -217,3 +217,13 @@ sq_status sq_store_delete(sq_store *store, const char *uri)
     sq_uri_free(&u);
     return st;
 }
+
+sq_status sq_store_abort_uploads(sq_store *store, const char *uri, int *n_aborted)
+{
+    sq_uri u;
+    SQ_TRY(sq_uri_parse(&u, uri));
+    *n_aborted = 0;
+    sq_status st = u.kind == SQ_URI_LOCAL ? SQ_OK : sq_s3_store_abort_uploads(&store->s3, &u, n_aborted);
+    sq_uri_free(&u);
+    return st == SQ_OK ? SQ_OK : sq_fail_context(st, "aborting unfinished uploads under %s", uri);
+}

@@ -13,8 +13,11 @@
  * AWS_DEFAULT_REGION), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
  * AWS_SESSION_TOKEN. Tuning without a spec: SHARDQ_S3_PATH_STYLE (0/1),
  * SHARDQ_S3_PART_SIZE_MB, SHARDQ_S3_MAX_RETRIES, SHARDQ_S3_PARALLEL_PARTS,
- * SHARDQ_S3_BACKOFF_MS, SHARDQ_S3_TIMEOUT_S. Path-style addressing is the
- * default when an endpoint is set (MinIO, Ceph, moto), virtual-host otherwise. */
+ * SHARDQ_S3_BACKOFF_MS, SHARDQ_S3_STALL_TIMEOUT_S, SHARDQ_S3_LOW_SPEED_BYTES,
+ * SHARDQ_S3_REQUEST_TIMEOUT_S (deadlines: see s3_client.h); a value that is
+ * not a whole integer in its range is an error naming the variable.
+ * Path-style addressing is the default when an endpoint is set (MinIO, Ceph,
+ * moto), virtual-host otherwise. */
 #ifndef SQ_STORE_STORE_H
 #define SQ_STORE_STORE_H
 
@@ -74,5 +77,12 @@ sq_status sq_store_copy(sq_store *store, const char *src_uri, const char *dst_ur
 
 /* Delete one object; deleting an absent object succeeds. */
 sq_status sq_store_delete(sq_store *store, const char *uri);
+
+/* Abort every unfinished multipart upload under `uri` treated as a directory:
+ * the parts a killed process left behind (a job calls it for its state and
+ * output when it starts, so a resumed job leaves none billed). `*n_aborted`
+ * counts them; local URIs have none. Call it only when no other process is
+ * uploading under `uri`. */
+sq_status sq_store_abort_uploads(sq_store *store, const char *uri, int *n_aborted);
 
 #endif

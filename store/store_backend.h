@@ -47,5 +47,6 @@ sq_status sq_s3_store_list(const sq_s3 *s3, const sq_uri *u, sq_object_list *out
 sq_status sq_s3_store_copy(const sq_s3 *s3, const sq_uri *src, const sq_uri *dst, const char *src_uri,
                            const char *dst_uri);
 sq_status sq_s3_store_delete(const sq_s3 *s3, const sq_uri *u);
+sq_status sq_s3_store_abort_uploads(const sq_s3 *s3, const sq_uri *u, int *n_aborted);
 
 #endif

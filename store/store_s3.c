@@ -23,10 +23,21 @@ static const char *env(const char *name)
     return v && v[0] ? v : NULL;
 }
 
-static int env_int(const char *name, int fallback)
+/* The integer in variable `name`: `fallback` when unset; an error naming the variable
+ * when it is not a whole decimal integer from `lo` to `hi` (`what` says what it sets). */
+static sq_status env_long(const char *name, long lo, long hi, long fallback, const char *what, long *out)
 {
     const char *v = env(name);
-    return v ? atoi(v) : fallback;
+    *out = fallback;
+    if (!v)
+        return SQ_OK;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        return sq_fail(SQ_ERR_ARG, "%s='%s': must be an integer from %ld to %ld (%s)", name, v, lo, hi, what);
+    *out = x;
+    return SQ_OK;
 }
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
@@ -51,19 +62,45 @@ void sq_s3_release(sq_s3 *s)
     memset(s, 0, sizeof(*s));
 }
 
+/* A spec value when set (`spec_value` != `unset`), else the variable `name`'s (see env_long). */
+static sq_status setting(long spec_value, long unset, const char *name, long lo, long hi, long fallback,
+                         const char *what, long *out)
+{
+    *out = spec_value;
+    return spec_value != unset ? SQ_OK : env_long(name, lo, hi, fallback, what, out);
+}
+
 sq_status sq_s3_configure(sq_s3 *s, const sq_storage_options *options)
 {
-    const char *region = options && options->region ? options->region : env("AWS_REGION");
+    static const sq_storage_options unset = SQ_STORAGE_OPTIONS_UNSET;
+    const sq_storage_options *o = options ? options : &unset;
+    const char *region = o->region ? o->region : env("AWS_REGION");
     if (!region)
         region = env("AWS_DEFAULT_REGION");
     s->region = strdup(region ? region : "us-east-1");
-    const char *endpoint = options && options->endpoint ? options->endpoint : env("AWS_ENDPOINT_URL_S3");
+    const char *endpoint = o->endpoint ? o->endpoint : env("AWS_ENDPOINT_URL_S3");
     if (!endpoint)
         endpoint = env("AWS_ENDPOINT_URL");
-    int path_style = options ? options->path_style : -1;
-    if (path_style < 0)
-        path_style = env_int("SHARDQ_S3_PATH_STYLE", endpoint ? 1 : 0);
-    s->path_style = path_style;
+    long path_style, part_mb, max_retries, parallel_parts, backoff_ms;
+    SQ_TRY(setting(o->path_style, -1, "SHARDQ_S3_PATH_STYLE", 0, 1, endpoint ? 1 : 0, "1 path-style, 0 virtual-host",
+                   &path_style));
+    SQ_TRY(setting(o->part_size_mb, 0, "SHARDQ_S3_PART_SIZE_MB", 5, 5120, 8, "multipart part size in MB",
+                   &part_mb));
+    SQ_TRY(setting(o->max_retries, -1, "SHARDQ_S3_MAX_RETRIES", 0, 20, 5, "retries of a failed request",
+                   &max_retries));
+    SQ_TRY(env_long("SHARDQ_S3_PARALLEL_PARTS", 1, 64, 4, "parts uploaded at once", &parallel_parts));
+    SQ_TRY(env_long("SHARDQ_S3_BACKOFF_MS", 0, 60000, 100, "first retry backoff in ms", &backoff_ms));
+    SQ_TRY(setting(o->stall_timeout_s, 0, "SHARDQ_S3_STALL_TIMEOUT_S", 1, 86400, 30,
+                   "seconds under the low speed before a request is stalled", &s->stall_timeout_s));
+    SQ_TRY(setting(o->low_speed_bytes, 0, "SHARDQ_S3_LOW_SPEED_BYTES", 1, 1L << 30, 1024,
+                   "slowest accepted transfer rate in bytes/s", &s->low_speed_bytes));
+    SQ_TRY(setting(o->request_timeout_s, 0, "SHARDQ_S3_REQUEST_TIMEOUT_S", 1, 86400, 300,
+                   "deadline of one request in seconds, plus its bytes at the low speed", &s->request_timeout_s));
+    s->path_style = (int)path_style;
+    s->part_size = (size_t)part_mb * 1024 * 1024;
+    s->max_retries = (int)max_retries;
+    s->parallel_parts = (int)parallel_parts;
+    s->backoff_ms = (int)backoff_ms;
     char default_endpoint[128];
     if (!endpoint) {
         snprintf(default_endpoint, sizeof(default_endpoint), "https://s3.%s.amazonaws.com", s->region);
@@ -86,20 +123,10 @@ sq_status sq_s3_configure(sq_s3 *s, const sq_storage_options *options)
     s->access_key = dup_or_null(env("AWS_ACCESS_KEY_ID"));
     s->secret_key = dup_or_null(env("AWS_SECRET_ACCESS_KEY"));
     s->session_token = dup_or_null(env("AWS_SESSION_TOKEN"));
-    int part_mb = options && options->part_size_mb > 0 ? options->part_size_mb : env_int("SHARDQ_S3_PART_SIZE_MB", 8);
-    s->part_size = (size_t)part_mb * 1024 * 1024;
-    s->max_retries = options && options->max_retries >= 0 ? options->max_retries : env_int("SHARDQ_S3_MAX_RETRIES", 5);
-    s->parallel_parts = env_int("SHARDQ_S3_PARALLEL_PARTS", 4);
-    s->backoff_ms = env_int("SHARDQ_S3_BACKOFF_MS", 100);
-    s->timeout_s = env_int("SHARDQ_S3_TIMEOUT_S", 30);
     if (!s->region || !s->scheme || !s->host || !s->endpoint)
         return sq_fail(SQ_ERR_NOMEM, "storage: out of memory");
     if (s->access_key && !s->secret_key)
         return sq_fail(SQ_ERR_ARG, "storage: AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not");
-    if (part_mb < 5 || part_mb > 5120 || s->max_retries < 0 || s->max_retries > 20 || s->parallel_parts < 1 ||
-        s->parallel_parts > 64 || s->backoff_ms < 0 || s->timeout_s < 1)
-        return sq_fail(SQ_ERR_ARG,
-                       "storage: part size must be 5-5120 MB, retries 0-20, parallel parts 1-64, timeout >= 1 s");
     return SQ_OK;
 }
 
@@ -225,15 +252,24 @@ sq_status sq_s3_store_head(const sq_s3 *s3, const sq_uri *u, const char *uri, sq
     return st;
 }
 
-sq_status sq_s3_store_list(const sq_s3 *s3, const sq_uri *u, sq_object_list *out, int *cap)
+/* The key prefix of `u` treated as a directory: its key with one '/' after it ("" stays ""). */
+static char *directory_prefix(const sq_uri *u)
 {
     size_t kl = strlen(u->key);
     char *prefix = malloc(kl + 2);
     if (!prefix)
-        return sq_fail(SQ_ERR_NOMEM, "listing: out of memory");
+        return NULL;
     strcpy(prefix, u->key);
     if (kl && prefix[kl - 1] != '/')
         strcat(prefix, "/");
+    return prefix;
+}
+
+sq_status sq_s3_store_list(const sq_s3 *s3, const sq_uri *u, sq_object_list *out, int *cap)
+{
+    char *prefix = directory_prefix(u);
+    if (!prefix)
+        return sq_fail(SQ_ERR_NOMEM, "listing: out of memory");
     size_t pl = strlen(prefix);
     char *enc_prefix = sq_s3_uri_encode(prefix, 0);
     char *token = NULL;
@@ -273,11 +309,15 @@ sq_status sq_s3_store_list(const sq_s3 *s3, const sq_uri *u, sq_object_list *out
             free(contents);
         }
         char *truncated = sq_xml_tag(p, "IsTruncated", NULL);
-        free(token);
-        token = truncated && !strcmp(truncated, "true") ? sq_xml_tag(p, "NextContinuationToken", NULL) : NULL;
+        int more = truncated && !strcmp(truncated, "true");
         free(truncated);
+        free(token);
+        token = more ? sq_xml_tag(p, "NextContinuationToken", NULL) : NULL;
         sq_s3_response_free(&resp);
-        if (!token)
+        if (st == SQ_OK && more && (!token || !token[0]))
+            st = sq_fail(SQ_ERR_NET, "listing s3://%s/%s: the answer says IsTruncated but has no "
+                         "NextContinuationToken, so the rest of the listing cannot be asked for", u->bucket, prefix);
+        if (!token || st != SQ_OK)
             break;
         if (page > 100000)
             st = sq_fail(SQ_ERR_NET, "listing s3://%s/%s: too many pages", u->bucket, prefix);
@@ -339,5 +379,15 @@ sq_status sq_s3_store_delete(const sq_s3 *s3, const sq_uri *u)
     sq_status st = sq_s3_perform(s3, &req, &resp);
     if (st == SQ_OK)
         sq_s3_response_free(&resp);
+    return st;
+}
+
+sq_status sq_s3_store_abort_uploads(const sq_s3 *s3, const sq_uri *u, int *n_aborted)
+{
+    char *prefix = directory_prefix(u);
+    if (!prefix)
+        return sq_fail(SQ_ERR_NOMEM, "s3://%s/%s: out of memory", u->bucket, u->key);
+    sq_status st = sq_s3_abort_uploads(s3, u->bucket, prefix, n_aborted);
+    free(prefix);
     return st;
 }

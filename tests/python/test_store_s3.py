@@ -161,7 +161,7 @@ def test_download_faults_are_retried(server, tmp_path, kind):
     proxy = server.proxy
     proxy.clear()
     proxy.inject(kind, count=2, methods=("GET",))
-    env = server.env(endpoint=proxy.endpoint, SHARDQ_S3_TIMEOUT_S="1")
+    env = server.env(endpoint=proxy.endpoint, SHARDQ_S3_STALL_TIMEOUT_S="1")
     r = tool(env, "getfile", uri(f"fault/{kind}"), str(tmp_path / "out"))
     assert proxy.injected == [kind, kind]
     assert (tmp_path / "out").read_bytes() == data
