@@ -407,12 +407,12 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
     }
     if (t.deadline_passed) {
         snprintf(why, why_size, "not done within its deadline of %.0f s (request_timeout_s %ld plus its bytes at "
-                 "%ld bytes/s)", t.allowed_s, s3->request_timeout_s, s3->low_speed_bytes);
+                 "low_speed_bytes %ld per second)", t.allowed_s, s3->request_timeout_s, s3->low_speed_bytes);
         result = ATTEMPT_RETRY;
         goto done;
     }
     if (cc == CURLE_OPERATION_TIMEDOUT) {
-        snprintf(why, why_size, "stalled: %s (stall limit: under %ld bytes/s for %ld s)",
+        snprintf(why, why_size, "stalled: %s (limits: low_speed_bytes %ld, stall_timeout_s %ld)",
                  curl_error[0] ? curl_error : curl_easy_strerror(cc), s3->low_speed_bytes, s3->stall_timeout_s);
         result = ATTEMPT_RETRY;
         goto done;

@@ -27,18 +27,20 @@ sq_status sq_local_get_range(const char *path, uint64_t offset, uint64_t len, vo
     int fd = open(path, O_RDONLY);
     if (fd < 0)
         return sq_fail(errno == ENOENT ? SQ_ERR_NOT_FOUND : SQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    uint64_t got = 0;
-    while (got < len) {
+    sq_status st = SQ_OK;
+    for (uint64_t got = 0; st == SQ_OK && got < len;) {
         ssize_t r = pread(fd, (char *)dst + got, (size_t)(len - got), (off_t)(offset + got));
-        if (r <= 0) {
-            close(fd);
-            return sq_fail(SQ_ERR_IO, "%s: reading %llu bytes at offset %llu: %s", path, (unsigned long long)len,
-                           (unsigned long long)offset, r == 0 ? "file is shorter" : strerror(errno));
-        }
-        got += (uint64_t)r;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            st = sq_fail(SQ_ERR_IO, "%s: reading %llu bytes at offset %llu: %s", path, (unsigned long long)len,
+                         (unsigned long long)offset, r == 0 ? "file is shorter" : strerror(errno));
+        else
+            got += (uint64_t)r;
     }
-    close(fd);
-    return SQ_OK;
+    if (close(fd) != 0 && st == SQ_OK)
+        st = sq_fail(SQ_ERR_IO, "%s: close failed: %s", path, strerror(errno));
+    return st;
 }
 
 sq_status sq_local_get_file(const char *path, const char *local_path)

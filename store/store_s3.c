@@ -5,7 +5,6 @@
  * listings page through ListObjectsV2. */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,20 +163,6 @@ sq_status sq_s3_store_get_range(const sq_s3 *s3, const sq_uri *u, uint64_t offse
     return st;
 }
 
-static sq_status fsync_dir_of(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        return sq_fail(SQ_ERR_NOMEM, "%s: out of memory", path);
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
-    free(copy);
-    if (fd < 0)
-        return sq_fail(SQ_ERR_IO, "%s: cannot open its directory: %s", path, strerror(errno));
-    int rc = fsync(fd);
-    close(fd);
-    return rc == 0 ? SQ_OK : sq_fail(SQ_ERR_IO, "%s: fsync of its directory failed", path);
-}
-
 sq_status sq_s3_store_get_file(const sq_s3 *s3, const sq_uri *u, const char *uri, const char *path)
 {
     SQ_TRY(sq_store_make_parent_dirs(path));
@@ -191,16 +176,17 @@ sq_status sq_s3_store_get_file(const sq_s3 *s3, const sq_uri *u, const char *uri
     if (st == SQ_OK) {
         sq_s3_response_free(&resp);
         if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-            st = sq_fail(SQ_ERR_IO, "%s: writing the download of %s failed", path, uri);
+            st = sq_fail(SQ_ERR_IO, "%s: writing the download of %s failed: %s", path, uri, strerror(errno));
     }
-    fclose(f);
+    if (fclose(f) != 0 && st == SQ_OK)
+        st = sq_fail(SQ_ERR_IO, "%s: writing the download of %s failed: %s", path, uri, strerror(errno));
     if (st == SQ_OK && rename(tmp, path) != 0)
         st = sq_fail(SQ_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
     if (st != SQ_OK) {
         unlink(tmp);
         return st;
     }
-    return fsync_dir_of(path);
+    return sq_fsync_parent_dir(path);
 }
 
 sq_status sq_s3_store_put(const sq_s3 *s3, const sq_uri *u, const char *uri, const void *data, size_t len)
@@ -222,7 +208,8 @@ sq_status sq_s3_store_put_file(const sq_s3 *s3, const sq_uri *u, const char *uri
             st = sq_fail(SQ_ERR_IO, "%s: cannot open: %s", local_path, strerror(errno));
         } else {
             st = sq_s3_multipart_put(s3, u->bucket, u->key, NULL, fd, size);
-            close(fd);
+            if (close(fd) != 0 && st == SQ_OK)
+                st = sq_fail(SQ_ERR_IO, "%s: close failed: %s", local_path, strerror(errno));
         }
     } else if (st == SQ_OK) {
         char *buf;

@@ -142,7 +142,8 @@ class FaultProxy:
     byte), "corrupt_request" (flip one request body byte), "stall" (answer nothing for 3 s, then close),
     "trickle" (forward, then send the response one byte per second), "endless" (answer 200 with a chunked
     body that never ends, 16 KiB every 0.1 s), "lose_response" (forward, then close without answering: the
-    server did the work, the client never hears of it), "truncated_listing" (forward, then make the
+    server did the work, the client never hears of it), "no_such_upload" (answer 404 NoSuchUpload, as S3
+    answers a repeated CompleteMultipartUpload once the upload is gone), "truncated_listing" (forward, then make the
     listing say IsTruncated true without a NextContinuationToken). A fault applies to the next request
     whose method is in `methods`.
     """
@@ -155,6 +156,7 @@ class FaultProxy:
         self.requests = 0
         self.seen = []  # (method, path, Range header or None) of every request
         self.copies = []  # (path, x-amz-copy-source) of every server-side copy request
+        self.on_lost_response = None  # called after a "lose_response" request reached the server
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -176,6 +178,7 @@ class FaultProxy:
             self.injected = []
             self.seen = []
             self.copies = []
+            self.on_lost_response = None
 
     def _take_fault(self, head):
         method = head.split(b" ", 1)[0]
@@ -225,6 +228,9 @@ class FaultProxy:
             if fault == "503":
                 conn.sendall(_error_response(503, "Slow Down", "SlowDown"))
                 return
+            if fault == "no_such_upload":
+                conn.sendall(_error_response(404, "Not Found", "NoSuchUpload"))
+                return
             if fault == "drop":
                 return
             if fault == "stall":
@@ -252,6 +258,8 @@ class FaultProxy:
             rhead, _, rbody = response.partition(b"\r\n\r\n")
             rhead = _with_connection_close(rhead)
             if fault == "lose_response":
+                if self.on_lost_response:
+                    self.on_lost_response()
                 return
             if fault == "trickle":
                 for i in range(len(rhead) + 4 + len(rbody)):

@@ -133,9 +133,15 @@ def test_killed_s3_job_resumes_to_same_bytes(server, work, local_output, fault):
     assert "manifest.json" not in s3_objects(server, f"jobs/{name}/output/")
     done_before = len(s3_json(server, f"jobs/{name}/state/journal.json")["steps"][0]["layers"])
     assert done_before == (1 if fault == "mid-artifact:1" else 2)
+    # Parts a killed process left in unfinished multipart uploads, under the state and the output.
+    for key in (f"jobs/{name}/state/step0/big.bin", f"jobs/{name}/output/model.safetensors"):
+        upload = server.s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+        server.s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload, PartNumber=1, Body=b"left behind")
     env, tmpdir = job_env(server, work["tmp"] / name / "rerun")
     rerun = mpirun(2, ["run", spec], env=env)
     assert "replayed from the journal" in rerun.stderr
+    assert rerun.stderr.count("aborted 1 unfinished multipart upload left by an earlier run") == 2
+    assert server.s3.list_multipart_uploads(Bucket=BUCKET, Prefix=f"jobs/{name}/").get("Uploads", []) == []
     assert s3_digests(server, f"jobs/{name}/output/") == local_output
     assert list(tmpdir.iterdir()) == []
 
