@@ -236,7 +236,7 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
     if (comm->rank == 0 && st == SQ_OK)
         st = sq_journal_open(&js.journal, spec, js.io.store, scratch);
     if (comm->rank == 0 && st == SQ_OK)
-        st = sq_job_abort_unfinished_uploads(&js.io, spec);
+        sq_job_abort_unfinished_uploads(&js.io, spec);
     SQ_TRY_GOTO(st, agree_with_rank0(comm, st, "opening the journal"), done);
     js.model_dir = strdup(spec->model_uri);
     if (!js.model_dir)

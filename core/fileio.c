@@ -91,6 +91,17 @@ sq_status sq_fsync_parent_dir(const char *path)
     return close_read(fd, path, SQ_OK);
 }
 
+sq_status sq_rename_into_place(const char *tmp, const char *path, sq_status st)
+{
+    if (st == SQ_OK && rename(tmp, path) != 0)
+        st = sq_fail(SQ_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
+    if (st != SQ_OK) {
+        unlink(tmp);
+        return st;
+    }
+    return sq_fsync_parent_dir(path);
+}
+
 /* An atomic replacement in progress: the temp file next to `path`. */
 typedef struct {
     const char *path;
@@ -136,13 +147,7 @@ static sq_status atomic_end(atomic_file *f, sq_status st)
     if (close(f->fd) != 0 && st == SQ_OK)
         st = sq_fail(SQ_ERR_IO, "%s: close failed: %s", f->tmp, strerror(errno));
     f->fd = -1;
-    if (st == SQ_OK && rename(f->tmp, f->path) != 0)
-        st = sq_fail(SQ_ERR_IO, "%s: cannot rename into place: %s", f->path, strerror(errno));
-    if (st != SQ_OK) {
-        unlink(f->tmp);
-        return st;
-    }
-    return sq_fsync_parent_dir(f->path);
+    return sq_rename_into_place(f->tmp, f->path, st);
 }
 
 sq_status sq_write_file_atomic(const char *path, const void *data, size_t len)

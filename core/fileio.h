@@ -17,6 +17,11 @@ sq_status sq_read_file(const char *path, char **data, size_t *len);
 /* Atomically replace `path` with `len` bytes of `data`. */
 sq_status sq_write_file_atomic(const char *path, const void *data, size_t len);
 
+/* The end of an atomic replacement whose temp file `tmp` (next to `path`) is written,
+ * fsynced and closed: with `st` SQ_OK, rename it over `path` and fsync the directory;
+ * otherwise, or when that fails, remove it. Returns the first failure. */
+sq_status sq_rename_into_place(const char *tmp, const char *path, sq_status st);
+
 /* fsync the directory holding `path`, so a rename into it is durable. */
 sq_status sq_fsync_parent_dir(const char *path);
 

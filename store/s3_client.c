@@ -380,7 +380,7 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_error);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, s3->stall_timeout_s);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, s3->low_speed_bytes);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, req->server_side_work ? 0L : s3->low_speed_bytes);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, s3->stall_timeout_s);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);

@@ -13,7 +13,8 @@
  * request_timeout_s plus its size at low_speed_bytes/s (the size from the body
  * sent or the Content-Length received) has passed its deadline; both are
  * retried like the other transient failures, so a server that trickles bytes
- * ends in an error naming the URI after max_retries retries.
+ * ends in an error naming the URI after max_retries retries. A request marked
+ * server_side_work is held to its deadline only.
  * Integrity: uploads carry Content-MD5 and the returned ETag must equal the
  * MD5 we sent (per part for multipart); every object also carries its SHA-256
  * as user metadata (x-amz-meta-shardq-sha256), so a whole-object GET is
@@ -61,6 +62,8 @@ typedef struct {
                              user metadata (x-amz-meta-shardq-sha256) and checked on every GET */
     FILE *sink;           /* GET: body goes here instead of memory */
     const char *copy_source; /* PUT: CopyObject from this "/bucket/key" (key URI-encoded) */
+    int server_side_work; /* the server works before it answers (CopyObject, CompleteMultipartUpload) and may
+                             send only keep-alive whitespace meanwhile: held to the deadline, not the stall check */
 } sq_s3_request;
 
 typedef struct {

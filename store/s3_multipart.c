@@ -174,7 +174,7 @@ static sq_status complete_upload(const upload *u, const char *query, const char 
     if (!xml)
         return sq_fail(SQ_ERR_NOMEM, "s3://%s/%s: out of memory", u->bucket, u->key);
     sq_s3_request done = {.method = "POST", .bucket = u->bucket, .key = u->key, .query = query, .body = xml,
-                          .body_len = strlen(xml)};
+                          .body_len = strlen(xml), .server_side_work = 1};
     sq_s3_response resp;
     sq_status st = sq_s3_perform(u->s3, &done, &resp);
     free(xml);

@@ -180,13 +180,7 @@ sq_status sq_s3_store_get_file(const sq_s3 *s3, const sq_uri *u, const char *uri
     }
     if (fclose(f) != 0 && st == SQ_OK)
         st = sq_fail(SQ_ERR_IO, "%s: writing the download of %s failed: %s", path, uri, strerror(errno));
-    if (st == SQ_OK && rename(tmp, path) != 0)
-        st = sq_fail(SQ_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
-    if (st != SQ_OK) {
-        unlink(tmp);
-        return st;
-    }
-    return sq_fsync_parent_dir(path);
+    return sq_rename_into_place(tmp, path, st);
 }
 
 sq_status sq_s3_store_put(const sq_s3 *s3, const sq_uri *u, const char *uri, const void *data, size_t len)
@@ -327,7 +321,8 @@ static sq_status s3_copy(const sq_s3 *s3, const sq_uri *src, const sq_uri *dst, 
         return sq_fail(SQ_ERR_NOMEM, "copy %s: out of memory", src_uri);
     }
     snprintf(source, len, "/%s/%s", src->bucket, key);
-    sq_s3_request req = {.method = "PUT", .bucket = dst->bucket, .key = dst->key, .copy_source = source};
+    sq_s3_request req = {.method = "PUT", .bucket = dst->bucket, .key = dst->key, .copy_source = source,
+                         .server_side_work = 1};
     sq_s3_response resp;
     sq_status st = sq_s3_perform(s3, &req, &resp);
     if (st == SQ_OK) {

@@ -267,20 +267,25 @@ def test_failed_multipart_upload_is_aborted(server, tmp_path):
     assert "Contents" not in server.s3.list_objects_v2(Bucket=BUCKET, Prefix="mpabort/")
 
 
-def test_trickling_server_ends_in_an_error_naming_the_uri(server, tmp_path):
+@pytest.mark.parametrize("fault,settings,why", [
     # 1 byte/s is far below the 1024 bytes/s floor: every attempt is stalled after 1 s, whatever the machine.
-    server.s3.put_object(Bucket=BUCKET, Key="trickle/obj", Body=os.urandom(5000))
+    ("trickle", {"SHARDQ_S3_STALL_TIMEOUT_S": "1"}, "stalled"),
+    # 160 KB/s never stalls, but a body without end never finishes: the 1 s deadline ends each attempt.
+    ("endless", {"SHARDQ_S3_REQUEST_TIMEOUT_S": "1", "SHARDQ_S3_STALL_TIMEOUT_S": "30"}, "deadline"),
+])
+def test_server_that_never_finishes_ends_in_an_error_naming_the_uri(server, tmp_path, fault, settings, why):
+    server.s3.put_object(Bucket=BUCKET, Key="slow/obj", Body=os.urandom(5000))
     proxy = server.proxy
     proxy.clear()
-    proxy.inject("trickle", count=50, methods=("GET",))
+    proxy.inject(fault, count=50, methods=("GET",))
     before = proxy.requests
-    env = server.env(endpoint=proxy.endpoint, SHARDQ_S3_STALL_TIMEOUT_S="1", SHARDQ_S3_MAX_RETRIES="1")
-    r = tool(env, "getfile", uri("trickle/obj"), str(tmp_path / "out"), check=False)
+    env = server.env(endpoint=proxy.endpoint, SHARDQ_S3_MAX_RETRIES="1", **settings)
+    r = tool(env, "getfile", uri("slow/obj"), str(tmp_path / "out"), check=False)
     proxy.clear()
     assert r.returncode == 1
     assert proxy.requests - before == 2
     last = r.stderr.strip().splitlines()[-1]
-    assert uri("trickle/obj") in last and "stalled" in last and "gave up after retries" in last
+    assert uri("slow/obj") in last and why in last and "gave up after retries" in last
     assert not (tmp_path / "out").exists()
 
 
@@ -294,23 +299,6 @@ def test_one_trickled_answer_is_retried(server, tmp_path):
     r = tool(env, "get", uri("trickle/once"), str(tmp_path / "out"))
     assert proxy.injected == ["trickle"] and "stalled" in r.stderr
     assert (tmp_path / "out").read_bytes() == data
-
-
-def test_endless_answer_passes_the_request_deadline(server, tmp_path):
-    # 160 KB/s never stalls, but a body without end never finishes: the 1 s deadline ends each attempt.
-    proxy = server.proxy
-    proxy.clear()
-    proxy.inject("endless", count=50, methods=("GET",))
-    before = proxy.requests
-    env = server.env(endpoint=proxy.endpoint, SHARDQ_S3_REQUEST_TIMEOUT_S="1", SHARDQ_S3_STALL_TIMEOUT_S="30",
-                     SHARDQ_S3_MAX_RETRIES="1")
-    r = tool(env, "getfile", uri("range/obj"), str(tmp_path / "out"), check=False)
-    proxy.clear()
-    assert r.returncode == 1
-    assert proxy.requests - before == 2
-    last = r.stderr.strip().splitlines()[-1]
-    assert uri("range/obj") in last and "deadline" in last and "gave up after retries" in last
-    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("name,value", [("SHARDQ_S3_MAX_RETRIES", "three"), ("SHARDQ_S3_PART_SIZE_MB", "8MB"),
@@ -337,10 +325,10 @@ def test_listing_truncated_without_a_token_is_an_error(server, tmp_path):
     assert uri("trunc") in r.stderr and r.stdout == ""
 
 
-def test_completion_whose_answer_was_lost_is_checked_and_kept(server, tmp_path):
-    # The first CompleteMultipartUpload completes the object but its answer never arrives; the retry is
-    # answered NoSuchUpload (S3 does once the upload is gone; moto would repeat the success, so the proxy
-    # answers it). The object is the upload's (size, ETag, SHA-256), so the put succeeds.
+def put_with_lost_completion(server, tmp_path, key, on_lost_response=None):
+    """A multipart putfile whose first CompleteMultipartUpload reaches the server but whose answer is lost;
+    the retry is answered NoSuchUpload (S3 does once the upload is gone; moto would repeat the success, so
+    the proxy answers it). Returns the run, the data and the faults injected."""
     data = os.urandom(10 * 1024 * 1024 + 3)
     src = tmp_path / "mp.bin"
     src.write_bytes(data)
@@ -348,9 +336,18 @@ def test_completion_whose_answer_was_lost_is_checked_and_kept(server, tmp_path):
     proxy.clear()
     proxy.inject("lose_response", count=1, methods=("POST",), path_contains="uploadId=")
     proxy.inject("no_such_upload", count=1, methods=("POST",), path_contains="uploadId=")
-    env = server.env(endpoint=proxy.endpoint, SHARDQ_S3_PART_SIZE_MB="5")
-    r = tool(env, "putfile", uri("lost/obj"), str(src))
-    assert proxy.injected == ["lose_response", "no_such_upload"]
+    proxy.on_lost_response = on_lost_response
+    r = tool(server.env(endpoint=proxy.endpoint, SHARDQ_S3_PART_SIZE_MB="5"), "putfile", uri(key), str(src),
+             check=False)
+    injected = list(proxy.injected)
+    proxy.clear()
+    return r, data, injected
+
+
+def test_completion_whose_answer_was_lost_is_checked_and_kept(server, tmp_path):
+    # The object is the upload's (size, ETag, SHA-256), so the put succeeds.
+    r, data, injected = put_with_lost_completion(server, tmp_path, "lost/obj")
+    assert injected == ["lose_response", "no_such_upload"] and r.returncode == 0, r.stderr
     assert "the first CompleteMultipartUpload succeeded" in r.stderr and "aborted" not in r.stderr
     got = server.s3.get_object(Bucket=BUCKET, Key="lost/obj")
     md5s = b"".join(hashlib.md5(data[i:i + (5 << 20)]).digest() for i in range(0, len(data), 5 << 20))
@@ -360,23 +357,13 @@ def test_completion_whose_answer_was_lost_is_checked_and_kept(server, tmp_path):
 
 
 def test_lost_completion_over_another_object_is_refused(server, tmp_path):
-    # NoSuchUpload on the retry, but what is at the key is not this upload (another writer replaced it
-    # between the lost answer and the retry): the put fails, naming the URI.
-    data = os.urandom(10 * 1024 * 1024 + 3)
-    src = tmp_path / "mp.bin"
-    src.write_bytes(data)
-    proxy = server.proxy
-    proxy.clear()
-    proxy.inject("lose_response", count=1, methods=("POST",), path_contains="uploadId=")
-    proxy.inject("no_such_upload", count=1, methods=("POST",), path_contains="uploadId=")
-    proxy.on_lost_response = lambda: server.s3.put_object(Bucket=BUCKET, Key="lost/other",
-                                                          Body=b"someone else's bytes")
-    env = server.env(endpoint=proxy.endpoint, SHARDQ_S3_PART_SIZE_MB="5")
-    r = tool(env, "putfile", uri("lost/other"), str(src), check=False)
-    injected = list(proxy.injected)
-    proxy.clear()
+    # What is at the key is not this upload (another writer replaced it between the lost answer and the
+    # retry): the put fails, naming the URI, and the other writer's object stays.
+    def other_writer():
+        server.s3.put_object(Bucket=BUCKET, Key="lost/other", Body=b"someone else's bytes")
+    r, _, injected = put_with_lost_completion(server, tmp_path, "lost/other", other_writer)
     assert injected == ["lose_response", "no_such_upload"] and r.returncode == 1
-    assert r.returncode == 1 and uri("lost/other") in r.stderr and "not this upload" in r.stderr
+    assert uri("lost/other") in r.stderr and "not this upload" in r.stderr
     assert server.s3.get_object(Bucket=BUCKET, Key="lost/other")["Body"].read() == b"someone else's bytes"
 
 
