@@ -1,7 +1,7 @@
 /* store.h: the one storage API of shardq, for local paths, file:// and s3:// URIs.
  *
  * Every function takes a URI (see uri.h) and works the same on both
- * backends. Local writes are atomic (temp file, fsync, rename, fsync dir);
+ * backends (store_local.c, store_s3.c, behind store_backend.h). Local writes are atomic (temp file, fsync, rename, fsync dir);
  * S3 writes are single PUTs up to the part size and multipart uploads beyond,
  * always with Content-MD5, a checked ETag and the object's SHA-256 as user
  * metadata; whole downloads are checked against Content-Length, that SHA-256

@@ -225,3 +225,22 @@ def test_bad_credentials_fail_without_the_secret(server, work):
     assert f"s3://{BUCKET}/jobs/bad-creds/state/journal.json" in out
     assert "403" in out or "SignatureDoesNotMatch" in out
     assert secret not in out
+
+
+def test_trickling_store_fails_the_job_naming_the_uri(server, work):
+    # The spec's own deadlines: a server trickling 1 byte/s is stalled after 1 s on every attempt, so the
+    # job ends (every rank) with an error naming the object, instead of waiting forever.
+    proxy = FaultProxy(server.port)
+    try:
+        proxy.inject("trickle", count=1000, methods=("GET",))
+        spec_path = spec_for(server, work, "trickled", on_s3=True, endpoint=proxy.endpoint)
+        spec = json.loads(spec_path.read_text())
+        spec["storage"].update(stall_timeout_s=1, max_retries=1)
+        spec_path.write_text(json.dumps(spec))
+        env, _ = job_env(server, work["tmp"] / "trickled")
+        proc = mpirun(2, ["run", spec_path], env=env, check=False)
+    finally:
+        proxy.stop()
+    assert proc.returncode == 1
+    assert "stalled" in proc.stderr and "gave up after retries" in proc.stderr
+    assert f"s3://{BUCKET}/jobs/trickled/state/journal.json" in proc.stderr
