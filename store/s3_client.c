@@ -333,7 +333,7 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
         auth = sq_sigv4_authorization(req->method, canonical_uri, req->query ? req->query : "", h, nh,
                                       payload_hash, amz_date, s3->region, s3->access_key, s3->secret_key);
         if (!auth) {
-            snprintf(why, why_size, "out of memory");
+            snprintf(why, why_size, "cannot sign the request (out of memory or an OpenSSL failure)");
             *code = SQ_ERR_NOMEM;
             goto done;
         }
