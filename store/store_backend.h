@@ -11,7 +11,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "jobs/spec.h"
 #include "store/s3_client.h"
 #include "store/store.h"
 #include "store/uri.h"
