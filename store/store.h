@@ -1,10 +1,10 @@
 /* store.h: the one storage API of shardq, for local paths, file:// and s3:// URIs.
  *
  * Every function takes a URI (see uri.h) and works the same on both
- * backends (store_local.c, store_s3.c, behind store_backend.h). Local writes are atomic (temp file, fsync, rename, fsync dir);
- * S3 writes are single PUTs up to the part size and multipart uploads beyond,
- * always with Content-MD5, a checked ETag and the object's SHA-256 as user
- * metadata; whole downloads are checked against Content-Length, that SHA-256
+ * backends (store_local.c, store_s3.c, behind store_backend.h). Local writes
+ * are atomic (temp file, fsync, rename, fsync dir); S3 writes are single PUTs
+ * up to the part size and multipart uploads beyond, always with Content-MD5, a
+ * checked ETag and the object's SHA-256 as user metadata; whole downloads are checked against Content-Length, that SHA-256
  * and, for single-part objects, the ETag's MD5. Transient S3
  * failures are retried with backoff (see s3_client.h).
  *
@@ -25,7 +25,21 @@
 #include <stdint.h>
 
 #include "core/status.h"
-#include "jobs/spec.h"
+
+/* The spec's "storage" block (jobs/spec.h parses it). */
+typedef struct {
+    char *endpoint;  /* NULL: from AWS_ENDPOINT_URL or AWS default */
+    char *region;    /* NULL: from AWS_REGION or "us-east-1" */
+    int path_style;  /* -1 unset (auto), 0 virtual-host, 1 path-style */
+    int part_size_mb;/* multipart part size; 0 unset (SHARDQ_S3_PART_SIZE_MB, else 8) */
+    int max_retries; /* -1 unset (SHARDQ_S3_MAX_RETRIES, else 5) */
+    int stall_timeout_s;   /* 0 unset (SHARDQ_S3_STALL_TIMEOUT_S, else 30) */
+    int low_speed_bytes;   /* 0 unset (SHARDQ_S3_LOW_SPEED_BYTES, else 1024) */
+    int request_timeout_s; /* 0 unset (SHARDQ_S3_REQUEST_TIMEOUT_S, else 300) */
+} sq_storage_options;
+
+/* Every field unset: the environment's settings, else the store's defaults. */
+#define SQ_STORAGE_OPTIONS_UNSET {.path_style = -1, .max_retries = -1}
 
 typedef struct sq_store sq_store;
 
