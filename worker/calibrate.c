@@ -19,6 +19,7 @@
 #include "quant/rtn.h"
 #include "quant/sparsegpt.h"
 #include "worker/fault.h"
+#include "worker/group_inputs.h"
 #include "worker/layer_results.h"
 #include "worker/signals.h"
 
@@ -89,6 +90,7 @@ typedef struct {
     sq_model model;     /* embedding and the resident layer's buffers */
     sq_layer_scratch scratch;
     float *tmp;         /* [micro * seqlen, hidden] */
+    sq_group_inputs group_inputs; /* true_sequential with samples: each group's input, all samples */
     bool *done;         /* per layer: a verified artifact exists */
     double started;
     phase_seconds phases;
@@ -177,6 +179,31 @@ static sq_status group_hessians(calib_state *cs, const float *X, int nseq, const
     return SQ_OK;
 }
 
+/* Whether quantize_layer keeps each group's inputs (and so also pushes X through the layer). */
+static bool keeps_group_inputs(const calib_state *cs)
+{
+    return cs->true_sequential && cs->needs_samples;
+}
+
+/* Advance X's samples to group g's input, with the groups before it already quantized, and
+ * accumulate the Hessian of that input (every linear of a true-sequential group reads it). */
+static sq_status kept_group_hessians(calib_state *cs, float *X, int nseq, int g, const linear_group *group,
+                                     sq_hessian hessians[INPUT_KINDS])
+{
+    const float *input;
+    double t0 = phase_clock();
+    SQ_TRY(sq_group_inputs_reserve(&cs->group_inputs, &cs->model.cfg, nseq * cs->seqlen));
+    SQ_TRY(sq_group_inputs_advance(&cs->group_inputs, &cs->model.layer, &cs->model.cfg, (sq_layer_stage_id)g, X, nseq,
+                                   cs->seqlen, cs->micro, &cs->scratch, &input));
+    double t1 = phase_clock();
+    cs->phases.forward += t1 - t0;
+    input_kind kind = input_of(group->linears[0]);
+    SQ_TRY(sq_hessian_init(&hessians[kind], cs->model.layer.linear[group->linears[0]].in_features));
+    SQ_TRY(sq_hessian_add(&hessians[kind], input, nseq * cs->seqlen, nseq));
+    cs->phases.hessian += phase_clock() - t1;
+    return SQ_OK;
+}
+
 /* The dtype the output checkpoint keeps a pruned linear in: the source tensor's. */
 static sq_status dense_dtype(const calib_state *cs, int layer, int linear, sq_dtype *dtype)
 {
@@ -249,8 +276,9 @@ done:
 
 /* Quantize or prune the resident layer. shared: samples are split over ranks
  * (Hessians summed, solves dealt out, results broadcast); otherwise this rank
- * does it all. On return `out` holds all seven results and the layer computes with them. */
-static sq_status quantize_layer(calib_state *cs, int layer, const float *X, int nseq, bool shared,
+ * does it all. On return `out` holds all seven results and the layer computes with them;
+ * when keeps_group_inputs, X has also been pushed through the quantized layer. */
+static sq_status quantize_layer(calib_state *cs, int layer, float *X, int nseq, bool shared,
                                 sq_layer_results *out)
 {
     linear_group groups[4];
@@ -260,12 +288,16 @@ static sq_status quantize_layer(calib_state *cs, int layer, const float *X, int 
     for (int g = 0; g < ngroups && st == SQ_OK; g++) {
         sq_hessian hessians[INPUT_KINDS];
         memset(hessians, 0, sizeof hessians);
-        if (cs->needs_samples) {
+        if (keeps_group_inputs(cs)) {
+            SQ_TRY_GOTO(st, kept_group_hessians(cs, X, nseq, g, &groups[g], hessians), group_done);
+        } else if (cs->needs_samples) {
             double t0 = phase_clock(), hessian_before = cs->phases.hessian;
             st = group_hessians(cs, X, nseq, &groups[g], hessians);
             cs->phases.forward += phase_clock() - t0 - (cs->phases.hessian - hessian_before);
             SQ_TRY_GOTO(st, st, group_done);
-            t0 = phase_clock();
+        }
+        if (cs->needs_samples) {
+            double t0 = phase_clock();
             for (int k = 0; k < INPUT_KINDS; k++) {
                 if (!hessians[k].sum)
                     continue;
@@ -297,6 +329,13 @@ static sq_status quantize_layer(calib_state *cs, int layer, const float *X, int 
     group_done:
         for (int k = 0; k < INPUT_KINDS; k++)
             sq_hessian_free(&hessians[k]);
+    }
+    if (st == SQ_OK && keeps_group_inputs(cs)) {
+        const float *none;
+        double t0 = phase_clock();
+        st = sq_group_inputs_advance(&cs->group_inputs, &cs->model.layer, &cs->model.cfg, SQ_STAGE_OUTPUT, X, nseq,
+                                     cs->seqlen, cs->micro, &cs->scratch, &none);
+        cs->phases.forward += phase_clock() - t0;
     }
     return st;
 }
@@ -487,7 +526,8 @@ static sq_status run_sequential(calib_state *cs)
             cs->phases.write += phase_clock() - t0;
         }
         t0 = phase_clock();
-        if (cs->needs_samples && layer + 1 < layers)
+        bool advanced = !cs->done[layer] && keeps_group_inputs(cs);
+        if (cs->needs_samples && !advanced && layer + 1 < layers)
             SQ_TRY_GOTO(st, forward_samples(cs, X, mine.count), layer_done);
         cs->phases.forward += phase_clock() - t0;
         if (cs->rank == 0)
@@ -616,7 +656,8 @@ static sq_status quantize_blocks(calib_state *cs, float **inputs)
                                          : quantize_layer(cs, layer, X, nseq, false, &results);
                 bool last_of_block = layer + 1 == plan->blocks[sq_plan_block_of_layer(plan, layer)].first +
                                                        plan->blocks[sq_plan_block_of_layer(plan, layer)].count;
-                if (st == SQ_OK && cs->needs_samples && !last_of_block)
+                bool advanced = !cs->done[layer] && keeps_group_inputs(cs);
+                if (st == SQ_OK && cs->needs_samples && !advanced && !last_of_block)
                     st = forward_samples(cs, X, nseq);
             }
             /* finished layers go to rank 0, which records them */
@@ -759,6 +800,7 @@ sq_status sq_calibrate(const sq_calibration *job)
                     cs.phases.solve, cs.phases.write);
 done:
     kn_free(cs.tmp);
+    sq_group_inputs_free(&cs.group_inputs);
     sq_layer_scratch_free(&cs.scratch);
     sq_model_close(&cs.model);
     free(cs.done);
