@@ -18,6 +18,7 @@
 #include "quant/prune.h"
 #include "quant/rtn.h"
 #include "quant/sparsegpt.h"
+#include "worker/background_task.h"
 #include "worker/fault.h"
 #include "worker/group_inputs.h"
 #include "worker/layer_results.h"
@@ -91,6 +92,8 @@ typedef struct {
     sq_layer_scratch scratch;
     float *tmp;         /* [micro * seqlen, hidden] */
     sq_group_inputs group_inputs; /* true_sequential with samples: each group's input, all samples */
+    sq_background_task saver;     /* rank 0, sequential mode: the artifact of the layer before */
+    struct layer_save *pending;   /* what `saver` is writing */
     bool *done;         /* per layer: a verified artifact exists */
     double started;
     phase_seconds phases;
@@ -411,6 +414,50 @@ static sq_status save_layer(calib_state *cs, int layer, const sq_layer_results *
     return cs->sparse ? log_layer_sparsity(cs, layer, results) : SQ_OK;
 }
 
+/* A finished layer handed to the background saver, which owns its results. */
+struct layer_save {
+    calib_state *cs;
+    int layer;
+    sq_layer_results results;
+};
+
+static sq_status save_task(void *p)
+{
+    struct layer_save *save = p;
+    sq_status st = save_layer(save->cs, save->layer, &save->results);
+    sq_layer_results_free(&save->results);
+    return st;
+}
+
+/* Wait until the layer handed to the background saver is recorded in the journal. */
+static sq_status saved(calib_state *cs)
+{
+    sq_status st = sq_background_wait(&cs->saver);
+    free(cs->pending);
+    cs->pending = NULL;
+    return st;
+}
+
+/* save_layer on the background thread, taking `results` over (they are left empty):
+ * the next layer's work overlaps the write, the sha256 and the journal record, and
+ * the layer before must be recorded first, so the journal still grows layer by layer. */
+static sq_status save_layer_in_background(calib_state *cs, int layer, sq_layer_results *results)
+{
+    SQ_TRY(saved(cs));
+    cs->pending = malloc(sizeof *cs->pending);
+    if (!cs->pending)
+        return sq_fail(SQ_ERR_NOMEM, "calibration: out of memory");
+    *cs->pending = (struct layer_save){.cs = cs, .layer = layer, .results = *results};
+    memset(results, 0, sizeof *results);
+    sq_status st = sq_background_start(&cs->saver, save_task, cs->pending);
+    if (st != SQ_OK) {
+        sq_layer_results_free(&cs->pending->results);
+        free(cs->pending);
+        cs->pending = NULL;
+    }
+    return st;
+}
+
 static sq_status load_layer(calib_state *cs, int layer, sq_layer_results *results)
 {
     char *path;
@@ -509,8 +556,11 @@ static sq_status run_sequential(calib_state *cs)
         SQ_TRY_GOTO(st, sq_layer_weights_load(&cs->model.layer, job->cfg, job->ckpt, layer), done);
         cs->phases.load += phase_clock() - t0;
         if (cs->done[layer]) {
-            if (cs->rank == 0)
-                st = load_layer(cs, layer, &results);
+            if (cs->rank == 0) {
+                st = saved(cs); /* the journal is the saver's until then */
+                if (st == SQ_OK)
+                    st = load_layer(cs, layer, &results);
+            }
             sq_status agreed;
             SQ_TRY_GOTO(st, sq_comm_agree(st, &agreed), layer_done);
             if (agreed != SQ_OK && st == SQ_OK)
@@ -522,7 +572,7 @@ static sq_status run_sequential(calib_state *cs)
             SQ_TRY_GOTO(st, quantize_layer(cs, layer, X, mine.count, true, &results), layer_done);
             t0 = phase_clock();
             if (cs->rank == 0)
-                SQ_TRY_GOTO(st, save_layer(cs, layer, &results), layer_done);
+                SQ_TRY_GOTO(st, save_layer_in_background(cs, layer, &results), layer_done);
             cs->phases.write += phase_clock() - t0;
         }
         t0 = phase_clock();
@@ -541,6 +591,11 @@ static sq_status run_sequential(calib_state *cs)
     }
 done:
     kn_free(X);
+    if (cs->rank == 0) {
+        sq_status last = saved(cs);
+        if (st == SQ_OK)
+            st = last;
+    }
     return st;
 }
 
