@@ -96,7 +96,7 @@ sq_status kn_fake_quantize_rows(float *x, int rows, int dim, int bits);
 /* ---- calibration: Hessians and solves ---------------------------------- */
 
 /* H[cols,cols] = beta * H + alpha * Xᵀ X for X[rows, cols] (full, exactly symmetric result).
- * The CUDA backend computes it on the tensor cores from X rounded to TF32 (fp32 sums). */
+ * The CUDA backend computes it on the tensor cores from X rounded to fp16 (fp32 sums). */
 sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, float alpha, float beta);
 
 /* acc[i] += x[i] in double precision: Hessian sums whose result does not depend on

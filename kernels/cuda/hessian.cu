@@ -2,21 +2,23 @@
  * squared column norms, the diagonal, and the dead-column / damping preparation
  * GPTQ and SparseGPT apply before inverting.
  *
- * H runs on the tensor cores in TF32 (fp32 accumulation): each product of two
- * TF32-rounded inputs is exact in fp32, so this is the fp32 Xᵀ X of X rounded to
- * 11 significant bits, the precision the forward's TF32 linears already work in,
- * at about ten times the fp32 SYRK's rate. It is a full GEMM (a TF32 SYRK does
- * not exist); the upper triangle is then mirrored so that H is exactly symmetric.
- * Row-major X[rows, cols] is column-major Xᵀ[cols, rows], so column-major
- * H = Xᵀ·(Xᵀ)ᵀ is a GEMM of X with its transpose. */
+ * H runs on the tensor cores from an fp16 copy of X (half.cu) with fp32
+ * accumulation: each product of two fp16 values is exact in fp32, so this is the
+ * fp32 Xᵀ X of X rounded to 11 significant bits, the precision the forward's
+ * linears already work in, at many times the fp32 SYRK's rate. It is a full GEMM
+ * (the tensor cores have no SYRK); the upper triangle is then mirrored so that H
+ * is exactly symmetric. Row-major X[rows, cols] is column-major Xᵀ[cols, rows], so
+ * column-major H = Xᵀ·(Xᵀ)ᵀ is a GEMM of X with its transpose. */
 #include "kernels/cuda/cuda_common.h"
 
 extern "C" sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, float alpha, float beta)
 {
     if (rows < 0 || cols <= 0)
         return sq_fail(SQ_ERR_ARG, "kn_hessian_accumulate: bad shape rows=%d cols=%d", rows, cols);
-    CUBLAS_CHECK(cublasGemmEx(kn_cuda_blas(), CUBLAS_OP_N, CUBLAS_OP_T, cols, cols, rows, &alpha, X, CUDA_R_32F,
-                              cols, X, CUDA_R_32F, cols, &beta, H, CUDA_R_32F, cols, CUBLAS_COMPUTE_32F_FAST_TF32,
+    const void *X16;
+    SQ_TRY(kn_cuda_to_half(X, (size_t)rows * cols, 0, &X16));
+    CUBLAS_CHECK(cublasGemmEx(kn_cuda_blas(), CUBLAS_OP_N, CUBLAS_OP_T, cols, cols, rows, &alpha, X16, CUDA_R_16F,
+                              cols, X16, CUDA_R_16F, cols, &beta, H, CUDA_R_32F, cols, CUBLAS_COMPUTE_32F,
                               CUBLAS_GEMM_DEFAULT));
     return kn_cuda_copy_upper_to_lower(H, cols);
 }
