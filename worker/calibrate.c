@@ -23,6 +23,7 @@
 #include "worker/group_inputs.h"
 #include "worker/layer_results.h"
 #include "worker/signals.h"
+#include "worker/stacked_solve.h"
 
 #define PIPELINE_TAG 7200
 
@@ -236,11 +237,7 @@ static sq_status solve_into(calib_state *cs, int layer, int linear, float *W, co
     sq_quant_result *res = &out->linear[linear];
     float *H = NULL;
     sq_status st = SQ_OK;
-    switch (cs->kind) {
-    case SQ_STEP_GPTQ:
-        SQ_TRY_GOTO(st, hessian_copy(h, &H), done);
-        st = sq_gptq_solve(W, H, rows, cols, cs->opt, res);
-        break;
+    switch (cs->kind) { /* gptq: solve_group, stacked */
     case SQ_STEP_RTN: st = sq_rtn_quantize(W, rows, cols, cs->opt, res); break;
     case SQ_STEP_SPARSEGPT:
         SQ_TRY_GOTO(st, hessian_copy(h, &H), done);
@@ -275,6 +272,30 @@ static sq_status solve_linear(calib_state *cs, int layer, int linear, const sq_h
 done:
     kn_free(W);
     return st;
+}
+
+/* Solve this rank's linears of a group; gptq solves those that share an input as one stack. */
+static sq_status solve_group(calib_state *cs, int layer, const linear_group *group, const sq_hessian *hessians,
+                             bool shared, sq_layer_results *out)
+{
+    for (int k = 0; k < INPUT_KINDS; k++) {
+        int mine[SQ_LINEAR_COUNT], n = 0;
+        for (int i = 0; i < group->count; i++) {
+            int linear = group->linears[i];
+            int owner = shared ? sq_plan_solve_owner(cs->job->plan, layer, linear) : cs->rank;
+            if (input_of(linear) == (input_kind)k && owner == cs->rank)
+                mine[n++] = linear;
+        }
+        if (n > 0 && cs->kind == SQ_STEP_GPTQ) {
+            sq_status st = sq_solve_gptq_stacked(&cs->model.layer, mine, n, &hessians[k], cs->opt, out);
+            if (st != SQ_OK)
+                return sq_fail_context(st, "layer %d %s", layer, sq_linear_name(mine[0]));
+            continue;
+        }
+        for (int i = 0; i < n; i++)
+            SQ_TRY(solve_linear(cs, layer, mine[i], &hessians[k], out));
+    }
+    return SQ_OK;
 }
 
 /* Quantize or prune the resident layer. shared: samples are split over ranks
@@ -312,12 +333,7 @@ static sq_status quantize_layer(calib_state *cs, int layer, float *X, int nseq, 
             cs->phases.hessian += phase_clock() - t0;
         }
         double solve_start = phase_clock();
-        for (int i = 0; i < groups[g].count; i++) {
-            int linear = groups[g].linears[i];
-            int owner = shared ? sq_plan_solve_owner(cs->job->plan, layer, linear) : cs->rank;
-            if (owner == cs->rank)
-                SQ_TRY_GOTO(st, solve_linear(cs, layer, linear, &hessians[input_of(linear)], out), group_done);
-        }
+        SQ_TRY_GOTO(st, solve_group(cs, layer, &groups[g], hessians, shared, out), group_done);
         for (int i = 0; i < groups[g].count; i++) {
             int linear = groups[g].linears[i];
             if (shared)
