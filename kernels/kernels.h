@@ -128,6 +128,9 @@ sq_status kn_unpermute_columns(float *B, const float *A, const int32_t *perm, in
 sq_status kn_spd_inverse(float *A, int n);
 /* A[n,n] symmetric positive definite := U, upper Cholesky factor (A = Uᵀ U), lower part zeroed. */
 sq_status kn_cholesky_upper(float *A, int n);
+/* A[n,n] symmetric positive definite := the upper Cholesky factor of A⁻¹ (GPTQ's Hinv):
+ * what kn_spd_inverse then kn_cholesky_upper give, up to rounding. SQ_ERR_NUMERIC if not PD. */
+sq_status kn_inverse_cholesky_upper(float *A, int n);
 
 /* ---- quantization grids and the GPTQ inner loop ------------------------- */
 

@@ -84,8 +84,7 @@ static sq_status prepare(float *W, float *H, int rows, int cols, const sq_quant_
         mean += diag[i];
     mean /= cols;
     SQ_TRY(kn_hessian_prepare(b->Hp, b->Wp, rows, cols, (float)(opt->damp_percent * mean)));
-    SQ_TRY(kn_spd_inverse(b->Hp, cols));
-    return kn_cholesky_upper(b->Hp, cols);
+    return kn_inverse_cholesky_upper(b->Hp, cols);
 }
 
 /* Step 6: the blocked column sweep over b->Wp with Hinv in b->Hp; the loss of each

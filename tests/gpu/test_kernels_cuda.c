@@ -582,10 +582,29 @@ static void test_solves(int n)
     snprintf(what, sizeof what, "kn_cholesky_upper n=%d (lower part zeroed)", n);
     compare(what, dH, U, (size_t)n * n, 1e-4);
 
+    float *V = host_copy(H, (size_t)n * n);
+    CALL(kn_upload(dH, H, (size_t)n * n * 4));
+    CALL(kn_inverse_cholesky_upper(dH, n));
+    CALL(kn_cpu_inverse_cholesky_upper(V, n)); /* the CPU forms the inverse, then factors it */
+    snprintf(what, sizeof what, "kn_inverse_cholesky_upper n=%d (by reversal, no inverse)", n);
+    compare(what, dH, V, (size_t)n * n, 1e-3);
+    float *gpu_V = downloaded(dH, (size_t)n * n);
+    int lower_zero = 1;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            lower_zero &= gpu_V[(size_t)i * n + j] == 0.0f;
+    report(lower_zero, "kn_inverse_cholesky_upper n=%d: lower part exactly zero", n);
+    free(gpu_V);
+    free(V);
+
     H[(size_t)5 * n + 5] = -1.0f;
     CALL(kn_upload(dH, H, (size_t)n * n * 4));
     sq_status st = kn_spd_inverse(dH, n);
     report(st == SQ_ERR_NUMERIC, "kn_spd_inverse reports a matrix that is not positive definite: %s", sq_last_error());
+    CALL(kn_upload(dH, H, (size_t)n * n * 4));
+    st = kn_inverse_cholesky_upper(dH, n);
+    report(st == SQ_ERR_NUMERIC, "kn_inverse_cholesky_upper reports a matrix that is not positive definite: %s",
+           sq_last_error());
     kn_free(dH);
     free(H);
     free(inv);
