@@ -441,6 +441,8 @@ static sq_status save_task(void *p)
 {
     struct layer_save *save = p;
     sq_status st = save_layer(save->cs, save->layer, &save->results);
+    if (st == SQ_OK && save->cs->job->packed)
+        sq_packed_layers_keep(save->cs->job->packed, save->layer, &save->results);
     sq_layer_results_free(&save->results);
     return st;
 }
