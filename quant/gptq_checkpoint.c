@@ -12,7 +12,7 @@
 #include "model/checkpoint_files.h"
 #include "quant/gptq_checkpoint.h"
 
-#define DEFAULT_MAX_SHARD_BYTES (4ull << 30)
+#define DEFAULT_MAX_SHARD_BYTES (2ull << 30)
 #define CONVERT_CHUNK (1u << 20)
 
 
