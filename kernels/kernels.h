@@ -99,9 +99,12 @@ sq_status kn_fake_quantize_rows(float *x, int rows, int dim, int bits);
  * The CUDA backend computes it on the tensor cores from X rounded to fp16 (fp32 sums). */
 sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, float alpha, float beta);
 
-/* acc[i] += x[i] in double precision: Hessian sums whose result does not depend on
- * how the samples were split over ranks or batches. */
-sq_status kn_accumulate_f64(double *acc, const float *x, size_t n);
+/* acc[i][j] += x[i][j] in double precision for j >= i, over row-major n×n matrices (the
+ * lower triangle of acc is left as is): Hessian sums, symmetric, whose result does not
+ * depend on how the samples were split over ranks or batches. */
+sq_status kn_accumulate_upper_f64(double *acc, const float *x, int n);
+/* Row-major n×n A: A[i][j] := A[j][i] for i > j (the upper triangle copied onto the lower). */
+sq_status kn_symmetrize_upper(float *A, int n);
 /* out[i] = (float)(scale * in[i]). */
 sq_status kn_scale_f64_to_f32(float *out, const double *in, double scale, size_t n);
 

@@ -37,10 +37,9 @@ sq_status sq_hessian_add(sq_hessian *h, const float *X, int rows, int nseq)
     if (!h->sum)
         return sq_fail(SQ_ERR_ARG, "hessian: already finished");
     int seq_rows = rows / nseq;
-    size_t n = (size_t)h->cols * h->cols;
     for (int s = 0; s < nseq; s++) {
         SQ_TRY(kn_hessian_accumulate(h->scratch, X + (size_t)s * seq_rows * h->cols, seq_rows, h->cols, 1.0f, 0.0f));
-        SQ_TRY(kn_accumulate_f64(h->sum, h->scratch, n));
+        SQ_TRY(kn_accumulate_upper_f64(h->sum, h->scratch, h->cols));
     }
     h->nsamples += nseq;
     return SQ_OK;
@@ -54,6 +53,7 @@ sq_status sq_hessian_finish(sq_hessian *h, int64_t total_nsamples)
     if (!h->sum)
         return sq_fail(SQ_ERR_ARG, "hessian: already finished");
     SQ_TRY(kn_scale_f64_to_f32(h->H, h->sum, 2.0 / (double)total_nsamples, (size_t)h->cols * h->cols));
+    SQ_TRY(kn_symmetrize_upper(h->H, h->cols));
     h->nsamples = total_nsamples;
     kn_free(h->sum);
     kn_free(h->scratch);

@@ -17,7 +17,7 @@
 typedef struct {
     int cols;         /* the linear's in_features */
     int64_t nsamples; /* sequences accumulated on this rank */
-    double *sum;      /* device [cols, cols]: Σ XᵀX over the sequences, in fp64 */
+    double *sum;      /* device [cols, cols]: Σ XᵀX over the sequences, in fp64 (upper triangle; lower 0) */
     float *scratch;   /* device [cols, cols]: one sequence's XᵀX */
     float *H;         /* device [cols, cols]: 2/n · sum, after sq_hessian_finish */
 } sq_hessian;

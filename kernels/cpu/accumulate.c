@@ -10,11 +10,12 @@ sq_status kn_zero(void *dev, size_t bytes)
     return SQ_OK;
 }
 
-sq_status kn_accumulate_f64(double *acc, const float *x, size_t n)
+sq_status kn_accumulate_upper_f64(double *acc, const float *x, int n)
 {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
-        acc[i] += (double)x[i];
+    for (int i = 0; i < n; i++)
+        for (int j = i; j < n; j++)
+            acc[(size_t)i * n + j] += (double)x[(size_t)i * n + j];
     return SQ_OK;
 }
 

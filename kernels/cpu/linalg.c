@@ -16,6 +16,12 @@ static void mirror_upper_to_lower(float *A, int n)
             A[(size_t)i * n + j] = A[(size_t)j * n + i];
 }
 
+sq_status kn_symmetrize_upper(float *A, int n)
+{
+    mirror_upper_to_lower(A, n);
+    return SQ_OK;
+}
+
 sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, float alpha, float beta)
 {
     if (rows < 0 || cols <= 0)

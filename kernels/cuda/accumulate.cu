@@ -2,9 +2,15 @@
  * contributions (Hessian sums) and zeroing of raw device memory. */
 #include "kernels/cuda/cuda_common.h"
 
-__global__ void accumulate_f64_kernel(double *acc, const float *x, size_t n)
+/* Threads over the whole matrix, those below the diagonal idle: the upper triangle's
+ * reads and writes stay coalesced along each row. */
+__global__ void accumulate_upper_f64_kernel(double *acc, const float *x, int n)
 {
-    GRID_STRIDE(i, n) acc[i] += (double)x[i];
+    GRID_STRIDE(idx, (size_t)n * n)
+    {
+        if (idx % n >= idx / n)
+            acc[idx] += (double)x[idx];
+    }
 }
 
 __global__ void scale_f64_to_f32_kernel(float *out, const double *in, double scale, size_t n)
@@ -18,13 +24,22 @@ extern "C" sq_status kn_zero(void *dev, size_t bytes)
     return SQ_OK;
 }
 
-extern "C" sq_status kn_accumulate_f64(double *acc, const float *x, size_t n)
+extern "C" sq_status kn_accumulate_upper_f64(double *acc, const float *x, int n)
 {
+    if (n < 0)
+        return sq_fail(SQ_ERR_ARG, "kn_accumulate_upper_f64: negative size %d", n);
     if (n == 0)
         return SQ_OK;
-    accumulate_f64_kernel<<<kn_cuda_blocks(n, 256), 256>>>(acc, x, n);
+    accumulate_upper_f64_kernel<<<kn_cuda_blocks((size_t)n * n, 256), 256>>>(acc, x, n);
     CUDA_CHECK_LAUNCH();
     return SQ_OK;
+}
+
+extern "C" sq_status kn_symmetrize_upper(float *A, int n)
+{
+    if (n < 0)
+        return sq_fail(SQ_ERR_ARG, "kn_symmetrize_upper: negative size %d", n);
+    return kn_cuda_copy_upper_to_lower(A, n);
 }
 
 extern "C" sq_status kn_scale_f64_to_f32(float *out, const double *in, double scale, size_t n)
