@@ -91,32 +91,35 @@ static sq_status invert(float *A, int n, int *dev_info)
     return st;
 }
 
-extern "C" sq_status kn_spd_inverse(float *A, int n)
+/* The row-major upper factor, lower part zeroed. */
+static sq_status cholesky(float *A, int n, int *dev_info)
+{
+    SQ_TRY(factor(A, n, CUBLAS_FILL_MODE_LOWER, dev_info, "kn_cholesky_upper"));
+    return zero_row_major_strict_lower(A, n);
+}
+
+/* The entry points' shared frame: the size check and cuSOLVER's devInfo word around `step`. */
+static sq_status with_dev_info(float *A, int n, const char *who, sq_status (*step)(float *, int, int *))
 {
     if (n < 0)
-        return sq_fail(SQ_ERR_ARG, "kn_spd_inverse: negative size %d", n);
+        return sq_fail(SQ_ERR_ARG, "%s: negative size %d", who, n);
     if (n == 0)
         return SQ_OK;
     int *dev_info = NULL;
     CUDA_CHECK(cudaMalloc((void **)&dev_info, sizeof(int)));
-    sq_status st = invert(A, n, dev_info);
+    sq_status st = step(A, n, dev_info);
     cudaFree(dev_info);
     return st;
 }
 
+extern "C" sq_status kn_spd_inverse(float *A, int n)
+{
+    return with_dev_info(A, n, "kn_spd_inverse", invert);
+}
+
 extern "C" sq_status kn_cholesky_upper(float *A, int n)
 {
-    if (n < 0)
-        return sq_fail(SQ_ERR_ARG, "kn_cholesky_upper: negative size %d", n);
-    if (n == 0)
-        return SQ_OK;
-    int *dev_info = NULL;
-    CUDA_CHECK(cudaMalloc((void **)&dev_info, sizeof(int)));
-    sq_status st = factor(A, n, CUBLAS_FILL_MODE_LOWER, dev_info, "kn_cholesky_upper");
-    if (st == SQ_OK)
-        st = zero_row_major_strict_lower(A, n);
-    cudaFree(dev_info);
-    return st;
+    return with_dev_info(A, n, "kn_cholesky_upper", cholesky);
 }
 
 /* A[i] <-> A[total-1-i]: J A J for a square matrix. */
@@ -160,13 +163,5 @@ static sq_status inverse_factor(float *A, int n, int *dev_info)
 
 extern "C" sq_status kn_inverse_cholesky_upper(float *A, int n)
 {
-    if (n < 0)
-        return sq_fail(SQ_ERR_ARG, "kn_inverse_cholesky_upper: negative size %d", n);
-    if (n == 0)
-        return SQ_OK;
-    int *dev_info = NULL;
-    CUDA_CHECK(cudaMalloc((void **)&dev_info, sizeof(int)));
-    sq_status st = inverse_factor(A, n, dev_info);
-    cudaFree(dev_info);
-    return st;
+    return with_dev_info(A, n, "kn_inverse_cholesky_upper", inverse_factor);
 }
