@@ -166,11 +166,15 @@ void sq_layer_scratch_free(sq_layer_scratch *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Give the hook its look at the input, then run the linear. */
-static sq_status run_linear(const sq_layer_weights *w, sq_linear_id id, float *out, const float *x, int rows,
-                            const sq_layer_options *opt)
+/* Give the hook its look at the input, then run the linear one sequence at a
+ * time: a GEMM's rounding of a row can depend on the row's place in the call
+ * (OpenBLAS's kernels, cuBLAS's choice of algorithm by shape), and calls of one
+ * sequence each give a sequence the same bits in any micro-batch, so on any rank count. */
+static sq_status run_linear(const sq_layer_weights *w, sq_linear_id id, float *out, const float *x, int batch,
+                            int seq, const sq_layer_options *opt)
 {
     const sq_linear *lin = &w->linear[id];
+    const int rows = batch * seq;
     if (opt && opt->hook) {
         sq_status st = opt->hook(opt->hook_ctx, linear_names[id], x, rows, lin->in_features);
         if (st == SQ_STOPPED)
@@ -178,7 +182,10 @@ static sq_status run_linear(const sq_layer_weights *w, sq_linear_id id, float *o
         if (st != SQ_OK)
             return sq_fail_context(st, "layer %d %s hook", w->index, linear_names[id]);
     }
-    return kn_linear(out, x, lin->weight, lin->bias, rows, lin->in_features, lin->out_features);
+    for (int b = 0; b < batch; b++)
+        SQ_TRY(kn_linear(out + (size_t)b * seq * lin->out_features, x + (size_t)b * seq * lin->in_features,
+                         lin->weight, lin->bias, seq, lin->in_features, lin->out_features));
+    return SQ_OK;
 }
 
 /* One stage of the layer (see sq_layer_stage) for `batch` sequences of `seq` rows. */
@@ -192,9 +199,9 @@ static sq_status run_stage(const sq_layer_weights *w, const sq_model_config *cfg
     switch (stage) {
     case SQ_STAGE_ATTN_INPUT: return kn_rmsnorm(out, x, w->input_norm, rows, hidden, cfg->rms_norm_eps);
     case SQ_STAGE_O_INPUT:
-        SQ_TRY(run_linear(w, SQ_LINEAR_Q, s->q, in, rows, opt));
-        SQ_TRY(run_linear(w, SQ_LINEAR_K, s->k, in, rows, opt));
-        SQ_TRY(run_linear(w, SQ_LINEAR_V, s->v, in, rows, opt));
+        SQ_TRY(run_linear(w, SQ_LINEAR_Q, s->q, in, batch, seq, opt));
+        SQ_TRY(run_linear(w, SQ_LINEAR_K, s->k, in, batch, seq, opt));
+        SQ_TRY(run_linear(w, SQ_LINEAR_V, s->v, in, batch, seq, opt));
         SQ_TRY(kn_rope(s->q, s->inv_freq, batch, seq, heads, head_dim, pos0));
         SQ_TRY(kn_rope(s->k, s->inv_freq, batch, seq, kv_heads, head_dim, pos0));
         if (kv_bits > 0) {
@@ -203,15 +210,15 @@ static sq_status run_stage(const sq_layer_weights *w, const sq_model_config *cfg
         }
         return kn_attention(out, s->q, s->k, s->v, batch, seq, heads, kv_heads, head_dim);
     case SQ_STAGE_MLP_INPUT:
-        SQ_TRY(run_linear(w, SQ_LINEAR_O, s->out, in, rows, opt));
+        SQ_TRY(run_linear(w, SQ_LINEAR_O, s->out, in, batch, seq, opt));
         SQ_TRY(kn_add_inplace(x, s->out, (size_t)rows * hidden));
         return kn_rmsnorm(out, x, w->post_attention_norm, rows, hidden, cfg->rms_norm_eps);
     case SQ_STAGE_DOWN_INPUT:
-        SQ_TRY(run_linear(w, SQ_LINEAR_GATE, out, in, rows, opt));
-        SQ_TRY(run_linear(w, SQ_LINEAR_UP, s->up, in, rows, opt));
+        SQ_TRY(run_linear(w, SQ_LINEAR_GATE, out, in, batch, seq, opt));
+        SQ_TRY(run_linear(w, SQ_LINEAR_UP, s->up, in, batch, seq, opt));
         return kn_swiglu(out, out, s->up, (size_t)rows * cfg->intermediate_size);
     case SQ_STAGE_OUTPUT:
-        SQ_TRY(run_linear(w, SQ_LINEAR_DOWN, s->out, in, rows, opt));
+        SQ_TRY(run_linear(w, SQ_LINEAR_DOWN, s->out, in, batch, seq, opt));
         return kn_add_inplace(x, s->out, (size_t)rows * hidden);
     default: return sq_fail(SQ_ERR_ARG, "layer stage %d does not exist", (int)stage);
     }
