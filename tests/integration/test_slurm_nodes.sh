@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# test_slurm_nodes.sh: shardq jobs across two hosts. cluster/slurm_netns.sh makes two nodes in
+# network namespaces (separate network stacks and hostnames, one slurmd each, one slurmctld) that
+# share the file system; a moto S3 server on the head's bridge is reachable from both. Jobs are
+# submitted with `cluster/submit.sh --nodes 2` (the multi-node template), two ranks per node, Open
+# MPI limited to its tcp and self transports:
+# - with `srun --mpi=pmix` and with `--launcher mpirun`, in sequential and pipeline modes, the
+#   ranks run on both nodes and talk over TCP between the nodes' addresses, and the output equals
+#   the same spec run on one host (pipeline with fixed blocks: byte for byte; sequential: within
+#   README's tolerance of codes); state and output on s3:// work the same;
+# - one node's ranks killed (kill -9) mid-job: every rank ends, the job requeues itself and the
+#   rerun resumes from the journal to the bytes of the uninterrupted run;
+# - a node that cannot reach the S3 endpoint fails the job, naming the URI, without a requeue.
+# Prints TAP; skips (saying why) when the Slurm binaries or iproute2 are missing or network
+# namespaces are not permitted.
+set -u
+ROOT="${SHARDQ_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
+SHARDQ="$ROOT/shardq"
+MAKE_MODEL="$ROOT/build/tools/make_tiny_model"
+SUBMIT="$ROOT/cluster/submit.sh"
+NETNS="$ROOT/cluster/slurm_netns.sh"
+CODES_AGREE="$ROOT/tests/integration/gptq_codes_agree.py"
+n=0
+check() { # description, then a command whose success is the test
+    local what=$1
+    shift
+    n=$((n + 1))
+    if "$@"; then echo "ok $n - $what"; else echo "not ok $n - $what"; fi
+}
+skip() {
+    echo "ok 1 # SKIP $*"
+    exit 0
+}
+
+for tool in slurmctld slurmd sbatch srun scontrol sinfo; do
+    command -v "$tool" >/dev/null || skip "$tool not installed (apt-get install slurmctld slurmd slurm-client)"
+done
+for tool in ip nsenter unshare; do
+    command -v "$tool" >/dev/null || skip "$tool not installed (apt-get install iproute2 util-linux)"
+done
+probe="shardq-probe-$$"
+if ! ip netns add "$probe" 2>/dev/null; then
+    skip "network namespaces are not permitted here (ip netns add needs root with CAP_SYS_ADMIN and CAP_NET_ADMIN)"
+fi
+ip netns del "$probe"
+
+WORK=$(mktemp -d)
+CLUSTER="$WORK/cluster"
+moto_pid=""
+cleanup() {
+    [ -z "$moto_pid" ] || kill "$moto_pid" 2>/dev/null
+    "$NETNS" stop "$CLUSTER" >/dev/null 2>&1
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+NET=198.18.22
+SHARDQ_NETNS_NET=$NET SHARDQ_NETNS_NODES=2 SHARDQ_SLURM_CPUS=2 "$NETNS" start "$CLUSTER" >"$WORK/start.log" 2>&1
+started=$?
+check "two nodes in network namespaces start (one slurmctld, a slurmd per node, both idle)" test $started -eq 0
+if [ $started -ne 0 ]; then
+    sed 's/^/# /' "$WORK/start.log"
+    exit 1
+fi
+export SLURM_CONF="$CLUSTER/slurm.conf"
+head_ns() { "$NETNS" exec "$CLUSTER" head "$@"; }
+net_ns_of_node() { readlink "/proc/$(cat "$CLUSTER/slurmd-$1.pid")/ns/net"; }
+check "each node's slurmd has a network stack of its own" \
+    bash -c "[ '$(net_ns_of_node node1)' != '$(net_ns_of_node node2)' ] && [ '$(net_ns_of_node node1)' != '$(readlink /proc/self/ns/net)' ]"
+
+# The S3 server listens on the head's service address, which both nodes reach over the bridge.
+S3_PORT=9000
+S3="http://$NET.2:$S3_PORT"
+export AWS_ACCESS_KEY_ID=shardq-test AWS_SECRET_ACCESS_KEY=shardq-test-secret AWS_REGION=us-east-1
+export SHARDQ_S3_BACKOFF_MS=20 SHARDQ_S3_TIMEOUT_S=5
+head_ns python3 "$ROOT/tests/python/moto_s3_server.py" -H "$NET.2" -p "$S3_PORT" >"$WORK/moto.log" 2>&1 &
+moto_pid=$!
+s3() { # python statements with `s3`, a boto3 client of the server, run in the head namespace
+    head_ns python3 -c "import boto3, sys
+s3 = boto3.client('s3', endpoint_url='$S3', region_name='us-east-1')
+$1" "${@:2}"
+}
+for _ in $(seq 1 100); do
+    s3 "s3.list_buckets()" 2>/dev/null && break
+    sleep 0.2
+done
+
+"$MAKE_MODEL" "$WORK/model" --layers 4 --hidden 64 --intermediate 128 --heads 4 --kv-heads 2 --vocab 512 --seed 3
+CALIB="$ROOT/../shared/data/wikitext-2/valid.txt"
+if [ ! -f "$CALIB" ]; then # a generated stand-in, as tests/python/shardq_testlib.py does
+    CALIB="$WORK/calibration.txt"
+    awk 'BEGIN { srand(7); split("the of model layer quantized weights and a in is token data", w, " ")
+                 for (l = 0; l < 4000; l++) {
+                     s = ""
+                     for (i = 0; i < 12; i++) s = s w[int(rand() * 12) + 1] " "
+                     print s
+                 } }' >"$CALIB"
+fi
+s3 "s3.create_bucket(Bucket='jobs')
+for path in sys.argv[1:]:
+    s3.upload_file(path, 'jobs', 'models/tiny/' + path.split('/')[-1])" "$WORK"/model/*
+objects_under() { # prefix: how many objects the bucket holds under it
+    s3 "print(s3.list_objects_v2(Bucket='jobs', Prefix='$1')['KeyCount'])"
+}
+check "the S3 server on the head holds the model" \
+    test "$(objects_under models/tiny/)" = "$(find "$WORK/model" -type f | wc -l)"
+
+write_spec() { # name mode [where: local|s3]: a GPTQ spec; pipeline mode with 4 fixed blocks
+    local state="$WORK/$1/state" output="$WORK/$1/output" model="$WORK/model" parallel
+    if [ "${3:-local}" = s3 ]; then
+        state="s3://jobs/$1/state" output="s3://jobs/$1/output" model="s3://jobs/models/tiny"
+    fi
+    parallel="\"mode\": \"$2\", \"micro_batch\": 2"
+    [ "$2" = sequential ] || parallel="$parallel, \"blocks\": 4"
+    cat >"$WORK/$1.json" <<EOF
+{"name": "$1", "model": "$model",
+ "data": {"calibration": "$CALIB", "nsamples": 8, "seqlen": 32},
+ "steps": [{"gptq": {"bits": 4, "group_size": 32}}],
+ "state_uri": "$state", "output_uri": "$output",
+ "storage": {"endpoint": "$S3", "region": "us-east-1", "path_style": true, "max_retries": 1},
+ "parallel": {$parallel}, "seed": 5}
+EOF
+    echo "$WORK/$1.json"
+}
+
+digests() { # output folder: one "sha256  name" line per file
+    (cd "$1" && sha256sum -- *)
+}
+
+job_state() { # job id
+    head_ns scontrol -o show job "$1" | grep -o 'JobState=[A-Z_]*' | cut -d= -f2
+}
+
+wait_job() { # job id: waits until the job has ended for good, prints its final state
+    local state=""
+    [ -n "$1" ] || { echo not-submitted; return; }
+    for _ in $(seq 1 600); do
+        state=$(job_state "$1")
+        case $state in
+        COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL | DEADLINE) break ;;
+        esac
+        sleep 0.2
+    done
+    echo "$state"
+}
+
+restarts_are() { # job id, count
+    head_ns scontrol -o show job "$1" | grep -q " Restarts=$2 "
+}
+
+submit() { # spec launcher [extra submit.sh options]: submits on both nodes, two ranks each
+    head_ns "$SUBMIT" "$1" --nodes 2 --tasks-per-node 2 --launcher "$2" "${@:3}" 2>/dev/null
+}
+
+# References on one host, outside Slurm, with Open MPI's defaults (shared memory between ranks):
+# sequential on the same 4 ranks; pipeline with the same 4 blocks on a single rank.
+mpirun -np 4 --bind-to none "$SHARDQ" run "$(write_spec ref-sequential sequential)" >"$WORK/ref-sequential.log" 2>&1
+mpirun -np 1 --bind-to none "$SHARDQ" run "$(write_spec ref-pipeline pipeline)" >"$WORK/ref-pipeline.log" 2>&1
+check "single-host references complete" \
+    test -f "$WORK/ref-sequential/output/manifest.json" -a -f "$WORK/ref-pipeline/output/manifest.json"
+
+# Between the nodes only TCP: no shared memory transport (vader), whatever the launcher decides
+# about locality; the verbose transport log names the peer node of every connection.
+export OMPI_MCA_btl=tcp,self OMPI_MCA_btl_base_verbose=30
+
+rank_logs() { # job name launcher: the folder of run 0's rank logs
+    if [ "$2" = srun ]; then echo "$WORK/$1.slurm/ranks/run-0"; else echo "$WORK/$1.slurm/ranks/run-0/1"; fi
+}
+rank_log() { # job name launcher rank
+    if [ "$2" = srun ]; then echo "$(rank_logs "$1" srun)/rank-$3.log"; else echo "$(rank_logs "$1" mpirun)/rank.$3/stderr"; fi
+}
+
+# Ranks 0,1 on node1 and 2,3 on node2 (block distribution), and they sent to each other over TCP
+# between the nodes' own addresses.
+ranks_spread_over_tcp() { # job name launcher
+    local r0 r2
+    r0=$(rank_log "$1" "$2" 0) r2=$(rank_log "$1" "$2" 2)
+    grep -q '^\[node1:' "$r0" && grep -q '^\[node1:' "$(rank_log "$1" "$2" 1)" \
+        && grep -q '^\[node2:' "$r2" && grep -q '^\[node2:' "$(rank_log "$1" "$2" 3)" \
+        && grep -qE 'Using tcp btl for send to .* on node node2' "$r0" \
+        && grep -qE 'Using tcp btl for send to .* on node node1' "$r2" \
+        && grep -rqE "btl:tcp: (now connected to|connect\(\) to) $NET\.12" "$(rank_logs "$1" "$2")" \
+        && ! grep -rq 'btl: vader\|btl:vader' "$(rank_logs "$1" "$2")"
+}
+
+same_as_reference() { # output folder, mode
+    if [ "$2" = pipeline ]; then
+        diff <(digests "$WORK/ref-pipeline/output") <(digests "$1")
+    else
+        python3 "$CODES_AGREE" "$WORK/ref-sequential/output" "$1" 4 1e-3 >"$1.agree" \
+            && sed 's/^/# /' "$1.agree"
+    fi
+}
+
+download() { # s3 prefix (under bucket jobs) folder
+    mkdir -p "$2"
+    s3 "for o in s3.list_objects_v2(Bucket='jobs', Prefix='$1/')['Contents']:
+    s3.download_file('jobs', o['Key'], sys.argv[1] + '/' + o['Key'].split('/')[-1])" "$2"
+}
+
+# (1) The multi-node template, both launchers, both modes; one of the four on S3.
+two_node_job() { # launcher mode where
+    local name="$1-$2-$3" id state output
+    id=$(submit "$(write_spec "$name" "$2" "$3")" "$1")
+    state=$(wait_job "$id")
+    check "$name: 2-node job completes: $state" test "$state" = COMPLETED
+    check "$name: ranks 0-1 ran on node1, 2-3 on node2, talking over TCP between the nodes" \
+        ranks_spread_over_tcp "$name" "$1"
+    output="$WORK/$name/output"
+    [ "$3" = local ] || download "$name/output" "$output"
+    if [ "$2" = pipeline ]; then
+        check "$name: output byte-identical to the single-host run" same_as_reference "$output" "$2"
+    else
+        check "$name: codes within README's tolerance of the single-host run" same_as_reference "$output" "$2"
+    fi
+}
+two_node_job srun sequential local
+two_node_job srun pipeline local
+two_node_job mpirun sequential local
+two_node_job mpirun pipeline s3
+
+shardq_pids_on() { # node: the shardq processes in its network namespace
+    local node_net p
+    node_net=$(net_ns_of_node "$1")
+    for p in /proc/[0-9]*; do
+        [ "$(cat "$p/comm" 2>/dev/null)" = shardq ] && [ "$(readlink "$p/ns/net" 2>/dev/null)" = "$node_net" ] \
+            && echo "${p#/proc/}"
+    done
+}
+
+# (2) node2's ranks killed with SIGKILL once the journal holds a layer (layers slowed down).
+node_lost() { # launcher
+    local name="killed-$1" spec id state log pids
+    spec=$(write_spec "$name" sequential)
+    id=$(SHARDQ_LAYER_DELAY_MS=1000 submit "$spec" "$1")
+    for _ in $(seq 1 300); do
+        "$SHARDQ" status "$spec" 2>/dev/null | grep -qE 'running +[1-9] layers done' && break
+        sleep 0.1
+    done
+    pids=$(shardq_pids_on node2)
+    check "$name: node2 runs two ranks mid-job" test "$(echo "$pids" | wc -w)" -eq 2
+    # shellcheck disable=SC2086  # one word per pid
+    kill -KILL $pids
+    state=$(wait_job "$id")
+    log="$WORK/$name.slurm/slurm-$id.log"
+    check "$name: the first run ended on every rank and requeued itself" \
+        grep -q "job $id run 0: a rank was killed by signal 9 (exit 137): requeueing" "$log"
+    check "$name: the job completes: $state" test "$state" = COMPLETED
+    check "$name: Slurm counts one restart" restarts_are "$id" 1
+    check "$name: the second run resumed from the journal" \
+        grep -rqs 'layer 1/4 replayed from the journal' "$WORK/$name.slurm/ranks/run-1"
+    check "$name: the resumed output is byte-identical to the uninterrupted 2-node run" \
+        diff <(digests "$WORK/$1-sequential-local/output") <(digests "$WORK/$name/output")
+}
+node_lost srun
+node_lost mpirun
+check "no shardq process outlives its job on either node" \
+    test -z "$(shardq_pids_on node1)$(shardq_pids_on node2)"
+
+# (3) node2 cannot reach the S3 endpoint (the head's service address is unreachable from it, the
+# controller's is not): the job fails, naming the URI, and is not requeued.
+"$NETNS" exec "$CLUSTER" node2 ip route add unreachable "$NET.2/32"
+spec=$(write_spec s3-unreachable sequential s3)
+id=$(submit "$spec" srun)
+state=$(wait_job "$id")
+"$NETNS" exec "$CLUSTER" node2 ip route del unreachable "$NET.2/32"
+check "s3-unreachable: the job fails: $state" test "$state" = FAILED
+check "s3-unreachable: a node2 rank names the s3:// URI it could not reach" \
+    grep -qE "s3://jobs/(models/tiny|s3-unreachable)" "$WORK/s3-unreachable.slurm/ranks/run-0/rank-2.log"
+check "s3-unreachable: no rank on node1 reported it (node1 reaches the endpoint)" \
+    bash -c "! grep -qiE 'could not connect|unreachable' '$WORK/s3-unreachable.slurm/ranks/run-0/rank-0.log'"
+check "s3-unreachable: not requeued" restarts_are "$id" 0
