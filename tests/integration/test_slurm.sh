@@ -103,7 +103,7 @@ interrupt() { # launcher usr1|requeue
     state=$(wait_job "$id")
     log="$WORK/$name.slurm/slurm-$id.log"
     check "$name: the job completes after a requeue: $state" test "$state" = COMPLETED
-    check "$name: Slurm counts one restart" restarts_are "$id" 1
+    check "$name: Slurm counts one restart" restarts_are "$id" 1 "$log"
     if [ "$2" = usr1 ]; then
         check "$name: the ranks stopped with exit 75 and the job requeued itself" \
             bash -c "grep -q 'job $id run 0: ranks stopped with exit 75: requeueing' '$log' \

@@ -215,7 +215,7 @@ node_lost() { # launcher
     echo "# $name: run 0 ended on every rank ${ended:-?} s after the kill"
     state=$(wait_job "$id")
     check "$name: the job completes: $state" test "$state" = COMPLETED
-    check "$name: Slurm counts one restart" restarts_are "$id" 1
+    check "$name: Slurm counts one restart" restarts_are "$id" 1 "$log"
     check "$name: the second run resumed from the journal" \
         grep -rqs 'layer 1/4 replayed from the journal' "$WORK/$name.slurm/ranks/run-1"
     check "$name: the resumed output is byte-identical to the uninterrupted 2-node run" \
@@ -239,4 +239,4 @@ check "s3-unreachable: a node2 rank names the s3:// URI it could not reach" \
 check "s3-unreachable: node2's ranks exited with an error, and Slurm ended node1's" \
     grep -qzE 'node2: tasks 2-3: Exited with exit code 1.*node1: tasks 0-1: (Killed|Terminated|Exited)' \
     "$WORK/s3-unreachable.slurm/slurm-$id.log"
-check "s3-unreachable: not requeued" restarts_are "$id" 0
+check "s3-unreachable: not requeued" restarts_are "$id" 0 "$WORK/s3-unreachable.slurm/slurm-$id.log"

@@ -42,8 +42,12 @@ job_state() { # job id
     slurm_cmd scontrol -o show job "$1" | grep -o 'JobState=[A-Z_]*' | cut -d= -f2
 }
 
-restarts_are() { # job id, count: Slurm has restarted the job that many times
-    slurm_cmd scontrol -o show job "$1" | grep -q " Restarts=$2 "
+restarts_are() { # job id, count, job log: Slurm has restarted the job that many times
+    slurm_cmd scontrol -o show job "$1" | grep -q " Restarts=$2 " && return 0
+    # For the one reading the failure: what Slurm says, and what each run of the job said.
+    slurm_cmd scontrol -o show job "$1" | grep -o ' Restarts=[0-9]*\| ExitCode=[0-9:]*' | sed 's/^/#/'
+    grep -h '^\[shardq-slurm\|^srun: error' "$3" 2>/dev/null | sed 's/^/# /'
+    return 1
 }
 
 wait_job() { # job id: waits until the job has ended for good, prints its final state
