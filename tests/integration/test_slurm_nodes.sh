@@ -7,7 +7,8 @@
 # - with `srun --mpi=pmix` and with `--launcher mpirun`, in sequential and pipeline modes, the
 #   ranks run on both nodes and talk over TCP between the nodes' addresses, and the output equals
 #   the same spec run on one host (pipeline with fixed blocks: byte for byte; sequential: within
-#   README's tolerance of codes); state and output on s3:// work the same;
+#   README's tolerance of codes); in sequential mode node2's own interface sent at least the bytes
+#   of the Hessians its ranks contributed; state and output on s3:// work the same;
 # - one node's ranks killed (kill -9) mid-job: every rank ends, the job requeues itself and the
 #   rerun resumes from the journal to the bytes of the uninterrupted run;
 # - a node that cannot reach the S3 endpoint fails the job, naming the URI, without a requeue.
@@ -157,14 +158,28 @@ download() { # s3 prefix (under bucket jobs) folder
     s3.download_file('jobs', o['Key'], sys.argv[1] + '/' + o['Key'].split('/')[-1])" "$2"
 }
 
+sent_by_node2() { # bytes node2's network interface has sent (the kernel's count, /proc/net/dev)
+    "$NETNS" exec "$CLUSTER" node2 sed -n 's/^ *eth0: *//p' /proc/net/dev | awk '{print $9}'
+}
+# Sequential mode sums every linear input's Hessian over all ranks: each sum needs node2's share,
+# so node2 must send at least one copy of every Hessian of the model (4 layers; inputs of q/k/v,
+# o and gate/up are 64 wide, down's 128), even in single precision.
+HESSIAN_BYTES=$((4 * (3 * 64 * 64 + 128 * 128) * 4))
+
 # (1) The multi-node template, both launchers, both modes; one of the four on S3.
 two_node_job() { # launcher mode where
-    local name="$1-$2-$3" id state output
+    local name="$1-$2-$3" id state output sent
+    sent=$(sent_by_node2)
     id=$(submit "$(write_spec "$name" "$2" "$3")" "$1")
     state=$(wait_job "$id")
+    sent=$(($(sent_by_node2) - sent))
     check "$name: 2-node job completes: $state" test "$state" = COMPLETED
     check "$name: ranks 0-1 ran on node1, 2-3 on node2, talking over TCP between the nodes" \
         ranks_spread_over_tcp "$name" "$1"
+    if [ "$2" = sequential ]; then
+        check "$name: node2's own interface sent at least the Hessians' $HESSIAN_BYTES bytes ($sent)" \
+            test "$sent" -ge "$HESSIAN_BYTES"
+    fi
     output="$WORK/$name/output"
     [ "$3" = local ] || download "$name/output" "$output"
     if [ "$2" = pipeline ]; then
