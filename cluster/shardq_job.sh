@@ -6,7 +6,7 @@
 # next layer boundary with a consistent journal and exits 75), and on exit 75 requeues the job:
 # Slurm runs this script again, and the same `shardq run` resumes from the journal.
 #
-# A rank killed by a signal (a node lost, the OOM killer, kill -9) also requeues the job, at most
+# A rank killed by a signal (the OOM killer, kill -9) or a node lost also requeues the job, at most
 # SHARDQ_MAX_RESTARTS times (default 3).
 #
 # Set by the template: SHARDQ_BIN, SHARDQ_SPEC, SHARDQ_LAUNCHER (srun|mpirun), SHARDQ_LOG_DIR.
@@ -107,12 +107,13 @@ fi
 if [ "$rc" -eq "$EXIT_RESUMABLE" ] || [ -n "$stop_signal" ]; then
     requeue "ranks stopped with exit $rc"
 fi
-# srun and mpirun exit 128+N when a rank was killed by signal N. That is the machine's fault, not
-# the job's (a rank's own errors exit 1), and the journal is consistent after a kill at any
-# point: run again. The launcher has already ended the other ranks (srun --kill-on-bad-exit,
-# mpirun on any abnormal exit). The cap keeps a rank that crashes every time from looping.
+# srun and mpirun exit above 128 when a rank was killed (128+N for signal N) or a node lost (mpirun
+# then exits 205). That is the machine's fault, not the job's (a rank's own errors exit 1), and
+# the journal is consistent after a kill at any point: run again. The launcher has already ended
+# the other ranks (srun --kill-on-bad-exit, mpirun on any abnormal exit). The cap keeps a rank that
+# crashes the same way every time from looping.
 if [ "$rc" -gt 128 ] && [ "$run" -lt "$max_restarts" ]; then
-    requeue "a rank was killed by signal $((rc - 128)) (exit $rc)"
+    requeue "the ranks ended abnormally (launcher exit $rc: a rank killed by a signal, or its node lost)"
 fi
 say "ranks failed with exit $rc (see $rank_logs)"
 exit "$rc"

@@ -8,6 +8,8 @@
 #
 #   cluster/slurm_netns.sh start|stop|status [DIR]
 #   cluster/slurm_netns.sh exec DIR head|NODE COMMAND...    run COMMAND in that namespace
+#   cluster/slurm_netns.sh crash DIR NODE    SIGKILL all of NODE (slurmd, steps, ranks): a power cut
+#   cluster/slurm_netns.sh boot DIR NODE     start NODE's slurmd again, as after a reboot
 #
 # DIR defaults to $SHARDQ_SLURM_DIR, else /tmp/shardq-slurm-netns; everything the cluster writes
 # (config, state, spool, per-node temporary directories, logs, pid files) lives under it, and the
@@ -19,12 +21,14 @@
 # server) on the head, NET.11, NET.12, ... on the nodes node1, node2, ...; nothing routes out of
 # the bridge. Environment: SHARDQ_NETNS_NODES (default 2), SHARDQ_NETNS_NET (the first three
 # octets of a /24, default 198.18.22: RFC 2544's benchmarking range), SHARDQ_SLURM_CPUS (CPUs each
-# node offers, default nproc), SHARDQ_SLURM_PORT (slurmctld's port, default 6817).
+# node offers, default nproc), SHARDQ_SLURM_PORT (slurmctld's port, default 6817),
+# SHARDQ_SLURMD_TIMEOUT (seconds before slurmctld declares a silent node DOWN, default 300).
 set -euo pipefail
 
 usage() {
     echo "usage: $0 start|stop|status [DIR]" >&2
     echo "       $0 exec DIR head|NODE COMMAND..." >&2
+    echo "       $0 crash|boot DIR NODE" >&2
     exit 2
 }
 [ $# -ge 1 ] || usage
@@ -101,6 +105,7 @@ write_config() { # net
     # Nodes share the file system: each needs its own temporary directory (Slurm's PMIx plugin
     # keeps a per-step directory there whose name is the same on every node).
     echo "TmpFS=$dir/tmp/%n" >>"$conf"
+    echo "SlurmdTimeout=${SHARDQ_SLURMD_TIMEOUT:-300}" >>"$conf"
     for node in $(node_names); do
         mkdir -p "$dir/spool/$node" "$dir/tmp/$node"
         echo "NodeName=$node NodeAddr=$net.$i CPUs=$cpus State=UNKNOWN" >>"$conf"
@@ -161,6 +166,17 @@ stop() {
     echo "slurm_netns: stopped ($dir kept for its logs)"
 }
 
+crash() { # node: SIGKILL every process in its namespace (slurmd, job steps, ranks): a power cut
+    local pid
+    for pid in $(ip netns pids "$(netns_of "$1")"); do kill -KILL "$pid" 2>/dev/null || true; done
+}
+
+boot() { # node: its slurmd again, with an empty temporary directory, as after a reboot
+    pid_alive "$dir/slurmd-$1.pid" && { echo "slurm_netns: $1 is running" >&2; exit 1; }
+    rm -rf "${dir:?}/tmp/$1" && mkdir -p "$dir/tmp/$1"
+    start_daemon_as "$1" "$1" slurmd -N "$1"
+}
+
 status() {
     local up=0 node
     daemon_status slurmctld "$dir/slurmctld.pid" || up=1
@@ -177,5 +193,9 @@ start) start ;;
 stop) stop ;;
 status) status ;;
 exec) shift 2 && in_netns "$@" ;;
+crash | boot)
+    node_names | grep -qx "${3:-}" || usage
+    "$action" "$3"
+    ;;
 *) usage ;;
 esac

@@ -9,8 +9,9 @@
 #   the same spec run on one host (pipeline with fixed blocks: byte for byte; sequential: within
 #   README's tolerance of codes); in sequential mode node2's own interface sent at least the bytes
 #   of the Hessians its ranks contributed; state and output on s3:// work the same;
-# - one node's ranks killed (kill -9) mid-job: every rank ends, the job requeues itself and the
-#   rerun resumes from the journal to the bytes of the uninterrupted run;
+# - one node's ranks killed (kill -9) mid-job under srun, and one node lost whole (every process
+#   of it SIGKILLed, then booted again) under mpirun: every rank ends, the job requeues itself and
+#   the rerun resumes from the journal to the bytes of the uninterrupted run;
 # - a node that cannot reach the S3 endpoint fails the job, naming the URI, without a requeue.
 # Prints TAP; skips (saying why) when the Slurm binaries or iproute2 are missing or network
 # namespaces are not permitted.
@@ -48,7 +49,7 @@ trap cleanup EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 NET=198.18.22
-SHARDQ_NETNS_NET=$NET SHARDQ_NETNS_NODES=2 SHARDQ_SLURM_CPUS=2 "$NETNS" start "$CLUSTER" >"$WORK/start.log" 2>&1
+SHARDQ_NETNS_NET=$NET SHARDQ_NETNS_NODES=2 SHARDQ_SLURM_CPUS=2 SHARDQ_SLURMD_TIMEOUT=10 "$NETNS" start "$CLUSTER" >"$WORK/start.log" 2>&1
 started=$?
 check "two nodes in network namespaces start (one slurmctld, a slurmd per node, both idle)" test $started -eq 0
 if [ $started -ne 0 ]; then
@@ -203,6 +204,7 @@ shardq_pids_on() { # node: the shardq processes in its network namespace
 }
 
 # (2) node2's ranks killed with SIGKILL once the journal holds a layer (layers slowed down).
+# Under srun: srun --kill-on-bad-exit ends node1's ranks (mpirun's case is (2b)).
 node_lost() { # launcher
     local name="killed-$1" spec id state log pids killed_at ended=""
     spec=$(write_spec "$name" sequential)
@@ -220,7 +222,7 @@ node_lost() { # launcher
     # The launcher returns only once every rank of the step has ended; a rank left waiting in a
     # collective would keep the first run from ever reaching this line (given up after 120 s).
     for _ in $(seq 1 600); do
-        if grep -q "job $id run 0: a rank was killed by signal 9 (exit 137): requeueing" "$log" 2>/dev/null; then
+        if grep -q "job $id run 0: the ranks ended abnormally (launcher exit 137: .*): requeueing" "$log" 2>/dev/null; then
             ended=$(($(date +%s) - killed_at))
             break
         fi
@@ -237,7 +239,41 @@ node_lost() { # launcher
         diff <(digests "$WORK/$1-sequential-local/output") <(digests "$WORK/$name/output")
 }
 node_lost srun
-node_lost mpirun
+# (2b) node2 lost whole (a power cut: slurmd, job step, mpirun's daemon and ranks SIGKILLed), under
+# mpirun: the job ends on node1 and requeues itself, slurmctld declares node2 DOWN once it has not
+# answered for SlurmdTimeout (10 s here), and when node2 boots again the job resumes on both nodes.
+node_state() { # node
+    slurm_cmd sinfo -h -N -n "$1" -o %t
+}
+spec=$(write_spec crashed-mpirun sequential)
+id=$(SHARDQ_LAYER_DELAY_MS=1000 submit "$spec" mpirun)
+for _ in $(seq 1 300); do
+    "$SHARDQ" status "$spec" 2>/dev/null | grep -qE 'running +[1-9] layers done' && break
+    sleep 0.1
+done
+"$NETNS" crash "$CLUSTER" node2
+log="$WORK/crashed-mpirun.slurm/slurm-$id.log"
+ended=""
+for _ in $(seq 1 600); do
+    grep -q "job $id run 0: the ranks ended abnormally (launcher exit [0-9]*: .*): requeueing" "$log" 2>/dev/null \
+        && ended=yes && break
+    sleep 0.2
+done
+check "crashed-mpirun: node1's ranks ended and the job requeued itself" test -n "$ended"
+for _ in $(seq 1 600); do
+    case $(node_state node2) in down*) break ;; esac
+    sleep 0.2
+done
+check "crashed-mpirun: slurmctld declared node2 down: $(node_state node2)" bash -c "[[ '$(node_state node2)' == down* ]]"
+"$NETNS" boot "$CLUSTER" node2
+state=$(wait_job "$id")
+check "crashed-mpirun: after node2 boots, the job completes: $state" test "$state" = COMPLETED
+check "crashed-mpirun: Slurm counts one restart" restarts_are "$id" 1 "$log"
+check "crashed-mpirun: the second run resumed from the journal" \
+    grep -rqs 'layer 1/4 replayed from the journal' "$WORK/crashed-mpirun.slurm/ranks/run-1"
+check "crashed-mpirun: the resumed output is byte-identical to the uninterrupted 2-node run" \
+    diff <(digests "$WORK/mpirun-sequential-local/output") <(digests "$WORK/crashed-mpirun/output")
+
 check "no shardq process outlives its job on either node" \
     test -z "$(shardq_pids_on node1)$(shardq_pids_on node2)"
 
