@@ -292,4 +292,5 @@ check "s3-unreachable: a node2 rank names the s3:// URI it could not reach" \
 check "s3-unreachable: a node2 rank exited with an error, and Slurm ended node1's ranks" \
     bash -c "grep -qE 'node2: tasks? [0-9-]+: Exited with exit code 1' '$WORK/s3-unreachable.slurm/slurm-$id.log' \
              && grep -qE 'node1: tasks? 0-1: (Killed|Terminated|Exited)' '$WORK/s3-unreachable.slurm/slurm-$id.log'"
+grep -hE '^srun: error|\] error:' "$WORK/s3-unreachable.slurm/slurm-$id.log" "$ranks_run0"/rank-*.log | head -n 6 | sed 's/^/# /'
 check "s3-unreachable: not requeued" restarts_are "$id" 0 "$WORK/s3-unreachable.slurm/slurm-$id.log"
