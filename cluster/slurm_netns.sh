@@ -64,6 +64,7 @@ in_netns() { # head|NODE COMMAND...: only the network namespace changes, /sys an
 start_daemon_as() { # head|NODE hostname COMMAND...
     local where=$1 name=$2
     shift 2
+    # shellcheck disable=SC2016  # expanded by the inner sh
     in_netns "$where" unshare --uts sh -c 'hostname "$1" && shift && exec "$@"' sh "$name" "$@"
 }
 
@@ -80,8 +81,10 @@ make_network() { # net: the bridge in the head namespace, one veth pair per node
     local net=$1 ns i=11 node
     for ns in head $(node_names); do
         ip netns add "$(netns_of "$ns")"
-        # IPv4 only: the nodes' only addresses are the ones below.
-        in_netns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+        # IPv4 only: the nodes' only addresses are the ones below (no IPv6 link-local ones).
+        # shellcheck disable=SC2016  # expanded by the inner sh
+        in_netns "$ns" sh -c 'for f in /proc/sys/net/ipv6/conf/all/disable_ipv6 /proc/sys/net/ipv6/conf/default/disable_ipv6; do
+                                  [ ! -e "$f" ] || echo 1 >"$f"; done'
         ip -n "$(netns_of "$ns")" link set lo up
     done
     ns=$(netns_of head)

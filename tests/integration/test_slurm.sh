@@ -5,8 +5,8 @@
 # batch shell, as --signal=B:USR1@N does before the time limit, or `scontrol requeue`, as
 # preemption does) stops with exit 75, is requeued and resumes from its journal to the same bytes;
 # a bad spec fails the job at once with the validator's message in the job log; the multi-node
-# template (which one node cannot run) is filled as asked. Prints TAP; skips only when the Slurm
-# binaries are missing.
+# template is filled as asked (test_slurm_nodes.sh runs it on two nodes). Prints TAP; skips only
+# when the Slurm binaries are missing.
 set -u
 # shellcheck source=tests/integration/testlib.sh
 . "$(dirname "$0")/testlib.sh"
