@@ -39,9 +39,7 @@ ip netns del "$probe"
 
 WORK=$(mktemp -d)
 CLUSTER="$WORK/cluster"
-moto_pid=""
-cleanup() {
-    [ -z "$moto_pid" ] || kill "$moto_pid" 2>/dev/null
+cleanup() { # stopping the cluster also ends what runs in its namespaces (the S3 server)
     "$NETNS" stop "$CLUSTER" >/dev/null 2>&1
     rm -rf "$WORK"
 }
@@ -69,7 +67,6 @@ S3="http://$NET.2:$S3_PORT"
 export AWS_ACCESS_KEY_ID=shardq-test AWS_SECRET_ACCESS_KEY=shardq-test-secret AWS_REGION=us-east-1
 export SHARDQ_S3_BACKOFF_MS=20 SHARDQ_S3_TIMEOUT_S=5
 head_ns python3 "$ROOT/tests/python/moto_s3_server.py" -H "$NET.2" -p "$S3_PORT" >"$WORK/moto.log" 2>&1 &
-moto_pid=$!
 s3() { # python statements with `s3`, a boto3 client of the server, run in the head namespace
     head_ns python3 -c "import boto3, sys
 s3 = boto3.client('s3', endpoint_url='$S3', region_name='us-east-1')
@@ -109,8 +106,8 @@ EOF
     echo "$WORK/$1.json"
 }
 
-submit() { # spec launcher [extra submit.sh options]: submits on both nodes, two ranks each
-    head_ns "$SUBMIT" "$1" --nodes 2 --tasks-per-node 2 --launcher "$2" "${@:3}" 2>/dev/null
+submit() { # spec launcher: submits on both nodes, two ranks each
+    head_ns "$SUBMIT" "$1" --nodes 2 --tasks-per-node 2 --launcher "$2" 2>/dev/null
 }
 
 # References on one host, outside Slurm, with Open MPI's defaults (shared memory between ranks):
