@@ -200,76 +200,73 @@ shardq_pids_on() { # node: the shardq processes in its network namespace
     done
 }
 
-# (2) node2's ranks killed with SIGKILL once the journal holds a layer (layers slowed down).
-# Under srun: srun --kill-on-bad-exit ends node1's ranks (mpirun's case is (2b)).
-node_lost() { # launcher
-    local name="killed-$1" spec id state log pids killed_at ended=""
-    spec=$(write_spec "$name" sequential)
-    id=$(SHARDQ_LAYER_DELAY_MS=1000 submit "$spec" "$1")
+mid_job() { # spec launcher: submits it with each layer slowed down; prints the job id once the
+    local id           # journal holds a layer (or after 30 s)
+    id=$(SHARDQ_LAYER_DELAY_MS=1000 submit "$1" "$2")
     for _ in $(seq 1 300); do
-        "$SHARDQ" status "$spec" 2>/dev/null | grep -qE 'running +[1-9] layers done' && break
+        "$SHARDQ" status "$1" 2>/dev/null | grep -qE 'running +[1-9] layers done' && break
         sleep 0.1
     done
-    pids=$(shardq_pids_on node2)
-    check "$name: node2 runs two ranks mid-job" test "$(echo "$pids" | wc -w)" -eq 2
-    killed_at=$(date +%s)
-    # shellcheck disable=SC2086  # one word per pid
-    kill -KILL $pids
-    log="$WORK/$name.slurm/slurm-$id.log"
-    # The launcher returns only once every rank of the step has ended; a rank left waiting in a
-    # collective would keep the first run from ever reaching this line (given up after 120 s).
+    echo "$id"
+}
+
+wait_for_line() { # file regex: waits until the file has a matching line; fails after 120 s
     for _ in $(seq 1 600); do
-        if grep -q "job $id run 0: the ranks ended abnormally (launcher exit 137: .*): requeueing" "$log" 2>/dev/null; then
-            ended=$(($(date +%s) - killed_at))
-            break
-        fi
+        grep -q "$2" "$1" 2>/dev/null && return 0
         sleep 0.2
     done
-    check "$name: the first run ended on every rank and requeued itself" test -n "$ended"
-    echo "# $name: run 0 ended on every rank ${ended:-?} s after the kill"
-    state=$(wait_job "$id")
-    check "$name: the job completes: $state" test "$state" = COMPLETED
-    check "$name: Slurm counts one restart" restarts_are "$id" 1 "$log"
-    check "$name: the second run resumed from the journal" \
-        grep -rqs 'layer 1/4 replayed from the journal' "$WORK/$name.slurm/ranks/run-1"
-    check "$name: the resumed output is byte-identical to the uninterrupted 2-node run" \
-        diff <(digests "$WORK/$1-sequential-local/output") <(digests "$WORK/$name/output")
+    return 1
 }
-node_lost srun
+
+# A resumed job: Slurm restarted it once, the second run replayed the journal, and the output is
+# byte-identical to the uninterrupted 2-node run of the same launcher.
+resumed_to_same_bytes() { # name job-id launcher
+    local state log="$WORK/$1.slurm/slurm-$2.log"
+    state=$(wait_job "$2")
+    check "$1: the job completes: $state" test "$state" = COMPLETED
+    check "$1: Slurm counts one restart" restarts_are "$2" 1 "$log"
+    check "$1: the second run resumed from the journal" \
+        grep -rqs 'layer 1/4 replayed from the journal' "$WORK/$1.slurm/ranks/run-1"
+    check "$1: the resumed output is byte-identical to the uninterrupted 2-node run" \
+        diff <(digests "$WORK/$3-sequential-local/output") <(digests "$WORK/$1/output")
+}
+
+# (2) node2's ranks killed with SIGKILL mid-job, under srun: srun --kill-on-bad-exit ends node1's.
+# The launcher returns only once every rank of the step has ended, so a rank left waiting in a
+# collective would keep the first run from ever logging its requeue.
+spec=$(write_spec killed-srun sequential)
+id=$(mid_job "$spec" srun)
+pids=$(shardq_pids_on node2)
+check "killed-srun: node2 runs two ranks mid-job" test "$(echo "$pids" | wc -w)" -eq 2
+killed_at=$(date +%s)
+# shellcheck disable=SC2086  # one word per pid
+kill -KILL $pids
+check "killed-srun: the first run ended on every rank and requeued itself" wait_for_line \
+    "$WORK/killed-srun.slurm/slurm-$id.log" "job $id run 0: the ranks ended abnormally (launcher exit 137: .*): requeueing"
+echo "# killed-srun: run 0 had ended on every rank $(($(date +%s) - killed_at)) s after the kill"
+resumed_to_same_bytes killed-srun "$id" srun
+
 # (2b) node2 lost whole (a power cut: slurmd, job step, mpirun's daemon and ranks SIGKILLed), under
 # mpirun: the job ends on node1 and requeues itself, slurmctld declares node2 DOWN once it has not
 # answered for SlurmdTimeout (10 s here), and when node2 boots again the job resumes on both nodes.
 node_state() { # node
     slurm_cmd sinfo -h -N -n "$1" -o %t
 }
+node_is_down() { # node
+    [[ $(node_state "$1") == down* ]]
+}
 spec=$(write_spec crashed-mpirun sequential)
-id=$(SHARDQ_LAYER_DELAY_MS=1000 submit "$spec" mpirun)
-for _ in $(seq 1 300); do
-    "$SHARDQ" status "$spec" 2>/dev/null | grep -qE 'running +[1-9] layers done' && break
-    sleep 0.1
-done
+id=$(mid_job "$spec" mpirun)
 "$NETNS" crash "$CLUSTER" node2
-log="$WORK/crashed-mpirun.slurm/slurm-$id.log"
-ended=""
+check "crashed-mpirun: node1's ranks ended and the job requeued itself" wait_for_line \
+    "$WORK/crashed-mpirun.slurm/slurm-$id.log" "job $id run 0: the ranks ended abnormally (launcher exit [0-9]*: .*): requeueing"
 for _ in $(seq 1 600); do
-    grep -q "job $id run 0: the ranks ended abnormally (launcher exit [0-9]*: .*): requeueing" "$log" 2>/dev/null \
-        && ended=yes && break
+    node_is_down node2 && break
     sleep 0.2
 done
-check "crashed-mpirun: node1's ranks ended and the job requeued itself" test -n "$ended"
-for _ in $(seq 1 600); do
-    case $(node_state node2) in down*) break ;; esac
-    sleep 0.2
-done
-check "crashed-mpirun: slurmctld declared node2 down: $(node_state node2)" bash -c "[[ '$(node_state node2)' == down* ]]"
+check "crashed-mpirun: slurmctld declared node2 down: $(node_state node2)" node_is_down node2
 "$NETNS" boot "$CLUSTER" node2
-state=$(wait_job "$id")
-check "crashed-mpirun: after node2 boots, the job completes: $state" test "$state" = COMPLETED
-check "crashed-mpirun: Slurm counts one restart" restarts_are "$id" 1 "$log"
-check "crashed-mpirun: the second run resumed from the journal" \
-    grep -rqs 'layer 1/4 replayed from the journal' "$WORK/crashed-mpirun.slurm/ranks/run-1"
-check "crashed-mpirun: the resumed output is byte-identical to the uninterrupted 2-node run" \
-    diff <(digests "$WORK/mpirun-sequential-local/output") <(digests "$WORK/crashed-mpirun/output")
+resumed_to_same_bytes crashed-mpirun "$id" mpirun
 
 check "no shardq process outlives its job on either node" \
     test -z "$(shardq_pids_on node1)$(shardq_pids_on node2)"
