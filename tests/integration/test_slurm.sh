@@ -37,13 +37,8 @@ for _ in range(100):
     except OSError:
         pass')
 export SHARDQ_SLURM_PORT SHARDQ_SLURM_CPUS=2 SHARDQ_SLURM_GPUS=0
-"$SLURM_LOCAL" start >"$WORK/slurm_start.log" 2>&1
-started=$?
-check "a single-node Slurm starts (slurmctld + slurmd, node idle)" test $started -eq 0
-if [ $started -ne 0 ]; then
-    sed 's/^/# /' "$WORK/slurm_start.log"
-    exit 1
-fi
+check_or_end "a single-node Slurm starts (slurmctld + slurmd, node idle)" "$WORK/slurm_start.log" \
+    "$SLURM_LOCAL" start
 export SLURM_CONF="$SHARDQ_SLURM_DIR/slurm.conf"
 
 "$MAKE_MODEL" "$WORK/model" --layers 4 --hidden 64 --intermediate 128 --heads 4 --kv-heads 2 --vocab 512 --seed 3

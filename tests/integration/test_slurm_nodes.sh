@@ -47,13 +47,9 @@ trap cleanup EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 NET=198.18.22
-SHARDQ_NETNS_NET=$NET SHARDQ_NETNS_NODES=2 SHARDQ_SLURM_CPUS=2 SHARDQ_SLURMD_TIMEOUT=10 "$NETNS" start "$CLUSTER" >"$WORK/start.log" 2>&1
-started=$?
-check "two nodes in network namespaces start (one slurmctld, a slurmd per node, both idle)" test $started -eq 0
-if [ $started -ne 0 ]; then
-    sed 's/^/# /' "$WORK/start.log"
-    exit 1
-fi
+export SHARDQ_NETNS_NET=$NET SHARDQ_NETNS_NODES=2 SHARDQ_SLURM_CPUS=2 SHARDQ_SLURMD_TIMEOUT=10
+check_or_end "two nodes in network namespaces start (one slurmctld, a slurmd per node, both idle)" \
+    "$WORK/start.log" "$NETNS" start "$CLUSTER"
 export SLURM_CONF="$CLUSTER/slurm.conf"
 head_ns() { "$NETNS" exec "$CLUSTER" head "$@"; }
 slurm_cmd() { head_ns "$@"; } # the Slurm commands reach slurmctld from the head

@@ -16,6 +16,17 @@ check() { # description, then a command whose success is the test
     if "$@"; then echo "ok $n - $what"; else echo "not ok $n - $what"; fi
 }
 
+check_or_end() { # description log command...: runs the command (output to log) as a check; when
+    local what=$1 log=$2 rc # it fails, shows the log and ends the test, as nothing after can pass
+    shift 2
+    "$@" >"$log" 2>&1
+    rc=$?
+    check "$what" test $rc -eq 0
+    [ $rc -eq 0 ] && return 0
+    sed 's/^/# /' "$log"
+    exit 1
+}
+
 calibration_text() { # folder: prints the calibration text's path (WikiText-2 or a generated stand-in)
     local text="$ROOT/../shared/data/wikitext-2/valid.txt"
     if [ ! -f "$text" ]; then # as tests/python/shardq_testlib.py does
