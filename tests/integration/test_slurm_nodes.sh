@@ -31,11 +31,18 @@ done
 for tool in ip nsenter unshare; do
     command -v "$tool" >/dev/null || skip "$tool not installed (apt-get install iproute2 util-linux)"
 done
+# What slurm_netns.sh needs of the kernel and the container: a network namespace, a bridge and a
+# veth pair in it, and a UTS namespace entered from there.
 probe="shardq-probe-$$"
 if ! ip netns add "$probe" 2>/dev/null; then
     skip "network namespaces are not permitted here (ip netns add needs root with CAP_SYS_ADMIN and CAP_NET_ADMIN)"
 fi
+probe_ok=0
+ip -n "$probe" link add probe-br type bridge 2>/dev/null \
+    && ip -n "$probe" link add probe-a type veth peer name probe-b 2>/dev/null \
+    && nsenter --net="/run/netns/$probe" unshare --uts true 2>/dev/null && probe_ok=1
 ip netns del "$probe"
+[ $probe_ok -eq 1 ] || skip "bridges, veth pairs or UTS namespaces are not available in a network namespace here"
 
 WORK=$(mktemp -d)
 CLUSTER="$WORK/cluster"
