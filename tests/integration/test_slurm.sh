@@ -87,7 +87,7 @@ check "srun wrote one log per rank (%t)" \
 # which the job forwards to the ranks and answers with its own requeue; or `scontrol requeue`
 # (what preemption with PreemptMode=REQUEUE does), where Slurm requeues and SIGTERMs the job.
 interrupt() { # launcher usr1|requeue
-    local name="$2-$1" spec id log state
+    local name="$2-$1" spec id log state failed_before=$failures
     spec=$(write_spec "$name" 4)
     id=$(SHARDQ_LAYER_DELAY_MS=400 "$SUBMIT" "$spec" --tasks-per-node 2 --launcher "$1" 2>/dev/null)
     for _ in $(seq 1 300); do
@@ -113,6 +113,7 @@ interrupt() { # launcher usr1|requeue
         bash -c "grep -q 'job $id run 1: restarted after a requeue: resuming from the journal' '$log' \
                  && grep -rqs 'layer 1/4 replayed from the journal' '$WORK/$name.slurm/ranks/run-1'"
     check "$name: the resumed output is byte-identical to the uninterrupted run" same_output "$name"
+    [ "$failures" -eq "$failed_before" ] || say_job_log "$log"
 }
 interrupt mpirun usr1
 interrupt srun usr1

@@ -224,7 +224,7 @@ wait_for_line() { # file regex: waits until the file has a matching line; fails 
 # A resumed job: Slurm restarted it once, the second run replayed the journal, and the output is
 # byte-identical to the uninterrupted 2-node run of the same launcher.
 resumed_to_same_bytes() { # name job-id launcher
-    local state log="$WORK/$1.slurm/slurm-$2.log"
+    local state log="$WORK/$1.slurm/slurm-$2.log" failed_before=$failures
     state=$(wait_job "$2")
     check "$1: the job completes: $state" test "$state" = COMPLETED
     check "$1: Slurm counts one restart" restarts_are "$2" 1 "$log"
@@ -232,6 +232,7 @@ resumed_to_same_bytes() { # name job-id launcher
         grep -rqs 'layer 1/4 replayed from the journal' "$WORK/$1.slurm/ranks/run-1"
     check "$1: the resumed output is byte-identical to the uninterrupted 2-node run" \
         diff <(digests "$WORK/$3-sequential-local/output") <(digests "$WORK/$1/output")
+    [ "$failures" -eq "$failed_before" ] || say_job_log "$log"
 }
 
 # (2) node2's ranks killed with SIGKILL mid-job, under srun: srun --kill-on-bad-exit ends node1's.

@@ -8,12 +8,22 @@ SHARDQ="$ROOT/shardq"
 MAKE_MODEL="$ROOT/build/tools/make_tiny_model"
 SUBMIT="$ROOT/cluster/submit.sh"
 n=0
+failures=0
 
 check() { # description, then a command whose success is the test
     local what=$1
     shift
     n=$((n + 1))
-    if "$@"; then echo "ok $n - $what"; else echo "not ok $n - $what"; fi
+    if "$@"; then
+        echo "ok $n - $what"
+    else
+        echo "not ok $n - $what"
+        failures=$((failures + 1))
+    fi
+}
+
+say_job_log() { # job log: what each run of the job said (shardq_job.sh's lines, srun's errors)
+    grep -h '^\[shardq-slurm\|^srun: error' "$1" 2>/dev/null | sed 's/^/# /'
 }
 
 check_or_end() { # description log command...: runs the command (output to log) as a check; when
@@ -57,7 +67,7 @@ restarts_are() { # job id, count, job log: Slurm has restarted the job that many
     slurm_cmd scontrol -o show job "$1" | grep -q " Restarts=$2 " && return 0
     # For the one reading the failure: what Slurm says, and what each run of the job said.
     slurm_cmd scontrol -o show job "$1" | grep -o ' Restarts=[0-9]*\| ExitCode=[0-9:]*' | sed 's/^/#/'
-    grep -h '^\[shardq-slurm\|^srun: error' "$3" 2>/dev/null | sed 's/^/# /'
+    say_job_log "$3"
     return 1
 }
 
