@@ -9,7 +9,10 @@
  *       "L.NAME.A", "L.NAME.B", "L.NAME.dA", "L.NAME.dB".
  *   lora_tool nf4 IN.safetensors OUT.safetensors
  *       NF4-quantizes tensor "w" (F32) and writes packed, qabsmax, absmax2, offset,
- *       code8 and the dequantized "deq" (through the kernels). */
+ *       code8 and the dequantized "deq" (through the kernels).
+ *   lora_tool adamw IN.safetensors OUT.safetensors LR WEIGHT_DECAY MAX_GRAD_NORM WARMUP TOTAL cosine|constant
+ *       takes "p" [n] and "g" [steps, n] (F32); runs the adapter optimizer (lora/optimizer.h:
+ *       schedule, clipping, AdamW) for each row of g in turn and writes "p" and "lr" [steps]. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +23,7 @@
 #include "lora/adapter.h"
 #include "lora/base.h"
 #include "lora/nf4.h"
+#include "lora/optimizer.h"
 #include "lora/trainer.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
@@ -206,6 +210,61 @@ static sq_status run_nf4(const char *in, const char *out)
     return st;
 }
 
+static const sq_st_tensor *find_f32(const sq_st_file *f, const char *name)
+{
+    for (int i = 0; i < f->header.n_tensors; i++)
+        if (!strcmp(f->header.tensors[i].name, name) && f->header.tensors[i].dtype == SQ_DTYPE_F32)
+            return &f->header.tensors[i];
+    return NULL;
+}
+
+static sq_status run_adamw(char **argv)
+{
+    sq_st_file f;
+    SQ_TRY(sq_st_open(&f, argv[2]));
+    const sq_st_tensor *tp = find_f32(&f, "p"), *tg = find_f32(&f, "g");
+    if (!tp || !tg || tg->ndim != 2) {
+        sq_st_close(&f);
+        return sq_fail(SQ_ERR_FORMAT, "%s: needs F32 \"p\" [n] and \"g\" [steps, n]", argv[2]);
+    }
+    int steps = (int)tg->shape[0];
+    size_t n = (size_t)tg->shape[1];
+    sq_lora_optim_options opt = {.learning_rate = atof(argv[4]), .weight_decay = atof(argv[5]),
+                                 .max_grad_norm = atof(argv[6]), .warmup_steps = atoi(argv[7]),
+                                 .total_steps = atoi(argv[8]), .cosine = !strcmp(argv[9], "cosine")};
+    /* a one-module stand-in adapter whose flat vectors are p and g */
+    sq_lora_adapter a = {.n_params = n};
+    sq_lora_optimizer o = {0};
+    float *lr = malloc(sizeof(float) * (size_t)steps), *p = malloc(sizeof(float) * n);
+    sq_status st = lr && p ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "out of memory");
+    if (st == SQ_OK)
+        st = kn_alloc((void **)&a.params, n * sizeof(float));
+    if (st == SQ_OK)
+        st = kn_alloc((void **)&a.grads, n * sizeof(float));
+    if (st == SQ_OK)
+        st = kn_upload(a.params, sq_st_data(&f, tp), n * sizeof(float));
+    if (st == SQ_OK)
+        st = sq_lora_optimizer_init(&o, &a, &opt);
+    for (int t = 0; st == SQ_OK && t < steps; t++) {
+        st = kn_upload(a.grads, (const float *)sq_st_data(&f, tg) + (size_t)t * n, n * sizeof(float));
+        lr[t] = (float)sq_lora_learning_rate(&opt, t + 1);
+        if (st == SQ_OK)
+            st = sq_lora_optimizer_step(&o, &a, NULL);
+    }
+    if (st == SQ_OK)
+        st = kn_download(p, a.params, n * sizeof(float));
+    sq_st_entry e[] = {{.name = "p", .dtype = SQ_DTYPE_F32, .ndim = 1, .shape = {(int64_t)n}, .data = p},
+                       {.name = "lr", .dtype = SQ_DTYPE_F32, .ndim = 1, .shape = {steps}, .data = lr}};
+    if (st == SQ_OK)
+        st = sq_st_write(argv[3], e, 2, NULL);
+    sq_lora_optimizer_free(&o);
+    kn_free(a.params);
+    kn_free(a.grads);
+    free(lr), free(p);
+    sq_st_close(&f);
+    return st;
+}
+
 int main(int argc, char **argv)
 {
     if (kn_init(0) != SQ_OK) {
@@ -218,6 +277,8 @@ int main(int argc, char **argv)
         if (parse_grad_options(argc - 4, argv + 4, &o))
             return 2;
         st = run_grad(argv[2], argv[3], &o);
+    } else if (argc == 10 && !strcmp(argv[1], "adamw")) {
+        st = run_adamw(argv);
     } else if (argc == 4 && !strcmp(argv[1], "nf4")) {
         st = run_nf4(argv[2], argv[3]);
     } else {
