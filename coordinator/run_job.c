@@ -21,6 +21,7 @@
 #include "model/perplexity.h"
 #include "store/stage.h"
 #include "store/uri.h"
+#include "lora/qlora_step.h"
 #include "worker/calibrate.h"
 
 typedef struct {
@@ -211,12 +212,58 @@ done:
     return st;
 }
 
+/* qlora on every rank: train an adapter on the current model; rank 0 writes it to the step's output. */
+static sq_status run_qlora_step(job_state *js, int step)
+{
+    const sq_job_spec *spec = js->spec;
+    const sq_lora_options *lo = &spec->steps[step].lora;
+    sq_job_model source;
+    SQ_TRY(sq_job_model_open(&js->io, js->model_dir, &source));
+    char *train = NULL, *eval = NULL, *output = NULL, *output_dir = NULL;
+    json_t *result = json_object();
+    sq_status st = result ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "out of memory");
+    if (js->comm->rank == 0) {
+        if (st == SQ_OK)
+            st = sq_job_stage_data(&js->io, lo->train_data, &train);
+        if (st == SQ_OK && lo->eval_data)
+            st = sq_job_stage_data(&js->io, lo->eval_data, &eval);
+        if (st == SQ_OK)
+            st = step_output(js, step, &output);
+        if (st == SQ_OK)
+            st = sq_job_output_dir(&js->io, output, &output_dir);
+    }
+    SQ_TRY_GOTO(st, agree_with_rank0(js->comm, st, "staging the training data"), done);
+    sq_qlora_job job = {.spec = spec, .step = step, .comm = js->comm,
+                        .journal = js->comm->rank == 0 ? &js->journal : NULL, .cfg = &source.cfg,
+                        .ckpt = source.ckpt, .base_uri = js->model_dir, .model_dir = source.local_dir,
+                        .train_path = train, .eval_path = eval, .output_dir = output_dir, .result = result};
+    SQ_TRY_GOTO(st, sq_qlora_run(&job), done);
+    sq_status mine = SQ_OK;
+    if (js->comm->rank == 0) {
+        mine = sq_job_publish_output(&js->io, output_dir, output);
+        json_object_set_new(result, "output", json_string(output));
+        if (mine == SQ_OK)
+            mine = sq_journal_record_step(&js->journal, step, result);
+        if (mine == SQ_OK)
+            sq_log_info("step %d qlora: adapter written to %s", step, output);
+    }
+    st = agree_with_rank0(js->comm, mine, "writing the adapter");
+done:
+    json_decref(result);
+    free(train), free(eval), free(output), free(output_dir);
+    sq_job_model_close(&source);
+    return st;
+}
+
 /* Refuse, before any work, a job with a step this build cannot run. */
 static sq_status check_steps_runnable(const sq_job_spec *spec)
 {
     for (int step = 0; step < spec->n_steps; step++) {
         sq_step_kind kind = spec->steps[step].kind;
-        if (!sq_calibration_runs(kind) && kind != SQ_STEP_EVAL)
+        if (kind == SQ_STEP_EVAL && step > 0 && spec->steps[step - 1].kind == SQ_STEP_QLORA)
+            return sq_fail(SQ_ERR_UNSUPPORTED, "%s: steps[%d]: an eval step after qlora is not implemented yet "
+                           "(use shardq eval --adapter on the output)", spec->name, step);
+        if (!sq_calibration_runs(kind) && kind != SQ_STEP_EVAL && kind != SQ_STEP_QLORA)
             return sq_fail(SQ_ERR_UNSUPPORTED, "%s: steps[%d]: %s is not implemented yet", spec->name, step,
                            sq_step_kind_name(kind));
     }
@@ -241,7 +288,7 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
         SQ_TRY_GOTO(st, sq_fail(SQ_ERR_NOMEM, "out of memory"), done);
     for (int step = 0; step < spec->n_steps && st == SQ_OK; step++) {
         sq_step_kind kind = spec->steps[step].kind;
-        bool produces_model = kind != SQ_STEP_EVAL;
+        bool produces_model = kind != SQ_STEP_EVAL && kind != SQ_STEP_QLORA; /* an adapter is not a model */
         int done_flag = comm->rank == 0 && sq_journal_step_done(&js.journal, step);
         SQ_TRY_GOTO(st, sq_comm_bcast_host(&done_flag, sizeof done_flag, 0), done);
         if (done_flag) {
@@ -249,6 +296,8 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
                 sq_log_info("step %d %s: done in the journal, skipped", step, sq_step_kind_name(kind));
         } else if (sq_calibration_runs(kind)) {
             st = run_calibration_step(&js, step);
+        } else if (kind == SQ_STEP_QLORA) {
+            st = run_qlora_step(&js, step);
         } else { /* eval: check_steps_runnable let nothing else through */
             sq_status mine = comm->rank == 0 ? eval_on_rank0(&js, step) : SQ_OK;
             st = agree_with_rank0(comm, mine, "eval");

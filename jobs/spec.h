@@ -48,7 +48,10 @@
  *    base_quant "gptq" when an earlier step quantized the model else "nf4" (an
  *    explicit "nf4" after a quantizing step is an error), learning_rate 2e-4,
  *    steps 200, batch_size 4, grad_accum 4, seqlen data.seqlen, weight_decay 0,
- *    recompute true, train_data data.calibration.
+ *    recompute true, train_data data.calibration, lr_schedule "constant",
+ *    warmup_steps 0 (< steps), max_grad_norm 1.0 (0 = no clipping), format "text",
+ *    prompt_field "prompt", completion_field "completion" (jsonl only), eval_every 0
+ *    (needs eval_data), save_every 50, merge false.
  *  - eval: data required; seqlen defaults to data.seqlen; kv_cache_bits 0,2,3,4,8.
  *  - storage: endpoint an http(s):// URL, region a non-empty string, path_style a
  *    boolean, part_size_mb 5..5120 (S3 part limits), max_retries >= 0.
@@ -123,6 +126,16 @@ typedef struct {
     double weight_decay;
     bool recompute;     /* activation recomputation */
     char *train_data;   /* URI; defaults to data.calibration */
+    bool jsonl;         /* format "jsonl": one {"prompt", "completion"} object per line (default "text") */
+    char *prompt_field;     /* default "prompt" */
+    char *completion_field; /* default "completion" */
+    char *eval_data;    /* URI of held-out data (same format), NULL: none */
+    int eval_every;     /* steps between held-out evaluations (default 0: at the end only) */
+    int save_every;     /* steps between journal checkpoints (default 50) */
+    bool merge;         /* also write the merged model (dequantized base + s B A) */
+    bool cosine;        /* lr_schedule "cosine" (default "constant") */
+    int warmup_steps;   /* default 0 */
+    double max_grad_norm; /* global-norm clipping, 0 = off (default 1.0) */
 } sq_lora_options;
 
 /* eval: perplexity over non-overlapping windows. */
