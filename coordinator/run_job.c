@@ -21,6 +21,7 @@
 #include "model/perplexity.h"
 #include "store/stage.h"
 #include "store/uri.h"
+#include "lora/eval.h"
 #include "lora/qlora_step.h"
 #include "worker/calibrate.h"
 
@@ -30,6 +31,7 @@ typedef struct {
     sq_journal journal; /* rank 0 */
     sq_job_storage io;
     char *model_dir;    /* URI of the model the next step reads */
+    char *adapter_dir;  /* a qlora step's adapter (local), applied by the eval steps after it */
 } job_state;
 
 /* Where a model-producing step writes: output_uri for the last one, the job's
@@ -187,11 +189,20 @@ static sq_status eval_on_rank0(job_state *js, int step)
     const sq_model_config cfg = source.cfg;
     SQ_TRY_GOTO(st, sq_job_stage_data(&js->io, ev->data, &data), done);
     SQ_TRY_GOTO(st, sq_load_corpus(source.local_dir, data, ev->token_ids, cfg.vocab_size, &ids, &n), done);
-    SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, source.ckpt), done);
-    model_open = true;
+    if (!js->adapter_dir) {
+        SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, source.ckpt), done);
+        model_open = true;
+    }
     sq_perplexity_options opt = {.seqlen = ev->seqlen, .max_windows = ev->max_windows, .kv_cache_bits = ev->kv_cache_bits};
     sq_perplexity_result r;
-    SQ_TRY_GOTO(st, sq_perplexity(&model, ids, n, &opt, &r), done);
+    if (js->adapter_dir && ev->kv_cache_bits)
+        SQ_TRY_GOTO(st, sq_fail(SQ_ERR_UNSUPPORTED, "steps[%d].eval.kv_cache_bits: not supported with an adapter", step),
+                    done);
+    if (js->adapter_dir)
+        SQ_TRY_GOTO(st, sq_lora_eval_adapter(js->adapter_dir, &cfg, source.ckpt, ids, n, ev->seqlen, ev->max_windows, &r,
+                                             NULL), done);
+    else
+        SQ_TRY_GOTO(st, sq_perplexity(&model, ids, n, &opt, &r), done);
     sq_log_info("step %d eval: %s on %s: ppl %.4f (nll %.6f, %d windows of %d, %ld tokens)", step, js->model_dir,
                 ev->data, r.ppl, r.nll, r.windows, ev->seqlen, r.tokens);
     json_t *metrics = json_pack("{s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:i}", "model", js->model_dir, "data", ev->data,
@@ -260,9 +271,9 @@ static sq_status check_steps_runnable(const sq_job_spec *spec)
 {
     for (int step = 0; step < spec->n_steps; step++) {
         sq_step_kind kind = spec->steps[step].kind;
-        if (kind == SQ_STEP_EVAL && step > 0 && spec->steps[step - 1].kind == SQ_STEP_QLORA)
-            return sq_fail(SQ_ERR_UNSUPPORTED, "%s: steps[%d]: an eval step after qlora is not implemented yet "
-                           "(use shardq eval --adapter on the output)", spec->name, step);
+        if (kind == SQ_STEP_QLORA && sq_uri_is_s3(spec->output_uri) && step + 1 < spec->n_steps)
+            return sq_fail(SQ_ERR_UNSUPPORTED, "%s: steps[%d]: an eval step after qlora needs a local output_uri "
+                           "(run shardq eval --adapter on the pulled adapter)", spec->name, step + 1);
         if (!sq_calibration_runs(kind) && kind != SQ_STEP_EVAL && kind != SQ_STEP_QLORA)
             return sq_fail(SQ_ERR_UNSUPPORTED, "%s: steps[%d]: %s is not implemented yet", spec->name, step,
                            sq_step_kind_name(kind));
@@ -302,6 +313,16 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
             sq_status mine = comm->rank == 0 ? eval_on_rank0(&js, step) : SQ_OK;
             st = agree_with_rank0(comm, mine, "eval");
         }
+        if (st == SQ_OK && kind == SQ_STEP_QLORA) {
+            sq_uri u; /* local (check_steps_runnable): the path of a plain path or file:// URI */
+            st = sq_uri_parse(&u, spec->output_uri);
+            free(js.adapter_dir);
+            js.adapter_dir = st == SQ_OK ? strdup(u.path) : NULL;
+            if (st == SQ_OK)
+                sq_uri_free(&u);
+            if (st == SQ_OK && !js.adapter_dir)
+                st = sq_fail(SQ_ERR_NOMEM, "out of memory");
+        }
         if (st == SQ_OK && produces_model) {
             free(js.model_dir);
             st = step_output(&js, step, &js.model_dir);
@@ -315,6 +336,7 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
         sq_log_info("job %s: all %d steps done", spec->name, spec->n_steps);
 done:
     free(js.model_dir);
+    free(js.adapter_dir);
     if (comm->rank == 0)
         sq_journal_close(&js.journal);
     sq_job_storage_close(&js.io);

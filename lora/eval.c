@@ -3,7 +3,9 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "lora/peft_import.h"
 #include "lora/trainer.h"
 
 sq_status sq_lora_perplexity(sq_lora_base *b, sq_lora_adapter *a, const int32_t *ids, size_t n, int seqlen,
@@ -43,5 +45,27 @@ sq_status sq_lora_perplexity(sq_lora_base *b, sq_lora_adapter *a, const int32_t 
     }
     free(targets), free(weights), free(nll);
     sq_lora_trainer_free(&t);
+    return st;
+}
+
+sq_status sq_lora_eval_adapter(const char *adapter_dir, const sq_model_config *cfg, const sq_checkpoint *ckpt,
+                               const int32_t *ids, size_t n, int seqlen, int max_windows, sq_perplexity_result *r,
+                               float *token_nll)
+{
+    sq_lora_adapter adapter = {0};
+    sq_lora_base base = {0};
+    char *base_quant = NULL;
+    SQ_TRY(sq_peft_import(adapter_dir, cfg, &adapter, &base_quant));
+    /* a GPTQ base is read as stored (dequantized from its codes), as training read it */
+    sq_lora_base_kind kind = !strcmp(base_quant, "nf4") ? SQ_LORA_BASE_NF4 : SQ_LORA_BASE_AS_STORED;
+    sq_status st = strcmp(base_quant, "nf4") && strcmp(base_quant, "gptq") && strcmp(base_quant, "none")
+                       ? sq_fail(SQ_ERR_FORMAT, "%s: manifest base_quant \"%s\" is not nf4, gptq or none", adapter_dir,
+                                 base_quant)
+                       : sq_lora_base_open(&base, cfg, ckpt, kind);
+    if (st == SQ_OK)
+        st = sq_lora_perplexity(&base, &adapter, ids, n, seqlen, max_windows, r, token_nll);
+    sq_lora_base_close(&base);
+    sq_lora_adapter_free(&adapter);
+    free(base_quant);
     return st;
 }

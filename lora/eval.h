@@ -17,4 +17,10 @@
 sq_status sq_lora_perplexity(sq_lora_base *b, sq_lora_adapter *a, const int32_t *ids, size_t n, int seqlen,
                              int max_windows, sq_perplexity_result *r, float *token_nll);
 
+/* The same for the PEFT adapter at adapter_dir (lora/peft_import.h) over the model of ckpt; an
+ * adapter trained on an NF4 base gets the base quantized to NF4 as training saw it. */
+sq_status sq_lora_eval_adapter(const char *adapter_dir, const sq_model_config *cfg, const sq_checkpoint *ckpt,
+                               const int32_t *ids, size_t n, int seqlen, int max_windows, sq_perplexity_result *r,
+                               float *token_nll);
+
 #endif

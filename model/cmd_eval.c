@@ -16,7 +16,6 @@
 #include "core/log.h"
 #include "kernels/kernels.h"
 #include "lora/eval.h"
-#include "lora/peft_import.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/corpus.h"
@@ -156,29 +155,13 @@ static sq_status write_token_nll(const char *path, const float *nll, long n)
 static sq_status eval_with_adapter(const eval_args *a, const sq_model_config *cfg, const sq_checkpoint *ckpt,
                                    const int32_t *ids, size_t n_ids, sq_perplexity_result *result)
 {
-    sq_lora_adapter adapter = {0};
-    sq_lora_base base = {0};
-    sq_lora_base_kind kind;
-    char *base_quant = NULL;
     float *token_nll = NULL;
-    sq_status st;
-    SQ_TRY_GOTO(st, sq_peft_import(a->adapter_dir, cfg, &adapter, &base_quant), done);
-    if (!strcmp(base_quant, "gptq"))
-        free(base_quant), base_quant = strdup("none"); /* a GPTQ checkpoint is read as stored */
-    SQ_TRY_GOTO(st, base_quant ? sq_lora_base_kind_parse(base_quant, &kind) : sq_fail(SQ_ERR_NOMEM, "out of memory"),
-                done);
-    SQ_TRY_GOTO(st, sq_lora_base_open(&base, cfg, ckpt, kind), done);
-    size_t windows = n_ids / (size_t)a->ppl.seqlen;
-    if (a->token_nll_path && !(token_nll = malloc(sizeof(float) * (windows * a->ppl.seqlen + 1))))
-        SQ_TRY_GOTO(st, sq_fail(SQ_ERR_NOMEM, "out of memory"), done);
-    SQ_TRY_GOTO(st, sq_lora_perplexity(&base, &adapter, ids, n_ids, a->ppl.seqlen, a->ppl.max_windows, result,
-                                       token_nll), done);
-    if (a->token_nll_path)
+    if (a->token_nll_path && !(token_nll = malloc(sizeof(float) * (n_ids + 1))))
+        return sq_fail(SQ_ERR_NOMEM, "out of memory");
+    sq_status st = sq_lora_eval_adapter(a->adapter_dir, cfg, ckpt, ids, n_ids, a->ppl.seqlen, a->ppl.max_windows,
+                                        result, token_nll);
+    if (st == SQ_OK && a->token_nll_path)
         st = write_token_nll(a->token_nll_path, token_nll, result->tokens);
-done:
-    sq_lora_base_close(&base);
-    sq_lora_adapter_free(&adapter);
-    free(base_quant);
     free(token_nll);
     return st;
 }

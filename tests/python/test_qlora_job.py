@@ -115,14 +115,25 @@ def test_peft_loads_the_adapter_with_the_same_logits(work, reference_run):
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
-def test_merged_model_scores_as_base_plus_adapter(work):
+def test_merge_eval_step_and_push(work):
+    """merge: true, an eval step after qlora and a push of the adapter, in one job."""
     tmp, model = work
-    mpirun(1, ["run", spec(tmp, model, "merge", steps=2, merge=True, eval_every=1)])
+    job = spec(tmp, model, "merge", steps=2, merge=True, eval_every=1)
+    text = json.loads(job.read_text())
+    text["steps"].append({"eval": {"data": str(tmp / "eval.txt"), "seqlen": 24}})
+    text["push"] = {"store": str(tmp / "store"), "name": "tiny-lora"}
+    mpirun(1, ["run", write_spec(job, text)])
     out = tmp / "merge" / "out"
     assert (out / "merged" / "config.json").exists() and (out / "merged" / "manifest.json").exists()
     score = lambda *args: float(run([SHARDQ, "eval", "--data", tmp / "eval.txt", "--seqlen", "24", *args])
                                 .stdout.split("nll ")[1].split()[0])
-    assert abs(score("--model", out / "merged") - score("--model", model, "--adapter", out)) < 1e-4
+    with_adapter = score("--model", model, "--adapter", out)
+    assert abs(score("--model", out / "merged") - with_adapter) < 1e-4
+    journal = json.loads((tmp / "merge" / "state" / "journal.json").read_text())
+    assert abs(journal["steps"][1]["result"]["nll"] - with_adapter) < 1e-6
+    run([SHARDQ, "pull", tmp / "store" / "tiny-lora" / "1", tmp / "pulled"])
+    for name in ("adapter_model.safetensors", "merged/model.safetensors"):
+        assert (tmp / "pulled" / name).read_bytes() == (out / name).read_bytes()
 
 
 def test_jsonl_prompt_completion_trains(work):
@@ -167,8 +178,8 @@ def test_stories260k_learns_unseen_text(tmp_path):
     (tmp_path / "held_out.txt").write_text(wiki[45000:])
     job = write_spec(tmp_path / "job.json", {
         "model": str(model), "data": {"calibration": str(tmp_path / "train.txt"), "seqlen": 128},
-        "steps": [{"qlora": {"r": 8, "alpha": 16, "steps": 30, "batch_size": 4, "grad_accum": 1,
-                             "learning_rate": 0.003, "save_every": 30}}],
+        "steps": [{"qlora": {"r": 8, "alpha": 16, "steps": 16, "batch_size": 4, "grad_accum": 1,
+                             "learning_rate": 0.005, "save_every": 16}}],
         "state_uri": str(tmp_path / "state"), "output_uri": str(tmp_path / "out"), "seed": 0})
     mpirun(2, ["run", job])
     ppl = lambda *extra: float(run([SHARDQ, "eval", "--model", model, "--data", tmp_path / "held_out.txt",
