@@ -1,8 +1,9 @@
 """The qlora job step end to end (shardq run under mpirun, CPU backend):
 
 - -np 1, 2, 3 give byte-identical adapters (micro-batch gradients summed in a fixed order);
-- a rank killed with SIGKILL right after a journal checkpoint, then the same command
-  again, ends with the adapter of an uninterrupted run, byte for byte;
+- a rank killed with SIGKILL right after a journal checkpoint, or the job stopped by
+  SIGUSR1 between steps (exit 75), then the same command again, ends with the adapter
+  of an uninterrupted run, byte for byte;
 - peft.PeftModel.from_pretrained loads the adapter as written onto a transformers
   LlamaForCausalLM whose linears are the NF4-dequantized base (nf4_reference.py, NumPy),
   and its per-token NLL (from its logits) equals `shardq eval --adapter`'s to 1e-4;
@@ -12,6 +13,10 @@
 - the real stories260K model, trained on WikiText-2 (text it has not seen), lowers that
   text's held-out perplexity."""
 import json
+import os
+import signal
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -19,7 +24,7 @@ import torch
 
 import lora_reference as ref
 from nf4_reference import dequantized
-from shardq_testlib import SHARDQ, SHARED_DATA, make_model, mpirun, read_checkpoint, run, write_spec
+from shardq_testlib import ROOT, SHARDQ, SHARED_DATA, make_model, mpirun, read_checkpoint, run, write_spec
 
 TINY = ["--layers", "2", "--hidden", "64", "--intermediate", "128", "--heads", "4", "--kv-heads", "2",
         "--vocab", "300", "--dtype", "f32", "--seed", "2"]
@@ -76,6 +81,28 @@ def test_kill_and_resume_gives_the_same_adapter(work, reference_run):
     resumed = mpirun(2, ["run", job])
     assert "resuming after train step 4" in resumed.stderr + resumed.stdout
     assert adapter_bytes(tmp, "killed") == reference_run
+
+
+def test_sigusr1_stops_between_steps_and_resumes(work, reference_run):
+    tmp, model = work
+    job = spec(tmp, model, "signalled")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1", SHARDQ_LAYER_DELAY_MS="400")
+    proc = subprocess.Popen(["mpirun", "-np", "2", "--bind-to", "none", str(SHARDQ), "run", str(job)], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    journal = tmp / "signalled" / "state" / "journal.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait for the first checkpoint (train step 2), then ask to stop
+        if journal.exists() and "checkpoint" in json.loads(journal.read_text())["steps"][0]:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR1)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 75, out
+    assert "run the same command to resume" in out
+    assert 2 <= json.loads(journal.read_text())["steps"][0]["checkpoint"]["train_step"] < 6
+    mpirun(2, ["run", job])
+    assert adapter_bytes(tmp, "signalled") == reference_run
 
 
 def test_training_lowers_held_out_loss_and_reports_progress(work, reference_run):

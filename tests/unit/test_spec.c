@@ -36,7 +36,8 @@ static void test_every_example_validates(void **state)
 {
     (void)state;
     const char *names[] = {"demo_gptq.json", "gptq_llama2_7b_s3.json", "rtn.json",
-                           "sparsegpt_2of4_then_gptq.json", "qlora_nf4.json", "eval_only.json"};
+                           "sparsegpt_2of4_then_gptq.json", "qlora_nf4.json", "qlora_jsonl.json",
+                           "eval_only.json"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         sq_job_spec spec = load_example(names[i]);
         assert_true(spec.n_steps > 0);
@@ -186,6 +187,18 @@ static const bad_spec bad_specs[] = {
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"dropout\": 1}}]}", "steps[0].qlora.dropout: must be a number in [0, 1)"},
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"recompute\": \"yes\"}}]}",
      "steps[0].qlora.recompute: must be true or false"},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"steps\": 10, \"warmup_steps\": 10}}]}",
+     "steps[0].qlora.warmup_steps: must be less than steps (10)"},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"lr_schedule\": \"linear\"}}]}",
+     "steps[0].qlora.lr_schedule: must be one of \"constant\", \"cosine\""},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"prompt_field\": \"q\"}}]}",
+     "steps[0].qlora.prompt_field: applies only with \"format\": \"jsonl\""},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"eval_every\": 5}}]}",
+     "steps[0].qlora.eval_every: needs \"eval_data\""},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"max_grad_norm\": -1}}]}",
+     "steps[0].qlora.max_grad_norm: must be a non-negative number"},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"format\": \"csv\"}}]}",
+     "steps[0].qlora.format: must be one of \"text\", \"jsonl\""},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"seqlen\": 128}}]}", "steps[0].eval.data: required"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\", \"kv_cache_bits\": 16}}]}",
      "steps[0].eval.kv_cache_bits: must be one of 0 (off),2,3,4,8"},
