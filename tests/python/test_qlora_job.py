@@ -163,6 +163,26 @@ def test_merge_eval_step_and_push(work):
         assert (tmp / "pulled" / name).read_bytes() == (out / name).read_bytes()
 
 
+def test_gptq_base_from_an_earlier_step(work):
+    """gptq then qlora in one job: the adapter trains on the GPTQ checkpoint (dequantized as stored)."""
+    tmp, model = work
+    job = spec(tmp, model, "gptq", steps=2, eval_every=2)
+    text = json.loads(job.read_text())
+    text["data"]["nsamples"] = 8
+    text["steps"].insert(0, {"gptq": {"bits": 4, "group_size": 32}})
+    mpirun(2, ["run", write_spec(job, text)])
+    out = tmp / "gptq" / "out"
+    config = json.loads((out / "adapter_config.json").read_text())
+    base = config["base_model_name_or_path"]
+    assert json.loads((out / "manifest.json").read_text())["quantization"] == {"base_quant": "gptq"}
+    assert "quantization_config" in json.loads((tmp / "gptq" / "state" / "step0" / "model" / "config.json").read_text())
+    assert base == str(tmp / "gptq" / "state" / "step0" / "model")
+    held_out = json.loads((tmp / "gptq" / "state" / "journal.json").read_text())["steps"][1]["result"]["eval"][-1]
+    nll = float(run([SHARDQ, "eval", "--model", base, "--adapter", out, "--data", tmp / "eval.txt", "--seqlen", "24"])
+                .stdout.split("nll ")[1].split()[0])
+    assert abs(nll - held_out["loss"]) < 1e-5
+
+
 def test_jsonl_prompt_completion_trains(work):
     tmp, model = work
     lines = [{"prompt": f"the cat {w}", "completion": f" sat on a {w} mat"} for w in ["red", "big", "far"] * 4]
