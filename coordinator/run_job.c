@@ -7,13 +7,14 @@
 
 #include <jansson.h>
 
+#include "coordinator/adapter_merge.h"
 #include "coordinator/assemble.h"
 #include "coordinator/calibration_windows.h"
 #include "coordinator/job_storage.h"
-#include "coordinator/journal.h"
-#include "coordinator/plan.h"
 #include "core/fileio.h"
 #include "core/log.h"
+#include "jobs/journal.h"
+#include "jobs/plan.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/corpus.h"
@@ -252,7 +253,10 @@ static sq_status run_qlora_step(job_state *js, int step)
     SQ_TRY_GOTO(st, sq_qlora_run(&job), done);
     sq_status mine = SQ_OK;
     if (js->comm->rank == 0) {
-        mine = sq_job_publish_output(&js->io, output_dir, output);
+        if (lo->merge)
+            mine = sq_adapter_merge_write(output_dir, &source.cfg, source.ckpt);
+        if (mine == SQ_OK)
+            mine = sq_job_publish_output(&js->io, output_dir, output);
         json_object_set_new(result, "output", json_string(output));
         if (mine == SQ_OK)
             mine = sq_journal_record_step(&js->journal, step, result);

@@ -7,7 +7,7 @@
 
 #include "kernels/kernels.h"
 #include "model/device_tensor.h"
-#include "quant/gptq_checkpoint.h"
+#include "model/gptq_reader.h"
 
 sq_status sq_lora_base_kind_parse(const char *name, sq_lora_base_kind *kind)
 {

@@ -8,7 +8,7 @@
 
 #include "core/fileio.h"
 #include "core/rng.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 sq_status sq_lora_data_from_tokens(sq_lora_data *d, const int32_t *ids, size_t n, int seqlen, uint64_t seed,
                                    const char *origin)

@@ -8,7 +8,7 @@
 #include "core/fileio.h"
 #include "core/safetensors.h"
 #include "kernels/kernels.h"
-#include "model/manifest.h"
+#include "store/manifest.h"
 
 /* A float parameter as the decimal a user wrote (0.05, not 0.05000000074505806). */
 static double shortest(float x)
@@ -69,23 +69,14 @@ static sq_status write_weights(const sq_lora_adapter *a, const char *dir)
 }
 
 sq_status sq_peft_export(const sq_lora_adapter *a, char *const *target_names, int n_targets, const char *base_model,
-                         const char *base_quant, json_t *metrics, char *const *extra_files, int n_extra,
-                         const char *dir)
+                         const char *base_quant, json_t *metrics, const char *dir)
 {
     SQ_TRY(sq_make_dirs(dir));
     SQ_TRY(write_config(a, target_names, n_targets, base_model, dir));
     SQ_TRY(write_weights(a, dir));
-    char **files = calloc((size_t)n_extra + 2, sizeof *files);
-    if (!files)
-        return sq_fail(SQ_ERR_NOMEM, "out of memory");
-    files[0] = "adapter_config.json";
-    files[1] = "adapter_model.safetensors";
-    for (int i = 0; i < n_extra; i++)
-        files[2 + i] = extra_files[i];
+    char *files[] = {"adapter_config.json", "adapter_model.safetensors"};
     json_t *manifest = NULL;
-    sq_status described = sq_manifest_describe(dir, files, n_extra + 2, &manifest);
-    free(files);
-    SQ_TRY(described);
+    SQ_TRY(sq_manifest_describe(dir, files, 2, &manifest));
     json_t *meta = json_pack("{s:s, s:s, s:{s:s}, s:O}", "method", "qlora", "source_model", base_model,
                              "quantization", "base_quant", base_quant, "metrics", metrics);
     sq_status st = meta ? sq_manifest_set_meta(manifest, meta, dir) : sq_fail(SQ_ERR_NOMEM, "out of memory");

@@ -7,8 +7,7 @@
  *   adapter_model.safetensors   base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight [r, in],
  *                               ...lora_B.weight [out, r] (F32), "mlp." for gate/up/down
  *   manifest.json          shardq-manifest/1, method "qlora", source_model = the base,
- *                          quantization {"base_quant": ...}, metrics = the training metrics;
- *                          it also lists `extra_files` already written under dir (the merged model) */
+ *                          quantization {"base_quant": ...}, metrics = the training metrics */
 #ifndef SQ_LORA_PEFT_EXPORT_H
 #define SQ_LORA_PEFT_EXPORT_H
 
@@ -18,7 +17,6 @@
 #include "lora/adapter.h"
 
 sq_status sq_peft_export(const sq_lora_adapter *a, char *const *target_names, int n_targets, const char *base_model,
-                         const char *base_quant, json_t *metrics, char *const *extra_files, int n_extra,
-                         const char *dir);
+                         const char *base_quant, json_t *metrics, const char *dir);
 
 #endif

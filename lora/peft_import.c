@@ -12,7 +12,7 @@
 #include "core/fileio.h"
 #include "core/safetensors.h"
 #include "kernels/kernels.h"
-#include "model/manifest.h"
+#include "store/manifest.h"
 
 static sq_status read_config(const char *dir, const sq_model_config *cfg, sq_lora_adapter *a)
 {

@@ -13,13 +13,11 @@
 #include "lora/adapter.h"
 #include "lora/base.h"
 #include "lora/data.h"
-#include "lora/merge.h"
 #include "lora/optimizer.h"
 #include "lora/peft_export.h"
 #include "lora/train_state.h"
 #include "lora/trainer.h"
 #include "model/corpus.h"
-#include "model/manifest.h"
 #include "worker/fault.h"
 #include "worker/signals.h"
 
@@ -341,32 +339,6 @@ static sq_status train(qlora_state *s, double *last_loss, json_t *evals)
     return SQ_OK;
 }
 
-/* "merged/<file>" for every file of the merged model, its manifest included. */
-static sq_status merged_files(const char *dir, char ***files, int *n)
-{
-    json_t *manifest = NULL;
-    SQ_TRY(sq_manifest_load(dir, &manifest));
-    json_t *listed = json_object_get(manifest, "files");
-    *files = calloc(json_object_size(listed) + 1, sizeof **files);
-    sq_status st = *files ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "out of memory");
-    const char *name;
-    json_t *entry;
-    json_object_foreach(listed, name, entry) {
-        char *path = NULL;
-        if (st == SQ_OK && asprintf(&path, "merged/%s", name) < 0)
-            st = sq_fail(SQ_ERR_NOMEM, "out of memory");
-        else if (st == SQ_OK)
-            (*files)[(*n)++] = path;
-    }
-    char *path = NULL;
-    if (st == SQ_OK && asprintf(&path, "merged/%s", SQ_MANIFEST_FILE) < 0)
-        st = sq_fail(SQ_ERR_NOMEM, "out of memory");
-    else if (st == SQ_OK)
-        (*files)[(*n)++] = path;
-    json_decref(manifest);
-    return st;
-}
-
 static sq_status write_output(qlora_state *s, double last_loss, json_t *evals)
 {
     const sq_qlora_job *job = s->job;
@@ -376,19 +348,8 @@ static sq_status write_output(qlora_state *s, double last_loss, json_t *evals)
                                 isfinite(last_loss) ? json_real(last_loss) : json_null(), "eval", evals);
     if (!metrics)
         return sq_fail(SQ_ERR_NOMEM, "out of memory");
-    char merged[4096];
-    char **extra = NULL;
-    int n_extra = 0;
-    snprintf(merged, sizeof merged, "%s/merged", job->output_dir);
-    sq_status st = o->merge ? sq_lora_merge(&s->base, &s->adapter, job->ckpt, merged) : SQ_OK;
-    if (st == SQ_OK && o->merge) /* the adapter's manifest lists the merged model's files too */
-        st = merged_files(merged, &extra, &n_extra);
-    if (st == SQ_OK)
-        st = sq_peft_export(&s->adapter, o->target_modules, o->n_target_modules, job->base_uri, o->base_quant,
-                            metrics, extra, n_extra, job->output_dir);
-    for (int i = 0; i < n_extra; i++)
-        free(extra[i]);
-    free(extra);
+    sq_status st = sq_peft_export(&s->adapter, o->target_modules, o->n_target_modules, job->base_uri, o->base_quant,
+                                  metrics, job->output_dir);
     json_object_update(job->result, metrics);
     json_decref(metrics);
     return st;

@@ -20,7 +20,7 @@
 
 #include <jansson.h>
 
-#include "coordinator/journal.h"
+#include "jobs/journal.h"
 #include "core/status.h"
 #include "jobs/spec.h"
 #include "model/checkpoint.h"
