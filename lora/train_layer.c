@@ -106,7 +106,7 @@ static uint64_t module_seed(uint64_t seed, sq_linear_id id) { return seed ^ ((ui
 
 /* y = W x (+ bias) + s B A drop(x); u := A drop(x). */
 static sq_status lora_linear_forward(const sq_layer_weights *w, const sq_lora_adapter *a, int layer, sq_linear_id id,
-                                     float *y, const float *x, int rows, float *u, float *dropped, uint64_t seed)
+                                     float *y, const float *x, int rows, float *u, sq_lora_work *work, uint64_t seed)
 {
     const sq_linear *lin = &w->linear[id];
     SQ_TRY(kn_linear(y, x, lin->weight, lin->bias, rows, lin->in_features, lin->out_features));
@@ -115,9 +115,9 @@ static sq_status lora_linear_forward(const sq_layer_weights *w, const sq_lora_ad
         return SQ_OK;
     const float *A = a->params + m->a_offset, *B = a->params + m->b_offset;
     const float *xin = x;
-    if (a->dropout > 0) {
-        SQ_TRY(kn_dropout(dropped, x, (size_t)rows * m->in_features, a->dropout, module_seed(seed, id)));
-        xin = dropped;
+    if (work->dropout > 0) {
+        SQ_TRY(kn_dropout(work->dropped, x, (size_t)rows * m->in_features, work->dropout, module_seed(seed, id)));
+        xin = work->dropped;
     }
     SQ_TRY(kn_linear(u, xin, A, NULL, rows, m->in_features, a->r));                          /* u = drop(x) Aᵀ */
     return kn_gemm(false, true, rows, m->out_features, a->r, a->scale, u, a->r, B, a->r, 1.0f, y, /* y += s u Bᵀ */
@@ -143,14 +143,14 @@ static sq_status lora_linear_backward(const sq_layer_weights *w, const sq_lora_a
     SQ_TRY(kn_gemm(false, false, rows, r, out, a->scale, dy, out, B, r, 0.0f, work->du, r));
     /* u = drop(x) Aᵀ: dA += duᵀ drop(x) (the mask recomputed from the same seed) */
     const float *xin = x;
-    if (a->dropout > 0) {
-        SQ_TRY(kn_dropout(work->dropped, x, (size_t)rows * in, a->dropout, module_seed(seed, id)));
+    if (work->dropout > 0) {
+        SQ_TRY(kn_dropout(work->dropped, x, (size_t)rows * in, work->dropout, module_seed(seed, id)));
         xin = work->dropped;
     }
     SQ_TRY(kn_linear_backward(NULL, dA, work->du, xin, A, rows, in, r, false));
     /* and d drop(x) = du A, through the same mask back to x */
     SQ_TRY(kn_linear_backward(work->dropped, NULL, work->du, xin, A, rows, in, r, false));
-    SQ_TRY(kn_dropout(work->dropped, work->dropped, (size_t)rows * in, a->dropout, module_seed(seed, id)));
+    SQ_TRY(kn_dropout(work->dropped, work->dropped, (size_t)rows * in, work->dropout, module_seed(seed, id)));
     return kn_add_inplace(dx, work->dropped, (size_t)rows * in);
 }
 
@@ -167,24 +167,22 @@ sq_status sq_lora_layer_forward(const sq_layer_weights *w, const sq_lora_adapter
         SQ_TRY(kn_copy(t->x0, x_in, n_hidden * sizeof(float)));
     /* attention block */
     SQ_TRY(kn_rmsnorm(t->n1, t->x0, w->input_norm, rows, hidden, cfg->rms_norm_eps));
-    SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_Q, t->q, t->n1, rows, t->u[SQ_LINEAR_Q], work->dropped, seed));
-    SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_K, t->k, t->n1, rows, t->u[SQ_LINEAR_K], work->dropped, seed));
-    SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_V, t->v, t->n1, rows, t->u[SQ_LINEAR_V], work->dropped, seed));
+    SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_Q, t->q, t->n1, rows, t->u[SQ_LINEAR_Q], work, seed));
+    SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_K, t->k, t->n1, rows, t->u[SQ_LINEAR_K], work, seed));
+    SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_V, t->v, t->n1, rows, t->u[SQ_LINEAR_V], work, seed));
     SQ_TRY(kn_rope(t->q, work->inv_freq, batch, seq, heads, hd, 0));
     SQ_TRY(kn_rope(t->k, work->inv_freq, batch, seq, kv_heads, hd, 0));
     SQ_TRY(kn_attention(t->attn, t->q, t->k, t->v, batch, seq, heads, kv_heads, hd));
-    SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_O, t->x1, t->attn, rows, t->u[SQ_LINEAR_O], work->dropped,
-                               seed));
+    SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_O, t->x1, t->attn, rows, t->u[SQ_LINEAR_O], work, seed));
     SQ_TRY(kn_add_inplace(t->x1, t->x0, n_hidden));
     /* MLP block */
     SQ_TRY(kn_rmsnorm(t->n2, t->x1, w->post_attention_norm, rows, hidden, cfg->rms_norm_eps));
-    SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_GATE, t->gate, t->n2, rows, t->u[SQ_LINEAR_GATE],
-                               work->dropped, seed));
-    SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_UP, t->up, t->n2, rows, t->u[SQ_LINEAR_UP], work->dropped,
+    SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_GATE, t->gate, t->n2, rows, t->u[SQ_LINEAR_GATE], work,
                                seed));
+    SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_UP, t->up, t->n2, rows, t->u[SQ_LINEAR_UP], work, seed));
     SQ_TRY(kn_swiglu(t->act, t->gate, t->up, (size_t)rows * cfg->intermediate_size));
-    SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_DOWN, x_out, t->act, rows, t->u[SQ_LINEAR_DOWN],
-                               work->dropped, seed));
+    SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_DOWN, x_out, t->act, rows, t->u[SQ_LINEAR_DOWN], work,
+                               seed));
     return kn_add_inplace(x_out, t->x1, n_hidden);
 }
 

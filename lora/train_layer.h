@@ -40,6 +40,7 @@ typedef struct {
     float *du;       /* [rows, r] */
     float *dropped;  /* [rows, max(H, Q, I)]: drop(x), then the masked A-path gradient */
     float *inv_freq; /* [head_dim / 2] RoPE frequencies */
+    float dropout;   /* the dropout probability of this call: the adapter's when training, 0 when evaluating */
 } sq_lora_work;
 
 sq_status sq_lora_tape_alloc(sq_lora_tape *t, const sq_model_config *cfg, const sq_lora_adapter *a, int max_rows);

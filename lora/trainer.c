@@ -155,9 +155,7 @@ sq_status sq_lora_trainer_run(sq_lora_trainer *t, const int32_t *ids, const int3
     for (int r = 0; r < rows; r++)
         if (targets[r] >= cfg->vocab_size)
             return sq_fail(SQ_ERR_ARG, "lora trainer: target %d at row %d is outside the vocabulary", targets[r], r);
-    float dropout = t->adapter->dropout;
-    if (!backward)
-        t->adapter->dropout = 0.0f; /* evaluation: no dropout */
+    t->work.dropout = backward ? t->adapter->dropout : 0.0f; /* evaluation: no dropout */
     sq_status st;
     SQ_TRY_GOTO(st, kn_upload(t->ids, ids, (size_t)rows * sizeof(int32_t)), done);
     SQ_TRY_GOTO(st, kn_upload(t->targets, targets, (size_t)rows * sizeof(int32_t)), done);
@@ -182,6 +180,5 @@ sq_status sq_lora_trainer_run(sq_lora_trainer *t, const int32_t *ids, const int3
         st = layers_backward(t, batch, seq, seed);
     }
 done:
-    t->adapter->dropout = dropout;
     return st;
 }

@@ -217,13 +217,18 @@ def test_other_spec_refused_for_same_state(work, baseline):
     assert "belongs to another job spec" in proc.stderr + proc.stdout
 
 
-def test_unimplemented_step_refused_before_any_work(work):
-    # qlora is validated but not run yet: the job must say so at once, not after the gptq step.
-    spec, output = spec_for(work, "with-qlora", steps=[{"gptq": {"bits": 4, "group_size": 32}}, {"qlora": {}}])
+def test_unrunnable_step_refused_before_any_work(work):
+    # An eval after qlora reads the adapter locally; with an s3:// output it cannot run
+    # yet: the job must say so at once, not after the gptq and qlora steps.
+    spec, output = spec_for(work, "with-qlora", steps=[{"gptq": {"bits": 4, "group_size": 32}}, {"qlora": {}},
+                                                       {"eval": {"data": str(work["calib"])}}])
+    text = json.loads(spec.read_text())
+    text["output_uri"] = "s3://bucket/adapter"
+    write_spec(spec, text)
     proc = mpirun(1, ["run", spec], check=False)
     assert proc.returncode != 0
-    assert "steps[1]: qlora is not implemented yet" in proc.stderr + proc.stdout
-    assert not (work["tmp"] / "with-qlora" / "state").exists() and not output.exists()
+    assert "steps[2]: an eval step after qlora needs a local output_uri" in proc.stderr + proc.stdout
+    assert not (work["tmp"] / "with-qlora" / "state").exists()
 
 
 def test_perplexity_order_fp_gptq_rtn(work):
