@@ -32,13 +32,12 @@ static void linear_dims(const sq_model_config *cfg, sq_linear_id id, int *in, in
     *out = outs[id];
 }
 
-sq_status sq_lora_adapter_create(sq_lora_adapter *a, const sq_model_config *cfg, int r, float alpha, float dropout,
-                                 char *const *names, int n_targets)
+sq_status sq_lora_adapter_check(const sq_model_config *cfg, int r, char *const *names, int n_targets,
+                                unsigned *targets)
 {
-    memset(a, 0, sizeof *a);
-    if (r <= 0 || !(alpha > 0) || !(dropout >= 0 && dropout < 1))
-        return sq_fail(SQ_ERR_ARG, "lora: r %d must be positive, alpha %g positive, dropout %g in [0, 1)", r, alpha,
-                       dropout);
+    *targets = 0;
+    if (r <= 0)
+        return sq_fail(SQ_ERR_ARG, "lora: r %d must be positive", r);
     for (int i = 0; i < n_targets; i++) {
         int id = sq_lora_target_id(names[i]);
         if (id < 0)
@@ -48,10 +47,18 @@ sq_status sq_lora_adapter_create(sq_lora_adapter *a, const sq_model_config *cfg,
         linear_dims(cfg, (sq_linear_id)id, &in, &out);
         if (r > in || r > out)
             return sq_fail(SQ_ERR_ARG, "lora: r %d is larger than %s's dimensions [%d, %d]", r, names[i], out, in);
-        a->targets |= 1u << id;
+        *targets |= 1u << id;
     }
-    if (!a->targets)
-        return sq_fail(SQ_ERR_ARG, "lora: no target modules");
+    return *targets ? SQ_OK : sq_fail(SQ_ERR_ARG, "lora: no target modules");
+}
+
+sq_status sq_lora_adapter_create(sq_lora_adapter *a, const sq_model_config *cfg, int r, float alpha, float dropout,
+                                 char *const *names, int n_targets)
+{
+    memset(a, 0, sizeof *a);
+    if (!(alpha > 0) || !(dropout >= 0 && dropout < 1))
+        return sq_fail(SQ_ERR_ARG, "lora: alpha %g must be positive and dropout %g in [0, 1)", alpha, dropout);
+    SQ_TRY(sq_lora_adapter_check(cfg, r, names, n_targets, &a->targets));
     a->r = r;
     a->alpha = alpha;
     a->dropout = dropout;

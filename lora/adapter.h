@@ -45,6 +45,11 @@ int sq_lora_target_id(const char *name);
 /* "q_proj" etc. for an id. */
 const char *sq_lora_target_name(sq_linear_id id);
 
+/* The refusals of sq_lora_adapter_create alone, without allocating: an unknown target name, an r
+ * larger than a targeted linear's smaller dimension. */
+sq_status sq_lora_adapter_check(const sq_model_config *cfg, int r, char *const *target_names, int n_targets,
+                                unsigned *targets);
+
 /* Shape the adapter for `cfg` and allocate it (params and grads zero). Refuses (SQ_ERR_ARG)
  * an unknown target name and an r larger than a targeted linear's smaller dimension. */
 sq_status sq_lora_adapter_create(sq_lora_adapter *a, const sq_model_config *cfg, int r, float alpha, float dropout,

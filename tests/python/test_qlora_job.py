@@ -197,13 +197,16 @@ def test_jsonl_prompt_completion_trains(work):
     assert (tmp / "jsonl" / "out" / "adapter_model.safetensors").exists()
 
 
-@pytest.mark.parametrize("case,lora,data,message", [
-    ("bigr", {"r": 40, "target_modules": ["k_proj"]}, None, "r 40 is larger than k_proj"),
-    ("gptqbase", {"base_quant": "gptq"}, None, "needs a GPTQ checkpoint"),
-    ("empty", {}, "", "less than one training window"),
-    ("badline", {"format": "jsonl"}, '{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n', ":2: needs string"),
+@pytest.mark.parametrize("case,lora,data,message,journal", [
+    # checked against the model before the journal exists
+    ("bigr", {"r": 40, "target_modules": ["k_proj"]}, None, "steps[0].qlora: lora: r 40 is larger than k_proj", False),
+    ("gptqbase", {"base_quant": "gptq"}, None, "steps[0].qlora.base_quant: \"gptq\" needs a GPTQ checkpoint", False),
+    # found when the data is read: before any training checkpoint or output
+    ("empty", {}, "", "less than one training window", True),
+    ("badline", {"format": "jsonl"}, '{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n', ":2: needs string",
+     True),
 ])
-def test_bad_input_is_refused_before_any_state(work, case, lora, data, message):
+def test_bad_input_is_refused_before_any_state(work, case, lora, data, message, journal):
     tmp, model = work
     job = spec(tmp, model, case, **lora)
     if data is not None:
@@ -215,6 +218,7 @@ def test_bad_input_is_refused_before_any_state(work, case, lora, data, message):
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert not (tmp / case / "out").exists()
     assert not (tmp / case / "state" / "step0").exists()  # no training checkpoint
+    assert (tmp / case / "state").exists() == journal
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "stories260K").exists(), reason="needs ../shared/data/stories260K")
