@@ -106,10 +106,15 @@ static sq_status calibration_samples(job_state *js, int32_t **samples)
     return sq_comm_bcast_host(*samples, count * sizeof **samples, 0);
 }
 
+/* Host memory rank 0 may spend on packed layers kept from calibration for the assembly
+ * (a 7B model at 4 bits needs about 3.5 GB; a larger one reads the rest from its artifacts). */
+#define PACKED_LAYERS_BUDGET ((size_t)16 << 30)
+
 static sq_status run_calibration_step(job_state *js, int step)
 {
     const sq_job_spec *spec = js->spec;
     sq_job_model source;
+    sq_packed_layers packed = {0};
     sq_status st;
     SQ_TRY(sq_job_model_open(&js->io, js->model_dir, &source));
     const sq_model_config cfg = source.cfg;
@@ -122,6 +127,8 @@ static sq_status run_calibration_step(job_state *js, int step)
     }
     sq_plan_request rq = sq_job_plan_request(spec, js->comm->world_size, cfg.num_layers);
     st = sq_plan_build(plan, &rq);
+    if (st == SQ_OK && js->comm->rank == 0)
+        st = sq_packed_layers_init(&packed, cfg.num_layers, PACKED_LAYERS_BUDGET);
     if (st == SQ_OK) {
         sq_calibration job = {.spec = spec,
                               .step = step,
@@ -130,7 +137,8 @@ static sq_status run_calibration_step(job_state *js, int step)
                               .journal = js->comm->rank == 0 ? &js->journal : NULL,
                               .cfg = &cfg,
                               .ckpt = ckpt,
-                              .samples = js->samples};
+                              .samples = js->samples,
+                              .packed = js->comm->rank == 0 ? &packed : NULL};
         st = sq_calibrate(&job);
     }
     free(plan);
@@ -144,7 +152,8 @@ static sq_status run_calibration_step(job_state *js, int step)
             if (mine == SQ_OK)
                 mine = sq_job_output_dir(&js->io, output, &output_dir);
             if (mine == SQ_OK)
-                mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], &cfg, ckpt, output_dir, result);
+                mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], &cfg, ckpt, output_dir, &packed,
+                                              result);
             if (mine == SQ_OK)
                 mine = sq_job_publish_output(&js->io, output_dir, output);
             if (mine == SQ_OK) {
@@ -160,6 +169,7 @@ static sq_status run_calibration_step(job_state *js, int step)
         st = agree_with_rank0(js->comm, mine, "writing the output checkpoint");
     }
 done:
+    sq_packed_layers_free(&packed);
     sq_job_model_close(&source);
     return st;
 }
@@ -316,6 +326,8 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
         st = sq_job_scratch(&js.io, &scratch);
     if (comm->rank == 0 && st == SQ_OK)
         st = sq_journal_open(&js.journal, spec, js.io.store, scratch);
+    if (comm->rank == 0 && st == SQ_OK)
+        sq_job_abort_unfinished_uploads(&js.io, spec);
     SQ_TRY_GOTO(st, agree_with_rank0(comm, st, "opening the journal"), done);
     js.model_dir = strdup(spec->model_uri);
     if (!js.model_dir)

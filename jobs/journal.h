@@ -42,6 +42,7 @@ typedef struct {
     json_t *doc;
     sq_store *store; /* where state_uri lives (borrowed) */
     char *local_dir; /* the artifacts' local files: the state directory, or a scratch mirror of s3:// state */
+    json_t *written; /* artifact -> sha256 of the layers this process recorded (NULL before any) */
 } sq_journal;
 
 /* Open the journal of `spec` at its state_uri, creating it (and the directory) if absent.
@@ -88,7 +89,9 @@ sq_status sq_journal_publish_artifact(const sq_journal *journal, const char *art
 
 /* The local file of a recorded artifact whose bytes match `sha256` (downloaded first for s3://
  * unless this process already holds a matching copy). SQ_ERR_MISMATCH naming the artifact when
- * its bytes do not match; *local_path (optional; caller frees) is set only on success. */
+ * its bytes do not match; *local_path (optional; caller frees) is set only on success. An
+ * artifact this process recorded itself with that sha256 (hashed as it was written) is not
+ * hashed again. */
 sq_status sq_journal_fetch_artifact(const sq_journal *journal, const char *artifact, const char *sha256,
                                     char **local_path);
 

@@ -12,7 +12,8 @@
  *   "parallel": {"mode": "sequential" | "pipeline", "micro_batch": 4, "blocks": N},
  *   "seed": 0,
  *   "storage": {"endpoint": URL, "region": "us-east-1", "path_style": true,
- *               "part_size_mb": 8, "max_retries": 5},
+ *               "part_size_mb": 8, "max_retries": 5, "stall_timeout_s": 30,
+ *               "low_speed_bytes": 1024, "request_timeout_s": 300},
  *   "push": {"store": URI, "name": "llama-tiny-w4", "version": "1"}
  * }
  *
@@ -54,7 +55,8 @@
  *    (needs eval_data), save_every 50, merge false.
  *  - eval: data required; seqlen defaults to data.seqlen; kv_cache_bits 0,2,3,4,8.
  *  - storage: endpoint an http(s):// URL, region a non-empty string, path_style a
- *    boolean, part_size_mb 5..5120 (S3 part limits), max_retries >= 0.
+ *    boolean, part_size_mb 5..5120 (S3 part limits), max_retries 0..20,
+ *    stall_timeout_s and request_timeout_s 1..86400, low_speed_bytes >= 1.
  *  - push: store and name required, version defaults to "1"; needs a step that
  *    produces a model.
  *  - Step order: pruning (sparsegpt, wanda, magnitude) comes before quantization;

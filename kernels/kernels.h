@@ -95,7 +95,8 @@ sq_status kn_fake_quantize_rows(float *x, int rows, int dim, int bits);
 
 /* ---- calibration: Hessians and solves ---------------------------------- */
 
-/* H[cols,cols] = beta * H + alpha * Xᵀ X for X[rows, cols] (full symmetric result). */
+/* H[cols,cols] = beta * H + alpha * Xᵀ X for X[rows, cols] (full, exactly symmetric result).
+ * The CUDA backend computes it on the tensor cores from X rounded to fp16 (fp32 sums). */
 sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, float alpha, float beta);
 
 /* Exact sums of fp32 values whose result does not depend on the order of the
@@ -131,6 +132,9 @@ sq_status kn_unpermute_columns(float *B, const float *A, const int32_t *perm, in
 sq_status kn_spd_inverse(float *A, int n);
 /* A[n,n] symmetric positive definite := U, upper Cholesky factor (A = Uᵀ U), lower part zeroed. */
 sq_status kn_cholesky_upper(float *A, int n);
+/* A[n,n] symmetric positive definite := the upper Cholesky factor of A⁻¹ (GPTQ's Hinv):
+ * what kn_spd_inverse then kn_cholesky_upper give, up to rounding. SQ_ERR_NUMERIC if not PD. */
+sq_status kn_inverse_cholesky_upper(float *A, int n);
 
 /* ---- quantization grids and the GPTQ inner loop ------------------------- */
 

@@ -3,18 +3,10 @@
 # the config and a complete tensor table; on corrupt input it fails with a non-zero exit code and
 # a message naming the file at fault. Prints TAP.
 set -u
-ROOT="${SHARDQ_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
-SHARDQ="$ROOT/shardq"
-MAKE_MODEL="$ROOT/build/tools/make_tiny_model"
+# shellcheck source=tests/integration/testlib.sh
+. "$(dirname "$0")/testlib.sh"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-n=0
-check() { # description, then a command whose success is the test
-    local what=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then echo "ok $n - $what"; else echo "not ok $n - $what"; fi
-}
 
 "$MAKE_MODEL" "$WORK/single" --seed 1 --layers 3
 "$MAKE_MODEL" "$WORK/sharded" --seed 1 --layers 3 --shards 2 --arch qwen2 --tie --dtype fp16

@@ -72,6 +72,8 @@ static void test_demo_example_values(void **state)
     assert_string_equal(spec.storage.endpoint, "https://s3.cluster.internal:9000");
     assert_int_equal(spec.storage.path_style, 1);
     assert_int_equal(spec.storage.part_size_mb, 64);
+    assert_int_equal(spec.storage.stall_timeout_s, 60);
+    assert_int_equal(spec.storage.request_timeout_s, 600);
     assert_string_equal(spec.push.store, "s3://model-store/quantized");
     assert_string_equal(spec.push.version, "1");
     sq_job_spec_free(&spec);
@@ -238,7 +240,15 @@ static const bad_spec bad_specs[] = {
     {"{" MINIMAL ", \"storage\": {\"part_size_mb\": 4}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
      "storage.part_size_mb: must be an integer from 5 to 5120 (S3 multipart part sizes)"},
     {"{" MINIMAL ", \"storage\": {\"max_retries\": -1}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
-     "storage.max_retries: must be a non-negative integer"},
+     "storage.max_retries: must be an integer from 0 to 20"},
+    {"{" MINIMAL ", \"storage\": {\"max_retries\": 21}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
+     "storage.max_retries: must be at most 20"},
+    {"{" MINIMAL ", \"storage\": {\"stall_timeout_s\": 0}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
+     "storage.stall_timeout_s: must be an integer from 1 to 86400"},
+    {"{" MINIMAL ", \"storage\": {\"request_timeout_s\": \"60\"}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
+     "storage.request_timeout_s: must be an integer from 1 to 86400"},
+    {"{" MINIMAL ", \"storage\": {\"low_speed_bytes\": 0}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
+     "storage.low_speed_bytes: must be a positive integer"},
     {"{" MINIMAL ", \"storage\": {\"region\": 1}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
      "storage.region: must be a non-empty string"},
     {"{" MINIMAL ", \"storage\": {\"bucket\": \"b\"}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}", "storage.bucket: unknown key"},
@@ -357,6 +367,9 @@ static void test_defaults_are_filled(void **state)
     assert_int_equal(spec.storage.path_style, -1);
     assert_int_equal(spec.storage.part_size_mb, 0); /* unset: the store's default or SHARDQ_S3_* */
     assert_int_equal(spec.storage.max_retries, -1);
+    assert_int_equal(spec.storage.stall_timeout_s, 0);
+    assert_int_equal(spec.storage.low_speed_bytes, 0);
+    assert_int_equal(spec.storage.request_timeout_s, 0);
     assert_null(spec.push.store);
 
     const sq_sparse_options *s = &spec.steps[0].sparse;
