@@ -703,9 +703,6 @@ static sq_status check_step_options(const calib_state *cs)
         if (!quant)
             continue;
         SQ_TRY(sq_quant_options_check(quant, in, sq_linear_name(i)));
-        if (quant->group_size > 0 && in % quant->group_size != 0)
-            return sq_fail(SQ_ERR_SPEC, "steps[%d].%s.group_size: %d does not divide %s's %d inputs", job->step, kind,
-                           quant->group_size, sq_linear_name(i), in);
     }
     return SQ_OK;
 }

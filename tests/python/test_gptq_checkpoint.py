@@ -92,10 +92,10 @@ def source(tmp_path_factory):
     return d, tensors, config
 
 
-def run_write(src, out, *extra):
+def run_write(src, out, *extra, group=32):
     linears = ",".join(f"model.layers.0.{lin}" for lin in LINEARS)
     return subprocess.run([str(TOOL), "write", str(src), str(out), "--linears", linears, "--bits", "4",
-                           "--group-size", "32", "--sym", "0", *extra], capture_output=True, text=True)
+                           "--group-size", str(group), "--sym", "0", *extra], capture_output=True, text=True)
 
 
 def expected_linear(bits_array, bits=4, group=32):
@@ -103,10 +103,10 @@ def expected_linear(bits_array, bits=4, group=32):
     out_f, in_f = W.shape
     maxq = 2**bits - 1
     codes, scales, zeros = np.zeros_like(W), [], []
-    for g in range(in_f // group):
-        s, z = find_params(W[:, g * group:(g + 1) * group], maxq, False)
-        q, _ = quantize(W[:, g * group:(g + 1) * group], s[:, None], z[:, None], maxq)
-        codes[:, g * group:(g + 1) * group] = q
+    for c0 in range(0, in_f, group):  # the last group is shorter where group does not divide in_f
+        s, z = find_params(W[:, c0:c0 + group], maxq, False)
+        q, _ = quantize(W[:, c0:c0 + group], s[:, None], z[:, None], maxq)
+        codes[:, c0:c0 + group] = q
         scales.append(s)
         zeros.append(z)
     scales, zeros = np.stack(scales), np.stack(zeros).astype(np.int64)  # [groups, out]
@@ -205,6 +205,32 @@ def test_sharded_checkpoint(source, tmp_path):
     # Writing a single file over it removes the index that readers would otherwise follow.
     assert run_write(src, out).returncode == 0
     assert (out / "model.safetensors").exists() and not (out / "model.safetensors.index.json").exists()
+
+
+def test_ragged_last_group_checkpoint(source, tmp_path):
+    """group_size 48 over 64 and 128 inputs: scales/qzeros have ceil(in/48) rows (2 and 3), g_idx maps
+    every column, the last group is the short one; the reader dequantizes what the tensors say."""
+    src, tensors, _ = source
+    out = tmp_path / "ragged"
+    proc = run_write(src, out, group=48)
+    assert proc.returncode == 0, proc.stderr
+    got = read_safetensors(out / "model.safetensors")
+    for lin, (out_f, in_f) in LINEARS.items():
+        base = f"model.layers.0.{lin}"
+        qweight, qzeros, scales, g_idx = expected_linear(tensors[base + ".weight"][1], group=48)
+        assert scales.shape == (-(-in_f // 48), out_f)
+        for suffix, want in ((".qweight", qweight), (".qzeros", qzeros), (".scales", scales), (".g_idx", g_idx)):
+            np.testing.assert_array_equal(got[base + suffix][1], want, err_msg=base + suffix)
+    assert json.loads((out / "config.json").read_text())["quantization_config"]["group_size"] == 48
+    lin = "model.layers.0.mlp.down_proj"
+    subprocess.run([str(TOOL), "read", str(out), lin, str(tmp_path / "w.f32")], check=True, capture_output=True)
+    W = np.fromfile(tmp_path / "w.f32", np.float32).reshape(64, 128)
+    qweight, qzeros, scales, g_idx = (got[lin + s][1] for s in (".qweight", ".qzeros", ".scales", ".g_idx"))
+    q = np.stack([(qweight.view(np.uint32)[i * 4 // 32] >> np.uint32(4 * (i % 8))) & 15 for i in range(128)])
+    z = np.stack([(qzeros.view(np.uint32)[:, o // 8] >> np.uint32(4 * (o % 8))) & 15 for o in range(64)], 1) + 1
+    np.testing.assert_array_equal(g_idx[-33:], [1] + [2] * 32)
+    expect = (scales.astype(np.float32)[g_idx] * (q.astype(np.float32) - z[g_idx].astype(np.float32))).T
+    np.testing.assert_array_equal(W, expect)
 
 
 def test_unpackable_linear_is_refused(source, tmp_path):
