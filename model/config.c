@@ -1,9 +1,7 @@
 /* config.c: parse a Hugging Face config.json into sq_model_config, with the defaults
- * transformers applies for Llama, Mistral and Qwen2, and compute RoPE inverse frequencies
- * (plain, "linear" and Llama 3.1 "llama3" scaling as transformers' rope utilities do). */
+ * transformers applies for Llama, Mistral and Qwen2 (the RoPE settings: config_rope.c). */
 #include "model/config.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +9,7 @@
 #include <jansson.h>
 
 #include "core/fileio.h"
+#include "model/config_rope.h"
 
 static const struct {
     const char *architecture;
@@ -117,54 +116,6 @@ static sq_status parse_identity(sq_model_config *cfg, const char *origin, json_t
                    origin, arch ? arch : mtype);
 }
 
-static sq_status parse_rope_scaling(sq_model_config *cfg, const char *origin, json_t *root)
-{
-    cfg->rope_scaling = SQ_ROPE_SCALING_NONE;
-    cfg->rope_factor = 1.0f;
-    cfg->rope_low_freq_factor = 1.0f;
-    cfg->rope_high_freq_factor = 1.0f;
-    cfg->rope_original_max_position = cfg->max_position_embeddings;
-    json_t *rs = field(root, "rope_scaling");
-    if (!rs)
-        return SQ_OK;
-    if (!json_is_object(rs))
-        return sq_fail(SQ_ERR_FORMAT, "%s: field \"rope_scaling\" must be an object or null", origin);
-    json_t *type = field(rs, "rope_type");
-    if (!type)
-        type = field(rs, "type");
-    if (!json_is_string(type))
-        return sq_fail(SQ_ERR_FORMAT, "%s: field \"rope_scaling.rope_type\" must be a string", origin);
-    const char *name = json_string_value(type);
-    char where[160];
-    double factor, low, high;
-    if (!strcmp(name, "default"))
-        return SQ_OK;
-    snprintf(where, sizeof where, "%s: rope_scaling", origin);
-    if (!strcmp(name, "linear")) {
-        SQ_TRY(get_number(rs, where, "factor", true, 1.0, &factor));
-        cfg->rope_scaling = SQ_ROPE_SCALING_LINEAR;
-        cfg->rope_factor = (float)factor;
-        return SQ_OK;
-    }
-    if (!strcmp(name, "llama3")) {
-        SQ_TRY(get_number(rs, where, "factor", true, 1.0, &factor));
-        SQ_TRY(get_number(rs, where, "low_freq_factor", true, 1.0, &low));
-        SQ_TRY(get_number(rs, where, "high_freq_factor", true, 1.0, &high));
-        SQ_TRY(get_int(rs, where, "original_max_position_embeddings", true, 0, 1,
-                       &cfg->rope_original_max_position));
-        if (!(high > low))
-            return sq_fail(SQ_ERR_FORMAT, "%s: rope_scaling: high_freq_factor must exceed low_freq_factor",
-                           origin);
-        cfg->rope_scaling = SQ_ROPE_SCALING_LLAMA3;
-        cfg->rope_factor = (float)factor;
-        cfg->rope_low_freq_factor = (float)low;
-        cfg->rope_high_freq_factor = (float)high;
-        return SQ_OK;
-    }
-    return sq_fail(SQ_ERR_UNSUPPORTED, "%s: rope_scaling type \"%s\" is not supported (linear, llama3)", origin,
-                   name);
-}
-
 static sq_status parse_root(sq_model_config *cfg, const char *origin, json_t *root)
 {
     SQ_TRY(parse_identity(cfg, origin, root));
@@ -186,12 +137,10 @@ static sq_status parse_root(sq_model_config *cfg, const char *origin, json_t *ro
                        cfg->head_dim);
     SQ_TRY(get_int(root, origin, "max_position_embeddings", false, 2048, 1, &cfg->max_position_embeddings));
 
-    double eps, theta;
+    double eps = 0;
     SQ_TRY(get_number(root, origin, "rms_norm_eps", false, 1e-6, &eps));
-    SQ_TRY(get_number(root, origin, "rope_theta", false, 10000.0, &theta));
     cfg->rms_norm_eps = (float)eps;
-    cfg->rope_theta = (float)theta;
-    SQ_TRY(parse_rope_scaling(cfg, origin, root));
+    SQ_TRY(sq_model_config_parse_rope(cfg, origin, root));
 
     SQ_TRY(get_bool(root, origin, "tie_word_embeddings", false, &cfg->tie_word_embeddings));
     bool flag;
@@ -239,27 +188,4 @@ sq_status sq_model_config_load(sq_model_config *cfg, const char *path)
     sq_status st = sq_model_config_parse(cfg, path, text, len);
     free(text);
     return st;
-}
-
-void sq_model_rope_inv_freq(const sq_model_config *cfg, float *inv_freq)
-{
-    int half = cfg->head_dim / 2;
-    double factor = cfg->rope_factor > 0 ? cfg->rope_factor : 1.0;
-    for (int i = 0; i < half; i++) {
-        double f = 1.0 / pow((double)cfg->rope_theta, (2.0 * i) / cfg->head_dim);
-        if (cfg->rope_scaling == SQ_ROPE_SCALING_LINEAR) {
-            f /= factor;
-        } else if (cfg->rope_scaling == SQ_ROPE_SCALING_LLAMA3) {
-            double original = cfg->rope_original_max_position;
-            double low = cfg->rope_low_freq_factor, high = cfg->rope_high_freq_factor;
-            double wavelen = 2.0 * M_PI / f;
-            if (wavelen > original / low) {
-                f /= factor;
-            } else if (wavelen >= original / high) {
-                double smooth = (original / wavelen - low) / (high - low);
-                f = (1.0 - smooth) * f / factor + smooth * f;
-            }
-        }
-        inv_freq[i] = (float)f;
-    }
 }
