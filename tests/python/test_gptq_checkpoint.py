@@ -5,7 +5,7 @@ files) is written here by hand; build/tools/gptq_checkpoint_tool quantizes
 its layer-0 linears by round-to-nearest and writes the GPTQ checkpoint. We
 check every tensor's name, dtype, shape and bytes (packed with a NumPy
 packer in AutoGPTQ's scheme, the rest converted to fp16), config.json's
-quantization_config, the copied tokenizer files, manifest.json's sizes and
+quantization_config (and its RoPE settings kept in transformers 5's rope_parameters layout), the copied tokenizer files, manifest.json's sizes and
 sha256, sharding with an index, the dequantizing reader, and the refusal of
 a linear whose out_features is not a multiple of 32.
 """
@@ -85,7 +85,8 @@ def source(tmp_path_factory):
     config = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": HIDDEN,
               "intermediate_size": INTER, "num_hidden_layers": 1, "num_attention_heads": 4,
               "num_key_value_heads": 2, "vocab_size": VOCAB, "rms_norm_eps": 1e-6, "torch_dtype": "bfloat16",
-              "max_position_embeddings": 128, "tie_word_embeddings": False}
+              "max_position_embeddings": 128, "tie_word_embeddings": False,
+              "rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"}}  # transformers 5's layout
     (d / "config.json").write_text(json.dumps(config))
     (d / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": {}, "merges": []}}')
     (d / "tokenizer_config.json").write_text('{"bos_token": "<s>"}')
@@ -142,6 +143,9 @@ def test_single_file_checkpoint(source, tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["torch_dtype"] == "float16"
     assert cfg["hidden_size"] == HIDDEN and cfg["architectures"] == config["architectures"]
+    # The RoPE settings stay in the layout the input used (no top-level rope_theta added).
+    assert cfg["rope_parameters"] == config["rope_parameters"]
+    assert "rope_theta" not in cfg and "rope_scaling" not in cfg
     assert cfg["quantization_config"] == {"quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": False,
                                           "sym": False, "damp_percent": 0.01, "static_groups": False,
                                           "true_sequential": True, "checkpoint_format": "gptq"}
