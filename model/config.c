@@ -116,6 +116,31 @@ static sq_status parse_identity(sq_model_config *cfg, const char *origin, json_t
                    origin, arch ? arch : mtype);
 }
 
+/* The checkpoint's dtype: "torch_dtype" (transformers < 5) or "dtype" (transformers 5); both
+ * present, they must agree. Neither: float32, transformers' default. */
+static sq_status parse_dtype(sq_model_config *cfg, const char *origin, json_t *root)
+{
+    static const char *const keys[] = {"torch_dtype", "dtype"};
+    sq_dtype found[2];
+    cfg->torch_dtype = SQ_DTYPE_F32;
+    for (int k = 0; k < 2; k++) {
+        json_t *v = field(root, keys[k]);
+        found[k] = SQ_DTYPE_COUNT;
+        if (!v)
+            continue;
+        if (!json_is_string(v))
+            return sq_fail(SQ_ERR_FORMAT, "%s: field \"%s\" must be a string", origin, keys[k]);
+        if (sq_dtype_from_torch_name(json_string_value(v), &found[k]) != SQ_OK)
+            return sq_fail(SQ_ERR_FORMAT, "%s: field \"%s\": unknown dtype \"%s\"", origin, keys[k],
+                           json_string_value(v));
+        cfg->torch_dtype = found[k];
+    }
+    if (found[0] != SQ_DTYPE_COUNT && found[1] != SQ_DTYPE_COUNT && found[0] != found[1])
+        return sq_fail(SQ_ERR_FORMAT, "%s: fields \"torch_dtype\" (%s) and \"dtype\" (%s) disagree", origin,
+                       json_string_value(field(root, "torch_dtype")), json_string_value(field(root, "dtype")));
+    return SQ_OK;
+}
+
 static sq_status parse_root(sq_model_config *cfg, const char *origin, json_t *root)
 {
     SQ_TRY(parse_identity(cfg, origin, root));
@@ -152,17 +177,7 @@ static sq_status parse_root(sq_model_config *cfg, const char *origin, json_t *ro
     SQ_TRY(get_token_id(root, origin, "bos_token_id", &cfg->bos_token_id));
     SQ_TRY(get_token_id(root, origin, "eos_token_id", &cfg->eos_token_id));
 
-    json_t *dtype = field(root, "torch_dtype");
-    if (!dtype)
-        dtype = field(root, "dtype");
-    cfg->torch_dtype = SQ_DTYPE_F32;
-    if (dtype) {
-        if (!json_is_string(dtype))
-            return sq_fail(SQ_ERR_FORMAT, "%s: field \"torch_dtype\" must be a string", origin);
-        if (sq_dtype_from_torch_name(json_string_value(dtype), &cfg->torch_dtype) != SQ_OK)
-            return sq_fail(SQ_ERR_FORMAT, "%s: field \"torch_dtype\": unknown dtype \"%s\"", origin,
-                           json_string_value(dtype));
-    }
+    return parse_dtype(cfg, origin, root);
     return SQ_OK;
 }
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
 import struct
 import subprocess
 import sys
@@ -209,6 +210,21 @@ def test_sharded_checkpoint(source, tmp_path):
     # Writing a single file over it removes the index that readers would otherwise follow.
     assert run_write(src, out).returncode == 0
     assert (out / "model.safetensors").exists() and not (out / "model.safetensors.index.json").exists()
+
+
+def test_transformers5_dtype_key_kept(source, tmp_path):
+    """A transformers 5 config says "dtype" instead of "torch_dtype": it is read, and the output
+    says float16 under the same key (not a second, contradicting key)."""
+    src, _, config = source
+    t5 = tmp_path / "t5"
+    shutil.copytree(src, t5)
+    cfg = dict(config)
+    cfg["dtype"] = cfg.pop("torch_dtype")
+    (t5 / "config.json").write_text(json.dumps(cfg))
+    proc = run_write(t5, tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert written["dtype"] == "float16" and "torch_dtype" not in written
 
 
 def test_ragged_last_group_checkpoint(source, tmp_path):

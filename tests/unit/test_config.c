@@ -255,6 +255,9 @@ static void test_bad_configs(void **state)
                         "\"eos_token_id\"");
     expect_format_error("{\"architectures\":[\"LlamaForCausalLM\"]," BASE ",\"torch_dtype\":\"int4\"}",
                         "unknown dtype \"int4\"");
+    expect_format_error(LLAMA ",\"dtype\":\"int4\"}", "field \"dtype\": unknown dtype \"int4\"");
+    expect_format_error(LLAMA ",\"torch_dtype\":\"float16\",\"dtype\":\"bfloat16\"}",
+                        "fields \"torch_dtype\" (float16) and \"dtype\" (bfloat16) disagree");
     expect_format_error("{\"architectures\":[\"LlamaForCausalLM\"]," BASE ",\"rope_scaling\":{\"rope_type\":\"llama3\","
                         "\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0}}",
                         "missing required field \"rope_scaling.original_max_position_embeddings\"");
