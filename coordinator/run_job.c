@@ -79,11 +79,12 @@ static sq_status calibration_samples(job_state *js, const sq_job_model *source, 
             st = sq_load_corpus(source->local_dir, path, spec->calibration_token_ids, source->cfg.vocab_size, &ids,
                                 &n);
         if (st == SQ_OK)
-            st = sq_draw_calibration_windows(spec->calibration_uri, ids, n, spec->nsamples, spec->seqlen, spec->seed,
-                                             *samples);
+            st = sq_draw_calibration_windows(spec->calibration_uri, ids, n, spec->nsamples, spec->seqlen,
+                                             spec->sampling, spec->seed, *samples);
         if (st == SQ_OK)
-            sq_log_info("calibration: %d windows of %d tokens from %s (%zu tokens, seed %llu)", spec->nsamples,
-                        spec->seqlen, spec->calibration_uri, n, (unsigned long long)spec->seed);
+            sq_log_info("calibration: %d %s windows of %d tokens from %s (%zu tokens, seed %llu)", spec->nsamples,
+                        spec->sampling == SQ_SAMPLING_CONSECUTIVE ? "consecutive" : "random", spec->seqlen,
+                        spec->calibration_uri, n, (unsigned long long)spec->seed);
         free(ids);
         free(path);
     }

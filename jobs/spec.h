@@ -3,9 +3,12 @@
  * {
  *   "name": "tiny-gptq",                     optional, default: file name
  *   "model": "DIR | file://DIR | s3://bucket/prefix",
- *   "data": {"calibration": URI, "format": "text", "nsamples": 128, "seqlen": 2048},
+ *   "data": {"calibration": URI, "format": "text", "nsamples": 128, "seqlen": 2048,
+ *            "sampling": "random"},
  *       format "text" (default: tokenized with the model's tokenizer) or "token_ids"
  *       (whitespace-separated ids, already tokenized); eval steps take the same "format".
+ *       sampling "random" (default: seeded random windows) or "consecutive" (window i is
+ *       ids[i*seqlen, (i+1)*seqlen)); coordinator/calibration_windows.h has the exact rules.
  *   "steps": [ {"gptq": {...}}, {"eval": {...}} ],   each step: an object with one key
  *   "state_uri": URI,                        journal and per-layer artifacts
  *   "output_uri": URI,                       the final checkpoint
@@ -156,11 +159,18 @@ typedef struct {
     char *version;
 } sq_push_options;
 
+/* data.sampling: how the calibration windows are cut from the token stream. */
+typedef enum {
+    SQ_SAMPLING_RANDOM,     /* "random" (default): seeded random starts */
+    SQ_SAMPLING_CONSECUTIVE /* "consecutive": window i = ids[i*seqlen, (i+1)*seqlen) */
+} sq_window_sampling;
+
 typedef struct {
     char *name;
     char *model_uri;
     char *calibration_uri; /* data.calibration (required when a calibration step is present) */
     bool calibration_token_ids; /* data.format "token_ids" */
+    sq_window_sampling sampling; /* data.sampling, default random */
     int nsamples;          /* default 128 */
     int seqlen;            /* default 2048 */
     sq_step *steps;
