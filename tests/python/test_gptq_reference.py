@@ -4,7 +4,9 @@ The reference below is written from the GPTQ paper (Frantar et al. 2022,
 Algorithm 1: Cholesky of H^-1, lazy blocked updates) with the choices AutoGPTQ
 makes: dead inputs, damping by a fraction of mean(diag H), act-order by
 descending diag(H), per-group min/max grids taken when a group starts (from W
-as it was at the start of the block), static groups, and AutoGPTQ's g_idx. Our
+as it was at the start of the block), static groups, and AutoGPTQ's g_idx; a
+group size that does not divide the inputs leaves a shorter last group (the
+slices simply run short), checked with and without act-order and static groups. Our
 solve runs through build/tools/gptq_solve on the same W and H; the integer
 codes must agree except for rare rounding ties whose effect then propagates
 (the fraction is printed), and GPTQ's output error tr((W-Q) H (W-Q)^T) must

@@ -120,39 +120,37 @@ static void test_linear_scaling_old_key(void **state)
 #define LLAMA "{\"architectures\":[\"LlamaForCausalLM\"]," BASE
 #define LLAMA3_PARAMS "\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192"
 
-/* transformers 5 writes rope_parameters (and dtype for torch_dtype); SmolLM2-135M's settings. */
+/* The config parses, with this theta and rope type, each read from the field named ("": default). */
+static void expect_rope(sq_model_config *c, const char *json, float theta, sq_rope_scaling_type type,
+                        const char *theta_from, const char *type_from)
+{
+    sq_status st = parse(c, json);
+    if (st != SQ_OK)
+        fail_msg("%s: %s", json, sq_last_error());
+    assert_true(c->rope_theta == theta);
+    assert_int_equal(c->rope_scaling, type);
+    assert_string_equal(c->rope_theta_from, theta_from);
+    assert_string_equal(c->rope_type_from, type_from);
+}
+
+/* transformers 5 writes rope_parameters (and dtype for torch_dtype); SmolLM2-135M's settings first. */
 static void test_rope_parameters_layout(void **state)
 {
     (void)state;
     sq_model_config c;
-    assert_int_equal(parse(&c, LLAMA ",\"rope_parameters\":{\"rope_theta\":100000.0,\"rope_type\":\"default\"},"
-                                     "\"dtype\":\"bfloat16\"}"),
-                     SQ_OK);
-    assert_true(c.rope_theta == 100000.0f);
-    assert_int_equal(c.rope_scaling, SQ_ROPE_SCALING_NONE);
-    assert_string_equal(c.rope_theta_from, "rope_parameters.rope_theta");
-    assert_string_equal(c.rope_type_from, "rope_parameters.rope_type");
+    expect_rope(&c, LLAMA ",\"rope_parameters\":{\"rope_theta\":100000.0,\"rope_type\":\"default\"},"
+                      "\"dtype\":\"bfloat16\"}",
+                100000.0f, SQ_ROPE_SCALING_NONE, "rope_parameters.rope_theta", "rope_parameters.rope_type");
     assert_int_equal(c.torch_dtype, SQ_DTYPE_BF16);
-
-    assert_int_equal(parse(&c, LLAMA ",\"rope_parameters\":{\"rope_theta\":500000.0,\"rope_type\":\"llama3\","
-                                     LLAMA3_PARAMS "}}"),
-                     SQ_OK);
-    assert_true(c.rope_theta == 500000.0f);
-    assert_int_equal(c.rope_scaling, SQ_ROPE_SCALING_LLAMA3);
+    expect_rope(&c, LLAMA ",\"rope_parameters\":{\"rope_theta\":500000.0,\"rope_type\":\"llama3\"," LLAMA3_PARAMS "}}",
+                500000.0f, SQ_ROPE_SCALING_LLAMA3, "rope_parameters.rope_theta", "rope_parameters.rope_type");
     assert_true(c.rope_factor == 8.0f && c.rope_low_freq_factor == 1.0f && c.rope_high_freq_factor == 4.0f);
     assert_int_equal(c.rope_original_max_position, 8192);
-
-    assert_int_equal(parse(&c, LLAMA ",\"rope_parameters\":{\"rope_theta\":20000,\"rope_type\":\"linear\","
-                                     "\"factor\":4}}"),
-                     SQ_OK);
-    assert_int_equal(c.rope_scaling, SQ_ROPE_SCALING_LINEAR);
-    assert_true(c.rope_factor == 4.0f && c.rope_theta == 20000.0f);
-
-    /* Absent everywhere: transformers' default, and nothing claims a field. */
-    assert_int_equal(parse(&c, LLAMA "}"), SQ_OK);
-    assert_true(c.rope_theta == 10000.0f);
-    assert_string_equal(c.rope_theta_from, "");
-    assert_string_equal(c.rope_type_from, "");
+    expect_rope(&c, LLAMA ",\"rope_parameters\":{\"rope_theta\":20000,\"rope_type\":\"linear\",\"factor\":4}}",
+                20000.0f, SQ_ROPE_SCALING_LINEAR, "rope_parameters.rope_theta", "rope_parameters.rope_type");
+    assert_true(c.rope_factor == 4.0f);
+    /* Absent everywhere: transformers' default, and no field claimed. */
+    expect_rope(&c, LLAMA "}", 10000.0f, SQ_ROPE_SCALING_NONE, "", "");
 }
 
 /* Both layouts present: each setting is taken from wherever it is given, and equal values agree. */
@@ -160,20 +158,14 @@ static void test_rope_layouts_combined(void **state)
 {
     (void)state;
     sq_model_config c;
-    assert_int_equal(parse(&c, LLAMA ",\"rope_theta\":500000.0,\"rope_scaling\":{\"rope_type\":\"llama3\","
-                                     LLAMA3_PARAMS "},\"rope_parameters\":{\"rope_theta\":500000,"
-                                     "\"rope_type\":\"llama3\"," LLAMA3_PARAMS "}}"),
-                     SQ_OK);
-    assert_int_equal(c.rope_scaling, SQ_ROPE_SCALING_LLAMA3);
-    assert_true(c.rope_theta == 500000.0f);
+    expect_rope(&c, LLAMA ",\"rope_theta\":500000.0,\"rope_scaling\":{\"rope_type\":\"llama3\"," LLAMA3_PARAMS "},"
+                      "\"rope_parameters\":{\"rope_theta\":500000,\"rope_type\":\"llama3\"," LLAMA3_PARAMS "}}",
+                500000.0f, SQ_ROPE_SCALING_LLAMA3, "rope_parameters.rope_theta", "rope_parameters.rope_type");
     /* theta only in rope_parameters, the scaling only in rope_scaling: neither falls back to a default. */
-    assert_int_equal(parse(&c, LLAMA ",\"rope_scaling\":{\"type\":\"linear\",\"factor\":2},"
-                                     "\"rope_parameters\":{\"rope_theta\":100000.0}}"),
-                     SQ_OK);
-    assert_true(c.rope_theta == 100000.0f);
-    assert_int_equal(c.rope_scaling, SQ_ROPE_SCALING_LINEAR);
-    assert_string_equal(c.rope_type_from, "rope_scaling.type");
-    assert_string_equal(c.rope_theta_from, "rope_parameters.rope_theta");
+    expect_rope(&c, LLAMA ",\"rope_scaling\":{\"type\":\"linear\",\"factor\":2},"
+                      "\"rope_parameters\":{\"rope_theta\":100000.0}}",
+                100000.0f, SQ_ROPE_SCALING_LINEAR, "rope_parameters.rope_theta", "rope_scaling.type");
+    assert_true(c.rope_factor == 2.0f);
 }
 
 static void expect_disagreement(const char *json, const char *first, const char *second)
