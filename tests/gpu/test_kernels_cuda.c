@@ -668,10 +668,11 @@ typedef struct {
     int group, col0, ncols;
 } block_geometry;
 
-/* [64, 136) with groups of 32: not aligned to 16-row tiles or to groups, and the group
- * starting at column 128 reaches past the block's end. [136, 200) with groups of 48:
- * the block ends at n, in the ragged last group [192, 200). */
-static const block_geometry block_cases[] = {{32, 64, 72}, {48, 136, 64}};
+/* Each block starts a group, so every grid it uses is computed in it. [64, 136) with
+ * groups of 32: not aligned to 16-column tiles or to groups' ends, and the group
+ * starting at column 128 reaches past the block's end. [144, 200) with groups of 48:
+ * the block ends at n, inside the ragged last group [192, 200). */
+static const block_geometry block_cases[] = {{32, 64, 72}, {48, 144, 56}};
 #define N_BLOCK_CASES ((int)(sizeof block_cases / sizeof block_cases[0]))
 
 /* One block with identical inputs: the GPU kernel must reproduce the CPU exactly.
