@@ -8,6 +8,7 @@
 - GPTQ beats RTN on the same configuration."""
 import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -262,14 +263,16 @@ def test_perplexity_order_fp_gptq_rtn(work, sensitive):
 
 
 def test_ragged_last_group_end_to_end(work, sensitive):
-    """group_size 48 divides neither the 64 nor the 128 inputs: the job runs (act-order GPTQ and RTN),
-    scales/qzeros have ceil(in/48) rows, g_idx puts 48 columns in every group but the last, and the
-    checkpoints load for eval with the usual order fp <= gptq < rtn."""
+    """group_size 48 divides neither the 64 nor the 128 inputs: the jobs run (act-order GPTQ, RTN,
+    SparseGPT with 4 bits), scales/qzeros have ceil(in/48) rows, g_idx puts 48 columns in every
+    group but the last, and the checkpoints load for eval with the usual order fp <= gptq < rtn."""
     model, _, ppl = sensitive
     gptq_out = quantize_sensitive(work, sensitive, "ragged-gptq",
                                   {"gptq": {"bits": 4, "group_size": 48, "desc_act": True}})
     rtn_out = quantize_sensitive(work, sensitive, "ragged-rtn", {"rtn": {"bits": 4, "group_size": 48}})
-    for output in (gptq_out, rtn_out):
+    sparse_out = quantize_sensitive(work, sensitive, "ragged-sparsegpt",
+                                    {"sparsegpt": {"sparsity": 0.5, "bits": 4, "group_size": 48}})
+    for output in (gptq_out, rtn_out, sparse_out):
         tensors = read_checkpoint(output)
         for lin, in_f in (("self_attn.q_proj", 64), ("mlp.down_proj", 128)):
             name = f"model.layers.1.{lin}"
@@ -277,6 +280,7 @@ def test_ragged_last_group_end_to_end(work, sensitive):
             assert tensors[name + ".scales"].shape[0] == ngroups and tensors[name + ".qzeros"].shape[0] == ngroups
             counts = np.bincount(tensors[name + ".g_idx"], minlength=ngroups)
             assert list(counts) == [48] * (ngroups - 1) + [in_f - 48 * (ngroups - 1)], (output, lin)
+    assert math.isfinite(ppl(sparse_out, "ragged-sparsegpt"))
     fp, gptq, rtn = ppl(model, "fp"), ppl(gptq_out, "ragged-gptq"), ppl(rtn_out, "ragged-rtn")
     print(f"group_size 48 (ragged), perplexity on model-sampled text: fp {fp:.4f}  gptq {gptq:.4f}  rtn {rtn:.4f}")
     assert fp <= gptq < rtn, (fp, gptq, rtn)
