@@ -8,8 +8,9 @@
 #   make gpu-bench  build and run build/gpu/bench_kernels_cuda (timings of the main kernels)
 #
 # Sources are found by folder: every .c in the library folders goes into
-# build/libshardq.a; kernels/cpu or kernels/cuda is the backend; each
-# tests/unit/test_*.c becomes a test binary; each tests/tools/*.c a helper tool.
+# build/libshardq.a; cli/ (main.c and the subcommands) goes into ./shardq only;
+# kernels/cpu or kernels/cuda is the backend; each tests/unit/test_*.c becomes
+# a test binary; each tests/tools/*.c a helper tool.
 
 CC       := mpicc
 CFLAGS   ?= -O2 -g
@@ -22,8 +23,9 @@ ifeq ($(CUDA),0)
   NVCC :=
 endif
 
-LIB_DIRS := core model store quant lora worker coordinator jobs
+LIB_DIRS := core tokenizer model store quant lora worker coordinator jobs
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
+CLI_SRCS := $(wildcard cli/*.c)
 CPU_SRCS := $(wildcard kernels/cpu/*.c)
 
 ifneq ($(NVCC),)
@@ -43,6 +45,7 @@ else
 endif
 
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+CLI_OBJS   := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 LIB        := $(BUILD)/libshardq.a
 # Names the backend of the last link; switching backends (CUDA=0 and back) in one
 # build folder replaces it, so every program is relinked against the right one.
@@ -62,8 +65,8 @@ $(BACKEND_STAMP):
 	@mkdir -p $(BUILD)
 	rm -f $(BUILD)/backend.* && touch $@
 
-shardq: $(BUILD)/main.o $(LIB) $(BACKEND_OBJS) $(BACKEND_STAMP)
-	$(CC) $(CFLAGS) -o $@ $(BUILD)/main.o $(BACKEND_OBJS) $(LIB) $(LDLIBS)
+shardq: $(CLI_OBJS) $(LIB) $(BACKEND_OBJS) $(BACKEND_STAMP)
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJS) $(BACKEND_OBJS) $(LIB) $(LDLIBS)
 
 $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)

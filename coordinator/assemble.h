@@ -22,8 +22,8 @@
 
 #include <jansson.h>
 
-#include "coordinator/journal.h"
 #include "core/status.h"
+#include "jobs/journal.h"
 #include "jobs/spec.h"
 #include "model/checkpoint.h"
 #include "model/config.h"

@@ -15,8 +15,8 @@
 #ifndef SQ_COORDINATOR_JOB_STORAGE_H
 #define SQ_COORDINATOR_JOB_STORAGE_H
 
-#include "coordinator/journal.h"
 #include "core/status.h"
+#include "jobs/journal.h"
 #include "jobs/spec.h"
 #include "model/checkpoint.h"
 #include "model/config.h"

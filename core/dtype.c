@@ -17,6 +17,11 @@ static const struct {
 
 size_t sq_dtype_size(sq_dtype dtype) { return dtype < SQ_DTYPE_COUNT ? dtype_table[dtype].size : 0; }
 
+bool sq_dtype_is_float(sq_dtype dtype)
+{
+    return dtype == SQ_DTYPE_F32 || dtype == SQ_DTYPE_F16 || dtype == SQ_DTYPE_BF16 || dtype == SQ_DTYPE_F64;
+}
+
 const char *sq_dtype_name(sq_dtype dtype) { return dtype < SQ_DTYPE_COUNT ? dtype_table[dtype].name : "?"; }
 
 sq_status sq_dtype_from_name(const char *name, sq_dtype *out)

@@ -5,6 +5,7 @@
 #ifndef SQ_DTYPE_H
 #define SQ_DTYPE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,9 @@ typedef enum {
 
 /* Bytes per element. */
 size_t sq_dtype_size(sq_dtype dtype);
+
+/* F32, F16, BF16 or F64. */
+bool sq_dtype_is_float(sq_dtype dtype);
 
 /* The safetensors spelling: "F32", "F16", "BF16", "F64", "I8", "U8", "I16", "I32", "I64", "BOOL". */
 const char *sq_dtype_name(sq_dtype dtype);

@@ -69,6 +69,9 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "quant/prune.h"
+#include "quant/quant_result.h"
+#include "store/store.h"
 
 typedef enum {
     SQ_STEP_RTN,
@@ -81,34 +84,6 @@ typedef enum {
 } sq_step_kind;
 
 typedef enum { SQ_PARALLEL_SEQUENTIAL, SQ_PARALLEL_PIPELINE } sq_parallel_mode;
-
-/* rtn and gptq. Defaults: bits 4, group_size 128, sym true, desc_act false,
- * static_groups false, damp_percent 0.01, block_size 128, true_sequential true,
- * preserve_sparsity true when an earlier step of the job pruned, else false. */
-typedef struct {
-    int bits;          /* 2, 3, 4, 8 */
-    int group_size;    /* -1 (per channel) or a positive integer */
-    bool sym;
-    bool desc_act;     /* gptq only */
-    bool static_groups;/* gptq only */
-    double damp_percent;   /* gptq only, (0, 1) */
-    int block_size;        /* gptq only */
-    bool true_sequential;  /* gptq only */
-    bool preserve_sparsity;/* gptq only: keep the input's zeros (rtn keeps them anyway) */
-} sq_quant_options;
-
-/* sparsegpt, wanda, magnitude. sparsity in [0,1) for unstructured, or prune_n:prune_m
- * (e.g. 2:4, given as "pattern": "2:4"); sparsegpt may also quantize (bits > 0). */
-typedef struct {
-    double sparsity;
-    int prune_n; /* 0 when unstructured */
-    int prune_m;
-    int block_size;      /* sparsegpt: mask-selection block, default 128 */
-    double damp_percent; /* sparsegpt, default 0.01 */
-    int bits;            /* sparsegpt joint quantization, 0 = none */
-    int group_size;
-    bool sym;
-} sq_sparse_options;
 
 /* qlora. */
 typedef struct {
@@ -144,14 +119,6 @@ typedef struct {
     sq_lora_options lora;     /* qlora */
     sq_eval_options eval;     /* eval */
 } sq_step;
-
-typedef struct {
-    char *endpoint;  /* NULL: from AWS_ENDPOINT_URL or AWS default */
-    char *region;    /* NULL: from AWS_REGION or "us-east-1" */
-    int path_style;  /* -1 unset (auto), 0 virtual-host, 1 path-style */
-    int part_size_mb;/* multipart part size; 0 unset (SHARDQ_S3_PART_SIZE_MB, else 8) */
-    int max_retries; /* -1 unset (SHARDQ_S3_MAX_RETRIES, else 5) */
-} sq_storage_options;
 
 typedef struct {
     char *store;   /* URI of the model store; NULL: no push */

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
-#include "model/manifest.h"
+#include "store/manifest.h"
 
 static const char *const companion_files[SQ_COMPANION_FILES] = {
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "generation_config.json"};

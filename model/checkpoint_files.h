@@ -2,7 +2,7 @@
  * tensors, shared by the GPTQ writer (quant/gptq_checkpoint.h) and the dense
  * writer of pruning steps (coordinator/assemble_dense.c): config.json derived
  * from the source's, the source's tokenizer and generation files copied over,
- * and manifest.json (model/manifest.h) with every file's sha256 and size and
+ * and manifest.json (store/manifest.h) with every file's sha256 and size and
  * the config's quantization_config / sparsity_config as its summary. Every
  * file is written atomically. */
 #ifndef SQ_MODEL_CHECKPOINT_FILES_H

@@ -5,7 +5,7 @@
 
 #include "core/fileio.h"
 #include "model/token_ids.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 sq_status sq_load_corpus_tokens(const char *model_dir, const char *text_path, int32_t **ids, size_t *count)
 {

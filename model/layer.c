@@ -8,7 +8,7 @@
 
 #include "kernels/kernels.h"
 #include "model/device_tensor.h"
-#include "quant/gptq_checkpoint.h"
+#include "model/gptq_reader.h"
 
 static const char *const linear_names[SQ_LINEAR_COUNT] = {
     "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",

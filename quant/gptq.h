@@ -23,7 +23,6 @@
 #define SQ_QUANT_GPTQ_H
 
 #include "core/status.h"
-#include "jobs/spec.h"
 #include "quant/quant_result.h"
 
 /* W (device, [rows, cols]) is quantized in place (dequantized values on return);

@@ -1,19 +1,19 @@
 /* gptq_checkpoint.c: assembling a GPTQ checkpoint directory from the source
- * model and the packed linears, and reading packed linears back as fp32. */
-#include <inttypes.h>
+ * model and the packed linears (reading them back: model/gptq_reader.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "core/dtype.h"
 #include "core/fileio.h"
 #include "model/checkpoint_files.h"
+#include "model/gptq_reader.h"
 #include "quant/gptq_checkpoint.h"
 
 #define DEFAULT_MAX_SHARD_BYTES (4ull << 30)
 #define CONVERT_CHUNK (1u << 20)
-
 
 /* ---- planning ------------------------------------------------------------ */
 
@@ -24,11 +24,6 @@ typedef struct {
     uint64_t bytes;  /* bytes it takes in the output */
     int shard;
 } plan_item;
-
-static bool is_float_dtype(sq_dtype d)
-{
-    return d == SQ_DTYPE_F32 || d == SQ_DTYPE_F16 || d == SQ_DTYPE_BF16 || d == SQ_DTYPE_F64;
-}
 
 static int ngroups_for(const sq_quant_options *opt, int in)
 {
@@ -71,7 +66,7 @@ static sq_status make_plan(const sq_gptq_checkpoint_request *req, plan_item **it
             int out = (int)t->shape[0], in = (int)t->shape[1];
             it->bytes = packed_bytes(out, in, req->options->bits, ngroups_for(req->options, in));
         } else {
-            it->bytes = is_float_dtype(t->dtype) ? sq_st_numel(t) * 2 : t->nbytes;
+            it->bytes = sq_dtype_is_float(t->dtype) ? sq_st_numel(t) * 2 : t->nbytes;
         }
         if (in_shard > 0 && in_shard + it->bytes > limit) {
             shard++;
@@ -204,7 +199,7 @@ static sq_status write_shard(const sq_gptq_checkpoint_request *req, const plan_i
         if (bytes.owned)
             b.buffers[b.n_buffers++] = bytes.owned; /* kept until the shard is written */
         sq_dtype dtype = t->dtype;
-        if (is_float_dtype(t->dtype)) {
+        if (sq_dtype_is_float(t->dtype)) {
             SQ_TRY_GOTO(st, to_f16(t, data, &b, &data), done);
             dtype = SQ_DTYPE_F16;
         }
@@ -338,102 +333,5 @@ done:
         free(files[k]);
     free(files);
     free(items);
-    return st;
-}
-
-/* ---- reading -------------------------------------------------------------- */
-
-bool sq_checkpoint_is_gptq(const sq_checkpoint *ckpt)
-{
-    int n = sq_checkpoint_tensor_count(ckpt);
-    for (int i = 0; i < n; i++) {
-        const char *name = sq_checkpoint_tensor_at(ckpt, i)->name;
-        size_t len = strlen(name);
-        if (len >= 8 && strcmp(name + len - 8, ".qweight") == 0)
-            return true;
-    }
-    return false;
-}
-
-static const sq_st_tensor *find_part(const sq_checkpoint *ckpt, const char *linear, const char *suffix)
-{
-    char name[600];
-    snprintf(name, sizeof name, "%s%s", linear, suffix);
-    return sq_checkpoint_find(ckpt, name);
-}
-
-bool sq_gptq_has_linear(const sq_checkpoint *ckpt, const char *linear)
-{
-    return find_part(ckpt, linear, ".qweight") != NULL;
-}
-
-sq_status sq_gptq_linear_shape(const sq_checkpoint *ckpt, const char *linear, int *out_features, int *in_features,
-                               int *bits)
-{
-    const char *dir = sq_checkpoint_dir(ckpt);
-    const sq_st_tensor *qw = find_part(ckpt, linear, ".qweight"), *qz = find_part(ckpt, linear, ".qzeros");
-    const sq_st_tensor *sc = find_part(ckpt, linear, ".scales"), *gi = find_part(ckpt, linear, ".g_idx");
-    if (!qw || !qz || !sc || !gi)
-        return sq_fail(SQ_ERR_NOT_FOUND, "%s: GPTQ linear '%s' lacks %s", dir, linear,
-                       !qw ? "qweight" : !qz ? "qzeros" : !sc ? "scales" : "g_idx");
-    if (qw->dtype != SQ_DTYPE_I32 || qz->dtype != SQ_DTYPE_I32 || gi->dtype != SQ_DTYPE_I32 ||
-        !is_float_dtype(sc->dtype))
-        return sq_fail(SQ_ERR_FORMAT, "%s: '%s': qweight, qzeros and g_idx must be I32 and scales a float type",
-                       dir, linear);
-    if (qw->ndim != 2 || qz->ndim != 2 || sc->ndim != 2 || gi->ndim != 1)
-        return sq_fail(SQ_ERR_FORMAT, "%s: '%s': qweight, qzeros, scales must be matrices and g_idx a vector", dir,
-                       linear);
-    int64_t in = gi->shape[0], out = qw->shape[1], words = qw->shape[0];
-    if (in <= 0 || in > INT32_MAX || out <= 0 || out > INT32_MAX || (words * 32) % in != 0)
-        return sq_fail(SQ_ERR_FORMAT, "%s: '%s.qweight' has %" PRId64 " rows for %" PRId64 " inputs", dir, linear,
-                       words, in);
-    int64_t b = words * 32 / in;
-    SQ_TRY(sq_gptq_check_shape(linear, (int)out, (int)in, (int)(b <= 8 ? b : 0)));
-    int64_t ngroups = sc->shape[0];
-    if (sc->shape[1] != out || qz->shape[0] != ngroups || qz->shape[1] != out * b / 32 || ngroups <= 0)
-        return sq_fail(SQ_ERR_FORMAT,
-                       "%s: '%s': scales [%" PRId64 ", %" PRId64 "] and qzeros [%" PRId64 ", %" PRId64
-                       "] do not fit %" PRId64 " outputs at %" PRId64 " bits",
-                       dir, linear, sc->shape[0], sc->shape[1], qz->shape[0], qz->shape[1], out, b);
-    *out_features = (int)out;
-    *in_features = (int)in;
-    *bits = (int)b;
-    return SQ_OK;
-}
-
-sq_status sq_gptq_read_linear_f32(const sq_checkpoint *ckpt, const char *linear, float *W, size_t count)
-{
-    int out, in, bits;
-    SQ_TRY(sq_gptq_linear_shape(ckpt, linear, &out, &in, &bits));
-    if (count != (size_t)out * in)
-        return sq_fail(SQ_ERR_MISMATCH, "%s: '%s' is [%d, %d], caller expected %zu values", sq_checkpoint_dir(ckpt),
-                       linear, out, in, count);
-    static const char *const parts[] = {".qweight", ".qzeros", ".g_idx", ".scales"};
-    const sq_st_tensor *t[4];
-    void *copy[4] = {0};
-    sq_status st = SQ_OK;
-    for (int k = 0; k < 4; k++) {
-        char name[600];
-        snprintf(name, sizeof name, "%s%s", linear, parts[k]);
-        sq_tensor_bytes raw;
-        SQ_TRY_GOTO(st, sq_checkpoint_tensor_bytes(ckpt, name, &raw), done);
-        t[k] = raw.tensor;
-        /* Aligned copies: tensor offsets in a file need not be multiples of 4. */
-        size_t bytes = k < 3 ? t[k]->nbytes : sq_st_numel(t[k]) * sizeof(float);
-        copy[k] = malloc(bytes ? bytes : 1);
-        if (!copy[k])
-            st = sq_fail(SQ_ERR_NOMEM, "cannot read '%s'", name);
-        else if (k < 3)
-            memcpy(copy[k], raw.data, bytes);
-        else
-            st = sq_convert_to_f32(copy[k], raw.data, t[k]->dtype, sq_st_numel(t[k]));
-        sq_tensor_bytes_release(&raw);
-        if (st != SQ_OK)
-            goto done;
-    }
-    st = sq_gptq_dequantize(linear, copy[0], copy[1], copy[3], copy[2], out, in, bits, (int)t[3]->shape[0], W);
-done:
-    for (int k = 0; k < 4; k++)
-        free(copy[k]);
     return st;
 }

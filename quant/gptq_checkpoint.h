@@ -16,14 +16,9 @@
  *     (plus the request's extra_config entries, e.g. a sparsity_config);
  *   - tokenizer.json, tokenizer_config.json, special_tokens_map.json,
  *     tokenizer.model and generation_config.json are copied when present;
- *   - `manifest.json` (model/manifest.h) is written last, covering every other
+ *   - `manifest.json` (store/manifest.h) is written last, covering every other
  *     file written and the request's extra_files (see model/checkpoint_files.h).
- * Every file is written atomically.
- *
- * Reading (so `shardq eval` and QLoRA can use GPTQ output): a checkpoint opened
- * with sq_checkpoint_open is GPTQ-quantized when it holds `*.qweight` tensors;
- * sq_gptq_read_linear_f32 dequantizes one linear to fp32 W[out, in]. Bits and
- * shapes come from the tensors themselves (qweight rows = in·bits/32). */
+ * Every file is written atomically. Reading it back: model/gptq_reader.h. */
 #ifndef SQ_QUANT_GPTQ_CHECKPOINT_H
 #define SQ_QUANT_GPTQ_CHECKPOINT_H
 
@@ -34,7 +29,6 @@
 #include <jansson.h>
 
 #include "core/status.h"
-#include "jobs/spec.h"
 #include "model/checkpoint.h"
 #include "quant/gptq_pack.h"
 
@@ -58,18 +52,5 @@ typedef struct {
 
 /* Write the checkpoint into `out_dir` (created if needed). */
 sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const char *out_dir);
-
-/* True when the checkpoint holds GPTQ-packed linears (any tensor named *.qweight). */
-bool sq_checkpoint_is_gptq(const sq_checkpoint *ckpt);
-
-/* True when `linear` (e.g. "model.layers.0.mlp.up_proj") is stored packed. */
-bool sq_gptq_has_linear(const sq_checkpoint *ckpt, const char *linear);
-
-/* Shape and bits of a packed linear, validated across its four tensors. */
-sq_status sq_gptq_linear_shape(const sq_checkpoint *ckpt, const char *linear, int *out_features, int *in_features,
-                               int *bits);
-
-/* Dequantize a packed linear into W (host, `count` = out*in floats, else SQ_ERR_MISMATCH). */
-sq_status sq_gptq_read_linear_f32(const sq_checkpoint *ckpt, const char *linear, float *W, size_t count);
 
 #endif

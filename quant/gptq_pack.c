@@ -1,9 +1,10 @@
-/* gptq_pack.c: bit-stream packing of codes and zeros into int32 words (GPTQ v1
- * layout) and the dequantization that reads them back. */
+/* gptq_pack.c: bit-stream packing of codes and zeros into int32 words (the GPTQ v1
+ * layout of model/gptq_reader.h, which reads them back). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/dtype.h"
+#include "model/gptq_reader.h"
 #include "quant/gptq_pack.h"
 
 /* Value k of a stream of `bits`-bit values whose words are `stride` apart. */
@@ -14,28 +15,6 @@ static void put_bits(uint32_t *words, size_t stride, size_t k, int bits, uint32_
     words[word * stride] |= value << shift;
     if (shift + bits > 32)
         words[(word + 1) * stride] |= value >> (32 - shift);
-}
-
-static uint32_t get_bits(const uint32_t *words, size_t stride, size_t k, int bits)
-{
-    size_t pos = k * (size_t)bits, word = pos / 32;
-    int shift = (int)(pos % 32);
-    uint64_t v = words[word * stride] >> shift;
-    if (shift + bits > 32)
-        v |= (uint64_t)words[(word + 1) * stride] << (32 - shift);
-    return (uint32_t)v & ((1u << bits) - 1);
-}
-
-sq_status sq_gptq_check_shape(const char *name, int out, int in, int bits)
-{
-    if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
-        return sq_fail(SQ_ERR_UNSUPPORTED, "%s: GPTQ packing supports 2, 3, 4 or 8 bits, not %d", name, bits);
-    if (in <= 0 || out <= 0 || in % 32 != 0 || out % 32 != 0)
-        return sq_fail(SQ_ERR_UNSUPPORTED,
-                       "%s: GPTQ format needs in_features and out_features divisible by 32 "
-                       "(AutoGPTQ's qweight [in*bits/32, out] and qzeros [groups, out*bits/32]); got out %d, in %d",
-                       name, out, in);
-    return SQ_OK;
 }
 
 sq_status sq_gptq_pack(const sq_quant_result *res, const char *name, sq_gptq_packed *p)
@@ -88,26 +67,4 @@ void sq_gptq_packed_free(sq_gptq_packed *p)
     free(p->scales);
     free(p->g_idx);
     memset(p, 0, sizeof *p);
-}
-
-sq_status sq_gptq_dequantize(const char *name, const int32_t *qweight, const int32_t *qzeros, const float *scales,
-                             const int32_t *g_idx, int out, int in, int bits, int ngroups, float *W)
-{
-    SQ_TRY(sq_gptq_check_shape(name, out, in, bits));
-    if (ngroups <= 0)
-        return sq_fail(SQ_ERR_FORMAT, "%s: qzeros/scales have no groups", name);
-    for (int i = 0; i < in; i++)
-        if (g_idx[i] < 0 || g_idx[i] >= ngroups)
-            return sq_fail(SQ_ERR_FORMAT, "%s.g_idx[%d] = %d outside [0, %d)", name, i, g_idx[i], ngroups);
-    size_t qz_cols = (size_t)out * bits / 32;
-    const uint32_t *qw = (const uint32_t *)qweight, *qz = (const uint32_t *)qzeros;
-#pragma omp parallel for
-    for (int o = 0; o < out; o++)
-        for (int i = 0; i < in; i++) {
-            int g = g_idx[i];
-            float q = (float)get_bits(qw + o, (size_t)out, (size_t)i, bits);
-            float zero = (float)get_bits(qz + (size_t)g * qz_cols, 1, (size_t)o, bits) + 1.0f;
-            W[(size_t)o * in + i] = scales[(size_t)g * out + o] * (q - zero);
-        }
-    return SQ_OK;
 }

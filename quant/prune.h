@@ -6,8 +6,22 @@
 #ifndef SQ_QUANT_PRUNE_H
 #define SQ_QUANT_PRUNE_H
 
+#include <stdbool.h>
+
 #include "core/status.h"
-#include "jobs/spec.h"
+
+/* sparsegpt, wanda, magnitude. sparsity in [0,1) for unstructured, or prune_n:prune_m
+ * (e.g. 2:4, given as "pattern": "2:4"); sparsegpt may also quantize (bits > 0). */
+typedef struct {
+    double sparsity;
+    int prune_n; /* 0 when unstructured */
+    int prune_m;
+    int block_size;      /* sparsegpt: mask-selection block, default 128 */
+    double damp_percent; /* sparsegpt, default 0.01 */
+    int bits;            /* sparsegpt joint quantization, 0 = none */
+    int group_size;
+    bool sym;
+} sq_sparse_options;
 
 /* Wanda (Sun et al. 2023): score |W_ij|·‖x_j‖ where ‖x_j‖² ∝ H_jj (only the diagonal of the device
  * Hessian H is read); within each output row remove the lowest opt->sparsity fraction, or N of every M. */

@@ -9,7 +9,22 @@
 #include <stdint.h>
 
 #include "core/status.h"
-#include "jobs/spec.h"
+#include "quant/prune.h"
+
+/* rtn and gptq. Defaults: bits 4, group_size 128, sym true, desc_act false,
+ * static_groups false, damp_percent 0.01, block_size 128, true_sequential true,
+ * preserve_sparsity true when an earlier step of the job pruned, else false. */
+typedef struct {
+    int bits;          /* 2, 3, 4, 8 */
+    int group_size;    /* -1 (per channel) or a positive integer */
+    bool sym;
+    bool desc_act;     /* gptq only */
+    bool static_groups;/* gptq only */
+    double damp_percent;   /* gptq only, (0, 1) */
+    int block_size;        /* gptq only */
+    bool true_sequential;  /* gptq only */
+    bool preserve_sparsity;/* gptq only: keep the input's zeros (rtn keeps them anyway) */
+} sq_quant_options;
 
 typedef struct {
     int rows;        /* out_features */

@@ -6,7 +6,6 @@
 #define SQ_QUANT_RTN_H
 
 #include "core/status.h"
-#include "jobs/spec.h"
 #include "quant/quant_result.h"
 
 /* W (device, [rows, cols]) is replaced by its dequantized values; `res` is

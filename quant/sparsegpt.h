@@ -23,7 +23,7 @@
 #define SQ_QUANT_SPARSEGPT_H
 
 #include "core/status.h"
-#include "jobs/spec.h"
+#include "quant/prune.h"
 #include "quant/quant_result.h"
 
 /* SparseGPT (Frantar & Alistarh 2023) on one linear. W (device, [rows, cols]) is pruned in place:

@@ -10,7 +10,7 @@
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/scratch_dir.h"
-#include "model/manifest.h"
+#include "store/manifest.h"
 #include "store/stage.h"
 #include "store/uri.h"
 

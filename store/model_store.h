@@ -1,7 +1,7 @@
 /* model_store.h: checkpoints in a model store (any URI: local, file://, s3://).
  *
  * A checkpoint is a directory (or prefix) holding manifest.json in the one
- * format of model/manifest.h: every file's sha256 and size, and optional
+ * format of store/manifest.h: every file's sha256 and size, and optional
  * name, version, source_model, method, quantization, sparsity, metrics and
  * created. A job's output checkpoint is one, so it is pushed as it is.
  *
@@ -41,7 +41,7 @@
 typedef struct {
     const char *name;    /* NULL: meta's, else the source manifest's */
     const char *version; /* likewise */
-    json_t *meta;        /* manifest fields to set in the store's copy (model/manifest.h), or NULL */
+    json_t *meta;        /* manifest fields to set in the store's copy (store/manifest.h), or NULL */
 } sq_push_request;
 
 typedef struct {

@@ -22,7 +22,15 @@
 #include <stdint.h>
 
 #include "core/status.h"
-#include "jobs/spec.h"
+
+/* The spec's "storage" block (jobs/spec.h parses it). */
+typedef struct {
+    char *endpoint;  /* NULL: from AWS_ENDPOINT_URL or AWS default */
+    char *region;    /* NULL: from AWS_REGION or "us-east-1" */
+    int path_style;  /* -1 unset (auto), 0 virtual-host, 1 path-style */
+    int part_size_mb;/* multipart part size; 0 unset (SHARDQ_S3_PART_SIZE_MB, else 8) */
+    int max_retries; /* -1 unset (SHARDQ_S3_MAX_RETRIES, else 5) */
+} sq_storage_options;
 
 typedef struct sq_store sq_store;
 

@@ -1,28 +1,21 @@
 /* calibrate.c: the layer loop of a gptq, rtn, sparsegpt, wanda or magnitude
- * step in sequential and pipeline mode (see calibrate.h). */
-#include "worker/calibrate.h"
+ * step (see calibrate.h): its entry, and the layer step every schedule runs —
+ * statistics (Hessians of the linears' inputs) -> solve -> install. The
+ * schedules are schedule_sequential.c and schedule_pipeline.c; the layer
+ * artifacts layer_artifacts.c. */
+#include "worker/calibrate_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "core/fileio.h"
-#include "core/log.h"
-#include "core/sha256.h"
-#include "kernels/kernels.h"
-#include "model/forward.h"
-#include "model/layer.h"
 #include "quant/gptq.h"
 #include "quant/hessian.h"
 #include "quant/prune.h"
 #include "quant/rtn.h"
 #include "quant/sparsegpt.h"
 #include "worker/fault.h"
-#include "worker/layer_results.h"
 #include "worker/signals.h"
-
-#define PIPELINE_TAG 7200
 
 /* Linears that read the same input share one Hessian. */
 typedef enum { INPUT_ATTN, INPUT_ATTN_OUT, INPUT_MLP, INPUT_MLP_OUT, INPUT_KINDS } input_kind;
@@ -64,41 +57,6 @@ static int linear_groups(bool true_sequential, linear_group groups[4])
     return 4;
 }
 
-/* Where the time goes, for the progress log and bench/ (device work is synchronized
- * before each clock reading, so GPU time lands in the phase that queued it). */
-typedef struct {
-    double load, forward, hessian, solve, write;
-} phase_seconds;
-
-static double phase_clock(void)
-{
-    kn_synchronize();
-    return sq_now_seconds();
-}
-
-typedef struct {
-    const sq_calibration *job;
-    const sq_quant_options *opt;     /* gptq, rtn */
-    const sq_sparse_options *sparse; /* sparsegpt, wanda, magnitude */
-    sq_step_kind kind;
-    bool needs_samples;   /* gptq, sparsegpt, wanda: Hessians from calibration activations; rtn, magnitude: weights only */
-    bool true_sequential; /* solve the linears group by group (gptq's option) */
-    sq_layer_form form;   /* what the step produces: quantized, or pruned dense weights */
-    int rank, world;
-    int seqlen, hidden, micro;
-    sq_model model;     /* embedding and the resident layer's buffers */
-    sq_layer_scratch scratch;
-    float *tmp;         /* [micro * seqlen, hidden] */
-    bool *done;         /* per layer: a verified artifact exists */
-    double started;
-    phase_seconds phases;
-} calib_state;
-
-void sq_calibration_artifact_name(int step, int layer, char *out, size_t size)
-{
-    snprintf(out, size, "step%d/layer_%03d.safetensors", step, layer);
-}
-
 /* ---- statistics ------------------------------------------------------- */
 
 typedef struct {
@@ -138,7 +96,7 @@ static sq_status collect_stats(void *ctx, const char *linear_name, const float *
 }
 
 /* Push nseq sequences of X [nseq*seqlen, hidden] through the resident layer, in place. */
-static sq_status forward_samples(calib_state *cs, float *X, int nseq)
+sq_status calib_forward_samples(calib_state *cs, float *X, int nseq)
 {
     for (int s = 0; s < nseq; s += cs->micro) {
         int n = nseq - s < cs->micro ? nseq - s : cs->micro;
@@ -250,7 +208,7 @@ done:
 /* Quantize or prune the resident layer. shared: samples are split over ranks
  * (Hessians summed, solves dealt out, results broadcast); otherwise this rank
  * does it all. On return `out` holds all seven results and the layer computes with them. */
-static sq_status quantize_layer(calib_state *cs, int layer, const float *X, int nseq, bool shared,
+sq_status calib_quantize_layer(calib_state *cs, int layer, const float *X, int nseq, bool shared,
                                 sq_layer_results *out)
 {
     linear_group groups[4];
@@ -301,117 +259,9 @@ static sq_status quantize_layer(calib_state *cs, int layer, const float *X, int 
     return st;
 }
 
-/* ---- artifacts and the journal (rank 0) -------------------------------- */
+/* ---- shared by the schedules ------------------------------------------ */
 
-static sq_status artifact_path(const calib_state *cs, int layer, char **path)
-{
-    char name[64];
-    sq_calibration_artifact_name(cs->job->step, layer, name, sizeof name);
-    *path = sq_journal_artifact_path(cs->job->journal, name);
-    return *path ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "out of memory");
-}
-
-/* Leave a torn temporary artifact behind and die, as a kill in the middle of the write would. */
-static void die_mid_write(const sq_layer_results *results, int layer, const char *path)
-{
-    char torn[4200];
-    snprintf(torn, sizeof torn, "%s.tmp.%d", path, 0);
-    if (sq_layer_results_write(results, layer, torn) == SQ_OK) {
-        uint64_t size = 0;
-        if (sq_file_size(torn, &size) == SQ_OK && truncate(torn, (off_t)(size / 2)) != 0)
-            perror(torn);
-    }
-    sq_fault_point("mid-artifact", layer);
-}
-
-/* The progress log's line on what a pruning step achieved in a layer. */
-static sq_status log_layer_sparsity(const calib_state *cs, int layer, const sq_layer_results *results)
-{
-    char line[1024];
-    int used = snprintf(line, sizeof line, "step %d %s: layer %d sparsity", cs->job->step,
-                        sq_step_kind_name(cs->kind), layer);
-    for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
-        int64_t zeros;
-        SQ_TRY(sq_layer_result_zeros(results, i, &zeros));
-        const sq_linear *lin = &cs->model.layer.linear[i];
-        double total = (double)lin->out_features * lin->in_features;
-        if (used < (int)sizeof line)
-            used += snprintf(line + used, sizeof line - (size_t)used, " %s %.4f", sq_linear_name(i), zeros / total);
-    }
-    sq_log_info("%s", line);
-    return SQ_OK;
-}
-
-/* Write a layer's artifact, then record it: the journal never names bytes that are not durable. */
-static sq_status save_layer(calib_state *cs, int layer, const sq_layer_results *results)
-{
-    char name[64], sha[SQ_SHA256_HEX_LEN + 1];
-    sq_calibration_artifact_name(cs->job->step, layer, name, sizeof name);
-    char *path;
-    SQ_TRY(artifact_path(cs, layer, &path));
-    char *dir = strdup(path);
-    sq_status st = dir ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "out of memory");
-    if (st == SQ_OK) {
-        *strrchr(dir, '/') = '\0';
-        st = sq_make_dirs(dir);
-    }
-    free(dir);
-    if (st == SQ_OK && sq_fault_armed("mid-artifact", layer))
-        die_mid_write(results, layer, path);
-    if (st == SQ_OK)
-        st = sq_layer_results_write(results, layer, path);
-    if (st == SQ_OK)
-        st = sq_sha256_file(path, sha);
-    if (st == SQ_OK)
-        st = sq_journal_publish_artifact(cs->job->journal, name);
-    free(path);
-    SQ_TRY(st);
-    sq_fault_point("before-journal", layer);
-    SQ_TRY(sq_journal_record_layer(cs->job->journal, cs->job->step, layer, name, sha));
-    sq_fault_point("after-journal", layer);
-    return cs->sparse ? log_layer_sparsity(cs, layer, results) : SQ_OK;
-}
-
-static sq_status load_layer(calib_state *cs, int layer, sq_layer_results *results)
-{
-    char *path;
-    SQ_TRY(artifact_path(cs, layer, &path));
-    sq_status st = sq_layer_results_read(results, layer, path, cs->job->cfg);
-    free(path);
-    return st;
-}
-
-/* Rank 0: which layers have an artifact whose bytes still match the journal.
- * From the first one that does not, the journal forgets the rest. */
-static sq_status find_done_layers(calib_state *cs)
-{
-    int layers = cs->job->cfg->num_layers;
-    int bad_from = layers;
-    for (int l = 0; l < layers; l++) {
-        const char *sha = NULL;
-        const char *name = sq_journal_layer_artifact(cs->job->journal, cs->job->step, l, &sha);
-        if (!name)
-            continue;
-        sq_status st = sq_journal_fetch_artifact(cs->job->journal, name, sha, NULL);
-        if (st != SQ_OK) {
-            sq_log_info("layer %d: artifact %s %s; it and every later layer will be redone", l, name,
-                        st == SQ_ERR_MISMATCH ? "does not match its sha256" : "cannot be read");
-            sq_clear_error();
-            bad_from = l;
-            break;
-        }
-        cs->done[l] = true;
-    }
-    for (int l = bad_from; l < layers; l++)
-        cs->done[l] = false;
-    if (bad_from < layers)
-        SQ_TRY(sq_journal_truncate_layers(cs->job->journal, cs->job->step, bad_from));
-    return SQ_OK;
-}
-
-/* ---- shared helpers --------------------------------------------------- */
-
-static void log_progress(calib_state *cs, int finished, int total, int layer, bool replayed)
+void calib_log_progress(calib_state *cs, int finished, int total, int layer, bool replayed)
 {
     double elapsed = sq_now_seconds() - cs->started;
     double eta = finished > 0 ? elapsed / finished * (total - finished) : 0.0;
@@ -420,7 +270,7 @@ static void log_progress(calib_state *cs, int finished, int total, int layer, bo
                 replayed ? "replayed from the journal" : cs->sparse ? "pruned" : "quantized", elapsed, eta);
 }
 
-static sq_status check_stop(int layer)
+sq_status calib_check_stop(int layer)
 {
     sq_fault_layer_delay();
     sq_status worst;
@@ -433,7 +283,7 @@ static sq_status check_stop(int layer)
 }
 
 /* Embed nseq sequences of token ids (host) into X [nseq*seqlen, hidden]. */
-static sq_status embed_samples(calib_state *cs, const int32_t *ids, int nseq, float *X)
+sq_status calib_embed_samples(calib_state *cs, const int32_t *ids, int nseq, float *X)
 {
     size_t n = (size_t)nseq * cs->seqlen;
     int32_t *dev_ids;
@@ -445,224 +295,9 @@ static sq_status embed_samples(calib_state *cs, const int32_t *ids, int nseq, fl
     return st;
 }
 
-static sq_status alloc_activations(calib_state *cs, int nseq, float **X)
+sq_status calib_alloc_activations(calib_state *cs, int nseq, float **X)
 {
     return kn_alloc((void **)X, (size_t)nseq * cs->seqlen * cs->hidden * sizeof(float));
-}
-
-/* ---- sequential mode --------------------------------------------------- */
-
-static sq_status run_sequential(calib_state *cs)
-{
-    const sq_calibration *job = cs->job;
-    sq_range mine = job->plan->samples[cs->rank];
-    int layers = job->cfg->num_layers;
-    float *X = NULL;
-    sq_status st = SQ_OK;
-    if (cs->needs_samples) {
-        SQ_TRY(alloc_activations(cs, mine.count, &X));
-        SQ_TRY_GOTO(st, embed_samples(cs, job->samples + (size_t)mine.first * cs->seqlen, mine.count, X), done);
-    }
-    for (int layer = 0; layer < layers; layer++) {
-        sq_layer_results results;
-        memset(&results, 0, sizeof results);
-        double t0 = phase_clock();
-        SQ_TRY_GOTO(st, sq_layer_weights_load(&cs->model.layer, job->cfg, job->ckpt, layer), done);
-        cs->phases.load += phase_clock() - t0;
-        if (cs->done[layer]) {
-            if (cs->rank == 0)
-                st = load_layer(cs, layer, &results);
-            sq_status agreed;
-            SQ_TRY_GOTO(st, sq_comm_agree(st, &agreed), layer_done);
-            if (agreed != SQ_OK && st == SQ_OK)
-                st = sq_fail(agreed, "rank 0 could not read the artifact of layer %d", layer);
-            SQ_TRY_GOTO(st, st, layer_done);
-            SQ_TRY_GOTO(st, sq_layer_results_bcast(&results, 0, cs->rank), layer_done);
-            SQ_TRY_GOTO(st, sq_layer_results_install(&results, &cs->model.layer), layer_done);
-        } else {
-            SQ_TRY_GOTO(st, quantize_layer(cs, layer, X, mine.count, true, &results), layer_done);
-            t0 = phase_clock();
-            if (cs->rank == 0)
-                SQ_TRY_GOTO(st, save_layer(cs, layer, &results), layer_done);
-            cs->phases.write += phase_clock() - t0;
-        }
-        t0 = phase_clock();
-        if (cs->needs_samples && layer + 1 < layers)
-            SQ_TRY_GOTO(st, forward_samples(cs, X, mine.count), layer_done);
-        cs->phases.forward += phase_clock() - t0;
-        if (cs->rank == 0)
-            log_progress(cs, layer + 1, layers, layer, cs->done[layer]);
-    layer_done:
-        sq_layer_results_free(&results);
-        if (st == SQ_OK)
-            st = check_stop(layer);
-        if (st != SQ_OK)
-            break;
-    }
-done:
-    kn_free(X);
-    return st;
-}
-
-/* ---- pipeline mode ----------------------------------------------------- */
-
-/* The layers of one block, resident together for the unquantized streaming pass. */
-static sq_status load_block(calib_state *cs, sq_range block, sq_layer_weights *weights)
-{
-    for (int i = 0; i < block.count; i++) {
-        SQ_TRY(sq_layer_weights_alloc(&weights[i], cs->job->cfg));
-        SQ_TRY(sq_layer_weights_load(&weights[i], cs->job->cfg, cs->job->ckpt, block.first + i));
-    }
-    return SQ_OK;
-}
-
-/* Phase 1: stream all samples through the unquantized blocks, micro-batch by
- * micro-batch, rank to rank, so that every block's owner holds the block's input. */
-static sq_status stream_block_inputs(calib_state *cs, float **inputs)
-{
-    const sq_plan *plan = cs->job->plan;
-    int nseq = cs->job->spec->nsamples, B = plan->num_blocks;
-    size_t seq_floats = (size_t)cs->seqlen * cs->hidden;
-    sq_status st = SQ_OK;
-    for (int b = 0; b < B && st == SQ_OK; b++) {
-        if (sq_plan_block_rank(plan, b) != cs->rank)
-            continue;
-        if (!inputs[b])
-            SQ_TRY(alloc_activations(cs, nseq, &inputs[b]));
-        int prev = b > 0 ? sq_plan_block_rank(plan, b - 1) : -1;
-        int next = b + 1 < B ? sq_plan_block_rank(plan, b + 1) : -1;
-        if (next == cs->rank && !inputs[b + 1])
-            SQ_TRY(alloc_activations(cs, nseq, &inputs[b + 1]));
-        sq_layer_weights *weights = calloc((size_t)plan->blocks[b].count, sizeof *weights);
-        if (!weights)
-            return sq_fail(SQ_ERR_NOMEM, "pipeline: out of memory");
-        if (next >= 0)
-            st = load_block(cs, plan->blocks[b], weights);
-        for (int s = 0; s < nseq && st == SQ_OK; s += cs->micro) {
-            int n = nseq - s < cs->micro ? nseq - s : cs->micro;
-            float *chunk = inputs[b] + (size_t)s * seq_floats;
-            size_t bytes = (size_t)n * seq_floats * sizeof(float);
-            if (b == 0)
-                st = embed_samples(cs, cs->job->samples + (size_t)s * cs->seqlen, n, chunk);
-            else if (prev != cs->rank)
-                st = sq_comm_recv_device(chunk, bytes, prev, PIPELINE_TAG + b);
-            if (st != SQ_OK || next < 0)
-                continue;
-            st = kn_copy(cs->tmp, chunk, bytes);
-            for (int i = 0; i < plan->blocks[b].count && st == SQ_OK; i++)
-                st = sq_layer_forward(&weights[i], cs->job->cfg, cs->tmp, n, cs->seqlen, &cs->scratch, NULL);
-            if (st == SQ_OK)
-                st = next == cs->rank ? kn_copy(inputs[b + 1] + (size_t)s * seq_floats, cs->tmp, bytes)
-                                      : sq_comm_send_device(cs->tmp, bytes, next, PIPELINE_TAG + b + 1);
-        }
-        for (int i = 0; i < plan->blocks[b].count; i++)
-            sq_layer_weights_free(&weights[i]);
-        free(weights);
-    }
-    return st;
-}
-
-/* The layer a rank works on in slot `slot` of round `round`, or -1. */
-static int slot_layer(const sq_plan *plan, int round, int rank, int slot)
-{
-    int b = round * plan->world_size + rank;
-    if (b >= plan->num_blocks || slot >= plan->blocks[b].count)
-        return -1;
-    return plan->blocks[b].first + slot;
-}
-
-/* Phase 2: every rank quantizes its blocks on all samples; ranks move in lock
- * step, one layer per slot, so that rank 0 can hand out replayed layers and
- * record finished ones after each slot. */
-static sq_status quantize_blocks(calib_state *cs, float **inputs)
-{
-    const sq_plan *plan = cs->job->plan;
-    int nseq = cs->job->spec->nsamples, B = plan->num_blocks, world = cs->world;
-    int rounds = (B + world - 1) / world, finished = 0;
-    sq_status st = SQ_OK;
-    for (int round = 0; round < rounds && st == SQ_OK; round++) {
-        int slots = 0;
-        for (int r = 0; r < world; r++) {
-            int b = round * world + r;
-            if (b < B && plan->blocks[b].count > slots)
-                slots = plan->blocks[b].count;
-        }
-        float *X = round * world + cs->rank < B ? inputs[round * world + cs->rank] : NULL;
-        for (int slot = 0; slot < slots && st == SQ_OK; slot++) {
-            int layer = slot_layer(plan, round, cs->rank, slot);
-            sq_layer_results results;
-            memset(&results, 0, sizeof results);
-            /* rank 0 hands out the layers being replayed */
-            if (cs->rank == 0) {
-                for (int r = 1; r < world && st == SQ_OK; r++) {
-                    int other = slot_layer(plan, round, r, slot);
-                    if (other < 0 || !cs->done[other])
-                        continue;
-                    sq_layer_results replay;
-                    st = load_layer(cs, other, &replay);
-                    if (st == SQ_OK)
-                        st = sq_layer_results_send(&replay, r);
-                    sq_layer_results_free(&replay);
-                }
-                if (st == SQ_OK && layer >= 0 && cs->done[layer])
-                    st = load_layer(cs, layer, &results);
-            } else if (layer >= 0 && cs->done[layer]) {
-                st = sq_layer_results_recv(&results, 0);
-            }
-            if (st == SQ_OK && layer >= 0) {
-                st = sq_layer_weights_load(&cs->model.layer, cs->job->cfg, cs->job->ckpt, layer);
-                if (st == SQ_OK)
-                    st = cs->done[layer] ? sq_layer_results_install(&results, &cs->model.layer)
-                                         : quantize_layer(cs, layer, X, nseq, false, &results);
-                bool last_of_block = layer + 1 == plan->blocks[sq_plan_block_of_layer(plan, layer)].first +
-                                                       plan->blocks[sq_plan_block_of_layer(plan, layer)].count;
-                if (st == SQ_OK && cs->needs_samples && !last_of_block)
-                    st = forward_samples(cs, X, nseq);
-            }
-            /* finished layers go to rank 0, which records them */
-            if (st == SQ_OK && cs->rank != 0 && layer >= 0 && !cs->done[layer])
-                st = sq_layer_results_send(&results, 0);
-            if (st == SQ_OK && cs->rank == 0) {
-                for (int r = 0; r < world && st == SQ_OK; r++) {
-                    int l = slot_layer(plan, round, r, slot);
-                    if (l < 0)
-                        continue;
-                    finished++;
-                    if (!cs->done[l]) {
-                        sq_layer_results theirs;
-                        memset(&theirs, 0, sizeof theirs);
-                        st = r == 0 ? SQ_OK : sq_layer_results_recv(&theirs, r);
-                        if (st == SQ_OK)
-                            st = save_layer(cs, l, r == 0 ? &results : &theirs);
-                        sq_layer_results_free(&theirs);
-                    }
-                    if (st == SQ_OK)
-                        log_progress(cs, finished, cs->job->cfg->num_layers, l, cs->done[l]);
-                }
-            }
-            sq_layer_results_free(&results);
-            if (st == SQ_OK)
-                st = check_stop(layer);
-        }
-    }
-    return st;
-}
-
-static sq_status run_pipeline(calib_state *cs)
-{
-    int B = cs->job->plan->num_blocks;
-    float **inputs = calloc((size_t)B, sizeof *inputs);
-    if (!inputs)
-        return sq_fail(SQ_ERR_NOMEM, "pipeline: out of memory");
-    double t0 = phase_clock();
-    sq_status st = cs->needs_samples ? stream_block_inputs(cs, inputs) : SQ_OK;
-    cs->phases.forward += phase_clock() - t0; /* the streaming pass, its weight loads included */
-    if (st == SQ_OK)
-        st = quantize_blocks(cs, inputs);
-    for (int b = 0; b < B; b++)
-        kn_free(inputs[b]);
-    free(inputs);
-    return st;
 }
 
 /* ---- entry ------------------------------------------------------------- */
@@ -739,9 +374,9 @@ sq_status sq_calibrate(const sq_calibration *job)
         return sq_fail(SQ_ERR_NOMEM, "calibration: out of memory");
     SQ_TRY_GOTO(st, sq_model_open(&cs.model, job->cfg, job->ckpt), done);
     SQ_TRY_GOTO(st, sq_layer_scratch_alloc(&cs.scratch, job->cfg, cs.micro * cs.seqlen), done);
-    SQ_TRY_GOTO(st, alloc_activations(&cs, cs.micro, &cs.tmp), done);
+    SQ_TRY_GOTO(st, calib_alloc_activations(&cs, cs.micro, &cs.tmp), done);
     if (cs.rank == 0)
-        st = find_done_layers(&cs);
+        st = calib_find_done_layers(&cs);
     sq_status agreed;
     SQ_TRY_GOTO(st, sq_comm_agree(st, &agreed), done);
     if (agreed != SQ_OK) {
@@ -749,7 +384,7 @@ sq_status sq_calibrate(const sq_calibration *job)
         goto done;
     }
     SQ_TRY_GOTO(st, sq_comm_bcast_host(cs.done, (size_t)job->cfg->num_layers * sizeof *cs.done, 0), done);
-    st = job->spec->mode == SQ_PARALLEL_PIPELINE ? run_pipeline(&cs) : run_sequential(&cs);
+    st = job->spec->mode == SQ_PARALLEL_PIPELINE ? calib_run_pipeline(&cs) : calib_run_sequential(&cs);
     if (st == SQ_OK && cs.rank == 0)
         sq_log_info("step %d %s phases (rank 0): load %.2fs, forward %.2fs, hessian %.2fs, solve %.2fs, write %.2fs",
                     job->step, sq_step_kind_name(cs.kind), cs.phases.load, cs.phases.forward, cs.phases.hessian,

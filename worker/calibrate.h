@@ -23,9 +23,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "coordinator/journal.h"
-#include "coordinator/plan.h"
 #include "core/status.h"
+#include "jobs/journal.h"
+#include "jobs/plan.h"
 #include "jobs/spec.h"
 #include "model/checkpoint.h"
 #include "model/config.h"

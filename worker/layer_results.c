@@ -48,15 +48,10 @@ void sq_layer_results_free(sq_layer_results *results)
 
 static size_t dense_bytes(const sq_dense_weights *d) { return (size_t)d->rows * d->cols * sq_dtype_size(d->dtype); }
 
-static bool is_float_dtype(sq_dtype d)
-{
-    return d == SQ_DTYPE_F32 || d == SQ_DTYPE_F16 || d == SQ_DTYPE_BF16 || d == SQ_DTYPE_F64;
-}
-
 static sq_status dense_alloc(sq_dense_weights *d, int rows, int cols, sq_dtype dtype)
 {
     memset(d, 0, sizeof *d);
-    if (!is_float_dtype(dtype))
+    if (!sq_dtype_is_float(dtype))
         return sq_fail(SQ_ERR_ARG, "dense weights must be a float type, not %s", sq_dtype_name(dtype));
     *d = (sq_dense_weights){.rows = rows, .cols = cols, .dtype = dtype};
     d->data = malloc(dense_bytes(d) ? dense_bytes(d) : 1);
@@ -375,7 +370,7 @@ static sq_status read_dense(sq_layer_results *results, int layer, const sq_st_fi
         const sq_st_tensor *t = sq_st_find(&file->header, n.weight);
         if (!t)
             return sq_fail(SQ_ERR_FORMAT, "%s: tensor %s is missing", file->path, n.weight);
-        if (!is_float_dtype(t->dtype) || t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
+        if (!sq_dtype_is_float(t->dtype) || t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
             return sq_fail(SQ_ERR_FORMAT, "%s: tensor %s must be a float [%d, %d] matrix, it is %s with %d dims",
                            file->path, n.weight, rows, cols, sq_dtype_name(t->dtype), t->ndim);
         SQ_TRY(dense_alloc(&results->dense[i], rows, cols, t->dtype));

@@ -73,29 +73,8 @@ __global__ void __launch_bounds__(THREADS) gptq_block_tiles(gptq_args a)
         const int g = groups[jj];
         /* The same for every thread of the block, so the barrier inside is safe. */
         if (a.groups_here && j % a.group_size == 0) {
-            /* W_start over [j, j + width): inside the block from the tile's copy,
-             * past the block's end from W itself, which this launch never writes. */
-            int width = min(a.group_size, a.n - j);
-            for (int r = warp; r < rows_here; r += blockDim.x / 32) {
-                const float *global_row = a.W + (size_t)(row0 + r) * a.n;
-                float xmin = 0.0f, xmax = 0.0f;
-                for (int c = lane; c < width; c += 32) {
-                    float x = jj + c < ncols ? w_start[r * ncols + jj + c] : global_row[j + c];
-                    xmin = fminf(xmin, x);
-                    xmax = fmaxf(xmax, x);
-                }
-                for (int offset = 16; offset > 0; offset /= 2) {
-                    xmin = fminf(xmin, __shfl_xor_sync(0xffffffffu, xmin, offset));
-                    xmax = fmaxf(xmax, __shfl_xor_sync(0xffffffffu, xmax, offset));
-                }
-                if (lane == 0) {
-                    size_t gi = (size_t)(row0 + r) * a.ldg + g;
-                    grid_from_range(xmin, xmax, a.maxq, a.sym, &a.scale[gi], &a.zero[gi]);
-                    row_scale[r] = a.scale[gi];
-                    row_zero[r] = a.zero[gi];
-                }
-            }
-            __syncthreads();
+            tile_group_grids(a.W, w_start, row0, rows_here, ncols, a.n, a.col0, jj, min(a.group_size, a.n - j), g,
+                             a.ldg, a.maxq, a.sym, a.scale, a.zero, row_scale, row_zero);
         }
         if (threadIdx.x < rows_here) {
             int r = threadIdx.x;

@@ -14,6 +14,7 @@
 
 #include "core/fileio.h"
 #include "kernels/kernels.h"
+#include "model/gptq_reader.h"
 #include "quant/gptq_checkpoint.h"
 #include "quant/rtn.h"
 

@@ -25,6 +25,7 @@
 
 #include "core/fileio.h"
 #include "kernels/kernels.h"
+#include "model/gptq_reader.h"
 #include "quant/gptq.h"
 #include "quant/gptq_pack.h"
 #include "quant/hessian.h"

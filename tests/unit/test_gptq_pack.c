@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/dtype.h"
+#include "model/gptq_reader.h"
 #include "quant/gptq_pack.h"
 
 static void fill_result(sq_quant_result *res, int out, int in, int bits, int group_size, unsigned seed)

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/journal.h"
 #include "core/fileio.h"
 #include "core/scratch_dir.h"
+#include "jobs/journal.h"
 
 static char state_dir[256];
 static char *test_dir; /* the temporary directory holding state_dir, removed after each test */

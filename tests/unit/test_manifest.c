@@ -1,4 +1,4 @@
-/* test_manifest.c: manifest.json (model/manifest.h) describes files by their
+/* test_manifest.c: manifest.json (store/manifest.h) describes files by their
  * independently known sizes and SHA-256s (FIPS 180-2 test vector "abc"),
  * round-trips, and every malformed field is refused with a message naming it. */
 #include <setjmp.h>
@@ -13,7 +13,7 @@
 
 #include "core/fileio.h"
 #include "core/scratch_dir.h"
-#include "model/manifest.h"
+#include "store/manifest.h"
 
 #define ABC_SHA256 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 

@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#include "coordinator/plan.h"
+#include "jobs/plan.h"
 
 static sq_plan plan; /* large: keep it off the stack */
 

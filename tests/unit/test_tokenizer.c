@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 /* ids: a=0 b=1 c=2 ab=3 abc=4 <unk>=5 <s>=6 </s>=7; merges "a b" (rank 0), ab+c (rank 1). */
 #define VOCAB "\"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, \"ab\": 3, \"abc\": 4, \"<unk>\": 5, \"<s>\": 6, \"</s>\": 7}"

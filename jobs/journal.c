@@ -1,5 +1,5 @@
 /* journal.c: resumable progress at state_uri/journal.json (see journal.h). */
-#include "coordinator/journal.h"
+#include "jobs/journal.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmds.h"
+#include "cli/cmds.h"
 #include "store/model_store.h"
 
 int cmd_push(int argc, char **argv)

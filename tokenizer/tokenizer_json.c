@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/tokenizer_json.h"
+#include "tokenizer/tokenizer_json.h"
 
 sq_status sq_tkj_bad(const sq_tk_loader *L, const char *path, const char *what)
 {

@@ -19,8 +19,8 @@
  * manifest of another format is an error naming the field, not a silently
  * ignored value. A manifest is written with sorted keys, so equal manifests
  * are equal bytes. */
-#ifndef SQ_MODEL_MANIFEST_H
-#define SQ_MODEL_MANIFEST_H
+#ifndef SQ_STORE_MANIFEST_H
+#define SQ_STORE_MANIFEST_H
 
 #include <stdbool.h>
 #include <stdint.h>

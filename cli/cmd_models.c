@@ -1,7 +1,7 @@
 /* cmd_models.c: `shardq models URI` — list the checkpoints a model store holds (from its index.json). */
 #include <stdio.h>
 
-#include "cmds.h"
+#include "cli/cmds.h"
 #include "store/model_store.h"
 
 static const char *str_or_dash(json_t *record, const char *key)

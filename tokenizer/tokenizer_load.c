@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 
 #include "core/fileio.h"
-#include "model/tokenizer_json.h"
+#include "tokenizer/tokenizer_json.h"
 
 static sq_status size_vocab(const sq_tk_loader *L, json_t *root)
 {

@@ -1,5 +1,5 @@
 /* manifest.c: build, validate, read and write manifest.json (see manifest.h). */
-#include "model/manifest.h"
+#include "store/manifest.h"
 
 #include <ctype.h>
 #include <stdlib.h>

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/log.h"
 #include "coordinator/run_job.h"
+#include "core/log.h"
 #include "jobs/spec.h"
 #include "kernels/kernels.h"
 #include "worker/comm.h"

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 
 typedef struct {
     int32_t rank;
@@ -74,8 +74,8 @@ static sq_status queue_pair(const sq_tokenizer *t, heap *h, const int32_t *sym, 
 {
     if (left == NONE || next[left] == NONE)
         return SQ_OK;
-    const sq_tk_merge_slot *m = sq_tk_mergemap_get(&t->merges, sym[left], sym[next[left]]);
-    return m ? heap_push(h, (candidate){m->rank, m->merged, left}) : SQ_OK;
+    const sq_tk_slot *m = sq_tk_mergemap_get(&t->merges, sym[left], sym[next[left]]);
+    return m ? heap_push(h, (candidate){m->value[0], m->value[1], left}) : SQ_OK;
 }
 
 static sq_status initial_symbols(const sq_tokenizer *t, const char *s, size_t len, sq_tk_ids *sym)
@@ -141,8 +141,8 @@ sq_status sq_tk_bpe(const sq_tokenizer *t, const char *s, size_t len, sq_tk_ids 
         size_t right = next[c.pos];
         if (sym.data[c.pos] < 0 || right == NONE)
             continue;
-        const sq_tk_merge_slot *m = sq_tk_mergemap_get(&t->merges, sym.data[c.pos], sym.data[right]);
-        if (!m || m->merged != c.merged)
+        const sq_tk_slot *m = sq_tk_mergemap_get(&t->merges, sym.data[c.pos], sym.data[right]);
+        if (!m || m->value[1] != c.merged)
             continue; /* stale: a neighbour changed since this pair was queued */
         sym.data[c.pos] = c.merged;
         sym.data[right] = -1;

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "coordinator/journal.h"
+#include "jobs/journal.h"
 #include "jobs/spec.h"
 #include "store/store.h"
 

@@ -1,5 +1,5 @@
 /* plan.c: the assignment of samples, layer blocks and solves to ranks (see plan.h). */
-#include "coordinator/plan.h"
+#include "jobs/plan.h"
 
 #include <string.h>
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 
 static bool is_space(unsigned char c)
 {
@@ -398,8 +398,8 @@ void sq_tokenizer_free(sq_tokenizer *t)
 {
     if (!t)
         return;
-    sq_tk_strmap_free(&t->vocab);
-    sq_tk_mergemap_free(&t->merges);
+    sq_tk_map_free(&t->vocab);
+    sq_tk_map_free(&t->merges);
     for (size_t i = 0; i < t->vocab_size; i++)
         free(t->id_to_token ? t->id_to_token[i] : NULL);
     free(t->id_to_token);

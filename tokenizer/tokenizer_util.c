@@ -1,11 +1,11 @@
 /* tokenizer_util.c: the small data structures behind the tokenizer: a string ->
- * id hash map for the vocab, a pair -> merge map for BPE ranks, growable
+ * values hash map (the vocab, and the BPE merges keyed by id pairs), growable
  * buffers, UTF-8 checks and GPT-2's byte <-> printable-char table. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 
 static uint64_t hash_bytes(const char *s, size_t len)
 {
@@ -17,12 +17,12 @@ static uint64_t hash_bytes(const char *s, size_t len)
     return h;
 }
 
-static sq_status strmap_grow(sq_tk_strmap *m)
+static sq_status map_grow(sq_tk_map *m, const char *what)
 {
     size_t cap = m->cap ? m->cap * 2 : 1024;
     sq_tk_slot *slots = calloc(cap, sizeof *slots);
     if (!slots)
-        return sq_fail(SQ_ERR_NOMEM, "tokenizer: vocab map of %zu slots", cap);
+        return sq_fail(SQ_ERR_NOMEM, "tokenizer: %s map of %zu slots", what, cap);
     for (size_t i = 0; i < m->cap; i++) {
         if (!m->slots[i].key)
             continue;
@@ -37,114 +37,71 @@ static sq_status strmap_grow(sq_tk_strmap *m)
     return SQ_OK;
 }
 
-sq_status sq_tk_strmap_put(sq_tk_strmap *m, const char *key, size_t len, int32_t id)
+/* The slot holding `key`, or the empty slot where it would go (m->cap > 0). */
+static size_t map_probe(const sq_tk_map *m, const void *key, size_t len)
+{
+    size_t j = hash_bytes(key, len) & (m->cap - 1);
+    while (m->slots[j].key && !(m->slots[j].len == len && !memcmp(m->slots[j].key, key, len)))
+        j = (j + 1) & (m->cap - 1);
+    return j;
+}
+
+sq_status sq_tk_map_put(sq_tk_map *m, const void *key, size_t len, int32_t v0, int32_t v1, const char *what)
 {
     if ((m->count + 1) * 2 > m->cap)
-        SQ_TRY(strmap_grow(m));
-    size_t j = hash_bytes(key, len) & (m->cap - 1);
-    while (m->slots[j].key) {
-        if (m->slots[j].len == len && !memcmp(m->slots[j].key, key, len)) {
-            m->slots[j].id = id;
-            return SQ_OK;
-        }
-        j = (j + 1) & (m->cap - 1);
+        SQ_TRY(map_grow(m, what));
+    sq_tk_slot *slot = &m->slots[map_probe(m, key, len)];
+    if (!slot->key) {
+        char *copy = malloc(len + 1);
+        if (!copy)
+            return sq_fail(SQ_ERR_NOMEM, "tokenizer: %s key of %zu bytes", what, len);
+        memcpy(copy, key, len);
+        copy[len] = 0;
+        *slot = (sq_tk_slot){.key = copy, .len = len};
+        m->count++;
     }
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return sq_fail(SQ_ERR_NOMEM, "tokenizer: vocab key of %zu bytes", len);
-    memcpy(copy, key, len);
-    copy[len] = 0;
-    m->slots[j] = (sq_tk_slot){copy, len, id};
-    m->count++;
+    slot->value[0] = v0;
+    slot->value[1] = v1;
     return SQ_OK;
 }
 
-int32_t sq_tk_strmap_get(const sq_tk_strmap *m, const char *key, size_t len)
+const sq_tk_slot *sq_tk_map_find(const sq_tk_map *m, const void *key, size_t len)
 {
     if (!m->cap)
-        return -1;
-    size_t j = hash_bytes(key, len) & (m->cap - 1);
-    while (m->slots[j].key) {
-        if (m->slots[j].len == len && !memcmp(m->slots[j].key, key, len))
-            return m->slots[j].id;
-        j = (j + 1) & (m->cap - 1);
-    }
-    return -1;
+        return NULL;
+    const sq_tk_slot *slot = &m->slots[map_probe(m, key, len)];
+    return slot->key ? slot : NULL;
 }
 
-void sq_tk_strmap_free(sq_tk_strmap *m)
+void sq_tk_map_free(sq_tk_map *m)
 {
     for (size_t i = 0; i < m->cap; i++)
         free(m->slots[i].key);
     free(m->slots);
-    *m = (sq_tk_strmap){0};
+    *m = (sq_tk_map){0};
 }
 
-static uint64_t pair_key(int32_t left, int32_t right)
+sq_status sq_tk_strmap_put(sq_tk_map *m, const char *key, size_t len, int32_t id)
 {
-    return (((uint64_t)(uint32_t)left << 32) | (uint32_t)right) + 1;
+    return sq_tk_map_put(m, key, len, id, 0, "vocab");
 }
 
-static size_t pair_slot(uint64_t key, size_t cap)
+int32_t sq_tk_strmap_get(const sq_tk_map *m, const char *key, size_t len)
 {
-    key ^= key >> 33;
-    key *= 0xff51afd7ed558ccdull;
-    key ^= key >> 33;
-    return key & (cap - 1);
+    const sq_tk_slot *slot = sq_tk_map_find(m, key, len);
+    return slot ? slot->value[0] : -1;
 }
 
-static sq_status mergemap_grow(sq_tk_mergemap *m)
+sq_status sq_tk_mergemap_put(sq_tk_map *m, int32_t left, int32_t right, int32_t rank, int32_t merged)
 {
-    size_t cap = m->cap ? m->cap * 2 : 1024;
-    sq_tk_merge_slot *slots = calloc(cap, sizeof *slots);
-    if (!slots)
-        return sq_fail(SQ_ERR_NOMEM, "tokenizer: merge map of %zu slots", cap);
-    for (size_t i = 0; i < m->cap; i++) {
-        if (!m->slots[i].key)
-            continue;
-        size_t j = pair_slot(m->slots[i].key, cap);
-        while (slots[j].key)
-            j = (j + 1) & (cap - 1);
-        slots[j] = m->slots[i];
-    }
-    free(m->slots);
-    m->slots = slots;
-    m->cap = cap;
-    return SQ_OK;
+    int32_t pair[2] = {left, right};
+    return sq_tk_map_put(m, pair, sizeof pair, rank, merged, "merge");
 }
 
-sq_status sq_tk_mergemap_put(sq_tk_mergemap *m, int32_t left, int32_t right, int32_t rank, int32_t merged)
+const sq_tk_slot *sq_tk_mergemap_get(const sq_tk_map *m, int32_t left, int32_t right)
 {
-    if ((m->count + 1) * 2 > m->cap)
-        SQ_TRY(mergemap_grow(m));
-    uint64_t key = pair_key(left, right);
-    size_t j = pair_slot(key, m->cap);
-    while (m->slots[j].key && m->slots[j].key != key)
-        j = (j + 1) & (m->cap - 1);
-    if (!m->slots[j].key)
-        m->count++;
-    m->slots[j] = (sq_tk_merge_slot){key, rank, merged};
-    return SQ_OK;
-}
-
-const sq_tk_merge_slot *sq_tk_mergemap_get(const sq_tk_mergemap *m, int32_t left, int32_t right)
-{
-    if (!m->cap)
-        return NULL;
-    uint64_t key = pair_key(left, right);
-    size_t j = pair_slot(key, m->cap);
-    while (m->slots[j].key) {
-        if (m->slots[j].key == key)
-            return &m->slots[j];
-        j = (j + 1) & (m->cap - 1);
-    }
-    return NULL;
-}
-
-void sq_tk_mergemap_free(sq_tk_mergemap *m)
-{
-    free(m->slots);
-    *m = (sq_tk_mergemap){0};
+    int32_t pair[2] = {left, right};
+    return sq_tk_map_find(m, pair, sizeof pair);
 }
 
 sq_status sq_tk_buf_append(sq_tk_buf *b, const char *s, size_t len)

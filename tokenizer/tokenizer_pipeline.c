@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/tokenizer_json.h"
+#include "tokenizer/tokenizer_json.h"
 
 static sq_status load_pattern(const sq_tk_loader *L, json_t *obj, const char *path, pcre2_code **re)
 {

@@ -9,7 +9,7 @@
 
 #include <jansson.h>
 
-#include "cmds.h"
+#include "cli/cmds.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "kernels/kernels.h"

@@ -2,12 +2,12 @@
  * tokenizer loaders (tokenizer_load.c: model, vocab, added tokens, config;
  * tokenizer_pipeline.c: normalizer, pre-tokenizer, decoder, post-processor).
  * Every failure names the file and the JSON path. Internal to the tokenizer. */
-#ifndef SQ_MODEL_TOKENIZER_JSON_H
-#define SQ_MODEL_TOKENIZER_JSON_H
+#ifndef SQ_TOKENIZER_TOKENIZER_JSON_H
+#define SQ_TOKENIZER_TOKENIZER_JSON_H
 
 #include <jansson.h>
 
-#include "model/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 
 /* Ids above this are rejected before anything is sized by them. */
 #define SQ_TK_MAX_VOCAB (1u << 24)

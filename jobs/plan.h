@@ -11,8 +11,8 @@
  *   the block cut and not on how many ranks run the blocks.
  *
  * The plan is computed identically on every rank; nothing here talks to MPI. */
-#ifndef SQ_COORDINATOR_PLAN_H
-#define SQ_COORDINATOR_PLAN_H
+#ifndef SQ_JOBS_PLAN_H
+#define SQ_JOBS_PLAN_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -11,8 +11,8 @@
  * Known approximations: NFC/NFKC normalizers are identity (exact for text already
  * in that form, as most is); added tokens' single_word and lstrip/rstrip use
  * ASCII word characters and whitespace. */
-#ifndef SQ_MODEL_TOKENIZER_H
-#define SQ_MODEL_TOKENIZER_H
+#ifndef SQ_TOKENIZER_TOKENIZER_H
+#define SQ_TOKENIZER_TOKENIZER_H
 
 #include <stdbool.h>
 #include <stddef.h>

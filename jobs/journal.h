@@ -23,8 +23,8 @@
  * artifact is uploaded (publish) before the journal names it, and into which
  * a recorded artifact is downloaded (fetch) and checked against its sha256
  * before anything uses it. */
-#ifndef SQ_COORDINATOR_JOURNAL_H
-#define SQ_COORDINATOR_JOURNAL_H
+#ifndef SQ_JOBS_JOURNAL_H
+#define SQ_JOBS_JOURNAL_H
 
 #include <stdbool.h>
 

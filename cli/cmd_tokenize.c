@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmds.h"
+#include "cli/cmds.h"
 #include "core/status.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 static void usage(void)
 {

@@ -1,7 +1,7 @@
 /* cmd_pull.c: `shardq pull URI DIR` — download a checkpoint, verifying every file's sha256. */
 #include <stdio.h>
 
-#include "cmds.h"
+#include "cli/cmds.h"
 #include "store/model_store.h"
 
 int cmd_pull(int argc, char **argv)

@@ -1,9 +1,9 @@
 /* main.c: the shardq command line. One binary, one subcommand per verb;
- * each subcommand lives beside the subsystem it drives (see cmds.h). */
+ * each subcommand parses its argv and calls the library (see cmds.h). */
 #include <stdio.h>
 #include <string.h>
 
-#include "cmds.h"
+#include "cli/cmds.h"
 
 typedef struct {
     const char *name;

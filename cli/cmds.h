@@ -1,7 +1,7 @@
 /* cmds.h: the shardq subcommands dispatched by main.c. Each receives its own
  * argument vector: argv[0] is the subcommand's name, options follow. */
-#ifndef SQ_CMDS_H
-#define SQ_CMDS_H
+#ifndef SQ_CLI_CMDS_H
+#define SQ_CLI_CMDS_H
 
 int cmd_run(int argc, char **argv);
 int cmd_status(int argc, char **argv);

@@ -2,48 +2,43 @@
  * tokenizer_*.c files (tokenizer_load/_pipeline/_json: reading the JSON;
  * tokenizer_pretok: normalizers and pre-tokenizers; tokenizer_bpe: merges;
  * tokenizer_util: maps, buffers, UTF-8; tokenizer.c: encode/decode).
- * Not part of the public interface: use model/tokenizer.h. */
-#ifndef SQ_MODEL_TOKENIZER_INTERNAL_H
-#define SQ_MODEL_TOKENIZER_INTERNAL_H
+ * Not part of the public interface: use tokenizer/tokenizer.h. */
+#ifndef SQ_TOKENIZER_TOKENIZER_INTERNAL_H
+#define SQ_TOKENIZER_TOKENIZER_INTERNAL_H
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
-/* ---- string -> id map (open addressing, keys owned) ---- */
+/* ---- byte string -> two int32 values (open addressing, keys owned) ----
+ * The one hash map of the tokenizer. The vocab maps a token to its id
+ * (value[0]); the merges map the pair (left id, right id), as 8 bytes, to
+ * (rank, merged id). */
 typedef struct {
-    char *key;
+    char *key; /* NULL = empty slot */
     size_t len;
-    int32_t id;
+    int32_t value[2];
 } sq_tk_slot;
 
 typedef struct {
     sq_tk_slot *slots;
     size_t cap; /* power of two, 0 when empty */
     size_t count;
-} sq_tk_strmap;
+} sq_tk_map;
 
-sq_status sq_tk_strmap_put(sq_tk_strmap *m, const char *key, size_t len, int32_t id);
-int32_t sq_tk_strmap_get(const sq_tk_strmap *m, const char *key, size_t len); /* -1 if absent */
-void sq_tk_strmap_free(sq_tk_strmap *m);
+/* Insert or replace; `what` names the map in messages. */
+sq_status sq_tk_map_put(sq_tk_map *m, const void *key, size_t len, int32_t v0, int32_t v1, const char *what);
+const sq_tk_slot *sq_tk_map_find(const sq_tk_map *m, const void *key, size_t len); /* NULL if absent */
+void sq_tk_map_free(sq_tk_map *m);
 
-/* ---- (left id, right id) -> (rank, merged id) ---- */
-typedef struct {
-    uint64_t key; /* 0 = empty slot */
-    int32_t rank;
-    int32_t merged;
-} sq_tk_merge_slot;
+/* The vocab: token -> id. */
+sq_status sq_tk_strmap_put(sq_tk_map *m, const char *key, size_t len, int32_t id);
+int32_t sq_tk_strmap_get(const sq_tk_map *m, const char *key, size_t len); /* -1 if absent */
 
-typedef struct {
-    sq_tk_merge_slot *slots;
-    size_t cap;
-    size_t count;
-} sq_tk_mergemap;
-
-sq_status sq_tk_mergemap_put(sq_tk_mergemap *m, int32_t left, int32_t right, int32_t rank, int32_t merged);
-const sq_tk_merge_slot *sq_tk_mergemap_get(const sq_tk_mergemap *m, int32_t left, int32_t right);
-void sq_tk_mergemap_free(sq_tk_mergemap *m);
+/* The merges: (left id, right id) -> value[0] rank, value[1] merged id. */
+sq_status sq_tk_mergemap_put(sq_tk_map *m, int32_t left, int32_t right, int32_t rank, int32_t merged);
+const sq_tk_slot *sq_tk_mergemap_get(const sq_tk_map *m, int32_t left, int32_t right);
 
 /* ---- growable byte buffer and id vector ---- */
 typedef struct {
@@ -147,8 +142,8 @@ enum { SQ_ADDED_RAW = 0, SQ_ADDED_NORMALIZED = 1 };
 struct sq_tokenizer {
     char *name; /* file name for messages */
     /* model */
-    sq_tk_strmap vocab;   /* model vocab: token -> id */
-    sq_tk_mergemap merges;
+    sq_tk_map vocab;      /* model vocab: token -> id */
+    sq_tk_map merges;     /* (left id, right id) -> (rank, merged id) */
     char **id_to_token;   /* [vocab_size], NULL for unused ids */
     size_t *token_len;
     size_t vocab_size;

@@ -1,0 +1,79 @@
+/* calibrate_internal.h: what the files of a calibration step share (see
+ * calibrate.h): the step's state, the layer step (calibrate.c), the two
+ * schedules (schedule_sequential.c, schedule_pipeline.c) and the layer
+ * artifacts (layer_artifacts.c). Only worker/calibrate*.c, schedule_*.c and
+ * layer_artifacts.c include it. */
+#ifndef SQ_WORKER_CALIBRATE_INTERNAL_H
+#define SQ_WORKER_CALIBRATE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/log.h"
+#include "kernels/kernels.h"
+#include "model/forward.h"
+#include "model/layer.h"
+#include "worker/calibrate.h"
+#include "worker/layer_results.h"
+
+/* Where the time goes, for the progress log and bench/ (device work is synchronized
+ * before each clock reading, so GPU time lands in the phase that queued it). */
+typedef struct {
+    double load, forward, hessian, solve, write;
+} phase_seconds;
+
+static inline double phase_clock(void)
+{
+    kn_synchronize();
+    return sq_now_seconds();
+}
+
+typedef struct {
+    const sq_calibration *job;
+    const sq_quant_options *opt;     /* gptq, rtn */
+    const sq_sparse_options *sparse; /* sparsegpt, wanda, magnitude */
+    sq_step_kind kind;
+    bool needs_samples;   /* gptq, sparsegpt, wanda: Hessians from calibration activations; rtn, magnitude: weights only */
+    bool true_sequential; /* solve the linears group by group (gptq's option) */
+    sq_layer_form form;   /* what the step produces: quantized, or pruned dense weights */
+    int rank, world;
+    int seqlen, hidden, micro;
+    sq_model model;     /* embedding and the resident layer's buffers */
+    sq_layer_scratch scratch;
+    float *tmp;         /* [micro * seqlen, hidden] */
+    bool *done;         /* per layer: a verified artifact exists */
+    double started;
+    phase_seconds phases;
+} calib_state;
+
+/* ---- the layer step (calibrate.c) ---- */
+
+/* Quantize or prune the resident layer. shared: samples are split over ranks
+ * (Hessians summed, solves dealt out, results broadcast); otherwise this rank
+ * does it all. On return `out` holds all seven results and the layer computes with them. */
+sq_status calib_quantize_layer(calib_state *cs, int layer, const float *X, int nseq, bool shared,
+                               sq_layer_results *out);
+/* Push nseq sequences of X [nseq*seqlen, hidden] through the resident layer, in place. */
+sq_status calib_forward_samples(calib_state *cs, float *X, int nseq);
+/* Embed nseq sequences of token ids (host) into X [nseq*seqlen, hidden]. */
+sq_status calib_embed_samples(calib_state *cs, const int32_t *ids, int nseq, float *X);
+sq_status calib_alloc_activations(calib_state *cs, int nseq, float **X);
+void calib_log_progress(calib_state *cs, int finished, int total, int layer, bool replayed);
+/* All ranks agree whether a stop signal arrived (SQ_ERR_INTERRUPTED after `layer`). */
+sq_status calib_check_stop(int layer);
+
+/* ---- layer artifacts and the journal, rank 0 (layer_artifacts.c) ---- */
+
+/* Write a layer's artifact, then record it: the journal never names bytes that are not durable. */
+sq_status calib_save_layer(calib_state *cs, int layer, const sq_layer_results *results);
+sq_status calib_load_layer(calib_state *cs, int layer, sq_layer_results *results);
+/* Which layers have an artifact whose bytes still match the journal (sets cs->done).
+ * From the first one that does not, the journal forgets the rest. */
+sq_status calib_find_done_layers(calib_state *cs);
+
+/* ---- the schedules ---- */
+
+sq_status calib_run_sequential(calib_state *cs); /* schedule_sequential.c */
+sq_status calib_run_pipeline(calib_state *cs);   /* schedule_pipeline.c */
+
+#endif
