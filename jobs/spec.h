@@ -37,8 +37,8 @@
  *  - URIs: a local path (kept as written; relative paths resolve against the
  *    working directory of the run), file://PATH, or s3://bucket[/prefix] with a
  *    valid S3 bucket name (3-63 of a-z 0-9 . -). Other schemes are errors.
- *  - group_size is -1 or positive; divisibility by the model's dimensions is not
- *    known here and is the runner's check.
+ *  - group_size is -1 or positive; it need not divide a linear's inputs (the last
+ *    group is then shorter, as AutoGPTQ's ceil(in/group_size) groups).
  *  - sparsegpt/wanda/magnitude take exactly one of "sparsity" and "pattern"; with a
  *    pattern, sparsity is set to N/M. sparsegpt: bits 0 (default) or 2,3,4,8;
  *    group_size (default 128) and sym (default true) only with bits > 0.

@@ -2,6 +2,7 @@
  * transformers applies for Llama, Mistral and Qwen2 (the RoPE settings: config_rope.c). */
 #include "model/config.h"
 
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 #include "core/fileio.h"
 #include "model/config_rope.h"
+#include "model/geometry.h"
 
 static const struct {
     const char *architecture;
@@ -54,8 +56,10 @@ static sq_status get_number(json_t *obj, const char *origin, const char *key, bo
         *out = fallback;
         return SQ_OK;
     }
-    if (!json_is_number(v) || !(json_number_value(v) > 0))
-        return sq_fail(SQ_ERR_FORMAT, "%s: field \"%s\" must be a positive number", origin, key);
+    /* the values are kept as floats: a larger one would become infinity */
+    if (!json_is_number(v) || !(json_number_value(v) > 0) || !(json_number_value(v) <= FLT_MAX))
+        return sq_fail(SQ_ERR_FORMAT, "%s: field \"%s\" must be a positive number no larger than %g", origin, key,
+                       (double)FLT_MAX);
     *out = json_number_value(v);
     return SQ_OK;
 }
@@ -161,9 +165,12 @@ static sq_status parse_root(sq_model_config *cfg, const char *origin, json_t *ro
         return sq_fail(SQ_ERR_FORMAT, "%s: field \"head_dim\" (%d) must be even for rotary embeddings", origin,
                        cfg->head_dim);
     SQ_TRY(get_int(root, origin, "max_position_embeddings", false, 2048, 1, &cfg->max_position_embeddings));
+    SQ_TRY(sq_model_geometry_check(cfg, origin));
 
     double eps = 0;
     SQ_TRY(get_number(root, origin, "rms_norm_eps", false, 1e-6, &eps));
+    if (!(eps < 1.0))
+        return sq_fail(SQ_ERR_FORMAT, "%s: field \"rms_norm_eps\" must be below 1, got %g", origin, eps);
     cfg->rms_norm_eps = (float)eps;
     SQ_TRY(sq_model_config_parse_rope(cfg, origin, root));
 

@@ -6,6 +6,7 @@
  * present in both, the two must agree or the config is refused naming both fields. */
 #include "model/config_rope.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,7 +40,8 @@ static void json_path(char *out, size_t size, const char *section, const char *k
     snprintf(out, size, "%s%s%s", section ? section : "", section ? "." : "", key);
 }
 
-/* A positive number; *present false (and *out untouched) when absent and not required. */
+/* A positive number that fits a float (the settings are kept as floats: a larger one would be
+ * infinity); *present false (and *out untouched) when absent and not required. */
 static sq_status positive_number(json_t *obj, const char *origin, const char *section, const char *key,
                                  bool required, bool *present, double *out)
 {
@@ -49,8 +51,9 @@ static sq_status positive_number(json_t *obj, const char *origin, const char *se
     *present = v != NULL;
     if (!v)
         return required ? sq_fail(SQ_ERR_FORMAT, "%s: missing required field \"%s\"", origin, path) : SQ_OK;
-    if (!json_is_number(v) || !(json_number_value(v) > 0))
-        return sq_fail(SQ_ERR_FORMAT, "%s: field \"%s\" must be a positive number", origin, path);
+    if (!json_is_number(v) || !(json_number_value(v) > 0) || !(json_number_value(v) <= FLT_MAX))
+        return sq_fail(SQ_ERR_FORMAT, "%s: field \"%s\" must be a positive number no larger than %g", origin, path,
+                       (double)FLT_MAX);
     *out = json_number_value(v);
     return SQ_OK;
 }
@@ -122,7 +125,7 @@ static sq_status read_scaling(json_t *root, const char *origin, const char *sect
         return sq_fail(SQ_ERR_FORMAT, "%s: field \"%s.original_max_position_embeddings\" must be an integer", origin,
                        section);
     r->original = (int)original;
-    if (!(r->high > r->low))
+    if (!((float)r->high > (float)r->low)) /* as floats: equal ones would divide by zero in the smoothing */
         return sq_fail(SQ_ERR_FORMAT, "%s: field \"%s.high_freq_factor\" must exceed low_freq_factor", origin,
                        section);
     return SQ_OK;
@@ -170,7 +173,11 @@ static sq_status parse_theta(sq_model_config *cfg, const char *origin, json_t *r
         SQ_TRY(positive_number(params, origin, "rope_parameters", "rope_theta", false, &has_inner, &inner));
     if (has_top && has_inner && top != inner)
         return disagree(origin, "rope_theta", "rope_parameters.rope_theta", top, inner);
-    cfg->rope_theta = (float)(has_inner ? inner : has_top ? top : 10000.0);
+    double theta = has_inner ? inner : has_top ? top : 10000.0;
+    if (!(theta > 1.0))
+        return sq_fail(SQ_ERR_FORMAT, "%s: field \"%s\" must be above 1, got %g", origin,
+                       has_inner ? "rope_parameters.rope_theta" : "rope_theta", theta);
+    cfg->rope_theta = (float)theta;
     snprintf(cfg->rope_theta_from, sizeof cfg->rope_theta_from, "%s",
              has_inner ? "rope_parameters.rope_theta" : has_top ? "rope_theta" : "");
     return SQ_OK;
