@@ -286,12 +286,12 @@ static void test_hostile_configs(void **state)
     expect_format_error(LLAMA BASE ",\"rms_norm_eps\":1e39}", "\"rms_norm_eps\" must be a positive number");
     expect_format_error(LLAMA BASE ",\"rms_norm_eps\":2}", "\"rms_norm_eps\" must be below 1");
     expect_format_error(LLAMA BASE ",\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":1e300}}",
-                        "\"factor\" must be a positive number no larger than");
+                        "\"rope_scaling.factor\" must be a positive number no larger than");
     /* distinct doubles that are the same float: the llama3 smoothing would divide by zero */
     expect_format_error(LLAMA BASE ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0,"
                               "\"low_freq_factor\":1.0,\"high_freq_factor\":1.00000001,"
                               "\"original_max_position_embeddings\":8192}}",
-                        "high_freq_factor must exceed low_freq_factor");
+                        "\"rope_scaling.high_freq_factor\" must exceed low_freq_factor");
 #undef LLAMA
 }
 
