@@ -110,8 +110,8 @@ def test_data_checked_before_any_state(work):
 
 def test_corrected_spec_runs_on_the_same_state(work):
     # refused on 2 ranks (every rank stops, none writes), then the fixed spec runs where it was
-    refused(work, "fixed", "group_size: 48 does not divide", ranks=2, model=work["model"],
-            step={"gptq": {"bits": 4, "group_size": 48}})
+    refused(work, "fixed", "data.seqlen: 4096 is beyond", ranks=2, model=work["model"],
+            step={"gptq": {"bits": 4, "group_size": 32}}, seqlen=4096)
     spec = spec_for(work, "fixed", work["model"], {"gptq": {"bits": 4, "group_size": 32}})
     mpirun(2, ["run", spec])
     assert (work["tmp"] / "fixed" / "output" / "manifest.json").exists()
