@@ -94,11 +94,12 @@ static sq_status calibration_samples(job_state *js, int32_t **samples)
             sq_job_model_close(&source);
         }
         if (st == SQ_OK)
-            st = sq_draw_calibration_windows(spec->calibration_uri, ids, n, spec->nsamples, spec->seqlen, spec->seed,
-                                             *samples);
+            st = sq_draw_calibration_windows(spec->calibration_uri, ids, n, spec->nsamples, spec->seqlen,
+                                             spec->sampling, spec->seed, *samples);
         if (st == SQ_OK)
-            sq_log_info("calibration: %d windows of %d tokens from %s (%zu tokens, seed %llu)", spec->nsamples,
-                        spec->seqlen, spec->calibration_uri, n, (unsigned long long)spec->seed);
+            sq_log_info("calibration: %d %s windows of %d tokens from %s (%zu tokens, seed %llu)", spec->nsamples,
+                        spec->sampling == SQ_SAMPLING_CONSECUTIVE ? "consecutive" : "random", spec->seqlen,
+                        spec->calibration_uri, n, (unsigned long long)spec->seed);
         free(ids);
         free(path);
     }

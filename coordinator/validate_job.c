@@ -13,15 +13,6 @@
 #include "quant/quant_result.h"
 #include "worker/calibrate.h"
 
-/* The one rule on group sizes: a group size must divide the linear's inputs. */
-static sq_status check_group_size(const char *at, int group_size, sq_linear_id linear, int in)
-{
-    if (group_size > 0 && in % group_size != 0)
-        return sq_fail(SQ_ERR_SPEC, "%s.group_size: %d does not divide %s's %d inputs", at, group_size,
-                       sq_linear_name(linear), in);
-    return SQ_OK;
-}
-
 /* The GPTQ v1 checkpoint a quantizing step writes must hold every linear. */
 static sq_status check_gptq_format(const char *at, int bits, sq_linear_id linear, int in, int out)
 {
@@ -62,7 +53,6 @@ static sq_status check_calibration_step(const sq_job_spec *spec, int step, const
             continue;
         if (sq_quant_options_check(quant, in, sq_linear_name(i)) != SQ_OK)
             return sq_fail_context(SQ_ERR_SPEC, "%s", at);
-        SQ_TRY(check_group_size(at, quant->group_size, (sq_linear_id)i, in));
         SQ_TRY(check_gptq_format(at, quant->bits, (sq_linear_id)i, in, out));
     }
     return SQ_OK;

@@ -3,9 +3,12 @@
  * {
  *   "name": "tiny-gptq",                     optional, default: file name
  *   "model": "DIR | file://DIR | s3://bucket/prefix",
- *   "data": {"calibration": URI, "format": "text", "nsamples": 128, "seqlen": 2048},
+ *   "data": {"calibration": URI, "format": "text", "nsamples": 128, "seqlen": 2048,
+ *            "sampling": "random"},
  *       format "text" (default: tokenized with the model's tokenizer) or "token_ids"
  *       (whitespace-separated ids, already tokenized); eval steps take the same "format".
+ *       sampling "random" (default: seeded random windows) or "consecutive" (window i is
+ *       ids[i*seqlen, (i+1)*seqlen)); coordinator/calibration_windows.h has the exact rules.
  *   "steps": [ {"gptq": {...}}, {"eval": {...}} ],   each step: an object with one key
  *   "state_uri": URI,                        journal and per-layer artifacts
  *   "output_uri": URI,                       the final checkpoint
@@ -35,8 +38,8 @@
  *  - URIs: a local path (kept as written; relative paths resolve against the
  *    working directory of the run), file://PATH, or s3://bucket[/prefix] with a
  *    valid S3 bucket name (3-63 of a-z 0-9 . -). Other schemes are errors.
- *  - group_size is -1 or positive; divisibility by the model's dimensions is not
- *    known here and is the runner's check.
+ *  - group_size is -1 or positive; it need not divide a linear's inputs (the last
+ *    group is then shorter, as AutoGPTQ's ceil(in/group_size) groups).
  *  - sparsegpt/wanda/magnitude take exactly one of "sparsity" and "pattern"; with a
  *    pattern, sparsity is set to N/M. sparsegpt: bits 0 (default) or 2,3,4,8;
  *    group_size (default 128) and sym (default true) only with bits > 0.
@@ -138,11 +141,18 @@ typedef struct {
     char *version;
 } sq_push_options;
 
+/* data.sampling: how the calibration windows are cut from the token stream. */
+typedef enum {
+    SQ_SAMPLING_RANDOM,     /* "random" (default): seeded random starts */
+    SQ_SAMPLING_CONSECUTIVE /* "consecutive": window i = ids[i*seqlen, (i+1)*seqlen) */
+} sq_window_sampling;
+
 typedef struct {
     char *name;
     char *model_uri;
     char *calibration_uri; /* data.calibration (required when a calibration step is present) */
     bool calibration_token_ids; /* data.format "token_ids" */
+    sq_window_sampling sampling; /* data.sampling, default random */
     int nsamples;          /* default 128 */
     int seqlen;            /* default 2048 */
     sq_step *steps;

@@ -161,9 +161,10 @@ sq_status kn_dequantize(float *W, const uint8_t *codes, const float *scale, cons
  * order) with the upper Cholesky factor Hinv[n, n] of H⁻¹. For each column j in the
  * block, in order:
  *   if compute_groups and group_size > 0 and j % group_size == 0:
- *       kn_quant_grid for group j/group_size from columns [j, j+group_size) of
+ *       kn_quant_grid for group j/group_size from columns [j, min(j+group_size, n)) of
  *       W_start (W as it was when this block started, i.e. with earlier blocks'
- *       lazy updates but not this block's)
+ *       lazy updates but not this block's); the last group is shorter where
+ *       group_size does not divide n
  *   quantize column j with the grid of group group_of_column[j] -> codes, dequantized q;
  *       where masked[r*n + j] is nonzero, 0 is quantized instead of w (code = the zero
  *       point, q = 0 exactly), as kn_sparsegpt_block does for a pruned entry

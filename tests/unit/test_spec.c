@@ -226,6 +226,9 @@ static const bad_spec bad_specs[] = {
     {"{\"model\": 7, \"state_uri\": \"s\", \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
      "model: must be a non-empty string (a path, file:///PATH or s3://bucket/prefix)"},
     {"{" MINIMAL ", \"name\": \"\", \"steps\": [{\"eval\": {\"data\": \"t\"}}]}", "name: must be a non-empty string"},
+    {"{" MINIMAL ", \"data\": {\"calibration\": \"c\", \"sampling\": \"sequential\"}, \"steps\": [{\"eval\": "
+     "{\"data\": \"t\"}}]}",
+     "data.sampling: must be one of \"random\", \"consecutive\""},
     {"{" MINIMAL ", \"parallel\": {\"mode\": \"tensor\"}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
      "parallel.mode: must be one of \"sequential\", \"pipeline\""},
     {"{" MINIMAL ", \"parallel\": {\"micro_batch\": 0}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
@@ -359,6 +362,7 @@ static void test_defaults_are_filled(void **state)
     assert_string_equal(spec.name, "defaults");
     assert_int_equal(spec.nsamples, 128);
     assert_int_equal(spec.seqlen, 2048);
+    assert_int_equal(spec.sampling, SQ_SAMPLING_RANDOM);
     assert_int_equal(spec.mode, SQ_PARALLEL_SEQUENTIAL);
     assert_int_equal(spec.micro_batch, 4);
     assert_int_equal(spec.seed, 0);
@@ -444,6 +448,18 @@ static void test_defaults_are_filled(void **state)
     sq_job_spec_free(&spec);
 }
 
+static void test_data_sampling(void **state)
+{
+    (void)state;
+    sq_job_spec spec;
+    const char *json = "{\"model\": \"m\", \"state_uri\": \"s\", \"output_uri\": \"o\", \"steps\": [{\"gptq\": {}}],"
+                       " \"data\": {\"calibration\": \"ids.txt\", \"format\": \"token_ids\", \"sampling\": \"consecutive\"}}";
+    assert_int_equal(sq_job_spec_parse(&spec, "sampling.json", json), SQ_OK);
+    assert_int_equal(spec.sampling, SQ_SAMPLING_CONSECUTIVE);
+    assert_true(spec.calibration_token_ids);
+    sq_job_spec_free(&spec);
+}
+
 static void test_step_kind_names(void **state)
 {
     (void)state;
@@ -508,6 +524,7 @@ int main(void)
         cmocka_unit_test(test_defaults_are_filled),
         cmocka_unit_test(test_step_kind_names),
         cmocka_unit_test(test_hash_ignores_formatting_not_values),
+        cmocka_unit_test(test_data_sampling),
         cmocka_unit_test(test_missing_file_is_io_error),
     };
     return cmocka_run_group_tests_name("spec", tests, NULL, NULL);
