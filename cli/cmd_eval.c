@@ -3,7 +3,9 @@
  * an optional simulated quantized KV cache; prints progress (after layers, at
  * least every --progress-every seconds, so long windows are not silent) and
  * the result, and writes metrics JSON with --out. A seqlen beyond the model's
- * max_position_embeddings is refused unless --allow-long. */
+ * max_position_embeddings is refused unless --allow-long. With --adapter DIR, a
+ * PEFT LoRA adapter is applied to the model (lora/eval.h), the base quantized to
+ * NF4 first when the adapter was trained on an NF4 base (its manifest says so). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 #include "core/fileio.h"
 #include "core/log.h"
 #include "kernels/kernels.h"
+#include "lora/eval.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/corpus.h"
@@ -28,6 +31,8 @@ typedef struct {
     const char *data_ids_path;
     const char *out_path;
     bool allow_long;
+    const char *adapter_dir;    /* --adapter: a PEFT LoRA adapter applied to the model */
+    const char *token_nll_path; /* --token-nll: every scored token's NLL, one per line (with --adapter) */
     sq_perplexity_options ppl;
 } eval_args;
 
@@ -36,6 +41,7 @@ static void eval_usage(FILE *out)
     fprintf(out, "usage: shardq eval --model DIR (--data TEXT_FILE | --data-ids IDS_FILE) [--seqlen N]\n"
                  "                   [--max-windows K] [--batch B] [--kv-cache-bits BITS] [--logits-chunk ROWS]\n"
                  "                   [--allow-long] [--progress-every SECONDS] [--out METRICS.json]\n"
+                 "                   [--adapter DIR [--token-nll FILE]]\n"
                  "  perplexity over non-overlapping windows of N tokens (default: min(2048, max positions))\n"
                  "  --max-windows K  score the first K windows (0, the default: all)\n"
                  "  --allow-long  accept a seqlen beyond the model's max_position_embeddings\n"
@@ -46,7 +52,10 @@ static void eval_usage(FILE *out)
                  "  --kv-cache-bits B  simulate a B-bit KV cache: each token's key (after RoPE) and value\n"
                  "               fake-quantized per head on an asymmetric min/max grid (0: off)\n"
                  "  --batch      windows per layer call (default: as many as fit 1 GiB of scratch)\n"
-                 "  --logits-chunk ROWS  rows per LM-head call (default: as many as fit 128 MiB of logits)\n",
+                 "  --logits-chunk ROWS  rows per LM-head call (default: as many as fit 128 MiB of logits)\n"
+                 "  --adapter DIR  apply a PEFT LoRA adapter (a qlora step's output); an adapter trained on an\n"
+                 "               NF4 base quantizes the model to NF4 first, as training saw it\n"
+                 "  --token-nll FILE  with --adapter: each scored token's NLL, one per line\n",
             (int)SQ_PROGRESS_SECONDS);
 }
 
@@ -70,7 +79,8 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         {"data-ids", required_argument, NULL, 'i'},     {"seqlen", required_argument, NULL, 's'},
         {"max-windows", required_argument, NULL, 'w'}, {"batch", required_argument, NULL, 'b'},
         {"kv-cache-bits", required_argument, NULL, 'k'}, {"out", required_argument, NULL, 'o'},
-        {"logits-chunk", required_argument, NULL, 'l'}, {"allow-long", no_argument, NULL, 'a'},
+        {"logits-chunk", required_argument, NULL, 'l'}, {"adapter", required_argument, NULL, 'a'},
+        {"token-nll", required_argument, NULL, 't'},    {"allow-long", no_argument, NULL, 'L'},
         {"progress-every", required_argument, NULL, 'p'},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
@@ -89,13 +99,15 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         case 'd': a->data_path = optarg; break;
         case 'i': a->data_ids_path = optarg; break;
         case 'o': a->out_path = optarg; break;
+        case 'a': a->adapter_dir = optarg; break;
+        case 't': a->token_nll_path = optarg; break;
         case 's': bad = parse_int_arg("--seqlen", optarg, 2, &a->ppl.seqlen); break;
         case 'w': bad = parse_int_arg("--max-windows", optarg, 0, &a->ppl.max_windows); break;
         case 'b': bad = parse_int_arg("--batch", optarg, 1, &a->ppl.micro_batch); break;
         case 'l': bad = parse_int_arg("--logits-chunk", optarg, 1, &a->ppl.logits_chunk_rows); break;
         case 'k': bad = parse_int_arg("--kv-cache-bits", optarg, 0, &a->ppl.kv_cache_bits); break;
         case 'p': bad = parse_int_arg("--progress-every", optarg, 0, &progress_seconds); break;
-        case 'a': a->allow_long = true; break;
+        case 'L': a->allow_long = true; break;
         case 'h': eval_usage(stdout); return 1;
         default: bad = 1; break;
         }
@@ -107,6 +119,10 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
     if (optind != argc || !a->model_dir || !a->data_path == !a->data_ids_path) {
         fprintf(stderr, "shardq eval: need --model and exactly one of --data / --data-ids\n");
         eval_usage(stderr);
+        return 2;
+    }
+    if ((a->token_nll_path && !a->adapter_dir) || (a->adapter_dir && a->ppl.kv_cache_bits)) {
+        fprintf(stderr, "shardq eval: --token-nll needs --adapter, and --adapter does not take --kv-cache-bits\n");
         return 2;
     }
     if (a->ppl.kv_cache_bits > 16) {
@@ -143,6 +159,31 @@ static sq_status write_metrics(const eval_args *a, const sq_perplexity_result *r
     return st;
 }
 
+static sq_status write_token_nll(const char *path, const float *nll, long n)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return sq_fail(SQ_ERR_IO, "%s: cannot write", path);
+    for (long i = 0; i < n; i++)
+        fprintf(f, "%.9g\n", nll[i]);
+    return fclose(f) == 0 ? SQ_OK : sq_fail(SQ_ERR_IO, "%s: write failed", path);
+}
+
+/* Perplexity of the checkpoint with the adapter of a->adapter_dir applied. */
+static sq_status eval_with_adapter(const eval_args *a, const sq_model_config *cfg, const sq_checkpoint *ckpt,
+                                   const int32_t *ids, size_t n_ids, sq_perplexity_result *result)
+{
+    float *token_nll = NULL;
+    if (a->token_nll_path && !(token_nll = malloc(sizeof(float) * (n_ids + 1))))
+        return sq_fail(SQ_ERR_NOMEM, "out of memory");
+    sq_status st = sq_lora_eval_adapter(a->adapter_dir, cfg, ckpt, ids, n_ids, a->ppl.seqlen, a->ppl.max_windows,
+                                        result, token_nll);
+    if (st == SQ_OK && a->token_nll_path)
+        st = write_token_nll(a->token_nll_path, token_nll, result->tokens);
+    free(token_nll);
+    return st;
+}
+
 static sq_status run_eval(eval_args *a)
 {
     sq_model_config cfg;
@@ -174,9 +215,13 @@ static sq_status run_eval(eval_args *a)
     sq_log_info("eval: %s on %s, %zu tokens, seqlen %d, %s", a->model_dir,
                 a->data_ids_path ? a->data_ids_path : a->data_path, n_ids, a->ppl.seqlen, kn_device_description());
     SQ_TRY_GOTO(st, sq_checkpoint_open(&ckpt, a->model_dir), done);
-    SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, ckpt), done);
     sq_perplexity_result result;
-    SQ_TRY_GOTO(st, sq_perplexity(&model, ids, n_ids, &a->ppl, &result), done);
+    if (a->adapter_dir) {
+        SQ_TRY_GOTO(st, eval_with_adapter(a, &cfg, ckpt, ids, n_ids, &result), done);
+    } else {
+        SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, ckpt), done);
+        SQ_TRY_GOTO(st, sq_perplexity(&model, ids, n_ids, &a->ppl, &result), done);
+    }
     printf("windows %d  tokens %ld  nll %.6f  ppl %.4f\n", result.windows, result.tokens, result.nll, result.ppl);
     if (a->out_path)
         SQ_TRY_GOTO(st, write_metrics(a, &result), done);

@@ -67,6 +67,12 @@ static sq_status load(sq_journal *journal)
     json_array_foreach(steps, i, step) {
         if (!json_is_array(json_object_get(step, "layers")))
             return sq_fail(SQ_ERR_FORMAT, "%s: steps[%zu].layers: must be an array", journal->path, i);
+        json_t *c = json_object_get(step, "checkpoint");
+        if (c && (!json_is_integer(json_object_get(c, "train_step")) ||
+                  json_integer_value(json_object_get(c, "train_step")) < 0 ||
+                  !json_is_string(json_object_get(c, "artifact")) || !json_is_string(json_object_get(c, "sha256"))))
+            return sq_fail(SQ_ERR_FORMAT, "%s: steps[%zu].checkpoint: needs train_step >= 0, artifact and sha256",
+                           journal->path, i);
     }
     SQ_TRY(sq_holder_validate(json_object_get(journal->doc, "holder"), journal->path));
     json_t *push = json_object_get(journal->doc, "push");
@@ -201,6 +207,28 @@ sq_status sq_journal_record_layer(sq_journal *journal, int step, int layer, cons
     if (!journal->written || json_object_set_new(journal->written, artifact, json_string(sha256)) != 0)
         return sq_fail(SQ_ERR_NOMEM, "%s: out of memory", journal->path);
     return save(journal);
+}
+
+sq_status sq_journal_record_checkpoint(sq_journal *journal, int step, int train_step, const char *artifact,
+                                       const char *sha256)
+{
+    json_t *s = step_at(journal, step);
+    if (!s)
+        return sq_fail(SQ_ERR_ARG, "%s: no step %d", journal->path, step);
+    json_object_set_new(s, "status", json_string("running"));
+    json_object_set_new(s, "checkpoint", json_pack("{s:i, s:s, s:s}", "train_step", train_step, "artifact", artifact,
+                                                   "sha256", sha256));
+    return save(journal);
+}
+
+const char *sq_journal_checkpoint(const sq_journal *journal, int step, int *train_step, const char **sha256)
+{
+    json_t *c = json_object_get(step_at(journal, step), "checkpoint");
+    if (!c)
+        return NULL;
+    *train_step = (int)json_integer_value(json_object_get(c, "train_step"));
+    *sha256 = json_string_value(json_object_get(c, "sha256"));
+    return json_string_value(json_object_get(c, "artifact"));
 }
 
 sq_status sq_journal_record_step(sq_journal *journal, int step, json_t *result)

@@ -4,6 +4,8 @@
  *   {"format": "shardq-journal/1", "spec_sha256": "...",
  *    "steps": [{"kind": "gptq", "status": "running" | "done",
  *               "layers": [{"layer": 0, "artifact": "step0/layer_000.safetensors", "sha256": "..."}],
+ *               "checkpoint": {"train_step": 100, "artifact": "step1/train_000100.safetensors",
+ *                              "sha256": "..."},        (qlora: the latest training checkpoint)
  *               "result": {...}}],
  *    "push": {"store": URI, "name": "...", "version": "...", "uri": URI,
  *             "manifest_sha256": "..."},     once the push block's push is complete
@@ -76,6 +78,11 @@ const char *sq_journal_push_recorded(const sq_journal *journal, const char *stor
 /* Record a completed push (the store's index already lists it). */
 sq_status sq_journal_record_push(sq_journal *journal, const char *store, const char *name, const char *version,
                                  const char *model_uri, const char *manifest_sha256);
+/* Record a training step's checkpoint (its artifact already durable), replacing the previous one. */
+sq_status sq_journal_record_checkpoint(sq_journal *journal, int step, int train_step, const char *artifact,
+                                       const char *sha256);
+/* The latest checkpoint of a training step: its artifact name (NULL when none), *train_step and *sha256. */
+const char *sq_journal_checkpoint(const sq_journal *journal, int step, int *train_step, const char **sha256);
 /* Forget layers >= from_layer of a step (an artifact failed its checksum). */
 sq_status sq_journal_truncate_layers(sq_journal *journal, int step, int from_layer);
 

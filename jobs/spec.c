@@ -40,9 +40,10 @@ static char *name_from_origin(const char *origin)
 
 static void parse_data(sq_spec_errors *errs, json_t *root, sq_job_spec *spec)
 {
-    static const char *const keys[] = {"calibration", "format", "nsamples", "seqlen", NULL};
+    static const char *const keys[] = {"calibration", "format", "nsamples", "seqlen", "sampling", NULL};
     static const char *const formats[] = {"text", "token_ids", NULL};
-    int format = 0;
+    static const char *const samplings[] = {"random", "consecutive", NULL}; /* sq_window_sampling order */
+    int format = 0, sampling = 0;
     json_t *data = sq_spec_object(errs, root, "", "data");
     if (!data)
         return;
@@ -53,6 +54,8 @@ static void parse_data(sq_spec_errors *errs, json_t *root, sq_job_spec *spec)
     /* at most KN_FIXED_MAX_ADDENDS (kernels/fixed_sum.h): the Hessians' exact sums have one addend per sample */
     sq_spec_int(errs, data, "data", "nsamples", 1, 262144, "must be an integer in 1..262144", &spec->nsamples);
     sq_spec_int(errs, data, "data", "seqlen", 1, INT_MAX, "must be a positive integer", &spec->seqlen);
+    if (sq_spec_choice(errs, data, "data", "sampling", samplings, &sampling))
+        spec->sampling = (sq_window_sampling)sampling;
 }
 
 static void parse_parallel(sq_spec_errors *errs, json_t *root, sq_job_spec *spec)

@@ -238,7 +238,12 @@ static sq_status write_configs(const sq_gptq_checkpoint_request *req, const char
     SQ_TRY_GOTO(st, sq_checkpoint_load_config_json(sq_checkpoint_local_dir(req->source), &config), done);
     qc = quantization_config(req->options);
     json_object_set(config, "quantization_config", qc);
-    json_object_set_new(config, "torch_dtype", json_string("float16"));
+    /* The tensors are fp16 now: say so under the key(s) the input used ("dtype" from transformers 5). */
+    bool has_dtype = json_object_get(config, "dtype") != NULL;
+    if (!has_dtype || json_object_get(config, "torch_dtype"))
+        json_object_set_new(config, "torch_dtype", json_string("float16"));
+    if (has_dtype)
+        json_object_set_new(config, "dtype", json_string("float16"));
     if (req->extra_config)
         json_object_update(config, req->extra_config);
     SQ_TRY_GOTO(st, sq_checkpoint_write_json(out_dir, "config.json", config), done);

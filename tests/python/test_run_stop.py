@@ -6,7 +6,7 @@
 - SIGTERM to mpirun (Open MPI kills the ranks) leaves a journal that resumes to the same bytes;
 - `shardq status` says "running" with rank 0's pid while the job runs, "interrupted (resume
   with the same command)" once its processes are gone (killed or stopped);
-- a failure every rank knows (a bad spec, a group size the model's shapes refuse, a missing
+- a failure every rank knows (a bad spec, a seqlen beyond the model's positions, a missing
   model or calibration file)
   under mpirun -np 2 prints one `error:` line and no MPI_ABORT banner.
 Jobs are acted on at points of their own progress: SHARDQ_FAULT=after-journal:L with
@@ -194,9 +194,9 @@ def test_agreed_failure_prints_one_error_line(work, fault):
     if fault == "spec":
         spec, _ = spec_for(work, name, steps=[{"gptq": {"bits": 5, "group_size": 32}}])
         expected = "steps[0].gptq.bits"
-    elif fault == "model-shape":  # found by every rank against the model's 64-wide inputs
-        spec, _ = spec_for(work, name, steps=[{"gptq": {"bits": 4, "group_size": 48}}])
-        expected = "steps[0].gptq.group_size: 48"
+    elif fault == "model-shape":  # found against the model's config: windows beyond its positions
+        spec, _ = spec_for(work, name, data={"calibration": str(work["calib"]), "nsamples": 8, "seqlen": 4096})
+        expected = "data.seqlen"
     elif fault == "model":
         expected = str(work["tmp"] / "no-such-model")
         spec, _ = spec_for(work, name, model=expected)
