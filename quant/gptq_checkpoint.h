@@ -50,6 +50,9 @@ typedef struct {
     int n_extra_files;
 } sq_gptq_checkpoint_request;
 
+/* The "quantization_config" object above, for `opt` (new reference). */
+json_t *sq_gptq_quantization_config(const sq_quant_options *opt);
+
 /* Write the checkpoint into `out_dir` (created if needed). */
 sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const char *out_dir);
 

@@ -11,6 +11,7 @@
 
 #include "quant/gptq.h"
 #include "quant/hessian.h"
+#include "quant/output_format.h"
 #include "quant/prune.h"
 #include "quant/rtn.h"
 #include "quant/sparsegpt.h"
@@ -332,6 +333,10 @@ static sq_status check_step_options(const calib_state *cs)
         int in = i == SQ_LINEAR_O ? job->cfg->num_heads * job->cfg->head_dim
                  : i == SQ_LINEAR_DOWN ? job->cfg->intermediate_size
                                        : job->cfg->hidden_size;
+        int out = i == SQ_LINEAR_Q                       ? job->cfg->num_heads * job->cfg->head_dim
+                  : i == SQ_LINEAR_K || i == SQ_LINEAR_V ? job->cfg->num_kv_heads * job->cfg->head_dim
+                  : i == SQ_LINEAR_O || i == SQ_LINEAR_DOWN ? job->cfg->hidden_size
+                                                            : job->cfg->intermediate_size;
         if (m > 0 && in % m != 0)
             return sq_fail(SQ_ERR_SPEC, "steps[%d].%s.pattern: %d:%d does not divide %s's %d inputs", job->step, kind,
                            cs->sparse->prune_n, m, sq_linear_name(i), in);
@@ -341,6 +346,9 @@ static sq_status check_step_options(const calib_state *cs)
         if (quant->group_size > 0 && in % quant->group_size != 0)
             return sq_fail(SQ_ERR_SPEC, "steps[%d].%s.group_size: %d does not divide %s's %d inputs", job->step, kind,
                            quant->group_size, sq_linear_name(i), in);
+        char where[64];
+        snprintf(where, sizeof where, "steps[%d].%s", job->step, kind);
+        SQ_TRY(sq_output_format_check(job->spec->output_format, quant, where, sq_linear_name(i), out, in));
     }
     return SQ_OK;
 }
