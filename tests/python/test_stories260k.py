@@ -5,7 +5,8 @@ MLP 172, GQA 8/4, tied embeddings), through every method and output format.
 - rtn, gptq (W4, W3, per channel), sparsegpt, wanda and magnitude (50%) jobs run on it,
   "output": {"format": "dense"} where GPTQ v1 cannot pack the 172-wide MLP, and their
   WikiText-2 perplexities order as they must: GPTQ < RTN at 4 and 3 bits, SparseGPT
-  and Wanda < magnitude at 50%, within bounds measured here (figures and margins below);
+  and Wanda < magnitude at 50%, within bounds measured here (figures and margins below;
+  a TinyStories model on WikiText has a high perplexity, 239, but damage still orders it);
 - compressed-tensors output, decompressed by the compressed-tensors package, equals the
   dense output of the same job bit for bit (symmetric and asymmetric grids, a 2:4 pruned
   model with its sparsity metadata);
@@ -89,20 +90,21 @@ def quality(tmp):
 
 
 def test_gptq_beats_rtn(quality):
-    # measured (16 x 128 calibration windows): fp 238.7; W4 rtn 285, gptq 260; W3 rtn 573, gptq 335
+    # measured (16 x 128 calibration windows): fp 238.7; W4 rtn 285.1, gptq 256.6; W3 rtn 572.8, gptq 354.9
     fp = quality["fp"]
     assert quality["gptq4"] < 0.97 * quality["rtn4"]  # measured 0.91
-    assert quality["gptq3"] < 0.8 * quality["rtn3"]   # measured 0.59
+    assert quality["gptq3"] < 0.8 * quality["rtn3"]   # measured 0.62
     assert fp < quality["gptq4"] < 1.2 * fp          # measured 1.09
-    assert quality["gptq4"] < quality["gptq3"] < 1.7 * fp  # measured 1.41
+    assert quality["gptq4"] < quality["gptq3"] < 1.7 * fp  # measured 1.49
 
 
 def test_pruning_order(quality):
-    # measured: sparsegpt 375, wanda 381, magnitude 765 (sparsegpt vs wanda is too close to assert)
+    # measured: sparsegpt 389.7, wanda 370.7, magnitude 764.7 (sparsegpt vs wanda changes order with the
+    # calibration draw here: 375 vs 381 with 32 windows, so it is not asserted)
     fp = quality["fp"]
-    assert fp < quality["sparsegpt"] < 1.9 * fp       # measured 1.57
-    assert quality["sparsegpt"] < 0.7 * quality["magnitude"]  # measured 0.49
-    assert quality["wanda"] < 0.7 * quality["magnitude"]      # measured 0.50
+    assert fp < quality["sparsegpt"] < 1.9 * fp       # measured 1.63
+    assert quality["sparsegpt"] < 0.7 * quality["magnitude"]  # measured 0.51
+    assert quality["wanda"] < 0.7 * quality["magnitude"]      # measured 0.48
 
 
 def decompressed(out_dir):
