@@ -136,8 +136,9 @@ def main():
         results[name] = run_row(name, steps)
         results_file.write_text(json.dumps({"settings": settings, **results}, indent=1))
         print(f"{name}: ppl {results[name]['ppl']:.3f}, {results[name]['seconds']:.1f} s", flush=True)
-    backend = results["fp16"].get("backend", "?")
-    write_table(results, backend)
+    if "fp16" not in results:
+        sys.exit("no fp16 row measured with these settings: bench/QUALITY.md not written")
+    write_table(results, results["fp16"].get("backend", "?"))
 
 
 if __name__ == "__main__":
