@@ -114,26 +114,29 @@ static sq_status source_dtype(const artifact_source *src, const char *name, sq_d
     return SQ_OK;
 }
 
-/* A quantized linear dequantized into the source's dtype ("dense" output). */
-static sq_status dequantized_linear(void *ctx, const char *name, sq_linear_tensors *tensors)
+/* A quantized linear as the tensors of another output format, made by `convert`
+ * (assemble_formats.h) from the result and the source weight's dtype. */
+typedef sq_status (*format_converter)(const sq_quant_result *res, const char *name, sq_dtype dtype,
+                                      sq_linear_tensors *tensors);
+
+static sq_status converted_linear(artifact_source *src, const char *name, format_converter convert,
+                                  sq_linear_tensors *tensors)
 {
-    artifact_source *src = ctx;
     int linear = -1;
-    sq_dtype dtype;
+    sq_dtype dtype = SQ_DTYPE_F32;
     SQ_TRY(load_linear(src, name, SQ_LAYER_QUANTIZED, &linear));
     SQ_TRY(source_dtype(src, name, &dtype));
-    return sq_dequantized_linear(&src->cached.linear[linear], name, dtype, tensors);
+    return convert(&src->cached.linear[linear], name, dtype, tensors);
 }
 
-/* A quantized linear as compressed-tensors pack-quantized tensors. */
+static sq_status dequantized_linear(void *ctx, const char *name, sq_linear_tensors *tensors)
+{
+    return converted_linear(ctx, name, sq_dequantized_linear, tensors);
+}
+
 static sq_status compressed_linear(void *ctx, const char *name, sq_linear_tensors *tensors)
 {
-    artifact_source *src = ctx;
-    int linear = -1;
-    sq_dtype dtype;
-    SQ_TRY(load_linear(src, name, SQ_LAYER_QUANTIZED, &linear));
-    SQ_TRY(source_dtype(src, name, &dtype));
-    return sq_compressed_linear(&src->cached.linear[linear], name, dtype, tensors);
+    return converted_linear(ctx, name, sq_compressed_linear, tensors);
 }
 
 /* ---- sparsity ----------------------------------------------------------- */

@@ -198,3 +198,19 @@ def test_output_format_spec_errors(tmp, steps, fmt, message):
     proc = run([SHARDQ, "run", spec(tmp, "bad-spec", steps, fmt)], check=False)
     assert proc.returncode == 2 or proc.returncode == 1
     assert message in proc.stderr + proc.stdout
+
+
+def test_tokenizer_config_with_transformers_huge_max_length(tmp):
+    """transformers writes "model_max_length": 1e30 as an integer beyond int64 (SmolLM2's does):
+    the model must still load; the tokens are those of the `tokenizers` library."""
+    model = tmp / "huge-max-length"
+    model.mkdir()
+    for f in MODEL.iterdir():
+        if f.is_file():
+            (model / f.name).symlink_to(f)
+    (model / "tokenizer_config.json").unlink()
+    (model / "tokenizer_config.json").write_text('{"model_max_length": 1000000000000000019884624838656}')
+    (tmp / "story.txt").write_text("Once upon a time, there was a little girl named Lily.")
+    proc = run([SHARDQ, "tokenize", "--tokenizer", model, "--input", tmp / "story.txt"])
+    want = Tokenizer.from_file(str(MODEL / "tokenizer.json")).encode((tmp / "story.txt").read_text()).ids
+    assert [int(t) for t in proc.stdout.split()] == want
