@@ -124,6 +124,7 @@ def write_table(results, backend):
 
 def main():
     fetch_model()
+    (CACHE / "runs").mkdir(exist_ok=True)
     results_file = CACHE / "results.json"
     settings = {"nsamples": NSAMPLES, "seqlen": SEQLEN, "windows": WINDOWS}
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
