@@ -6,7 +6,9 @@ build/smollm2/) converted to an fp16 Hugging Face directory by smollm2_to_hf.py.
 Its linears were Q4_1 (asymmetric, g32) in the GGUF, so the quantizers run at
 symmetric g128, whose grid differs. Settings (environment): QUALITY_NSAMPLES
 (calibration windows, default 128), QUALITY_SEQLEN (default 2048),
-QUALITY_WINDOWS (evaluation windows, 0 = the whole test set), QUALITY_ONLY
+QUALITY_WINDOWS (evaluation windows, 0 = the whole test set), QUALITY_GROUP
+(group size, default 128; it must divide 576 and 1536 unless the build takes
+ragged last groups, so 64 where it does not), QUALITY_ONLY
 (comma-separated row names, to run a subset; rows measured with the same settings
 are kept in build/smollm2/results.json and reported too)."""
 import json
@@ -25,24 +27,26 @@ WIKI = ROOT.parent / "shared" / "data" / "wikitext-2"
 NSAMPLES = int(os.environ.get("QUALITY_NSAMPLES", "128"))
 SEQLEN = int(os.environ.get("QUALITY_SEQLEN", "2048"))
 WINDOWS = int(os.environ.get("QUALITY_WINDOWS", "0"))
+GROUP = int(os.environ.get("QUALITY_GROUP", "128"))
 
-W4 = {"bits": 4, "group_size": 128, "sym": True}
-W3 = {"bits": 3, "group_size": 128, "sym": True}
+W4 = {"bits": 4, "group_size": GROUP, "sym": True}
+W3 = {"bits": 3, "group_size": GROUP, "sym": True}
+G = f"g{GROUP}"
 ROWS = [  # name, steps (empty: the fp16 model itself)
     ("fp16", []),
-    ("RTN W4 g128", [{"rtn": W4}]),
-    ("GPTQ W4 g128", [{"gptq": dict(W4, desc_act=False)}]),
-    ("GPTQ W4 g128 act-order", [{"gptq": dict(W4, desc_act=True)}]),
-    ("RTN W3 g128", [{"rtn": W3}]),
-    ("GPTQ W3 g128", [{"gptq": dict(W3, desc_act=False)}]),
-    ("GPTQ W3 g128 act-order", [{"gptq": dict(W3, desc_act=True)}]),
+    (f"RTN W4 {G}", [{"rtn": W4}]),
+    (f"GPTQ W4 {G}", [{"gptq": dict(W4, desc_act=False)}]),
+    (f"GPTQ W4 {G} act-order", [{"gptq": dict(W4, desc_act=True)}]),
+    (f"RTN W3 {G}", [{"rtn": W3}]),
+    (f"GPTQ W3 {G}", [{"gptq": dict(W3, desc_act=False)}]),
+    (f"GPTQ W3 {G} act-order", [{"gptq": dict(W3, desc_act=True)}]),
     ("SparseGPT 50%", [{"sparsegpt": {"sparsity": 0.5}}]),
     ("Wanda 50%", [{"wanda": {"sparsity": 0.5}}]),
     ("magnitude 50%", [{"magnitude": {"sparsity": 0.5}}]),
     ("SparseGPT 2:4", [{"sparsegpt": {"pattern": "2:4"}}]),
     ("Wanda 2:4", [{"wanda": {"pattern": "2:4"}}]),
     ("magnitude 2:4", [{"magnitude": {"pattern": "2:4"}}]),
-    ("SparseGPT 2:4 + GPTQ W4 g128", [{"sparsegpt": {"pattern": "2:4"}}, {"gptq": W4}]),
+    (f"SparseGPT 2:4 + GPTQ W4 {G}", [{"sparsegpt": {"pattern": "2:4"}}, {"gptq": W4}]),
 ]
 
 
@@ -107,7 +111,8 @@ def write_table(results, backend):
         "model*.safetensors bytes (pruned models are dense fp16, so as large as the source).",
         "",
         "The source model was Q4_1 (asymmetric 4-bit, groups of 32) in its GGUF: its weights already lie on a "
-        "4-bit grid, so W4 numbers are optimistic; W3 and the pruning rows are the meaningful comparisons.",
+        "4-bit grid, so W4 numbers are optimistic; W3 and the pruning rows are the meaningful comparisons. "
+        "Quantization: symmetric, the group size in each row's name.",
         "",
         "| method | perplexity | vs fp16 | size (bytes) | wall time (s) |",
         "|---|---:|---:|---:|---:|",
@@ -126,7 +131,7 @@ def main():
     fetch_model()
     (CACHE / "runs").mkdir(exist_ok=True)
     results_file = CACHE / "results.json"
-    settings = {"nsamples": NSAMPLES, "seqlen": SEQLEN, "windows": WINDOWS}
+    settings = {"nsamples": NSAMPLES, "seqlen": SEQLEN, "windows": WINDOWS, "group": GROUP}
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     if results.pop("settings", None) != settings:  # rows measured otherwise are not comparable
         results = {}

@@ -165,6 +165,8 @@ def test_dense_records_quantization(tmp):
     config = json.loads((out / "config.json").read_text())
     assert "quantization_config" not in config
     assert config["dequantized_from"]["bits"] == 4 and config["dequantized_from"]["group_size"] == -1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["method"] == "gptq" and manifest["quantization"] == config["dequantized_from"]
     w = load_file(out / "model.safetensors")["model.layers.2.mlp.up_proj.weight"].numpy()
     assert w.dtype == np.float32 and w.shape == (172, 64)
     for row in w:  # per channel, 4 bits symmetric: at most 16 distinct values, evenly spaced
