@@ -10,6 +10,7 @@
 #include "coordinator/assemble.h"
 #include "coordinator/calibration_windows.h"
 #include "coordinator/job_storage.h"
+#include "coordinator/validate_job.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "jobs/journal.h"
@@ -29,6 +30,7 @@ typedef struct {
     sq_journal journal; /* rank 0 */
     sq_job_storage io;
     char *model_dir;    /* URI of the model the next step reads */
+    int32_t *samples;   /* the calibration windows (NULL when no step needs them) */
 } job_state;
 
 /* Where a model-producing step writes: output_uri for the last one, the job's
@@ -61,8 +63,11 @@ static sq_status agree_with_rank0(const sq_comm *comm, sq_status mine, const cha
     return SQ_OK;
 }
 
-/* Rank 0 tokenizes the calibration text and draws the windows; every rank receives them. */
-static sq_status calibration_samples(job_state *js, const sq_job_model *source, int32_t **samples)
+/* Rank 0 tokenizes the calibration text with the job's model's tokenizer (every
+ * step's model keeps it) and draws the windows; every rank receives them. Done
+ * before the journal exists, so that data too short for the windows is refused
+ * before anything is written. */
+static sq_status calibration_samples(job_state *js, int32_t **samples)
 {
     const sq_job_spec *spec = js->spec;
     size_t count = (size_t)spec->nsamples * spec->seqlen;
@@ -74,10 +79,15 @@ static sq_status calibration_samples(job_state *js, const sq_job_model *source, 
         char *path = NULL;
         int32_t *ids = NULL;
         size_t n = 0;
-        st = sq_job_stage_data(&js->io, spec->calibration_uri, &path);
-        if (st == SQ_OK)
-            st = sq_load_corpus(source->local_dir, path, spec->calibration_token_ids, source->cfg.vocab_size, &ids,
-                                &n);
+        sq_job_model source;
+        st = sq_job_model_open(&js->io, spec->model_uri, &source);
+        if (st == SQ_OK) {
+            st = sq_job_stage_data(&js->io, spec->calibration_uri, &path);
+            if (st == SQ_OK)
+                st = sq_load_corpus(source.local_dir, path, spec->calibration_token_ids, source.cfg.vocab_size, &ids,
+                                    &n);
+            sq_job_model_close(&source);
+        }
         if (st == SQ_OK)
             st = sq_draw_calibration_windows(spec->calibration_uri, ids, n, spec->nsamples, spec->seqlen, spec->seed,
                                              *samples);
@@ -95,25 +105,17 @@ static sq_status run_calibration_step(job_state *js, int step)
 {
     const sq_job_spec *spec = js->spec;
     sq_job_model source;
-    int32_t *samples = NULL;
     sq_status st;
     SQ_TRY(sq_job_model_open(&js->io, js->model_dir, &source));
     const sq_model_config cfg = source.cfg;
     const sq_checkpoint *ckpt = source.ckpt;
-    if (sq_calibration_needs_samples(spec->steps[step].kind))
-        SQ_TRY_GOTO(st, calibration_samples(js, &source, &samples), done);
 
     sq_plan *plan = calloc(1, sizeof *plan);
     if (!plan) {
         st = sq_fail(SQ_ERR_NOMEM, "out of memory");
         goto done;
     }
-    sq_plan_request rq = {.mode = spec->mode,
-                          .world_size = js->comm->world_size,
-                          .num_layers = cfg.num_layers,
-                          .linears_per_layer = SQ_LINEAR_COUNT,
-                          .nsamples = spec->nsamples,
-                          .num_blocks = spec->pipeline_blocks};
+    sq_plan_request rq = sq_job_plan_request(spec, js->comm->world_size, cfg.num_layers);
     st = sq_plan_build(plan, &rq);
     if (st == SQ_OK) {
         sq_calibration job = {.spec = spec,
@@ -123,7 +125,7 @@ static sq_status run_calibration_step(job_state *js, int step)
                               .journal = js->comm->rank == 0 ? &js->journal : NULL,
                               .cfg = &cfg,
                               .ckpt = ckpt,
-                              .samples = samples};
+                              .samples = js->samples};
         st = sq_calibrate(&job);
     }
     free(plan);
@@ -154,7 +156,6 @@ static sq_status run_calibration_step(job_state *js, int step)
         st = agree_with_rank0(js->comm, mine, "writing the output checkpoint");
     }
 done:
-    free(samples);
     sq_job_model_close(&source);
     return st;
 }
@@ -231,6 +232,19 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
     sq_status st = sq_job_storage_open(&js.io, spec);
     if (st != SQ_OK)
         return st;
+    /* refused by validation, or data too short for the windows: no journal, nothing written */
+    st = agree_with_rank0(comm, comm->rank == 0 ? sq_validate_job(&js.io, spec, comm->world_size) : SQ_OK,
+                          "validating the job");
+    bool needs_samples = false;
+    for (int step = 0; step < spec->n_steps; step++)
+        needs_samples = needs_samples || sq_calibration_needs_samples(spec->steps[step].kind);
+    if (st == SQ_OK && needs_samples)
+        st = calibration_samples(&js, &js.samples);
+    if (st != SQ_OK) {
+        free(js.samples);
+        sq_job_storage_close(&js.io);
+        return st;
+    }
     const char *scratch = NULL;
     if (comm->rank == 0 && sq_uri_is_s3(spec->state_uri))
         st = sq_job_scratch(&js.io, &scratch);
@@ -267,6 +281,7 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
         sq_log_info("job %s: all %d steps done", spec->name, spec->n_steps);
 done:
     free(js.model_dir);
+    free(js.samples);
     if (comm->rank == 0)
         sq_journal_close(&js.journal);
     sq_job_storage_close(&js.io);

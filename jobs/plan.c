@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "model/geometry.h"
+
 /* Split `total` items into `parts` contiguous ranges whose sizes differ by at most one. */
 static void split_evenly(sq_range *ranges, int parts, int total)
 {
@@ -79,3 +81,13 @@ int sq_plan_block_of_layer(const sq_plan *plan, int layer)
 }
 
 int sq_plan_block_rank(const sq_plan *plan, int block) { return block % plan->world_size; }
+
+sq_plan_request sq_job_plan_request(const sq_job_spec *spec, int world_size, int num_layers)
+{
+    return (sq_plan_request){.mode = spec->mode,
+                             .world_size = world_size,
+                             .num_layers = num_layers,
+                             .linears_per_layer = SQ_LINEAR_COUNT,
+                             .nsamples = spec->nsamples,
+                             .num_blocks = spec->pipeline_blocks};
+}

@@ -50,6 +50,9 @@ typedef struct {
     uint64_t memory_budget_bytes;   /* per rank; 0 = unlimited */
 } sq_plan_request;
 
+/* The request for a job of `spec` on `world_size` ranks over a model of `num_layers` layers. */
+sq_plan_request sq_job_plan_request(const sq_job_spec *spec, int world_size, int num_layers);
+
 /* Build the plan; SQ_ERR_ARG with a message saying what does not fit. */
 sq_status sq_plan_build(sq_plan *plan, const sq_plan_request *request);
 

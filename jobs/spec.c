@@ -50,7 +50,8 @@ static void parse_data(sq_spec_errors *errs, json_t *root, sq_job_spec *spec)
     sq_spec_uri(errs, data, "data", "calibration", &spec->calibration_uri);
     if (sq_spec_choice(errs, data, "data", "format", formats, &format))
         spec->calibration_token_ids = format == 1;
-    sq_spec_int(errs, data, "data", "nsamples", 1, INT_MAX, "must be a positive integer", &spec->nsamples);
+    /* at most KN_FIXED_MAX_ADDENDS (kernels/fixed_sum.h): the Hessians' exact sums have one addend per sample */
+    sq_spec_int(errs, data, "data", "nsamples", 1, 262144, "must be an integer in 1..262144", &spec->nsamples);
     sq_spec_int(errs, data, "data", "seqlen", 1, INT_MAX, "must be a positive integer", &spec->seqlen);
 }
 

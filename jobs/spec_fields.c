@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/uri.h"
+
 static void append(sq_spec_errors *errs, const char *line)
 {
     size_t n = strlen(line);
@@ -237,19 +239,6 @@ bool sq_spec_choice(sq_spec_errors *errs, json_t *obj, const char *path, const c
 
 /* S3 bucket naming rules: 3-63 characters of a-z, 0-9, '.', '-', starting and
  * ending with a letter or digit. */
-static bool valid_bucket(const char *bucket, size_t n)
-{
-    if (n < 3 || n > 63)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = bucket[i];
-        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && ((c != '.' && c != '-') || i == 0 || i == n - 1))
-            return false;
-    }
-    return true;
-}
-
 bool sq_spec_uri(sq_spec_errors *errs, json_t *obj, const char *path, const char *key, char **out)
 {
     char at[SQ_SPEC_PATH_MAX];
@@ -257,29 +246,15 @@ bool sq_spec_uri(sq_spec_errors *errs, json_t *obj, const char *path, const char
     if (!value)
         return false;
     if (!json_is_string(value) || json_string_length(value) == 0) {
-        sq_spec_error(errs, at, "must be a non-empty string (a path, file://PATH or s3://bucket/prefix)");
+        sq_spec_error(errs, at, "must be a non-empty string (a path, file:///PATH or s3://bucket/prefix)");
         return false;
     }
     const char *uri = json_string_value(value);
-    if (!strncmp(uri, "s3://", 5)) {
-        const char *bucket = uri + 5;
-        size_t n = strcspn(bucket, "/");
-        if (n == 0) {
-            sq_spec_error(errs, at, "s3 URI must name a bucket (s3://bucket/prefix)");
-            return false;
-        }
-        if (!valid_bucket(bucket, n)) {
-            sq_spec_error(errs, at, "invalid bucket name \"%.*s\" (3-63 characters of a-z, 0-9, '.', '-')",
-                          (int)n, bucket);
-            return false;
-        }
-    } else if (!strncmp(uri, "file://", 7)) {
-        if (uri[7] == '\0') {
-            sq_spec_error(errs, at, "file URI must name a path (file://PATH)");
-            return false;
-        }
-    } else if (strstr(uri, "://")) {
-        sq_spec_error(errs, at, "unsupported URI scheme (use a path, file://PATH or s3://bucket/prefix)");
+    sq_uri parsed; /* the parser every store call uses, so what passes here opens there */
+    sq_status st = sq_uri_parse(&parsed, uri);
+    sq_uri_free(&parsed);
+    if (st != SQ_OK) {
+        sq_spec_error(errs, at, "%s", sq_last_error());
         return false;
     }
     return copy_string(errs, uri, out);

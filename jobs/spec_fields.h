@@ -63,7 +63,8 @@ bool sq_spec_string(sq_spec_errors *errs, json_t *obj, const char *path, const c
 bool sq_spec_choice(sq_spec_errors *errs, json_t *obj, const char *path, const char *key,
                     const char *const *choices, int *index);
 
-/* A URI: a local path, file://PATH or s3://bucket[/prefix] with a valid bucket name. */
+/* A URI: a local path, file:///PATH or s3://bucket[/prefix] with a valid bucket name, as
+ * store/uri.c's sq_uri_parse accepts it (its message follows the JSON path). */
 bool sq_spec_uri(sq_spec_errors *errs, json_t *obj, const char *path, const char *key, char **out);
 
 #endif

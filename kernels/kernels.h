@@ -98,11 +98,15 @@ sq_status kn_fake_quantize_rows(float *x, int rows, int dim, int bits);
 /* H[cols,cols] = beta * H + alpha * Xᵀ X for X[rows, cols] (full symmetric result). */
 sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, float alpha, float beta);
 
-/* acc[i] += x[i] in double precision: Hessian sums whose result does not depend on
- * how the samples were split over ranks or batches. */
-sq_status kn_accumulate_f64(double *acc, const float *x, size_t n);
-/* out[i] = (float)(scale * in[i]). */
-sq_status kn_scale_f64_to_f32(float *out, const double *in, double scale, size_t n);
+/* Exact sums of fp32 values whose result does not depend on the order of the
+ * additions, so not on how samples were split over ranks or batches
+ * (kernels/fixed_sum.h): acc holds KN_FIXED_LANES lanes of n int64, lane-major
+ * ([lane * n + i]), zeroed with kn_zero; acc += x. Adding the lanes of several
+ * accumulators (an int64 all-reduce) gives the accumulator of all their addends. */
+sq_status kn_fixed_accumulate(int64_t *acc, const float *x, size_t n);
+/* out[i] = (float)(scale * sum i). SQ_ERR_NUMERIC when an addend of some entry
+ * was not finite or beyond ±2^47. */
+sq_status kn_fixed_to_f32(float *out, const int64_t *acc, double scale, size_t n);
 
 /* Sum of squares of each column: norms[c] = beta*norms[c] + Σ_r X[r,c]² (Wanda's ‖x‖²);
  * with beta 0, as in BLAS, norms is only written (its old contents may be anything). */

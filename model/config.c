@@ -3,6 +3,7 @@
  * (plain, "linear" and Llama 3.1 "llama3" scaling as transformers' rope utilities do). */
 #include "model/config.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <jansson.h>
 
 #include "core/fileio.h"
+#include "model/geometry.h"
 
 static const struct {
     const char *architecture;
@@ -55,8 +57,10 @@ static sq_status get_number(json_t *obj, const char *origin, const char *key, bo
         *out = fallback;
         return SQ_OK;
     }
-    if (!json_is_number(v) || !(json_number_value(v) > 0))
-        return sq_fail(SQ_ERR_FORMAT, "%s: field \"%s\" must be a positive number", origin, key);
+    /* the values are kept as floats: a larger one would become infinity */
+    if (!json_is_number(v) || !(json_number_value(v) > 0) || !(json_number_value(v) <= FLT_MAX))
+        return sq_fail(SQ_ERR_FORMAT, "%s: field \"%s\" must be a positive number no larger than %g", origin, key,
+                       (double)FLT_MAX);
     *out = json_number_value(v);
     return SQ_OK;
 }
@@ -152,7 +156,7 @@ static sq_status parse_rope_scaling(sq_model_config *cfg, const char *origin, js
         SQ_TRY(get_number(rs, where, "high_freq_factor", true, 1.0, &high));
         SQ_TRY(get_int(rs, where, "original_max_position_embeddings", true, 0, 1,
                        &cfg->rope_original_max_position));
-        if (!(high > low))
+        if (!((float)high > (float)low))
             return sq_fail(SQ_ERR_FORMAT, "%s: rope_scaling: high_freq_factor must exceed low_freq_factor",
                            origin);
         cfg->rope_scaling = SQ_ROPE_SCALING_LLAMA3;
@@ -185,10 +189,15 @@ static sq_status parse_root(sq_model_config *cfg, const char *origin, json_t *ro
         return sq_fail(SQ_ERR_FORMAT, "%s: field \"head_dim\" (%d) must be even for rotary embeddings", origin,
                        cfg->head_dim);
     SQ_TRY(get_int(root, origin, "max_position_embeddings", false, 2048, 1, &cfg->max_position_embeddings));
+    SQ_TRY(sq_model_geometry_check(cfg, origin));
 
     double eps, theta;
     SQ_TRY(get_number(root, origin, "rms_norm_eps", false, 1e-6, &eps));
     SQ_TRY(get_number(root, origin, "rope_theta", false, 10000.0, &theta));
+    if (!(eps < 1.0))
+        return sq_fail(SQ_ERR_FORMAT, "%s: field \"rms_norm_eps\" must be below 1, got %g", origin, eps);
+    if (!(theta > 1.0))
+        return sq_fail(SQ_ERR_FORMAT, "%s: field \"rope_theta\" must be above 1, got %g", origin, theta);
     cfg->rms_norm_eps = (float)eps;
     cfg->rope_theta = (float)theta;
     SQ_TRY(parse_rope_scaling(cfg, origin, root));

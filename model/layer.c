@@ -17,21 +17,6 @@ static const char *const linear_names[SQ_LINEAR_COUNT] = {
 
 const char *sq_linear_name(sq_linear_id id) { return id >= 0 && id < SQ_LINEAR_COUNT ? linear_names[id] : "?"; }
 
-static void linear_shape(const sq_model_config *cfg, sq_linear_id id, int *in, int *out)
-{
-    int hidden = cfg->hidden_size, q_width = cfg->num_heads * cfg->head_dim;
-    int kv_width = cfg->num_kv_heads * cfg->head_dim, inter = cfg->intermediate_size;
-    switch (id) {
-    case SQ_LINEAR_Q: *in = hidden, *out = q_width; break;
-    case SQ_LINEAR_K:
-    case SQ_LINEAR_V: *in = hidden, *out = kv_width; break;
-    case SQ_LINEAR_O: *in = q_width, *out = hidden; break;
-    case SQ_LINEAR_GATE:
-    case SQ_LINEAR_UP: *in = hidden, *out = inter; break;
-    default: *in = inter, *out = hidden; break;
-    }
-}
-
 static bool config_has_bias(const sq_model_config *cfg, sq_linear_id id)
 {
     if (id == SQ_LINEAR_Q || id == SQ_LINEAR_K || id == SQ_LINEAR_V)
@@ -53,7 +38,7 @@ sq_status sq_layer_weights_alloc(sq_layer_weights *w, const sq_model_config *cfg
     sq_status st;
     for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
         sq_linear *lin = &w->linear[i];
-        linear_shape(cfg, (sq_linear_id)i, &lin->in_features, &lin->out_features);
+        sq_linear_shape(cfg, (sq_linear_id)i, &lin->in_features, &lin->out_features);
         SQ_TRY_GOTO(st, alloc_floats(&lin->weight, (size_t)lin->in_features * lin->out_features), fail);
         if (config_has_bias(cfg, (sq_linear_id)i))
             SQ_TRY_GOTO(st, alloc_floats(&lin->bias, (size_t)lin->out_features), fail);
@@ -166,11 +151,15 @@ void sq_layer_scratch_free(sq_layer_scratch *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Give the hook its look at the input, then run the linear. */
-static sq_status run_linear(const sq_layer_weights *w, sq_linear_id id, float *out, const float *x, int rows,
-                            const sq_layer_options *opt)
+/* Give the hook its look at the input, then run the linear one sequence at a
+ * time: a GEMM's rounding of a row can depend on the row's place in the call
+ * (OpenBLAS's kernels, cuBLAS's choice of algorithm by shape), and calls of one
+ * sequence each give a sequence the same bits in any micro-batch, so on any rank count. */
+static sq_status run_linear(const sq_layer_weights *w, sq_linear_id id, float *out, const float *x, int batch,
+                            int seq, const sq_layer_options *opt)
 {
     const sq_linear *lin = &w->linear[id];
+    const int rows = batch * seq;
     if (opt && opt->hook) {
         sq_status st = opt->hook(opt->hook_ctx, linear_names[id], x, rows, lin->in_features);
         if (st == SQ_STOPPED)
@@ -178,7 +167,10 @@ static sq_status run_linear(const sq_layer_weights *w, sq_linear_id id, float *o
         if (st != SQ_OK)
             return sq_fail_context(st, "layer %d %s hook", w->index, linear_names[id]);
     }
-    return kn_linear(out, x, lin->weight, lin->bias, rows, lin->in_features, lin->out_features);
+    for (int b = 0; b < batch; b++)
+        SQ_TRY(kn_linear(out + (size_t)b * seq * lin->out_features, x + (size_t)b * seq * lin->in_features,
+                         lin->weight, lin->bias, seq, lin->in_features, lin->out_features));
+    return SQ_OK;
 }
 
 sq_status sq_layer_forward(const sq_layer_weights *w, const sq_model_config *cfg, float *x, int batch, int seq,
@@ -193,9 +185,9 @@ sq_status sq_layer_forward(const sq_layer_weights *w, const sq_model_config *cfg
 
     /* attention block */
     SQ_TRY(kn_rmsnorm(s->normed, x, w->input_norm, rows, hidden, cfg->rms_norm_eps));
-    SQ_TRY(run_linear(w, SQ_LINEAR_Q, s->q, s->normed, rows, opt));
-    SQ_TRY(run_linear(w, SQ_LINEAR_K, s->k, s->normed, rows, opt));
-    SQ_TRY(run_linear(w, SQ_LINEAR_V, s->v, s->normed, rows, opt));
+    SQ_TRY(run_linear(w, SQ_LINEAR_Q, s->q, s->normed, batch, seq, opt));
+    SQ_TRY(run_linear(w, SQ_LINEAR_K, s->k, s->normed, batch, seq, opt));
+    SQ_TRY(run_linear(w, SQ_LINEAR_V, s->v, s->normed, batch, seq, opt));
     SQ_TRY(kn_rope(s->q, s->inv_freq, batch, seq, heads, head_dim, pos0));
     SQ_TRY(kn_rope(s->k, s->inv_freq, batch, seq, kv_heads, head_dim, pos0));
     if (kv_bits > 0) {
@@ -203,15 +195,15 @@ sq_status sq_layer_forward(const sq_layer_weights *w, const sq_model_config *cfg
         SQ_TRY(kn_fake_quantize_rows(s->v, rows * kv_heads, head_dim, kv_bits));
     }
     SQ_TRY(kn_attention(s->attn, s->q, s->k, s->v, batch, seq, heads, kv_heads, head_dim));
-    SQ_TRY(run_linear(w, SQ_LINEAR_O, s->out, s->attn, rows, opt));
+    SQ_TRY(run_linear(w, SQ_LINEAR_O, s->out, s->attn, batch, seq, opt));
     SQ_TRY(kn_add_inplace(x, s->out, (size_t)rows * hidden));
 
     /* MLP block */
     SQ_TRY(kn_rmsnorm(s->normed, x, w->post_attention_norm, rows, hidden, cfg->rms_norm_eps));
-    SQ_TRY(run_linear(w, SQ_LINEAR_GATE, s->gate, s->normed, rows, opt));
-    SQ_TRY(run_linear(w, SQ_LINEAR_UP, s->up, s->normed, rows, opt));
+    SQ_TRY(run_linear(w, SQ_LINEAR_GATE, s->gate, s->normed, batch, seq, opt));
+    SQ_TRY(run_linear(w, SQ_LINEAR_UP, s->up, s->normed, batch, seq, opt));
     SQ_TRY(kn_swiglu(s->gate, s->gate, s->up, (size_t)rows * cfg->intermediate_size));
-    SQ_TRY(run_linear(w, SQ_LINEAR_DOWN, s->out, s->gate, rows, opt));
+    SQ_TRY(run_linear(w, SQ_LINEAR_DOWN, s->out, s->gate, batch, seq, opt));
     SQ_TRY(kn_add_inplace(x, s->out, (size_t)rows * hidden));
     return SQ_OK;
 }

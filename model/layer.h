@@ -14,17 +14,7 @@
 #include "core/status.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
-
-typedef enum {
-    SQ_LINEAR_Q,
-    SQ_LINEAR_K,
-    SQ_LINEAR_V,
-    SQ_LINEAR_O,
-    SQ_LINEAR_GATE,
-    SQ_LINEAR_UP,
-    SQ_LINEAR_DOWN,
-    SQ_LINEAR_COUNT
-} sq_linear_id;
+#include "model/geometry.h" /* sq_linear_id and the linears' shapes */
 
 /* "self_attn.q_proj", ..., "mlp.down_proj": the name inside a layer, as Hugging Face spells it. */
 const char *sq_linear_name(sq_linear_id id);

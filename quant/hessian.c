@@ -1,6 +1,7 @@
-/* hessian.c: per-linear Hessians accumulated sequence by sequence in fp64 (see hessian.h). */
+/* hessian.c: per-linear Hessians accumulated sequence by sequence in exact fixed point (see hessian.h). */
 #include <string.h>
 
+#include "kernels/fixed_sum.h"
 #include "kernels/kernels.h"
 #include "quant/hessian.h"
 
@@ -12,10 +13,10 @@ sq_status sq_hessian_init(sq_hessian *h, int cols)
     size_t n = (size_t)cols * cols;
     h->cols = cols;
     sq_status st;
-    SQ_TRY_GOTO(st, kn_alloc((void **)&h->sum, n * sizeof(double)), fail);
+    SQ_TRY_GOTO(st, kn_alloc((void **)&h->sum, sq_hessian_sum_count(h) * sizeof(int64_t)), fail);
     SQ_TRY_GOTO(st, kn_alloc((void **)&h->scratch, n * sizeof(float)), fail);
     SQ_TRY_GOTO(st, kn_alloc((void **)&h->H, n * sizeof(float)), fail);
-    SQ_TRY_GOTO(st, kn_zero(h->sum, n * sizeof(double)), fail);
+    SQ_TRY_GOTO(st, kn_zero(h->sum, sq_hessian_sum_count(h) * sizeof(int64_t)), fail);
     return SQ_OK;
 fail:
     sq_hessian_free(h);
@@ -30,17 +31,21 @@ void sq_hessian_free(sq_hessian *h)
     memset(h, 0, sizeof *h);
 }
 
+size_t sq_hessian_sum_count(const sq_hessian *h) { return (size_t)KN_FIXED_LANES * h->cols * h->cols; }
+
 sq_status sq_hessian_add(sq_hessian *h, const float *X, int rows, int nseq)
 {
     if (nseq <= 0 || rows <= 0 || rows % nseq != 0)
         return sq_fail(SQ_ERR_ARG, "hessian: %d rows are not %d sequences of equal length", rows, nseq);
     if (!h->sum)
         return sq_fail(SQ_ERR_ARG, "hessian: already finished");
+    if (h->nsamples + nseq > KN_FIXED_MAX_ADDENDS)
+        return sq_fail(SQ_ERR_ARG, "hessian: more than %d sequences", KN_FIXED_MAX_ADDENDS);
     int seq_rows = rows / nseq;
     size_t n = (size_t)h->cols * h->cols;
     for (int s = 0; s < nseq; s++) {
         SQ_TRY(kn_hessian_accumulate(h->scratch, X + (size_t)s * seq_rows * h->cols, seq_rows, h->cols, 1.0f, 0.0f));
-        SQ_TRY(kn_accumulate_f64(h->sum, h->scratch, n));
+        SQ_TRY(kn_fixed_accumulate(h->sum, h->scratch, n));
     }
     h->nsamples += nseq;
     return SQ_OK;
@@ -53,7 +58,11 @@ sq_status sq_hessian_finish(sq_hessian *h, int64_t total_nsamples)
                        (long long)total_nsamples, (long long)h->nsamples);
     if (!h->sum)
         return sq_fail(SQ_ERR_ARG, "hessian: already finished");
-    SQ_TRY(kn_scale_f64_to_f32(h->H, h->sum, 2.0 / (double)total_nsamples, (size_t)h->cols * h->cols));
+    if (total_nsamples > KN_FIXED_MAX_ADDENDS)
+        return sq_fail(SQ_ERR_ARG, "hessian: more than %d sequences", KN_FIXED_MAX_ADDENDS);
+    sq_status st = kn_fixed_to_f32(h->H, h->sum, 2.0 / (double)total_nsamples, (size_t)h->cols * h->cols);
+    if (st != SQ_OK)
+        return sq_fail_context(st, "Hessian of %d inputs", h->cols);
     h->nsamples = total_nsamples;
     kn_free(h->sum);
     kn_free(h->scratch);

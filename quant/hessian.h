@@ -1,12 +1,14 @@
 /* hessian.h: the Hessian of one linear layer's inputs, H = 2/n · Σ x xᵀ over the
  * calibration sequences (n counts sequences, not tokens, as AutoGPTQ does).
  *
- * Each sequence's XᵀX is computed in fp32 and added into a double-precision
- * sum, and H is formed once at the end. The result is then the same, to fp32
- * rounding of one sum, however the sequences were split over ranks and
- * micro-batches: GPTQ's error feedback turns any difference in H into
- * different integers, so this is what makes 1, 2 or 3 ranks agree. All
- * buffers live on the device and are updated through the kernels interface. */
+ * Each sequence's XᵀX is computed in fp32 (the same bits whatever the thread
+ * count: see kn_hessian_accumulate) and added into an exact fixed-point sum
+ * (kernels/fixed_sum.h), and H is formed once at the end. Integer sums do not
+ * depend on the order of their additions, so H has the same bits however the
+ * sequences were split over ranks and micro-batches: GPTQ's error feedback
+ * turns any difference in H into different integers, so this is what makes 1,
+ * 2 or 3 ranks agree exactly. All buffers live on the device and are updated
+ * through the kernels interface. */
 #ifndef SQ_QUANT_HESSIAN_H
 #define SQ_QUANT_HESSIAN_H
 
@@ -17,7 +19,7 @@
 typedef struct {
     int cols;         /* the linear's in_features */
     int64_t nsamples; /* sequences accumulated on this rank */
-    double *sum;      /* device [cols, cols]: Σ XᵀX over the sequences, in fp64 */
+    int64_t *sum;     /* device [KN_FIXED_LANES, cols, cols]: Σ XᵀX over the sequences, exact */
     float *scratch;   /* device [cols, cols]: one sequence's XᵀX */
     float *H;         /* device [cols, cols]: 2/n · sum, after sq_hessian_finish */
 } sq_hessian;
@@ -29,8 +31,11 @@ void sq_hessian_free(sq_hessian *h);
 /* Add `nseq` sequences of equal length whose inputs are X (device, [rows, cols]). */
 sq_status sq_hessian_add(sq_hessian *h, const float *X, int rows, int nseq);
 
+/* The int64 count of h->sum, for the all-reduce that adds the ranks' sums. */
+size_t sq_hessian_sum_count(const sq_hessian *h);
+
 /* Form H = 2/total_nsamples · sum (after the per-rank sums were added together,
- * see sq_comm_allreduce_sum_f64) and release the accumulation buffers. */
+ * see sq_comm_allreduce_sum_i64) and release the accumulation buffers. */
 sq_status sq_hessian_finish(sq_hessian *h, int64_t total_nsamples);
 
 #endif

@@ -25,8 +25,11 @@ sq_status sq_uri_parse(sq_uri *out, const char *text)
         const char *b = text + 5;
         const char *slash = strchr(b, '/');
         size_t n = slash ? (size_t)(slash - b) : strlen(b);
+        if (n == 0)
+            return sq_fail(SQ_ERR_ARG, "%s: an s3 URI must name a bucket (s3://bucket/prefix)", text);
         if (!valid_bucket(b, n))
-            return sq_fail(SQ_ERR_ARG, "%s: invalid bucket name (3-63 characters of a-z 0-9 . -)", text);
+            return sq_fail(SQ_ERR_ARG, "%s: invalid bucket name \"%.*s\" (3-63 characters of a-z, 0-9, '.', '-')",
+                           text, (int)n, b);
         out->kind = SQ_URI_S3;
         out->bucket = strndup(b, n);
         out->key = strdup(slash ? slash + 1 : "");
@@ -40,9 +43,10 @@ sq_status sq_uri_parse(sq_uri *out, const char *text)
     if (!strncmp(text, "file://", 7)) {
         path = text + 7;
         if (path[0] != '/')
-            return sq_fail(SQ_ERR_ARG, "%s: a file:// URI needs an absolute path (file:///...)", text);
+            return sq_fail(SQ_ERR_ARG, "%s: a file:// URI needs an absolute path (file:///PATH)", text);
     } else if (strstr(text, "://")) {
-        return sq_fail(SQ_ERR_ARG, "%s: unsupported URI scheme (local path, file:// or s3://)", text);
+        return sq_fail(SQ_ERR_ARG, "%s: unsupported URI scheme (use a path, file:///PATH or s3://bucket/prefix)",
+                       text);
     }
     out->kind = SQ_URI_LOCAL;
     out->path = strdup(path);

@@ -11,7 +11,6 @@
 
 #include "quant/gptq.h"
 #include "quant/hessian.h"
-#include "quant/output_format.h"
 #include "quant/prune.h"
 #include "quant/rtn.h"
 #include "quant/sparsegpt.h"
@@ -229,7 +228,7 @@ sq_status calib_quantize_layer(calib_state *cs, int layer, const float *X, int n
                 if (!hessians[k].sum)
                     continue;
                 if (shared)
-                    SQ_TRY_GOTO(st, sq_comm_allreduce_sum_f64(hessians[k].sum, (size_t)hessians[k].cols * hessians[k].cols),
+                    SQ_TRY_GOTO(st, sq_comm_allreduce_sum_i64(hessians[k].sum, sq_hessian_sum_count(&hessians[k])),
                                 group_done);
                 SQ_TRY_GOTO(st, sq_hessian_finish(&hessians[k], shared ? cs->job->spec->nsamples : nseq), group_done);
             }
@@ -314,45 +313,6 @@ bool sq_calibration_needs_samples(sq_step_kind kind)
     return kind == SQ_STEP_GPTQ || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA;
 }
 
-/* The step's options against this model's linears (what the spec could not know). */
-static sq_status check_step_options(const calib_state *cs)
-{
-    const sq_calibration *job = cs->job;
-    const char *kind = sq_step_kind_name(cs->kind);
-    sq_quant_options joint;
-    const sq_quant_options *quant = cs->opt;
-    if (cs->sparse && cs->sparse->bits > 0) {
-        joint = sq_sparse_joint_quant_options(cs->sparse);
-        quant = &joint;
-    }
-    int m = cs->sparse ? cs->sparse->prune_m : 0;
-    if (cs->kind == SQ_STEP_SPARSEGPT && m > 0 && cs->sparse->block_size % m != 0)
-        return sq_fail(SQ_ERR_SPEC, "steps[%d].sparsegpt.block_size: %d is not a multiple of the pattern's %d",
-                       job->step, cs->sparse->block_size, m);
-    for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
-        int in = i == SQ_LINEAR_O ? job->cfg->num_heads * job->cfg->head_dim
-                 : i == SQ_LINEAR_DOWN ? job->cfg->intermediate_size
-                                       : job->cfg->hidden_size;
-        int out = i == SQ_LINEAR_Q                       ? job->cfg->num_heads * job->cfg->head_dim
-                  : i == SQ_LINEAR_K || i == SQ_LINEAR_V ? job->cfg->num_kv_heads * job->cfg->head_dim
-                  : i == SQ_LINEAR_O || i == SQ_LINEAR_DOWN ? job->cfg->hidden_size
-                                                            : job->cfg->intermediate_size;
-        if (m > 0 && in % m != 0)
-            return sq_fail(SQ_ERR_SPEC, "steps[%d].%s.pattern: %d:%d does not divide %s's %d inputs", job->step, kind,
-                           cs->sparse->prune_n, m, sq_linear_name(i), in);
-        if (!quant)
-            continue;
-        SQ_TRY(sq_quant_options_check(quant, in, sq_linear_name(i)));
-        if (quant->group_size > 0 && in % quant->group_size != 0)
-            return sq_fail(SQ_ERR_SPEC, "steps[%d].%s.group_size: %d does not divide %s's %d inputs", job->step, kind,
-                           quant->group_size, sq_linear_name(i), in);
-        char where[64];
-        snprintf(where, sizeof where, "steps[%d].%s", job->step, kind);
-        SQ_TRY(sq_output_format_check(job->spec->output_format, quant, where, sq_linear_name(i), out, in));
-    }
-    return SQ_OK;
-}
-
 sq_status sq_calibrate(const sq_calibration *job)
 {
     calib_state cs;
@@ -377,7 +337,6 @@ sq_status sq_calibrate(const sq_calibration *job)
     cs.hidden = job->cfg->hidden_size;
     cs.micro = job->spec->micro_batch > 0 ? job->spec->micro_batch : 1;
     cs.started = sq_now_seconds();
-    SQ_TRY(check_step_options(&cs));
 
     sq_status st;
     cs.done = calloc((size_t)job->cfg->num_layers, sizeof *cs.done);

@@ -80,7 +80,7 @@ static sq_status with_host_view(void *dev, size_t bytes, int download, int uploa
     return st;
 }
 
-/* In-place sum of `bytes` of floats or doubles (arg: the MPI datatype). */
+/* In-place sum of `bytes` of integers (arg: the MPI datatype). */
 static sq_status allreduce_host(void *host, size_t bytes, void *arg)
 {
     MPI_Datatype type = *(MPI_Datatype *)arg;
@@ -103,24 +103,14 @@ static int world_size(void)
     return size;
 }
 
-sq_status sq_comm_allreduce_sum(float *dev, size_t count)
+sq_status sq_comm_allreduce_sum_i64(int64_t *dev, size_t count)
 {
     if (world_size() == 1) /* nothing to sum: skip the host staging on GPU backends */
         return SQ_OK;
     if (sq_device_comm_ready())
-        return sq_device_allreduce_sum(dev, count, SQ_DEVICE_F32);
-    MPI_Datatype type = MPI_FLOAT;
-    return with_host_view(dev, count * sizeof(float), 1, 1, allreduce_host, &type);
-}
-
-sq_status sq_comm_allreduce_sum_f64(double *dev, size_t count)
-{
-    if (world_size() == 1)
-        return SQ_OK;
-    if (sq_device_comm_ready())
-        return sq_device_allreduce_sum(dev, count, SQ_DEVICE_F64);
-    MPI_Datatype type = MPI_DOUBLE;
-    return with_host_view(dev, count * sizeof(double), 1, 1, allreduce_host, &type);
+        return sq_device_allreduce_sum_i64(dev, count);
+    MPI_Datatype type = MPI_INT64_T;
+    return with_host_view(dev, count * sizeof(int64_t), 1, 1, allreduce_host, &type);
 }
 
 static sq_status bcast_host(void *host, size_t bytes, void *arg)

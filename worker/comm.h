@@ -9,6 +9,7 @@
 #define SQ_WORKER_COMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/status.h"
 
@@ -25,9 +26,9 @@ void sq_comm_finalize(void);
 void sq_comm_abort(int code);
 
 sq_status sq_comm_barrier(void);
-/* Sum device floats / doubles across ranks, in place. */
-sq_status sq_comm_allreduce_sum(float *dev, size_t count);
-sq_status sq_comm_allreduce_sum_f64(double *dev, size_t count);
+/* Sum device int64 across ranks, in place: exact, so the result does not depend on
+ * the order the ranks are added in (floating-point sums would; see kernels/fixed_sum.h). */
+sq_status sq_comm_allreduce_sum_i64(int64_t *dev, size_t count);
 /* Broadcast `bytes` of a device / host buffer from `root`. */
 sq_status sq_comm_bcast_device(void *dev, size_t bytes, int root);
 sq_status sq_comm_bcast_host(void *host, size_t bytes, int root);

@@ -18,9 +18,7 @@ void sq_device_comm_finalize(void);
 /* True once a device communicator is up: comm.c then routes device tensors here. */
 bool sq_device_comm_ready(void);
 
-typedef enum { SQ_DEVICE_F32, SQ_DEVICE_F64 } sq_device_type;
-
-sq_status sq_device_allreduce_sum(void *dev, size_t count, sq_device_type type);
+sq_status sq_device_allreduce_sum_i64(void *dev, size_t count);
 sq_status sq_device_bcast(void *dev, size_t bytes, int root);
 sq_status sq_device_send(const void *dev, size_t bytes, int dest);
 sq_status sq_device_recv(void *dev, size_t bytes, int source);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 bool sq_fault_armed(const char *point, int layer)
 {
@@ -19,10 +20,17 @@ bool sq_fault_armed(const char *point, int layer)
 
 void sq_fault_point(const char *point, int layer)
 {
-    if (sq_fault_armed(point, layer)) {
-        fprintf(stderr, "[shardq] fault injection: SIGKILL at %s of layer %d\n", point, layer);
-        raise(SIGKILL);
+    if (!sq_fault_armed(point, layer))
+        return;
+    const char *action = getenv("SHARDQ_FAULT_ACTION");
+    if (action && strcmp(action, "stall") == 0) {
+        fprintf(stderr, "[shardq] fault injection: stalled at %s of layer %d\n", point, layer);
+        fflush(stderr);
+        for (;;)
+            pause();
     }
+    fprintf(stderr, "[shardq] fault injection: SIGKILL at %s of layer %d\n", point, layer);
+    raise(SIGKILL);
 }
 
 void sq_fault_layer_delay(void)

@@ -7,6 +7,10 @@
  *     after-journal   the journal lists the layer
  *     before-push-journal (layer 0) the push block's push is in the store and its
  *                     index, but the journal does not record it yet
+ *   SHARDQ_FAULT_ACTION=stall  instead of dying, rank 0 prints "fault injection:
+ *                     stalled at POINT of layer LAYER" on stderr and waits there
+ *                     forever, so that a test can kill the whole job (every rank)
+ *                     at a point of the job's own progress, whatever the machine's speed
  *   SHARDQ_LAYER_DELAY_MS=N    every rank sleeps N ms after each layer, so that a
  *                              test can deliver real signals in the middle of a job. */
 #ifndef SQ_WORKER_FAULT_H
@@ -16,7 +20,7 @@
 
 /* True when SHARDQ_FAULT names this point and layer. */
 bool sq_fault_armed(const char *point, int layer);
-/* SIGKILL this process if SHARDQ_FAULT names this point and layer. */
+/* SIGKILL this process (or stall it, see SHARDQ_FAULT_ACTION) if SHARDQ_FAULT names this point and layer. */
 void sq_fault_point(const char *point, int layer);
 void sq_fault_layer_delay(void);
 

@@ -348,24 +348,13 @@ static sq_status read_exact(const sq_st_file *file, const char *name, sq_dtype d
     return SQ_OK;
 }
 
-/* out (rows) and in (cols) features of each linear of a layer of `cfg`. */
-static void linear_dims(const sq_model_config *cfg, int linear, int *rows, int *cols)
-{
-    int hidden = cfg->hidden_size, q = cfg->num_heads * cfg->head_dim, kv = cfg->num_kv_heads * cfg->head_dim;
-    int inter = cfg->intermediate_size;
-    const int out[SQ_LINEAR_COUNT] = {q, kv, kv, hidden, inter, inter, hidden};
-    const int in[SQ_LINEAR_COUNT] = {hidden, hidden, hidden, q, hidden, hidden, inter};
-    *rows = out[linear];
-    *cols = in[linear];
-}
-
 /* The dense form: each linear's weight must be a [rows, cols] float matrix. */
 static sq_status read_dense(sq_layer_results *results, int layer, const sq_st_file *file, const sq_model_config *cfg)
 {
     results->form = SQ_LAYER_DENSE;
     for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
         int rows, cols;
-        linear_dims(cfg, i, &rows, &cols);
+        sq_linear_shape(cfg, (sq_linear_id)i, &cols, &rows);
         artifact_names n = names_for(layer, i);
         const sq_st_tensor *t = sq_st_find(&file->header, n.weight);
         if (!t)
@@ -407,7 +396,7 @@ sq_status sq_layer_results_read(sq_layer_results *results, int layer, const char
     }
     for (int i = 0; i < SQ_LINEAR_COUNT && st == SQ_OK; i++) {
         int rows, cols;
-        linear_dims(cfg, i, &rows, &cols);
+        sq_linear_shape(cfg, (sq_linear_id)i, &cols, &rows);
         sq_quant_result *res = &results->linear[i];
         SQ_TRY_GOTO(st, sq_quant_result_alloc(res, rows, cols, bits, group_size, !strcmp(sym_s, "true")), done);
         artifact_names n = names_for(layer, i);

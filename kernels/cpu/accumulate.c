@@ -1,7 +1,9 @@
-/* accumulate.c (CPU backend): double-precision accumulation of fp32 contributions
- * (Hessian sums) and zeroing of raw device memory. */
+/* accumulate.c (CPU backend): exact fixed-point accumulation of fp32
+ * contributions (Hessian sums, kernels/fixed_sum.h) and zeroing of raw device
+ * memory. Every element is independent, so the threads' split does not matter. */
 #include <string.h>
 
+#include "kernels/fixed_sum.h"
 #include "kernels/kernels.h"
 
 sq_status kn_zero(void *dev, size_t bytes)
@@ -10,18 +12,23 @@ sq_status kn_zero(void *dev, size_t bytes)
     return SQ_OK;
 }
 
-sq_status kn_accumulate_f64(double *acc, const float *x, size_t n)
+sq_status kn_fixed_accumulate(int64_t *acc, const float *x, size_t n)
 {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++)
-        acc[i] += (double)x[i];
+        kn_fixed_add(acc, n, i, x[i]);
     return SQ_OK;
 }
 
-sq_status kn_scale_f64_to_f32(float *out, const double *in, double scale, size_t n)
+sq_status kn_fixed_to_f32(float *out, const int64_t *acc, double scale, size_t n)
 {
-#pragma omp parallel for schedule(static)
+    size_t bad = n;
+#pragma omp parallel for schedule(static) reduction(min : bad)
     for (size_t i = 0; i < n; i++)
-        out[i] = (float)(scale * in[i]);
+        if (!kn_fixed_value(acc[i], acc[n + i], acc[2 * n + i], scale, &out[i]) && i < bad)
+            bad = i;
+    if (bad < n)
+        return sq_fail(SQ_ERR_NUMERIC,
+                       "sum entry %zu: an addend was not finite or beyond ±2^47 (activations out of range)", bad);
     return SQ_OK;
 }

@@ -1,7 +1,21 @@
-/* gemm.c (CPU backend): matrix products through OpenBLAS's cblas_sgemm. */
+/* gemm.c (CPU backend): matrix products through OpenBLAS's cblas_sgemm, with
+ * results that do not depend on the thread count.
+ *
+ * OpenBLAS's own threading picks its blocking (and its K-splitting) from the
+ * thread count, so the same product can round differently with 1 and 2
+ * threads. kn_init sets OpenBLAS to one thread, and the threads here are
+ * OpenMP's, over a fixed grid of output tiles: every tile is a
+ * single-threaded sgemm over the full K whose shape and place depend only on
+ * the problem's shape, never on which thread runs it or how many there are.
+ * (A row's rounding still depends on its place in the call: OpenBLAS's
+ * kernels do not treat rows alike, so callers that need a sequence's bits
+ * independent of its batch call one sequence at a time, see model/layer.c.) */
 #include <cblas.h>
 
 #include "kernels/kernels.h"
+
+#define TILE_ROWS 32
+#define TILE_COLS 256
 
 sq_status kn_gemm(bool transpose_a, bool transpose_b, int m, int n, int k, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc)
@@ -10,8 +24,17 @@ sq_status kn_gemm(bool transpose_a, bool transpose_b, int m, int n, int k, float
         return sq_fail(SQ_ERR_ARG, "kn_gemm: negative dimension (m=%d n=%d k=%d)", m, n, k);
     if (m == 0 || n == 0)
         return SQ_OK;
-    cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans, m, n,
-                k, alpha, A, lda, B, ldb, beta, C, ldc);
+    int row_tiles = (m + TILE_ROWS - 1) / TILE_ROWS, col_tiles = (n + TILE_COLS - 1) / TILE_COLS;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < row_tiles * col_tiles; t++) {
+        int r0 = t / col_tiles * TILE_ROWS, c0 = t % col_tiles * TILE_COLS;
+        int rows = m - r0 < TILE_ROWS ? m - r0 : TILE_ROWS, cols = n - c0 < TILE_COLS ? n - c0 : TILE_COLS;
+        const float *b = transpose_b ? B + (size_t)c0 * ldb : B + c0;
+        float *c = C + (size_t)r0 * ldc + c0;
+        const float *a = transpose_a ? A + r0 : A + (size_t)r0 * lda;
+        cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans,
+                    rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
     return SQ_OK;
 }
 

@@ -1,5 +1,6 @@
 /* linalg.c (CPU backend): the dense linear algebra behind calibration —
- * Hessian accumulation (syrk), column norms, symmetric permutations, and the
+ * Hessian accumulation (kn_gemm's fixed tiles, not syrk: OpenBLAS's threaded
+ * syrk rounds differently with different thread counts), column norms, symmetric permutations, and the
  * SPD inverse / upper Cholesky factor GPTQ needs (LAPACKE, row-major). */
 #include <string.h>
 
@@ -20,7 +21,7 @@ sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, fl
 {
     if (rows < 0 || cols <= 0)
         return sq_fail(SQ_ERR_ARG, "kn_hessian_accumulate: bad shape rows=%d cols=%d", rows, cols);
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, rows, alpha, X, cols, beta, H, cols);
+    SQ_TRY(kn_gemm(true, false, cols, cols, rows, alpha, X, cols, X, cols, beta, H, cols));
     mirror_upper_to_lower(H, cols);
     return SQ_OK;
 }

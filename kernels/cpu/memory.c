@@ -1,9 +1,12 @@
 /* memory.c (CPU backend): "device" memory is host memory, so allocation and
- * transfers are malloc and memcpy; kn_init only reports the thread count. */
+ * transfers are malloc and memcpy. kn_init sets OpenBLAS to one thread (the
+ * backend's threads are OpenMP's, over work split in a fixed way: see gemm.c)
+ * and reports the OpenMP thread count. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
 #include <omp.h>
 
 #include "kernels/kernels.h"
@@ -13,6 +16,7 @@ static char device_description[128];
 sq_status kn_init(int local_rank)
 {
     (void)local_rank;
+    openblas_set_num_threads(1);
     snprintf(device_description, sizeof device_description, "cpu (%d threads, OpenBLAS)", omp_get_max_threads());
     return SQ_OK;
 }

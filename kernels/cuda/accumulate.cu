@@ -1,15 +1,22 @@
-/* accumulate.cu (CUDA backend): double-precision accumulation of fp32
- * contributions (Hessian sums) and zeroing of raw device memory. */
+/* accumulate.cu (CUDA backend): exact fixed-point accumulation of fp32
+ * contributions (Hessian sums; kernels/fixed_sum.h, the same integers as the
+ * CPU backend) and zeroing of raw device memory. */
 #include "kernels/cuda/cuda_common.h"
+#include "kernels/fixed_sum.h"
 
-__global__ void accumulate_f64_kernel(double *acc, const float *x, size_t n)
+__global__ void fixed_accumulate_kernel(int64_t *acc, const float *x, size_t n)
 {
-    GRID_STRIDE(i, n) acc[i] += (double)x[i];
+    GRID_STRIDE(i, n) kn_fixed_add(acc, n, i, x[i]);
 }
 
-__global__ void scale_f64_to_f32_kernel(float *out, const double *in, double scale, size_t n)
+/* *bad ends as the lowest invalid entry (it starts at n). */
+__global__ void fixed_to_f32_kernel(float *out, const int64_t *acc, double scale, size_t n, unsigned long long *bad)
 {
-    GRID_STRIDE(i, n) out[i] = (float)(scale * in[i]);
+    GRID_STRIDE(i, n)
+    {
+        if (!kn_fixed_value(acc[i], acc[n + i], acc[2 * n + i], scale, &out[i]))
+            atomicMin(bad, (unsigned long long)i);
+    }
 }
 
 extern "C" sq_status kn_zero(void *dev, size_t bytes)
@@ -18,20 +25,33 @@ extern "C" sq_status kn_zero(void *dev, size_t bytes)
     return SQ_OK;
 }
 
-extern "C" sq_status kn_accumulate_f64(double *acc, const float *x, size_t n)
+extern "C" sq_status kn_fixed_accumulate(int64_t *acc, const float *x, size_t n)
 {
     if (n == 0)
         return SQ_OK;
-    accumulate_f64_kernel<<<kn_cuda_blocks(n, 256), 256>>>(acc, x, n);
+    fixed_accumulate_kernel<<<kn_cuda_blocks(n, 256), 256>>>(acc, x, n);
     CUDA_CHECK_LAUNCH();
     return SQ_OK;
 }
 
-extern "C" sq_status kn_scale_f64_to_f32(float *out, const double *in, double scale, size_t n)
+extern "C" sq_status kn_fixed_to_f32(float *out, const int64_t *acc, double scale, size_t n)
 {
     if (n == 0)
         return SQ_OK;
-    scale_f64_to_f32_kernel<<<kn_cuda_blocks(n, 256), 256>>>(out, in, scale, n);
-    CUDA_CHECK_LAUNCH();
-    return SQ_OK;
+    unsigned long long *dbad = NULL, bad = n;
+    CUDA_CHECK(cudaMalloc((void **)&dbad, sizeof bad));
+    sq_status st = kn_cuda_status(cudaMemcpy(dbad, &bad, sizeof bad, cudaMemcpyHostToDevice), __FILE__, __LINE__,
+                                  "cudaMemcpy");
+    if (st == SQ_OK) {
+        fixed_to_f32_kernel<<<kn_cuda_blocks(n, 256), 256>>>(out, acc, scale, n, dbad);
+        st = kn_cuda_status(cudaGetLastError(), __FILE__, __LINE__, "fixed_to_f32_kernel");
+    }
+    if (st == SQ_OK)
+        st = kn_cuda_status(cudaMemcpy(&bad, dbad, sizeof bad, cudaMemcpyDeviceToHost), __FILE__, __LINE__,
+                            "cudaMemcpy");
+    cudaFree(dbad);
+    if (st == SQ_OK && bad < n)
+        st = sq_fail(SQ_ERR_NUMERIC,
+                     "sum entry %llu: an addend was not finite or beyond ±2^47 (activations out of range)", bad);
+    return st;
 }

@@ -927,34 +927,47 @@ static void test_sparsegpt_pass(void)
     free(Err);
 }
 
-/* Double-precision sums: exact agreement (each addition is one correctly rounded fp64 op). */
-static void test_accumulate_f64(void)
+/* Exact fixed-point sums (kernels/fixed_sum.h): the same integers and floats as the CPU
+ * backend, bit for bit, and the same result when the addends come in another order. */
+static void test_fixed_accumulate(void)
 {
     const size_t n = 40003;
+    const size_t lanes = 3 * n * sizeof(int64_t);
     float *x = host_random(n, 2.0f), *y = host_random(n, 5.0f);
-    double *acc = calloc(n, sizeof *acc), *gpu_acc = malloc(n * sizeof *gpu_acc);
-    float *scaled = malloc(n * sizeof *scaled);
-    double *dacc = dev_poisoned(n * sizeof(double));
-    float *dx = dev_from(x, n * 4), *dy = dev_from(y, n * 4), *dscaled = dev_poisoned(n * 4);
-    CALL(kn_zero(dacc, n * sizeof(double)));
-    CALL(kn_accumulate_f64(dacc, dx, n));
-    CALL(kn_accumulate_f64(dacc, dy, n));
-    CALL(kn_cpu_accumulate_f64(acc, x, n));
-    CALL(kn_cpu_accumulate_f64(acc, y, n));
-    CALL(kn_download(gpu_acc, dacc, n * sizeof(double)));
-    report(memcmp(gpu_acc, acc, n * sizeof(double)) == 0, "kn_zero + kn_accumulate_f64: identical doubles");
-    CALL(kn_scale_f64_to_f32(dscaled, dacc, 2.0 / 3.0, n));
-    CALL(kn_cpu_scale_f64_to_f32(scaled, acc, 2.0 / 3.0, n));
-    compare("kn_scale_f64_to_f32", dscaled, scaled, n, 0.0);
+    int64_t *acc = calloc(3 * n, sizeof *acc), *gpu_acc = malloc(lanes);
+    float *summed = malloc(n * sizeof *summed), *reversed = malloc(n * sizeof *reversed);
+    int64_t *dacc = dev_poisoned(lanes);
+    float *dx = dev_from(x, n * 4), *dy = dev_from(y, n * 4), *dsummed = dev_poisoned(n * 4);
+    CALL(kn_zero(dacc, lanes));
+    CALL(kn_fixed_accumulate(dacc, dx, n));
+    CALL(kn_fixed_accumulate(dacc, dy, n));
+    CALL(kn_cpu_fixed_accumulate(acc, x, n));
+    CALL(kn_cpu_fixed_accumulate(acc, y, n));
+    CALL(kn_download(gpu_acc, dacc, lanes));
+    report(memcmp(gpu_acc, acc, lanes) == 0, "kn_zero + kn_fixed_accumulate: identical lanes");
+    CALL(kn_fixed_to_f32(dsummed, dacc, 2.0 / 3.0, n));
+    CALL(kn_cpu_fixed_to_f32(summed, acc, 2.0 / 3.0, n));
+    compare("kn_fixed_to_f32", dsummed, summed, n, 0.0);
+    CALL(kn_zero(dacc, lanes));
+    CALL(kn_fixed_accumulate(dacc, dy, n));
+    CALL(kn_fixed_accumulate(dacc, dx, n));
+    CALL(kn_fixed_to_f32(dsummed, dacc, 2.0 / 3.0, n));
+    CALL(kn_download(reversed, dsummed, n * 4));
+    report(memcmp(reversed, summed, n * 4) == 0, "kn_fixed_accumulate: y + x gives the bits of x + y");
+    x[7] = 1e30f;
+    CALL(kn_upload(dx, x, n * 4));
+    CALL(kn_fixed_accumulate(dacc, dx, n));
+    report(kn_fixed_to_f32(dsummed, dacc, 1.0, n) == SQ_ERR_NUMERIC, "kn_fixed_to_f32: an addend beyond 2^47 fails");
     kn_free(dacc);
     kn_free(dx);
     kn_free(dy);
-    kn_free(dscaled);
+    kn_free(dsummed);
     free(x);
     free(y);
     free(acc);
     free(gpu_acc);
-    free(scaled);
+    free(summed);
+    free(reversed);
 }
 
 int main(void)
@@ -977,7 +990,7 @@ int main(void)
     test_cross_entropy();
     test_fake_quantize();
     test_hessian();
-    test_accumulate_f64();
+    test_fixed_accumulate();
     test_hessian_prepare();
     test_permutations();
     test_solves(256);

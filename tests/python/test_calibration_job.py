@@ -1,9 +1,10 @@
 """End-to-end calibration jobs under mpirun on the CPU backend:
 - the output is a GPTQ checkpoint whose manifest matches its files;
-- 1, 2 and 3 ranks, in sequential and pipeline mode, give the same quantized
-  integers (up to a tiny fraction from summation order) and perplexity;
-- a job killed at several points (mid-write included) and rerun produces the
-  same bytes as an uninterrupted run; SIGUSR1/SIGTERM stop it cleanly (exit 75);
+- 1, 2 and 3 ranks give the same bytes in sequential mode, and in pipeline
+  mode for a fixed block count;
+- a job killed at several points (mid-write included; whole-job kills at
+  points of its own progress) and rerun produces the same bytes as an
+  uninterrupted run; SIGUSR1/SIGTERM stop it cleanly (exit 75);
 - a dying rank ends the job with a non-zero code instead of hanging;
 - GPTQ beats RTN on the same configuration."""
 import hashlib
@@ -97,14 +98,10 @@ def test_output_is_a_gptq_checkpoint(baseline):
 
 @pytest.mark.parametrize("ranks", [2, 3])
 def test_sequential_ranks_agree(work, baseline, ranks):
+    # exact Hessian sums and per-sequence GEMMs: the same bytes as one rank (README, Guarantees)
     spec, output = spec_for(work, f"seq{ranks}")
     mpirun(ranks, ["run", spec])
-    base, other = codes_of(baseline), codes_of(output)
-    differing = sum(int((base[k] != other[k]).sum()) for k in base)
-    total = sum(v.size for v in base.values())
-    assert differing / total < 1e-3, f"{differing} of {total} codes differ"
-    p0, p1 = perplexity(work, baseline, "base"), perplexity(work, output, f"seq{ranks}")
-    assert abs(p0 - p1) / p0 < 1e-3
+    assert file_digests(output) == file_digests(baseline)
 
 
 def test_pipeline_depends_on_blocks_not_ranks(work):
@@ -158,21 +155,35 @@ def test_corrupted_artifact_is_redone(work, two_rank_baseline):
 
 def test_killed_at_random_moments(work, two_rank_baseline):
     # Whole-job SIGKILLs (every process of the job, as when a node is lost) at
-    # seeded random moments, then one clean rerun: the bytes of an uninterrupted run.
+    # seeded random points of the job's own progress, then one clean rerun: the
+    # bytes of an uninterrupted run. Rank 0 stalls at the chosen point
+    # (SHARDQ_FAULT_ACTION=stall) and the test kills the job once it says so, so
+    # where the kill lands does not depend on the machine's speed.
     spec, output = spec_for(work, "random-kills")
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1", SHARDQ_LAYER_DELAY_MS="150")
     journal = work["tmp"] / "random-kills" / "state" / "journal.json"
-    layers_after_kill = []
-    rng = np.random.default_rng(2026)
-    for delay in rng.uniform(0.2, 1.2, size=4):
+    points = ["mid-artifact", "before-journal", "after-journal"]  # in the order a layer reaches them
+    candidates = [(layer, p) for layer in range(LAYERS - 1) for p in range(len(points))]
+    chosen = np.random.default_rng(2026).choice(len(candidates), size=4, replace=False)
+    # in progress order, each point is still ahead of the job when it is resumed
+    for layer, p in sorted(candidates[i] for i in chosen):
+        point = points[p]
+        env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                   OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1",
+                   SHARDQ_FAULT=f"{point}:{layer}", SHARDQ_FAULT_ACTION="stall")
         proc = subprocess.Popen(["mpirun", "-np", "2", "--bind-to", "none", str(SHARDQ), "run", str(spec)], cwd=ROOT,
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(delay)
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        seen = []
+        for line in proc.stderr:  # ends early only if the job ended without reaching the point
+            seen.append(line)
+            if f"stalled at {point} of layer {layer}" in line:
+                break
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        layers_after_kill.append(len(json.loads(journal.read_text())["steps"][0]["layers"]) if journal.exists() else 0)
-    assert any(0 < n < LAYERS for n in layers_after_kill), layers_after_kill  # some kills landed mid-job
+        proc.wait(timeout=60)
+        assert f"stalled at {point} of layer {layer}" in "".join(seen), "".join(seen)
+        listed = len(json.loads(journal.read_text())["steps"][0]["layers"]) if journal.exists() else 0
+        # the layers before the point are journaled, the stalled one only after its journal write
+        assert listed == layer + (point == "after-journal"), (point, layer, listed)
     mpirun(2, ["run", spec])
     assert file_digests(output) == file_digests(two_rank_baseline)
 

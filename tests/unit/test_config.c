@@ -1,6 +1,6 @@
 /* test_config.c: config.json parsing for Llama, Mistral and Qwen2 (defaults, GQA, head_dim, rope
  * scaling, biases, token ids, dtype) and precise SQ_ERR_FORMAT messages for bad configs; RoPE
- * frequencies against values computed by hand. */
+ * frequencies against values computed by hand; hostile widths and doubles refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -153,6 +153,43 @@ static void test_bad_configs(void **state)
     expect_format_error("{\"architectures\":[\"LlamaForCausalLM\"]," BASE ",\"hidden_size\":64}", "duplicate");
 }
 
+/* Hostile values: widths whose products overflow int, doubles beyond float, values
+ * that make RoPE or RMSNorm meaningless. Each is refused naming the field. */
+static void test_hostile_configs(void **state)
+{
+    (void)state;
+#define LLAMA "{\"architectures\":[\"LlamaForCausalLM\"],"
+    /* 65536 * 65536 = 2^32 wraps to 0 in int */
+    expect_format_error(LLAMA "\"hidden_size\":64,\"intermediate_size\":160,\"num_hidden_layers\":2,"
+                              "\"num_attention_heads\":65536,\"head_dim\":65536,\"vocab_size\":512}",
+                        "num_attention_heads * head_dim is 4294967296, outside 1..1048576");
+    expect_format_error(LLAMA "\"hidden_size\":64,\"intermediate_size\":160,\"num_hidden_layers\":2,"
+                              "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":1073741824,"
+                              "\"vocab_size\":512}",
+                        "num_attention_heads * head_dim is 4294967296");
+    expect_format_error(LLAMA "\"hidden_size\":1073741824,\"intermediate_size\":160,\"num_hidden_layers\":2,"
+                              "\"num_attention_heads\":4,\"vocab_size\":512}",
+                        "field \"hidden_size\" is 1073741824, outside 1..1048576");
+    expect_format_error(LLAMA "\"hidden_size\":64,\"intermediate_size\":2000000,\"num_hidden_layers\":2,"
+                              "\"num_attention_heads\":4,\"vocab_size\":512}",
+                        "field \"intermediate_size\" is 2000000");
+    expect_format_error(LLAMA "\"hidden_size\":64,\"intermediate_size\":160,\"num_hidden_layers\":1000000,"
+                              "\"num_attention_heads\":4,\"vocab_size\":512}",
+                        "field \"num_hidden_layers\" is 1000000, outside 1..65536");
+    expect_format_error(LLAMA BASE ",\"rope_theta\":1e300}", "\"rope_theta\" must be a positive number no larger than");
+    expect_format_error(LLAMA BASE ",\"rope_theta\":0.5}", "\"rope_theta\" must be above 1");
+    expect_format_error(LLAMA BASE ",\"rms_norm_eps\":1e39}", "\"rms_norm_eps\" must be a positive number");
+    expect_format_error(LLAMA BASE ",\"rms_norm_eps\":2}", "\"rms_norm_eps\" must be below 1");
+    expect_format_error(LLAMA BASE ",\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":1e300}}",
+                        "\"factor\" must be a positive number no larger than");
+    /* distinct doubles that are the same float: the llama3 smoothing would divide by zero */
+    expect_format_error(LLAMA BASE ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0,"
+                              "\"low_freq_factor\":1.0,\"high_freq_factor\":1.00000001,"
+                              "\"original_max_position_embeddings\":8192}}",
+                        "high_freq_factor must exceed low_freq_factor");
+#undef LLAMA
+}
+
 static void test_unsupported(void **state)
 {
     (void)state;
@@ -225,7 +262,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_defaults),         cmocka_unit_test(test_llama3_config),
         cmocka_unit_test(test_qwen2_and_mistral),      cmocka_unit_test(test_linear_scaling_old_key),
-        cmocka_unit_test(test_bad_configs),            cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_bad_configs),            cmocka_unit_test(test_hostile_configs),
+        cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_load_missing_file),      cmocka_unit_test(test_inv_freq_plain_and_linear),
         cmocka_unit_test(test_inv_freq_llama3_by_hand),
     };

@@ -1,6 +1,7 @@
 /* test_kernels_quant.c: the calibration kernels (Hessians, permutations, SPD
  * inverse, Cholesky, quantization grids, RTN, the GPTQ block) against naive
- * loops and hand-computed values. */
+ * loops and hand-computed values; exact order-free sums; products whose bits do
+ * not depend on the thread count. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,6 +92,80 @@ static void test_hessian_accumulate_matches_naive(void **state)
     free(X);
     free(H);
     free(expect);
+}
+
+/* Exact sums (kernels/fixed_sum.h): on-grid addends sum exactly (checked against
+ * integer arithmetic), any order and any split into partial sums added lane by
+ * lane (an all-reduce) gives the same bits, and bad addends are refused. */
+static void test_fixed_sums_are_exact_and_order_free(void **state)
+{
+    (void)state;
+    enum { N = 257, TERMS = 64 };
+    float *x = malloc(sizeof(float) * N * TERMS), *a = malloc(sizeof(float) * N), *b = malloc(sizeof(float) * N);
+    int64_t *one = calloc(3 * N, sizeof(int64_t)), *left = calloc(3 * N, sizeof(int64_t)),
+            *right = calloc(3 * N, sizeof(int64_t));
+    int64_t exact[N] = {0};
+    /* on-grid values k * 2^-20 (|k| < 2^23, exact in float): the sum is sum(k) * 2^-20 exactly */
+    for (int t = 0; t < TERMS; t++)
+        for (int i = 0; i < N; i++) {
+            int64_t k = (int64_t)(uniform() * 8388607.0f);
+            x[t * N + i] = ldexpf((float)k, -20);
+            exact[i] += k;
+        }
+    for (int t = 0; t < TERMS; t++)
+        assert_int_equal(kn_fixed_accumulate(one, x + (size_t)t * N, N), SQ_OK);
+    assert_int_equal(kn_fixed_to_f32(a, one, 1.0, N), SQ_OK);
+    for (int i = 0; i < N; i++)
+        assert_true(a[i] == (float)ldexp((double)exact[i], -20));
+    /* mixed magnitudes and signs: forward in one sum, backward in two halves added lane-wise */
+    for (int i = 0; i < N * TERMS; i++)
+        x[i] = uniform() * powf(10.0f, 8.0f * uniform() - 2.0f);
+    memset(one, 0, sizeof(int64_t) * 3 * N);
+    for (int t = 0; t < TERMS; t++)
+        assert_int_equal(kn_fixed_accumulate(one, x + (size_t)t * N, N), SQ_OK);
+    for (int t = TERMS - 1; t >= 0; t--)
+        assert_int_equal(kn_fixed_accumulate(t % 3 ? left : right, x + (size_t)t * N, N), SQ_OK);
+    for (int i = 0; i < 3 * N; i++)
+        left[i] += right[i];
+    assert_int_equal(kn_fixed_to_f32(a, one, 2.0 / TERMS, N), SQ_OK);
+    assert_int_equal(kn_fixed_to_f32(b, left, 2.0 / TERMS, N), SQ_OK);
+    assert_memory_equal(a, b, sizeof(float) * N);
+    for (int i = 0; i < N; i++) {
+        long double sum = 0;
+        for (int t = 0; t < TERMS; t++)
+            sum += x[t * N + i];
+        assert_true(fabsl((long double)a[i] - sum * 2 / TERMS) <= 1e-6L * fabsl(sum * 2 / TERMS) + 1e-12L);
+    }
+    /* beyond 2^47, or not finite: the entry is poisoned and reading it fails, naming it */
+    x[5] = 1e15f;
+    x[9] = NAN;
+    assert_int_equal(kn_fixed_accumulate(one, x, N), SQ_OK);
+    assert_int_equal(kn_fixed_accumulate(one, x + N, N), SQ_OK);
+    assert_int_equal(kn_fixed_to_f32(a, one, 1.0, N), SQ_ERR_NUMERIC);
+    assert_non_null(strstr(sq_last_error(), "sum entry 5"));
+    free(x), free(a), free(b), free(one), free(left), free(right);
+}
+
+/* kn_gemm and kn_hessian_accumulate give the same bits on 1 and 2 threads. */
+static void test_products_independent_of_thread_count(void **state)
+{
+    (void)state;
+    const int m = 100, n = 300, k = 77;
+    float *A = random_matrix(m, k), *B = random_matrix(n, k);
+    float *C1 = malloc(sizeof(float) * m * n), *C2 = malloc(sizeof(float) * m * n);
+    float *H1 = malloc(sizeof(float) * k * k), *H2 = malloc(sizeof(float) * k * k);
+    assert_int_equal(kn_init(0), SQ_OK); /* OpenBLAS to one thread, as every program's start does */
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    assert_int_equal(kn_gemm(false, true, m, n, k, 1.0f, A, k, B, k, 0.0f, C1, n), SQ_OK);
+    assert_int_equal(kn_hessian_accumulate(H1, B, n, k, 1.0f, 0.0f), SQ_OK);
+    omp_set_num_threads(2);
+    assert_int_equal(kn_gemm(false, true, m, n, k, 1.0f, A, k, B, k, 0.0f, C2, n), SQ_OK);
+    assert_int_equal(kn_hessian_accumulate(H2, B, n, k, 1.0f, 0.0f), SQ_OK);
+    omp_set_num_threads(threads);
+    assert_memory_equal(C1, C2, sizeof(float) * m * n);
+    assert_memory_equal(H1, H2, sizeof(float) * k * k);
+    free(A), free(B), free(C1), free(C2), free(H1), free(H2);
 }
 
 static void test_mark_zeros(void **state)
@@ -286,6 +362,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hessian_accumulate_matches_naive),
+        cmocka_unit_test(test_fixed_sums_are_exact_and_order_free),
+        cmocka_unit_test(test_products_independent_of_thread_count),
         cmocka_unit_test(test_mark_zeros),
         cmocka_unit_test(test_prepare_kills_dead_columns),
         cmocka_unit_test(test_permutations),

@@ -113,9 +113,11 @@ static const bad_spec bad_specs[] = {
     {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"bits\": 4.0}}]}", "steps[0].rtn.bits: must be one of 2,3,4,8"},
     {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"bits\": \"4\"}}]}", "steps[0].rtn.bits: must be one of 2,3,4,8"},
     {"{" MINIMAL ", \"data\": {\"calibration\": \"c\", \"nsamples\": 0}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
-     "data.nsamples: must be a positive integer"},
+     "data.nsamples: must be an integer in 1..262144"},
+    {"{" MINIMAL ", \"data\": {\"calibration\": \"c\", \"nsamples\": 262145}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
+     "data.nsamples: must be at most 262144"},
     {"{" MINIMAL ", \"data\": {\"nsamples\": \"128\"}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
-     "data.nsamples: must be a positive integer"},
+     "data.nsamples: must be an integer in 1..262144"},
     {"{" MINIMAL ", \"data\": {\"seqlen\": 3000000000}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
      "data.seqlen: must be at most 2147483647"},
     {"{" MINIMAL ", \"data\": {\"samples\": 4}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
@@ -208,19 +210,22 @@ static const bad_spec bad_specs[] = {
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\", \"max_windows\": -1}}]}",
      "steps[0].eval.max_windows: must be a non-negative integer"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"\"}}]}",
-     "steps[0].eval.data: must be a non-empty string (a path, file://PATH or s3://bucket/prefix)"},
+     "steps[0].eval.data: must be a non-empty string (a path, file:///PATH or s3://bucket/prefix)"},
     {"{\"model\": \"s3:///llama\", \"state_uri\": \"s\", \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
-     "model: s3 URI must name a bucket (s3://bucket/prefix)"},
+     "model: s3:///llama: an s3 URI must name a bucket (s3://bucket/prefix)"},
     {"{\"model\": \"s3://\", \"state_uri\": \"s\", \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
-     "model: s3 URI must name a bucket (s3://bucket/prefix)"},
+     "model: s3://: an s3 URI must name a bucket (s3://bucket/prefix)"},
     {"{\"model\": \"s3://My_Bucket/x\", \"state_uri\": \"s\", \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
-     "model: invalid bucket name \"My_Bucket\" (3-63 characters of a-z, 0-9, '.', '-')"},
+     "model: s3://My_Bucket/x: invalid bucket name \"My_Bucket\" (3-63 characters of a-z, 0-9, '.', '-')"},
     {"{\"model\": \"gs://b/x\", \"state_uri\": \"s\", \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
-     "model: unsupported URI scheme (use a path, file://PATH or s3://bucket/prefix)"},
+     "model: gs://b/x: unsupported URI scheme (use a path, file:///PATH or s3://bucket/prefix)"},
     {"{\"model\": \"file://\", \"state_uri\": \"s\", \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
-     "model: file URI must name a path (file://PATH)"},
+     "model: file://: a file:// URI needs an absolute path (file:///PATH)"},
+    /* the store's parser decides, so a spec never holds a URI the store would refuse */
+    {"{\"model\": \"m\", \"state_uri\": \"s\", \"output_uri\": \"file://rel/out\", \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
+     "output_uri: file://rel/out: a file:// URI needs an absolute path (file:///PATH)"},
     {"{\"model\": 7, \"state_uri\": \"s\", \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
-     "model: must be a non-empty string (a path, file://PATH or s3://bucket/prefix)"},
+     "model: must be a non-empty string (a path, file:///PATH or s3://bucket/prefix)"},
     {"{" MINIMAL ", \"name\": \"\", \"steps\": [{\"eval\": {\"data\": \"t\"}}]}", "name: must be a non-empty string"},
     {"{" MINIMAL ", \"parallel\": {\"mode\": \"tensor\"}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
      "parallel.mode: must be one of \"sequential\", \"pipeline\""},
@@ -279,7 +284,7 @@ static void test_all_errors_are_reported(void **state)
     assert_string_equal(sq_last_error(),
                         "multi.json: 10 errors\n"
                         "colour: unknown key\n"
-                        "data.nsamples: must be a positive integer\n"
+                        "data.nsamples: must be an integer in 1..262144\n"
                         "steps[0].gptq.blocksize: unknown key\n"
                         "steps[0].gptq.bits: must be one of 2,3,4,8\n"
                         "steps[1].eval.data: required\n"

@@ -53,9 +53,9 @@ void sq_device_comm_finalize(void)
 
 bool sq_device_comm_ready(void) { return ready; }
 
-sq_status sq_device_allreduce_sum(void *dev, size_t count, sq_device_type type)
+sq_status sq_device_allreduce_sum_i64(void *dev, size_t count)
 {
-    NCCL_CHECK(ncclAllReduce(dev, dev, count, type == SQ_DEVICE_F64 ? ncclFloat64 : ncclFloat32, ncclSum, comm, 0));
+    NCCL_CHECK(ncclAllReduce(dev, dev, count, ncclInt64, ncclSum, comm, 0));
     return wait_done();
 }
 

@@ -15,9 +15,9 @@ bool sq_device_comm_ready(void) { return false; }
 
 static sq_status unavailable(void) { return sq_fail(SQ_ERR_UNSUPPORTED, "no device communicator in a CPU build"); }
 
-sq_status sq_device_allreduce_sum(void *dev, size_t count, sq_device_type type)
+sq_status sq_device_allreduce_sum_i64(void *dev, size_t count)
 {
-    (void)dev, (void)count, (void)type;
+    (void)dev, (void)count;
     return unavailable();
 }
 
