@@ -10,7 +10,8 @@ QUALITY_WINDOWS (evaluation windows, 0 = the whole test set), QUALITY_GROUP
 (group size, default 128; it must divide 576 and 1536 unless the build takes
 ragged last groups, so 64 where it does not), QUALITY_ONLY
 (comma-separated row names, to run a subset; rows measured with the same settings
-are kept in build/smollm2/results.json and reported too)."""
+are kept in build/smollm2/results.json and reported too), QUALITY_NOTE (a sentence
+about the run, printed in the file)."""
 import json
 import os
 import subprocess
@@ -114,6 +115,10 @@ def write_table(results, backend):
         "4-bit grid, so W4 numbers are optimistic; W3 and the pruning rows are the meaningful comparisons. "
         "Quantization: symmetric, the group size in each row's name.",
         "",
+        *([f"Note on this run: {os.environ['QUALITY_NOTE']}", ""] if os.environ.get("QUALITY_NOTE") else []),
+        "Rows marked *not run* were not measured with these settings (rerun `make quality`, or "
+        "`QUALITY_ONLY=<row names>` to add them).",
+        "",
         "| method | perplexity | vs fp16 | size (bytes) | wall time (s) |",
         "|---|---:|---:|---:|---:|",
     ]
@@ -123,7 +128,7 @@ def write_table(results, backend):
             lines.append(f"| {name} | {r['ppl']:.3f} | {r['ppl'] / fp['ppl']:.3f} | {r['bytes']} | "
                          f"{r['seconds']:.1f} |")
         else:
-            lines.append(f"| {name} | not run | | | |")
+            lines.append(f"| {name} | *not run* | | | |")
     (ROOT / "bench" / "QUALITY.md").write_text("\n".join(lines) + "\n")
 
 
