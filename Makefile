@@ -55,7 +55,7 @@ TEST_BINS  := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRCS  := $(wildcard tests/tools/*.c)
 TOOL_BINS  := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all test clean backend-info demo quality gpu-build gpu-test gpu-bench
+.PHONY: all test clean backend-info demo demo-qlora quality gpu-build gpu-test gpu-bench
 all: backend-info shardq $(TOOL_BINS)
 
 backend-info:
@@ -114,6 +114,24 @@ demo:
 	./shardq run jobs/examples/demo_gptq.json
 	./shardq status jobs/examples/demo_gptq.json
 	./shardq inspect build/demo/output | head -n 24
+
+# QLoRA demo: the real stories260K model (trained on children's stories) adapted to
+# WikiText-2 on the CPU backend (the training kernels have no CUDA version yet).
+# The model is tiny (hidden 64): one OpenMP thread is fastest, and immune to a busy machine.
+STORIES := ../shared/data/stories260K
+demo-qlora: export OMP_NUM_THREADS = 1
+demo-qlora:
+	$(MAKE) all CUDA=0
+	rm -rf build/demo-qlora build/demo-qlora-jsonl
+	mkdir -p build/demo-qlora
+	head -c 300000 $(WIKITEXT)/valid.txt >build/demo-qlora/train.txt
+	head -c 60000 $(WIKITEXT)/test.txt >build/demo-qlora/held_out.txt
+	./shardq eval --model $(STORIES) --data build/demo-qlora/held_out.txt --seqlen 128 --max-windows 32
+	./shardq run jobs/examples/qlora_nf4.json
+	./shardq status jobs/examples/qlora_nf4.json
+	./shardq eval --model $(STORIES) --adapter build/demo-qlora/adapter --data build/demo-qlora/held_out.txt \
+	    --seqlen 128 --max-windows 32
+	./shardq run jobs/examples/qlora_jsonl.json
 
 # ---- GPU test and benchmark ------------------------------------------------
 # The GPU test links both backends into one program to compare them. The CPU

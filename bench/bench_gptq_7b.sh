@@ -40,14 +40,14 @@ m = re.search(r"load ([\d.]+)s, forward ([\d.]+)s, hessian ([\d.]+)s, solve ([\d
 load, fwd, hes, solve, write = map(float, m.groups())
 H, I = int(os.environ["H"]), int(os.environ["I"])
 T, SEQ = int(os.environ["NS"]) * int(os.environ["SEQ"]), int(os.environ["SEQ"])
-# Forward GEMM work per layer, as the runner does it with true_sequential: the four
-# statistics passes stop before the last linear of their group, then one full pass.
-# In units of (weight elements touched per token): q,k | qkv | qkv,o,gate | qkv,o,gate,up | all.
-linear_elems = (2 * H * H) + (3 * H * H) + (4 * H * H + H * I) + (4 * H * H + 2 * H * I) + (4 * H * H + 3 * H * I)
-attention = 4 * (4 * T * SEQ * H)           # QK^T and PV over full 2048-token windows, 4 passes reach attention
+# Forward work per layer, as the runner does it with true_sequential: one pass of the
+# layer in stages, each group's input kept (worker/group_inputs.h), so every linear
+# runs once per token; attention QK^T and PV over full 2048-token windows.
+linear_elems = 4 * H * H + 3 * H * I
+attention = 4 * T * SEQ * H
 fwd_flop = L * (2 * T * linear_elems + attention)
-hes_flop = L * T * (3 * H * H + I * I)        # one SYRK per distinct input: attn, o, mlp (h x h), down (i x i)
-solve_flop = L * (6 * (4 / 3) * H ** 3 + (4 / 3) * I ** 3)  # SPD inverse + Cholesky per linear
+hes_flop = L * 2 * T * (3 * H * H + I * I)    # one full GEMM per distinct input: attn, o, mlp (h x h), down (i x i)
+solve_flop = L * (3 * (2 / 3) * H ** 3 + (2 / 3) * I ** 3)  # potrf + trsm per distinct Hessian (stacked solves)
 weights_bytes = L * 2 * (4 * H * H + 3 * H * I)  # bf16 read once
 out_bytes = L * (4 * H * H + 3 * H * I) // 2      # 4-bit codes
 print(f"\nGPTQ W4 g128, hidden {H}, intermediate {I}, {L} layers, {T} tokens: total {total:.1f} s")

@@ -139,6 +139,12 @@ static void run_inverse(void *p)
     CHECK(kn_spd_inverse(s->A, s->n));
 }
 
+static void run_inverse_cholesky(void *p)
+{
+    solve_ctx *s = p;
+    CHECK(kn_inverse_cholesky_upper(s->A, s->n));
+}
+
 static void run_cholesky(void *p)
 {
     solve_ctx *s = p;
@@ -347,6 +353,8 @@ int main(void)
         row(what, time_ms(run_inverse, restore_matrix, &s, i == 0 ? 10 : 5), (double)n * n * n);
         snprintf(what, sizeof what, "kn_cholesky_upper n=%d (potrf)", n);
         row(what, time_ms(run_cholesky, restore_matrix, &s, i == 0 ? 10 : 5), (double)n * n * n / 3.0);
+        snprintf(what, sizeof what, "kn_inverse_cholesky_upper n=%d (potrf + trsm)", n);
+        row(what, time_ms(run_inverse_cholesky, restore_matrix, &s, i == 0 ? 10 : 5), (double)n * n * n * 2.0 / 3.0);
         kn_free(s.pristine);
         kn_free(s.A);
         inverse_steps(n);

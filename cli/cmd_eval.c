@@ -1,7 +1,9 @@
 /* cmd_eval.c: `shardq eval` — perplexity of a model directory over a text
  * file (tokenized with the model's tokenizer) or a file of token ids, with
  * an optional simulated quantized KV cache; prints progress and the result
- * and writes metrics JSON with --out. */
+ * and writes metrics JSON with --out. With --adapter DIR, a PEFT LoRA adapter is
+ * applied to the model (lora/eval.h), the base quantized to NF4 first when the
+ * adapter was trained on an NF4 base (its manifest says so). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include "core/fileio.h"
 #include "core/log.h"
 #include "kernels/kernels.h"
+#include "lora/eval.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/corpus.h"
@@ -25,6 +28,8 @@ typedef struct {
     const char *data_path;
     const char *data_ids_path;
     const char *out_path;
+    const char *adapter_dir;    /* --adapter: a PEFT LoRA adapter applied to the model */
+    const char *token_nll_path; /* --token-nll: every scored token's NLL, one per line (with --adapter) */
     sq_perplexity_options ppl;
 } eval_args;
 
@@ -32,14 +37,17 @@ static void eval_usage(FILE *out)
 {
     fprintf(out, "usage: shardq eval --model DIR (--data TEXT_FILE | --data-ids IDS_FILE) [--seqlen N]\n"
                  "                   [--max-windows K] [--batch B] [--kv-cache-bits BITS] [--logits-chunk ROWS]\n"
-                 "                   [--out METRICS.json]\n"
+                 "                   [--out METRICS.json] [--adapter DIR [--token-nll FILE]]\n"
                  "  perplexity over non-overlapping windows of N tokens (default: min(2048, max positions))\n"
                  "  --data       a text file, tokenized whole with the model's tokenizer.json\n"
                  "  --data-ids   whitespace-separated token ids instead of text\n"
                  "  --kv-cache-bits B  simulate a B-bit KV cache: each token's key (after RoPE) and value\n"
                  "               fake-quantized per head on an asymmetric min/max grid (0: off)\n"
                  "  --batch      windows per layer call (default: as many as fit 1 GiB of scratch)\n"
-                 "  --logits-chunk ROWS  rows per LM-head call (default: as many as fit 128 MiB of logits)\n");
+                 "  --logits-chunk ROWS  rows per LM-head call (default: as many as fit 128 MiB of logits)\n"
+                 "  --adapter DIR  apply a PEFT LoRA adapter (a qlora step's output); an adapter trained on an\n"
+                 "               NF4 base quantizes the model to NF4 first, as training saw it\n"
+                 "  --token-nll FILE  with --adapter: each scored token's NLL, one per line\n");
 }
 
 static int parse_int_arg(const char *flag, const char *text, int min, int *out)
@@ -62,7 +70,8 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         {"data-ids", required_argument, NULL, 'i'},     {"seqlen", required_argument, NULL, 's'},
         {"max-windows", required_argument, NULL, 'w'}, {"batch", required_argument, NULL, 'b'},
         {"kv-cache-bits", required_argument, NULL, 'k'}, {"out", required_argument, NULL, 'o'},
-        {"logits-chunk", required_argument, NULL, 'l'},
+        {"logits-chunk", required_argument, NULL, 'l'}, {"adapter", required_argument, NULL, 'a'},
+        {"token-nll", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof *a);
@@ -75,6 +84,8 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         case 'd': a->data_path = optarg; break;
         case 'i': a->data_ids_path = optarg; break;
         case 'o': a->out_path = optarg; break;
+        case 'a': a->adapter_dir = optarg; break;
+        case 't': a->token_nll_path = optarg; break;
         case 's': bad = parse_int_arg("--seqlen", optarg, 2, &a->ppl.seqlen); break;
         case 'w': bad = parse_int_arg("--max-windows", optarg, 1, &a->ppl.max_windows); break;
         case 'b': bad = parse_int_arg("--batch", optarg, 1, &a->ppl.micro_batch); break;
@@ -91,6 +102,10 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
     if (optind != argc || !a->model_dir || !a->data_path == !a->data_ids_path) {
         fprintf(stderr, "shardq eval: need --model and exactly one of --data / --data-ids\n");
         eval_usage(stderr);
+        return 2;
+    }
+    if ((a->token_nll_path && !a->adapter_dir) || (a->adapter_dir && a->ppl.kv_cache_bits)) {
+        fprintf(stderr, "shardq eval: --token-nll needs --adapter, and --adapter does not take --kv-cache-bits\n");
         return 2;
     }
     if (a->ppl.kv_cache_bits > 16) {
@@ -126,6 +141,31 @@ static sq_status write_metrics(const eval_args *a, const sq_perplexity_result *r
     return st;
 }
 
+static sq_status write_token_nll(const char *path, const float *nll, long n)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return sq_fail(SQ_ERR_IO, "%s: cannot write", path);
+    for (long i = 0; i < n; i++)
+        fprintf(f, "%.9g\n", nll[i]);
+    return fclose(f) == 0 ? SQ_OK : sq_fail(SQ_ERR_IO, "%s: write failed", path);
+}
+
+/* Perplexity of the checkpoint with the adapter of a->adapter_dir applied. */
+static sq_status eval_with_adapter(const eval_args *a, const sq_model_config *cfg, const sq_checkpoint *ckpt,
+                                   const int32_t *ids, size_t n_ids, sq_perplexity_result *result)
+{
+    float *token_nll = NULL;
+    if (a->token_nll_path && !(token_nll = malloc(sizeof(float) * (n_ids + 1))))
+        return sq_fail(SQ_ERR_NOMEM, "out of memory");
+    sq_status st = sq_lora_eval_adapter(a->adapter_dir, cfg, ckpt, ids, n_ids, a->ppl.seqlen, a->ppl.max_windows,
+                                        result, token_nll);
+    if (st == SQ_OK && a->token_nll_path)
+        st = write_token_nll(a->token_nll_path, token_nll, result->tokens);
+    free(token_nll);
+    return st;
+}
+
 static sq_status run_eval(eval_args *a)
 {
     sq_model_config cfg;
@@ -151,9 +191,13 @@ static sq_status run_eval(eval_args *a)
     sq_log_info("eval: %s on %s, %zu tokens, seqlen %d, %s", a->model_dir,
                 a->data_ids_path ? a->data_ids_path : a->data_path, n_ids, a->ppl.seqlen, kn_device_description());
     SQ_TRY_GOTO(st, sq_checkpoint_open(&ckpt, a->model_dir), done);
-    SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, ckpt), done);
     sq_perplexity_result result;
-    SQ_TRY_GOTO(st, sq_perplexity(&model, ids, n_ids, &a->ppl, &result), done);
+    if (a->adapter_dir) {
+        SQ_TRY_GOTO(st, eval_with_adapter(a, &cfg, ckpt, ids, n_ids, &result), done);
+    } else {
+        SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, ckpt), done);
+        SQ_TRY_GOTO(st, sq_perplexity(&model, ids, n_ids, &a->ppl, &result), done);
+    }
     printf("windows %d  tokens %ld  nll %.6f  ppl %.4f\n", result.windows, result.tokens, result.nll, result.ppl);
     if (a->out_path)
         SQ_TRY_GOTO(st, write_metrics(a, &result), done);

@@ -20,6 +20,9 @@ static const char *torch_name(sq_dtype dtype)
     }
 }
 
+/* Where a setting came from: the config.json field, or the default where none gives it. */
+static const char *origin_of(const char *field) { return field[0] ? field : "not in config.json: the default"; }
+
 static void print_config(const char *path, const sq_model_config *c)
 {
     printf("config: %s\n", path);
@@ -32,14 +35,15 @@ static void print_config(const char *path, const sq_model_config *c)
     printf("  %-24s %d\n", "vocab_size", c->vocab_size);
     printf("  %-24s %d\n", "max_position_embeddings", c->max_position_embeddings);
     printf("  %-24s %g\n", "rms_norm_eps", c->rms_norm_eps);
-    printf("  %-24s %g\n", "rope_theta", c->rope_theta);
+    printf("  %-24s %g (%s)\n", "rope_theta", c->rope_theta, origin_of(c->rope_theta_from));
     if (c->rope_scaling == SQ_ROPE_SCALING_LLAMA3)
-        printf("  %-24s llama3 (factor %g, low_freq_factor %g, high_freq_factor %g, original %d)\n", "rope_scaling",
-               c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_original_max_position);
+        printf("  %-24s llama3 (factor %g, low_freq_factor %g, high_freq_factor %g, original %d; %s)\n",
+               "rope_type", c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor,
+               c->rope_original_max_position, origin_of(c->rope_type_from));
     else if (c->rope_scaling == SQ_ROPE_SCALING_LINEAR)
-        printf("  %-24s linear (factor %g)\n", "rope_scaling", c->rope_factor);
+        printf("  %-24s linear (factor %g; %s)\n", "rope_type", c->rope_factor, origin_of(c->rope_type_from));
     else
-        printf("  %-24s none\n", "rope_scaling");
+        printf("  %-24s default (%s)\n", "rope_type", origin_of(c->rope_type_from));
     printf("  %-24s %s\n", "tie_word_embeddings", c->tie_word_embeddings ? "true" : "false");
     printf("  %-24s q/k/v %s, o %s, mlp %s\n", "biases", c->attention_bias ? "yes" : "no",
            c->o_proj_bias ? "yes" : "no", c->mlp_bias ? "yes" : "no");

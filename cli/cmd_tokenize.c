@@ -24,6 +24,12 @@ static void usage(void)
                     "       shardq tokenize --tokenizer FILE|DIR --decode [--input FILE]\n");
 }
 
+/* A line printed to stdout that did not get there (a full disk, a closed pipe) is an error. */
+static sq_status stdout_ok(void)
+{
+    return ferror(stdout) ? sq_fail(SQ_ERR_IO, "writing to stdout failed") : SQ_OK;
+}
+
 static sq_status print_ids(const sq_tokenizer *tok, const char *text, size_t len, bool add_special)
 {
     int32_t *ids;
@@ -33,7 +39,7 @@ static sq_status print_ids(const sq_tokenizer *tok, const char *text, size_t len
         printf(i ? " %d" : "%d", (int)ids[i]);
     putchar('\n');
     free(ids);
-    return SQ_OK;
+    return stdout_ok();
 }
 
 static sq_status print_text(const sq_tokenizer *tok, const char *line, size_t len, size_t lineno)
@@ -60,10 +66,8 @@ static sq_status print_text(const sq_tokenizer *tok, const char *line, size_t le
     size_t text_len;
     if (st == SQ_OK)
         st = sq_tokenizer_decode(tok, ids, n, true, &text, &text_len);
-    if (st == SQ_OK) {
-        fwrite(text, 1, text_len, stdout);
-        putchar('\n');
-    }
+    if (st == SQ_OK && (fwrite(text, 1, text_len, stdout) != text_len || putchar('\n') == EOF))
+        st = sq_fail(SQ_ERR_IO, "writing to stdout failed");
     free(text);
     free(ids);
     return st;
@@ -147,12 +151,16 @@ int cmd_tokenize(int argc, char **argv)
             sq_fail_context(st, "%s: line %zu", input ? input : "stdin", lineno);
     }
     free(line);
-    if (in != stdin)
-        fclose(in);
+    if (st == SQ_OK && ferror(in))
+        st = sq_fail(SQ_ERR_IO, "%s: read error", input ? input : "stdin");
+    if (in != stdin && fclose(in) != 0 && st == SQ_OK)
+        st = sq_fail(SQ_ERR_IO, "%s: read error", input);
+    if (st == SQ_OK && fflush(stdout) != 0)
+        st = sq_fail(SQ_ERR_IO, "writing to stdout failed");
     sq_tokenizer_free(tok);
     if (st != SQ_OK) {
         fprintf(stderr, "shardq tokenize: %s\n", sq_last_error());
         return 1;
     }
-    return fflush(stdout) == 0 ? 0 : 1;
+    return 0;
 }

@@ -6,13 +6,21 @@
 # next layer boundary with a consistent journal and exits 75), and on exit 75 requeues the job:
 # Slurm runs this script again, and the same `shardq run` resumes from the journal.
 #
+# A rank killed by a signal (the OOM killer, kill -9) or a node lost also requeues the job, at most
+# SHARDQ_MAX_RESTARTS times (default 3).
+#
 # Set by the template: SHARDQ_BIN, SHARDQ_SPEC, SHARDQ_LAUNCHER (srun|mpirun), SHARDQ_LOG_DIR.
 set -u
 : "${SHARDQ_BIN:?}" "${SHARDQ_SPEC:?}" "${SHARDQ_LAUNCHER:?}" "${SHARDQ_LOG_DIR:?}"
 : "${SLURM_JOB_ID:?not in a Slurm job}"
 readonly EXIT_RESUMABLE=75
+max_restarts=${SHARDQ_MAX_RESTARTS:-3}
 run=${SLURM_RESTART_COUNT:-0}
 say() { echo "[shardq-slurm $(date -u +%FT%TZ)] job $SLURM_JOB_ID run $run: $*"; }
+if ! [[ $max_restarts =~ ^[0-9]+$ ]]; then
+    say "SHARDQ_MAX_RESTARTS must be a number, not '$max_restarts'"
+    exit 1
+fi
 
 # Signals may come at any moment, before the ranks exist too: remember them, forward them once
 # there is a launcher.
@@ -98,6 +106,14 @@ fi
 # before it set up its handler, a launcher killed by Slurm) leaves a consistent journal as well.
 if [ "$rc" -eq "$EXIT_RESUMABLE" ] || [ -n "$stop_signal" ]; then
     requeue "ranks stopped with exit $rc"
+fi
+# srun and mpirun exit above 128 when a rank was killed (128+N for signal N) or a node lost (mpirun
+# then exits 205). That is the machine's fault, not the job's (a rank's own errors exit 1), and
+# the journal is consistent after a kill at any point: run again. The launcher has already ended
+# the other ranks (srun --kill-on-bad-exit, mpirun on any abnormal exit). The cap keeps a rank that
+# crashes the same way every time from looping.
+if [ "$rc" -gt 128 ] && [ "$run" -lt "$max_restarts" ]; then
+    requeue "the ranks ended abnormally (launcher exit $rc: a rank killed by a signal, or its node lost)"
 fi
 say "ranks failed with exit $rc (see $rank_logs)"
 exit "$rc"

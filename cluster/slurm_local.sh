@@ -23,84 +23,41 @@ dir=${2:-${SHARDQ_SLURM_DIR:-/tmp/shardq-slurm}}
 conf="$dir/slurm.conf"
 export SLURM_CONF="$conf"
 
-pid_alive() { # pidfile
-    [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
-}
+# shellcheck source=cluster/slurm_common.sh
+. "$(dirname "$0")/slurm_common.sh"
+host=$(hostname -s)
+slurmd_pid="$dir/slurmd-$host.pid"
 
 write_config() {
     local port=${SHARDQ_SLURM_PORT:-6817}
     local cpus=${SHARDQ_SLURM_CPUS:-$(nproc)}
     local gpus=${SHARDQ_SLURM_GPUS:-$(find /dev -maxdepth 1 -regex '/dev/nvidia[0-9]+' 2>/dev/null | wc -l)}
-    local host gres_types="" gres_node=""
-    host=$(hostname -s)
+    local gres_node=""
     mkdir -p "$dir/state" "$dir/spool/$host" "$dir/log"
+    common_config "$dir" shardq-local "$host" 127.0.0.1 "$port" >"$conf"
     if [ "$gpus" -gt 0 ]; then
-        gres_types="GresTypes=gpu"
         gres_node="Gres=gpu:$gpus"
+        echo GresTypes=gpu >>"$conf"
         printf 'AutoDetect=off\nName=gpu File=/dev/nvidia[0-%d]\n' $((gpus - 1)) >"$dir/gres.conf"
     fi
-    cat >"$conf" <<EOF
-# Written by cluster/slurm_local.sh: a single-node Slurm on loopback, everything under $dir.
-ClusterName=shardq-local
-SlurmctldHost=$host(127.0.0.1)
-SlurmctldPort=$port
-SlurmdPort=$((port + 1))
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/none
-CredType=cred/none
-# Job step credentials live this long, and a requeued job waits this long before it starts again.
-AuthInfo=cred_expire=10
-StateSaveLocation=$dir/state
-SlurmdSpoolDir=$dir/spool/%n
-SlurmctldPidFile=$dir/slurmctld.pid
-SlurmdPidFile=$dir/slurmd.pid
-SlurmctldLogFile=$dir/log/slurmctld.log
-SlurmdLogFile=$dir/log/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-MpiDefault=none
-SwitchType=switch/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-SchedulerParameters=sched_interval=1,bf_interval=1
-SlurmdParameters=config_overrides
-ReturnToService=2
-JobRequeue=1
-KillWait=10
-MinJobAge=600
-MailProg=/bin/true
-$gres_types
+    cat >>"$conf" <<EOF
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus $gres_node State=UNKNOWN
 PartitionName=local Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
 }
 
 start() {
-    if pid_alive "$dir/slurmctld.pid" || pid_alive "$dir/slurmd.pid"; then
+    if pid_alive "$dir/slurmctld.pid" || pid_alive "$slurmd_pid"; then
         echo "slurm_local: already running in $dir" >&2
         exit 1
     fi
-    if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null; then
-        echo "slurm_local: slurmctld/slurmd/sbatch not found (apt-get install slurmctld slurmd slurm-client)" >&2
-        exit 1
-    fi
+    require_slurm_binaries
     write_config
     slurmctld -c -i   # -c: a fresh controller state each start (no jobs left from an earlier run)
     slurmd
-    local state=""
-    for _ in $(seq 1 150); do
-        state=$(sinfo -h -o %t 2>/dev/null || true)
-        [ "$state" = idle ] && break
-        sleep 0.2
-    done
-    if [ "$state" != idle ]; then
-        echo "slurm_local: the node did not become idle (state '${state}'); logs in $dir/log" >&2
-        tail -n 20 "$dir/log/slurmctld.log" "$dir/log/slurmd.log" >&2 || true
+    if ! wait_nodes_idle 1; then
+        echo "slurm_local: the node did not become idle; logs in $dir/log" >&2
+        tail -n 20 "$dir/log/slurmctld.log" "$dir/log/slurmd-$host.log" >&2 || true
         stop
         exit 1
     fi
@@ -108,49 +65,19 @@ start() {
     echo "export SLURM_CONF=$conf"
 }
 
-stop_daemon() { # pidfile
-    pid_alive "$1" || return 0
-    local pid
-    pid=$(cat "$1")
-    kill -TERM "$pid"
-    for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.2
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
-
 stop() {
     if pid_alive "$dir/slurmctld.pid"; then
-        # Cancel every job first: job steps run under slurmstepd, which outlives slurmd.
-        local jobs
-        mapfile -t jobs < <(squeue -h -o %A 2>/dev/null || true)
-        if [ ${#jobs[@]} -gt 0 ]; then
-            scancel --full "${jobs[@]}" 2>/dev/null || true
-            for _ in $(seq 1 50); do
-                [ -z "$(squeue -h -o %A -t running,completing 2>/dev/null)" ] && break
-                sleep 0.2
-            done
-        fi
+        cancel_all_jobs
     fi
-    stop_daemon "$dir/slurmd.pid"
+    stop_daemon "$slurmd_pid"
     stop_daemon "$dir/slurmctld.pid"
     echo "slurm_local: stopped ($dir kept for its logs)"
 }
 
-daemon_status() { # name
-    if pid_alive "$dir/$1.pid"; then
-        echo "$1: running (pid $(cat "$dir/$1.pid"))"
-    else
-        echo "$1: stopped"
-        return 1
-    fi
-}
-
 status() {
     local up=0
-    daemon_status slurmctld || up=1
-    daemon_status slurmd || up=1
+    daemon_status slurmctld "$dir/slurmctld.pid" || up=1
+    daemon_status slurmd "$slurmd_pid" || up=1
     if [ $up -eq 0 ]; then
         sinfo
         squeue

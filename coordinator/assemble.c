@@ -25,6 +25,7 @@ typedef struct {
     const sq_model_config *cfg;
     int cached_layer; /* the layer whose artifact is in `cached`, -1 if none */
     sq_layer_results cached;
+    sq_packed_layers *packed; /* linears packed during calibration, or NULL */
 } artifact_source;
 
 /* "model.layers.12.mlp.up_proj" -> layer 12, linear SQ_LINEAR_UP. */
@@ -79,7 +80,10 @@ static sq_status load_linear(artifact_source *src, const char *name, sq_layer_fo
 static sq_status packed_linear(void *ctx, const char *name, sq_gptq_packed *packed)
 {
     artifact_source *src = ctx;
-    int linear = -1;
+    int layer = -1, linear = -1;
+    SQ_TRY(parse_linear(name, &layer, &linear));
+    if (sq_packed_layers_take(src->packed, layer, linear, packed))
+        return SQ_OK;
     SQ_TRY(load_linear(src, name, SQ_LAYER_QUANTIZED, &linear));
     return sq_gptq_pack(&src->cached.linear[linear], name, packed);
 }
@@ -94,11 +98,7 @@ static sq_status dense_linear(void *ctx, const char *name, sq_linear_tensors *te
         src->cached_layer = -1;
         SQ_TRY(load_linear(src, name, SQ_LAYER_DENSE, &linear));
     }
-    sq_dense_weights *d = &src->cached.dense[linear];
-    *tensors = (sq_linear_tensors){.n = 1};
-    tensors->t[0] = (sq_linear_tensor){.suffix = ".weight", .dtype = d->dtype, .ndim = 2, .shape = {d->rows, d->cols},
-                                       .data = d->data};
-    memset(d, 0, sizeof *d);
+    sq_linear_tensors_take_dense(tensors, &src->cached.dense[linear]);
     return SQ_OK;
 }
 
@@ -345,7 +345,7 @@ static sq_status record_quantization(sq_output_format format, const sq_quant_opt
 
 sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_step *step_spec,
                                  sq_output_format format, const sq_model_config *cfg, const sq_checkpoint *source,
-                                 const char *output_dir, json_t *step_result)
+                                 const char *output_dir, sq_packed_layers *packed, json_t *step_result)
 {
     int n = cfg->num_layers * SQ_LINEAR_COUNT;
     char **names = calloc((size_t)n, sizeof *names);
@@ -361,7 +361,8 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
                 st = sq_fail(SQ_ERR_NOMEM, "out of memory");
         }
     }
-    artifact_source src = {.journal = journal, .source = source, .step = step, .cfg = cfg, .cached_layer = -1};
+    artifact_source src = {.journal = journal, .source = source, .step = step, .cfg = cfg, .cached_layer = -1,
+                           .packed = packed};
     bool pruning = is_pruning(step_spec->kind), sparse_output = pruning;
     json_t *extra_config = NULL;
     const char *const extra_files[] = {SPARSITY_REPORT};

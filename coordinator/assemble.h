@@ -29,9 +29,11 @@
 #include "jobs/spec.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "worker/packed_layers.h"
 
+/* packed (may be NULL): linears packed during calibration, taken instead of their artifacts. */
 sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_step *step_spec,
                                  sq_output_format format, const sq_model_config *cfg, const sq_checkpoint *source,
-                                 const char *output_dir, json_t *step_result);
+                                 const char *output_dir, sq_packed_layers *packed, json_t *step_result);
 
 #endif

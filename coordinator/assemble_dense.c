@@ -34,6 +34,14 @@ void sq_linear_tensors_free(sq_linear_tensors *tensors)
     memset(tensors, 0, sizeof *tensors);
 }
 
+void sq_linear_tensors_take_dense(sq_linear_tensors *tensors, sq_dense_weights *dense)
+{
+    *tensors = (sq_linear_tensors){.n = 1};
+    tensors->t[0] = (sq_linear_tensor){.suffix = ".weight", .dtype = dense->dtype, .ndim = 2,
+                                       .shape = {dense->rows, dense->cols}, .data = dense->data};
+    memset(dense, 0, sizeof *dense);
+}
+
 /* The tensors replacing source tensor t (a linear's weight); a ".weight" among them
  * must keep t's dtype and shape. */
 static sq_status linear_tensors(const sq_dense_checkpoint_request *req, const sq_st_tensor *t, int linear,

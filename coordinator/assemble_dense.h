@@ -37,6 +37,8 @@ typedef struct {
 } sq_linear_tensors;
 
 void sq_linear_tensors_free(sq_linear_tensors *tensors);
+/* tensors = one "<linear>.weight" holding dense's data, whose ownership moves over (dense is emptied). */
+void sq_linear_tensors_take_dense(sq_linear_tensors *tensors, sq_dense_weights *dense);
 
 /* Supplies the tensors of a linear (name without ".weight"); the writer frees them.
  * A ".weight" must have the source tensor's dtype and shape. */

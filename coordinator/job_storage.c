@@ -104,6 +104,21 @@ sq_status sq_job_publish_output(sq_job_storage *io, const char *local_dir, const
 }
 
 /* The metrics of the job's last eval step recorded in the journal, or NULL. */
+void sq_job_abort_unfinished_uploads(sq_job_storage *io, const sq_job_spec *spec)
+{
+    const char *const uris[] = {spec->state_uri, spec->output_uri};
+    for (size_t i = 0; i < sizeof(uris) / sizeof(uris[0]); i++) {
+        int n = 0;
+        if (uris[i] && sq_store_abort_uploads(io->store, uris[i], &n) != SQ_OK) {
+            sq_log_info("warning: %s (parts of unfinished uploads, if any, stay billed)", sq_last_error());
+            sq_clear_error();
+        }
+        if (n > 0)
+            sq_log_info("%s: aborted %d unfinished multipart upload%s left by an earlier run", uris[i], n,
+                        n == 1 ? "" : "s");
+    }
+}
+
 static json_t *last_eval_metrics(const sq_job_spec *spec, const sq_journal *journal)
 {
     json_t *steps = json_object_get(journal->doc, "steps");

@@ -52,6 +52,12 @@ sq_status sq_job_stage_data(sq_job_storage *io, const char *uri, char **local_pa
 sq_status sq_job_output_dir(sq_job_storage *io, const char *uri, char **local_dir);
 sq_status sq_job_publish_output(sq_job_storage *io, const char *local_dir, const char *uri);
 
+/* Rank 0, when the job starts (after the journal is opened, before anything
+ * is written): abort the multipart uploads a killed run left unfinished under
+ * state_uri and output_uri, so their parts stop being billed. A store that
+ * refuses (no permission to list uploads) gets a warning, not a failed job. */
+void sq_job_abort_unfinished_uploads(sq_job_storage *io, const sq_job_spec *spec);
+
 /* Rank 0, after the last step: push the checkpoint at spec->output_uri to the
  * model store of spec->push, its store manifest and record carrying the job's
  * name, version, source model, method and last eval metrics; then record the

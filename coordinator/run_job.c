@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 
+#include "coordinator/adapter_merge.h"
 #include "coordinator/assemble.h"
 #include "coordinator/calibration_windows.h"
 #include "coordinator/job_storage.h"
@@ -22,6 +23,9 @@
 #include "model/perplexity.h"
 #include "store/stage.h"
 #include "store/uri.h"
+#include "kernels/kernels.h"
+#include "lora/eval.h"
+#include "lora/qlora_step.h"
 #include "worker/calibrate.h"
 
 typedef struct {
@@ -30,6 +34,7 @@ typedef struct {
     sq_journal journal; /* rank 0 */
     sq_job_storage io;
     char *model_dir;    /* URI of the model the next step reads */
+    char *adapter_dir;  /* a qlora step's adapter (local), applied by the eval steps after it */
     int32_t *samples;   /* the calibration windows (NULL when no step needs them) */
 } job_state;
 
@@ -89,11 +94,12 @@ static sq_status calibration_samples(job_state *js, int32_t **samples)
             sq_job_model_close(&source);
         }
         if (st == SQ_OK)
-            st = sq_draw_calibration_windows(spec->calibration_uri, ids, n, spec->nsamples, spec->seqlen, spec->seed,
-                                             *samples);
+            st = sq_draw_calibration_windows(spec->calibration_uri, ids, n, spec->nsamples, spec->seqlen,
+                                             spec->sampling, spec->seed, *samples);
         if (st == SQ_OK)
-            sq_log_info("calibration: %d windows of %d tokens from %s (%zu tokens, seed %llu)", spec->nsamples,
-                        spec->seqlen, spec->calibration_uri, n, (unsigned long long)spec->seed);
+            sq_log_info("calibration: %d %s windows of %d tokens from %s (%zu tokens, seed %llu)", spec->nsamples,
+                        spec->sampling == SQ_SAMPLING_CONSECUTIVE ? "consecutive" : "random", spec->seqlen,
+                        spec->calibration_uri, n, (unsigned long long)spec->seed);
         free(ids);
         free(path);
     }
@@ -101,10 +107,15 @@ static sq_status calibration_samples(job_state *js, int32_t **samples)
     return sq_comm_bcast_host(*samples, count * sizeof **samples, 0);
 }
 
+/* Host memory rank 0 may spend on packed layers kept from calibration for the assembly
+ * (a 7B model at 4 bits needs about 3.5 GB; a larger one reads the rest from its artifacts). */
+#define PACKED_LAYERS_BUDGET ((size_t)16 << 30)
+
 static sq_status run_calibration_step(job_state *js, int step)
 {
     const sq_job_spec *spec = js->spec;
     sq_job_model source;
+    sq_packed_layers packed = {0};
     sq_status st;
     SQ_TRY(sq_job_model_open(&js->io, js->model_dir, &source));
     const sq_model_config cfg = source.cfg;
@@ -117,6 +128,8 @@ static sq_status run_calibration_step(job_state *js, int step)
     }
     sq_plan_request rq = sq_job_plan_request(spec, js->comm->world_size, cfg.num_layers);
     st = sq_plan_build(plan, &rq);
+    if (st == SQ_OK && js->comm->rank == 0)
+        st = sq_packed_layers_init(&packed, cfg.num_layers, PACKED_LAYERS_BUDGET);
     if (st == SQ_OK) {
         sq_calibration job = {.spec = spec,
                               .step = step,
@@ -125,7 +138,8 @@ static sq_status run_calibration_step(job_state *js, int step)
                               .journal = js->comm->rank == 0 ? &js->journal : NULL,
                               .cfg = &cfg,
                               .ckpt = ckpt,
-                              .samples = js->samples};
+                              .samples = js->samples,
+                              .packed = js->comm->rank == 0 ? &packed : NULL};
         st = sq_calibrate(&job);
     }
     free(plan);
@@ -140,7 +154,7 @@ static sq_status run_calibration_step(job_state *js, int step)
                 mine = sq_job_output_dir(&js->io, output, &output_dir);
             if (mine == SQ_OK)
                 mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], spec->output_format, &cfg, ckpt,
-                                              output_dir, result);
+                                              output_dir, &packed, result);
             if (mine == SQ_OK)
                 mine = sq_job_publish_output(&js->io, output_dir, output);
             if (mine == SQ_OK) {
@@ -156,6 +170,7 @@ static sq_status run_calibration_step(job_state *js, int step)
         st = agree_with_rank0(js->comm, mine, "writing the output checkpoint");
     }
 done:
+    sq_packed_layers_free(&packed);
     sq_job_model_close(&source);
     return st;
 }
@@ -188,11 +203,20 @@ static sq_status eval_on_rank0(job_state *js, int step)
     const sq_model_config cfg = source.cfg;
     SQ_TRY_GOTO(st, sq_job_stage_data(&js->io, ev->data, &data), done);
     SQ_TRY_GOTO(st, sq_load_corpus(source.local_dir, data, ev->token_ids, cfg.vocab_size, &ids, &n), done);
-    SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, source.ckpt), done);
-    model_open = true;
+    if (!js->adapter_dir) {
+        SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, source.ckpt), done);
+        model_open = true;
+    }
     sq_perplexity_options opt = {.seqlen = ev->seqlen, .max_windows = ev->max_windows, .kv_cache_bits = ev->kv_cache_bits};
     sq_perplexity_result r;
-    SQ_TRY_GOTO(st, sq_perplexity(&model, ids, n, &opt, &r), done);
+    if (js->adapter_dir && ev->kv_cache_bits)
+        SQ_TRY_GOTO(st, sq_fail(SQ_ERR_UNSUPPORTED, "steps[%d].eval.kv_cache_bits: not supported with an adapter", step),
+                    done);
+    if (js->adapter_dir)
+        SQ_TRY_GOTO(st, sq_lora_eval_adapter(js->adapter_dir, &cfg, source.ckpt, ids, n, ev->seqlen, ev->max_windows, &r,
+                                             NULL), done);
+    else
+        SQ_TRY_GOTO(st, sq_perplexity(&model, ids, n, &opt, &r), done);
     sq_log_info("step %d eval: %s on %s: ppl %.4f (nll %.6f, %d windows of %d, %ld tokens)", step, js->model_dir,
                 ev->data, r.ppl, r.nll, r.windows, ev->seqlen, r.tokens);
     json_t *metrics = json_pack("{s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:i}", "model", js->model_dir, "data", ev->data,
@@ -213,12 +237,65 @@ done:
     return st;
 }
 
+/* qlora on every rank: train an adapter on the current model; rank 0 writes it to the step's output. */
+static sq_status run_qlora_step(job_state *js, int step)
+{
+    const sq_job_spec *spec = js->spec;
+    const sq_lora_options *lo = &spec->steps[step].lora;
+    sq_job_model source;
+    SQ_TRY(sq_job_model_open(&js->io, js->model_dir, &source));
+    char *train = NULL, *eval = NULL, *output = NULL, *output_dir = NULL;
+    json_t *result = json_object();
+    sq_status st = result ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "out of memory");
+    if (js->comm->rank == 0) {
+        if (st == SQ_OK)
+            st = sq_job_stage_data(&js->io, lo->train_data, &train);
+        if (st == SQ_OK && lo->eval_data)
+            st = sq_job_stage_data(&js->io, lo->eval_data, &eval);
+        if (st == SQ_OK)
+            st = step_output(js, step, &output);
+        if (st == SQ_OK)
+            st = sq_job_output_dir(&js->io, output, &output_dir);
+    }
+    SQ_TRY_GOTO(st, agree_with_rank0(js->comm, st, "staging the training data"), done);
+    sq_qlora_job job = {.spec = spec, .step = step, .comm = js->comm,
+                        .journal = js->comm->rank == 0 ? &js->journal : NULL, .cfg = &source.cfg,
+                        .ckpt = source.ckpt, .base_uri = js->model_dir, .model_dir = source.local_dir,
+                        .train_path = train, .eval_path = eval, .output_dir = output_dir, .result = result};
+    SQ_TRY_GOTO(st, sq_qlora_run(&job), done);
+    sq_status mine = SQ_OK;
+    if (js->comm->rank == 0) {
+        if (lo->merge)
+            mine = sq_adapter_merge_write(output_dir, &source.cfg, source.ckpt);
+        if (mine == SQ_OK)
+            mine = sq_job_publish_output(&js->io, output_dir, output);
+        json_object_set_new(result, "output", json_string(output));
+        if (mine == SQ_OK)
+            mine = sq_journal_record_step(&js->journal, step, result);
+        if (mine == SQ_OK)
+            sq_log_info("step %d qlora: adapter written to %s", step, output);
+    }
+    st = agree_with_rank0(js->comm, mine, "writing the adapter");
+done:
+    json_decref(result);
+    free(train), free(eval), free(output), free(output_dir);
+    sq_job_model_close(&source);
+    return st;
+}
+
 /* Refuse, before any work, a job with a step this build cannot run. */
 static sq_status check_steps_runnable(const sq_job_spec *spec)
 {
     for (int step = 0; step < spec->n_steps; step++) {
         sq_step_kind kind = spec->steps[step].kind;
-        if (!sq_calibration_runs(kind) && kind != SQ_STEP_EVAL)
+        if (kind == SQ_STEP_QLORA && strcmp(kn_backend_name(), "cpu"))
+            return sq_fail(SQ_ERR_UNSUPPORTED, "%s: steps[%d]: qlora runs on the CPU backend only so far (the %s "
+                           "backend has no training kernels yet; build with make CUDA=0)", spec->name, step,
+                           kn_backend_name());
+        if (kind == SQ_STEP_QLORA && sq_uri_is_s3(spec->output_uri) && step + 1 < spec->n_steps)
+            return sq_fail(SQ_ERR_UNSUPPORTED, "%s: steps[%d]: an eval step after qlora needs a local output_uri "
+                           "(run shardq eval --adapter on the pulled adapter)", spec->name, step + 1);
+        if (!sq_calibration_runs(kind) && kind != SQ_STEP_EVAL && kind != SQ_STEP_QLORA)
             return sq_fail(SQ_ERR_UNSUPPORTED, "%s: steps[%d]: %s is not implemented yet", spec->name, step,
                            sq_step_kind_name(kind));
     }
@@ -250,13 +327,15 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
         st = sq_job_scratch(&js.io, &scratch);
     if (comm->rank == 0 && st == SQ_OK)
         st = sq_journal_open(&js.journal, spec, js.io.store, scratch);
+    if (comm->rank == 0 && st == SQ_OK)
+        sq_job_abort_unfinished_uploads(&js.io, spec);
     SQ_TRY_GOTO(st, agree_with_rank0(comm, st, "opening the journal"), done);
     js.model_dir = strdup(spec->model_uri);
     if (!js.model_dir)
         SQ_TRY_GOTO(st, sq_fail(SQ_ERR_NOMEM, "out of memory"), done);
     for (int step = 0; step < spec->n_steps && st == SQ_OK; step++) {
         sq_step_kind kind = spec->steps[step].kind;
-        bool produces_model = kind != SQ_STEP_EVAL;
+        bool produces_model = kind != SQ_STEP_EVAL && kind != SQ_STEP_QLORA; /* an adapter is not a model */
         int done_flag = comm->rank == 0 && sq_journal_step_done(&js.journal, step);
         SQ_TRY_GOTO(st, sq_comm_bcast_host(&done_flag, sizeof done_flag, 0), done);
         if (done_flag) {
@@ -264,9 +343,21 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
                 sq_log_info("step %d %s: done in the journal, skipped", step, sq_step_kind_name(kind));
         } else if (sq_calibration_runs(kind)) {
             st = run_calibration_step(&js, step);
+        } else if (kind == SQ_STEP_QLORA) {
+            st = run_qlora_step(&js, step);
         } else { /* eval: check_steps_runnable let nothing else through */
             sq_status mine = comm->rank == 0 ? eval_on_rank0(&js, step) : SQ_OK;
             st = agree_with_rank0(comm, mine, "eval");
+        }
+        if (st == SQ_OK && kind == SQ_STEP_QLORA) {
+            sq_uri u; /* local (check_steps_runnable): the path of a plain path or file:// URI */
+            st = sq_uri_parse(&u, spec->output_uri);
+            free(js.adapter_dir);
+            js.adapter_dir = st == SQ_OK ? strdup(u.path) : NULL;
+            if (st == SQ_OK)
+                sq_uri_free(&u);
+            if (st == SQ_OK && !js.adapter_dir)
+                st = sq_fail(SQ_ERR_NOMEM, "out of memory");
         }
         if (st == SQ_OK && produces_model) {
             free(js.model_dir);
@@ -281,6 +372,7 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
         sq_log_info("job %s: all %d steps done", spec->name, spec->n_steps);
 done:
     free(js.model_dir);
+    free(js.adapter_dir);
     free(js.samples);
     if (comm->rank == 0)
         sq_journal_close(&js.journal);

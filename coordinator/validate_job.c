@@ -2,23 +2,17 @@
 #include "coordinator/validate_job.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "jobs/plan.h"
+#include "lora/adapter.h"
 #include "model/geometry.h"
-#include "quant/output_format.h"
+#include "model/gptq_reader.h"
 #include "model/layer.h"
+#include "quant/output_format.h"
 #include "quant/prune.h"
 #include "quant/quant_result.h"
 #include "worker/calibrate.h"
-
-/* The one rule on group sizes: a group size must divide the linear's inputs. */
-static sq_status check_group_size(const char *at, int group_size, sq_linear_id linear, int in)
-{
-    if (group_size > 0 && in % group_size != 0)
-        return sq_fail(SQ_ERR_SPEC, "%s.group_size: %d does not divide %s's %d inputs", at, group_size,
-                       sq_linear_name(linear), in);
-    return SQ_OK;
-}
 
 /* A calibration step's options against every linear of the model. */
 static sq_status check_calibration_step(const sq_job_spec *spec, int step, const sq_model_config *cfg)
@@ -46,7 +40,6 @@ static sq_status check_calibration_step(const sq_job_spec *spec, int step, const
             continue;
         if (sq_quant_options_check(quant, in, sq_linear_name(i)) != SQ_OK)
             return sq_fail_context(SQ_ERR_SPEC, "%s", at);
-        SQ_TRY(check_group_size(at, quant->group_size, (sq_linear_id)i, in));
         SQ_TRY(sq_output_format_check(spec->output_format, quant, at, sq_linear_name(i), out, in));
     }
     return SQ_OK;
@@ -81,6 +74,33 @@ static sq_status check_seqlen(const char *at, int seqlen, const sq_model_config 
     return SQ_OK;
 }
 
+/* qlora: the adapter against the model (target names, r), the base against base_quant when the
+ * step trains on the job's input model, the sequence length, and the data files exist. */
+static sq_status check_qlora_step(sq_job_storage *io, const sq_job_spec *spec, int step, const sq_job_model *model,
+                                  bool on_input_model)
+{
+    const sq_lora_options *l = &spec->steps[step].lora;
+    char at[64];
+    unsigned targets;
+    snprintf(at, sizeof at, "steps[%d].qlora", step);
+    if (sq_lora_adapter_check(&model->cfg, l->r, l->target_modules, l->n_target_modules, &targets) != SQ_OK)
+        return sq_fail_context(SQ_ERR_SPEC, "%s", at);
+    bool gptq = sq_checkpoint_is_gptq(model->ckpt);
+    if (on_input_model && gptq != !strcmp(l->base_quant, "gptq"))
+        return sq_fail(SQ_ERR_SPEC, "%s.base_quant: \"%s\" needs %s; %s is %s", at, l->base_quant,
+                       gptq ? "dense weights" : "a GPTQ checkpoint (config.json with a GPTQ quantization_config)",
+                       spec->model_uri, gptq ? "GPTQ-quantized (use \"gptq\")" : "dense (use \"nf4\")");
+    snprintf(at, sizeof at, "steps[%d].qlora.seqlen", step);
+    SQ_TRY(check_seqlen(at, l->seqlen, &model->cfg));
+    const char *files[2] = {l->train_data, l->eval_data};
+    for (int i = 0; i < 2; i++) {
+        sq_object_info info;
+        if (files[i] && sq_store_head(io->store, files[i], &info) != SQ_OK)
+            return sq_fail_context(SQ_ERR_SPEC, "steps[%d].qlora.%s", step, i ? "eval_data" : "train_data");
+    }
+    return SQ_OK;
+}
+
 sq_status sq_validate_job(sq_job_storage *io, const sq_job_spec *spec, int world_size)
 {
     sq_job_model model;
@@ -94,6 +114,8 @@ sq_status sq_validate_job(sq_job_storage *io, const sq_job_spec *spec, int world
             st = check_calibration_step(spec, step, &model.cfg);
             if (st == SQ_OK && sq_calibration_needs_samples(kind))
                 st = check_seqlen("data.seqlen", spec->seqlen, &model.cfg);
+        } else if (kind == SQ_STEP_QLORA) {
+            st = check_qlora_step(io, spec, step, &model, !calibrates);
         } else if (kind == SQ_STEP_EVAL) {
             char at[64];
             snprintf(at, sizeof at, "steps[%d].eval.seqlen", step);

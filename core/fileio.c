@@ -1,5 +1,5 @@
 /* fileio.c: whole-file reads, atomic replacement (temp + fsync + rename + dir fsync),
- * mkdir -p and path joining. */
+ * streaming copies in bounded chunks, mkdir -p and path joining. */
 #include "core/fileio.h"
 
 #include <errno.h>
@@ -11,37 +11,66 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-sq_status sq_read_file(const char *path, char **data, size_t *len)
+static sq_status open_for_reading(const char *path, int *fd)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    *fd = open(path, O_RDONLY);
+    if (*fd < 0)
         return sq_fail(errno == ENOENT ? SQ_ERR_NOT_FOUND : SQ_ERR_IO, "%s: cannot open: %s", path,
                        strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) {
-        fclose(f);
-        return sq_fail(SQ_ERR_IO, "%s: cannot seek", path);
+    return SQ_OK;
+}
+
+/* Up to `len` bytes (fewer only at the end of the file) into `buf`; `*got` says how many. */
+static sq_status read_some(int fd, const char *path, void *buf, size_t len, size_t *got)
+{
+    *got = 0;
+    while (*got < len) {
+        ssize_t n = read(fd, (char *)buf + *got, len - *got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return sq_fail(SQ_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+        if (n == 0)
+            break;
+        *got += (size_t)n;
     }
-    long size = ftell(f);
-    if (size < 0) {
-        fclose(f);
-        return sq_fail(SQ_ERR_IO, "%s: cannot tell size", path);
+    return SQ_OK;
+}
+
+/* close() of a file only read from: an error there loses nothing, but is still reported. */
+static sq_status close_read(int fd, const char *path, sq_status st)
+{
+    if (close(fd) != 0 && st == SQ_OK)
+        return sq_fail(SQ_ERR_IO, "%s: close failed: %s", path, strerror(errno));
+    return st;
+}
+
+sq_status sq_read_file(const char *path, char **data, size_t *len)
+{
+    int fd;
+    SQ_TRY(open_for_reading(path, &fd));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        sq_status st = sq_fail(SQ_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+        return close_read(fd, path, st);
     }
-    rewind(f);
-    char *buf = malloc((size_t)size + 1);
-    if (!buf) {
-        fclose(f);
-        return sq_fail(SQ_ERR_NOMEM, "%s: cannot allocate %ld bytes", path, size);
-    }
-    size_t got = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    if (got != (size_t)size) {
+    size_t size = (size_t)sb.st_size;
+    char *buf = malloc(size + 1);
+    if (!buf)
+        return close_read(fd, path, sq_fail(SQ_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, size));
+    size_t got = 0;
+    sq_status st = read_some(fd, path, buf, size, &got);
+    if (st == SQ_OK && got != size)
+        st = sq_fail(SQ_ERR_IO, "%s: short read (%zu of %zu bytes)", path, got, size);
+    st = close_read(fd, path, st);
+    if (st != SQ_OK) {
         free(buf);
-        return sq_fail(SQ_ERR_IO, "%s: short read (%zu of %ld bytes)", path, got, size);
+        return st;
     }
     buf[size] = '\0';
     *data = buf;
     if (len)
-        *len = (size_t)size;
+        *len = size;
     return SQ_OK;
 }
 
@@ -54,49 +83,80 @@ sq_status sq_fsync_parent_dir(const char *path)
     free(copy);
     if (fd < 0)
         return sq_fail(SQ_ERR_IO, "%s: cannot open parent directory: %s", path, strerror(errno));
-    int rc = fsync(fd);
-    close(fd);
-    if (rc != 0)
-        return sq_fail(SQ_ERR_IO, "%s: cannot fsync parent directory: %s", path, strerror(errno));
+    if (fsync(fd) != 0) {
+        int err = errno;
+        close(fd);
+        return sq_fail(SQ_ERR_IO, "%s: cannot fsync parent directory: %s", path, strerror(err));
+    }
+    return close_read(fd, path, SQ_OK);
+}
+
+sq_status sq_rename_into_place(const char *tmp, const char *path, sq_status st)
+{
+    if (st == SQ_OK && rename(tmp, path) != 0)
+        st = sq_fail(SQ_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
+    if (st != SQ_OK) {
+        unlink(tmp);
+        return st;
+    }
+    return sq_fsync_parent_dir(path);
+}
+
+/* An atomic replacement in progress: the temp file next to `path`. */
+typedef struct {
+    const char *path;
+    char tmp[4096];
+    int fd;
+} atomic_file;
+
+static sq_status atomic_begin(atomic_file *f, const char *path)
+{
+    f->path = path;
+    f->fd = -1;
+    if ((size_t)snprintf(f->tmp, sizeof f->tmp, "%s.tmp.%d", path, (int)getpid()) >= sizeof f->tmp)
+        return sq_fail(SQ_ERR_ARG, "%s: path too long", path);
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (f->fd < 0)
+        return sq_fail(SQ_ERR_IO, "%s: cannot create: %s", f->tmp, strerror(errno));
     return SQ_OK;
+}
+
+static sq_status atomic_write(atomic_file *f, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(f->fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return sq_fail(SQ_ERR_IO, "%s: write failed: %s", f->tmp, n < 0 ? strerror(errno) : "no progress");
+        p += n;
+        len -= (size_t)n;
+    }
+    return SQ_OK;
+}
+
+/* With `st` SQ_OK: fsync, close, rename over the path, fsync its directory. Otherwise (or
+ * when any of those fails) the temp file is removed and the path left as it was. */
+static sq_status atomic_end(atomic_file *f, sq_status st)
+{
+    if (f->fd < 0)
+        return st;
+    if (st == SQ_OK && fsync(f->fd) != 0)
+        st = sq_fail(SQ_ERR_IO, "%s: fsync failed: %s", f->tmp, strerror(errno));
+    if (close(f->fd) != 0 && st == SQ_OK)
+        st = sq_fail(SQ_ERR_IO, "%s: close failed: %s", f->tmp, strerror(errno));
+    f->fd = -1;
+    return sq_rename_into_place(f->tmp, f->path, st);
 }
 
 sq_status sq_write_file_atomic(const char *path, const void *data, size_t len)
 {
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= sizeof tmp)
-        return sq_fail(SQ_ERR_ARG, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        return sq_fail(SQ_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int err = errno;
-            close(fd);
-            unlink(tmp);
-            return sq_fail(SQ_ERR_IO, "%s: write failed: %s", tmp, strerror(err));
-        }
-        p += n;
-        left -= (size_t)n;
-    }
-    if (fsync(fd) != 0) {
-        int err = errno;
-        close(fd);
-        unlink(tmp);
-        return sq_fail(SQ_ERR_IO, "%s: fsync failed: %s", tmp, strerror(err));
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        int err = errno;
-        unlink(tmp);
-        return sq_fail(SQ_ERR_IO, "%s: cannot rename into place: %s", path, strerror(err));
-    }
-    return sq_fsync_parent_dir(path);
+    atomic_file f;
+    sq_status st = atomic_begin(&f, path);
+    if (st == SQ_OK)
+        st = atomic_write(&f, data, len);
+    return atomic_end(&f, st);
 }
 
 sq_status sq_make_dirs(const char *path)
@@ -119,12 +179,21 @@ sq_status sq_make_dirs(const char *path)
 
 sq_status sq_copy_file(const char *src, const char *dst)
 {
-    char *data;
-    size_t len;
-    SQ_TRY(sq_read_file(src, &data, &len));
-    sq_status st = sq_write_file_atomic(dst, data, len);
-    free(data);
-    return st;
+    int in;
+    SQ_TRY(open_for_reading(src, &in));
+    char *chunk = malloc(SQ_COPY_CHUNK_BYTES);
+    if (!chunk)
+        return close_read(in, src, sq_fail(SQ_ERR_NOMEM, "%s: no memory for a copy buffer", src));
+    atomic_file f;
+    sq_status st = atomic_begin(&f, dst);
+    for (size_t got = SQ_COPY_CHUNK_BYTES; st == SQ_OK && got == SQ_COPY_CHUNK_BYTES;) {
+        st = read_some(in, src, chunk, SQ_COPY_CHUNK_BYTES, &got);
+        if (st == SQ_OK)
+            st = atomic_write(&f, chunk, got);
+    }
+    free(chunk);
+    st = close_read(in, src, st);
+    return atomic_end(&f, st);
 }
 
 sq_status sq_file_size(const char *path, uint64_t *size)

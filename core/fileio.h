@@ -1,4 +1,4 @@
-/* fileio.h: small, safe local-file helpers: whole-file reads and atomic writes.
+/* fileio.h: small, safe local-file helpers: whole-file reads, atomic writes and copies.
  *
  * An atomic write goes to "<path>.tmp.<pid>" in the same directory, is fsynced,
  * renamed over `path`, and the directory is fsynced, so a crash leaves either
@@ -17,13 +17,20 @@ sq_status sq_read_file(const char *path, char **data, size_t *len);
 /* Atomically replace `path` with `len` bytes of `data`. */
 sq_status sq_write_file_atomic(const char *path, const void *data, size_t len);
 
+/* The end of an atomic replacement whose temp file `tmp` (next to `path`) is written,
+ * fsynced and closed: with `st` SQ_OK, rename it over `path` and fsync the directory;
+ * otherwise, or when that fails, remove it. Returns the first failure. */
+sq_status sq_rename_into_place(const char *tmp, const char *path, sq_status st);
+
 /* fsync the directory holding `path`, so a rename into it is durable. */
 sq_status sq_fsync_parent_dir(const char *path);
 
 /* mkdir -p. */
 sq_status sq_make_dirs(const char *path);
 
-/* Copy a file (atomically at the destination). */
+/* Copy a file (atomically at the destination), streamed through one buffer of
+ * SQ_COPY_CHUNK_BYTES: a file of any size copies in constant memory. */
+#define SQ_COPY_CHUNK_BYTES ((size_t)1 << 20)
 sq_status sq_copy_file(const char *src, const char *dst);
 
 /* Size of a file, SQ_ERR_NOT_FOUND if it does not exist. */

@@ -388,11 +388,5 @@ sq_status sq_st_write(const char *path, const sq_st_entry *entries, int n, json_
         st = sq_fail(SQ_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
     if (close(fd) != 0 && st == SQ_OK)
         st = sq_fail(SQ_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == SQ_OK && rename(tmp, path) != 0)
-        st = sq_fail(SQ_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
-    if (st != SQ_OK) {
-        unlink(tmp);
-        return st;
-    }
-    return sq_fsync_parent_dir(path);
+    return sq_rename_into_place(tmp, path, st);
 }

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/fileio.h"
 #include "core/sha256.h"
@@ -65,6 +66,12 @@ static sq_status load(sq_journal *journal)
     json_array_foreach(steps, i, step) {
         if (!json_is_array(json_object_get(step, "layers")))
             return sq_fail(SQ_ERR_FORMAT, "%s: steps[%zu].layers: must be an array", journal->path, i);
+        json_t *c = json_object_get(step, "checkpoint");
+        if (c && (!json_is_integer(json_object_get(c, "train_step")) ||
+                  json_integer_value(json_object_get(c, "train_step")) < 0 ||
+                  !json_is_string(json_object_get(c, "artifact")) || !json_is_string(json_object_get(c, "sha256"))))
+            return sq_fail(SQ_ERR_FORMAT, "%s: steps[%zu].checkpoint: needs train_step >= 0, artifact and sha256",
+                           journal->path, i);
     }
     json_t *push = json_object_get(journal->doc, "push");
     static const char *const push_fields[] = {"store", "name", "version", "uri", "manifest_sha256"};
@@ -115,6 +122,7 @@ sq_status sq_journal_open(sq_journal *journal, const sq_job_spec *spec, sq_store
 void sq_journal_close(sq_journal *journal)
 {
     json_decref(journal->doc);
+    json_decref(journal->written);
     free(journal->state_uri);
     free(journal->path);
     free(journal->local_dir);
@@ -169,7 +177,33 @@ sq_status sq_journal_record_layer(sq_journal *journal, int step, int layer, cons
     json_object_set_new(s, "status", json_string("running"));
     json_array_append_new(json_object_get(s, "layers"),
                           json_pack("{s:i, s:s, s:s}", "layer", layer, "artifact", artifact, "sha256", sha256));
+    if (!journal->written)
+        journal->written = json_object();
+    if (!journal->written || json_object_set_new(journal->written, artifact, json_string(sha256)) != 0)
+        return sq_fail(SQ_ERR_NOMEM, "%s: out of memory", journal->path);
     return save(journal);
+}
+
+sq_status sq_journal_record_checkpoint(sq_journal *journal, int step, int train_step, const char *artifact,
+                                       const char *sha256)
+{
+    json_t *s = step_at(journal, step);
+    if (!s)
+        return sq_fail(SQ_ERR_ARG, "%s: no step %d", journal->path, step);
+    json_object_set_new(s, "status", json_string("running"));
+    json_object_set_new(s, "checkpoint", json_pack("{s:i, s:s, s:s}", "train_step", train_step, "artifact", artifact,
+                                                   "sha256", sha256));
+    return save(journal);
+}
+
+const char *sq_journal_checkpoint(const sq_journal *journal, int step, int *train_step, const char **sha256)
+{
+    json_t *c = json_object_get(step_at(journal, step), "checkpoint");
+    if (!c)
+        return NULL;
+    *train_step = (int)json_integer_value(json_object_get(c, "train_step"));
+    *sha256 = json_string_value(json_object_get(c, "sha256"));
+    return json_string_value(json_object_get(c, "artifact"));
 }
 
 sq_status sq_journal_record_step(sq_journal *journal, int step, json_t *result)
@@ -252,7 +286,12 @@ sq_status sq_journal_fetch_artifact(const sq_journal *journal, const char *artif
     if (!path)
         return sq_fail(SQ_ERR_NOMEM, "out of memory");
     bool matches = false;
-    sq_status st = local_matches(path, sha256, &matches);
+    const char *recorded = json_string_value(json_object_get(journal->written, artifact));
+    sq_status st = SQ_OK;
+    if (recorded && sha256 && strcmp(recorded, sha256) == 0 && access(path, R_OK) == 0)
+        matches = true; /* hashed by this process as it wrote the file */
+    else
+        st = local_matches(path, sha256, &matches);
     if (!matches && sq_uri_is_s3(journal->state_uri)) {
         char *uri = sq_journal_artifact_uri(journal, artifact);
         sq_clear_error();

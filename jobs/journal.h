@@ -4,6 +4,8 @@
  *   {"format": "shardq-journal/1", "spec_sha256": "...",
  *    "steps": [{"kind": "gptq", "status": "running" | "done",
  *               "layers": [{"layer": 0, "artifact": "step0/layer_000.safetensors", "sha256": "..."}],
+ *               "checkpoint": {"train_step": 100, "artifact": "step1/train_000100.safetensors",
+ *                              "sha256": "..."},        (qlora: the latest training checkpoint)
  *               "result": {...}}],
  *    "push": {"store": URI, "name": "...", "version": "...", "uri": URI,
  *             "manifest_sha256": "..."}}      once the push block's push is complete
@@ -40,6 +42,7 @@ typedef struct {
     json_t *doc;
     sq_store *store; /* where state_uri lives (borrowed) */
     char *local_dir; /* the artifacts' local files: the state directory, or a scratch mirror of s3:// state */
+    json_t *written; /* artifact -> sha256 of the layers this process recorded (NULL before any) */
 } sq_journal;
 
 /* Open the journal of `spec` at its state_uri, creating it (and the directory) if absent.
@@ -68,6 +71,11 @@ const char *sq_journal_push_recorded(const sq_journal *journal, const char *stor
 /* Record a completed push (the store's index already lists it). */
 sq_status sq_journal_record_push(sq_journal *journal, const char *store, const char *name, const char *version,
                                  const char *model_uri, const char *manifest_sha256);
+/* Record a training step's checkpoint (its artifact already durable), replacing the previous one. */
+sq_status sq_journal_record_checkpoint(sq_journal *journal, int step, int train_step, const char *artifact,
+                                       const char *sha256);
+/* The latest checkpoint of a training step: its artifact name (NULL when none), *train_step and *sha256. */
+const char *sq_journal_checkpoint(const sq_journal *journal, int step, int *train_step, const char **sha256);
 /* Forget layers >= from_layer of a step (an artifact failed its checksum). */
 sq_status sq_journal_truncate_layers(sq_journal *journal, int step, int from_layer);
 
@@ -81,7 +89,9 @@ sq_status sq_journal_publish_artifact(const sq_journal *journal, const char *art
 
 /* The local file of a recorded artifact whose bytes match `sha256` (downloaded first for s3://
  * unless this process already holds a matching copy). SQ_ERR_MISMATCH naming the artifact when
- * its bytes do not match; *local_path (optional; caller frees) is set only on success. */
+ * its bytes do not match; *local_path (optional; caller frees) is set only on success. An
+ * artifact this process recorded itself with that sha256 (hashed as it was written) is not
+ * hashed again. */
 sq_status sq_journal_fetch_artifact(const sq_journal *journal, const char *artifact, const char *sha256,
                                     char **local_path);
 

@@ -40,9 +40,10 @@ static char *name_from_origin(const char *origin)
 
 static void parse_data(sq_spec_errors *errs, json_t *root, sq_job_spec *spec)
 {
-    static const char *const keys[] = {"calibration", "format", "nsamples", "seqlen", NULL};
+    static const char *const keys[] = {"calibration", "format", "nsamples", "seqlen", "sampling", NULL};
     static const char *const formats[] = {"text", "token_ids", NULL};
-    int format = 0;
+    static const char *const samplings[] = {"random", "consecutive", NULL}; /* sq_window_sampling order */
+    int format = 0, sampling = 0;
     json_t *data = sq_spec_object(errs, root, "", "data");
     if (!data)
         return;
@@ -53,6 +54,8 @@ static void parse_data(sq_spec_errors *errs, json_t *root, sq_job_spec *spec)
     /* at most KN_FIXED_MAX_ADDENDS (kernels/fixed_sum.h): the Hessians' exact sums have one addend per sample */
     sq_spec_int(errs, data, "data", "nsamples", 1, 262144, "must be an integer in 1..262144", &spec->nsamples);
     sq_spec_int(errs, data, "data", "seqlen", 1, INT_MAX, "must be a positive integer", &spec->seqlen);
+    if (sq_spec_choice(errs, data, "data", "sampling", samplings, &sampling))
+        spec->sampling = (sq_window_sampling)sampling;
 }
 
 static void parse_parallel(sq_spec_errors *errs, json_t *root, sq_job_spec *spec)
@@ -73,7 +76,9 @@ static void parse_parallel(sq_spec_errors *errs, json_t *root, sq_job_spec *spec
 
 static void parse_storage(sq_spec_errors *errs, json_t *root, sq_storage_options *s)
 {
-    static const char *const keys[] = {"endpoint", "region", "path_style", "part_size_mb", "max_retries", NULL};
+    static const char *const keys[] = {"endpoint",        "region",          "path_style",        "part_size_mb",
+                                       "max_retries",     "stall_timeout_s", "low_speed_bytes",   "request_timeout_s",
+                                       NULL};
     json_t *storage = sq_spec_object(errs, root, "", "storage");
     if (!storage)
         return;
@@ -87,8 +92,13 @@ static void parse_storage(sq_spec_errors *errs, json_t *root, sq_storage_options
         s->path_style = path_style;
     sq_spec_int(errs, storage, "storage", "part_size_mb", 5, 5120,
                 "must be an integer from 5 to 5120 (S3 multipart part sizes)", &s->part_size_mb);
-    sq_spec_int(errs, storage, "storage", "max_retries", 0, INT_MAX, "must be a non-negative integer",
-                &s->max_retries);
+    sq_spec_int(errs, storage, "storage", "max_retries", 0, 20, "must be an integer from 0 to 20", &s->max_retries);
+    sq_spec_int(errs, storage, "storage", "stall_timeout_s", 1, 86400, "must be an integer from 1 to 86400",
+                &s->stall_timeout_s);
+    sq_spec_int(errs, storage, "storage", "low_speed_bytes", 1, INT_MAX, "must be a positive integer",
+                &s->low_speed_bytes);
+    sq_spec_int(errs, storage, "storage", "request_timeout_s", 1, 86400, "must be an integer from 1 to 86400",
+                &s->request_timeout_s);
 }
 
 static void parse_push(sq_spec_errors *errs, json_t *root, sq_push_options *p)
@@ -308,9 +318,7 @@ static void set_defaults(sq_job_spec *spec)
     spec->mode = SQ_PARALLEL_SEQUENTIAL;
     spec->micro_batch = 4;
     spec->seed = 0;
-    spec->storage.path_style = -1;
-    spec->storage.part_size_mb = 0; /* unset: SHARDQ_S3_PART_SIZE_MB or the store's 8 MB */
-    spec->storage.max_retries = -1; /* unset: SHARDQ_S3_MAX_RETRIES or the store's 5 */
+    spec->storage = (sq_storage_options)SQ_STORAGE_OPTIONS_UNSET; /* SHARDQ_S3_* or the store's defaults */
 }
 
 /* The status message holds about 2 KiB: list whole lines up to SQ_SPEC_MESSAGE_LIST

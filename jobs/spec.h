@@ -3,16 +3,20 @@
  * {
  *   "name": "tiny-gptq",                     optional, default: file name
  *   "model": "DIR | file://DIR | s3://bucket/prefix",
- *   "data": {"calibration": URI, "format": "text", "nsamples": 128, "seqlen": 2048},
+ *   "data": {"calibration": URI, "format": "text", "nsamples": 128, "seqlen": 2048,
+ *            "sampling": "random"},
  *       format "text" (default: tokenized with the model's tokenizer) or "token_ids"
  *       (whitespace-separated ids, already tokenized); eval steps take the same "format".
+ *       sampling "random" (default: seeded random windows) or "consecutive" (window i is
+ *       ids[i*seqlen, (i+1)*seqlen)); coordinator/calibration_windows.h has the exact rules.
  *   "steps": [ {"gptq": {...}}, {"eval": {...}} ],   each step: an object with one key
  *   "state_uri": URI,                        journal and per-layer artifacts
  *   "output_uri": URI,                       the final checkpoint
  *   "parallel": {"mode": "sequential" | "pipeline", "micro_batch": 4, "blocks": N},
  *   "seed": 0,
  *   "storage": {"endpoint": URL, "region": "us-east-1", "path_style": true,
- *               "part_size_mb": 8, "max_retries": 5},
+ *               "part_size_mb": 8, "max_retries": 5, "stall_timeout_s": 30,
+ *               "low_speed_bytes": 1024, "request_timeout_s": 300},
  *   "push": {"store": URI, "name": "llama-tiny-w4", "version": "1"},
  *   "output": {"format": "gptq" | "dense" | "compressed-tensors"}
  * }
@@ -35,8 +39,8 @@
  *  - URIs: a local path (kept as written; relative paths resolve against the
  *    working directory of the run), file://PATH, or s3://bucket[/prefix] with a
  *    valid S3 bucket name (3-63 of a-z 0-9 . -). Other schemes are errors.
- *  - group_size is -1 or positive; divisibility by the model's dimensions is not
- *    known here and is the runner's check.
+ *  - group_size is -1 or positive; it need not divide a linear's inputs (the last
+ *    group is then shorter, as AutoGPTQ's ceil(in/group_size) groups).
  *  - sparsegpt/wanda/magnitude take exactly one of "sparsity" and "pattern"; with a
  *    pattern, sparsity is set to N/M. sparsegpt: bits 0 (default) or 2,3,4,8;
  *    group_size (default 128) and sym (default true) only with bits > 0.
@@ -49,10 +53,14 @@
  *    base_quant "gptq" when an earlier step quantized the model else "nf4" (an
  *    explicit "nf4" after a quantizing step is an error), learning_rate 2e-4,
  *    steps 200, batch_size 4, grad_accum 4, seqlen data.seqlen, weight_decay 0,
- *    recompute true, train_data data.calibration.
+ *    recompute true, train_data data.calibration, lr_schedule "constant",
+ *    warmup_steps 0 (< steps), max_grad_norm 1.0 (0 = no clipping), format "text",
+ *    prompt_field "prompt", completion_field "completion" (jsonl only), eval_every 0
+ *    (needs eval_data), save_every 50, merge false.
  *  - eval: data required; seqlen defaults to data.seqlen; kv_cache_bits 0,2,3,4,8.
  *  - storage: endpoint an http(s):// URL, region a non-empty string, path_style a
- *    boolean, part_size_mb 5..5120 (S3 part limits), max_retries >= 0.
+ *    boolean, part_size_mb 5..5120 (S3 part limits), max_retries 0..20,
+ *    stall_timeout_s and request_timeout_s 1..86400, low_speed_bytes >= 1.
  *  - output.format (default "gptq", quant/output_format.h) is the format of the quantizing
  *    step's checkpoint; another format needs the last model-producing step to quantize,
  *    and no eval step may follow a "compressed-tensors" output (shardq reads gptq and
@@ -104,6 +112,16 @@ typedef struct {
     double weight_decay;
     bool recompute;     /* activation recomputation */
     char *train_data;   /* URI; defaults to data.calibration */
+    bool jsonl;         /* format "jsonl": one {"prompt", "completion"} object per line (default "text") */
+    char *prompt_field;     /* default "prompt" */
+    char *completion_field; /* default "completion" */
+    char *eval_data;    /* URI of held-out data (same format), NULL: none */
+    int eval_every;     /* steps between held-out evaluations (default 0: at the end only) */
+    int save_every;     /* steps between journal checkpoints (default 50) */
+    bool merge;         /* also write the merged model (dequantized base + s B A) */
+    bool cosine;        /* lr_schedule "cosine" (default "constant") */
+    int warmup_steps;   /* default 0 */
+    double max_grad_norm; /* global-norm clipping, 0 = off (default 1.0) */
 } sq_lora_options;
 
 /* eval: perplexity over non-overlapping windows. */
@@ -129,11 +147,18 @@ typedef struct {
     char *version;
 } sq_push_options;
 
+/* data.sampling: how the calibration windows are cut from the token stream. */
+typedef enum {
+    SQ_SAMPLING_RANDOM,     /* "random" (default): seeded random starts */
+    SQ_SAMPLING_CONSECUTIVE /* "consecutive": window i = ids[i*seqlen, (i+1)*seqlen) */
+} sq_window_sampling;
+
 typedef struct {
     char *name;
     char *model_uri;
     char *calibration_uri; /* data.calibration (required when a calibration step is present) */
     bool calibration_token_ids; /* data.format "token_ids" */
+    sq_window_sampling sampling; /* data.sampling, default random */
     int nsamples;          /* default 128 */
     int seqlen;            /* default 2048 */
     sq_step *steps;

@@ -175,11 +175,15 @@ static void parse_lora(sq_spec_errors *errs, json_t *obj, const char *path, sq_l
 {
     static const char *const keys[] = {"r", "alpha", "dropout", "target_modules", "base_quant",
                                        "learning_rate", "steps", "batch_size", "grad_accum", "seqlen",
-                                       "weight_decay", "recompute", "train_data", NULL};
+                                       "weight_decay", "recompute", "train_data", "lr_schedule", "warmup_steps",
+                                       "max_grad_norm", "format", "prompt_field", "completion_field",
+                                       "eval_data", "eval_every", "save_every", "merge", NULL};
+    static const char *const formats[] = {"text", "jsonl", NULL};
     static const char *const base_quants[] = {"nf4", "gptq", NULL};
+    static const char *const schedules[] = {"constant", "cosine", NULL};
     *l = (sq_lora_options){.r = 16, .alpha = 32, .dropout = 0.05, .learning_rate = 2e-4, .steps = 200,
                            .batch_size = 4, .grad_accum = 4, .seqlen = 0, .weight_decay = 0,
-                           .recompute = true};
+                           .recompute = true, .max_grad_norm = 1.0, .save_every = 50};
     sq_spec_check_keys(errs, obj, path, keys);
     sq_spec_int(errs, obj, path, "r", 1, INT_MAX, "must be a positive integer", &l->r);
     sq_spec_number(errs, obj, path, "alpha", 0, false, HUGE_VAL, false, "must be a positive number", &l->alpha);
@@ -201,6 +205,40 @@ static void parse_lora(sq_spec_errors *errs, json_t *obj, const char *path, sq_l
                    &l->weight_decay);
     sq_spec_bool(errs, obj, path, "recompute", &l->recompute);
     sq_spec_uri(errs, obj, path, "train_data", &l->train_data);
+    int schedule = 0;
+    if (sq_spec_choice(errs, obj, path, "lr_schedule", schedules, &schedule))
+        l->cosine = schedule == 1;
+    if (sq_spec_int(errs, obj, path, "warmup_steps", 0, INT_MAX, "must be a non-negative integer", &l->warmup_steps) &&
+        l->warmup_steps >= l->steps) {
+        char at[SQ_SPEC_PATH_MAX];
+        sq_spec_path(at, path, "warmup_steps");
+        sq_spec_error(errs, at, "must be less than steps (%d)", l->steps);
+    }
+    sq_spec_number(errs, obj, path, "max_grad_norm", 0, true, HUGE_VAL, false, "must be a non-negative number",
+                   &l->max_grad_norm);
+    int format = 0;
+    if (sq_spec_choice(errs, obj, path, "format", formats, &format))
+        l->jsonl = format == 1;
+    const char *fields[2] = {"prompt_field", "completion_field"};
+    char **field_out[2] = {&l->prompt_field, &l->completion_field};
+    for (int i = 0; i < 2; i++) {
+        char at[SQ_SPEC_PATH_MAX];
+        sq_spec_path(at, path, fields[i]);
+        if (json_object_get(obj, fields[i]) && !l->jsonl)
+            sq_spec_error(errs, at, "applies only with \"format\": \"jsonl\"");
+        if (!(l->jsonl && sq_spec_string(errs, obj, path, fields[i], field_out[i])) &&
+            !(*field_out[i] = strdup(i ? "completion" : "prompt")))
+            errs->nomem = true;
+    }
+    sq_spec_uri(errs, obj, path, "eval_data", &l->eval_data);
+    if (sq_spec_int(errs, obj, path, "eval_every", 1, INT_MAX, "must be a positive integer", &l->eval_every) &&
+        !l->eval_data) {
+        char at[SQ_SPEC_PATH_MAX];
+        sq_spec_path(at, path, "eval_every");
+        sq_spec_error(errs, at, "needs \"eval_data\"");
+    }
+    sq_spec_int(errs, obj, path, "save_every", 1, INT_MAX, "must be a positive integer", &l->save_every);
+    sq_spec_bool(errs, obj, path, "merge", &l->merge);
 }
 
 static void parse_eval(sq_spec_errors *errs, json_t *obj, const char *path, sq_eval_options *e)
@@ -266,6 +304,9 @@ void sq_spec_free_step(sq_step *step)
         free(step->lora.target_modules);
         free(step->lora.base_quant);
         free(step->lora.train_data);
+        free(step->lora.prompt_field);
+        free(step->lora.completion_field);
+        free(step->lora.eval_data);
     } else if (step->kind == SQ_STEP_EVAL) {
         free(step->eval.data);
     }

@@ -95,7 +95,8 @@ sq_status kn_fake_quantize_rows(float *x, int rows, int dim, int bits);
 
 /* ---- calibration: Hessians and solves ---------------------------------- */
 
-/* H[cols,cols] = beta * H + alpha * Xᵀ X for X[rows, cols] (full symmetric result). */
+/* H[cols,cols] = beta * H + alpha * Xᵀ X for X[rows, cols] (full, exactly symmetric result).
+ * The CUDA backend computes it on the tensor cores from X rounded to fp16 (fp32 sums). */
 sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, float alpha, float beta);
 
 /* Exact sums of fp32 values whose result does not depend on the order of the
@@ -131,6 +132,9 @@ sq_status kn_unpermute_columns(float *B, const float *A, const int32_t *perm, in
 sq_status kn_spd_inverse(float *A, int n);
 /* A[n,n] symmetric positive definite := U, upper Cholesky factor (A = Uᵀ U), lower part zeroed. */
 sq_status kn_cholesky_upper(float *A, int n);
+/* A[n,n] symmetric positive definite := the upper Cholesky factor of A⁻¹ (GPTQ's Hinv):
+ * what kn_spd_inverse then kn_cholesky_upper give, up to rounding. SQ_ERR_NUMERIC if not PD. */
+sq_status kn_inverse_cholesky_upper(float *A, int n);
 
 /* ---- quantization grids and the GPTQ inner loop ------------------------- */
 
@@ -157,9 +161,10 @@ sq_status kn_dequantize(float *W, const uint8_t *codes, const float *scale, cons
  * order) with the upper Cholesky factor Hinv[n, n] of H⁻¹. For each column j in the
  * block, in order:
  *   if compute_groups and group_size > 0 and j % group_size == 0:
- *       kn_quant_grid for group j/group_size from columns [j, j+group_size) of
+ *       kn_quant_grid for group j/group_size from columns [j, min(j+group_size, n)) of
  *       W_start (W as it was when this block started, i.e. with earlier blocks'
- *       lazy updates but not this block's)
+ *       lazy updates but not this block's); the last group is shorter where
+ *       group_size does not divide n
  *   quantize column j with the grid of group group_of_column[j] -> codes, dequantized q;
  *       where masked[r*n + j] is nonzero, 0 is quantized instead of w (code = the zero
  *       point, q = 0 exactly), as kn_sparsegpt_block does for a pruned entry
@@ -198,5 +203,85 @@ sq_status kn_sparsegpt_block(float *W, uint8_t *codes, float *Err, const float *
                              int ldg, const int32_t *group_of_column, bool compute_groups, int group_size,
                              int rows, int n, int col0, int ncols, int bits, bool sym, int prune_group,
                              int prune_count);
+
+/* ---- training: backward passes, chunked loss, optimizer ---------------
+ * LoRA training (lora/) runs these over device buffers; frozen weights (norms,
+ * base linears, embedding, LM head) get no gradient, so none is formed. Each
+ * backward kernel names the forward line it inverts; `d` prefixes a gradient
+ * of the loss. Backward kernels ACCUMULATE into their outputs (dx += ...) where
+ * the comment says +=, so that gradients reaching one tensor by several paths
+ * (the residual stream, q/k/v sharing one input) add up without extra copies. */
+
+/* Forward: y = x * inv * w, inv = 1/sqrt(mean(x²) + eps), per row of dim.
+ * dx_j += inv * w_j * dy_j - x_j * inv³ / dim * Σ_i x_i w_i dy_i. */
+sq_status kn_rmsnorm_backward(float *dx, const float *dy, const float *x, const float *weight, int rows, int dim,
+                              float eps);
+
+/* Forward (kn_rope): (y1, y2) = (x1 c - x2 s, x2 c + x1 s). The rotation is orthogonal, so
+ * dx = Rᵀ dy: (dx1, dx2) = (dy1 c + dy2 s, dy2 c - dy1 s), in place on d (same shapes as kn_rope). */
+sq_status kn_rope_backward(float *d, const float *inv_freq, int batch, int seq, int heads, int head_dim, int pos0);
+
+/* Forward (kn_attention): p_ts = softmax_s≤t(scale q_t·k_s), o_t = Σ_s p_ts v_s. The
+ * probabilities are recomputed here (nothing is saved by the forward), then
+ *   dv_s += p_ts do_t;   dp_ts = do_t·v_s;   dz_ts = p_ts (dp_ts - do_t·o_t)
+ *   dq_t = scale Σ_s dz_ts k_s;   dk_s += scale dz_ts q_t
+ * dq is written; dk, dv are written too (zeroed first), with the heads of one
+ * kv group summed into their kv head in head order. Shapes as kn_attention. */
+sq_status kn_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                                const float *v, int batch, int seq, int n_heads, int n_kv_heads, int head_dim);
+
+/* Forward (kn_swiglu): y = silu(g) u, silu(g) = g σ(g).
+ * dg = dy u σ(g) (1 + g (1 - σ(g)));  du = dy silu(g). Written, not accumulated. */
+sq_status kn_swiglu_backward(float *dgate, float *dup, const float *dy, const float *gate, const float *up,
+                             size_t n);
+
+/* Forward (kn_linear): y[rows,out] = x[rows,in] Wᵀ.
+ * dx (+)= dy W (accumulate_dx chooses += or =; dx NULL skips it);
+ * dweight += dyᵀ x (NULL skips it: a frozen weight). */
+sq_status kn_linear_backward(float *dx, float *dweight, const float *dy, const float *x, const float *weight,
+                             int rows, int in_features, int out_features, bool accumulate_dx);
+
+/* Inverted dropout with a counter-based mask: out[i] = keep(i) ? x[i] / (1 - p) : 0, where
+ * keep(i) = u(seed, i) >= p and u(seed, i) = (splitmix64(seed + i) >> 40) / 2^24. The same
+ * seed gives the same mask, so the backward (dx = mask ⊙ dy / (1 - p)) is this call on dy,
+ * and a recomputed forward drops the same entries. p = 0 copies. */
+sq_status kn_dropout(float *out, const float *x, size_t n, float p, uint64_t seed);
+
+/* Cross-entropy over vocabulary chunks, so that at most [rows, chunk] logits exist:
+ * for chunk c of columns [v0, v0 + n) with logits z = h · lm_head[v0 : v0+n]ᵀ,
+ *   kn_ce_chunk_forward: online logsumexp per row, state[0..rows) = running max m,
+ *     state[rows..2rows) = running Σ e^(z - m), state[2rows..3rows) = z[target] once seen
+ *     (m' = max(m, max_j z_j), s' = s e^(m - m') + Σ_j e^(z_j - m'));
+ *     call kn_ce_begin(state, rows) first;
+ *   kn_ce_finish: lse[r] = m + log s, nll[r] = lse[r] - z_target (0 where target < 0);
+ *   kn_ce_chunk_backward (logits of the chunk recomputed): in place on z,
+ *     dz_rj = row_weight[r] (e^(z_rj - lse[r]) - [v0 + j == target[r]]), 0 where target < 0;
+ *     the caller then forms dh += dz · lm_head[v0 : v0+n] (kn_linear_backward).
+ * targets (device int32) are < vocab; a negative target marks a row without loss. */
+sq_status kn_ce_begin(float *state, int rows);
+sq_status kn_ce_chunk_forward(float *state, const float *logits, const int32_t *targets, int rows, int v0, int n);
+sq_status kn_ce_finish(float *nll, float *lse, const float *state, const int32_t *targets, int rows);
+sq_status kn_ce_chunk_backward(float *logits, const float *lse, const int32_t *targets, const float *row_weight,
+                               int rows, int v0, int n);
+
+/* *sum (device double) += Σ x[i]², summed in index order in double (a fixed order,
+ * for the global gradient norm). */
+sq_status kn_sum_squares(double *sum, const float *x, size_t n);
+/* x[i] *= s. */
+sq_status kn_scale(float *x, float s, size_t n);
+
+/* One AdamW step as torch.optim.AdamW (decoupled weight decay, bias correction), t >= 1:
+ *   p *= 1 - lr wd;  m += (1 - b1)(g - m);  v = b2 v + (1 - b2) g²
+ *   p -= lr / (1 - b1^t) · m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
+sq_status kn_adamw(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1, float beta2,
+                   float eps, float weight_decay, int t);
+
+/* NF4 base weights (bitsandbytes' layout, lora/nf4.h): W[i] = nf4_table[code_i] · absmax[i / 64],
+ * code_i the high nibble of packed[i/2] for even i, the low nibble for odd i; n a multiple of 64.
+ * absmax comes from kn_dequantize_blockwise8 (double quantization):
+ *   absmax[i] = code8[q[i]] · absmax2[i / 256] + offset. */
+sq_status kn_dequantize_nf4(float *W, const uint8_t *packed, const float *absmax, size_t n);
+sq_status kn_dequantize_blockwise8(float *out, const uint8_t *q, const float *code8, const float *absmax2,
+                                   float offset, size_t n);
 
 #endif

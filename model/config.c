@@ -1,10 +1,8 @@
 /* config.c: parse a Hugging Face config.json into sq_model_config, with the defaults
- * transformers applies for Llama, Mistral and Qwen2, and compute RoPE inverse frequencies
- * (plain, "linear" and Llama 3.1 "llama3" scaling as transformers' rope utilities do). */
+ * transformers applies for Llama, Mistral and Qwen2 (the RoPE settings: config_rope.c). */
 #include "model/config.h"
 
 #include <float.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +10,7 @@
 #include <jansson.h>
 
 #include "core/fileio.h"
+#include "model/config_rope.h"
 #include "model/geometry.h"
 
 static const struct {
@@ -121,52 +120,29 @@ static sq_status parse_identity(sq_model_config *cfg, const char *origin, json_t
                    origin, arch ? arch : mtype);
 }
 
-static sq_status parse_rope_scaling(sq_model_config *cfg, const char *origin, json_t *root)
+/* The checkpoint's dtype: "torch_dtype" (transformers < 5) or "dtype" (transformers 5); both
+ * present, they must agree. Neither: float32, transformers' default. */
+static sq_status parse_dtype(sq_model_config *cfg, const char *origin, json_t *root)
 {
-    cfg->rope_scaling = SQ_ROPE_SCALING_NONE;
-    cfg->rope_factor = 1.0f;
-    cfg->rope_low_freq_factor = 1.0f;
-    cfg->rope_high_freq_factor = 1.0f;
-    cfg->rope_original_max_position = cfg->max_position_embeddings;
-    json_t *rs = field(root, "rope_scaling");
-    if (!rs)
-        return SQ_OK;
-    if (!json_is_object(rs))
-        return sq_fail(SQ_ERR_FORMAT, "%s: field \"rope_scaling\" must be an object or null", origin);
-    json_t *type = field(rs, "rope_type");
-    if (!type)
-        type = field(rs, "type");
-    if (!json_is_string(type))
-        return sq_fail(SQ_ERR_FORMAT, "%s: field \"rope_scaling.rope_type\" must be a string", origin);
-    const char *name = json_string_value(type);
-    char where[160];
-    double factor, low, high;
-    if (!strcmp(name, "default"))
-        return SQ_OK;
-    snprintf(where, sizeof where, "%s: rope_scaling", origin);
-    if (!strcmp(name, "linear")) {
-        SQ_TRY(get_number(rs, where, "factor", true, 1.0, &factor));
-        cfg->rope_scaling = SQ_ROPE_SCALING_LINEAR;
-        cfg->rope_factor = (float)factor;
-        return SQ_OK;
+    static const char *const keys[] = {"torch_dtype", "dtype"};
+    sq_dtype found[2];
+    cfg->torch_dtype = SQ_DTYPE_F32;
+    for (int k = 0; k < 2; k++) {
+        json_t *v = field(root, keys[k]);
+        found[k] = SQ_DTYPE_COUNT;
+        if (!v)
+            continue;
+        if (!json_is_string(v))
+            return sq_fail(SQ_ERR_FORMAT, "%s: field \"%s\" must be a string", origin, keys[k]);
+        if (sq_dtype_from_torch_name(json_string_value(v), &found[k]) != SQ_OK)
+            return sq_fail(SQ_ERR_FORMAT, "%s: field \"%s\": unknown dtype \"%s\"", origin, keys[k],
+                           json_string_value(v));
+        cfg->torch_dtype = found[k];
     }
-    if (!strcmp(name, "llama3")) {
-        SQ_TRY(get_number(rs, where, "factor", true, 1.0, &factor));
-        SQ_TRY(get_number(rs, where, "low_freq_factor", true, 1.0, &low));
-        SQ_TRY(get_number(rs, where, "high_freq_factor", true, 1.0, &high));
-        SQ_TRY(get_int(rs, where, "original_max_position_embeddings", true, 0, 1,
-                       &cfg->rope_original_max_position));
-        if (!((float)high > (float)low))
-            return sq_fail(SQ_ERR_FORMAT, "%s: rope_scaling: high_freq_factor must exceed low_freq_factor",
-                           origin);
-        cfg->rope_scaling = SQ_ROPE_SCALING_LLAMA3;
-        cfg->rope_factor = (float)factor;
-        cfg->rope_low_freq_factor = (float)low;
-        cfg->rope_high_freq_factor = (float)high;
-        return SQ_OK;
-    }
-    return sq_fail(SQ_ERR_UNSUPPORTED, "%s: rope_scaling type \"%s\" is not supported (linear, llama3)", origin,
-                   name);
+    if (found[0] != SQ_DTYPE_COUNT && found[1] != SQ_DTYPE_COUNT && found[0] != found[1])
+        return sq_fail(SQ_ERR_FORMAT, "%s: fields \"torch_dtype\" (%s) and \"dtype\" (%s) disagree", origin,
+                       json_string_value(field(root, "torch_dtype")), json_string_value(field(root, "dtype")));
+    return SQ_OK;
 }
 
 static sq_status parse_root(sq_model_config *cfg, const char *origin, json_t *root)
@@ -191,16 +167,12 @@ static sq_status parse_root(sq_model_config *cfg, const char *origin, json_t *ro
     SQ_TRY(get_int(root, origin, "max_position_embeddings", false, 2048, 1, &cfg->max_position_embeddings));
     SQ_TRY(sq_model_geometry_check(cfg, origin));
 
-    double eps, theta;
+    double eps = 0;
     SQ_TRY(get_number(root, origin, "rms_norm_eps", false, 1e-6, &eps));
-    SQ_TRY(get_number(root, origin, "rope_theta", false, 10000.0, &theta));
     if (!(eps < 1.0))
         return sq_fail(SQ_ERR_FORMAT, "%s: field \"rms_norm_eps\" must be below 1, got %g", origin, eps);
-    if (!(theta > 1.0))
-        return sq_fail(SQ_ERR_FORMAT, "%s: field \"rope_theta\" must be above 1, got %g", origin, theta);
     cfg->rms_norm_eps = (float)eps;
-    cfg->rope_theta = (float)theta;
-    SQ_TRY(parse_rope_scaling(cfg, origin, root));
+    SQ_TRY(sq_model_config_parse_rope(cfg, origin, root));
 
     SQ_TRY(get_bool(root, origin, "tie_word_embeddings", false, &cfg->tie_word_embeddings));
     bool flag;
@@ -212,17 +184,7 @@ static sq_status parse_root(sq_model_config *cfg, const char *origin, json_t *ro
     SQ_TRY(get_token_id(root, origin, "bos_token_id", &cfg->bos_token_id));
     SQ_TRY(get_token_id(root, origin, "eos_token_id", &cfg->eos_token_id));
 
-    json_t *dtype = field(root, "torch_dtype");
-    if (!dtype)
-        dtype = field(root, "dtype");
-    cfg->torch_dtype = SQ_DTYPE_F32;
-    if (dtype) {
-        if (!json_is_string(dtype))
-            return sq_fail(SQ_ERR_FORMAT, "%s: field \"torch_dtype\" must be a string", origin);
-        if (sq_dtype_from_torch_name(json_string_value(dtype), &cfg->torch_dtype) != SQ_OK)
-            return sq_fail(SQ_ERR_FORMAT, "%s: field \"torch_dtype\": unknown dtype \"%s\"", origin,
-                           json_string_value(dtype));
-    }
+    return parse_dtype(cfg, origin, root);
     return SQ_OK;
 }
 
@@ -248,27 +210,4 @@ sq_status sq_model_config_load(sq_model_config *cfg, const char *path)
     sq_status st = sq_model_config_parse(cfg, path, text, len);
     free(text);
     return st;
-}
-
-void sq_model_rope_inv_freq(const sq_model_config *cfg, float *inv_freq)
-{
-    int half = cfg->head_dim / 2;
-    double factor = cfg->rope_factor > 0 ? cfg->rope_factor : 1.0;
-    for (int i = 0; i < half; i++) {
-        double f = 1.0 / pow((double)cfg->rope_theta, (2.0 * i) / cfg->head_dim);
-        if (cfg->rope_scaling == SQ_ROPE_SCALING_LINEAR) {
-            f /= factor;
-        } else if (cfg->rope_scaling == SQ_ROPE_SCALING_LLAMA3) {
-            double original = cfg->rope_original_max_position;
-            double low = cfg->rope_low_freq_factor, high = cfg->rope_high_freq_factor;
-            double wavelen = 2.0 * M_PI / f;
-            if (wavelen > original / low) {
-                f /= factor;
-            } else if (wavelen >= original / high) {
-                double smooth = (original / wavelen - low) / (high - low);
-                f = (1.0 - smooth) * f / factor + smooth * f;
-            }
-        }
-        inv_freq[i] = (float)f;
-    }
 }

@@ -1,8 +1,9 @@
 /* config.h: a Hugging Face config.json reduced to what a Llama-family decoder needs.
  *
  * Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM.
- * Differences handled: grouped-query attention (num_key_value_heads), rope_theta,
- * rope_scaling of type "llama3" (and "linear"), tied embeddings, attention bias
+ * Differences handled: grouped-query attention (num_key_value_heads), RoPE settings in
+ * either layout (rope_theta/rope_scaling, or transformers 5's rope_parameters; types
+ * "default", "linear", "llama3"), tied embeddings, attention bias
  * (Qwen2 has q/k/v biases; Llama's attention_bias flag), head_dim when given. */
 #ifndef SQ_MODEL_CONFIG_H
 #define SQ_MODEL_CONFIG_H
@@ -37,6 +38,8 @@ typedef struct {
     float rope_low_freq_factor;
     float rope_high_freq_factor;
     int rope_original_max_position;
+    char rope_theta_from[32]; /* the field rope_theta came from ("rope_parameters.rope_theta", ...); "": default */
+    char rope_type_from[48];  /* the field the rope type came from ("rope_scaling.type", ...); "": default */
     bool tie_word_embeddings;
     bool attention_bias; /* q_proj/k_proj/v_proj have biases (o_proj too for Llama's flag) */
     bool o_proj_bias;
@@ -55,5 +58,8 @@ sq_status sq_model_config_load(sq_model_config *cfg, const char *path);
 
 /* RoPE inverse frequencies (head_dim/2 values), including rope scaling. */
 void sq_model_rope_inv_freq(const sq_model_config *cfg, float *inv_freq);
+
+/* "default", "linear" or "llama3", as config.json spells the rope type. */
+const char *sq_rope_scaling_name(sq_rope_scaling_type type);
 
 #endif

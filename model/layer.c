@@ -17,6 +17,21 @@ static const char *const linear_names[SQ_LINEAR_COUNT] = {
 
 const char *sq_linear_name(sq_linear_id id) { return id >= 0 && id < SQ_LINEAR_COUNT ? linear_names[id] : "?"; }
 
+static void linear_shape(const sq_model_config *cfg, sq_linear_id id, int *in, int *out)
+{
+    int hidden = cfg->hidden_size, q_width = cfg->num_heads * cfg->head_dim;
+    int kv_width = cfg->num_kv_heads * cfg->head_dim, inter = cfg->intermediate_size;
+    switch (id) {
+    case SQ_LINEAR_Q: *in = hidden, *out = q_width; break;
+    case SQ_LINEAR_K:
+    case SQ_LINEAR_V: *in = hidden, *out = kv_width; break;
+    case SQ_LINEAR_O: *in = q_width, *out = hidden; break;
+    case SQ_LINEAR_GATE:
+    case SQ_LINEAR_UP: *in = hidden, *out = inter; break;
+    default: *in = inter, *out = hidden; break;
+    }
+}
+
 static bool config_has_bias(const sq_model_config *cfg, sq_linear_id id)
 {
     if (id == SQ_LINEAR_Q || id == SQ_LINEAR_K || id == SQ_LINEAR_V)
@@ -38,7 +53,7 @@ sq_status sq_layer_weights_alloc(sq_layer_weights *w, const sq_model_config *cfg
     sq_status st;
     for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
         sq_linear *lin = &w->linear[i];
-        sq_linear_shape(cfg, (sq_linear_id)i, &lin->in_features, &lin->out_features);
+        linear_shape(cfg, (sq_linear_id)i, &lin->in_features, &lin->out_features);
         SQ_TRY_GOTO(st, alloc_floats(&lin->weight, (size_t)lin->in_features * lin->out_features), fail);
         if (config_has_bias(cfg, (sq_linear_id)i))
             SQ_TRY_GOTO(st, alloc_floats(&lin->bias, (size_t)lin->out_features), fail);
@@ -173,37 +188,64 @@ static sq_status run_linear(const sq_layer_weights *w, sq_linear_id id, float *o
     return SQ_OK;
 }
 
-sq_status sq_layer_forward(const sq_layer_weights *w, const sq_model_config *cfg, float *x, int batch, int seq,
-                           sq_layer_scratch *s, const sq_layer_options *opt)
+/* One stage of the layer (see sq_layer_stage) for `batch` sequences of `seq` rows. */
+static sq_status run_stage(const sq_layer_weights *w, const sq_model_config *cfg, sq_layer_stage_id stage, float *x,
+                           const float *in, float *out, int batch, int seq, sq_layer_scratch *s,
+                           const sq_layer_options *opt)
+{
+    const int rows = batch * seq, hidden = cfg->hidden_size;
+    const int heads = cfg->num_heads, kv_heads = cfg->num_kv_heads, head_dim = cfg->head_dim;
+    const int kv_bits = opt ? opt->kv_cache_bits : 0, pos0 = opt ? opt->pos0 : 0;
+    switch (stage) {
+    case SQ_STAGE_ATTN_INPUT: return kn_rmsnorm(out, x, w->input_norm, rows, hidden, cfg->rms_norm_eps);
+    case SQ_STAGE_O_INPUT:
+        SQ_TRY(run_linear(w, SQ_LINEAR_Q, s->q, in, batch, seq, opt));
+        SQ_TRY(run_linear(w, SQ_LINEAR_K, s->k, in, batch, seq, opt));
+        SQ_TRY(run_linear(w, SQ_LINEAR_V, s->v, in, batch, seq, opt));
+        SQ_TRY(kn_rope(s->q, s->inv_freq, batch, seq, heads, head_dim, pos0));
+        SQ_TRY(kn_rope(s->k, s->inv_freq, batch, seq, kv_heads, head_dim, pos0));
+        if (kv_bits > 0) {
+            SQ_TRY(kn_fake_quantize_rows(s->k, rows * kv_heads, head_dim, kv_bits));
+            SQ_TRY(kn_fake_quantize_rows(s->v, rows * kv_heads, head_dim, kv_bits));
+        }
+        return kn_attention(out, s->q, s->k, s->v, batch, seq, heads, kv_heads, head_dim);
+    case SQ_STAGE_MLP_INPUT:
+        SQ_TRY(run_linear(w, SQ_LINEAR_O, s->out, in, batch, seq, opt));
+        SQ_TRY(kn_add_inplace(x, s->out, (size_t)rows * hidden));
+        return kn_rmsnorm(out, x, w->post_attention_norm, rows, hidden, cfg->rms_norm_eps);
+    case SQ_STAGE_DOWN_INPUT:
+        SQ_TRY(run_linear(w, SQ_LINEAR_GATE, out, in, batch, seq, opt));
+        SQ_TRY(run_linear(w, SQ_LINEAR_UP, s->up, in, batch, seq, opt));
+        return kn_swiglu(out, out, s->up, (size_t)rows * cfg->intermediate_size);
+    case SQ_STAGE_OUTPUT:
+        SQ_TRY(run_linear(w, SQ_LINEAR_DOWN, s->out, in, batch, seq, opt));
+        return kn_add_inplace(x, s->out, (size_t)rows * hidden);
+    default: return sq_fail(SQ_ERR_ARG, "layer stage %d does not exist", (int)stage);
+    }
+}
+
+static sq_status check_rows(const sq_layer_scratch *s, int batch, int seq)
 {
     if (batch <= 0 || seq <= 0 || (long)batch * seq > s->max_rows)
         return sq_fail(SQ_ERR_ARG, "layer forward: batch %d x seq %d exceeds the scratch (%d rows)", batch, seq,
                        s->max_rows);
-    const int rows = batch * seq, hidden = cfg->hidden_size;
-    const int heads = cfg->num_heads, kv_heads = cfg->num_kv_heads, head_dim = cfg->head_dim;
-    const int kv_bits = opt ? opt->kv_cache_bits : 0, pos0 = opt ? opt->pos0 : 0;
+    return SQ_OK;
+}
 
-    /* attention block */
-    SQ_TRY(kn_rmsnorm(s->normed, x, w->input_norm, rows, hidden, cfg->rms_norm_eps));
-    SQ_TRY(run_linear(w, SQ_LINEAR_Q, s->q, s->normed, batch, seq, opt));
-    SQ_TRY(run_linear(w, SQ_LINEAR_K, s->k, s->normed, batch, seq, opt));
-    SQ_TRY(run_linear(w, SQ_LINEAR_V, s->v, s->normed, batch, seq, opt));
-    SQ_TRY(kn_rope(s->q, s->inv_freq, batch, seq, heads, head_dim, pos0));
-    SQ_TRY(kn_rope(s->k, s->inv_freq, batch, seq, kv_heads, head_dim, pos0));
-    if (kv_bits > 0) {
-        SQ_TRY(kn_fake_quantize_rows(s->k, rows * kv_heads, head_dim, kv_bits));
-        SQ_TRY(kn_fake_quantize_rows(s->v, rows * kv_heads, head_dim, kv_bits));
-    }
-    SQ_TRY(kn_attention(s->attn, s->q, s->k, s->v, batch, seq, heads, kv_heads, head_dim));
-    SQ_TRY(run_linear(w, SQ_LINEAR_O, s->out, s->attn, batch, seq, opt));
-    SQ_TRY(kn_add_inplace(x, s->out, (size_t)rows * hidden));
+sq_status sq_layer_stage(const sq_layer_weights *w, const sq_model_config *cfg, sq_layer_stage_id stage, float *x,
+                         const float *in, float *out, int batch, int seq, sq_layer_scratch *s)
+{
+    SQ_TRY(check_rows(s, batch, seq));
+    return run_stage(w, cfg, stage, x, in, out, batch, seq, s, NULL);
+}
 
-    /* MLP block */
-    SQ_TRY(kn_rmsnorm(s->normed, x, w->post_attention_norm, rows, hidden, cfg->rms_norm_eps));
-    SQ_TRY(run_linear(w, SQ_LINEAR_GATE, s->gate, s->normed, batch, seq, opt));
-    SQ_TRY(run_linear(w, SQ_LINEAR_UP, s->up, s->normed, batch, seq, opt));
-    SQ_TRY(kn_swiglu(s->gate, s->gate, s->up, (size_t)rows * cfg->intermediate_size));
-    SQ_TRY(run_linear(w, SQ_LINEAR_DOWN, s->out, s->gate, batch, seq, opt));
-    SQ_TRY(kn_add_inplace(x, s->out, (size_t)rows * hidden));
+sq_status sq_layer_forward(const sq_layer_weights *w, const sq_model_config *cfg, float *x, int batch, int seq,
+                           sq_layer_scratch *s, const sq_layer_options *opt)
+{
+    SQ_TRY(check_rows(s, batch, seq));
+    /* each stage's output is the next one's input: normed -> attn -> normed -> gate -> x */
+    float *io[SQ_STAGE_COUNT + 1] = {NULL, s->normed, s->attn, s->normed, s->gate, NULL};
+    for (int stage = 0; stage < SQ_STAGE_COUNT; stage++)
+        SQ_TRY(run_stage(w, cfg, (sq_layer_stage_id)stage, x, io[stage], io[stage + 1], batch, seq, s, opt));
     return SQ_OK;
 }

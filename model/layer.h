@@ -80,4 +80,27 @@ typedef struct {
 sq_status sq_layer_forward(const sq_layer_weights *w, const sq_model_config *cfg, float *x, int batch, int seq,
                            sq_layer_scratch *s, const sq_layer_options *opt);
 
+/* The same forward in five stages, cut before each true-sequential group of linears, so
+ * that calibration can keep each group's input for all samples instead of running the
+ * layer again up to it. Stage k reads `in` (the previous stage's `out`) and x, and
+ * writes `out` (rows of the width named):
+ *   SQ_STAGE_ATTN_INPUT   out = rmsnorm(x)                      input of q, k, v [hidden]
+ *   SQ_STAGE_O_INPUT      out = attention(rope(q(in)), ...)     input of o [heads*head_dim]
+ *   SQ_STAGE_MLP_INPUT    x += o(in); out = rmsnorm(x)          input of gate, up [hidden]
+ *   SQ_STAGE_DOWN_INPUT   out = silu(gate(in)) * up(in)         input of down [intermediate]
+ *   SQ_STAGE_OUTPUT       x += down(in)                         (out unused)
+ * Running the five in order, in the scratch or elsewhere, gives sq_layer_forward's x
+ * bit for bit. `in` and `out` are distinct buffers of batch*seq rows. */
+typedef enum {
+    SQ_STAGE_ATTN_INPUT,
+    SQ_STAGE_O_INPUT,
+    SQ_STAGE_MLP_INPUT,
+    SQ_STAGE_DOWN_INPUT,
+    SQ_STAGE_OUTPUT,
+    SQ_STAGE_COUNT
+} sq_layer_stage_id;
+
+sq_status sq_layer_stage(const sq_layer_weights *w, const sq_model_config *cfg, sq_layer_stage_id stage, float *x,
+                         const float *in, float *out, int batch, int seq, sq_layer_scratch *s);
+
 #endif

@@ -30,4 +30,12 @@
  * `res` is allocated here; free it with sq_quant_result_free. */
 sq_status sq_gptq_solve(float *W, float *H, int rows, int cols, const sq_quant_options *opt, sq_quant_result *res);
 
+/* Several linears that read the same input, solved at once: W [Σ part_rows, cols] holds
+ * their weights stacked by rows (part p's rows follow part p-1's). Every step works row
+ * by row, so each part gets what sq_gptq_solve gives it alone (up to the rounding of
+ * the lazy-update GEMMs, whose shapes differ), for one inverse of H and one sweep with
+ * more rows per launch. parts[p] is allocated here (free each with sq_quant_result_free). */
+sq_status sq_gptq_solve_stacked(float *W, float *H, int cols, const sq_quant_options *opt, int nparts,
+                                const int *part_rows, sq_quant_result *parts);
+
 #endif

@@ -8,11 +8,12 @@
 
 #include "core/dtype.h"
 #include "core/fileio.h"
+#include "core/log.h"
 #include "model/checkpoint_files.h"
 #include "model/gptq_reader.h"
 #include "quant/gptq_checkpoint.h"
 
-#define DEFAULT_MAX_SHARD_BYTES (4ull << 30)
+#define DEFAULT_MAX_SHARD_BYTES (2ull << 30)
 #define CONVERT_CHUNK (1u << 20)
 
 /* ---- planning ------------------------------------------------------------ */
@@ -211,7 +212,9 @@ static sq_status write_shard(const sq_gptq_checkpoint_request *req, const plan_i
         memcpy(e->shape, t->shape, sizeof e->shape);
     }
     json_t *meta = json_pack("{s:s}", "format", "pt");
+    double t0 = sq_now_seconds();
     st = sq_st_write(path, b.entries, b.n_entries, meta);
+    sq_log_info("%s: %d tensors written and synced in %.2fs", path, b.n_entries, sq_now_seconds() - t0);
     json_decref(meta);
 done:
     shard_build_free(&b);
@@ -235,7 +238,12 @@ static sq_status write_configs(const sq_gptq_checkpoint_request *req, const char
     SQ_TRY_GOTO(st, sq_checkpoint_load_config_json(sq_checkpoint_local_dir(req->source), &config), done);
     qc = sq_gptq_quantization_config(req->options);
     json_object_set(config, "quantization_config", qc);
-    json_object_set_new(config, "torch_dtype", json_string("float16"));
+    /* The tensors are fp16 now: say so under the key(s) the input used ("dtype" from transformers 5). */
+    bool has_dtype = json_object_get(config, "dtype") != NULL;
+    if (!has_dtype || json_object_get(config, "torch_dtype"))
+        json_object_set_new(config, "torch_dtype", json_string("float16"));
+    if (has_dtype)
+        json_object_set_new(config, "dtype", json_string("float16"));
     if (req->extra_config)
         json_object_update(config, req->extra_config);
     SQ_TRY_GOTO(st, sq_checkpoint_write_json(out_dir, "config.json", config), done);
@@ -322,7 +330,9 @@ sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const 
             st = sq_fail(SQ_ERR_NOMEM, "gptq checkpoint %s: out of memory", out_dir);
             goto done;
         }
+    double t0 = sq_now_seconds();
     st = sq_checkpoint_write_manifest(out_dir, files, n_files);
+    sq_log_info("%s: manifest of %d files (sha256) in %.2fs", out_dir, n_files, sq_now_seconds() - t0);
 done:
     for (int k = 0; k < n_files; k++)
         free(files[k]);

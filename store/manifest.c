@@ -2,6 +2,7 @@
 #include "store/manifest.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -58,25 +59,50 @@ static bool is_utc_timestamp(const char *s)
     return true;
 }
 
+/* One listed file's size and sha256, or the failure of reading it (messages are thread-local). */
+typedef struct {
+    uint64_t size;
+    char hex[SQ_SHA256_HEX_LEN + 1];
+    sq_status status;
+    char message[512];
+} file_digest;
+
+static void digest_file(const char *dir, const char *file, file_digest *d)
+{
+    char *path = sq_path_join(dir, file);
+    d->status = path ? sq_file_size(path, &d->size) : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", dir);
+    if (d->status == SQ_OK)
+        d->status = sq_sha256_file(path, d->hex);
+    if (d->status != SQ_OK)
+        snprintf(d->message, sizeof d->message, "%s", sq_last_error());
+    free(path);
+}
+
+/* The files are hashed in parallel, one thread per file (a checkpoint's shards). */
 sq_status sq_manifest_describe(const char *dir, char *const *files, int n_files, json_t **manifest)
 {
     json_t *listed = json_object();
     *manifest = json_pack("{s:s, s:o}", "format", SQ_MANIFEST_FORMAT, "files", listed);
-    if (!*manifest)
+    file_digest *digests = calloc(n_files > 0 ? (size_t)n_files : 1, sizeof *digests);
+    if (!*manifest || !digests) {
+        json_decref(*manifest);
+        *manifest = NULL;
+        free(digests);
         return sq_fail(SQ_ERR_NOMEM, "%s: out of memory", dir);
+    }
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int k = 0; k < n_files; k++)
+        digest_file(dir, files[k], &digests[k]);
     sq_status st = SQ_OK;
     for (int k = 0; k < n_files && st == SQ_OK; k++) {
-        char *path = sq_path_join(dir, files[k]);
-        char hex[SQ_SHA256_HEX_LEN + 1];
-        uint64_t size = 0;
-        st = path ? sq_file_size(path, &size) : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", dir);
-        if (st == SQ_OK)
-            st = sq_sha256_file(path, hex);
-        if (st == SQ_OK &&
-            json_object_set_new(listed, files[k], json_pack("{s:s, s:I}", "sha256", hex, "size", (json_int_t)size)))
+        const file_digest *d = &digests[k];
+        if (d->status != SQ_OK)
+            st = sq_fail(d->status, "%s", d->message);
+        else if (json_object_set_new(listed, files[k],
+                                     json_pack("{s:s, s:I}", "sha256", d->hex, "size", (json_int_t)d->size)))
             st = sq_fail(SQ_ERR_NOMEM, "%s: out of memory", dir);
-        free(path);
     }
+    free(digests);
     if (st == SQ_OK)
         st = sq_manifest_validate(*manifest, dir);
     if (st != SQ_OK) {

@@ -122,7 +122,12 @@ typedef struct {
     EVP_MD_CTX *md5;
     EVP_MD_CTX *sha256;
     int write_failed;
+    int bad_header;      /* a malformed ETag, SHA-256 or Content-Length header */
     CURL *curl;
+    const sq_s3 *s3;
+    double started;      /* monotonic seconds */
+    double allowed_s;    /* the deadline last computed, for the message */
+    int deadline_passed;
 } transfer;
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
@@ -163,28 +168,86 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
     return n;
 }
 
+/* When the header line `data` (n bytes, not NUL-terminated) is header `name`, its value
+ * without surrounding blanks and CR/LF, copied NUL-terminated into `out`; 1 if it is
+ * that header, 0 if not. A value too long for `out` is cut short, and `*too_long` set. */
+static int header_value(const char *data, size_t n, const char *name, char *out, size_t out_size, int *too_long)
+{
+    size_t nl = strlen(name);
+    if (n <= nl || strncasecmp(data, name, nl) || data[nl] != ':')
+        return 0;
+    const char *v = data + nl + 1, *end = data + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    size_t len = (size_t)(end - v);
+    *too_long = len >= out_size;
+    if (*too_long)
+        len = out_size - 1;
+    memcpy(out, v, len);
+    out[len] = '\0';
+    return 1;
+}
+
+/* A Content-Length value: decimal digits only, at most 18 of them; -1 if malformed. */
+static int64_t parse_content_length(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 18)
+        return -1;
+    int64_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        x = x * 10 + (v[i] - '0');
+    }
+    return x;
+}
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *user)
 {
     transfer *t = user;
     size_t n = size * nmemb;
-    if (n > 5 && !strncasecmp(data, "ETag:", 5)) {
-        const char *v = data + 5;
+    sq_s3_response *r = t->resp;
+    char value[160];
+    int too_long = 0;
+    if (header_value(data, n, "ETag", value, sizeof(value), &too_long)) {
         size_t o = 0;
-        for (; v < data + n && o + 1 < sizeof(t->resp->etag); v++)
-            if (*v != '"' && *v != ' ' && *v != '\r' && *v != '\n')
-                t->resp->etag[o++] = *v;
-        t->resp->etag[o] = '\0';
-    } else if (n > 25 && !strncasecmp(data, "x-amz-meta-shardq-sha256:", 25)) {
-        const char *v = data + 25;
-        size_t o = 0;
-        for (; v < data + n && o < SQ_SHA256_HEX_LEN; v++)
-            if (*v != ' ' && *v != '\r' && *v != '\n')
-                t->resp->sha256[o++] = *v;
-        t->resp->sha256[o] = '\0';
-    } else if (n > 15 && !strncasecmp(data, "Content-Length:", 15)) {
-        t->resp->content_length = strtoll(data + 15, NULL, 10);
+        for (const char *v = value; *v && o + 1 < sizeof(r->etag); v++)
+            if (*v != '"')
+                r->etag[o++] = *v;
+        r->etag[o] = '\0';
+        t->bad_header |= too_long;
+    } else if (header_value(data, n, "x-amz-meta-shardq-sha256", r->sha256, sizeof(r->sha256), &too_long)) {
+        t->bad_header |= too_long || strlen(r->sha256) != SQ_SHA256_HEX_LEN;
+    } else if (header_value(data, n, "Content-Length", value, sizeof(value), &too_long)) {
+        r->content_length = too_long ? -1 : parse_content_length(value);
+        t->bad_header |= r->content_length < 0;
     }
     return n;
+}
+
+static double monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The attempt's deadline (see s3_client.h), checked by curl at least once a second, moving or not. */
+static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)dlnow;
+    (void)ulnow;
+    transfer *t = user;
+    curl_off_t bytes = dltotal > ultotal ? dltotal : ultotal;
+    t->allowed_s = (double)t->s3->request_timeout_s + (double)bytes / (double)t->s3->low_speed_bytes;
+    if (monotonic_seconds() - t->started > t->allowed_s) {
+        t->deadline_passed = 1;
+        return 1;
+    }
+    return 0;
 }
 
 static CURL *thread_handle(void)
@@ -204,6 +267,18 @@ static int is_plain_md5(const char *etag)
     for (int i = 0; i < 32; i++)
         if (!((etag[i] >= '0' && etag[i] <= '9') || (etag[i] >= 'a' && etag[i] <= 'f')))
             return 0;
+    return 1;
+}
+
+/* Append "name: value" to a curl header list; 0 when out of memory (the list is kept). */
+static int add_header(struct curl_slist **list, char *line, size_t line_size, const char *name, const char *value)
+{
+    if ((size_t)snprintf(line, line_size, value[0] ? "%s: %s" : "%s:", name, value) >= line_size)
+        return 0;
+    struct curl_slist *grown = curl_slist_append(*list, line);
+    if (!grown)
+        return 0;
+    *list = grown;
     return 1;
 }
 
@@ -258,25 +333,28 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
         auth = sq_sigv4_authorization(req->method, canonical_uri, req->query ? req->query : "", h, nh,
                                       payload_hash, amz_date, s3->region, s3->access_key, s3->secret_key);
         if (!auth) {
-            snprintf(why, why_size, "out of memory");
+            snprintf(why, why_size, "cannot sign the request (out of memory or an OpenSSL failure)");
             *code = SQ_ERR_NOMEM;
             goto done;
         }
     }
     char line[4096];
-    for (int i = 0; i < nh; i++) {
-        if (!strcmp(h[i].name, "host"))
-            continue;
-        snprintf(line, sizeof(line), "%s: %s", h[i].name, h[i].value);
-        hl = curl_slist_append(hl, line);
+    int headers_ok = 1;
+    for (int i = 0; i < nh && headers_ok; i++) {
+        if (strcmp(h[i].name, "host"))
+            headers_ok = add_header(&hl, line, sizeof(line), h[i].name, h[i].value);
     }
-    if (auth) {
-        snprintf(line, sizeof(line), "Authorization: %s", auth);
-        hl = curl_slist_append(hl, line);
-        OPENSSL_cleanse(line, sizeof(line));
+    if (headers_ok && auth)
+        headers_ok = add_header(&hl, line, sizeof(line), "Authorization", auth);
+    if (headers_ok)
+        headers_ok = add_header(&hl, line, sizeof(line), "Expect", "") && add_header(&hl, line, sizeof(line),
+                                                                                     "Content-Type", "");
+    OPENSSL_cleanse(line, sizeof(line));
+    if (!headers_ok) {
+        snprintf(why, why_size, "cannot build the request headers (out of memory, or one over 4 KiB)");
+        *code = SQ_ERR_NOMEM;
+        goto done;
     }
-    hl = curl_slist_append(hl, "Expect:");
-    hl = curl_slist_append(hl, "Content-Type:");
 
     CURL *c = thread_handle();
     if (!c) {
@@ -293,14 +371,20 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
             goto done;
         }
     }
-    transfer t = {resp, 0, req->sink, md5, sha256, 0, c};
+    transfer t = {.resp = resp, .sink = req->sink, .md5 = md5, .sha256 = sha256, .curl = c, .s3 = s3,
+                  .started = monotonic_seconds()};
+    char curl_error[CURL_ERROR_SIZE] = "";
     resp->content_length = -1;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, s3->timeout_s);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, s3->timeout_s);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_error);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, s3->stall_timeout_s);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, req->server_side_work ? 0L : s3->low_speed_bytes);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, s3->stall_timeout_s);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
@@ -321,13 +405,31 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
         *code = req->sink ? SQ_ERR_IO : SQ_ERR_NOMEM;
         goto done;
     }
+    if (t.deadline_passed) {
+        snprintf(why, why_size, "not done within its deadline of %.0f s (request_timeout_s %ld plus its bytes at "
+                 "low_speed_bytes %ld per second)", t.allowed_s, s3->request_timeout_s, s3->low_speed_bytes);
+        result = ATTEMPT_RETRY;
+        goto done;
+    }
+    if (cc == CURLE_OPERATION_TIMEDOUT) {
+        snprintf(why, why_size, "stalled: %s (limits: low_speed_bytes %ld, stall_timeout_s %ld)",
+                 curl_error[0] ? curl_error : curl_easy_strerror(cc), s3->low_speed_bytes, s3->stall_timeout_s);
+        result = ATTEMPT_RETRY;
+        goto done;
+    }
     if (cc != CURLE_OK) {
         snprintf(why, why_size, "%s", curl_easy_strerror(cc));
         result = (cc == CURLE_URL_MALFORMAT || cc == CURLE_UNSUPPORTED_PROTOCOL) ? ATTEMPT_FAIL : ATTEMPT_RETRY;
         goto done;
     }
+    if (t.bad_header) {
+        snprintf(why, why_size, "malformed ETag, Content-Length or x-amz-meta-shardq-sha256 header in the answer");
+        result = ATTEMPT_RETRY;
+        goto done;
+    }
     if (resp->status < 200 || resp->status >= 300) {
         char *err_code = resp->body ? sq_xml_tag(resp->body, "Code", NULL) : NULL;
+        snprintf(resp->error_code, sizeof(resp->error_code), "%s", err_code ? err_code : "");
         char *err_msg = resp->body ? sq_xml_tag(resp->body, "Message", NULL) : NULL;
         snprintf(why, why_size, "HTTP %ld%s%s%s%s", resp->status, err_code ? " " : "",
                  err_code ? err_code
@@ -400,6 +502,8 @@ static attempt_result attempt(const sq_s3 *s3, const sq_s3_request *req, sq_s3_r
 done:
     EVP_MD_CTX_free(md5);
     EVP_MD_CTX_free(sha256);
+    for (struct curl_slist *item = hl; item; item = item->next) /* the token and the signature */
+        OPENSSL_cleanse(item->data, strlen(item->data));
     curl_slist_free_all(hl);
     if (auth) {
         OPENSSL_cleanse(auth, strlen(auth));
@@ -439,13 +543,15 @@ sq_status sq_s3_perform(const sq_s3 *s3, const sq_s3_request *req, sq_s3_respons
                                req->bucket, req->key);
         }
         attempt_result r = attempt(s3, req, resp, why, sizeof(why), &code);
+        resp->attempts = retry + 1;
         if (r == ATTEMPT_OK)
             return SQ_OK;
         if (r == ATTEMPT_FAIL || retry >= s3->max_retries) {
             sq_status st = sq_fail(code, "%s s3://%s/%s: %s%s", req->method, req->bucket, req->key, why,
                                    r == ATTEMPT_RETRY ? " (gave up after retries)" : "");
-            sq_s3_response_free(resp);
-            resp->status = 0;
+            free(resp->body);
+            resp->body = NULL;
+            resp->body_len = 0;
             return st;
         }
         sq_log_info("s3: %s s3://%s/%s: %s; retry %d of %d", req->method, req->bucket, req->key, why, retry + 1,

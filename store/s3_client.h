@@ -8,6 +8,13 @@
  * Every request is retried, with exponential backoff and jitter, on HTTP 5xx,
  * 429, SlowDown / RequestTimeout errors, curl timeouts, connection resets and
  * truncated bodies, and on a download whose digest does not match.
+ * Deadlines: an attempt that moves fewer than low_speed_bytes per second for
+ * stall_timeout_s seconds is stalled, and one not done within
+ * request_timeout_s plus its size at low_speed_bytes/s (the size from the body
+ * sent or the Content-Length received) has passed its deadline; both are
+ * retried like the other transient failures, so a server that trickles bytes
+ * ends in an error naming the URI after max_retries retries. A request marked
+ * server_side_work is held to its deadline only.
  * Integrity: uploads carry Content-MD5 and the returned ETag must equal the
  * MD5 we sent (per part for multipart); every object also carries its SHA-256
  * as user metadata (x-amz-meta-shardq-sha256), so a whole-object GET is
@@ -34,7 +41,9 @@ typedef struct {
     char *session_token;
     int max_retries;
     int backoff_ms;   /* first backoff step; doubles each retry, capped at 10 s */
-    long timeout_s;   /* a request that moves no byte for this long is a timeout */
+    long stall_timeout_s;   /* stalled: under low_speed_bytes/s for this long (also the connect timeout) */
+    long low_speed_bytes;   /* the slowest transfer rate accepted, bytes per second */
+    long request_timeout_s; /* deadline of one attempt: this plus its bytes at low_speed_bytes/s */
     size_t part_size;
     int parallel_parts;
 } sq_s3;
@@ -53,10 +62,14 @@ typedef struct {
                              user metadata (x-amz-meta-shardq-sha256) and checked on every GET */
     FILE *sink;           /* GET: body goes here instead of memory */
     const char *copy_source; /* PUT: CopyObject from this "/bucket/key" (key URI-encoded) */
+    int server_side_work; /* the server works before it answers (CopyObject, CompleteMultipartUpload) and may
+                             send only keep-alive whitespace meanwhile: held to the deadline, not the stall check */
 } sq_s3_request;
 
 typedef struct {
-    long status;
+    long status;          /* of the last attempt; kept after a failure */
+    char error_code[64];  /* S3 error code of the last attempt ("NoSuchUpload"), "" if none; kept after a failure */
+    int attempts;         /* attempts made; kept after a failure */
     char *body; /* NUL-terminated; NULL when written to a sink */
     size_t body_len;
     char etag[128];       /* without quotes */
@@ -67,7 +80,8 @@ typedef struct {
 void sq_s3_response_free(sq_s3_response *resp);
 
 /* Perform with retries. A non-2xx final answer is a failure whose message
- * names `method s3://bucket/key`, the HTTP status and the S3 error code. */
+ * names `method s3://bucket/key`, the HTTP status and the S3 error code; after
+ * a failure `resp` holds no body, only status, error_code and attempts. */
 sq_status sq_s3_perform(const sq_s3 *s3, const sq_s3_request *req, sq_s3_response *resp);
 
 /* The URL and Host header for bucket/key under the client's addressing style
@@ -90,5 +104,8 @@ sq_status sq_s3_put_object(const sq_s3 *s3, const char *bucket, const char *key,
 /* Multipart upload of `size` bytes from `data`, or from file descriptor `fd` when data is NULL. */
 sq_status sq_s3_multipart_put(const sq_s3 *s3, const char *bucket, const char *key, const void *data, int fd,
                               uint64_t size);
+/* Abort every unfinished multipart upload whose key starts with `prefix` (ListMultipartUploads,
+ * all pages); `*n_aborted` counts them. */
+sq_status sq_s3_abort_uploads(const sq_s3 *s3, const char *bucket, const char *prefix, int *n_aborted);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -106,10 +107,12 @@ char *sq_sigv4_canonical_request(const char *method, const char *canonical_uri, 
     return out;
 }
 
-static void hmac(const void *key, size_t key_len, const char *msg, unsigned char out[32])
+/* HMAC-SHA256; 0 when OpenSSL fails. */
+static int hmac(const void *key, size_t key_len, const char *msg, unsigned char out[32])
 {
     unsigned int out_len = 32;
-    HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)msg, strlen(msg), out, &out_len);
+    return HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)msg, strlen(msg), out, &out_len) != NULL &&
+           out_len == 32;
 }
 
 char *sq_sigv4_authorization(const char *method, const char *canonical_uri, const char *canonical_query,
@@ -123,6 +126,7 @@ char *sq_sigv4_authorization(const char *method, const char *canonical_uri, cons
         return NULL;
     char canonical_hash[SQ_SHA256_HEX_LEN + 1];
     sq_sha256_hex(canonical, strlen(canonical), canonical_hash);
+    OPENSSL_cleanse(canonical, strlen(canonical)); /* holds the session token, when there is one */
     free(canonical);
 
     char date[9];
@@ -138,15 +142,19 @@ char *sq_sigv4_authorization(const char *method, const char *canonical_uri, cons
     if (!k_secret)
         return NULL;
     snprintf(k_secret, klen, "AWS4%s", secret_key);
+    /* The signing key chain: every intermediate key is as secret as the secret itself. */
     unsigned char k_date[32], k_region[32], k_service[32], k_signing[32], sig[32];
-    hmac(k_secret, strlen(k_secret), date, k_date);
+    int signed_ok = hmac(k_secret, strlen(k_secret), date, k_date) && hmac(k_date, 32, region, k_region) &&
+                    hmac(k_region, 32, "s3", k_service) && hmac(k_service, 32, "aws4_request", k_signing) &&
+                    hmac(k_signing, 32, to_sign, sig);
     OPENSSL_cleanse(k_secret, klen);
     free(k_secret);
-    hmac(k_date, 32, region, k_region);
-    hmac(k_region, 32, "s3", k_service);
-    hmac(k_service, 32, "aws4_request", k_signing);
-    hmac(k_signing, 32, to_sign, sig);
+    OPENSSL_cleanse(k_date, sizeof(k_date));
+    OPENSSL_cleanse(k_region, sizeof(k_region));
+    OPENSSL_cleanse(k_service, sizeof(k_service));
     OPENSSL_cleanse(k_signing, sizeof(k_signing));
+    if (!signed_ok)
+        return NULL;
 
     char sig_hex[65];
     for (int i = 0; i < 32; i++)

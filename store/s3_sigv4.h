@@ -21,7 +21,9 @@ typedef struct {
 /* The Authorization header value ("AWS4-HMAC-SHA256 Credential=...,
  * SignedHeaders=...,Signature=...") as a new string (caller frees).
  * `amz_date` is "YYYYMMDDTHHMMSSZ"; `canonical_uri` is already encoded
- * (see sq_s3_uri_encode); `canonical_query` is sorted and encoded ("" if none). */
+ * (see sq_s3_uri_encode); `canonical_query` is sorted and encoded ("" if none).
+ * NULL when out of memory or OpenSSL fails. The derived keys and the canonical
+ * request (which holds any session token) are wiped before it returns. */
 char *sq_sigv4_authorization(const char *method, const char *canonical_uri, const char *canonical_query,
                              const sq_http_header *headers, int n_headers, const char *payload_sha256,
                              const char *amz_date, const char *region, const char *access_key,

@@ -1,10 +1,10 @@
 /* store.h: the one storage API of shardq, for local paths, file:// and s3:// URIs.
  *
  * Every function takes a URI (see uri.h) and works the same on both
- * backends. Local writes are atomic (temp file, fsync, rename, fsync dir);
- * S3 writes are single PUTs up to the part size and multipart uploads beyond,
- * always with Content-MD5, a checked ETag and the object's SHA-256 as user
- * metadata; whole downloads are checked against Content-Length, that SHA-256
+ * backends (store_local.c, store_s3.c, behind store_backend.h). Local writes
+ * are atomic (temp file, fsync, rename, fsync dir); S3 writes are single PUTs
+ * up to the part size and multipart uploads beyond, always with Content-MD5, a
+ * checked ETag and the object's SHA-256 as user metadata; whole downloads are checked against Content-Length, that SHA-256
  * and, for single-part objects, the ETag's MD5. Transient S3
  * failures are retried with backoff (see s3_client.h).
  *
@@ -13,8 +13,11 @@
  * AWS_DEFAULT_REGION), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
  * AWS_SESSION_TOKEN. Tuning without a spec: SHARDQ_S3_PATH_STYLE (0/1),
  * SHARDQ_S3_PART_SIZE_MB, SHARDQ_S3_MAX_RETRIES, SHARDQ_S3_PARALLEL_PARTS,
- * SHARDQ_S3_BACKOFF_MS, SHARDQ_S3_TIMEOUT_S. Path-style addressing is the
- * default when an endpoint is set (MinIO, Ceph, moto), virtual-host otherwise. */
+ * SHARDQ_S3_BACKOFF_MS, SHARDQ_S3_STALL_TIMEOUT_S, SHARDQ_S3_LOW_SPEED_BYTES,
+ * SHARDQ_S3_REQUEST_TIMEOUT_S (deadlines: see s3_client.h); a value that is
+ * not a whole integer in its range is an error naming the variable.
+ * Path-style addressing is the default when an endpoint is set (MinIO, Ceph,
+ * moto), virtual-host otherwise. */
 #ifndef SQ_STORE_STORE_H
 #define SQ_STORE_STORE_H
 
@@ -30,7 +33,13 @@ typedef struct {
     int path_style;  /* -1 unset (auto), 0 virtual-host, 1 path-style */
     int part_size_mb;/* multipart part size; 0 unset (SHARDQ_S3_PART_SIZE_MB, else 8) */
     int max_retries; /* -1 unset (SHARDQ_S3_MAX_RETRIES, else 5) */
+    int stall_timeout_s;   /* 0 unset (SHARDQ_S3_STALL_TIMEOUT_S, else 30) */
+    int low_speed_bytes;   /* 0 unset (SHARDQ_S3_LOW_SPEED_BYTES, else 1024) */
+    int request_timeout_s; /* 0 unset (SHARDQ_S3_REQUEST_TIMEOUT_S, else 300) */
 } sq_storage_options;
+
+/* Every field unset: the environment's settings, else the store's defaults. */
+#define SQ_STORAGE_OPTIONS_UNSET {.path_style = -1, .max_retries = -1}
 
 typedef struct sq_store sq_store;
 
@@ -82,5 +91,12 @@ sq_status sq_store_copy(sq_store *store, const char *src_uri, const char *dst_ur
 
 /* Delete one object; deleting an absent object succeeds. */
 sq_status sq_store_delete(sq_store *store, const char *uri);
+
+/* Abort every unfinished multipart upload under `uri` treated as a directory:
+ * the parts a killed process left behind (a job calls it for its state and
+ * output when it starts, so a resumed job leaves none billed). `*n_aborted`
+ * counts them; local URIs have none. Call it only when no other process is
+ * uploading under `uri`. */
+sq_status sq_store_abort_uploads(sq_store *store, const char *uri, int *n_aborted);
 
 #endif

@@ -16,6 +16,7 @@
 #include "quant/sparsegpt.h"
 #include "worker/fault.h"
 #include "worker/signals.h"
+#include "worker/stacked_solve.h"
 
 /* Linears that read the same input share one Hessian. */
 typedef enum { INPUT_ATTN, INPUT_ATTN_OUT, INPUT_MLP, INPUT_MLP_OUT, INPUT_KINDS } input_kind;
@@ -135,6 +136,30 @@ static sq_status group_hessians(calib_state *cs, const float *X, int nseq, const
     return SQ_OK;
 }
 
+bool calib_keeps_group_inputs(const calib_state *cs)
+{
+    return cs->true_sequential && cs->needs_samples;
+}
+
+/* Advance X's samples to group g's input, with the groups before it already quantized, and
+ * accumulate the Hessian of that input (every linear of a true-sequential group reads it). */
+static sq_status kept_group_hessians(calib_state *cs, float *X, int nseq, int g, const linear_group *group,
+                                     sq_hessian hessians[INPUT_KINDS])
+{
+    const float *input;
+    double t0 = phase_clock();
+    SQ_TRY(sq_group_inputs_reserve(&cs->group_inputs, &cs->model.cfg, nseq * cs->seqlen));
+    SQ_TRY(sq_group_inputs_advance(&cs->group_inputs, &cs->model.layer, &cs->model.cfg, (sq_layer_stage_id)g, X, nseq,
+                                   cs->seqlen, cs->micro, &cs->scratch, &input));
+    double t1 = phase_clock();
+    cs->phases.forward += t1 - t0;
+    input_kind kind = input_of(group->linears[0]);
+    SQ_TRY(sq_hessian_init(&hessians[kind], cs->model.layer.linear[group->linears[0]].in_features));
+    SQ_TRY(sq_hessian_add(&hessians[kind], input, nseq * cs->seqlen, nseq));
+    cs->phases.hessian += phase_clock() - t1;
+    return SQ_OK;
+}
+
 /* The dtype the output checkpoint keeps a pruned linear in: the source tensor's. */
 static sq_status dense_dtype(const calib_state *cs, int layer, int linear, sq_dtype *dtype)
 {
@@ -164,11 +189,7 @@ static sq_status solve_into(calib_state *cs, int layer, int linear, float *W, co
     sq_quant_result *res = &out->linear[linear];
     float *H = NULL;
     sq_status st = SQ_OK;
-    switch (cs->kind) {
-    case SQ_STEP_GPTQ:
-        SQ_TRY_GOTO(st, hessian_copy(h, &H), done);
-        st = sq_gptq_solve(W, H, rows, cols, cs->opt, res);
-        break;
+    switch (cs->kind) { /* gptq: solve_group, stacked */
     case SQ_STEP_RTN: st = sq_rtn_quantize(W, rows, cols, cs->opt, res); break;
     case SQ_STEP_SPARSEGPT:
         SQ_TRY_GOTO(st, hessian_copy(h, &H), done);
@@ -205,11 +226,46 @@ done:
     return st;
 }
 
-/* Quantize or prune the resident layer. shared: samples are split over ranks
- * (Hessians summed, solves dealt out, results broadcast); otherwise this rank
- * does it all. On return `out` holds all seven results and the layer computes with them. */
-sq_status calib_quantize_layer(calib_state *cs, int layer, const float *X, int nseq, bool shared,
-                                sq_layer_results *out)
+/* The rank that solves `linear` of a group. gptq solves the linears that share an
+ * input as one stack, always the same stack whatever the rank count (so a linear
+ * gets the same bits on any number of ranks), on the owner of the stack's first linear. */
+static int solve_owner(const calib_state *cs, int layer, const linear_group *group, int linear, bool shared)
+{
+    if (!shared)
+        return cs->rank;
+    int first = linear;
+    for (int i = 0; cs->kind == SQ_STEP_GPTQ && i < group->count; i++)
+        if (input_of(group->linears[i]) == input_of(linear)) {
+            first = group->linears[i];
+            break;
+        }
+    return sq_plan_solve_owner(cs->job->plan, layer, first);
+}
+
+/* Solve this rank's linears of a group (see solve_owner). */
+static sq_status solve_group(calib_state *cs, int layer, const linear_group *group, const sq_hessian *hessians,
+                             bool shared, sq_layer_results *out)
+{
+    for (int k = 0; k < INPUT_KINDS; k++) {
+        int mine[SQ_LINEAR_COUNT], n = 0;
+        for (int i = 0; i < group->count; i++) {
+            int linear = group->linears[i];
+            if (input_of(linear) == (input_kind)k && solve_owner(cs, layer, group, linear, shared) == cs->rank)
+                mine[n++] = linear;
+        }
+        if (n > 0 && cs->kind == SQ_STEP_GPTQ) {
+            sq_status st = sq_solve_gptq_stacked(&cs->model.layer, mine, n, &hessians[k], cs->opt, out);
+            if (st != SQ_OK)
+                return sq_fail_context(st, "layer %d %s", layer, sq_linear_name(mine[0]));
+            continue;
+        }
+        for (int i = 0; i < n; i++)
+            SQ_TRY(solve_linear(cs, layer, mine[i], &hessians[k], out));
+    }
+    return SQ_OK;
+}
+
+sq_status calib_quantize_layer(calib_state *cs, int layer, float *X, int nseq, bool shared, sq_layer_results *out)
 {
     linear_group groups[4];
     int ngroups = linear_groups(cs->true_sequential, groups);
@@ -218,12 +274,16 @@ sq_status calib_quantize_layer(calib_state *cs, int layer, const float *X, int n
     for (int g = 0; g < ngroups && st == SQ_OK; g++) {
         sq_hessian hessians[INPUT_KINDS];
         memset(hessians, 0, sizeof hessians);
-        if (cs->needs_samples) {
+        if (calib_keeps_group_inputs(cs)) {
+            SQ_TRY_GOTO(st, kept_group_hessians(cs, X, nseq, g, &groups[g], hessians), group_done);
+        } else if (cs->needs_samples) {
             double t0 = phase_clock(), hessian_before = cs->phases.hessian;
             st = group_hessians(cs, X, nseq, &groups[g], hessians);
             cs->phases.forward += phase_clock() - t0 - (cs->phases.hessian - hessian_before);
             SQ_TRY_GOTO(st, st, group_done);
-            t0 = phase_clock();
+        }
+        if (cs->needs_samples) {
+            double t0 = phase_clock();
             for (int k = 0; k < INPUT_KINDS; k++) {
                 if (!hessians[k].sum)
                     continue;
@@ -235,18 +295,13 @@ sq_status calib_quantize_layer(calib_state *cs, int layer, const float *X, int n
             cs->phases.hessian += phase_clock() - t0;
         }
         double solve_start = phase_clock();
-        for (int i = 0; i < groups[g].count; i++) {
-            int linear = groups[g].linears[i];
-            int owner = shared ? sq_plan_solve_owner(cs->job->plan, layer, linear) : cs->rank;
-            if (owner == cs->rank)
-                SQ_TRY_GOTO(st, solve_linear(cs, layer, linear, &hessians[input_of(linear)], out), group_done);
-        }
+        SQ_TRY_GOTO(st, solve_group(cs, layer, &groups[g], hessians, shared, out), group_done);
         for (int i = 0; i < groups[g].count; i++) {
             int linear = groups[g].linears[i];
             if (shared)
                 SQ_TRY_GOTO(st,
-                            sq_layer_result_bcast_linear(out, linear,
-                                                         sq_plan_solve_owner(cs->job->plan, layer, linear), cs->rank),
+                            sq_layer_result_bcast_linear(out, linear, solve_owner(cs, layer, &groups[g], linear, true),
+                                                         cs->rank),
                             group_done);
             SQ_TRY_GOTO(st, sq_layer_result_install_linear(out, linear, &cs->model.layer.linear[linear]),
                         group_done);
@@ -255,6 +310,13 @@ sq_status calib_quantize_layer(calib_state *cs, int layer, const float *X, int n
     group_done:
         for (int k = 0; k < INPUT_KINDS; k++)
             sq_hessian_free(&hessians[k]);
+    }
+    if (st == SQ_OK && calib_keeps_group_inputs(cs)) {
+        const float *none;
+        double t0 = phase_clock();
+        st = sq_group_inputs_advance(&cs->group_inputs, &cs->model.layer, &cs->model.cfg, SQ_STAGE_OUTPUT, X, nseq,
+                                     cs->seqlen, cs->micro, &cs->scratch, &none);
+        cs->phases.forward += phase_clock() - t0;
     }
     return st;
 }
@@ -361,6 +423,7 @@ sq_status sq_calibrate(const sq_calibration *job)
                     cs.phases.solve, cs.phases.write);
 done:
     kn_free(cs.tmp);
+    sq_group_inputs_free(&cs.group_inputs);
     sq_layer_scratch_free(&cs.scratch);
     sq_model_close(&cs.model);
     free(cs.done);

@@ -30,6 +30,7 @@
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "worker/comm.h"
+#include "worker/packed_layers.h"
 
 typedef struct {
     const sq_job_spec *spec;
@@ -40,6 +41,7 @@ typedef struct {
     const sq_model_config *cfg;
     const sq_checkpoint *ckpt;  /* the step's input model */
     const int32_t *samples;     /* [nsamples, seqlen] token ids, identical on every rank */
+    sq_packed_layers *packed;   /* rank 0, or NULL: each quantized layer also packed here for the assembly */
 } sq_calibration;
 
 /* Whether a step kind runs through sq_calibrate, and whether it needs calibration samples. */

@@ -13,7 +13,9 @@
 #include "kernels/kernels.h"
 #include "model/forward.h"
 #include "model/layer.h"
+#include "worker/background_task.h"
 #include "worker/calibrate.h"
+#include "worker/group_inputs.h"
 #include "worker/layer_results.h"
 
 /* Where the time goes, for the progress log and bench/ (device work is synchronized
@@ -41,6 +43,9 @@ typedef struct {
     sq_model model;     /* embedding and the resident layer's buffers */
     sq_layer_scratch scratch;
     float *tmp;         /* [micro * seqlen, hidden] */
+    sq_group_inputs group_inputs; /* true_sequential with samples: each group's input, all samples */
+    sq_background_task saver;     /* rank 0, sequential mode: the artifact of the layer before */
+    struct layer_save *pending;   /* what `saver` is writing */
     bool *done;         /* per layer: a verified artifact exists */
     double started;
     phase_seconds phases;
@@ -50,9 +55,13 @@ typedef struct {
 
 /* Quantize or prune the resident layer. shared: samples are split over ranks
  * (Hessians summed, solves dealt out, results broadcast); otherwise this rank
- * does it all. On return `out` holds all seven results and the layer computes with them. */
-sq_status calib_quantize_layer(calib_state *cs, int layer, const float *X, int nseq, bool shared,
+ * does it all. On return `out` holds all seven results and the layer computes with them;
+ * when calib_keeps_group_inputs, X has also been pushed through the quantized layer. */
+sq_status calib_quantize_layer(calib_state *cs, int layer, float *X, int nseq, bool shared,
                                sq_layer_results *out);
+/* Whether calib_quantize_layer keeps each group's inputs (true_sequential with samples):
+ * the layer then runs once, and X leaves it already pushed through. */
+bool calib_keeps_group_inputs(const calib_state *cs);
 /* Push nseq sequences of X [nseq*seqlen, hidden] through the resident layer, in place. */
 sq_status calib_forward_samples(calib_state *cs, float *X, int nseq);
 /* Embed nseq sequences of token ids (host) into X [nseq*seqlen, hidden]. */
@@ -66,6 +75,13 @@ sq_status calib_check_stop(int layer);
 
 /* Write a layer's artifact, then record it: the journal never names bytes that are not durable. */
 sq_status calib_save_layer(calib_state *cs, int layer, const sq_layer_results *results);
+/* calib_save_layer on the background thread, taking `results` over (they are left empty),
+ * after the layer handed over before is recorded: the next layer's work overlaps the
+ * write, the sha256 and the journal record; the journal still grows layer by layer.
+ * The layer is also packed into job->packed when there is one. */
+sq_status calib_save_layer_in_background(calib_state *cs, int layer, sq_layer_results *results);
+/* Wait until the layer handed to the background saver is recorded (its failure, if any). */
+sq_status calib_saved(calib_state *cs);
 sq_status calib_load_layer(calib_state *cs, int layer, sq_layer_results *results);
 /* Which layers have an artifact whose bytes still match the journal (sets cs->done).
  * From the first one that does not, the journal forgets the rest. */

@@ -86,6 +86,48 @@ sq_status calib_save_layer(calib_state *cs, int layer, const sq_layer_results *r
     return cs->sparse ? log_layer_sparsity(cs, layer, results) : SQ_OK;
 }
 
+/* A finished layer handed to the background saver, which owns its results. */
+struct layer_save {
+    calib_state *cs;
+    int layer;
+    sq_layer_results results;
+};
+
+static sq_status save_task(void *p)
+{
+    struct layer_save *save = p;
+    sq_status st = calib_save_layer(save->cs, save->layer, &save->results);
+    if (st == SQ_OK && save->cs->job->packed)
+        sq_packed_layers_keep(save->cs->job->packed, save->layer, &save->results);
+    sq_layer_results_free(&save->results);
+    return st;
+}
+
+sq_status calib_saved(calib_state *cs)
+{
+    sq_status st = sq_background_wait(&cs->saver);
+    free(cs->pending);
+    cs->pending = NULL;
+    return st;
+}
+
+sq_status calib_save_layer_in_background(calib_state *cs, int layer, sq_layer_results *results)
+{
+    SQ_TRY(calib_saved(cs));
+    cs->pending = malloc(sizeof *cs->pending);
+    if (!cs->pending)
+        return sq_fail(SQ_ERR_NOMEM, "calibration: out of memory");
+    *cs->pending = (struct layer_save){.cs = cs, .layer = layer, .results = *results};
+    memset(results, 0, sizeof *results);
+    sq_status st = sq_background_start(&cs->saver, save_task, cs->pending);
+    if (st != SQ_OK) {
+        sq_layer_results_free(&cs->pending->results);
+        free(cs->pending);
+        cs->pending = NULL;
+    }
+    return st;
+}
+
 sq_status calib_load_layer(calib_state *cs, int layer, sq_layer_results *results)
 {
     char *path;

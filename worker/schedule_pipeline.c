@@ -118,7 +118,8 @@ static sq_status quantize_blocks(calib_state *cs, float **inputs)
                                          : calib_quantize_layer(cs, layer, X, nseq, false, &results);
                 bool last_of_block = layer + 1 == plan->blocks[sq_plan_block_of_layer(plan, layer)].first +
                                                        plan->blocks[sq_plan_block_of_layer(plan, layer)].count;
-                if (st == SQ_OK && cs->needs_samples && !last_of_block)
+                bool advanced = !cs->done[layer] && calib_keeps_group_inputs(cs);
+                if (st == SQ_OK && cs->needs_samples && !advanced && !last_of_block)
                     st = calib_forward_samples(cs, X, nseq);
             }
             /* finished layers go to rank 0, which records them */

@@ -22,8 +22,11 @@ sq_status calib_run_sequential(calib_state *cs)
         SQ_TRY_GOTO(st, sq_layer_weights_load(&cs->model.layer, job->cfg, job->ckpt, layer), done);
         cs->phases.load += phase_clock() - t0;
         if (cs->done[layer]) {
-            if (cs->rank == 0)
-                st = calib_load_layer(cs, layer, &results);
+            if (cs->rank == 0) {
+                st = calib_saved(cs); /* the journal is the saver's until then */
+                if (st == SQ_OK)
+                    st = calib_load_layer(cs, layer, &results);
+            }
             sq_status agreed;
             SQ_TRY_GOTO(st, sq_comm_agree(st, &agreed), layer_done);
             if (agreed != SQ_OK && st == SQ_OK)
@@ -35,11 +38,12 @@ sq_status calib_run_sequential(calib_state *cs)
             SQ_TRY_GOTO(st, calib_quantize_layer(cs, layer, X, mine.count, true, &results), layer_done);
             t0 = phase_clock();
             if (cs->rank == 0)
-                SQ_TRY_GOTO(st, calib_save_layer(cs, layer, &results), layer_done);
+                SQ_TRY_GOTO(st, calib_save_layer_in_background(cs, layer, &results), layer_done);
             cs->phases.write += phase_clock() - t0;
         }
         t0 = phase_clock();
-        if (cs->needs_samples && layer + 1 < layers)
+        bool advanced = !cs->done[layer] && calib_keeps_group_inputs(cs);
+        if (cs->needs_samples && !advanced && layer + 1 < layers)
             SQ_TRY_GOTO(st, calib_forward_samples(cs, X, mine.count), layer_done);
         cs->phases.forward += phase_clock() - t0;
         if (cs->rank == 0)
@@ -53,5 +57,10 @@ sq_status calib_run_sequential(calib_state *cs)
     }
 done:
     kn_free(X);
+    if (cs->rank == 0) {
+        sq_status last = calib_saved(cs);
+        if (st == SQ_OK)
+            st = last;
+    }
     return st;
 }

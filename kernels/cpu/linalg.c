@@ -128,3 +128,10 @@ sq_status kn_cholesky_upper(float *A, int n)
         memset(A + (size_t)i * n, 0, (size_t)i * sizeof(float));
     return SQ_OK;
 }
+
+/* The reference: the inverse, then its factor. */
+sq_status kn_inverse_cholesky_upper(float *A, int n)
+{
+    SQ_TRY(kn_spd_inverse(A, n));
+    return kn_cholesky_upper(A, n);
+}

@@ -1,17 +1,19 @@
 /* rope.c (CPU backend): rotary position embedding, Hugging Face "rotate half"
  * convention: for each head, the pair (x[i], x[i + head_dim/2]) is rotated by
- * the angle position * inv_freq[i]. Angles are formed in double and the
+ * the angle position * inv_freq[i] (the backward: by minus that angle). Angles are formed in double and the
  * cos/sin table is built once per position, then applied to every head. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "kernels/kernels.h"
 
-sq_status kn_rope(float *x, const float *inv_freq, int batch, int seq, int heads, int head_dim, int pos0)
+/* Rotate every (x1, x2) pair by the angle (direction +1) or by minus it (-1, the backward). */
+static sq_status rotate(float *x, const float *inv_freq, int batch, int seq, int heads, int head_dim, int pos0,
+                        float direction)
 {
     if (batch < 0 || seq < 0 || heads <= 0 || head_dim <= 0 || head_dim % 2 || pos0 < 0)
-        return sq_fail(SQ_ERR_ARG, "kn_rope: bad shape batch=%d seq=%d heads=%d head_dim=%d pos0=%d", batch, seq,
-                       heads, head_dim, pos0);
+        return sq_fail(SQ_ERR_ARG, "kn_rope%s: bad shape batch=%d seq=%d heads=%d head_dim=%d pos0=%d",
+                       direction > 0 ? "" : "_backward", batch, seq, heads, head_dim, pos0);
     int half = head_dim / 2;
     float *cos_sin = malloc(sizeof(float) * 2 * (size_t)half * (seq ? seq : 1));
     if (!cos_sin)
@@ -30,7 +32,7 @@ sq_status kn_rope(float *x, const float *inv_freq, int batch, int seq, int heads
         for (int h = 0; h < heads; h++) {
             float *xh = x + (size_t)row * width + (size_t)h * head_dim;
             for (int i = 0; i < half; i++) {
-                float c = cs[2 * i], s = cs[2 * i + 1];
+                float c = cs[2 * i], s = direction * cs[2 * i + 1];
                 float x1 = xh[i], x2 = xh[i + half];
                 xh[i] = x1 * c - x2 * s;
                 xh[i + half] = x2 * c + x1 * s;
@@ -39,4 +41,15 @@ sq_status kn_rope(float *x, const float *inv_freq, int batch, int seq, int heads
     }
     free(cos_sin);
     return SQ_OK;
+}
+
+sq_status kn_rope(float *x, const float *inv_freq, int batch, int seq, int heads, int head_dim, int pos0)
+{
+    return rotate(x, inv_freq, batch, seq, heads, head_dim, pos0, 1.0f);
+}
+
+/* The rotation's transpose is the rotation by minus the angle. */
+sq_status kn_rope_backward(float *d, const float *inv_freq, int batch, int seq, int heads, int head_dim, int pos0)
+{
+    return rotate(d, inv_freq, batch, seq, heads, head_dim, pos0, -1.0f);
 }

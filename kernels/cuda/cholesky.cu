@@ -7,7 +7,15 @@
  * The inverse is formed as L⁻ᵀ L⁻¹ from a triangular solve against the
  * identity and a syrk, rather than with potri or trtri, which ran 1.4-2.5x slower
  * on an H100 (bench/RESULTS.md has the steps' timings). A positive pivot
- * count in devInfo means "not positive definite" and becomes SQ_ERR_NUMERIC. */
+ * count in devInfo means "not positive definite" and becomes SQ_ERR_NUMERIC.
+ *
+ * GPTQ's Hinv, the upper Cholesky factor of A⁻¹, needs no inverse at all. With J
+ * the order-reversing permutation, J A J = Rᵀ R (R upper) gives A⁻¹ = J R⁻¹ R⁻ᵀ J
+ * = Vᵀ V with V = J R⁻ᵀ J, upper with a positive diagonal: V is the factor. J A J
+ * of a row-major matrix is its element array reversed, and the reversed array of
+ * column-major R⁻¹ reads row-major as V; so: reverse, potrf, a triangular solve
+ * against the identity, reverse. One potrf and one trsm instead of potrf, trsm,
+ * syrk and potrf again. */
 #include "kernels/cuda/cuda_common.h"
 
 static sq_status read_info(const int *dev_info, const char *who, const char *step, int n)
@@ -22,15 +30,15 @@ static sq_status read_info(const int *dev_info, const char *who, const char *ste
     return SQ_OK;
 }
 
-/* Column-major lower Cholesky factor in place (the row-major upper factor). */
-static sq_status factor(float *A, int n, int *dev_info, const char *who)
+/* Column-major Cholesky factor in place, in the `fill` triangle (LOWER: the row-major upper factor). */
+static sq_status factor(float *A, int n, cublasFillMode_t fill, int *dev_info, const char *who)
 {
     cusolverDnHandle_t solver = kn_cuda_solver();
     int work_len = 0;
-    CUSOLVER_CHECK(cusolverDnSpotrf_bufferSize(solver, CUBLAS_FILL_MODE_LOWER, n, A, n, &work_len));
+    CUSOLVER_CHECK(cusolverDnSpotrf_bufferSize(solver, fill, n, A, n, &work_len));
     float *work = NULL;
     CUDA_CHECK(cudaMalloc((void **)&work, sizeof(float) * (size_t)(work_len > 0 ? work_len : 1)));
-    sq_status st = CUSOLVER_STATUS(cusolverDnSpotrf(solver, CUBLAS_FILL_MODE_LOWER, n, A, n, work, work_len, dev_info));
+    sq_status st = CUSOLVER_STATUS(cusolverDnSpotrf(solver, fill, n, A, n, work, work_len, dev_info));
     if (st == SQ_OK)
         st = read_info(dev_info, who, "potrf", n);
     cudaFree(work);
@@ -65,7 +73,7 @@ __global__ void set_identity(float *M, int n)
  * above), then syrk writes Mᵀ M over A, which is no longer needed. */
 static sq_status invert(float *A, int n, int *dev_info)
 {
-    SQ_TRY(factor(A, n, dev_info, "kn_spd_inverse"));
+    SQ_TRY(factor(A, n, CUBLAS_FILL_MODE_LOWER, dev_info, "kn_spd_inverse"));
     float *M = NULL;
     CUDA_CHECK(cudaMalloc((void **)&M, sizeof(float) * (size_t)n * n));
     set_identity<<<kn_cuda_blocks((size_t)n * n, 256), 256>>>(M, n);
@@ -83,30 +91,77 @@ static sq_status invert(float *A, int n, int *dev_info)
     return st;
 }
 
-extern "C" sq_status kn_spd_inverse(float *A, int n)
+/* The row-major upper factor, lower part zeroed. */
+static sq_status cholesky(float *A, int n, int *dev_info)
+{
+    SQ_TRY(factor(A, n, CUBLAS_FILL_MODE_LOWER, dev_info, "kn_cholesky_upper"));
+    return zero_row_major_strict_lower(A, n);
+}
+
+/* The entry points' shared frame: the size check and cuSOLVER's devInfo word around `step`. */
+static sq_status with_dev_info(float *A, int n, const char *who, sq_status (*step)(float *, int, int *))
 {
     if (n < 0)
-        return sq_fail(SQ_ERR_ARG, "kn_spd_inverse: negative size %d", n);
+        return sq_fail(SQ_ERR_ARG, "%s: negative size %d", who, n);
     if (n == 0)
         return SQ_OK;
     int *dev_info = NULL;
     CUDA_CHECK(cudaMalloc((void **)&dev_info, sizeof(int)));
-    sq_status st = invert(A, n, dev_info);
+    sq_status st = step(A, n, dev_info);
     cudaFree(dev_info);
     return st;
 }
 
+extern "C" sq_status kn_spd_inverse(float *A, int n)
+{
+    return with_dev_info(A, n, "kn_spd_inverse", invert);
+}
+
 extern "C" sq_status kn_cholesky_upper(float *A, int n)
 {
-    if (n < 0)
-        return sq_fail(SQ_ERR_ARG, "kn_cholesky_upper: negative size %d", n);
-    if (n == 0)
-        return SQ_OK;
-    int *dev_info = NULL;
-    CUDA_CHECK(cudaMalloc((void **)&dev_info, sizeof(int)));
-    sq_status st = factor(A, n, dev_info, "kn_cholesky_upper");
-    if (st == SQ_OK)
-        st = zero_row_major_strict_lower(A, n);
-    cudaFree(dev_info);
+    return with_dev_info(A, n, "kn_cholesky_upper", cholesky);
+}
+
+/* A[i] <-> A[total-1-i]: J A J for a square matrix. */
+__global__ void reverse_in_place(float *A, size_t total)
+{
+    GRID_STRIDE(i, total / 2)
+    {
+        float t = A[i];
+        A[i] = A[total - 1 - i];
+        A[total - 1 - i] = t;
+    }
+}
+
+__global__ void reverse_copy(float *out, const float *in, size_t total)
+{
+    GRID_STRIDE(i, total) out[i] = in[total - 1 - i];
+}
+
+/* The reversal identity in this file's header comment. */
+static sq_status inverse_factor(float *A, int n, int *dev_info)
+{
+    size_t total = (size_t)n * n;
+    reverse_in_place<<<kn_cuda_blocks(total / 2 + 1, 256), 256>>>(A, total);
+    CUDA_CHECK_LAUNCH();
+    SQ_TRY(factor(A, n, CUBLAS_FILL_MODE_UPPER, dev_info, "kn_inverse_cholesky_upper"));
+    float *M = NULL;
+    CUDA_CHECK(cudaMalloc((void **)&M, sizeof(float) * total));
+    set_identity<<<kn_cuda_blocks(total, 256), 256>>>(M, n);
+    sq_status st = CUDA_STATUS(cudaGetLastError());
+    const float one = 1.0f;
+    if (st == SQ_OK) /* M = R⁻¹, upper, exact zeros below */
+        st = CUBLAS_STATUS(cublasStrsm(kn_cuda_blas(), CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N,
+                                       CUBLAS_DIAG_NON_UNIT, n, n, &one, A, n, M, n));
+    if (st == SQ_OK) {
+        reverse_copy<<<kn_cuda_blocks(total, 256), 256>>>(A, M, total);
+        st = CUDA_STATUS(cudaGetLastError());
+    }
+    cudaFree(M);
     return st;
+}
+
+extern "C" sq_status kn_inverse_cholesky_upper(float *A, int n)
+{
+    return with_dev_info(A, n, "kn_inverse_cholesky_upper", inverse_factor);
 }

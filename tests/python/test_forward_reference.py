@@ -11,7 +11,8 @@ first scored, ppl = exp(mean NLL). shardq must agree to 1e-4 relative.
 
 Fixtures come from build/tools/make_tiny_model (Llama / Mistral / Qwen2,
 GQA on and off, shards, bf16/fp16/f32) and from a small writer here for what
-that tool does not make (llama3 RoPE scaling, Llama with attention_bias).
+that tool does not make (llama3 and linear RoPE scaling, in the top-level layout and in transformers
+5's rope_parameters, Llama with attention_bias).
 """
 import json
 import math
@@ -57,8 +58,11 @@ def write_safetensors(path, tensors, dtype):
 
 
 def write_fixture(model_dir, *, seed, hidden=64, heads=4, kv_heads=2, inter=160, layers=2, vocab=256,
-                  dtype="BF16", shards=1, attention_bias=False, tied=True, rope_scaling=None, model_type="llama"):
-    """Llama's attention_bias puts biases on q/k/v/o; Qwen2 always has q/k/v biases and no o bias."""
+                  dtype="BF16", shards=1, attention_bias=False, tied=True, rope_scaling=None, model_type="llama",
+                  rope_theta=10000.0, rope_layout="top-level"):
+    """Llama's attention_bias puts biases on q/k/v/o; Qwen2 always has q/k/v biases and no o bias.
+    rope_layout "top-level" writes rope_theta and rope_scaling as transformers < 5 does,
+    "rope_parameters" one rope_parameters object (theta, type and scaling) as transformers >= 5 does."""
     rng = np.random.default_rng(seed)
     head_dim = hidden // heads
     t = {"model.embed_tokens.weight": rng.normal(0, 0.15, (vocab, hidden))}
@@ -91,14 +95,18 @@ def write_fixture(model_dir, *, seed, hidden=64, heads=4, kv_heads=2, inter=160,
     config = {
         "architectures": [arch], "model_type": model_type, "hidden_size": hidden, "intermediate_size": inter,
         "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
-        "vocab_size": vocab, "max_position_embeddings": 512, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "vocab_size": vocab, "max_position_embeddings": 512, "rms_norm_eps": 1e-5,
         "tie_word_embeddings": tied, "bos_token_id": 1, "eos_token_id": 2,
         "torch_dtype": "bfloat16" if dtype == "BF16" else "float32", "hidden_act": "silu",
     }
     if model_type == "llama":
         config["attention_bias"] = attention_bias
-    if rope_scaling:
-        config["rope_scaling"] = rope_scaling
+    if rope_layout == "rope_parameters":
+        config["rope_parameters"] = {"rope_theta": rope_theta, "rope_type": "default", **(rope_scaling or {})}
+    else:
+        config["rope_theta"] = rope_theta
+        if rope_scaling:
+            config["rope_scaling"] = rope_scaling
     (model_dir / "config.json").write_text(json.dumps(config, indent=2))
     names = list(t)
     if shards == 1:
@@ -115,14 +123,18 @@ def write_fixture(model_dir, *, seed, hidden=64, heads=4, kv_heads=2, inter=160,
     return model_dir
 
 
-def reference_ppl(model_dir, ids, seqlen, max_windows=None, kv_bits=0):
+def reference_ppl_of(model, ids, seqlen, max_windows=None, kv_bits=0):
+    """(windows, perplexity) of a loaded (config, tensors) model over non-overlapping windows."""
     nsamples = len(ids) // seqlen
     if max_windows:
         nsamples = min(nsamples, max_windows)
-    model = load_model(model_dir)
-    nll = np.concatenate([reference_nll(model_dir, ids[i * seqlen : (i + 1) * seqlen], model=model, kv_bits=kv_bits)
+    nll = np.concatenate([reference_nll(None, ids[i * seqlen : (i + 1) * seqlen], model=model, kv_bits=kv_bits)
                           for i in range(nsamples)])
     return nsamples, nll, math.exp(nll.mean())
+
+
+def reference_ppl(model_dir, ids, seqlen, max_windows=None, kv_bits=0):
+    return reference_ppl_of(load_model(model_dir), ids, seqlen, max_windows, kv_bits)
 
 
 # ---------------------------------------------------------------- shardq
@@ -143,14 +155,24 @@ def random_ids(seed, vocab, n):
     return np.random.default_rng(seed).integers(0, vocab, n).tolist()
 
 
+# llama3 scaling with an original context of 16 positions: over 24-token windows every regime
+# (kept, blended, divided frequencies) matters.
+LLAMA3_SHORT = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 16}
+
 CASES = {
     "gqa-bf16": dict(kv_heads=2),
     "mha-f32": dict(kv_heads=4, dtype="F32"),
     "sharded-untied": dict(kv_heads=2, shards=3, tied=False),
     "llama-attention-bias": dict(kv_heads=2, attention_bias=True, dtype="F32"),
-    "llama3-rope": dict(kv_heads=1, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                                  "high_freq_factor": 4.0,
-                                                  "original_max_position_embeddings": 16}),
+    "llama3-rope": dict(kv_heads=1, rope_scaling=LLAMA3_SHORT),
+    "linear-rope": dict(kv_heads=2, rope_scaling={"type": "linear", "factor": 4.0}, rope_theta=100.0),
+    # transformers >= 5: theta and scaling in rope_parameters (a small theta, so a wrong one shows)
+    "rope-parameters-theta": dict(kv_heads=2, rope_layout="rope_parameters", rope_theta=100.0),
+    "rope-parameters-llama3": dict(kv_heads=1, rope_layout="rope_parameters", rope_theta=500.0,
+                                   rope_scaling=LLAMA3_SHORT),
+    "rope-parameters-linear": dict(kv_heads=2, rope_layout="rope_parameters", rope_theta=100.0,
+                                   rope_scaling={"rope_type": "linear", "factor": 4.0}),
 }
 
 
@@ -169,6 +191,13 @@ def test_eval_matches_numpy_reference(case, tmp_path):
     assert metrics["nll"] == pytest.approx(nll.mean(), rel=1e-4)
     # random weights predict random ids poorly, but not uniformly: a real signal to match
     assert abs(math.log(ppl) - math.log(256)) > 0.05
+    if "rope" in case:
+        # The RoPE settings matter to the result: without them (theta 10000, no scaling) the
+        # reference gives another perplexity, so reading them wrongly cannot pass.
+        cfg, weights = load_model(model_dir)
+        plain = {k: v for k, v in cfg.items() if k not in ("rope_theta", "rope_scaling", "rope_parameters")}
+        _, _, plain_ppl = reference_ppl_of((plain, weights), ids, seqlen)
+        assert abs(plain_ppl - ppl) > 1e-3 * ppl, (plain_ppl, ppl)
 
 
 def test_max_windows_micro_batches_and_logit_chunks(tmp_path):

@@ -5,7 +5,7 @@ files) is written here by hand; build/tools/gptq_checkpoint_tool quantizes
 its layer-0 linears by round-to-nearest and writes the GPTQ checkpoint. We
 check every tensor's name, dtype, shape and bytes (packed with a NumPy
 packer in AutoGPTQ's scheme, the rest converted to fp16), config.json's
-quantization_config, the copied tokenizer files, manifest.json's sizes and
+quantization_config (and its RoPE settings kept in transformers 5's rope_parameters layout), the copied tokenizer files, manifest.json's sizes and
 sha256, sharding with an index, the dequantizing reader, and the refusal of
 a linear whose out_features is not a multiple of 32.
 """
@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
 import struct
 import subprocess
 import sys
@@ -85,17 +86,18 @@ def source(tmp_path_factory):
     config = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": HIDDEN,
               "intermediate_size": INTER, "num_hidden_layers": 1, "num_attention_heads": 4,
               "num_key_value_heads": 2, "vocab_size": VOCAB, "rms_norm_eps": 1e-6, "torch_dtype": "bfloat16",
-              "max_position_embeddings": 128, "tie_word_embeddings": False}
+              "max_position_embeddings": 128, "tie_word_embeddings": False,
+              "rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"}}  # transformers 5's layout
     (d / "config.json").write_text(json.dumps(config))
     (d / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": {}, "merges": []}}')
     (d / "tokenizer_config.json").write_text('{"bos_token": "<s>"}')
     return d, tensors, config
 
 
-def run_write(src, out, *extra):
+def run_write(src, out, *extra, group=32):
     linears = ",".join(f"model.layers.0.{lin}" for lin in LINEARS)
     return subprocess.run([str(TOOL), "write", str(src), str(out), "--linears", linears, "--bits", "4",
-                           "--group-size", "32", "--sym", "0", *extra], capture_output=True, text=True)
+                           "--group-size", str(group), "--sym", "0", *extra], capture_output=True, text=True)
 
 
 def expected_linear(bits_array, bits=4, group=32):
@@ -103,10 +105,10 @@ def expected_linear(bits_array, bits=4, group=32):
     out_f, in_f = W.shape
     maxq = 2**bits - 1
     codes, scales, zeros = np.zeros_like(W), [], []
-    for g in range(in_f // group):
-        s, z = find_params(W[:, g * group:(g + 1) * group], maxq, False)
-        q, _ = quantize(W[:, g * group:(g + 1) * group], s[:, None], z[:, None], maxq)
-        codes[:, g * group:(g + 1) * group] = q
+    for c0 in range(0, in_f, group):  # the last group is shorter where group does not divide in_f
+        s, z = find_params(W[:, c0:c0 + group], maxq, False)
+        q, _ = quantize(W[:, c0:c0 + group], s[:, None], z[:, None], maxq)
+        codes[:, c0:c0 + group] = q
         scales.append(s)
         zeros.append(z)
     scales, zeros = np.stack(scales), np.stack(zeros).astype(np.int64)  # [groups, out]
@@ -142,6 +144,9 @@ def test_single_file_checkpoint(source, tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["torch_dtype"] == "float16"
     assert cfg["hidden_size"] == HIDDEN and cfg["architectures"] == config["architectures"]
+    # The RoPE settings stay in the layout the input used (no top-level rope_theta added).
+    assert cfg["rope_parameters"] == config["rope_parameters"]
+    assert "rope_theta" not in cfg and "rope_scaling" not in cfg
     assert cfg["quantization_config"] == {"quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": False,
                                           "sym": False, "damp_percent": 0.01, "static_groups": False,
                                           "true_sequential": True, "checkpoint_format": "gptq"}
@@ -205,6 +210,47 @@ def test_sharded_checkpoint(source, tmp_path):
     # Writing a single file over it removes the index that readers would otherwise follow.
     assert run_write(src, out).returncode == 0
     assert (out / "model.safetensors").exists() and not (out / "model.safetensors.index.json").exists()
+
+
+def test_transformers5_dtype_key_kept(source, tmp_path):
+    """A transformers 5 config says "dtype" instead of "torch_dtype": it is read, and the output
+    says float16 under the same key (not a second, contradicting key)."""
+    src, _, config = source
+    t5 = tmp_path / "t5"
+    shutil.copytree(src, t5)
+    cfg = dict(config)
+    cfg["dtype"] = cfg.pop("torch_dtype")
+    (t5 / "config.json").write_text(json.dumps(cfg))
+    proc = run_write(t5, tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert written["dtype"] == "float16" and "torch_dtype" not in written
+
+
+def test_ragged_last_group_checkpoint(source, tmp_path):
+    """group_size 48 over 64 and 128 inputs: scales/qzeros have ceil(in/48) rows (2 and 3), g_idx maps
+    every column, the last group is the short one; the reader dequantizes what the tensors say."""
+    src, tensors, _ = source
+    out = tmp_path / "ragged"
+    proc = run_write(src, out, group=48)
+    assert proc.returncode == 0, proc.stderr
+    got = read_safetensors(out / "model.safetensors")
+    for lin, (out_f, in_f) in LINEARS.items():
+        base = f"model.layers.0.{lin}"
+        qweight, qzeros, scales, g_idx = expected_linear(tensors[base + ".weight"][1], group=48)
+        assert scales.shape == (-(-in_f // 48), out_f)
+        for suffix, want in ((".qweight", qweight), (".qzeros", qzeros), (".scales", scales), (".g_idx", g_idx)):
+            np.testing.assert_array_equal(got[base + suffix][1], want, err_msg=base + suffix)
+    assert json.loads((out / "config.json").read_text())["quantization_config"]["group_size"] == 48
+    lin = "model.layers.0.mlp.down_proj"
+    subprocess.run([str(TOOL), "read", str(out), lin, str(tmp_path / "w.f32")], check=True, capture_output=True)
+    W = np.fromfile(tmp_path / "w.f32", np.float32).reshape(64, 128)
+    qweight, qzeros, scales, g_idx = (got[lin + s][1] for s in (".qweight", ".qzeros", ".scales", ".g_idx"))
+    q = np.stack([(qweight.view(np.uint32)[i * 4 // 32] >> np.uint32(4 * (i % 8))) & 15 for i in range(128)])
+    z = np.stack([(qzeros.view(np.uint32)[:, o // 8] >> np.uint32(4 * (o % 8))) & 15 for o in range(64)], 1) + 1
+    np.testing.assert_array_equal(g_idx[-33:], [1] + [2] * 32)
+    expect = (scales.astype(np.float32)[g_idx] * (q.astype(np.float32) - z[g_idx].astype(np.float32))).T
+    np.testing.assert_array_equal(W, expect)
 
 
 def test_unpackable_linear_is_refused(source, tmp_path):

@@ -86,6 +86,8 @@ def run(tmp, W, H=None, **opt):
 
 CASES = [(bits, sym, gs, desc) for bits in (2, 3, 4, 8) for sym in (True, False)
          for gs, desc in ((32, False), (-1, False), (32, True))]
+# Ragged last group: 48 over 128 inputs gives scales/qzeros ceil(128/48) = 3 rows, g_idx 0,0,..,2.
+CASES += [(bits, False, 48, desc) for bits in (3, 4) for desc in (False, True)]
 
 
 @pytest.mark.parametrize("bits,sym,group_size,desc_act", CASES)

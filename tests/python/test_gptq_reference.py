@@ -4,7 +4,9 @@ The reference below is written from the GPTQ paper (Frantar et al. 2022,
 Algorithm 1: Cholesky of H^-1, lazy blocked updates) with the choices AutoGPTQ
 makes: dead inputs, damping by a fraction of mean(diag H), act-order by
 descending diag(H), per-group min/max grids taken when a group starts (from W
-as it was at the start of the block), static groups, and AutoGPTQ's g_idx. Our
+as it was at the start of the block), static groups, and AutoGPTQ's g_idx; a
+group size that does not divide the inputs leaves a shorter last group (the
+slices simply run short), checked with and without act-order and static groups. Our
 solve runs through build/tools/gptq_solve on the same W and H; the integer
 codes must agree except for rare rounding ties whose effect then propagates
 (the fraction is printed), and GPTQ's output error tr((W-Q) H (W-Q)^T) must
@@ -119,6 +121,12 @@ CONFIGS = [
     for sym in (True, False)
     for gs, desc, static in ((32, False, False), (32, True, False), (32, True, True), (32, False, True),
                              (-1, False, False), (-1, True, False))
+] + [
+    # Ragged last group: 40 does not divide the 96 inputs (groups of 40, 40, 16), as group_size
+    # 128 leaves a group of 64 over SmolLM2's 576 inputs; AutoGPTQ's slices simply run short.
+    (bits, False, 40, desc, static)
+    for bits in (3, 4)
+    for desc, static in ((False, False), (True, False), (True, True), (False, True))
 ]
 
 
@@ -165,6 +173,20 @@ def test_rtn_matches_reference(tmp_path):
         np.testing.assert_array_equal(ours["codes"][:, g * 32:(g + 1) * 32], q)
         np.testing.assert_array_equal(ours["wq"][:, g * 32:(g + 1) * 32], dq)
     np.testing.assert_array_equal(ours["g_idx"], np.arange(COLS) // 32)
+
+
+def test_rtn_ragged_last_group_matches_reference(tmp_path):
+    """group_size 40 over 96 inputs: three groups, the last one 16 columns wide."""
+    _, W, _ = make_problem(8)
+    ours = run_tool(tmp_path, W, None, method="rtn", bits=4, group_size=40, sym=False)
+    assert ours["scales"].shape == (ROWS, 3)
+    np.testing.assert_array_equal(ours["g_idx"], np.arange(COLS) // 40)
+    for g, (c0, c1) in enumerate(((0, 40), (40, 80), (80, 96))):
+        scale, zero = find_params(W[:, c0:c1], 15, False)
+        q, dq = quantize(W[:, c0:c1], scale[:, None], zero[:, None], 15)
+        np.testing.assert_allclose(ours["scales"][:, g], scale, rtol=1e-6)
+        np.testing.assert_array_equal(ours["codes"][:, c0:c1], q)
+        np.testing.assert_array_equal(ours["wq"][:, c0:c1], dq)
 
 
 def test_hessian_accumulator_running_average(tmp_path):

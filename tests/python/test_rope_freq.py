@@ -1,5 +1,5 @@
 """test_rope_freq.py: shardq's RoPE inverse frequencies (printed by build/tools/rope_inv_freq from a
-config.json) match a NumPy transcription of transformers' rope initialisers: default,
+config.json, in the top-level rope_theta/rope_scaling layout and in transformers 5's rope_parameters) match a NumPy transcription of transformers' rope initialisers: default,
 "linear" (inv_freq / factor) and "llama3" (_compute_llama3_parameters: low frequencies divided by
 the factor, high ones kept, a linear blend in between)."""
 import json
@@ -57,6 +57,15 @@ def test_inv_freq_matches_numpy(tmp_path, theta, scaling):
     want = reference(128, theta, scaling)
     assert got.shape == want.shape == (64,)
     np.testing.assert_allclose(got, want, rtol=2e-6)
+
+
+@pytest.mark.parametrize("theta,scaling", [(100000.0, None), (10000.0, {"rope_type": "linear", "factor": 4.0}),
+                                           (500000.0, LLAMA31)])
+def test_rope_parameters_layout_matches_numpy(tmp_path, theta, scaling):
+    """transformers 5 writes theta, type and scaling together in rope_parameters."""
+    params = {"rope_theta": theta, "rope_type": "default", **(scaling or {})}
+    got = shardq_inv_freq(tmp_path, base_config(rope_parameters=params))
+    np.testing.assert_allclose(got, reference(128, theta, scaling), rtol=2e-6)
 
 
 def test_llama3_has_all_three_regions(tmp_path):

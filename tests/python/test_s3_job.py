@@ -133,9 +133,15 @@ def test_killed_s3_job_resumes_to_same_bytes(server, work, local_output, fault):
     assert "manifest.json" not in s3_objects(server, f"jobs/{name}/output/")
     done_before = len(s3_json(server, f"jobs/{name}/state/journal.json")["steps"][0]["layers"])
     assert done_before == (1 if fault == "mid-artifact:1" else 2)
+    # Parts a killed process left in unfinished multipart uploads, under the state and the output.
+    for key in (f"jobs/{name}/state/step0/big.bin", f"jobs/{name}/output/model.safetensors"):
+        upload = server.s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+        server.s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload, PartNumber=1, Body=b"left behind")
     env, tmpdir = job_env(server, work["tmp"] / name / "rerun")
     rerun = mpirun(2, ["run", spec], env=env)
     assert "replayed from the journal" in rerun.stderr
+    assert rerun.stderr.count("aborted 1 unfinished multipart upload left by an earlier run") == 2
+    assert server.s3.list_multipart_uploads(Bucket=BUCKET, Prefix=f"jobs/{name}/").get("Uploads", []) == []
     assert s3_digests(server, f"jobs/{name}/output/") == local_output
     assert list(tmpdir.iterdir()) == []
 
@@ -219,3 +225,23 @@ def test_bad_credentials_fail_without_the_secret(server, work):
     assert f"s3://{BUCKET}/models/tiny" in out  # the first read: validation, before any write
     assert "403" in out or "SignatureDoesNotMatch" in out
     assert secret not in out
+
+
+def test_trickling_store_fails_the_job_naming_the_uri(server, work):
+    # The spec's own deadlines: a server trickling 1 byte/s is stalled after 1 s on every attempt, so the
+    # job ends (every rank) with an error naming the object, instead of waiting forever.
+    proxy = FaultProxy(server.port)
+    try:
+        proxy.inject("trickle", count=1000, methods=("GET",))
+        spec_path = spec_for(server, work, "trickled", on_s3=True, endpoint=proxy.endpoint)
+        spec = json.loads(spec_path.read_text())
+        spec["storage"].update(stall_timeout_s=1, max_retries=1)
+        spec_path.write_text(json.dumps(spec))
+        env, _ = job_env(server, work["tmp"] / "trickled")
+        proc = mpirun(2, ["run", spec_path], env=env, check=False)
+    finally:
+        proxy.stop()
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if "gave up after retries" in line]
+    # The first object the job reads (a model file, read for validation before the journal) is named.
+    assert errors and all("stalled" in line and f"s3://{BUCKET}/models/tiny" in line for line in errors), errors

@@ -135,7 +135,7 @@ def test_sparsegpt_matches_reference(tmp_path, structure, blocksize):
 
 
 @pytest.mark.parametrize("structure", [dict(sparsity=0.5), dict(pattern="2:4")], ids=["50%", "2:4"])
-@pytest.mark.parametrize("sym,group_size", [(True, 32), (False, 32), (False, -1)])
+@pytest.mark.parametrize("sym,group_size", [(True, 32), (False, 32), (False, -1), (False, 40)])
 def test_sparsegpt_joint_4bit_matches_reference(tmp_path, structure, sym, group_size):
     _, W, H = make_problem(17 + group_size)
     ours = run_tool(tmp_path, W, H, "sparsegpt", bits=4, group_size=group_size, sym=sym, block_size=32, **structure)

@@ -161,7 +161,7 @@ def test_download_faults_are_retried(server, tmp_path, kind):
     proxy = server.proxy
     proxy.clear()
     proxy.inject(kind, count=2, methods=("GET",))
-    env = server.env(endpoint=proxy.endpoint, SHARDQ_S3_TIMEOUT_S="1")
+    env = server.env(endpoint=proxy.endpoint, SHARDQ_S3_STALL_TIMEOUT_S="1")
     r = tool(env, "getfile", uri(f"fault/{kind}"), str(tmp_path / "out"))
     assert proxy.injected == [kind, kind]
     assert (tmp_path / "out").read_bytes() == data
@@ -265,3 +265,122 @@ def test_failed_multipart_upload_is_aborted(server, tmp_path):
     assert "multipart upload aborted" in r.stderr and uri("mpabort/obj") in r.stderr
     assert server.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     assert "Contents" not in server.s3.list_objects_v2(Bucket=BUCKET, Prefix="mpabort/")
+
+
+@pytest.mark.parametrize("fault,settings,why", [
+    # 1 byte/s is far below the 1024 bytes/s floor: every attempt is stalled after 1 s, whatever the machine.
+    ("trickle", {"SHARDQ_S3_STALL_TIMEOUT_S": "1"}, "stalled"),
+    # 160 KB/s never stalls, but a body without end never finishes: the 1 s deadline ends each attempt.
+    ("endless", {"SHARDQ_S3_REQUEST_TIMEOUT_S": "1", "SHARDQ_S3_STALL_TIMEOUT_S": "30"}, "deadline"),
+])
+def test_server_that_never_finishes_ends_in_an_error_naming_the_uri(server, tmp_path, fault, settings, why):
+    server.s3.put_object(Bucket=BUCKET, Key="slow/obj", Body=os.urandom(5000))
+    proxy = server.proxy
+    proxy.clear()
+    proxy.inject(fault, count=50, methods=("GET",))
+    before = proxy.requests
+    env = server.env(endpoint=proxy.endpoint, SHARDQ_S3_MAX_RETRIES="1", **settings)
+    r = tool(env, "getfile", uri("slow/obj"), str(tmp_path / "out"), check=False)
+    proxy.clear()
+    assert r.returncode == 1
+    assert proxy.requests - before == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert uri("slow/obj") in last and why in last and "gave up after retries" in last
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_trickled_answer_is_retried(server, tmp_path):
+    data = os.urandom(5000)
+    server.s3.put_object(Bucket=BUCKET, Key="trickle/once", Body=data)
+    proxy = server.proxy
+    proxy.clear()
+    proxy.inject("trickle", count=1, methods=("GET",))
+    env = server.env(endpoint=proxy.endpoint, SHARDQ_S3_STALL_TIMEOUT_S="1")
+    r = tool(env, "get", uri("trickle/once"), str(tmp_path / "out"))
+    assert proxy.injected == ["trickle"] and "stalled" in r.stderr
+    assert (tmp_path / "out").read_bytes() == data
+
+
+@pytest.mark.parametrize("name,value", [("SHARDQ_S3_MAX_RETRIES", "three"), ("SHARDQ_S3_PART_SIZE_MB", "8MB"),
+                                        ("SHARDQ_S3_STALL_TIMEOUT_S", "0"), ("SHARDQ_S3_LOW_SPEED_BYTES", "1.5"),
+                                        ("SHARDQ_S3_REQUEST_TIMEOUT_S", "-5"), ("SHARDQ_S3_PATH_STYLE", "yes"),
+                                        ("SHARDQ_S3_PARALLEL_PARTS", "99999999999999999999")])
+def test_bad_tuning_variable_is_refused_by_name(server, name, value):
+    proxy = server.proxy
+    proxy.clear()
+    before = proxy.requests
+    r = tool(server.env(endpoint=proxy.endpoint, **{name: value}), "head", uri("range/obj"), check=False)
+    assert r.returncode == 1 and f"{name}='{value}'" in r.stderr and "must be an integer" in r.stderr
+    assert proxy.requests == before  # refused before any request
+
+
+def test_listing_truncated_without_a_token_is_an_error(server, tmp_path):
+    server.s3.put_object(Bucket=BUCKET, Key="trunc/a", Body=b"a")
+    proxy = server.proxy
+    proxy.clear()
+    proxy.inject("truncated_listing", count=1, methods=("GET",), path_contains="list-type")
+    r = tool(server.env(endpoint=proxy.endpoint), "list", uri("trunc"), check=False)
+    assert proxy.injected == ["truncated_listing"]
+    assert r.returncode == 1 and "IsTruncated" in r.stderr and "NextContinuationToken" in r.stderr
+    assert uri("trunc") in r.stderr and r.stdout == ""
+
+
+def put_with_lost_completion(server, tmp_path, key, on_lost_response=None):
+    """A multipart putfile whose first CompleteMultipartUpload reaches the server but whose answer is lost;
+    the retry is answered NoSuchUpload (S3 does once the upload is gone; moto would repeat the success, so
+    the proxy answers it). Returns the run, the data and the faults injected."""
+    data = os.urandom(10 * 1024 * 1024 + 3)
+    src = tmp_path / "mp.bin"
+    src.write_bytes(data)
+    proxy = server.proxy
+    proxy.clear()
+    proxy.inject("lose_response", count=1, methods=("POST",), path_contains="uploadId=")
+    proxy.inject("no_such_upload", count=1, methods=("POST",), path_contains="uploadId=")
+    proxy.on_lost_response = on_lost_response
+    r = tool(server.env(endpoint=proxy.endpoint, SHARDQ_S3_PART_SIZE_MB="5"), "putfile", uri(key), str(src),
+             check=False)
+    injected = list(proxy.injected)
+    proxy.clear()
+    return r, data, injected
+
+
+def test_completion_whose_answer_was_lost_is_checked_and_kept(server, tmp_path):
+    # The object is the upload's (size, ETag, SHA-256), so the put succeeds.
+    r, data, injected = put_with_lost_completion(server, tmp_path, "lost/obj")
+    assert injected == ["lose_response", "no_such_upload"] and r.returncode == 0, r.stderr
+    assert "the first CompleteMultipartUpload succeeded" in r.stderr and "aborted" not in r.stderr
+    got = server.s3.get_object(Bucket=BUCKET, Key="lost/obj")
+    md5s = b"".join(hashlib.md5(data[i:i + (5 << 20)]).digest() for i in range(0, len(data), 5 << 20))
+    assert got["ETag"].strip('"') == hashlib.md5(md5s).hexdigest() + "-3"
+    assert hashlib.sha256(got["Body"].read()).digest() == hashlib.sha256(data).digest()
+    assert server.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_lost_completion_over_another_object_is_refused(server, tmp_path):
+    # What is at the key is not this upload (another writer replaced it between the lost answer and the
+    # retry): the put fails, naming the URI, and the other writer's object stays.
+    def other_writer():
+        server.s3.put_object(Bucket=BUCKET, Key="lost/other", Body=b"someone else's bytes")
+    r, _, injected = put_with_lost_completion(server, tmp_path, "lost/other", other_writer)
+    assert injected == ["lose_response", "no_such_upload"] and r.returncode == 1
+    assert uri("lost/other") in r.stderr and "not this upload" in r.stderr
+    assert server.s3.get_object(Bucket=BUCKET, Key="lost/other")["Body"].read() == b"someone else's bytes"
+
+
+def test_unfinished_uploads_under_a_prefix_are_aborted(server):
+    keys = ["stale/job/state/a.bin", "stale/job/state/sub/b.bin", "stale/job/output/c.bin", "stale/jobx/d.bin"]
+    for key in keys:
+        upload = server.s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+        server.s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload, PartNumber=1, Body=b"part")
+    env = server.env()
+    assert tool(env, "abort-uploads", uri("stale/job/state")).stdout.split() == ["2"]
+
+    def left():
+        return sorted(u["Key"] for u in server.s3.list_multipart_uploads(Bucket=BUCKET, Prefix="stale/")
+                      .get("Uploads", []))
+    assert left() == ["stale/job/output/c.bin", "stale/jobx/d.bin"]
+    assert tool(env, "abort-uploads", uri("stale/job")).stdout.split() == ["1"]  # not stale/jobx/
+    assert left() == ["stale/jobx/d.bin"]
+    assert tool(env, "abort-uploads", uri("stale/job")).stdout.split() == ["0"]
+    assert tool(env, "abort-uploads", uri("stale/jobx")).stdout.split() == ["1"]
+    assert left() == []

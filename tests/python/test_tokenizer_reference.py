@@ -345,3 +345,13 @@ def test_errors_name_file_and_path(tmp_path):
                           text=True, timeout=60)
     assert proc.returncode == 1
     assert "tokenizer.json: model.merges[1]: not a pair" in proc.stderr
+
+
+@pytest.mark.parametrize("mode", [[], ["--decode"]])
+def test_output_that_cannot_be_written_is_an_error(family, mode):
+    # /dev/full refuses every write: the ids (or the decoded text) never arrive, so the run must fail.
+    name, path = family
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([str(SHARDQ), "tokenize", "--tokenizer", str(path), *mode], input="1 2 3\n" * 5000,
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 1 and "writing to stdout failed" in proc.stderr

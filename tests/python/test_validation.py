@@ -14,7 +14,7 @@ from shardq_testlib import calibration_text, make_model, mpirun, write_spec
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("validation")
-    # 172 = 4 * 43: any group size but 1, 2, 4, 43... fails, and no GPTQ v1 packing fits
+    # 172 = 4 * 43: no GPTQ v1 packing fits, and N:M patterns with M = 8 do not divide it
     odd = make_model(tmp / "odd-model", "--layers", "2", "--hidden", "64", "--intermediate", "172", "--heads", "4",
                      "--kv-heads", "2", "--vocab", "512", "--seed", "1")
     model = make_model(tmp / "model", "--layers", "2", "--hidden", "64", "--intermediate", "160", "--heads", "4",
@@ -42,8 +42,6 @@ def refused(work, name, message, ranks=1, **kw):
 
 
 @pytest.mark.parametrize("name,kw,message", [
-    ("group", dict(model="model", step={"gptq": {"bits": 4, "group_size": 64}}),
-     "steps[0].gptq.group_size: 64 does not divide mlp.down_proj's 160 inputs"),
     ("packing", dict(model="odd", step={"rtn": {"bits": 4, "group_size": -1}}),
      "steps[0].rtn: mlp.gate_proj is [172 out, 64 in] and the GPTQ v1 format packs both along 32-bit words "
      "(multiples of 32 only): set \"output\": {\"format\": \"dense\"}"),
@@ -81,7 +79,7 @@ def test_weight_shape_against_config(work):
 
 
 def test_data_checked_before_any_state(work):
-    # calibration data too short for one window, and eval data that does not exist:
+    # calibration data too short for one window or for consecutive windows, and eval data that does not exist:
     # both would otherwise surface only after hours of calibration
     short = work["tmp"] / "short.ids"
     short.write_text(" ".join(str(i) for i in range(10)))
@@ -92,6 +90,16 @@ def test_data_checked_before_any_state(work):
     proc = mpirun(2, ["run", spec], check=False)
     assert proc.returncode != 0 and "10 tokens, fewer than seqlen + 1 = 33" in proc.stderr, proc.stderr
     assert not (work["tmp"] / "short").exists()
+    # consecutive windows need nsamples * seqlen = 4 * 32 ids
+    spec = spec_for(work, "few-consecutive", work["model"], {"gptq": {"bits": 4, "group_size": 32}})
+    data = json.loads(spec.read_text())
+    short.write_text(" ".join(str(i) for i in range(127)))
+    data["data"].update({"calibration": str(short), "format": "token_ids", "sampling": "consecutive"})
+    spec.write_text(json.dumps(data))
+    proc = mpirun(2, ["run", spec], check=False)
+    assert proc.returncode != 0 and ('data.sampling: "consecutive" needs data.nsamples x data.seqlen = 4 x 32 = 128 '
+                                     f'tokens, {short} has 127') in proc.stderr, proc.stderr
+    assert not (work["tmp"] / "few-consecutive").exists()
     spec = spec_for(work, "no-eval-data", work["model"], {"rtn": {"bits": 4, "group_size": 32}}, eval_seqlen=32)
     data = json.loads(spec.read_text())
     data["steps"][1]["eval"]["data"] = str(work["tmp"] / "missing.txt")
@@ -103,8 +111,8 @@ def test_data_checked_before_any_state(work):
 
 def test_corrected_spec_runs_on_the_same_state(work):
     # refused on 2 ranks (every rank stops, none writes), then the fixed spec runs where it was
-    refused(work, "fixed", "group_size: 48 does not divide", ranks=2, model=work["model"],
-            step={"gptq": {"bits": 4, "group_size": 48}})
+    refused(work, "fixed", "data.seqlen: 4096 is beyond", ranks=2, model=work["model"],
+            step={"gptq": {"bits": 4, "group_size": 32}}, seqlen=4096)
     spec = spec_for(work, "fixed", work["model"], {"gptq": {"bits": 4, "group_size": 32}})
     mpirun(2, ["run", spec])
     assert (work["tmp"] / "fixed" / "output" / "manifest.json").exists()

@@ -8,6 +8,7 @@
  *   store_tool head URI               prints "SIZE ETAG SHA256" ("-" for an unknown one)
  *   store_tool list URI               prints "SIZE NAME" lines
  *   store_tool delete URI
+ *   store_tool abort-uploads URI      aborts unfinished multipart uploads under URI, prints their count
  * Settings come from the environment (see store.h). On failure prints the error and exits 1. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,8 @@
 
 #include "core/fileio.h"
 #include "store/store.h"
+
+#define USAGE_VERBS "get|getfile|range|put|putfile|head|list|delete|abort-uploads"
 
 static sq_status run(sq_store *s, int argc, char **argv)
 {
@@ -67,13 +70,19 @@ static sq_status run(sq_store *s, int argc, char **argv)
     }
     if (!strcmp(verb, "delete") && argc == 3)
         return sq_store_delete(s, uri);
-    return sq_fail(SQ_ERR_ARG, "usage: store_tool get|getfile|range|put|putfile|head|list|delete URI [...]");
+    if (!strcmp(verb, "abort-uploads") && argc == 3) {
+        int n;
+        SQ_TRY(sq_store_abort_uploads(s, uri, &n));
+        printf("%d\n", n);
+        return SQ_OK;
+    }
+    return sq_fail(SQ_ERR_ARG, "usage: store_tool " USAGE_VERBS " URI [...]");
 }
 
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: store_tool get|getfile|range|put|putfile|head|list|delete URI [...]\n");
+        fprintf(stderr, "usage: store_tool " USAGE_VERBS " URI [...]\n");
         return 2;
     }
     sq_store *s;

@@ -1,6 +1,7 @@
 /* test_config.c: config.json parsing for Llama, Mistral and Qwen2 (defaults, GQA, head_dim, rope
- * scaling, biases, token ids, dtype) and precise SQ_ERR_FORMAT messages for bad configs; RoPE
- * frequencies against values computed by hand; hostile widths and doubles refused. */
+ * scaling in both layouts — top-level rope_theta/rope_scaling and transformers 5's rope_parameters —
+ * biases, token ids, dtype) and precise SQ_ERR_FORMAT messages for bad configs; RoPE frequencies
+ * against values computed by hand; hostile widths and doubles refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "model/config.h"
@@ -115,6 +117,106 @@ static void test_linear_scaling_old_key(void **state)
     assert_true(c.rope_factor == 2.0f);
 }
 
+#define LLAMA_BASE "{\"architectures\":[\"LlamaForCausalLM\"]," BASE
+#define LLAMA3_PARAMS "\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192"
+
+/* The config parses, with this theta and rope type, each read from the field named ("": default). */
+static void expect_rope(sq_model_config *c, const char *json, float theta, sq_rope_scaling_type type,
+                        const char *theta_from, const char *type_from)
+{
+    sq_status st = parse(c, json);
+    if (st != SQ_OK)
+        fail_msg("%s: %s", json, sq_last_error());
+    assert_true(c->rope_theta == theta);
+    assert_int_equal(c->rope_scaling, type);
+    assert_string_equal(c->rope_theta_from, theta_from);
+    assert_string_equal(c->rope_type_from, type_from);
+}
+
+/* transformers 5 writes rope_parameters (and dtype for torch_dtype); SmolLM2-135M's settings first. */
+static void test_rope_parameters_layout(void **state)
+{
+    (void)state;
+    sq_model_config c;
+    expect_rope(&c, LLAMA_BASE ",\"rope_parameters\":{\"rope_theta\":100000.0,\"rope_type\":\"default\"},"
+                      "\"dtype\":\"bfloat16\"}",
+                100000.0f, SQ_ROPE_SCALING_NONE, "rope_parameters.rope_theta", "rope_parameters.rope_type");
+    assert_int_equal(c.torch_dtype, SQ_DTYPE_BF16);
+    expect_rope(&c, LLAMA_BASE ",\"rope_parameters\":{\"rope_theta\":500000.0,\"rope_type\":\"llama3\"," LLAMA3_PARAMS "}}",
+                500000.0f, SQ_ROPE_SCALING_LLAMA3, "rope_parameters.rope_theta", "rope_parameters.rope_type");
+    assert_true(c.rope_factor == 8.0f && c.rope_low_freq_factor == 1.0f && c.rope_high_freq_factor == 4.0f);
+    assert_int_equal(c.rope_original_max_position, 8192);
+    expect_rope(&c, LLAMA_BASE ",\"rope_parameters\":{\"rope_theta\":20000,\"rope_type\":\"linear\",\"factor\":4}}",
+                20000.0f, SQ_ROPE_SCALING_LINEAR, "rope_parameters.rope_theta", "rope_parameters.rope_type");
+    assert_true(c.rope_factor == 4.0f);
+    /* Absent everywhere: transformers' default, and no field claimed. */
+    expect_rope(&c, LLAMA_BASE "}", 10000.0f, SQ_ROPE_SCALING_NONE, "", "");
+}
+
+/* Both layouts present: each setting is taken from wherever it is given, and equal values agree. */
+static void test_rope_layouts_combined(void **state)
+{
+    (void)state;
+    sq_model_config c;
+    expect_rope(&c, LLAMA_BASE ",\"rope_theta\":500000.0,\"rope_scaling\":{\"rope_type\":\"llama3\"," LLAMA3_PARAMS "},"
+                      "\"rope_parameters\":{\"rope_theta\":500000,\"rope_type\":\"llama3\"," LLAMA3_PARAMS "}}",
+                500000.0f, SQ_ROPE_SCALING_LLAMA3, "rope_parameters.rope_theta", "rope_parameters.rope_type");
+    /* theta only in rope_parameters, the scaling only in rope_scaling: neither falls back to a default. */
+    expect_rope(&c, LLAMA_BASE ",\"rope_scaling\":{\"type\":\"linear\",\"factor\":2},"
+                      "\"rope_parameters\":{\"rope_theta\":100000.0}}",
+                100000.0f, SQ_ROPE_SCALING_LINEAR, "rope_parameters.rope_theta", "rope_scaling.type");
+    assert_true(c.rope_factor == 2.0f);
+}
+
+static void expect_disagreement(const char *json, const char *first, const char *second)
+{
+    expect_format_error(json, "disagree");
+    if (!strstr(sq_last_error(), first) || !strstr(sq_last_error(), second))
+        fail_msg("message \"%s\" should name \"%s\" and \"%s\"", sq_last_error(), first, second);
+}
+
+static void test_rope_layouts_disagree(void **state)
+{
+    (void)state;
+    expect_disagreement(LLAMA_BASE ",\"rope_theta\":10000.0,\"rope_parameters\":{\"rope_theta\":100000.0,"
+                              "\"rope_type\":\"default\"}}",
+                        "\"rope_theta\" (10000)", "\"rope_parameters.rope_theta\" (100000)");
+    expect_disagreement(LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":8},"
+                              "\"rope_parameters\":{\"rope_type\":\"llama3\"," LLAMA3_PARAMS "}}",
+                        "\"rope_scaling.rope_type\" (\"linear\")", "\"rope_parameters.rope_type\" (\"llama3\")");
+    expect_disagreement(LLAMA_BASE ",\"rope_scaling\":{\"type\":\"linear\",\"factor\":8},"
+                              "\"rope_parameters\":{\"rope_type\":\"linear\",\"factor\":4}}",
+                        "\"rope_scaling.factor\" (8)", "\"rope_parameters.factor\" (4)");
+    expect_disagreement(LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":\"default\"},"
+                              "\"rope_parameters\":{\"rope_type\":\"linear\",\"factor\":4}}",
+                        "\"rope_scaling.rope_type\" (\"default\")", "\"rope_parameters.rope_type\" (\"linear\")");
+    expect_format_error(LLAMA_BASE ",\"rope_parameters\":{\"rope_type\":\"linear\"}}",
+                        "missing required field \"rope_parameters.factor\"");
+    expect_format_error(LLAMA_BASE ",\"rope_parameters\":{\"rope_theta\":-1}}",
+                        "\"rope_parameters.rope_theta\" must be a positive number");
+    expect_format_error(LLAMA_BASE ",\"rope_parameters\":\"default\"}", "\"rope_parameters\" must be an object");
+}
+
+/* Rope types not implemented are refused by name and by the field that names them. */
+static void test_rope_types_refused(void **state)
+{
+    (void)state;
+    static const char *const refused[] = {"yarn", "dynamic", "longrope", "proportional"};
+    sq_model_config c;
+    char json[512], want[96];
+    for (int i = 0; i < 4; i++) {
+        snprintf(json, sizeof json, LLAMA_BASE ",\"rope_parameters\":{\"rope_theta\":1e4,\"rope_type\":\"%s\","
+                                          "\"factor\":4}}", refused[i]);
+        assert_int_equal(parse(&c, json), SQ_ERR_UNSUPPORTED);
+        snprintf(want, sizeof want, "\"rope_parameters.rope_type\": rope type \"%s\" is not supported", refused[i]);
+        if (!strstr(sq_last_error(), want))
+            fail_msg("message \"%s\" should contain %s", sq_last_error(), want);
+    }
+    assert_int_equal(parse(&c, LLAMA_BASE ",\"rope_parameters\":{\"full_attention\":{\"rope_type\":\"default\"}}}"),
+                     SQ_ERR_UNSUPPORTED);
+    assert_non_null(strstr(sq_last_error(), "rope_parameters.full_attention"));
+}
+
 static void test_bad_configs(void **state)
 {
     (void)state;
@@ -145,9 +247,12 @@ static void test_bad_configs(void **state)
                         "\"eos_token_id\"");
     expect_format_error("{\"architectures\":[\"LlamaForCausalLM\"]," BASE ",\"torch_dtype\":\"int4\"}",
                         "unknown dtype \"int4\"");
+    expect_format_error(LLAMA_BASE ",\"dtype\":\"int4\"}", "field \"dtype\": unknown dtype \"int4\"");
+    expect_format_error(LLAMA_BASE ",\"torch_dtype\":\"float16\",\"dtype\":\"bfloat16\"}",
+                        "fields \"torch_dtype\" (float16) and \"dtype\" (bfloat16) disagree");
     expect_format_error("{\"architectures\":[\"LlamaForCausalLM\"]," BASE ",\"rope_scaling\":{\"rope_type\":\"llama3\","
                         "\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0}}",
-                        "rope_scaling: missing required field \"original_max_position_embeddings\"");
+                        "missing required field \"rope_scaling.original_max_position_embeddings\"");
     expect_format_error("{\"architectures\":[\"LlamaForCausalLM\"]," BASE ",\"rope_scaling\":[1]}",
                         "\"rope_scaling\" must be an object");
     expect_format_error("{\"architectures\":[\"LlamaForCausalLM\"]," BASE ",\"hidden_size\":64}", "duplicate");
@@ -181,12 +286,12 @@ static void test_hostile_configs(void **state)
     expect_format_error(LLAMA BASE ",\"rms_norm_eps\":1e39}", "\"rms_norm_eps\" must be a positive number");
     expect_format_error(LLAMA BASE ",\"rms_norm_eps\":2}", "\"rms_norm_eps\" must be below 1");
     expect_format_error(LLAMA BASE ",\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":1e300}}",
-                        "\"factor\" must be a positive number no larger than");
+                        "\"rope_scaling.factor\" must be a positive number no larger than");
     /* distinct doubles that are the same float: the llama3 smoothing would divide by zero */
     expect_format_error(LLAMA BASE ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0,"
                               "\"low_freq_factor\":1.0,\"high_freq_factor\":1.00000001,"
                               "\"original_max_position_embeddings\":8192}}",
-                        "high_freq_factor must exceed low_freq_factor");
+                        "\"rope_scaling.high_freq_factor\" must exceed low_freq_factor");
 #undef LLAMA
 }
 
@@ -265,7 +370,9 @@ int main(void)
         cmocka_unit_test(test_bad_configs),            cmocka_unit_test(test_hostile_configs),
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_load_missing_file),      cmocka_unit_test(test_inv_freq_plain_and_linear),
-        cmocka_unit_test(test_inv_freq_llama3_by_hand),
+        cmocka_unit_test(test_inv_freq_llama3_by_hand),  cmocka_unit_test(test_rope_parameters_layout),
+        cmocka_unit_test(test_rope_layouts_combined),    cmocka_unit_test(test_rope_layouts_disagree),
+        cmocka_unit_test(test_rope_types_refused),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

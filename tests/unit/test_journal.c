@@ -1,6 +1,7 @@
 /* test_journal.c: the journal records layers and steps durably, resumes where it
  * stopped, refuses another spec's state, rejects a damaged file, and records a
- * push so that it is found again for the same store, name and version only. */
+ * push so that it is found again for the same store, name and version only, and
+ * keeps a training step's latest checkpoint (refusing a malformed one). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -157,6 +158,37 @@ static void test_push_recorded_once(void **state)
     free(path);
 }
 
+static void test_training_checkpoint(void **state)
+{
+    (void)state;
+    sq_job_spec spec;
+    spec_for(&spec, 4);
+    sq_journal j;
+    int train_step = -1;
+    const char *sha = NULL;
+    assert_int_equal(sq_journal_open(&j, &spec, store, NULL), SQ_OK);
+    assert_null(sq_journal_checkpoint(&j, 0, &train_step, &sha));
+    assert_int_equal(sq_journal_record_checkpoint(&j, 0, 2, "step0/train_000002.safetensors", "aa"), SQ_OK);
+    assert_int_equal(sq_journal_record_checkpoint(&j, 0, 4, "step0/train_000004.safetensors", "bb"), SQ_OK);
+    sq_journal_close(&j);
+    assert_int_equal(sq_journal_open(&j, &spec, store, NULL), SQ_OK);
+    assert_string_equal(sq_journal_checkpoint(&j, 0, &train_step, &sha), "step0/train_000004.safetensors");
+    assert_int_equal(train_step, 4); /* the latest replaces the earlier one */
+    assert_string_equal(sha, "bb");
+    assert_false(sq_journal_step_done(&j, 0));
+    sq_journal_close(&j);
+    sq_job_spec_free(&spec);
+
+    char *path = sq_path_join(state_dir, "journal.json");
+    const char *damaged = "{\"format\": \"shardq-journal/1\", \"spec_sha256\": \"x\", \"steps\": [{\"layers\": [], "
+                          "\"checkpoint\": {\"train_step\": -1, \"artifact\": \"a\", \"sha256\": \"b\"}}]}";
+    assert_int_equal(sq_write_file_atomic(path, damaged, strlen(damaged)), SQ_OK);
+    assert_int_equal(sq_journal_read(&j, state_dir, store), SQ_ERR_FORMAT);
+    assert_non_null(strstr(sq_last_error(), "steps[0].checkpoint"));
+    sq_journal_close(&j);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -164,6 +196,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_spec_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_push_recorded_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_training_checkpoint, setup, teardown),
     };
     if (sq_store_open(&store, NULL) != SQ_OK)
         return 1;

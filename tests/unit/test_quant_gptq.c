@@ -1,6 +1,7 @@
 /* test_quant_gptq.c: the Hessian accumulator's running normalisation and its
  * merge across ranks, GPTQ/RTN option checks, and the consistency of a solve's
- * outputs (codes, grids, g_idx, dequantized weights, loss). */
+ * outputs (codes, grids, g_idx, dequantized weights, loss), and a stacked solve of
+ * several linears against their separate solves. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -139,12 +140,67 @@ static void test_solve_outputs_consistent(void **state)
     check_solve(false, true, false);
 }
 
+/* Three linears (5, 8 and 3 rows) stacked on one Hessian: each part's codes, grids,
+ * g_idx, loss and dequantized rows are its own sq_gptq_solve's, up to the rounding of
+ * the lazy-update GEMMs (whose row count differs): codes at most one step apart, and
+ * few of them; with act-order and without. */
+static void check_stacked(bool desc_act)
+{
+    enum { PARTS = 3 };
+    int part_rows[PARTS] = {5, 8, 3}, rows = 16, cols = 32, nrows_x = 64;
+    float *X = random_matrix(nrows_x, cols, 11), *W = random_matrix(rows, cols, 13);
+    sq_hessian h;
+    assert_int_equal(sq_hessian_init(&h, cols), SQ_OK);
+    assert_int_equal(sq_hessian_add(&h, X, nrows_x, 8), SQ_OK);
+    assert_int_equal(sq_hessian_finish(&h, 8), SQ_OK);
+    sq_quant_options opt = default_options();
+    opt.desc_act = desc_act;
+    float *Ws = malloc(sizeof(float) * rows * cols), *H = malloc(sizeof(float) * cols * cols);
+    memcpy(Ws, W, sizeof(float) * rows * cols);
+    memcpy(H, h.H, sizeof(float) * cols * cols);
+    sq_quant_result parts[PARTS];
+    assert_int_equal(sq_gptq_solve_stacked(Ws, H, cols, &opt, PARTS, part_rows, parts), SQ_OK);
+    for (int p = 0, row0 = 0; p < PARTS; row0 += part_rows[p++]) {
+        float *Wp = W + row0 * cols;
+        memcpy(H, h.H, sizeof(float) * cols * cols);
+        sq_quant_result alone;
+        assert_int_equal(sq_gptq_solve(Wp, H, part_rows[p], cols, &opt, &alone), SQ_OK);
+        assert_int_equal(parts[p].rows, part_rows[p]);
+        assert_memory_equal(parts[p].g_idx, alone.g_idx, sizeof(int32_t) * cols);
+        int differing = 0;
+        for (int k = 0; k < part_rows[p] * cols; k++) {
+            assert_true(abs((int)parts[p].codes[k] - (int)alone.codes[k]) <= 1);
+            differing += parts[p].codes[k] != alone.codes[k];
+            float step = alone.scales[(k / cols) * alone.ngroups + alone.g_idx[k % cols]];
+            assert_float_equal(Ws[row0 * cols + k], Wp[k], 1.001f * step); /* one step at most */
+        }
+        assert_true(differing <= part_rows[p] * cols / 50);
+        for (int k = 0; k < part_rows[p] * alone.ngroups; k++) {
+            assert_float_equal(parts[p].scales[k], alone.scales[k], 1e-4 * fabsf(alone.scales[k]));
+            assert_float_equal(parts[p].zeros[k], alone.zeros[k], 0);
+        }
+        assert_float_equal(parts[p].loss, alone.loss, 1e-3 * alone.loss);
+        sq_quant_result_free(&alone);
+        sq_quant_result_free(&parts[p]);
+    }
+    sq_hessian_free(&h);
+    free(W), free(Ws), free(H), free(X);
+}
+
+static void test_stacked_solve_equals_separate(void **state)
+{
+    (void)state;
+    check_stacked(false);
+    check_stacked(true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hessian_sums_sequences),
         cmocka_unit_test(test_options_refused),
         cmocka_unit_test(test_solve_outputs_consistent),
+        cmocka_unit_test(test_stacked_solve_equals_separate),
     };
     return cmocka_run_group_tests_name("quant_gptq", tests, NULL, NULL);
 }

@@ -36,8 +36,8 @@ static void test_every_example_validates(void **state)
 {
     (void)state;
     const char *names[] = {"demo_gptq.json", "gptq_llama2_7b_s3.json", "rtn.json",
-                           "sparsegpt_2of4_then_gptq.json", "qlora_nf4.json", "eval_only.json",
-                           "stories260k_gptq_dense.json"};
+                           "sparsegpt_2of4_then_gptq.json", "qlora_nf4.json", "qlora_jsonl.json",
+                           "eval_only.json", "stories260k_gptq_dense.json"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         sq_job_spec spec = load_example(names[i]);
         assert_true(spec.n_steps > 0);
@@ -76,6 +76,8 @@ static void test_demo_example_values(void **state)
     assert_string_equal(spec.storage.endpoint, "https://s3.cluster.internal:9000");
     assert_int_equal(spec.storage.path_style, 1);
     assert_int_equal(spec.storage.part_size_mb, 64);
+    assert_int_equal(spec.storage.stall_timeout_s, 60);
+    assert_int_equal(spec.storage.request_timeout_s, 600);
     assert_string_equal(spec.push.store, "s3://model-store/quantized");
     assert_string_equal(spec.push.version, "1");
     sq_job_spec_free(&spec);
@@ -204,6 +206,18 @@ static const bad_spec bad_specs[] = {
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"dropout\": 1}}]}", "steps[0].qlora.dropout: must be a number in [0, 1)"},
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"recompute\": \"yes\"}}]}",
      "steps[0].qlora.recompute: must be true or false"},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"steps\": 10, \"warmup_steps\": 10}}]}",
+     "steps[0].qlora.warmup_steps: must be less than steps (10)"},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"lr_schedule\": \"linear\"}}]}",
+     "steps[0].qlora.lr_schedule: must be one of \"constant\", \"cosine\""},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"prompt_field\": \"q\"}}]}",
+     "steps[0].qlora.prompt_field: applies only with \"format\": \"jsonl\""},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"eval_every\": 5}}]}",
+     "steps[0].qlora.eval_every: needs \"eval_data\""},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"max_grad_norm\": -1}}]}",
+     "steps[0].qlora.max_grad_norm: must be a non-negative number"},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"format\": \"csv\"}}]}",
+     "steps[0].qlora.format: must be one of \"text\", \"jsonl\""},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"seqlen\": 128}}]}", "steps[0].eval.data: required"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\", \"kv_cache_bits\": 16}}]}",
      "steps[0].eval.kv_cache_bits: must be one of 0 (off),2,3,4,8"},
@@ -227,6 +241,9 @@ static const bad_spec bad_specs[] = {
     {"{\"model\": 7, \"state_uri\": \"s\", \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
      "model: must be a non-empty string (a path, file:///PATH or s3://bucket/prefix)"},
     {"{" MINIMAL ", \"name\": \"\", \"steps\": [{\"eval\": {\"data\": \"t\"}}]}", "name: must be a non-empty string"},
+    {"{" MINIMAL ", \"data\": {\"calibration\": \"c\", \"sampling\": \"sequential\"}, \"steps\": [{\"eval\": "
+     "{\"data\": \"t\"}}]}",
+     "data.sampling: must be one of \"random\", \"consecutive\""},
     {"{" MINIMAL ", \"parallel\": {\"mode\": \"tensor\"}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
      "parallel.mode: must be one of \"sequential\", \"pipeline\""},
     {"{" MINIMAL ", \"parallel\": {\"micro_batch\": 0}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
@@ -241,7 +258,15 @@ static const bad_spec bad_specs[] = {
     {"{" MINIMAL ", \"storage\": {\"part_size_mb\": 4}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
      "storage.part_size_mb: must be an integer from 5 to 5120 (S3 multipart part sizes)"},
     {"{" MINIMAL ", \"storage\": {\"max_retries\": -1}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
-     "storage.max_retries: must be a non-negative integer"},
+     "storage.max_retries: must be an integer from 0 to 20"},
+    {"{" MINIMAL ", \"storage\": {\"max_retries\": 21}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
+     "storage.max_retries: must be at most 20"},
+    {"{" MINIMAL ", \"storage\": {\"stall_timeout_s\": 0}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
+     "storage.stall_timeout_s: must be an integer from 1 to 86400"},
+    {"{" MINIMAL ", \"storage\": {\"request_timeout_s\": \"60\"}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
+     "storage.request_timeout_s: must be an integer from 1 to 86400"},
+    {"{" MINIMAL ", \"storage\": {\"low_speed_bytes\": 0}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
+     "storage.low_speed_bytes: must be a positive integer"},
     {"{" MINIMAL ", \"storage\": {\"region\": 1}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}",
      "storage.region: must be a non-empty string"},
     {"{" MINIMAL ", \"storage\": {\"bucket\": \"b\"}, \"steps\": [{\"eval\": {\"data\": \"t\"}}]}", "storage.bucket: unknown key"},
@@ -352,6 +377,7 @@ static void test_defaults_are_filled(void **state)
     assert_string_equal(spec.name, "defaults");
     assert_int_equal(spec.nsamples, 128);
     assert_int_equal(spec.seqlen, 2048);
+    assert_int_equal(spec.sampling, SQ_SAMPLING_RANDOM);
     assert_int_equal(spec.mode, SQ_PARALLEL_SEQUENTIAL);
     assert_int_equal(spec.micro_batch, 4);
     assert_int_equal(spec.seed, 0);
@@ -360,6 +386,9 @@ static void test_defaults_are_filled(void **state)
     assert_int_equal(spec.storage.path_style, -1);
     assert_int_equal(spec.storage.part_size_mb, 0); /* unset: the store's default or SHARDQ_S3_* */
     assert_int_equal(spec.storage.max_retries, -1);
+    assert_int_equal(spec.storage.stall_timeout_s, 0);
+    assert_int_equal(spec.storage.low_speed_bytes, 0);
+    assert_int_equal(spec.storage.request_timeout_s, 0);
     assert_null(spec.push.store);
 
     const sq_sparse_options *s = &spec.steps[0].sparse;
@@ -434,6 +463,18 @@ static void test_defaults_are_filled(void **state)
     sq_job_spec_free(&spec);
 }
 
+static void test_data_sampling(void **state)
+{
+    (void)state;
+    sq_job_spec spec;
+    const char *json = "{\"model\": \"m\", \"state_uri\": \"s\", \"output_uri\": \"o\", \"steps\": [{\"gptq\": {}}],"
+                       " \"data\": {\"calibration\": \"ids.txt\", \"format\": \"token_ids\", \"sampling\": \"consecutive\"}}";
+    assert_int_equal(sq_job_spec_parse(&spec, "sampling.json", json), SQ_OK);
+    assert_int_equal(spec.sampling, SQ_SAMPLING_CONSECUTIVE);
+    assert_true(spec.calibration_token_ids);
+    sq_job_spec_free(&spec);
+}
+
 static void test_step_kind_names(void **state)
 {
     (void)state;
@@ -498,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_defaults_are_filled),
         cmocka_unit_test(test_step_kind_names),
         cmocka_unit_test(test_hash_ignores_formatting_not_values),
+        cmocka_unit_test(test_data_sampling),
         cmocka_unit_test(test_missing_file_is_io_error),
     };
     return cmocka_run_group_tests_name("spec", tests, NULL, NULL);
