@@ -55,7 +55,7 @@ TEST_BINS  := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRCS  := $(wildcard tests/tools/*.c)
 TOOL_BINS  := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all test clean backend-info demo demo-qlora gpu-build gpu-test gpu-bench
+.PHONY: all test clean backend-info demo demo-qlora quality gpu-build gpu-test gpu-bench
 all: backend-info shardq $(TOOL_BINS)
 
 backend-info:
@@ -96,6 +96,11 @@ test: all $(TEST_BINS)
 # before and after. Text: WikiText-2 from ../shared/data when present, else this
 # repository's own documentation and sources.
 WIKITEXT := ../shared/data/wikitext-2
+# bench/QUALITY.md: SmolLM2-135M perplexity under every method (bench/quality.py; needs
+# bench/requirements-quality.txt; QUALITY_NSAMPLES / QUALITY_SEQLEN / QUALITY_WINDOWS shrink it).
+quality: all
+	python3 bench/quality.py
+
 # The demo runs on this machine: with no GPU visible it builds the CPU backend even where nvcc exists.
 DEMO_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
 demo:

@@ -34,7 +34,7 @@ static bool parse_linear(const char *linear, int *layer, sq_linear_id *id)
     return false;
 }
 
-static sq_status merged_linear(void *p, const char *linear, sq_dense_weights *dense)
+static sq_status merged_linear(void *p, const char *linear, sq_linear_tensors *tensors)
 {
     merge_ctx *ctx = p;
     int layer;
@@ -54,7 +54,10 @@ static sq_status merged_linear(void *p, const char *linear, sq_dense_weights *de
         SQ_TRY(kn_gemm(false, false, m->out_features, m->in_features, a->r, a->scale, a->params + m->b_offset, a->r,
                        a->params + m->a_offset, m->in_features, 1.0f, lin->weight, m->in_features));
     }
-    return sq_dense_weights_from_device(dense, lin->weight, lin->out_features, lin->in_features, t->dtype);
+    sq_dense_weights dense;
+    SQ_TRY(sq_dense_weights_from_device(&dense, lin->weight, lin->out_features, lin->in_features, t->dtype));
+    sq_linear_tensors_take_dense(tensors, &dense);
+    return SQ_OK;
 }
 
 static sq_status write_merged(const char *adapter_dir, const sq_model_config *cfg, const sq_checkpoint *ckpt,

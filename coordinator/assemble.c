@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "coordinator/assemble_dense.h"
+#include "coordinator/assemble_formats.h"
 #include "core/fileio.h"
 #include "model/checkpoint_files.h"
 #include "model/layer.h"
@@ -19,6 +20,7 @@
 
 typedef struct {
     const sq_journal *journal;
+    const sq_checkpoint *source; /* the step's input model (dtypes of the dense outputs) */
     int step;
     const sq_model_config *cfg;
     int cached_layer; /* the layer whose artifact is in `cached`, -1 if none */
@@ -87,7 +89,7 @@ static sq_status packed_linear(void *ctx, const char *name, sq_gptq_packed *pack
 }
 
 /* Hands the cached dense weights over to the writer. */
-static sq_status dense_linear(void *ctx, const char *name, sq_dense_weights *dense)
+static sq_status dense_linear(void *ctx, const char *name, sq_linear_tensors *tensors)
 {
     artifact_source *src = ctx;
     int linear = -1;
@@ -96,9 +98,45 @@ static sq_status dense_linear(void *ctx, const char *name, sq_dense_weights *den
         src->cached_layer = -1;
         SQ_TRY(load_linear(src, name, SQ_LAYER_DENSE, &linear));
     }
-    *dense = src->cached.dense[linear];
-    memset(&src->cached.dense[linear], 0, sizeof src->cached.dense[linear]);
+    sq_linear_tensors_take_dense(tensors, &src->cached.dense[linear]);
     return SQ_OK;
+}
+
+/* The dtype of a linear's weight in the source model. */
+static sq_status source_dtype(const artifact_source *src, const char *name, sq_dtype *dtype)
+{
+    char weight[192];
+    snprintf(weight, sizeof weight, "%s.weight", name);
+    const sq_st_tensor *t = sq_checkpoint_find(src->source, weight);
+    if (!t)
+        return sq_fail(SQ_ERR_NOT_FOUND, "%s: no tensor %s", sq_checkpoint_dir(src->source), weight);
+    *dtype = t->dtype;
+    return SQ_OK;
+}
+
+/* A quantized linear as the tensors of another output format, made by `convert`
+ * (assemble_formats.h) from the result and the source weight's dtype. */
+typedef sq_status (*format_converter)(const sq_quant_result *res, const char *name, sq_dtype dtype,
+                                      sq_linear_tensors *tensors);
+
+static sq_status converted_linear(artifact_source *src, const char *name, format_converter convert,
+                                  sq_linear_tensors *tensors)
+{
+    int linear = -1;
+    sq_dtype dtype = SQ_DTYPE_F32;
+    SQ_TRY(load_linear(src, name, SQ_LAYER_QUANTIZED, &linear));
+    SQ_TRY(source_dtype(src, name, &dtype));
+    return convert(&src->cached.linear[linear], name, dtype, tensors);
+}
+
+static sq_status dequantized_linear(void *ctx, const char *name, sq_linear_tensors *tensors)
+{
+    return converted_linear(ctx, name, sq_dequantized_linear, tensors);
+}
+
+static sq_status compressed_linear(void *ctx, const char *name, sq_linear_tensors *tensors)
+{
+    return converted_linear(ctx, name, sq_compressed_linear, tensors);
 }
 
 /* ---- sparsity ----------------------------------------------------------- */
@@ -288,9 +326,26 @@ static sq_status quantized_sparsity(const sq_step *step_spec, const sq_checkpoin
 
 /* ---- entry -------------------------------------------------------------- */
 
+/* config.json's record of the quantization in a "dense" or "compressed-tensors" output
+ * (assemble_formats.h), added to *extra_config (which may hold the sparsity_config). */
+static sq_status record_quantization(sq_output_format format, const sq_quant_options *opt, json_t **extra_config)
+{
+    if (!*extra_config)
+        *extra_config = json_object();
+    json_t *sparsity = json_object_get(*extra_config, "sparsity_config");
+    json_t *record = format == SQ_OUTPUT_DENSE
+                         ? sq_gptq_quantization_config(opt)
+                         : sq_compressed_quantization_config(opt, json_is_object(sparsity) ? sparsity : NULL);
+    if (!*extra_config || !record)
+        return sq_fail(SQ_ERR_NOMEM, "assemble: out of memory");
+    json_object_set_new(*extra_config, format == SQ_OUTPUT_DENSE ? "dequantized_from" : "quantization_config",
+                        record);
+    return SQ_OK;
+}
+
 sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_step *step_spec,
-                                 const sq_model_config *cfg, const sq_checkpoint *source, const char *output_dir,
-                                 sq_packed_layers *packed, json_t *step_result)
+                                 sq_output_format format, const sq_model_config *cfg, const sq_checkpoint *source,
+                                 const char *output_dir, sq_packed_layers *packed, json_t *step_result)
 {
     int n = cfg->num_layers * SQ_LINEAR_COUNT;
     char **names = calloc((size_t)n, sizeof *names);
@@ -306,7 +361,8 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
                 st = sq_fail(SQ_ERR_NOMEM, "out of memory");
         }
     }
-    artifact_source src = {.journal = journal, .step = step, .cfg = cfg, .cached_layer = -1, .packed = packed};
+    artifact_source src = {.journal = journal, .source = source, .step = step, .cfg = cfg, .cached_layer = -1,
+                           .packed = packed};
     bool pruning = is_pruning(step_spec->kind), sparse_output = pruning;
     json_t *extra_config = NULL;
     const char *const extra_files[] = {SPARSITY_REPORT};
@@ -320,15 +376,21 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
     if (st == SQ_OK && sparse_output)
         st = write_sparsity_files(&src, &origin, output_dir, step_result, &extra_config);
     sq_quant_options joint = sq_sparse_joint_quant_options(&step_spec->sparse);
-    if (st == SQ_OK && pruning && step_spec->sparse.bits == 0) {
+    const sq_quant_options *quant = pruning ? &joint : &step_spec->quant;
+    bool dense_form = pruning && step_spec->sparse.bits == 0;
+    if (st == SQ_OK && !dense_form && format != SQ_OUTPUT_GPTQ)
+        st = record_quantization(format, quant, &extra_config);
+    if (st == SQ_OK && (dense_form || format != SQ_OUTPUT_GPTQ)) {
         sq_dense_checkpoint_request req = {.source = source,
                                            .linears = (const char *const *)names,
                                            .n_linears = n,
-                                           .get_linear = dense_linear,
+                                           .get_linear = dense_form                 ? dense_linear
+                                                         : format == SQ_OUTPUT_DENSE ? dequantized_linear
+                                                                                     : compressed_linear,
                                            .ctx = &src,
                                            .extra_config = extra_config,
-                                           .extra_files = extra_files,
-                                           .n_extra_files = 1};
+                                           .extra_files = sparse_output ? extra_files : NULL,
+                                           .n_extra_files = sparse_output ? 1 : 0};
         st = sq_dense_checkpoint_write(&req, output_dir);
     } else if (st == SQ_OK) {
         sq_gptq_checkpoint_request req = {.source = source,
@@ -336,7 +398,7 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
                                           .n_linears = n,
                                           .get_linear = packed_linear,
                                           .ctx = &src,
-                                          .options = pruning ? &joint : &step_spec->quant,
+                                          .options = quant,
                                           .extra_config = extra_config,
                                           .extra_files = sparse_output ? extra_files : NULL,
                                           .n_extra_files = sparse_output ? 1 : 0,

@@ -1,9 +1,11 @@
 /* assemble.h: the final checkpoint of a calibration step, built by rank 0 from
  * the layer artifacts the journal lists and the untouched tensors of the
  * step's input model, written so that a crash leaves no half-written file:
- *  - gptq, rtn, sparsegpt with bits > 0: GPTQ format (qweight/qzeros/scales/g_idx
- *    per linear, other tensors fp16, quantization_config in config.json,
- *    tokenizer files, manifest.json; quant/gptq_checkpoint.h);
+ *  - gptq, rtn, sparsegpt with bits > 0: in `format` (the spec's output.format):
+ *    GPTQ (qweight/qzeros/scales/g_idx per linear, other tensors fp16,
+ *    quantization_config in config.json, tokenizer files, manifest.json;
+ *    quant/gptq_checkpoint.h), or "dense" / "compressed-tensors"
+ *    (coordinator/assemble_formats.h, written by assemble_dense.h);
  *  - sparsegpt with bits 0, wanda, magnitude: a dense checkpoint with the
  *    source's names and dtypes, zeros in place (coordinator/assemble_dense.h).
  * Pruning steps also write sparsity_report.json (zeros per layer and linear,
@@ -31,7 +33,7 @@
 
 /* packed (may be NULL): linears packed during calibration, taken instead of their artifacts. */
 sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_step *step_spec,
-                                 const sq_model_config *cfg, const sq_checkpoint *source, const char *output_dir,
-                                 sq_packed_layers *packed, json_t *step_result);
+                                 sq_output_format format, const sq_model_config *cfg, const sq_checkpoint *source,
+                                 const char *output_dir, sq_packed_layers *packed, json_t *step_result);
 
 #endif

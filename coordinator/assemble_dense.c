@@ -1,4 +1,4 @@
-/* assemble_dense.c: writing the dense checkpoint of a pruning step (see assemble_dense.h). */
+/* assemble_dense.c: writing a checkpoint in the source's layout with replaced linears (see assemble_dense.h). */
 #include "coordinator/assemble_dense.h"
 
 #include <stdio.h>
@@ -27,71 +27,128 @@ static int assign_shards(const sq_dense_checkpoint_request *req, int *shard_of)
     return shard + 1;
 }
 
-/* The pruned weights of source tensor t, checked against its dtype and shape. */
-static sq_status pruned_weights(const sq_dense_checkpoint_request *req, const sq_st_tensor *t, int linear,
-                                sq_dense_weights *dense)
+void sq_linear_tensors_free(sq_linear_tensors *tensors)
 {
-    SQ_TRY(req->get_linear(req->ctx, req->linears[linear], dense));
-    if (t->ndim != 2 || dense->dtype != t->dtype || dense->rows != t->shape[0] || dense->cols != t->shape[1])
-        return sq_fail(SQ_ERR_MISMATCH, "%s: pruned weights are %s [%d, %d], the source tensor is %s with %d dims",
-                       t->name, sq_dtype_name(dense->dtype), dense->rows, dense->cols, sq_dtype_name(t->dtype),
-                       t->ndim);
+    for (int k = 0; k < tensors->n; k++)
+        free(tensors->t[k].data);
+    memset(tensors, 0, sizeof *tensors);
+}
+
+void sq_linear_tensors_take_dense(sq_linear_tensors *tensors, sq_dense_weights *dense)
+{
+    *tensors = (sq_linear_tensors){.n = 1};
+    tensors->t[0] = (sq_linear_tensor){.suffix = ".weight", .dtype = dense->dtype, .ndim = 2,
+                                       .shape = {dense->rows, dense->cols}, .data = dense->data};
+    memset(dense, 0, sizeof *dense);
+}
+
+/* The tensors replacing source tensor t (a linear's weight); a ".weight" among them
+ * must keep t's dtype and shape. */
+static sq_status linear_tensors(const sq_dense_checkpoint_request *req, const sq_st_tensor *t, int linear,
+                                sq_linear_tensors *out)
+{
+    SQ_TRY(req->get_linear(req->ctx, req->linears[linear], out));
+    for (int k = 0; k < out->n; k++) {
+        const sq_linear_tensor *r = &out->t[k];
+        if (strcmp(r->suffix, ".weight") == 0 &&
+            (t->ndim != 2 || r->dtype != t->dtype || r->shape[0] != t->shape[0] || r->shape[1] != t->shape[1]))
+            return sq_fail(SQ_ERR_MISMATCH, "%s: new weights are %s [%lld, %lld], the source tensor is %s with %d dims",
+                           t->name, sq_dtype_name(r->dtype), (long long)r->shape[0], (long long)r->shape[1],
+                           sq_dtype_name(t->dtype), t->ndim);
+    }
     return SQ_OK;
 }
 
-static sq_status write_shard(const sq_dense_checkpoint_request *req, const int *shard_of, int shard, const char *path)
+/* Everything a shard's entries point to, released after the shard is written. */
+typedef struct {
+    sq_st_entry *entries;
+    char **names;
+    int n_entries;
+    sq_linear_tensors *replaced;
+    sq_tensor_bytes *kept; /* source bytes */
+    int n_items;
+} shard_build;
+
+static sq_status add_entry(shard_build *b, const char *name, const char *suffix, sq_dtype dtype, int ndim,
+                           const int64_t *shape, const void *data)
+{
+    size_t len = strlen(name) + strlen(suffix) + 1;
+    char *full = malloc(len);
+    if (!full)
+        return sq_fail(SQ_ERR_NOMEM, "out of memory");
+    snprintf(full, len, "%s%s", name, suffix);
+    sq_st_entry *e = &b->entries[b->n_entries];
+    b->names[b->n_entries++] = full;
+    *e = (sq_st_entry){.name = full, .dtype = dtype, .ndim = ndim, .data = data};
+    memcpy(e->shape, shape, (size_t)ndim * sizeof *shape);
+    return SQ_OK;
+}
+
+static void shard_build_free(shard_build *b)
+{
+    for (int k = 0; b->names && k < b->n_entries; k++)
+        free(b->names[k]);
+    for (int k = 0; b->replaced && b->kept && k < b->n_items; k++) {
+        sq_linear_tensors_free(&b->replaced[k]);
+        sq_tensor_bytes_release(&b->kept[k]);
+    }
+    free(b->entries), free(b->names), free(b->replaced), free(b->kept);
+}
+
+/* Writes shard `shard` to `path` and records each tensor's file (file_name) in weight_map. */
+static sq_status write_shard(const sq_dense_checkpoint_request *req, const int *shard_of, int shard, const char *path,
+                             const char *file_name, json_t *weight_map, uint64_t *total_bytes)
 {
     int n = sq_checkpoint_tensor_count(req->source), count = 0;
     for (int i = 0; i < n; i++)
         count += shard_of[i] == shard;
-    sq_st_entry *entries = calloc((size_t)count + 1, sizeof *entries);
-    sq_dense_weights *pruned = calloc((size_t)count + 1, sizeof *pruned);
-    sq_tensor_bytes *kept = calloc((size_t)count + 1, sizeof *kept); /* source bytes until the shard is written */
-    sq_status st = entries && pruned && kept ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "%s: cannot allocate %d entries", path, count);
-    int k = 0;
+    size_t max_entries = (size_t)count * SQ_LINEAR_TENSORS_MAX + 1;
+    shard_build b = {.entries = calloc(max_entries, sizeof *b.entries),
+                     .names = calloc(max_entries, sizeof *b.names),
+                     .replaced = calloc((size_t)count + 1, sizeof *b.replaced),
+                     .kept = calloc((size_t)count + 1, sizeof *b.kept)};
+    sq_status st = b.entries && b.names && b.replaced && b.kept
+                       ? SQ_OK
+                       : sq_fail(SQ_ERR_NOMEM, "%s: cannot allocate %d entries", path, count);
     for (int i = 0; i < n && st == SQ_OK; i++) {
         if (shard_of[i] != shard)
             continue;
         const sq_st_tensor *t = sq_checkpoint_tensor_at(req->source, i);
-        sq_st_entry *e = &entries[k];
-        *e = (sq_st_entry){.name = t->name, .dtype = t->dtype, .ndim = t->ndim};
-        memcpy(e->shape, t->shape, sizeof e->shape);
         int linear = sq_checkpoint_linear_of(t->name, req->linears, req->n_linears);
+        int item = b.n_items++;
         if (linear >= 0) {
-            st = pruned_weights(req, t, linear, &pruned[k]);
-            e->data = pruned[k].data;
+            sq_linear_tensors *r = &b.replaced[item];
+            st = linear_tensors(req, t, linear, r);
+            for (int k = 0; k < r->n && st == SQ_OK; k++)
+                st = add_entry(&b, req->linears[linear], r->t[k].suffix, r->t[k].dtype, r->t[k].ndim, r->t[k].shape,
+                               r->t[k].data);
         } else {
-            st = sq_checkpoint_tensor_bytes(req->source, t->name, &kept[k]);
-            e->data = kept[k].data;
+            st = sq_checkpoint_tensor_bytes(req->source, t->name, &b.kept[item]);
+            if (st == SQ_OK)
+                st = add_entry(&b, t->name, "", t->dtype, t->ndim, t->shape, b.kept[item].data);
         }
-        k++;
+    }
+    for (int k = 0; k < b.n_entries && st == SQ_OK; k++) {
+        const sq_st_entry *e = &b.entries[k];
+        uint64_t bytes = sq_dtype_size(e->dtype);
+        for (int d = 0; d < e->ndim; d++)
+            bytes *= (uint64_t)e->shape[d];
+        *total_bytes += bytes;
+        json_object_set_new(weight_map, e->name, json_string(file_name));
     }
     if (st == SQ_OK) {
         json_t *meta = json_pack("{s:s}", "format", "pt");
-        st = sq_st_write(path, entries, count, meta);
+        st = sq_st_write(path, b.entries, b.n_entries, meta);
         json_decref(meta);
     }
-    for (int j = 0; pruned && kept && j < k; j++) {
-        sq_dense_weights_free(&pruned[j]);
-        sq_tensor_bytes_release(&kept[j]);
-    }
-    free(pruned);
-    free(kept);
-    free(entries);
+    shard_build_free(&b);
     return st;
 }
 
-static sq_status write_index(const sq_dense_checkpoint_request *req, const int *shard_of, char **shard_names,
-                             const char *out_dir)
+static sq_status write_index(json_t *weight_map, uint64_t total_bytes, const char *out_dir)
 {
-    json_t *map = json_object();
-    uint64_t total = 0;
-    for (int i = 0; i < sq_checkpoint_tensor_count(req->source); i++) {
-        const sq_st_tensor *t = sq_checkpoint_tensor_at(req->source, i);
-        json_object_set_new(map, t->name, json_string(shard_names[shard_of[i]]));
-        total += t->nbytes;
-    }
-    json_t *index = json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", map);
+    json_t *index = json_pack("{s:{s:I}, s:O}", "metadata", "total_size", (json_int_t)total_bytes, "weight_map",
+                              weight_map);
     sq_status st = sq_checkpoint_write_json(out_dir, "model.safetensors.index.json", index);
     json_decref(index);
     return st;
@@ -118,8 +175,10 @@ sq_status sq_dense_checkpoint_write(const sq_dense_checkpoint_request *req, cons
     if (!shard_of)
         return sq_fail(SQ_ERR_NOMEM, "dense checkpoint %s: out of memory", out_dir);
     int n_shards = assign_shards(req, shard_of), n_files = 0;
+    json_t *weight_map = json_object();
+    uint64_t total_bytes = 0;
     char **files = calloc((size_t)n_shards + 2 + SQ_COMPANION_FILES + (size_t)req->n_extra_files, sizeof *files);
-    sq_status st = files ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "dense checkpoint %s: out of memory", out_dir);
+    sq_status st = files && weight_map ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "dense checkpoint %s: out of memory", out_dir);
     for (int s = 0; s < n_shards && st == SQ_OK; s++) {
         char name[64];
         if (n_shards == 1)
@@ -129,13 +188,13 @@ sq_status sq_dense_checkpoint_write(const sq_dense_checkpoint_request *req, cons
         files[n_files] = strdup(name);
         char *path = files[n_files] ? sq_path_join(out_dir, files[n_files]) : NULL;
         n_files++;
-        st = path ? write_shard(req, shard_of, s, path) : sq_fail(SQ_ERR_NOMEM, "out of memory");
+        st = path ? write_shard(req, shard_of, s, path, files[n_files - 1], weight_map, &total_bytes) : sq_fail(SQ_ERR_NOMEM, "out of memory");
         if (st != SQ_OK)
             sq_fail_context(st, "writing %s/%s", out_dir, name);
         free(path);
     }
     if (st == SQ_OK && n_shards > 1) {
-        st = write_index(req, shard_of, files, out_dir);
+        st = write_index(weight_map, total_bytes, out_dir);
         files[n_files++] = strdup("model.safetensors.index.json");
     } else if (st == SQ_OK) {
         st = sq_checkpoint_remove_stale_index(out_dir);
@@ -157,5 +216,6 @@ sq_status sq_dense_checkpoint_write(const sq_dense_checkpoint_request *req, cons
         free(files[k]);
     free(files);
     free(shard_of);
+    json_decref(weight_map);
     return st;
 }

@@ -1,11 +1,16 @@
-/* assemble_dense.h: the output checkpoint of a pruning step that does not
- * quantize (sparsegpt with bits 0, wanda, magnitude): a dense Hugging Face
- * checkpoint with the source's tensor names, shapes and dtypes, the pruned
- * linears' weights (zeros in place) replacing theirs and every other tensor
- * copied as stored; shards of at most 4 GiB with model.safetensors.index.json
- * when one file would be larger; config.json is the source's plus the
- * caller's extra entries (the sparsity_config); tokenizer files copied;
- * manifest.json last (model/checkpoint_files.h). */
+/* assemble_dense.h: an output checkpoint that keeps the source's layout: every
+ * source tensor copied as stored, except each listed linear's weight, which
+ * the caller replaces by the tensors it supplies (in any dtype and shape):
+ *  - pruning steps (sparsegpt with bits 0, wanda, magnitude) and the "dense"
+ *    output format supply "<linear>.weight" in the source's dtype and shape
+ *    (pruned, or dequantized from a quantized result);
+ *  - the "compressed-tensors" output format supplies weight_packed,
+ *    weight_scale, weight_shape and weight_zero_point
+ *    (coordinator/assemble_compressed.h).
+ * Shards of at most 4 GiB (by source size) with model.safetensors.index.json
+ * when one file would be larger; config.json is the source's plus the caller's
+ * extra entries (sparsity_config, quantization records); tokenizer files
+ * copied; manifest.json last (model/checkpoint_files.h). */
 #ifndef SQ_COORDINATOR_ASSEMBLE_DENSE_H
 #define SQ_COORDINATOR_ASSEMBLE_DENSE_H
 
@@ -15,14 +20,35 @@
 #include "model/checkpoint.h"
 #include "worker/layer_results.h"
 
-/* Supplies a pruned linear's weights (name without ".weight"); the writer owns and frees *dense. */
-typedef sq_status (*sq_dense_linear_source)(void *ctx, const char *linear, sq_dense_weights *dense);
+/* One tensor a linear's weight becomes: "<linear><suffix>". */
+typedef struct {
+    const char *suffix; /* ".weight", ".weight_packed", ... (a string literal) */
+    sq_dtype dtype;
+    int ndim;           /* 1 or 2 */
+    int64_t shape[2];
+    void *data;         /* malloc'd; the writer frees it */
+} sq_linear_tensor;
+
+#define SQ_LINEAR_TENSORS_MAX 4
+
+typedef struct {
+    int n;
+    sq_linear_tensor t[SQ_LINEAR_TENSORS_MAX];
+} sq_linear_tensors;
+
+void sq_linear_tensors_free(sq_linear_tensors *tensors);
+/* tensors = one "<linear>.weight" holding dense's data, whose ownership moves over (dense is emptied). */
+void sq_linear_tensors_take_dense(sq_linear_tensors *tensors, sq_dense_weights *dense);
+
+/* Supplies the tensors of a linear (name without ".weight"); the writer frees them.
+ * A ".weight" must have the source tensor's dtype and shape. */
+typedef sq_status (*sq_linear_tensors_source)(void *ctx, const char *linear, sq_linear_tensors *tensors);
 
 typedef struct {
     const sq_checkpoint *source;
-    const char *const *linears; /* the pruned linears, without ".weight" */
+    const char *const *linears; /* the replaced linears, without ".weight" */
     int n_linears;
-    sq_dense_linear_source get_linear;
+    sq_linear_tensors_source get_linear;
     void *ctx;
     json_t *extra_config;           /* merged into config.json, or NULL */
     const char *const *extra_files; /* files the caller already wrote into out_dir, for the manifest */

@@ -156,8 +156,8 @@ static sq_status run_calibration_step(job_state *js, int step)
             if (mine == SQ_OK)
                 mine = sq_job_output_dir(&js->io, output, &output_dir);
             if (mine == SQ_OK)
-                mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], &cfg, ckpt, output_dir, &packed,
-                                              result);
+                mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], spec->output_format, &cfg, ckpt,
+                                              output_dir, &packed, result);
             if (mine == SQ_OK)
                 mine = sq_job_publish_output(&js->io, output_dir, output);
             if (mine == SQ_OK) {

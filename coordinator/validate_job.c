@@ -9,23 +9,10 @@
 #include "model/geometry.h"
 #include "model/gptq_reader.h"
 #include "model/layer.h"
+#include "quant/output_format.h"
 #include "quant/prune.h"
 #include "quant/quant_result.h"
 #include "worker/calibrate.h"
-
-/* The GPTQ v1 checkpoint a quantizing step writes must hold every linear. */
-static sq_status check_gptq_format(const char *at, int bits, sq_linear_id linear, int in, int out)
-{
-    char name[96];
-    snprintf(name, sizeof name, "%s: %s", at, sq_linear_name(linear));
-    if (sq_gptq_check_shape(name, out, in, bits) != SQ_OK)
-        return sq_fail(SQ_ERR_SPEC,
-                       "%s: %s is [%d out, %d in], and the GPTQ v1 format (AutoGPTQ's qweight and qzeros) needs both "
-                       "divisible by 32: this model can only be pruned to a dense checkpoint (sparsegpt with bits 0, "
-                       "wanda, magnitude)",
-                       at, sq_linear_name(linear), out, in);
-    return SQ_OK;
-}
 
 /* A calibration step's options against every linear of the model. */
 static sq_status check_calibration_step(const sq_job_spec *spec, int step, const sq_model_config *cfg)
@@ -53,7 +40,7 @@ static sq_status check_calibration_step(const sq_job_spec *spec, int step, const
             continue;
         if (sq_quant_options_check(quant, in, sq_linear_name(i)) != SQ_OK)
             return sq_fail_context(SQ_ERR_SPEC, "%s", at);
-        SQ_TRY(check_gptq_format(at, quant->bits, (sq_linear_id)i, in, out));
+        SQ_TRY(sq_output_format_check(spec->output_format, quant, at, sq_linear_name(i), out, in));
     }
     return SQ_OK;
 }

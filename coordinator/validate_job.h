@@ -1,8 +1,9 @@
 /* validate_job.h: every check a job allows before anything is written.
  *
- * The spec parser checks the spec alone; what depends on the model — can
- * every linear be packed in the GPTQ v1 format (a group_size need not divide
- * a linear's inputs: the last group is then shorter), does an N:M pattern fit, is the sequence length within the
+ * The spec parser checks the spec alone; what depends on the model — can the
+ * output format (gptq, dense, compressed-tensors: quant/output_format.h) hold
+ * every linear (a group_size need not divide a linear's inputs: the last group
+ * is then shorter), does an N:M pattern fit, is the sequence length within the
  * model's positions, do the weights in the safetensors headers have the
  * shapes config.json implies, can the layers be cut into the pipeline's
  * blocks, does the eval data exist, does a qlora adapter fit the model and its

@@ -246,10 +246,39 @@ static void check_required_by_steps(sq_spec_errors *errs, json_t *root, const sq
         sq_spec_error(errs, "push", "needs a step that produces a model");
 }
 
+/* "output": {"format": ...}, and the steps it can apply to. */
+static void parse_output(sq_spec_errors *errs, json_t *root, sq_job_spec *spec, const bool *parsed)
+{
+    static const char *const keys[] = {"format", NULL};
+    json_t *output = sq_spec_object(errs, root, "", "output");
+    int format;
+    if (!output)
+        return;
+    sq_spec_check_keys(errs, output, "output", keys);
+    if (!sq_spec_choice(errs, output, "output", "format", sq_output_format_names, &format))
+        return;
+    spec->output_format = (sq_output_format)format;
+    int last_model = -1;
+    for (int i = 0; i < spec->n_steps; i++)
+        if (parsed[i] && produces_model(spec->steps[i].kind))
+            last_model = i;
+    if (format != SQ_OUTPUT_GPTQ && (last_model < 0 || !quantizes(&spec->steps[last_model])))
+        sq_spec_error(errs, "output.format", "\"%s\" applies to a quantized output; the last step that produces a "
+                      "model (%s) does not quantize", sq_output_format_names[format],
+                      last_model < 0 ? "none" : kind_at(spec, last_model));
+    for (int i = last_model + 1; i < spec->n_steps && format == SQ_OUTPUT_COMPRESSED_TENSORS; i++) {
+        char at[SQ_SPEC_PATH_MAX];
+        snprintf(at, sizeof at, "steps[%d]", i);
+        if (parsed[i] && spec->steps[i].kind == SQ_STEP_EVAL)
+            sq_spec_error(errs, at, "eval reads gptq and dense checkpoints, not the compressed-tensors output: "
+                          "evaluate a \"dense\" output instead");
+    }
+}
+
 static void parse_document(sq_spec_errors *errs, json_t *root, const char *origin, sq_job_spec *spec)
 {
     static const char *const keys[] = {"name", "model", "data", "steps", "state_uri", "output_uri",
-                                       "parallel", "seed", "storage", "push", NULL};
+                                       "parallel", "seed", "storage", "push", "output", NULL};
     sq_spec_check_keys(errs, root, "", keys);
     if (json_object_get(root, "name")) {
         sq_spec_string(errs, root, "", "name", &spec->name);
@@ -276,6 +305,7 @@ static void parse_document(sq_spec_errors *errs, json_t *root, const char *origi
         check_step_order(errs, spec, parsed);
         fill_dependent_defaults(errs, root, spec, parsed);
         check_required_by_steps(errs, root, spec, parsed);
+        parse_output(errs, root, spec, parsed);
     }
     free(parsed);
 }

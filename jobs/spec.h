@@ -17,7 +17,8 @@
  *   "storage": {"endpoint": URL, "region": "us-east-1", "path_style": true,
  *               "part_size_mb": 8, "max_retries": 5, "stall_timeout_s": 30,
  *               "low_speed_bytes": 1024, "request_timeout_s": 300},
- *   "push": {"store": URI, "name": "llama-tiny-w4", "version": "1"}
+ *   "push": {"store": URI, "name": "llama-tiny-w4", "version": "1"},
+ *   "output": {"format": "gptq" | "dense" | "compressed-tensors"}
  * }
  *
  * Validation collects every error, each with its JSON path, e.g.
@@ -60,6 +61,10 @@
  *  - storage: endpoint an http(s):// URL, region a non-empty string, path_style a
  *    boolean, part_size_mb 5..5120 (S3 part limits), max_retries 0..20,
  *    stall_timeout_s and request_timeout_s 1..86400, low_speed_bytes >= 1.
+ *  - output.format (default "gptq", quant/output_format.h) is the format of the quantizing
+ *    step's checkpoint; another format needs the last model-producing step to quantize,
+ *    and no eval step may follow a "compressed-tensors" output (shardq reads gptq and
+ *    dense checkpoints). Whether the format holds the model's linears is the runner's check.
  *  - push: store and name required, version defaults to "1"; needs a step that
  *    produces a model.
  *  - Step order: pruning (sparsegpt, wanda, magnitude) comes before quantization;
@@ -74,6 +79,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "quant/output_format.h"
 #include "quant/prune.h"
 #include "quant/quant_result.h"
 #include "store/store.h"
@@ -167,6 +173,7 @@ typedef struct {
     uint64_t seed;
     sq_storage_options storage;
     sq_push_options push;
+    sq_output_format output_format; /* "output": {"format"}; default SQ_OUTPUT_GPTQ */
     char sha256[65];       /* hash of the canonical spec JSON, for the journal */
 } sq_job_spec;
 

@@ -84,13 +84,16 @@ sq_status sq_checkpoint_remove_stale_index(const char *out_dir)
 }
 
 /* The manifest's summary of the checkpoint, from the config.json just written:
- * its quantization_config and sparsity_config, and the method that made them
- * (`method` when given, else the config's quant_method or sparsity method). */
+ * its quantization_config (or, for a "dense" output, dequantized_from) and
+ * sparsity_config, and the method that made them (`method` when given, else the
+ * config's quant_method or sparsity method). */
 static sq_status summary_from_config(const char *out_dir, const char *method, json_t **meta)
 {
     json_t *config;
     SQ_TRY(sq_checkpoint_load_config_json(out_dir, &config));
     json_t *quantization = json_object_get(config, "quantization_config");
+    if (!quantization) /* a "dense" output records the quantization it was dequantized from */
+        quantization = json_object_get(config, "dequantized_from");
     json_t *sparsity = json_object_get(config, "sparsity_config");
     if (!method)
         method = json_string_value(json_object_get(quantization, "quant_method"));

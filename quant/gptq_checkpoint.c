@@ -223,7 +223,7 @@ done:
 
 /* ---- config, index, manifest --------------------------------------------- */
 
-static json_t *quantization_config(const sq_quant_options *opt)
+json_t *sq_gptq_quantization_config(const sq_quant_options *opt)
 {
     return json_pack("{s:s, s:i, s:i, s:b, s:b, s:f, s:b, s:b, s:s}", "quant_method", "gptq", "bits", opt->bits,
                      "group_size", opt->group_size, "desc_act", opt->desc_act, "sym", opt->sym, "damp_percent",
@@ -236,7 +236,7 @@ static sq_status write_configs(const sq_gptq_checkpoint_request *req, const char
     json_t *config = NULL, *qc = NULL;
     sq_status st;
     SQ_TRY_GOTO(st, sq_checkpoint_load_config_json(sq_checkpoint_local_dir(req->source), &config), done);
-    qc = quantization_config(req->options);
+    qc = sq_gptq_quantization_config(req->options);
     json_object_set(config, "quantization_config", qc);
     /* The tensors are fp16 now: say so under the key(s) the input used ("dtype" from transformers 5). */
     bool has_dtype = json_object_get(config, "dtype") != NULL;

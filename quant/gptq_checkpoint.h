@@ -51,6 +51,9 @@ typedef struct {
     const char *method;               /* the manifest's method ("rtn", "gptq", ...); NULL: "gptq" */
 } sq_gptq_checkpoint_request;
 
+/* The "quantization_config" object above, for `opt` (new reference). */
+json_t *sq_gptq_quantization_config(const sq_quant_options *opt);
+
 /* Write the checkpoint into `out_dir` (created if needed). */
 sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const char *out_dir);
 

@@ -286,7 +286,9 @@ static sq_status load_config(const sq_tk_loader *L, const char *text)
 {
     sq_tokenizer *t = L->t;
     json_error_t jerr;
-    json_t *cfg = json_loads(text, 0, &jerr);
+    /* integers as reals: transformers writes "model_max_length": 1000000000000000019884624838656
+     * (its VERY_LARGE_INTEGER), beyond int64; no integer field is read here */
+    json_t *cfg = json_loads(text, JSON_DECODE_INT_AS_REAL, &jerr);
     if (!cfg)
         return sq_fail(SQ_ERR_FORMAT, "%s: line %d: %s", L->file, jerr.line, jerr.text);
     sq_status st;

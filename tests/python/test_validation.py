@@ -43,7 +43,8 @@ def refused(work, name, message, ranks=1, **kw):
 
 @pytest.mark.parametrize("name,kw,message", [
     ("packing", dict(model="odd", step={"rtn": {"bits": 4, "group_size": -1}}),
-     "steps[0].rtn: mlp.gate_proj is [172 out, 64 in], and the GPTQ v1 format"),
+     "steps[0].rtn: mlp.gate_proj is [172 out, 64 in] and the GPTQ v1 format packs both along 32-bit words "
+     "(multiples of 32 only): set \"output\": {\"format\": \"dense\"}"),
     ("joint-packing", dict(model="odd", step={"sparsegpt": {"sparsity": 0.5, "bits": 4, "group_size": -1}}),
      "steps[0].sparsegpt: mlp.gate_proj is [172 out, 64 in]"),
     ("pattern", dict(model="odd", step={"wanda": {"pattern": "3:8"}}),

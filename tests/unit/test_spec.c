@@ -37,7 +37,7 @@ static void test_every_example_validates(void **state)
     (void)state;
     const char *names[] = {"demo_gptq.json", "gptq_llama2_7b_s3.json", "rtn.json",
                            "sparsegpt_2of4_then_gptq.json", "qlora_nf4.json", "qlora_jsonl.json",
-                           "eval_only.json"};
+                           "eval_only.json", "stories260k_gptq_dense.json"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         sq_job_spec spec = load_example(names[i]);
         assert_true(spec.n_steps > 0);
@@ -63,6 +63,10 @@ static void test_demo_example_values(void **state)
     assert_int_equal(spec.steps[2].eval.max_windows, 16);
     assert_string_equal(spec.state_uri, "build/demo/state");
     assert_string_equal(spec.output_uri, "build/demo/output");
+    assert_int_equal(spec.output_format, SQ_OUTPUT_GPTQ);
+    sq_job_spec_free(&spec);
+    spec = load_example("stories260k_gptq_dense.json");
+    assert_int_equal(spec.output_format, SQ_OUTPUT_DENSE);
     sq_job_spec_free(&spec);
 
     spec = load_example("gptq_llama2_7b_s3.json");
@@ -95,6 +99,17 @@ typedef struct {
 } bad_spec;
 
 static const bad_spec bad_specs[] = {
+    {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"bits\": 4}}], \"output\": {\"format\": \"awq\"}}",
+     "output.format: must be one of \"gptq\", \"dense\", \"compressed-tensors\""},
+    {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"bits\": 4}}], \"output\": {\"formats\": \"dense\"}}",
+     "output.formats: unknown key"},
+    {"{" MINIMAL OUT ", \"steps\": [{\"magnitude\": {\"sparsity\": 0.5}}], \"output\": {\"format\": \"dense\"}}",
+     "output.format: \"dense\" applies to a quantized output; the last step that produces a model (magnitude) "
+     "does not quantize"},
+    {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"bits\": 4}}, {\"eval\": {\"data\": \"t\"}}], "
+     "\"output\": {\"format\": \"compressed-tensors\"}}",
+     "steps[1]: eval reads gptq and dense checkpoints, not the compressed-tensors output: evaluate a \"dense\" "
+     "output instead"},
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"eval\": {\"data\": \"t\"}}, {\"gptq\": {\"bits\": 5}}]}",
      "steps[1].gptq.bits: must be one of 2,3,4,8"},
     {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"bits\": 4.0}}]}", "steps[0].rtn.bits: must be one of 2,3,4,8"},
