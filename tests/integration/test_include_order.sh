@@ -56,7 +56,7 @@ check() {
                 echo "VIOLATION $file:$line: $dir (level $lf) includes \"$inc\" ($target, level $lt)"
             fi
         done < <(grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$root/$file")
-    done < <(cd "$root" && find . -path ./build -prune -o -path ./.git -prune -o -type f \
+    done < <(cd "$root" && find . -path ./build -prune -o -path './.*' -prune -o -type f \
                  \( -name '*.c' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) -print | sed 's|^\./||' | sort)
 }
 
