@@ -19,31 +19,29 @@ static sq_status load_block(calib_state *cs, sq_range block, sq_layer_weights *w
 }
 
 /* Phase 1: stream all samples through the unquantized blocks, micro-batch by
- * micro-batch, rank to rank, so that every block's owner holds the block's input. */
-static sq_status stream_block_inputs(calib_state *cs, float **inputs)
+ * micro-batch, rank to rank, so that every block's owner holds the block's input.
+ * A rank may own several blocks (block b is rank b % world's). With other ranks
+ * taking part, a rank walks micro-batch by micro-batch and, within one, its blocks
+ * in order, so every rank meets its sends and receives in one global order
+ * (micro-batch, block) and none waits on a peer that is waiting on it; the weights
+ * of all the rank's blocks are then resident for the pass. A single rank streams
+ * one block at a time, so only one block's weights are resident. */
+static sq_status stream_blocks(calib_state *cs, float **inputs, int first, int last,
+                               sq_layer_weights **weights)
 {
     const sq_plan *plan = cs->job->plan;
     int nseq = cs->job->spec->nsamples, B = plan->num_blocks;
     size_t seq_floats = (size_t)cs->seqlen * cs->hidden;
     sq_status st = SQ_OK;
-    for (int b = 0; b < B && st == SQ_OK; b++) {
-        if (sq_plan_block_rank(plan, b) != cs->rank)
-            continue;
-        if (!inputs[b])
-            SQ_TRY(calib_alloc_activations(cs, nseq, &inputs[b]));
-        int prev = b > 0 ? sq_plan_block_rank(plan, b - 1) : -1;
-        int next = b + 1 < B ? sq_plan_block_rank(plan, b + 1) : -1;
-        if (next == cs->rank && !inputs[b + 1])
-            SQ_TRY(calib_alloc_activations(cs, nseq, &inputs[b + 1]));
-        sq_layer_weights *weights = calloc((size_t)plan->blocks[b].count, sizeof *weights);
-        if (!weights)
-            return sq_fail(SQ_ERR_NOMEM, "pipeline: out of memory");
-        if (next >= 0)
-            st = load_block(cs, plan->blocks[b], weights);
-        for (int s = 0; s < nseq && st == SQ_OK; s += cs->micro) {
-            int n = nseq - s < cs->micro ? nseq - s : cs->micro;
+    for (int s = 0; s < nseq && st == SQ_OK; s += cs->micro) {
+        int n = nseq - s < cs->micro ? nseq - s : cs->micro;
+        size_t bytes = (size_t)n * seq_floats * sizeof(float);
+        for (int b = first; b < last && st == SQ_OK; b++) {
+            if (sq_plan_block_rank(plan, b) != cs->rank)
+                continue;
+            int prev = b > 0 ? sq_plan_block_rank(plan, b - 1) : -1;
+            int next = b + 1 < B ? sq_plan_block_rank(plan, b + 1) : -1;
             float *chunk = inputs[b] + (size_t)s * seq_floats;
-            size_t bytes = (size_t)n * seq_floats * sizeof(float);
             if (b == 0)
                 st = calib_embed_samples(cs, cs->job->samples + (size_t)s * cs->seqlen, n, chunk);
             else if (prev != cs->rank)
@@ -52,15 +50,49 @@ static sq_status stream_block_inputs(calib_state *cs, float **inputs)
                 continue;
             st = kn_copy(cs->tmp, chunk, bytes);
             for (int i = 0; i < plan->blocks[b].count && st == SQ_OK; i++)
-                st = sq_layer_forward(&weights[i], cs->job->cfg, cs->tmp, n, cs->seqlen, &cs->scratch, NULL);
+                st = sq_layer_forward(&weights[b][i], cs->job->cfg, cs->tmp, n, cs->seqlen, &cs->scratch, NULL);
             if (st == SQ_OK)
                 st = next == cs->rank ? kn_copy(inputs[b + 1] + (size_t)s * seq_floats, cs->tmp, bytes)
                                       : sq_comm_send_device(cs->tmp, bytes, next, PIPELINE_TAG + b + 1);
         }
-        for (int i = 0; i < plan->blocks[b].count; i++)
-            sq_layer_weights_free(&weights[i]);
-        free(weights);
     }
+    return st;
+}
+
+static sq_status stream_block_inputs(calib_state *cs, float **inputs)
+{
+    const sq_plan *plan = cs->job->plan;
+    int nseq = cs->job->spec->nsamples, B = plan->num_blocks;
+    int together = cs->world > 1 ? B : 1;
+    sq_layer_weights **weights = calloc((size_t)B, sizeof *weights);
+    if (!weights)
+        return sq_fail(SQ_ERR_NOMEM, "pipeline: out of memory");
+    sq_status st = SQ_OK;
+    for (int first = 0; first < B && st == SQ_OK; first += together) {
+        int last = first + together < B ? first + together : B;
+        for (int b = first; b < last && st == SQ_OK; b++) {
+            if (sq_plan_block_rank(plan, b) != cs->rank)
+                continue;
+            if (!inputs[b])
+                st = calib_alloc_activations(cs, nseq, &inputs[b]);
+            if (st == SQ_OK && b + 1 < B && sq_plan_block_rank(plan, b + 1) == cs->rank && !inputs[b + 1])
+                st = calib_alloc_activations(cs, nseq, &inputs[b + 1]);
+            if (st != SQ_OK || b + 1 == B) /* the last block forwards nothing in this pass */
+                continue;
+            weights[b] = calloc((size_t)plan->blocks[b].count, sizeof **weights);
+            st = weights[b] ? load_block(cs, plan->blocks[b], weights[b])
+                            : sq_fail(SQ_ERR_NOMEM, "pipeline: out of memory");
+        }
+        if (st == SQ_OK)
+            st = stream_blocks(cs, inputs, first, last, weights);
+        for (int b = first; b < last; b++) {
+            for (int i = 0; weights[b] && i < plan->blocks[b].count; i++)
+                sq_layer_weights_free(&weights[b][i]);
+            free(weights[b]);
+            weights[b] = NULL;
+        }
+    }
+    free(weights);
     return st;
 }
 

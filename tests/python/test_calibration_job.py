@@ -119,6 +119,17 @@ def test_pipeline_depends_on_blocks_not_ranks(work):
     assert abs(p1 - p2) / p1 < 1e-3
 
 
+def test_pipeline_more_blocks_than_ranks(work):
+    # 4 blocks on 2 ranks: each rank owns two blocks that are not neighbours, so the
+    # streaming pass sends both ways between the ranks (it deadlocked once they walked
+    # their blocks one after the other); the output is the bytes of 4 blocks on 1 rank
+    spec1, out1 = spec_for(work, "blocks4-np1", mode="pipeline", blocks=LAYERS)
+    mpirun(1, ["run", spec1])
+    spec2, out2 = spec_for(work, "blocks4-np2", mode="pipeline", blocks=LAYERS)
+    mpirun(2, ["run", spec2])
+    assert file_digests(out2) == file_digests(out1)
+
+
 def test_pipeline_with_one_block_is_sequential(work, baseline):
     spec, out = spec_for(work, "pipe-one", mode="pipeline", blocks=1)
     mpirun(1, ["run", spec])
