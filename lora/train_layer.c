@@ -18,8 +18,11 @@ typedef struct {
 
 static widths layer_widths(const sq_model_config *cfg)
 {
-    widths wd = {cfg->hidden_size, cfg->num_heads * cfg->head_dim, cfg->num_kv_heads * cfg->head_dim,
-                 cfg->intermediate_size, 0};
+    widths wd = {0};
+    sq_linear_shape(cfg, SQ_LINEAR_Q, &wd.hidden, &wd.q_width); /* the geometry's one home */
+    int in;
+    sq_linear_shape(cfg, SQ_LINEAR_K, &in, &wd.kv_width);
+    sq_linear_shape(cfg, SQ_LINEAR_GATE, &in, &wd.inter);
     wd.widest = wd.hidden > wd.q_width ? wd.hidden : wd.q_width;
     wd.widest = wd.inter > wd.widest ? wd.inter : wd.widest;
     return wd;
