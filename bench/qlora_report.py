@@ -1,7 +1,7 @@
 """qlora_report.py: the table bench/bench_qlora_7b.sh prints from what its runs left in
 WORK_DIR: shardq's logs (the cumulative tokens/s its qlora step logs after every step),
 the peer's JSON (bench/peers/peft_bnb_qlora.py), runs.txt (each shardq run's wall-clock
-window and exit status), gpu_mem.txt (nvidia-smi samples: epoch seconds, MiB) and
+window and exit status; its phases line says where the time went), gpu_mem.txt (nvidia-smi samples: epoch seconds, MiB) and
 phases.txt (wall seconds per phase).
 
     python3 bench/qlora_report.py WORK_DIR WARMUP STEPS SEQLEN "BATCHES" TOTAL_S
@@ -87,6 +87,13 @@ def main():
             note = f"{r['steps']} steps, exit {r['rc']}; open + save {r['other_s']:.1f} s"
             print(f"{'shardq ' + base:22} {b:5} {fmt(r['tokens_per_s'], '9.0f')} {fmt(r['peak_gib'], '9.1f')} "
                   f"{'':16}  {note}")
+    print("\nwhere shardq's time went (all steps, warm-up included; the qlora step's phases line):")
+    for b in batches:
+        for base in ("nf4", "gptq"):
+            path = f"{work}/shardq-{base}-b{b}.log"
+            phases = re.search(r"qlora: phases (.*)", open(path).read()) if os.path.exists(path) else None
+            if phases:
+                print(f"  {base:5} batch {b}: {phases.group(1)}")
     print("\nratio shardq / peft+bnb (tokens/s: higher is better; peak memory: lower is better):")
     for (base, b), r in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         p = rows.get(("peer", b))
