@@ -22,26 +22,17 @@ extern "C" void kn_cuda_set_attention_score_cap(size_t bytes)
 
 extern "C" size_t kn_cuda_attention_score_cap(void) { return score_bytes_max; }
 
-static sq_status attention_heads(float *out, const float *q, const float *k, const float *v, float *scores,
-                                 const head_chunk &c)
+/* O for one chunk of heads, through its score buffer. */
+static sq_status attention_heads(float *out, const float *q, const float *k, const float *v, const head_chunk &c)
 {
-    SQ_TRY(scores_from_heads(scores, k, q, c.scale, c));
-    SQ_TRY(causal_softmax(scores, c));
-    return query_heads_from_scores(out, v, scores, 1.0f, c);
+    SQ_TRY(scores_from_heads(c.scores[0], k, q, c.scale, c));
+    SQ_TRY(causal_softmax(c.scores[0], c));
+    return query_heads_from_scores(out, v, c.scores[0], 1.0f, c);
 }
 
 extern "C" sq_status kn_attention(float *out, const float *q, const float *k, const float *v, int batch, int seq,
                                   int n_heads, int n_kv_heads, int head_dim)
 {
-    SQ_TRY(attention_check_shape("kn_attention", batch, seq, n_heads, n_kv_heads, head_dim));
-    if (batch == 0 || seq == 0)
-        return SQ_OK;
-    float *scores = NULL;
-    int chunk = 0;
-    SQ_TRY(attention_scores_alloc(&scores, &chunk, "kn_attention", seq, n_kv_heads, 1));
-    sq_status st = for_each_head_chunk(batch, seq, n_heads, n_kv_heads, head_dim, chunk, [&](const head_chunk &c) {
-        return attention_heads(out, q, k, v, scores, c);
-    });
-    sq_status freed = CUDA_STATUS(cudaFreeAsync(scores, 0));
-    return st != SQ_OK ? st : freed;
+    return attention_in_chunks("kn_attention", batch, seq, n_heads, n_kv_heads, head_dim, 1,
+                               [&](const head_chunk &c) { return attention_heads(out, q, k, v, c); });
 }

@@ -30,10 +30,11 @@ static __global__ void softmax_backward_rows(float *dP, const float *P, int seq)
         dP[row0 + s] = s <= t ? P[row0 + s] * (dP[row0 + s] - D) : 0.0f;
 }
 
-/* The gradients of one chunk of heads; P and dS hold count [seq, seq] matrices each. */
+/* The gradients of one chunk of heads, through its buffers P (scores[0]) and dP / dS (scores[1]). */
 static sq_status backward_heads(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                                const float *v, float *P, float *dS, const head_chunk &c)
+                                const float *v, const head_chunk &c)
 {
+    float *P = c.scores[0], *dS = c.scores[1];
     const float beta = c.g == 0 ? 0.0f : 1.0f;
     SQ_TRY(scores_from_heads(P, k, q, c.scale, c));
     SQ_TRY(causal_softmax(P, c));
@@ -49,16 +50,6 @@ extern "C" sq_status kn_attention_backward(float *dq, float *dk, float *dv, cons
                                            const float *k, const float *v, int batch, int seq, int n_heads,
                                            int n_kv_heads, int head_dim)
 {
-    SQ_TRY(attention_check_shape("kn_attention_backward", batch, seq, n_heads, n_kv_heads, head_dim));
-    if (batch == 0 || seq == 0)
-        return SQ_OK;
-    float *P = NULL;
-    int chunk = 0;
-    SQ_TRY(attention_scores_alloc(&P, &chunk, "kn_attention_backward", seq, n_kv_heads, 2));
-    float *dS = P + (size_t)chunk * seq * seq;
-    sq_status st = for_each_head_chunk(batch, seq, n_heads, n_kv_heads, head_dim, chunk, [&](const head_chunk &c) {
-        return backward_heads(dq, dk, dv, dout, q, k, v, P, dS, c);
-    });
-    sq_status freed = CUDA_STATUS(cudaFreeAsync(P, 0));
-    return st != SQ_OK ? st : freed;
+    return attention_in_chunks("kn_attention_backward", batch, seq, n_heads, n_kv_heads, head_dim, 2,
+                               [&](const head_chunk &c) { return backward_heads(dq, dk, dv, dout, q, k, v, c); });
 }
