@@ -349,9 +349,10 @@ static void attention_case(int batch, int seq, int n_heads, int n_kv_heads, int 
     float *o = malloc(nq * 4);
     float *dq = dev_from(q, nq * 4), *dk = dev_from(k, nkv * 4), *dv = dev_from(v, nkv * 4);
     float *dout = dev_poisoned(nq * 4);
+    const char *chunking = set_score_cap(chunk_heads, seq, 1);
     char what[160];
     snprintf(what, sizeof what, "kn_attention batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d%s", batch, seq,
-             n_heads, n_kv_heads, head_dim, set_score_cap(chunk_heads, seq, 1));
+             n_heads, n_kv_heads, head_dim, chunking);
     sq_status st = kn_attention(dout, dq, dk, dv, batch, seq, n_heads, n_kv_heads, head_dim);
     end_score_cap();
     CALL(st);
@@ -388,9 +389,10 @@ static void attention_backward_case(int batch, int seq, int n_heads, int n_kv_he
     float *d_q = dev_from(q, nq * 4), *d_k = dev_from(k, nkv * 4), *d_v = dev_from(v, nkv * 4);
     float *d_dout = dev_from(dout, nq * 4);
     float *d_dq = dev_poisoned(nq * 4), *d_dk = dev_poisoned(nkv * 4), *d_dv = dev_poisoned(nkv * 4);
+    const char *chunking = set_score_cap(chunk_heads, seq, 2);
     char shape[160], what[192];
     snprintf(shape, sizeof shape, "kn_attention_backward batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d%s", batch,
-             seq, n_heads, n_kv_heads, head_dim, set_score_cap(chunk_heads, seq, 2));
+             seq, n_heads, n_kv_heads, head_dim, chunking);
     sq_status st = kn_attention_backward(d_dq, d_dk, d_dv, d_dout, d_q, d_k, d_v, batch, seq, n_heads, n_kv_heads,
                                          head_dim);
     end_score_cap();
