@@ -1,8 +1,8 @@
 /* attention_heads.cuh (CUDA backend): what the attention forward
  * (attention.cu) and backward (attention_backward.cu) share — the walk over
- * chunks of heads, the three strided-batched GEMM shapes between head matrices
- * and [seq, seq] score matrices, the causal softmax, and the cap on score
- * memory that sets the chunk size. One place, so forward and backward cannot
+ * chunks of heads sized by the score cap (kn_cuda_attention_score_cap), the
+ * three strided-batched GEMM shapes between head matrices and [seq, seq] score
+ * matrices, and the causal softmax. One place, so forward and backward cannot
  * disagree on layout or on the order heads are visited.
  *
  * Heads of one sequence that share an offset g inside their group are a
