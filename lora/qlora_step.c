@@ -317,10 +317,13 @@ static sq_status train(qlora_state *s, double *last_loss, json_t *evals)
     const bool rank0 = s->job->comm->rank == 0;
     s->first_step = s->optim.step;
     s->started = sq_now_seconds();
+    double optimizer_seconds = 0.0;
     while (s->optim.step < o->steps) {
         double grad_norm;
         SQ_TRY(step_gradient(s, s->optim.step + 1, last_loss));
+        double t0 = sq_now_seconds();
         SQ_TRY(sq_lora_optimizer_step(&s->optim, &s->adapter, &grad_norm));
+        optimizer_seconds += sq_now_seconds() - t0; /* the step ends with a download: synchronized */
         if (rank0)
             log_step(s, *last_loss, grad_norm);
         bool eval_now = o->eval_data && ((o->eval_every && s->optim.step % o->eval_every == 0) ||
@@ -337,6 +340,12 @@ static sq_status train(qlora_state *s, double *last_loss, json_t *evals)
             SQ_TRY(save_checkpoint(s));
         if (s->optim.step < o->steps)
             SQ_TRY(check_stop(s));
+    }
+    if (rank0) {
+        char phases[256];
+        sq_lora_trainer_phases(&s->trainer, phases, sizeof phases);
+        sq_log_info("step %d qlora: phases %s, optimizer %.2fs (train steps %d..%d, held-out passes included)",
+                    s->job->step, phases, optimizer_seconds, s->first_step + 1, s->optim.step);
     }
     return SQ_OK;
 }
