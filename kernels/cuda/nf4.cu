@@ -8,13 +8,14 @@
 __constant__ float nf4_table[16] = KN_NF4_VALUES;
 
 /* W[2b] from the high nibble of packed[b], W[2b + 1] from the low one; a 64-block shares absmax. */
-__global__ void dequantize_nf4_kernel(float2 *W, const uint8_t *packed, const float *absmax, size_t bytes)
+__global__ void dequantize_nf4_kernel(float *W, const uint8_t *packed, const float *absmax, size_t bytes)
 {
     GRID_STRIDE(b, bytes)
     {
         uint8_t byte = packed[b];
         float scale = absmax[b / 32];
-        W[b] = make_float2(nf4_table[byte >> 4] * scale, nf4_table[byte & 0x0f] * scale);
+        W[2 * b] = nf4_table[byte >> 4] * scale;
+        W[2 * b + 1] = nf4_table[byte & 0x0f] * scale;
     }
 }
 
@@ -28,11 +29,9 @@ extern "C" sq_status kn_dequantize_nf4(float *W, const uint8_t *packed, const fl
 {
     if (n % 64)
         return sq_fail(SQ_ERR_ARG, "kn_dequantize_nf4: %zu values is not a whole number of 64-blocks", n);
-    if ((uintptr_t)W % sizeof(float2))
-        return sq_fail(SQ_ERR_ARG, "kn_dequantize_nf4: output %p is not 8-byte aligned", (void *)W);
     if (n == 0)
         return SQ_OK;
-    dequantize_nf4_kernel<<<kn_cuda_blocks(n / 2, 256), 256>>>((float2 *)W, packed, absmax, n / 2);
+    dequantize_nf4_kernel<<<kn_cuda_blocks(n / 2, 256), 256>>>(W, packed, absmax, n / 2);
     CUDA_CHECK_LAUNCH();
     return SQ_OK;
 }
