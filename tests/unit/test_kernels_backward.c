@@ -259,6 +259,7 @@ static void test_chunked_cross_entropy(void **state)
         assert_int_equal(kn_ce_chunk_forward(state3, part, targets, rows, v0, n), SQ_OK);
     }
     assert_int_equal(kn_ce_finish(nll, lse, state3, targets, rows), SQ_OK);
+    assert_int_equal(kn_ce_finish(nll, lse, state3, targets, -1), SQ_ERR_ARG); /* as kn_ce_begin does */
     for (int r = 0; r < rows; r++)
         assert_true(fabsf(nll[r] - (targets[r] < 0 ? 0.0f : want_nll[r])) < 1e-4f);
     for (int v0 = 0; v0 < vocab; v0 += chunk) {
