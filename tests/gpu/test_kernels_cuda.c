@@ -21,7 +21,16 @@
  *   GPTQ pass:  codes may differ where the lazy-update GEMMs round differently and a
  *               value lands on a rounding tie: at most 1% of codes, W within 1e-2.
  *   pruning:    kn_prune_lowest and kn_sparsegpt_block exact (same masks, ties included);
- *               a SparseGPT pass, like the GPTQ pass, at most 1% of mask entries, W 1e-2. */
+ *               a SparseGPT pass, like the GPTQ pass, at most 1% of mask entries, W 1e-2.
+ *   training:   exact: kn_dropout (the same mask, kernels/dropout_mask.h), kn_scale,
+ *               kn_dequantize_nf4 and kn_dequantize_blockwise8 (the same float products);
+ *               1e-6: kn_rope_backward (cos/sin of the device's libm), kn_adamw (the CPU's
+ *               float operations in its order, no fused multiply-add: exact expected);
+ *               1e-5: kn_rmsnorm_backward, kn_swiglu_backward (expf), the chunked
+ *               cross-entropy (block sums in another order), kn_linear_backward's dweight
+ *               (fp32 GEMM); 1e-2: its dx (bf16 copies of dy and W on the tensor cores);
+ *               1e-9: kn_sum_squares (double sums in another, but fixed, order: the same
+ *               bits on a second run is checked too). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1098,6 +1107,313 @@ static void test_fixed_accumulate(void)
     free(reversed);
 }
 
+/* ---- training: backward passes, chunked loss, optimizer ------------------ */
+
+static void test_rmsnorm_backward(void)
+{
+    const int rows = 300, dim = 512;
+    size_t n = (size_t)rows * dim;
+    float *x = host_random(n, 2.0f), *w = host_random(dim, 1.0f), *dy = host_random(n, 1.0f);
+    float *dx = host_random(n, 1.0f); /* accumulated into: starts non-zero on both backends */
+    float *d_x = dev_from(x, n * 4), *d_w = dev_from(w, dim * 4), *d_dy = dev_from(dy, n * 4);
+    float *d_dx = dev_from(dx, n * 4);
+    CALL(kn_rmsnorm_backward(d_dx, d_dy, d_x, d_w, rows, dim, 1e-5f));
+    CALL(kn_cpu_rmsnorm_backward(dx, dy, x, w, rows, dim, 1e-5f));
+    compare("kn_rmsnorm_backward 300x512, dx += (accumulating)", d_dx, dx, n, 1e-5);
+    kn_free(d_x);
+    kn_free(d_w);
+    kn_free(d_dy);
+    kn_free(d_dx);
+    free(x);
+    free(w);
+    free(dy);
+    free(dx);
+}
+
+/* Query (8 heads) and key (2 kv heads) gradients of a GQA layer; the backward undoes the forward. */
+static void test_rope_backward(void)
+{
+    const int batch = 2, seq = 150, head_dim = 64, pos0 = 3;
+    const int head_counts[2] = {8, 2};
+    float inv_freq[32];
+    for (int i = 0; i < head_dim / 2; i++)
+        inv_freq[i] = (float)pow(500000.0, -2.0 * i / head_dim);
+    float *dfreq = dev_from(inv_freq, sizeof inv_freq);
+    for (int c = 0; c < 2; c++) {
+        int heads = head_counts[c];
+        size_t n = (size_t)batch * seq * heads * head_dim;
+        float *d = host_random(n, 1.0f), *start = host_copy(d, n);
+        float *dd = dev_from(d, n * 4);
+        CALL(kn_rope_backward(dd, dfreq, batch, seq, heads, head_dim, pos0));
+        CALL(kn_cpu_rope_backward(d, inv_freq, batch, seq, heads, head_dim, pos0));
+        char what[128];
+        snprintf(what, sizeof what, "kn_rope_backward batch=%d seq=%d heads=%d head_dim=%d", batch, seq, heads,
+                 head_dim);
+        compare(what, dd, d, n, 1e-6);
+        CALL(kn_rope(dd, dfreq, batch, seq, heads, head_dim, pos0));
+        snprintf(what, sizeof what, "kn_rope after kn_rope_backward gives the input back (heads=%d)", heads);
+        compare(what, dd, start, n, 1e-6);
+        kn_free(dd);
+        free(d);
+        free(start);
+    }
+    kn_free(dfreq);
+}
+
+static void test_swiglu_backward(void)
+{
+    const size_t n = 300 * 1376 + 5;
+    float *g = host_random(n, 3.0f), *u = host_random(n, 1.0f), *dy = host_random(n, 1.0f);
+    float *dg = malloc(n * 4), *du = malloc(n * 4);
+    float *d_g = dev_from(g, n * 4), *d_u = dev_from(u, n * 4), *d_dy = dev_from(dy, n * 4);
+    float *d_dg = dev_poisoned(n * 4), *d_du = dev_poisoned(n * 4);
+    CALL(kn_swiglu_backward(d_dg, d_du, d_dy, d_g, d_u, n));
+    CALL(kn_cpu_swiglu_backward(dg, du, dy, g, u, n));
+    compare("kn_swiglu_backward dgate (written over poison)", d_dg, dg, n, 1e-5);
+    compare("kn_swiglu_backward dup (written over poison)", d_du, du, n, 1e-5);
+    kn_free(d_g);
+    kn_free(d_u);
+    kn_free(d_dy);
+    kn_free(d_dg);
+    kn_free(d_du);
+    free(g);
+    free(u);
+    free(dy);
+    free(dg);
+    free(du);
+}
+
+/* One kn_linear_backward call on both backends. dx_start NULL: dx is not asked for;
+ * dw_start NULL: no weight gradient. The gradients dy are of a loss's size (1e-8):
+ * below fp16's smallest subnormal, so an fp16 copy would lose them. */
+static void linear_backward_case(int rows, int in, int out, bool want_dx, bool accumulate_dx, bool want_dw)
+{
+    size_t nx = (size_t)rows * in, ny = (size_t)rows * out, nw = (size_t)out * in;
+    float *x = host_random(nx, 1.0f), *w = host_random(nw, 0.05f), *dy = host_random(ny, 1e-8f);
+    float *dx = host_random(nx, 1e-8f), *dw = host_random(nw, 1e-6f);
+    float *d_x = dev_from(x, nx * 4), *d_w = dev_from(w, nw * 4), *d_dy = dev_from(dy, ny * 4);
+    float *d_dx = dev_from(dx, nx * 4), *d_dw = dev_from(dw, nw * 4);
+    if (want_dx && !accumulate_dx)
+        poison(d_dx, nx * 4); /* written, so never read */
+    CALL(kn_linear_backward(want_dx ? d_dx : NULL, want_dw ? d_dw : NULL, d_dy, d_x, d_w, rows, in, out,
+                            accumulate_dx));
+    CALL(kn_cpu_linear_backward(want_dx ? dx : NULL, want_dw ? dw : NULL, dy, x, w, rows, in, out, accumulate_dx));
+    char what[160];
+    snprintf(what, sizeof what, "kn_linear_backward %dx%d -> %d, dx %s (bf16 inputs)", rows, in, out,
+             !want_dx ? "NULL: left alone" : accumulate_dx ? "+= dy W" : "= dy W over poison");
+    compare(what, d_dx, dx, nx, want_dx ? 1e-2 : 0.0);
+    snprintf(what, sizeof what, "kn_linear_backward %dx%d -> %d, dweight %s (fp32)", rows, in, out,
+             want_dw ? "+= dyT x" : "NULL: left alone");
+    compare(what, d_dw, dw, nw, want_dw ? 1e-5 : 0.0);
+    kn_free(d_x);
+    kn_free(d_w);
+    kn_free(d_dy);
+    kn_free(d_dx);
+    kn_free(d_dw);
+    free(x);
+    free(w);
+    free(dy);
+    free(dx);
+    free(dw);
+}
+
+static void test_linear_backward(void)
+{
+    linear_backward_case(300, 512, 384, true, true, true);
+    linear_backward_case(300, 512, 384, true, false, true);
+    linear_backward_case(300, 512, 384, false, false, true);
+    linear_backward_case(300, 512, 384, true, true, false);
+    linear_backward_case(300, 16, 1376, true, false, true); /* LoRA B: in = r */
+    linear_backward_case(300, 512, 16, true, true, true);   /* LoRA A: out = r */
+}
+
+static void test_dropout(void)
+{
+    const size_t n = 300 * 512 + 7;
+    const float p = 0.1f;
+    const uint64_t seed = 0x9d2c5680a5a5f00dull;
+    float *x = host_random(n, 1.0f), *y = malloc(n * 4);
+    float *d_x = dev_from(x, n * 4), *d_y = dev_poisoned(n * 4);
+    CALL(kn_dropout(d_y, d_x, n, p, seed));
+    CALL(kn_cpu_dropout(y, x, n, p, seed));
+    compare("kn_dropout p=0.1: the CPU's mask and values, exactly", d_y, y, n, 0.0);
+    size_t dropped = 0;
+    for (size_t i = 0; i < n; i++)
+        dropped += y[i] == 0.0f;
+    report(fabs((double)dropped / n - p) < 0.01, "kn_dropout p=0.1 drops %zu of %zu entries (expected within 1%% of p)",
+           dropped, n);
+    CALL(kn_dropout(d_x, d_x, n, p, seed));
+    compare("kn_dropout in place (out == x)", d_x, y, n, 0.0);
+    CALL(kn_upload(d_x, x, n * 4));
+    poison(d_y, n * 4);
+    CALL(kn_dropout(d_y, d_x, n, 0.0f, seed));
+    compare("kn_dropout p=0 copies", d_y, x, n, 0.0);
+    report(kn_dropout(d_y, d_x, n, 1.0f, seed) == SQ_ERR_ARG, "kn_dropout rejects p=1: %s", sq_last_error());
+    kn_free(d_x);
+    kn_free(d_y);
+    free(x);
+    free(y);
+}
+
+/* The loss over vocabulary chunks of 1000 (the last one shorter), some rows without a target. */
+static void test_ce_chunked(void)
+{
+    const int rows = 300, vocab = 2500, chunk = 1000;
+    float *logits = host_random((size_t)rows * vocab, 3.0f), *weights = host_random(rows, 1.0f);
+    int32_t *targets = malloc(rows * sizeof *targets);
+    for (int r = 0; r < rows; r++) {
+        targets[r] = r % 17 == 5 ? -1 : (int32_t)sq_rng_below(&rng, vocab);
+        weights[r] = fabsf(weights[r]) / rows;
+    }
+    float *state = malloc(3 * rows * 4), *nll = malloc(rows * 4), *lse = malloc(rows * 4);
+    float *dz = malloc((size_t)rows * chunk * 4);
+    float *d_state = dev_poisoned(3 * rows * 4), *d_nll = dev_poisoned(rows * 4), *d_lse = dev_poisoned(rows * 4);
+    float *d_weights = dev_from(weights, rows * 4), *d_chunk = dev_poisoned((size_t)rows * chunk * 4);
+    int32_t *d_targets = dev_from(targets, rows * sizeof *targets);
+    CALL(kn_ce_begin(d_state, rows));
+    CALL(kn_cpu_ce_begin(state, rows));
+    for (int v0 = 0; v0 < vocab; v0 += chunk) {
+        int n = vocab - v0 < chunk ? vocab - v0 : chunk;
+        for (int r = 0; r < rows; r++) /* the chunk's logits, [rows, n] */
+            memcpy(dz + (size_t)r * n, logits + (size_t)r * vocab + v0, n * 4);
+        CALL(kn_upload(d_chunk, dz, (size_t)rows * n * 4));
+        CALL(kn_ce_chunk_forward(d_state, d_chunk, d_targets, rows, v0, n));
+        CALL(kn_cpu_ce_chunk_forward(state, dz, targets, rows, v0, n));
+    }
+    compare("kn_ce_chunk_forward 300 rows, vocab 2500 in chunks of 1000: state [max | sum | target logit]", d_state,
+            state, 3 * rows, 1e-5);
+    CALL(kn_ce_finish(d_nll, d_lse, d_state, d_targets, rows));
+    CALL(kn_cpu_ce_finish(nll, lse, state, targets, rows));
+    compare("kn_ce_finish nll (0 where target < 0)", d_nll, nll, rows, 1e-5);
+    compare("kn_ce_finish lse", d_lse, lse, rows, 1e-5);
+    for (int v0 = 0; v0 < vocab; v0 += chunk) {
+        int n = vocab - v0 < chunk ? vocab - v0 : chunk;
+        for (int r = 0; r < rows; r++)
+            memcpy(dz + (size_t)r * n, logits + (size_t)r * vocab + v0, n * 4);
+        CALL(kn_upload(d_chunk, dz, (size_t)rows * n * 4));
+        CALL(kn_ce_chunk_backward(d_chunk, d_lse, d_targets, d_weights, rows, v0, n));
+        CALL(kn_cpu_ce_chunk_backward(dz, lse, targets, weights, rows, v0, n));
+        char what[128];
+        snprintf(what, sizeof what, "kn_ce_chunk_backward chunk [%d, %d): dz in place", v0, v0 + n);
+        compare(what, d_chunk, dz, (size_t)rows * n, 1e-5);
+    }
+    kn_free(d_state);
+    kn_free(d_nll);
+    kn_free(d_lse);
+    kn_free(d_weights);
+    kn_free(d_chunk);
+    kn_free(d_targets);
+    free(logits);
+    free(weights);
+    free(targets);
+    free(state);
+    free(nll);
+    free(lse);
+    free(dz);
+}
+
+/* Added to a running sum, within 1e-9 of the CPU's index-order sum, and the same bits on a second run. */
+static void test_sum_squares(void)
+{
+    const size_t n = 3000017;
+    float *x = host_random(n, 0.01f);
+    float *d_x = dev_from(x, n * 4);
+    const double start = 1.5;
+    double cpu = start, gpu[2];
+    CALL(kn_cpu_sum_squares(&cpu, x, n));
+    double *d_sum = dev_from(&start, sizeof start);
+    for (int run = 0; run < 2; run++) {
+        CALL(kn_upload(d_sum, &start, sizeof start));
+        CALL(kn_sum_squares(d_sum, d_x, n));
+        CALL(kn_download(&gpu[run], d_sum, sizeof gpu[run]));
+    }
+    double err = fabs(gpu[0] - cpu) / fabs(cpu);
+    report(err <= 1e-9, "kn_sum_squares of %zu values added to %.1f: %.17g vs CPU %.17g, relative error %.3g "
+           "(tolerance 1e-9)", n, start, gpu[0], cpu, err);
+    report(memcmp(&gpu[0], &gpu[1], sizeof gpu[0]) == 0, "kn_sum_squares: the same bits on a second run");
+    kn_free(d_x);
+    kn_free(d_sum);
+    free(x);
+}
+
+static void test_scale(void)
+{
+    const size_t n = 100003;
+    float *x = host_random(n, 1.0f);
+    float *d_x = dev_from(x, n * 4);
+    CALL(kn_scale(d_x, 0.37f, n));
+    CALL(kn_cpu_scale(x, 0.37f, n));
+    compare("kn_scale", d_x, x, n, 0.0);
+    kn_free(d_x);
+    free(x);
+}
+
+/* Three steps (t = 1, 2, 3) with fresh gradients, weight decay on. */
+static void test_adamw(void)
+{
+    const size_t n = 100003;
+    float *param = host_random(n, 0.02f), *m = calloc(n, 4), *v = calloc(n, 4);
+    float *d_param = dev_from(param, n * 4), *d_m = dev_from(m, n * 4), *d_v = dev_from(v, n * 4);
+    float *d_grad = dev_poisoned(n * 4);
+    for (int t = 1; t <= 3; t++) {
+        float *grad = host_random(n, 1e-3f);
+        CALL(kn_upload(d_grad, grad, n * 4));
+        CALL(kn_adamw(d_param, d_grad, d_m, d_v, n, 2e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, t));
+        CALL(kn_cpu_adamw(param, grad, m, v, n, 2e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, t));
+        free(grad);
+    }
+    compare("kn_adamw 3 steps: param", d_param, param, n, 1e-6);
+    compare("kn_adamw 3 steps: m", d_m, m, n, 1e-6);
+    compare("kn_adamw 3 steps: v", d_v, v, n, 1e-6);
+    report(kn_adamw(d_param, d_grad, d_m, d_v, n, 2e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 0) == SQ_ERR_ARG,
+           "kn_adamw rejects step 0: %s", sq_last_error());
+    kn_free(d_param);
+    kn_free(d_m);
+    kn_free(d_v);
+    kn_free(d_grad);
+    free(param);
+    free(m);
+    free(v);
+}
+
+/* Double quantization as a base weight uses it: the absmax from kn_dequantize_blockwise8,
+ * then the weights from kn_dequantize_nf4 with that (device) absmax. */
+static void test_dequantize_nf4(void)
+{
+    const size_t n = 512 * 384, blocks = n / 64;
+    uint8_t *packed = malloc(n / 2), *q = malloc(blocks);
+    for (size_t i = 0; i < n / 2; i++)
+        packed[i] = (uint8_t)sq_rng_next(&rng);
+    for (size_t i = 0; i < blocks; i++)
+        q[i] = (uint8_t)sq_rng_next(&rng);
+    float *code8 = host_random(256, 1.0f), *absmax2 = host_random((blocks + 255) / 256, 0.05f);
+    const float offset = 0.0371f;
+    float *absmax = malloc(blocks * 4), *W = malloc(n * 4);
+    uint8_t *d_packed = dev_from(packed, n / 2), *d_q = dev_from(q, blocks);
+    float *d_code8 = dev_from(code8, 256 * 4), *d_absmax2 = dev_from(absmax2, (blocks + 255) / 256 * 4);
+    float *d_absmax = dev_poisoned(blocks * 4), *d_W = dev_poisoned(n * 4);
+    CALL(kn_dequantize_blockwise8(d_absmax, d_q, d_code8, d_absmax2, offset, blocks));
+    CALL(kn_cpu_dequantize_blockwise8(absmax, q, code8, absmax2, offset, blocks));
+    compare("kn_dequantize_blockwise8 (double-quantized absmax)", d_absmax, absmax, blocks, 0.0);
+    CALL(kn_dequantize_nf4(d_W, d_packed, d_absmax, n));
+    CALL(kn_cpu_dequantize_nf4(W, packed, absmax, n));
+    compare("kn_dequantize_nf4 512x384", d_W, W, n, 0.0);
+    report(kn_dequantize_nf4(d_W, d_packed, d_absmax, 96) == SQ_ERR_ARG, "kn_dequantize_nf4 rejects 96 values: %s",
+           sq_last_error());
+    kn_free(d_packed);
+    kn_free(d_q);
+    kn_free(d_code8);
+    kn_free(d_absmax2);
+    kn_free(d_absmax);
+    kn_free(d_W);
+    free(packed);
+    free(q);
+    free(code8);
+    free(absmax2);
+    free(absmax);
+    free(W);
+}
+
 int main(void)
 {
     unsigned long long seed = getenv("SEED") ? strtoull(getenv("SEED"), NULL, 10) : (unsigned long long)time(NULL);
@@ -1130,6 +1446,16 @@ int main(void)
     test_prune_lowest();
     test_sparsegpt_block();
     test_sparsegpt_pass();
+    test_rmsnorm_backward();
+    test_rope_backward();
+    test_swiglu_backward();
+    test_linear_backward();
+    test_dropout();
+    test_ce_chunked();
+    test_sum_squares();
+    test_scale();
+    test_adamw();
+    test_dequantize_nf4();
     printf("1..%d\n", test_number);
     kn_shutdown();
     return failures ? 1 : 0;
