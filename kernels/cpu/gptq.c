@@ -1,32 +1,16 @@
 /* gptq.c (CPU backend): the column walk of one GPTQ block, written once for
- * kn_gptq_block and kn_sparsegpt_block (kernels.h gives the exact steps).
- * SparseGPT's block is the same walk with a mask chosen where each prune group
- * starts (prune_mask.h) and, with bits 0, no rounding; the grid arithmetic is
- * quant_math.h's. Every output row is independent, so rows are spread over
- * OpenMP threads. */
+ * kn_gptq_block and kn_sparsegpt_block (kernels.h gives the exact steps;
+ * block_walk.h checks and gathers the arguments). SparseGPT's block is the
+ * same walk with a mask chosen where each prune group starts (prune_mask.h)
+ * and, with bits 0, no rounding; the grid arithmetic is quant_math.h's. Every
+ * output row is independent, so rows are spread over OpenMP threads. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/block_walk.h"
 #include "kernels/cpu/prune_mask.h"
 #include "kernels/cpu/quant_math.h"
 #include "kernels/kernels.h"
-
-/* One block's walk: the block, how each column is rounded, and which entries are taken as 0. */
-typedef struct {
-    float *W;
-    uint8_t *codes;
-    float *Err;
-    const float *Hinv;
-    float *scale, *zero;
-    const int32_t *group_of_column;
-    int ldg, rows, n, col0, ncols;
-    int group_size; /* > 0: compute the grids of the groups that start in this block; 0: they are given */
-    bool quantize;  /* round each column onto its grid (SparseGPT with bits 0 does not) */
-    bool sym;
-    float maxq;
-    const uint8_t *masked;        /* [rows, n]: entries quantized as 0, or NULL (GPTQ) */
-    int prune_group, prune_count; /* prune_group > 0: the mask is chosen as the walk goes (SparseGPT) */
-} block_walk;
 
 /* One thread's buffers, reused for every row it walks. */
 typedef struct {
@@ -38,7 +22,7 @@ typedef struct {
 
 /* Marks, in s->pruned, the prune_count columns of lowest w²/Hinv_cc² in the prune group
  * that starts at column j (w as the walk has left the row). */
-static void choose_pruned(const block_walk *b, const float *w, int j, row_scratch *s)
+static void choose_pruned(const kn_block_walk *b, const float *w, int j, row_scratch *s)
 {
     for (int c = 0; c < b->prune_group; c++) {
         float d = b->Hinv[(size_t)(j + c) * b->n + j + c];
@@ -47,7 +31,7 @@ static void choose_pruned(const block_walk *b, const float *w, int j, row_scratc
     mark_lowest(s->score, b->prune_group, b->prune_count, s->order, s->pruned + (j - b->col0));
 }
 
-static void walk_row(const block_walk *b, int r, row_scratch *s)
+static void walk_row(const kn_block_walk *b, int r, row_scratch *s)
 {
     const int n = b->n, col0 = b->col0, end = b->col0 + b->ncols;
     float *w = b->W + (size_t)r * n;
@@ -78,7 +62,7 @@ static void walk_row(const block_walk *b, int r, row_scratch *s)
     }
 }
 
-static sq_status walk_block(const block_walk *b, const char *who)
+static sq_status walk_block(const kn_block_walk *b, const char *who)
 {
     const bool prune = b->prune_group > 0;
     sq_status st = SQ_OK;
@@ -104,15 +88,6 @@ static sq_status walk_block(const block_walk *b, const char *who)
     return st;
 }
 
-static sq_status check_block(int rows, int n, int col0, int ncols, const char *who)
-{
-    if (rows < 0)
-        return sq_fail(SQ_ERR_ARG, "%s: bad row count %d", who, rows);
-    if (ncols <= 0 || col0 < 0 || col0 + ncols > n)
-        return sq_fail(SQ_ERR_ARG, "%s: block [%d, %d) outside %d columns", who, col0, col0 + ncols, n);
-    return SQ_OK;
-}
-
 static sq_status check_groups_of_block(const int32_t *group_of_column, int ldg, int col0, int ncols, const char *who)
 {
     for (int j = col0; j < col0 + ncols; j++)
@@ -126,14 +101,10 @@ sq_status kn_gptq_block(float *W, uint8_t *codes, float *Err, const float *Hinv,
                         const int32_t *group_of_column, bool compute_groups, int group_size, int rows, int n,
                         int col0, int ncols, int bits, bool sym, const uint8_t *masked)
 {
-    if (bits < 1 || bits > 8)
-        return sq_fail(SQ_ERR_ARG, "kn_gptq_block: bits must be in [1, 8], got %d", bits);
-    SQ_TRY(check_block(rows, n, col0, ncols, "kn_gptq_block"));
+    kn_block_walk b;
+    SQ_TRY(kn_gptq_block_walk(&b, W, codes, Err, Hinv, scale, zero, ldg, group_of_column, compute_groups, group_size,
+                              rows, n, col0, ncols, bits, sym, masked));
     SQ_TRY(check_groups_of_block(group_of_column, ldg, col0, ncols, "kn_gptq_block"));
-    block_walk b = {.W = W, .codes = codes, .Err = Err, .Hinv = Hinv, .scale = scale, .zero = zero,
-                    .group_of_column = group_of_column, .ldg = ldg, .rows = rows, .n = n, .col0 = col0,
-                    .ncols = ncols, .group_size = compute_groups && group_size > 0 ? group_size : 0,
-                    .quantize = true, .sym = sym, .maxq = (float)((1 << bits) - 1), .masked = masked};
     return walk_block(&b, "kn_gptq_block");
 }
 
@@ -142,16 +113,10 @@ sq_status kn_sparsegpt_block(float *W, uint8_t *codes, float *Err, const float *
                              int rows, int n, int col0, int ncols, int bits, bool sym, int prune_group,
                              int prune_count)
 {
-    if (bits < 0 || bits > 8)
-        return sq_fail(SQ_ERR_ARG, "kn_sparsegpt_block: bits must be 0 or in [1, 8], got %d", bits);
-    SQ_TRY(check_block(rows, n, col0, ncols, "kn_sparsegpt_block"));
-    SQ_TRY(check_prune_groups(ncols, prune_group, prune_count, "kn_sparsegpt_block"));
-    if (bits > 0)
+    kn_block_walk b;
+    SQ_TRY(kn_sparsegpt_block_walk(&b, W, codes, Err, Hinv, scale, zero, ldg, group_of_column, compute_groups,
+                                   group_size, rows, n, col0, ncols, bits, sym, prune_group, prune_count));
+    if (b.quantize)
         SQ_TRY(check_groups_of_block(group_of_column, ldg, col0, ncols, "kn_sparsegpt_block"));
-    block_walk b = {.W = W, .codes = codes, .Err = Err, .Hinv = Hinv, .scale = scale, .zero = zero,
-                    .group_of_column = group_of_column, .ldg = ldg, .rows = rows, .n = n, .col0 = col0,
-                    .ncols = ncols, .group_size = bits > 0 && compute_groups && group_size > 0 ? group_size : 0,
-                    .quantize = bits > 0, .sym = sym, .maxq = (float)((1 << bits) - 1),
-                    .prune_group = prune_group, .prune_count = prune_count};
     return walk_block(&b, "kn_sparsegpt_block");
 }

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "kernels/block_walk.h"
 #include "kernels/cpu/prune_mask.h"
 #include "kernels/kernels.h"
 
@@ -13,7 +14,7 @@ sq_status kn_prune_lowest(float *W, const float *col_scale, int rows, int n, int
 {
     if (rows < 0 || n <= 0)
         return sq_fail(SQ_ERR_ARG, "kn_prune_lowest: bad shape rows=%d n=%d", rows, n);
-    SQ_TRY(check_prune_groups(n, group, count, "kn_prune_lowest"));
+    SQ_TRY(kn_check_prune_groups(n, group, count, "kn_prune_lowest"));
     sq_status st = SQ_OK;
 #pragma omp parallel
     {

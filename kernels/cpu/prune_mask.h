@@ -8,8 +8,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "kernels/kernels.h"
-
 /* Ascending score, then ascending column (the sort key of every mask here). */
 static inline int by_score_then_column(const void *a, const void *b, void *scores)
 {
@@ -29,14 +27,6 @@ static inline void mark_lowest(const float *score, int group, int count, int32_t
     qsort_r(order, (size_t)group, sizeof *order, by_score_then_column, (void *)score);
     for (int k = 0; k < group; k++)
         pruned[order[k]] = k < count;
-}
-
-/* Refuses a split of n columns into groups of `group` that cannot prune `count` of each. */
-static inline sq_status check_prune_groups(int n, int group, int count, const char *who)
-{
-    if (group <= 0 || n % group != 0 || count < 0 || count > group)
-        return sq_fail(SQ_ERR_ARG, "%s: %d of every %d columns cannot be pruned from %d", who, count, group, n);
-    return SQ_OK;
 }
 
 #endif

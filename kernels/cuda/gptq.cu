@@ -1,8 +1,8 @@
 /* gptq.cu (CUDA backend): the column walk of one GPTQ block — the sequential,
  * column-by-column part of the solve — written once for kn_gptq_block and
- * kn_sparsegpt_block (kernels.h gives the exact steps). SparseGPT's block is
- * the same walk with a mask chosen where each prune group starts and, with
- * bits 0, no rounding.
+ * kn_sparsegpt_block (kernels.h gives the exact steps; block_walk.h
+ * checks and gathers the arguments). SparseGPT's block is the same walk with a mask chosen
+ * where each prune group starts and, with bits 0, no rounding.
  *
  * Rows are independent inside a block, so each thread block takes a tile of
  * TILE_ROWS rows and walks the block's columns in order. The tile's slice of W
@@ -20,25 +20,12 @@
  * arithmetic matches the CPU reference operation for operation (see
  * quant_math.cuh; no fused multiply-add), so masks, codes and weights agree
  * with it. */
-#include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/cuda_common.h" /* first: it includes kernels.h as C */
+#include "kernels/block_walk.h"
 #include "kernels/cuda/quant_math.cuh"
 
 #define THREADS 256
 #define TILE_ROWS 16
-
-struct walk_args {
-    float *W;
-    uint8_t *codes;
-    float *Err;
-    const float *Hinv;
-    float *scale, *zero;
-    const int32_t *group_of_column;
-    const uint8_t *masked; /* kn_gptq_block: entries quantized as 0, or NULL */
-    int ldg, group_size, rows, n, col0, ncols, tile_rows;
-    int prune_group, prune_count; /* kn_sparsegpt_block: the mask chosen as the walk goes */
-    bool quantize, groups_here, sym;
-    float maxq;
-};
 
 /* The grids of a tile's rows for the group that starts at tile column jj
  * (column j = col0 + jj of W), over `width` columns: one warp per row reduces
@@ -100,13 +87,14 @@ __device__ inline void tile_prune_group(const float *w, const float *h_diag, flo
 }
 
 /* PRUNE: kn_sparsegpt_block's walk (the mask chosen per prune group); else kn_gptq_block's. */
-template <bool PRUNE> __global__ void __launch_bounds__(THREADS) walk_block_tiles(walk_args a)
+template <bool PRUNE> __global__ void __launch_bounds__(THREADS) walk_block_tiles(kn_block_walk a, int tile_rows)
 {
     extern __shared__ float smem[];
-    const int R = a.tile_rows, ncols = a.ncols, tile = R * ncols;
+    const int R = tile_rows, ncols = a.ncols, tile = R * ncols;
+    const bool use_mask = PRUNE || a.masked, quantize = !PRUNE || a.quantize, groups_here = a.group_size > 0;
     float *w = smem;                                   /* [R][ncols]: the tile as the walk updates it */
-    float *w_start = w + tile;                         /* [R][ncols] when groups_here: the tile at the start */
-    float *score = w_start + (a.groups_here ? tile : 0); /* [R][ncols] when PRUNE: scores of a prune group */
+    float *w_start = w + tile;                         /* [R][ncols] when grids are computed: the tile at the start */
+    float *score = w_start + (groups_here ? tile : 0); /* [R][ncols] when PRUNE: scores of a prune group */
     float *h_rows = score + (PRUNE ? tile : 0);        /* [2][ncols]: Hinv[j][col0 ..], double-buffered */
     float *h_diag = h_rows + 2 * ncols;                /* [ncols] when PRUNE: Hinv_cc over the block */
     float *err = h_diag + (PRUNE ? ncols : 0);         /* [R] */
@@ -114,7 +102,6 @@ template <bool PRUNE> __global__ void __launch_bounds__(THREADS) walk_block_tile
     float *row_zero = row_scale + R;                   /* [R] */
     int *groups = (int *)(row_zero + R);               /* [ncols]: group_of_column over the block */
     uint8_t *mask = (uint8_t *)(groups + ncols);       /* [R][ncols] when PRUNE or a.masked: entries taken as 0 */
-    const bool use_mask = PRUNE || a.masked, quantize = !PRUNE || a.quantize;
     const int row0 = blockIdx.x * R;
     const int rows_here = min(R, a.rows - row0);
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -123,7 +110,7 @@ template <bool PRUNE> __global__ void __launch_bounds__(THREADS) walk_block_tile
         int r = idx / ncols, c = idx % ncols;
         float value = a.W[(size_t)(row0 + r) * a.n + a.col0 + c];
         w[idx] = value;
-        if (a.groups_here)
+        if (groups_here)
             w_start[idx] = value;
         if (!PRUNE && a.masked)
             mask[idx] = a.masked[(size_t)(row0 + r) * a.n + a.col0 + c];
@@ -148,7 +135,7 @@ template <bool PRUNE> __global__ void __launch_bounds__(THREADS) walk_block_tile
         /* The same for every thread of the block, so the barriers inside are safe. */
         if (PRUNE && jj % a.prune_group == 0)
             tile_prune_group(w, h_diag, score, mask, rows_here, ncols, jj, a.prune_group, a.prune_count);
-        if (a.groups_here && j % a.group_size == 0) {
+        if (groups_here && j % a.group_size == 0) {
             tile_group_grids(a.W, w_start, row0, rows_here, ncols, a.n, a.col0, jj, min(a.group_size, a.n - j), g,
                              a.ldg, a.maxq, a.sym, a.scale, a.zero, row_scale, row_zero);
         }
@@ -200,34 +187,24 @@ static size_t smem_bytes(int tile_rows, int ncols, bool groups_here, bool prune,
            sizeof(int) * (size_t)ncols + (prune || masked ? tile : 0);
 }
 
-/* Launches the walk over a.rows rows in tiles of up to TILE_ROWS rows (fewer where a
+/* Launches the walk over b.rows rows in tiles of up to TILE_ROWS rows (fewer where a
  * tile would not fit in the device's shared memory). */
-template <bool PRUNE> static sq_status launch_walk(walk_args a, const char *who)
+template <bool PRUNE> static sq_status launch_walk(const kn_block_walk &b, const char *who)
 {
     int device = 0, smem_limit = 0;
     CUDA_CHECK(cudaGetDevice(&device));
     CUDA_CHECK(cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    bool masked = a.masked != NULL;
+    bool groups_here = b.group_size > 0, masked = b.masked != NULL;
     int tile_rows = TILE_ROWS;
-    while (tile_rows > 1 && smem_bytes(tile_rows, a.ncols, a.groups_here, PRUNE, masked) > (size_t)smem_limit)
+    while (tile_rows > 1 && smem_bytes(tile_rows, b.ncols, groups_here, PRUNE, masked) > (size_t)smem_limit)
         tile_rows /= 2;
-    size_t smem = smem_bytes(tile_rows, a.ncols, a.groups_here, PRUNE, masked);
+    size_t smem = smem_bytes(tile_rows, b.ncols, groups_here, PRUNE, masked);
     if (smem > (size_t)smem_limit)
         return sq_fail(SQ_ERR_UNSUPPORTED, "%s: a block of %d columns needs %zu bytes of shared memory, more than "
-                       "the device's %d", who, a.ncols, smem, smem_limit);
+                       "the device's %d", who, b.ncols, smem, smem_limit);
     CUDA_CHECK(cudaFuncSetAttribute(walk_block_tiles<PRUNE>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    a.tile_rows = tile_rows;
-    walk_block_tiles<PRUNE><<<(a.rows + tile_rows - 1) / tile_rows, THREADS, smem>>>(a);
+    walk_block_tiles<PRUNE><<<(b.rows + tile_rows - 1) / tile_rows, THREADS, smem>>>(b, tile_rows);
     CUDA_CHECK_LAUNCH();
-    return SQ_OK;
-}
-
-static sq_status check_block(int rows, int n, int col0, int ncols, const char *who)
-{
-    if (rows < 0)
-        return sq_fail(SQ_ERR_ARG, "%s: bad row count %d", who, rows);
-    if (ncols <= 0 || col0 < 0 || col0 + ncols > n)
-        return sq_fail(SQ_ERR_ARG, "%s: block [%d, %d) outside %d columns", who, col0, col0 + ncols, n);
     return SQ_OK;
 }
 
@@ -238,46 +215,16 @@ static sq_status check_groups_of_block(const int32_t *group_of_column, int ldg, 
     return kn_cuda_check_indices(group_of_column + col0, (size_t)ncols, ldg, who, "group_of_column[col0 ..]");
 }
 
-static walk_args block_args(float *W, uint8_t *codes, float *Err, const float *Hinv, float *scale, float *zero,
-                            int ldg, const int32_t *group_of_column, int group_size, int rows, int n, int col0,
-                            int ncols, int bits, bool sym)
-{
-    walk_args a = {};
-    a.W = W;
-    a.codes = codes;
-    a.Err = Err;
-    a.Hinv = Hinv;
-    a.scale = scale;
-    a.zero = zero;
-    a.group_of_column = group_of_column;
-    a.ldg = ldg;
-    a.group_size = group_size;
-    a.rows = rows;
-    a.n = n;
-    a.col0 = col0;
-    a.ncols = ncols;
-    a.sym = sym;
-    a.quantize = bits > 0;
-    a.maxq = (float)((1 << (bits > 0 ? bits : 1)) - 1);
-    return a;
-}
-
 extern "C" sq_status kn_gptq_block(float *W, uint8_t *codes, float *Err, const float *Hinv, float *scale, float *zero,
                                    int ldg, const int32_t *group_of_column, bool compute_groups, int group_size,
                                    int rows, int n, int col0, int ncols, int bits, bool sym,
                                    const uint8_t *masked)
 {
-    if (bits < 1 || bits > 8)
-        return sq_fail(SQ_ERR_ARG, "kn_gptq_block: bits must be in [1, 8], got %d", bits);
-    SQ_TRY(check_block(rows, n, col0, ncols, "kn_gptq_block"));
+    kn_block_walk b;
+    SQ_TRY(kn_gptq_block_walk(&b, W, codes, Err, Hinv, scale, zero, ldg, group_of_column, compute_groups, group_size,
+                              rows, n, col0, ncols, bits, sym, masked));
     SQ_TRY(check_groups_of_block(group_of_column, ldg, col0, ncols, "kn_gptq_block"));
-    if (rows == 0)
-        return SQ_OK;
-    walk_args a = block_args(W, codes, Err, Hinv, scale, zero, ldg, group_of_column, group_size, rows, n, col0,
-                             ncols, bits, sym);
-    a.groups_here = compute_groups && group_size > 0;
-    a.masked = masked;
-    return launch_walk<false>(a, "kn_gptq_block");
+    return rows == 0 ? SQ_OK : launch_walk<false>(b, "kn_gptq_block");
 }
 
 extern "C" sq_status kn_sparsegpt_block(float *W, uint8_t *codes, float *Err, const float *Hinv, float *scale,
@@ -285,20 +232,10 @@ extern "C" sq_status kn_sparsegpt_block(float *W, uint8_t *codes, float *Err, co
                                         int group_size, int rows, int n, int col0, int ncols, int bits, bool sym,
                                         int prune_group, int prune_count)
 {
-    if (bits < 0 || bits > 8)
-        return sq_fail(SQ_ERR_ARG, "kn_sparsegpt_block: bits must be 0 or in [1, 8], got %d", bits);
-    SQ_TRY(check_block(rows, n, col0, ncols, "kn_sparsegpt_block"));
-    if (prune_group <= 0 || ncols % prune_group != 0 || prune_count < 0 || prune_count > prune_group)
-        return sq_fail(SQ_ERR_ARG, "kn_sparsegpt_block: %d of every %d columns cannot be pruned from %d",
-                       prune_count, prune_group, ncols);
-    if (bits > 0)
+    kn_block_walk b;
+    SQ_TRY(kn_sparsegpt_block_walk(&b, W, codes, Err, Hinv, scale, zero, ldg, group_of_column, compute_groups,
+                                   group_size, rows, n, col0, ncols, bits, sym, prune_group, prune_count));
+    if (b.quantize)
         SQ_TRY(check_groups_of_block(group_of_column, ldg, col0, ncols, "kn_sparsegpt_block"));
-    if (rows == 0)
-        return SQ_OK;
-    walk_args a = block_args(W, codes, Err, Hinv, scale, zero, ldg, group_of_column, group_size, rows, n, col0,
-                             ncols, bits, sym);
-    a.groups_here = bits > 0 && compute_groups && group_size > 0;
-    a.prune_group = prune_group;
-    a.prune_count = prune_count;
-    return launch_walk<true>(a, "kn_sparsegpt_block");
+    return rows == 0 ? SQ_OK : launch_walk<true>(b, "kn_sparsegpt_block");
 }

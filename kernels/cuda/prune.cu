@@ -9,7 +9,8 @@
  * buffers stay small whatever the layer's size. */
 #include <cub/device/device_segmented_sort.cuh>
 
-#include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/cuda_common.h" /* first: it includes kernels.h as C */
+#include "kernels/block_walk.h"
 
 #define THREADS 256
 /* Scores sorted at once by kn_prune_lowest (whole rows, at least one). */
@@ -96,9 +97,7 @@ extern "C" sq_status kn_prune_lowest(float *W, const float *col_scale, int rows,
 {
     if (rows < 0 || n <= 0)
         return sq_fail(SQ_ERR_ARG, "kn_prune_lowest: bad shape rows=%d n=%d", rows, n);
-    if (group <= 0 || n % group != 0 || count < 0 || count > group)
-        return sq_fail(SQ_ERR_ARG, "kn_prune_lowest: %d of every %d columns cannot be pruned from %d", count, group,
-                       n);
+    SQ_TRY(kn_check_prune_groups(n, group, count, "kn_prune_lowest"));
     if (rows == 0 || count == 0)
         return SQ_OK;
     int chunk_rows = SORT_CHUNK / n > 0 ? SORT_CHUNK / n : 1;
