@@ -995,25 +995,29 @@ static void test_fixed_accumulate(void)
     float *summed = malloc(n * sizeof *summed), *reversed = malloc(n * sizeof *reversed);
     int64_t *dacc = dev_poisoned(lanes);
     float *dx = dev_from(x, n * 4), *dy = dev_from(y, n * 4), *dsummed = dev_poisoned(n * 4);
+    float *dxy = dev_poisoned(2 * n * 4); /* x then y: both arrays in one call on the GPU */
+    CALL(kn_copy(dxy, dx, n * 4));
+    CALL(kn_copy(dxy + n, dy, n * 4));
     CALL(kn_zero(dacc, lanes));
-    CALL(kn_fixed_accumulate(dacc, dx, n));
-    CALL(kn_fixed_accumulate(dacc, dy, n));
-    CALL(kn_cpu_fixed_accumulate(acc, x, n));
-    CALL(kn_cpu_fixed_accumulate(acc, y, n));
+    CALL(kn_fixed_accumulate(dacc, dxy, n, 2, n));
+    CALL(kn_cpu_fixed_accumulate(acc, x, n, 1, n));
+    CALL(kn_cpu_fixed_accumulate(acc, y, n, 1, n));
     CALL(kn_download(gpu_acc, dacc, lanes));
-    report(memcmp(gpu_acc, acc, lanes) == 0, "kn_zero + kn_fixed_accumulate: identical lanes");
+    report(memcmp(gpu_acc, acc, lanes) == 0, "kn_zero + kn_fixed_accumulate of two arrays in one call: the lanes "
+           "of two CPU calls");
+    kn_free(dxy);
     CALL(kn_fixed_to_f32(dsummed, dacc, 2.0 / 3.0, n));
     CALL(kn_cpu_fixed_to_f32(summed, acc, 2.0 / 3.0, n));
     compare("kn_fixed_to_f32", dsummed, summed, n, 0.0);
     CALL(kn_zero(dacc, lanes));
-    CALL(kn_fixed_accumulate(dacc, dy, n));
-    CALL(kn_fixed_accumulate(dacc, dx, n));
+    CALL(kn_fixed_accumulate(dacc, dy, n, 1, n));
+    CALL(kn_fixed_accumulate(dacc, dx, n, 1, n));
     CALL(kn_fixed_to_f32(dsummed, dacc, 2.0 / 3.0, n));
     CALL(kn_download(reversed, dsummed, n * 4));
     report(memcmp(reversed, summed, n * 4) == 0, "kn_fixed_accumulate: y + x gives the bits of x + y");
     x[7] = 1e30f;
     CALL(kn_upload(dx, x, n * 4));
-    CALL(kn_fixed_accumulate(dacc, dx, n));
+    CALL(kn_fixed_accumulate(dacc, dx, n, 1, n));
     report(kn_fixed_to_f32(dsummed, dacc, 1.0, n) == SQ_ERR_NUMERIC, "kn_fixed_to_f32: an addend beyond 2^47 fails");
     kn_free(dacc);
     kn_free(dx);
