@@ -775,85 +775,125 @@ typedef struct {
 static const block_geometry block_cases[] = {{32, 64, 72}, {48, 144, 56}};
 #define N_BLOCK_CASES ((int)(sizeof block_cases / sizeof block_cases[0]))
 
-/* One block with identical inputs: the GPU kernel must reproduce the CPU exactly.
+/* One block call's inputs and outputs on both backends: W [100, 200] random (with
+ * `zero_half`, about half of it set to +0 or -0), Hinv, the geometry's group_of_column,
+ * random grids (a group starts at col0, so every grid the block uses is computed in it),
+ * codes 0xff on the host and Err and codes poisoned on the device. */
+typedef struct {
+    int rows, n, col0, ncols, group, ldg;
+    size_t ng;
+    int32_t group_of_column[200];
+    float *Hinv, *W, *scale, *zero, *Err;
+    uint8_t *codes;
+    float *dHinv, *dW, *dscale, *dzero, *dErr;
+    int32_t *dgroups;
+    uint8_t *dcodes;
+} block_fixture;
+
+static void block_fixture_init(block_fixture *f, block_geometry geo, bool zero_half)
+{
+    f->rows = 100, f->n = 200, f->col0 = geo.col0, f->ncols = geo.ncols, f->group = geo.group;
+    f->ldg = (f->n + f->group - 1) / f->group;
+    f->ng = (size_t)f->rows * f->ldg;
+    size_t size = (size_t)f->rows * f->n;
+    f->Hinv = host_hinv(f->n);
+    f->dHinv = dev_from(f->Hinv, (size_t)f->n * f->n * 4);
+    for (int c = 0; c < f->n; c++)
+        f->group_of_column[c] = c / f->group;
+    f->dgroups = dev_from(f->group_of_column, sizeof f->group_of_column);
+    f->W = host_random(size, 0.1f);
+    if (zero_half)
+        for (size_t i = 0; i < size; i++)
+            if (sq_rng_below(&rng, 2))
+                f->W[i] = i % 3 ? 0.0f : -0.0f;
+    f->scale = host_random(f->ng, 1.0f);
+    f->zero = host_random(f->ng, 1.0f);
+    f->codes = malloc(size);
+    memset(f->codes, 0xff, size);
+    f->Err = malloc((size_t)f->rows * f->ncols * 4);
+    f->dW = dev_from(f->W, size * 4);
+    f->dscale = dev_from(f->scale, f->ng * 4);
+    f->dzero = dev_from(f->zero, f->ng * 4);
+    f->dErr = dev_poisoned((size_t)f->rows * f->ncols * 4);
+    f->dcodes = dev_poisoned(size);
+}
+
+/* The block's results on the two backends must be identical: W and Err, and with
+ * `quantized` the grids and codes (codes outside the block stay as the CPU left them,
+ * 0xff, like the poison). */
+static void block_fixture_compare(const block_fixture *f, const char *kernel, const char *how, bool quantized)
+{
+    char what[256];
+    snprintf(what, sizeof what, "%s W (%s)", kernel, how);
+    compare(what, f->dW, f->W, (size_t)f->rows * f->n, 0.0);
+    snprintf(what, sizeof what, "%s Err (%s)", kernel, how);
+    compare(what, f->dErr, f->Err, (size_t)f->rows * f->ncols, 0.0);
+    if (!quantized)
+        return;
+    snprintf(what, sizeof what, "%s scale (%s)", kernel, how);
+    compare(what, f->dscale, f->scale, f->ng, 0.0);
+    snprintf(what, sizeof what, "%s zero (%s)", kernel, how);
+    compare(what, f->dzero, f->zero, f->ng, 0.0);
+    snprintf(what, sizeof what, "%s codes (%s)", kernel, how);
+    compare_codes(what, f->dcodes, f->codes, (size_t)f->rows * f->n, 0.0);
+}
+
+static void block_fixture_free(block_fixture *f)
+{
+    kn_free(f->dW);
+    kn_free(f->dscale);
+    kn_free(f->dzero);
+    kn_free(f->dErr);
+    kn_free(f->dcodes);
+    kn_free(f->dHinv);
+    kn_free(f->dgroups);
+    free(f->W);
+    free(f->scale);
+    free(f->zero);
+    free(f->codes);
+    free(f->Err);
+    free(f->Hinv);
+}
+
+/* One GPTQ block with identical inputs: the GPU kernel must reproduce the CPU exactly.
  * `masked`: half of W zeroed at random, the mask taken by each backend's kn_mark_zeros
  * (compared too) and kept by the block. */
 static void gptq_block_case(block_geometry geo, bool sym, bool masked)
 {
-    const int rows = 100, n = 200, col0 = geo.col0, ncols = geo.ncols, group = geo.group, bits = 4;
-    const int ldg = (n + group - 1) / group;
-    char how[64];
+    const int bits = 4;
+    block_fixture f;
+    block_fixture_init(&f, geo, masked);
+    const size_t size = (size_t)f.rows * f.n;
+    char how[96];
     snprintf(how, sizeof how, "%s%s, groups of %d, block [%d, %d)", sym ? "sym" : "asym", masked ? ", masked" : "",
-             group, col0, col0 + ncols);
-    float *Hinv = host_hinv(n);
-    float *dHinv = dev_from(Hinv, (size_t)n * n * 4);
-    int32_t group_of_column[200];
-    for (int c = 0; c < n; c++)
-        group_of_column[c] = c / group;
-    int32_t *dgroups = dev_from(group_of_column, sizeof group_of_column);
-    float *W = host_random((size_t)rows * n, 0.1f);
-    if (masked)
-        for (size_t i = 0; i < (size_t)rows * n; i++)
-            if (sq_rng_below(&rng, 2))
-                W[i] = i % 3 ? 0.0f : -0.0f;
-    size_t ng = (size_t)rows * ldg;
-    float *scale = host_random(ng, 1.0f), *zero = host_random(ng, 1.0f);
-    /* A group starts at col0, so the grids this block uses are all computed here. */
-    uint8_t *codes = malloc((size_t)rows * n), *mask = NULL, *dmask = NULL;
-    memset(codes, 0xff, (size_t)rows * n);
-    float *Err = malloc((size_t)rows * ncols * 4);
-    float *dW = dev_from(W, (size_t)rows * n * 4), *dscale = dev_from(scale, ng * 4);
-    float *dzero = dev_from(zero, ng * 4), *dErr = dev_poisoned((size_t)rows * ncols * 4);
-    uint8_t *dcodes = dev_poisoned((size_t)rows * n);
-    char what[160];
+             f.group, f.col0, f.col0 + f.ncols);
+    uint8_t *mask = NULL, *dmask = NULL;
     if (masked) {
-        mask = malloc((size_t)rows * n);
-        dmask = dev_poisoned((size_t)rows * n);
-        CALL(kn_mark_zeros(dmask, dW, (size_t)rows * n));
-        CALL(kn_cpu_mark_zeros(mask, W, (size_t)rows * n));
-        compare_codes("kn_mark_zeros", dmask, mask, (size_t)rows * n, 0.0);
+        mask = malloc(size);
+        dmask = dev_poisoned(size);
+        CALL(kn_mark_zeros(dmask, f.dW, size));
+        CALL(kn_cpu_mark_zeros(mask, f.W, size));
+        compare_codes("kn_mark_zeros", dmask, mask, size, 0.0);
     }
-    CALL(kn_gptq_block(dW, dcodes, dErr, dHinv, dscale, dzero, ldg, dgroups, true, group, rows, n, col0, ncols,
-                       bits, sym, dmask));
-    CALL(kn_cpu_gptq_block(W, codes, Err, Hinv, scale, zero, ldg, group_of_column, true, group, rows, n, col0,
-                           ncols, bits, sym, mask));
-    snprintf(what, sizeof what, "kn_gptq_block W (%s, groups computed)", how);
-    compare(what, dW, W, (size_t)rows * n, 0.0);
-    snprintf(what, sizeof what, "kn_gptq_block Err (%s)", how);
-    compare(what, dErr, Err, (size_t)rows * ncols, 0.0);
-    snprintf(what, sizeof what, "kn_gptq_block scale (%s)", how);
-    compare(what, dscale, scale, ng, 0.0);
-    snprintf(what, sizeof what, "kn_gptq_block zero (%s)", how);
-    compare(what, dzero, zero, ng, 0.0);
-    /* Codes outside the block stay as the CPU left them (0xff, like the poison). */
-    snprintf(what, sizeof what, "kn_gptq_block codes (%s)", how);
-    compare_codes(what, dcodes, codes, (size_t)rows * n, 0.0);
+    CALL(kn_gptq_block(f.dW, f.dcodes, f.dErr, f.dHinv, f.dscale, f.dzero, f.ldg, f.dgroups, true, f.group, f.rows,
+                       f.n, f.col0, f.ncols, bits, sym, dmask));
+    CALL(kn_cpu_gptq_block(f.W, f.codes, f.Err, f.Hinv, f.scale, f.zero, f.ldg, f.group_of_column, true, f.group,
+                           f.rows, f.n, f.col0, f.ncols, bits, sym, mask));
+    block_fixture_compare(&f, "kn_gptq_block", how, true);
     if (masked) {
         /* The reference itself: every masked entry of the block at its zero point, 0 in W. */
         size_t off_grid = 0;
-        for (int r = 0; r < rows; r++)
-            for (int j = col0; j < col0 + ncols; j++) {
-                size_t k = (size_t)r * n + j;
+        for (int r = 0; r < f.rows; r++)
+            for (int j = f.col0; j < f.col0 + f.ncols; j++) {
+                size_t k = (size_t)r * f.n + j;
                 if (mask[k])
-                    off_grid += codes[k] != zero[(size_t)r * ldg + group_of_column[j]] || W[k] != 0.0f;
+                    off_grid += f.codes[k] != f.zero[(size_t)r * f.ldg + f.group_of_column[j]] || f.W[k] != 0.0f;
             }
         report(off_grid == 0, "kn_gptq_block (%s): masked entries at the zero point (%zu are not)", how, off_grid);
     }
-    kn_free(dW);
-    kn_free(dscale);
-    kn_free(dzero);
-    kn_free(dErr);
-    kn_free(dcodes);
     kn_free(dmask);
-    kn_free(dHinv);
-    kn_free(dgroups);
-    free(W);
-    free(scale);
-    free(zero);
-    free(codes);
     free(mask);
-    free(Err);
-    free(Hinv);
+    block_fixture_free(&f);
 }
 
 static void test_gptq_block(void)
@@ -862,6 +902,20 @@ static void test_gptq_block(void)
         for (int sym = 0; sym < 2; sym++)
             for (int masked = 0; masked < 2; masked++)
                 gptq_block_case(block_cases[k], sym, masked);
+}
+
+/* The lazy update after the block [col0, col0 + block) of a whole pass, on each backend
+ * with its own kn_gemm: W[:, end:] -= Err · Hinv[block, end:]. */
+static sq_status lazy_update(float *dW, float *W, const float *dErr, const float *Err, const float *dHinv,
+                             const float *Hinv, int rows, int n, int col0, int block)
+{
+    int end = col0 + block;
+    if (end >= n)
+        return SQ_OK;
+    SQ_TRY(kn_gemm(false, false, rows, n - end, block, -1.0f, dErr, block, dHinv + (size_t)col0 * n + end, n, 1.0f,
+                   dW + end, n));
+    return kn_cpu_gemm(false, false, rows, n - end, block, -1.0f, Err, block, Hinv + (size_t)col0 * n + end, n, 1.0f,
+                       W + end, n);
 }
 
 /* A whole GPTQ solve on each backend: blocks of 64 with the lazy update through each
@@ -879,17 +933,11 @@ static void test_gptq_pass(void)
     uint8_t *codes = malloc((size_t)rows * n), *dcodes = dev_poisoned((size_t)rows * n);
     float *Err = malloc((size_t)rows * block * 4), *dErr = dev_poisoned((size_t)rows * block * 4);
     for (int col0 = 0; col0 < n; col0 += block) {
-        int end = col0 + block;
         CALL(kn_gptq_block(dW, dcodes, dErr, dHinv, dscale, dzero, 1, dgroups, false, -1, rows, n, col0, block, bits,
                            false, NULL));
         CALL(kn_cpu_gptq_block(W, codes, Err, Hinv, scale, zero, 1, group_of_column, false, -1, rows, n, col0, block,
                                bits, false, NULL));
-        if (end < n) {
-            CALL(kn_gemm(false, false, rows, n - end, block, -1.0f, dErr, block, dHinv + (size_t)col0 * n + end, n,
-                         1.0f, dW + end, n));
-            CALL(kn_cpu_gemm(false, false, rows, n - end, block, -1.0f, Err, block, Hinv + (size_t)col0 * n + end, n,
-                             1.0f, W + end, n));
-        }
+        CALL(lazy_update(dW, W, dErr, Err, dHinv, Hinv, rows, n, col0, block));
     }
     compare_codes("GPTQ pass 128x256, blocks of 64: codes", dcodes, codes, (size_t)rows * n, 1e-2);
     compare("GPTQ pass 128x256, blocks of 64: quantized W", dW, W, (size_t)rows * n, 1e-2);
@@ -955,57 +1003,19 @@ static void test_prune_lowest(void)
  * whole block (unstructured). */
 static void sparsegpt_block_case(block_geometry geo, int bits, bool sym, int prune_group, int prune_count)
 {
-    const int rows = 100, n = 200, col0 = geo.col0, ncols = geo.ncols, group = geo.group;
-    const int ldg = (n + group - 1) / group;
+    block_fixture f;
+    block_fixture_init(&f, geo, false);
     if (prune_group == 0)
-        prune_group = ncols;
-    float *Hinv = host_hinv(n);
-    float *dHinv = dev_from(Hinv, (size_t)n * n * 4);
-    int32_t group_of_column[200];
-    for (int c = 0; c < n; c++)
-        group_of_column[c] = c / group;
-    int32_t *dgroups = dev_from(group_of_column, sizeof group_of_column);
-    float *W = host_random((size_t)rows * n, 0.1f);
-    size_t ng = (size_t)rows * ldg;
-    float *scale = host_random(ng, 1.0f), *zero = host_random(ng, 1.0f);
-    uint8_t *codes = malloc((size_t)rows * n);
-    memset(codes, 0xff, (size_t)rows * n);
-    float *Err = malloc((size_t)rows * ncols * 4);
-    float *dW = dev_from(W, (size_t)rows * n * 4), *dscale = dev_from(scale, ng * 4);
-    float *dzero = dev_from(zero, ng * 4), *dErr = dev_poisoned((size_t)rows * ncols * 4);
-    uint8_t *dcodes = dev_poisoned((size_t)rows * n);
-    CALL(kn_sparsegpt_block(dW, dcodes, dErr, dHinv, dscale, dzero, ldg, dgroups, true, group, rows, n, col0, ncols,
-                            bits, sym, prune_group, prune_count));
-    CALL(kn_cpu_sparsegpt_block(W, codes, Err, Hinv, scale, zero, ldg, group_of_column, true, group, rows, n, col0,
-                                ncols, bits, sym, prune_group, prune_count));
-    char what[192], how[96];
-    snprintf(how, sizeof how, "%s, groups of %d, block [%d, %d)", bits == 0 ? "unquantized" : sym ? "4-bit sym"
-             : "4-bit asym", group, col0, col0 + ncols);
-    snprintf(what, sizeof what, "kn_sparsegpt_block W (%s, %d of every %d)", how, prune_count, prune_group);
-    compare(what, dW, W, (size_t)rows * n, 0.0);
-    snprintf(what, sizeof what, "kn_sparsegpt_block Err (%s, %d of every %d)", how, prune_count, prune_group);
-    compare(what, dErr, Err, (size_t)rows * ncols, 0.0);
-    if (bits > 0) {
-        snprintf(what, sizeof what, "kn_sparsegpt_block scale (%s)", how);
-        compare(what, dscale, scale, ng, 0.0);
-        snprintf(what, sizeof what, "kn_sparsegpt_block zero (%s)", how);
-        compare(what, dzero, zero, ng, 0.0);
-        snprintf(what, sizeof what, "kn_sparsegpt_block codes (%s)", how);
-        compare_codes(what, dcodes, codes, (size_t)rows * n, 0.0);
-    }
-    kn_free(dW);
-    kn_free(dscale);
-    kn_free(dzero);
-    kn_free(dErr);
-    kn_free(dcodes);
-    kn_free(dHinv);
-    kn_free(dgroups);
-    free(W);
-    free(scale);
-    free(zero);
-    free(codes);
-    free(Err);
-    free(Hinv);
+        prune_group = f.ncols;
+    CALL(kn_sparsegpt_block(f.dW, f.dcodes, f.dErr, f.dHinv, f.dscale, f.dzero, f.ldg, f.dgroups, true, f.group,
+                            f.rows, f.n, f.col0, f.ncols, bits, sym, prune_group, prune_count));
+    CALL(kn_cpu_sparsegpt_block(f.W, f.codes, f.Err, f.Hinv, f.scale, f.zero, f.ldg, f.group_of_column, true,
+                                f.group, f.rows, f.n, f.col0, f.ncols, bits, sym, prune_group, prune_count));
+    char how[128];
+    snprintf(how, sizeof how, "%s, groups of %d, block [%d, %d), %d of every %d", bits == 0 ? "unquantized"
+             : sym ? "4-bit sym" : "4-bit asym", f.group, f.col0, f.col0 + f.ncols, prune_count, prune_group);
+    block_fixture_compare(&f, "kn_sparsegpt_block", how, bits > 0);
+    block_fixture_free(&f);
 }
 
 static void test_sparsegpt_block(void)
@@ -1028,17 +1038,11 @@ static void test_sparsegpt_pass(void)
     float *dHinv = dev_from(Hinv, (size_t)n * n * 4), *dW = dev_from(W, (size_t)rows * n * 4);
     float *Err = malloc((size_t)rows * block * 4), *dErr = dev_poisoned((size_t)rows * block * 4);
     for (int col0 = 0; col0 < n; col0 += block) {
-        int end = col0 + block;
         CALL(kn_sparsegpt_block(dW, NULL, dErr, dHinv, NULL, NULL, 1, NULL, false, -1, rows, n, col0, block, 0,
                                 false, block, block / 2));
         CALL(kn_cpu_sparsegpt_block(W, NULL, Err, Hinv, NULL, NULL, 1, NULL, false, -1, rows, n, col0, block, 0,
                                     false, block, block / 2));
-        if (end < n) {
-            CALL(kn_gemm(false, false, rows, n - end, block, -1.0f, dErr, block, dHinv + (size_t)col0 * n + end, n,
-                         1.0f, dW + end, n));
-            CALL(kn_cpu_gemm(false, false, rows, n - end, block, -1.0f, Err, block, Hinv + (size_t)col0 * n + end, n,
-                             1.0f, W + end, n));
-        }
+        CALL(lazy_update(dW, W, dErr, Err, dHinv, Hinv, rows, n, col0, block));
     }
     float *gpu = downloaded(dW, (size_t)rows * n);
     size_t differ = 0, gpu_zeros = 0;

@@ -20,23 +20,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
-
-static uint64_t rng_state = 12345;
-
-static double uniform(void)
-{
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static float *random_floats(size_t n, double lo, double hi)
-{
-    float *x = malloc(sizeof(float) * n);
-    assert_non_null(x);
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(lo + (hi - lo) * uniform());
-    return x;
-}
+#include "tests/unit/random_inputs.h"
 
 static double dot(const float *a, const float *b, size_t n)
 {
@@ -313,6 +297,7 @@ static void test_adamw_and_norm(void **state)
 
 int main(void)
 {
+    rng_state = 12345;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rmsnorm_backward),   cmocka_unit_test(test_rope_backward),
         cmocka_unit_test(test_attention_backward), cmocka_unit_test(test_swiglu_backward),
