@@ -13,7 +13,12 @@
  *               with and without a sparsity mask, kn_mark_zeros (the CUDA kernels
  *               repeat the CPU arithmetic operation for operation)
  *   1e-5        fp32 reductions whose summation order differs (GEMM, norms, softmax)
- *   2e-3        kn_linear (fp16 inputs) and kn_attention (TF32), on the tensor cores
+ *   2e-3        kn_linear (fp16 inputs) and kn_attention's cuBLAS path (TF32, head dims other
+ *               than 64 and 128), on the tensor cores
+ *   1e-2        kn_attention's flash kernels (head_dim 64, 128) and kn_cuda_flash_attention_backward
+ *               (dq, dk, dv): q, k, v, dO, P and dS rounded to bf16 (8 significant bits) for the
+ *               tensor cores, fp32 accumulation and softmax; the backward must also give the same
+ *               bits on a second run (memcmp)
  *   1e-3        kn_hessian_accumulate, an fp16-input GEMM (inputs rounded to 11 significant bits)
  *   1e-3        SPD inverse, 1e-4 Cholesky factor, of a matrix with condition number ~40
  *   GPTQ pass:  codes may differ where the lazy-update GEMMs round differently and a
@@ -30,6 +35,7 @@
 #include <cuda_runtime.h>
 
 #include "core/rng.h"
+#include "kernels/cuda/flash_attention.h"
 #include "kernels/kernels.h"
 #include "kernels_cpu.h"
 
@@ -335,7 +341,7 @@ static void attention_case(int batch, int seq, int n_heads, int n_kv_heads, int 
     char what[128];
     snprintf(what, sizeof what, "kn_attention batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d", batch, seq, n_heads,
              n_kv_heads, head_dim);
-    compare(what, dout, o, nq, 2e-3);
+    compare(what, dout, o, nq, kn_cuda_flash_supported(head_dim) ? 1e-2 : 2e-3);
     kn_free(dq);
     kn_free(dk);
     kn_free(dv);
@@ -346,6 +352,56 @@ static void attention_case(int batch, int seq, int n_heads, int n_kv_heads, int 
     free(o);
 }
 
+/* The flash backward against the CPU backward, then run again: the same bits. */
+static void attention_backward_case(int batch, int seq, int n_heads, int n_kv_heads, int head_dim)
+{
+    size_t nq = (size_t)batch * seq * n_heads * head_dim, nkv = (size_t)batch * seq * n_kv_heads * head_dim;
+    float *q = host_random(nq, 1.0f), *k = host_random(nkv, 1.0f), *v = host_random(nkv, 1.0f);
+    float *dout = host_random(nq, 1.0f);
+    float *dq = malloc(nq * 4), *dk = malloc(nkv * 4), *dv = malloc(nkv * 4);
+    float *gq = dev_from(q, nq * 4), *gk = dev_from(k, nkv * 4), *gv = dev_from(v, nkv * 4);
+    float *gdout = dev_from(dout, nq * 4);
+    float *gdq = dev_poisoned(nq * 4), *gdk = dev_poisoned(nkv * 4), *gdv = dev_poisoned(nkv * 4);
+    CALL(kn_cuda_flash_attention_backward(gdq, gdk, gdv, gdout, gq, gk, gv, batch, seq, n_heads, n_kv_heads,
+                                          head_dim));
+    CALL(kn_cpu_attention_backward(dq, dk, dv, dout, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim));
+    char what[160];
+    const char *names[3] = {"dq", "dk", "dv"};
+    float *gpu[3] = {gdq, gdk, gdv}, *cpu[3] = {dq, dk, dv};
+    size_t sizes[3] = {nq, nkv, nkv};
+    float *first[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(what, sizeof what, "flash attention backward %s batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d",
+                 names[i], batch, seq, n_heads, n_kv_heads, head_dim);
+        compare(what, gpu[i], cpu[i], sizes[i], 1e-2);
+        first[i] = downloaded(gpu[i], sizes[i]);
+        poison(gpu[i], sizes[i] * 4);
+    }
+    CALL(kn_cuda_flash_attention_backward(gdq, gdk, gdv, gdout, gq, gk, gv, batch, seq, n_heads, n_kv_heads,
+                                          head_dim));
+    int same = 1;
+    for (int i = 0; i < 3; i++) {
+        float *again = downloaded(gpu[i], sizes[i]);
+        same &= memcmp(again, first[i], sizes[i] * 4) == 0;
+        free(again);
+        free(first[i]);
+        kn_free(gpu[i]);
+    }
+    report(same, "flash attention backward batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d: a second run gives "
+           "the same bits", batch, seq, n_heads, n_kv_heads, head_dim);
+    kn_free(gq);
+    kn_free(gk);
+    kn_free(gv);
+    kn_free(gdout);
+    free(q);
+    free(k);
+    free(v);
+    free(dout);
+    free(dq);
+    free(dk);
+    free(dv);
+}
+
 static void test_attention(void)
 {
     attention_case(2, 77, 8, 2, 64);
@@ -353,6 +409,15 @@ static void test_attention(void)
     attention_case(3, 33, 6, 3, 96);
     attention_case(1, 9, 2, 1, 256);
     attention_case(2, 600, 8, 2, 128);
+    /* The flash kernels: one row, and tails of their 64-row (32-row) blocks. */
+    const int seqs[4] = {1, 37, 130, 257}, kv_heads[2] = {2, 4}, head_dims[2] = {64, 128};
+    for (int d = 0; d < 2; d++)
+        for (int g = 0; g < 2; g++)
+            for (int s = 0; s < 4; s++) {
+                int n_heads = kv_heads[g] == 2 ? 8 : 4;
+                attention_case(2, seqs[s], n_heads, kv_heads[g], head_dims[d]);
+                attention_backward_case(2, seqs[s], n_heads, kv_heads[g], head_dims[d]);
+            }
 }
 
 static void test_elementwise(void)
