@@ -14,7 +14,9 @@
  *
  * The same kernel with STATS set is the backward's first pass: instead of O it
  * writes each row's lse2 = m + log2 l and delta = dO·O (the D_t of the
- * flash-attention backward), from a recomputed O. */
+ * flash-attention backward), from a recomputed O and dO rounded to bf16 as the
+ * backward's dP = dO Vᵀ sees it: delta then equals Σ_s P_ts dP_ts up to fp32
+ * rounding, so dS = P (dP − delta) vanishes where it should (a one-key row). */
 #include "kernels/cuda/flash_attention.cuh"
 
 #define FWD_KEYS 64
@@ -119,7 +121,7 @@ __global__ void __launch_bounds__(FLASH_THREADS)
         }
         float dot = 0.0f;
         for (int d = lane; d < D; d += 32)
-            dot += dout[at + d] * Os[r * L::LDO + d] * inv_sum;
+            dot += __bfloat162float(__float2bfloat16(dout[at + d])) * Os[r * L::LDO + d] * inv_sum;
         dot = warp_reduce(dot, reduce_sum());
         if (lane == 0) {
             const size_t row = ((size_t)b * n_heads + h) * seq + t0 + r;
