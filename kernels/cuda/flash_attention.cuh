@@ -39,23 +39,31 @@ typedef nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, bf16, nvcuda:
 __host__ __device__ constexpr int flash_ld_bf16(int cols) { return cols + FLASH_PAD_BF16; }
 __host__ __device__ constexpr int flash_ld_f32(int cols) { return cols + FLASH_PAD_F32; }
 
-/* dst[r][c] = bf16(src[r·stride + c]) for r < rows, c < D; rows at or past `valid` become 0.
- * The whole block calls it; float4 loads when src allows them. */
-template <int D>
-__device__ void flash_load_rows(bf16 *dst, const float *src, size_t stride, int rows, int valid)
+/* dst[r][c] = bf16(src[r·stride + c]) for r < ROWS, c < D; rows at or past `valid` become 0.
+ * The whole block calls it. Each thread issues all its loads before it converts any, so
+ * their latencies overlap; float4 loads when src allows them. */
+template <int D, int ROWS>
+__device__ void flash_load_rows(bf16 *dst, const float *src, size_t stride, int valid)
 {
-    constexpr int LD = flash_ld_bf16(D), QUADS = D / 4;
+    constexpr int LD = flash_ld_bf16(D), QUADS = D / 4, PER_THREAD = ROWS * QUADS / FLASH_THREADS;
+    static_assert(ROWS * QUADS % FLASH_THREADS == 0, "a tile is a whole number of float4s per thread");
     const bool vector = ((uintptr_t)src % 16) == 0 && stride % 4 == 0;
-    for (int i = threadIdx.x; i < rows * QUADS; i += blockDim.x) {
-        int r = i / QUADS, c = (i % QUADS) * 4;
-        float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 x[PER_THREAD];
+#pragma unroll
+    for (int j = 0; j < PER_THREAD; j++) {
+        const int i = threadIdx.x + j * FLASH_THREADS, r = i / QUADS, c = i % QUADS * 4;
+        x[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         if (r < valid) {
             const float *p = src + (size_t)r * stride + c;
-            x = vector ? __ldg((const float4 *)p) : make_float4(__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3));
+            x[j] = vector ? __ldg((const float4 *)p) : make_float4(__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3));
         }
+    }
+#pragma unroll
+    for (int j = 0; j < PER_THREAD; j++) {
+        const int i = threadIdx.x + j * FLASH_THREADS, r = i / QUADS, c = i % QUADS * 4;
         __nv_bfloat162 *d = (__nv_bfloat162 *)(dst + r * LD + c);
-        d[0] = __floats2bfloat162_rn(x.x, x.y);
-        d[1] = __floats2bfloat162_rn(x.z, x.w);
+        d[0] = __floats2bfloat162_rn(x[j].x, x[j].y);
+        d[1] = __floats2bfloat162_rn(x[j].z, x[j].w);
     }
 }
 
@@ -71,18 +79,20 @@ __device__ inline void flash_load_row_values(float *dst, const float *src, int n
 template <int N, int K>
 __device__ void flash_warp_abt(float *C, int ldc, const bf16 *A, int lda, const bf16 *B, int ldb)
 {
-    for (int n = 0; n < N / 16; n++) {
-        flash_acc acc;
-        nvcuda::wmma::fill_fragment(acc, 0.0f);
-        for (int kk = 0; kk < K / 16; kk++) {
-            flash_a a;
+    flash_acc acc[N / 16];
+    for (int n = 0; n < N / 16; n++)
+        nvcuda::wmma::fill_fragment(acc[n], 0.0f);
+    for (int kk = 0; kk < K / 16; kk++) {
+        flash_a a;
+        nvcuda::wmma::load_matrix_sync(a, A + kk * 16, lda);
+        for (int n = 0; n < N / 16; n++) {
             flash_b_cols b;
-            nvcuda::wmma::load_matrix_sync(a, A + kk * 16, lda);
             nvcuda::wmma::load_matrix_sync(b, B + n * 16 * ldb + kk * 16, ldb);
-            nvcuda::wmma::mma_sync(acc, a, b, acc);
+            nvcuda::wmma::mma_sync(acc[n], a, b, acc[n]);
         }
-        nvcuda::wmma::store_matrix_sync(C + n * 16, acc, ldc, nvcuda::wmma::mem_row_major);
     }
+    for (int n = 0; n < N / 16; n++)
+        nvcuda::wmma::store_matrix_sync(C + n * 16, acc[n], ldc, nvcuda::wmma::mem_row_major);
 }
 
 /* One warp: acc[n] += A[16][K] · B[K][16n..16n+15] with B [K][N] row-major (bf16): the products
@@ -104,6 +114,30 @@ __device__ void flash_warp_ab(flash_acc *acc, const bf16 *A, int lda, const bf16
 /* Key s is visible from query t (causal) and both lie inside the sequence. */
 __device__ inline bool flash_visible(int t, int s, int seq) { return s <= t && t < seq; }
 
+/* One warp: rows[i] = the row (0..15) of the tile that element i of this thread's accumulator
+ * fragments holds — found by loading a tile whose entries are their row numbers, so nothing
+ * depends on the (undocumented) fragment layout. scratch: 16 rows of ld floats, 32-byte aligned. */
+__device__ inline void flash_fragment_rows(int *rows, float *scratch, int ld)
+{
+    for (int i = threadIdx.x % 32; i < 16 * 16; i += 32)
+        scratch[i / 16 * ld + i % 16] = (float)(i / 16);
+    __syncwarp();
+    flash_acc f;
+    nvcuda::wmma::load_matrix_sync(f, scratch, ld, nvcuda::wmma::mem_row_major);
+    for (int i = 0; i < flash_acc::num_elements; i++)
+        rows[i] = (int)f.x[i];
+    __syncwarp();
+}
+
+/* One warp: its accumulators acc[D/16] (16 rows) into `stage` (fp32, ld flash_ld_f32(D)). */
+template <int D>
+__device__ void flash_warp_stage(float *stage, const flash_acc *acc)
+{
+    for (int n = 0; n < D / 16; n++)
+        nvcuda::wmma::store_matrix_sync(stage + n * 16, acc[n], flash_ld_f32(D), nvcuda::wmma::mem_row_major);
+    __syncwarp();
+}
+
 /* The warp's 16 rows of accumulators acc[D/16] go through `stage` (fp32, its 16 rows, ld
  * flash_ld_f32(D)) to global rows dst + r·stride, multiplied by `factor`; rows at or past
  * `valid` are not written. */
@@ -112,9 +146,7 @@ __device__ void flash_warp_store(float *dst, size_t stride, int valid, const fla
                                  float factor)
 {
     constexpr int LD = flash_ld_f32(D);
-    for (int n = 0; n < D / 16; n++)
-        nvcuda::wmma::store_matrix_sync(stage + n * 16, acc[n], LD, nvcuda::wmma::mem_row_major);
-    __syncwarp();
+    flash_warp_stage<D>(stage, acc);
     const int lane = threadIdx.x % 32;
     for (int r = 0; r < FLASH_WARP_ROWS && r < valid; r++)
         for (int d = lane; d < D; d += 32)

@@ -63,8 +63,8 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     const size_t q_width = (size_t)n_heads * D, kv_width = (size_t)(n_heads / group) * D;
     const size_t kv_off = (size_t)b * seq * kv_width + (size_t)kv_head * D;
 
-    flash_load_rows<D>(Ks, k + kv_off + s0 * kv_width, kv_width, FLASH_BLOCK_ROWS, seq - s0);
-    flash_load_rows<D>(Vs, v + kv_off + s0 * kv_width, kv_width, FLASH_BLOCK_ROWS, seq - s0);
+    flash_load_rows<D, FLASH_BLOCK_ROWS>(Ks, k + kv_off + s0 * kv_width, kv_width, seq - s0);
+    flash_load_rows<D, FLASH_BLOCK_ROWS>(Vs, v + kv_off + s0 * kv_width, kv_width, seq - s0);
     flash_acc dk_acc[D / 16], dv_acc[D / 16];
     for (int n = 0; n < D / 16; n++) {
         nvcuda::wmma::fill_fragment(dk_acc[n], 0.0f);
@@ -75,8 +75,8 @@ __global__ void __launch_bounds__(FLASH_THREADS)
         const size_t q_off = (size_t)b * seq * q_width + (size_t)h * D, stats = ((size_t)b * n_heads + h) * seq;
         for (int t0 = s0 / BWD_QUERIES * BWD_QUERIES; t0 < seq; t0 += BWD_QUERIES) {
             __syncthreads(); /* every warp is done with the previous step's tiles */
-            flash_load_rows<D>(Qs, q + q_off + t0 * q_width, q_width, BWD_QUERIES, seq - t0);
-            flash_load_rows<D>(dOs, dout + q_off + t0 * q_width, q_width, BWD_QUERIES, seq - t0);
+            flash_load_rows<D, BWD_QUERIES>(Qs, q + q_off + t0 * q_width, q_width, seq - t0);
+            flash_load_rows<D, BWD_QUERIES>(dOs, dout + q_off + t0 * q_width, q_width, seq - t0);
             flash_load_row_values(lse_s, lse2 + stats + t0, BWD_QUERIES, seq - t0);
             flash_load_row_values(delta_s, delta + stats + t0, BWD_QUERIES, seq - t0);
             __syncthreads();
@@ -121,8 +121,8 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     const size_t kv_off = (size_t)b * seq * kv_width + (size_t)(h / group) * D;
     const size_t stats = ((size_t)b * n_heads + h) * seq + t0;
 
-    flash_load_rows<D>(Qs, q + q_off + t0 * q_width, q_width, FLASH_BLOCK_ROWS, seq - t0);
-    flash_load_rows<D>(dOs, dout + q_off + t0 * q_width, q_width, FLASH_BLOCK_ROWS, seq - t0);
+    flash_load_rows<D, FLASH_BLOCK_ROWS>(Qs, q + q_off + t0 * q_width, q_width, seq - t0);
+    flash_load_rows<D, FLASH_BLOCK_ROWS>(dOs, dout + q_off + t0 * q_width, q_width, seq - t0);
     flash_load_row_values(lse_s, lse2 + stats, FLASH_BLOCK_ROWS, seq - t0);
     flash_load_row_values(delta_s, delta + stats, FLASH_BLOCK_ROWS, seq - t0);
     flash_acc dq_acc[D / 16];
@@ -131,8 +131,8 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     const int last_key = min(t0 + FLASH_BLOCK_ROWS, seq) - 1;
     for (int s0 = 0; s0 <= last_key; s0 += BWD_KEYS) {
         __syncthreads(); /* every warp is done with the previous K, V */
-        flash_load_rows<D>(Ks, k + kv_off + s0 * kv_width, kv_width, BWD_KEYS, seq - s0);
-        flash_load_rows<D>(Vs, v + kv_off + s0 * kv_width, kv_width, BWD_KEYS, seq - s0);
+        flash_load_rows<D, BWD_KEYS>(Ks, k + kv_off + s0 * kv_width, kv_width, seq - s0);
+        flash_load_rows<D, BWD_KEYS>(Vs, v + kv_off + s0 * kv_width, kv_width, seq - s0);
         __syncthreads();
         flash_warp_abt<BWD_KEYS, D>(Ss + row0 * L::LDS, L::LDS, Qs + row0 * L::LD, L::LD, Ks, L::LD);
         flash_warp_abt<BWD_KEYS, D>(dPs + row0 * L::LDS, L::LDS, dOs + row0 * L::LD, L::LD, Vs, L::LD);
