@@ -9,7 +9,7 @@
  *   O = O·rescale + P V P rounded to bf16; O in fp32 WMMA accumulators, whose
  *                       rows are found once per thread (flash_fragment_rows)
  * and O / l is written at the end. Shared memory for head_dim 128: Q, K, V
- * (bf16, 17 KiB each), S (fp32, 17 KiB), P (bf16, 9 KiB): 77 KiB, two blocks
+ * (bf16, 17 KiB each), S (fp32, 17 KiB), P (bf16, 9 KiB): 78 KiB, two blocks
  * per SM. Query blocks are launched last-first: the longest start first.
  *
  * The same kernel with STATS set is the backward's first pass: instead of O it
