@@ -6,8 +6,9 @@
  *
  * FLOP counts: GEMM 2mnk; Hessian (syrk) rows·cols·(cols+1); SPD inverse n³
  * (the textbook potrf n³/3 + potri 2n³/3, whatever the method); Cholesky n³/3; GPTQ pass: in-block updates rows·Σ ncols²
- * plus lazy updates 2·rows·block·Σ(n - block end); causal attention forward 2·2·b·h·s²·d/2 (QKᵀ and PV
- * over the causal half), backward 2.5× that (QKᵀ, dO Vᵀ, dV, dK, dQ), whatever a kernel recomputes. */
+ * plus lazy updates 2·rows·block·Σ(n - block end); causal attention: the causal half, forward
+ * 2·2·b·h·s²·d/2 (QKᵀ and PV), backward 2.5× that (QKᵀ, dO Vᵀ, dV, dK, dQ), whatever a kernel
+ * executes (the cuBLAS path computes the masked half too, the flash backward recomputes). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -111,6 +112,61 @@ static void run_linear(void *p)
 {
     gemm_ctx *g = p;
     CHECK(kn_linear(g->C, g->A, g->B, NULL, g->n, g->n, g->n));
+}
+
+/* Llama-2-7B attention at seq 2048: q/out/dout/dq [batch·seq, heads·head_dim], k, v, dk, dv alike (no GQA). */
+typedef struct {
+    int batch, seq, heads, head_dim;
+    float *q, *k, *v, *out, *dout, *dq, *dk, *dv;
+} attention_ctx;
+
+static void run_attention(void *p)
+{
+    attention_ctx *a = p;
+    CHECK(kn_attention(a->out, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads, a->head_dim));
+}
+
+static void run_attention_flash(void *p)
+{
+    attention_ctx *a = p;
+    CHECK(kn_cuda_flash_attention(a->out, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads, a->head_dim));
+}
+
+static void run_attention_cublas(void *p)
+{
+    attention_ctx *a = p;
+    CHECK(kn_cuda_attention_cublas(a->out, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads, a->head_dim));
+}
+
+static void run_attention_backward(void *p)
+{
+    attention_ctx *a = p;
+    CHECK(kn_attention_backward(a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads,
+                                a->head_dim));
+}
+
+static void run_attention_backward_flash(void *p)
+{
+    attention_ctx *a = p;
+    CHECK(kn_cuda_flash_attention_backward(a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->batch, a->seq, a->heads,
+                                           a->heads, a->head_dim));
+}
+
+static void attention_rows(void)
+{
+    attention_ctx a = {4, 2048, 32, 128, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    const size_t n = (size_t)a.batch * a.seq * a.heads * a.head_dim;
+    float **buffers[] = {&a.q, &a.k, &a.v, &a.out, &a.dout, &a.dq, &a.dk, &a.dv};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
+        *buffers[i] = dev_random(n, 2.0f);
+    const double forward = 2.0 * a.batch * a.heads * (double)a.seq * a.seq * a.head_dim;
+    row("kn_attention b4 s2048 32x128 (7B)", time_ms(run_attention, NULL, &a, 10), forward);
+    row("  flash forward (bf16)", time_ms(run_attention_flash, NULL, &a, 10), forward);
+    row("  cuBLAS forward (TF32)", time_ms(run_attention_cublas, NULL, &a, 10), forward);
+    row("kn_attention_backward b4 s2048 32x128 (7B)", time_ms(run_attention_backward, NULL, &a, 10), 2.5 * forward);
+    row("  flash backward (bf16)", time_ms(run_attention_backward_flash, NULL, &a, 10), 2.5 * forward);
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
+        kn_free(*buffers[i]);
 }
 
 typedef struct {
@@ -323,48 +379,6 @@ static void run_gptq(void *p)
     }
 }
 
-typedef struct {
-    int batch, seq, heads, head_dim;
-    float *q, *k, *v, *out, *dq, *dk, *dv;
-} attention_ctx;
-
-static void run_attention_flash(void *p)
-{
-    attention_ctx *a = p;
-    CHECK(kn_cuda_flash_attention(a->out, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads, a->head_dim));
-}
-
-static void run_attention_cublas(void *p)
-{
-    attention_ctx *a = p;
-    CHECK(kn_cuda_attention_cublas(a->out, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads, a->head_dim));
-}
-
-/* dout is a->out (any random values do). */
-static void run_attention_backward_flash(void *p)
-{
-    attention_ctx *a = p;
-    CHECK(kn_cuda_flash_attention_backward(a->dq, a->dk, a->dv, a->out, a->q, a->k, a->v, a->batch, a->seq, a->heads,
-                                           a->heads, a->head_dim));
-}
-
-/* The Llama-2-7B attention of one QLoRA step: batch 4, seq 2048, 32 heads of 128. */
-static void attention_7b(void)
-{
-    attention_ctx a = {4, 2048, 32, 128, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-    size_t n = (size_t)a.batch * a.seq * a.heads * a.head_dim;
-    a.q = dev_random(n, 2.0f), a.k = dev_random(n, 2.0f), a.v = dev_random(n, 2.0f), a.out = dev_random(n, 2.0f);
-    a.dq = dev_random(n, 1.0f), a.dk = dev_random(n, 1.0f), a.dv = dev_random(n, 1.0f);
-    double forward = 2.0 * a.batch * a.heads * (double)a.seq * a.seq * a.head_dim;
-    row("attention fwd b4 s2048 h32 d128 (flash, bf16)", time_ms(run_attention_flash, NULL, &a, 10), forward);
-    row("attention fwd b4 s2048 h32 d128 (cuBLAS, TF32)", time_ms(run_attention_cublas, NULL, &a, 10), forward);
-    row("attention bwd b4 s2048 h32 d128 (flash, bf16)", time_ms(run_attention_backward_flash, NULL, &a, 10),
-        2.5 * forward);
-    float *buffers[7] = {a.q, a.k, a.v, a.out, a.dq, a.dk, a.dv};
-    for (int i = 0; i < 7; i++)
-        kn_free(buffers[i]);
-}
-
 int main(void)
 {
     sq_rng_seed(&rng, 1234);
@@ -373,8 +387,6 @@ int main(void)
     printf("| %-46s | %10s | %8s |\n|%s|%s|%s|\n", "workload", "median ms", "TFLOP/s",
            "------------------------------------------------", "------------", "----------");
 
-    attention_7b();
-
     gemm_ctx g = {4096, dev_random(4096u * 4096, 2.0f), dev_random(4096u * 4096, 2.0f), dev_random(4096u * 4096, 2.0f)};
     double gemm_flops = 2.0 * 4096.0 * 4096.0 * 4096.0;
     row("kn_gemm 4096x4096x4096 (SGEMM, fp32)", time_ms(run_sgemm, NULL, &g, 10), gemm_flops);
@@ -382,6 +394,8 @@ int main(void)
     kn_free(g.A);
     kn_free(g.B);
     kn_free(g.C);
+
+    attention_rows();
 
     hessian_ctx h = {2048, 4096, dev_random(2048u * 4096, 2.0f), dev_random(4096u * 4096, 1.0f)};
     row("kn_hessian_accumulate 2048 rows x 4096 cols", time_ms(run_hessian, NULL, &h, 10),

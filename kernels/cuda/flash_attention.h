@@ -16,9 +16,6 @@
 extern "C" {
 #endif
 
-/* SQ_OK, or an SQ_ERR_ARG failure naming `who` when the attention shape is invalid. */
-sq_status kn_cuda_attention_shape(const char *who, int batch, int seq, int n_heads, int n_kv_heads, int head_dim);
-
 /* Whether the flash kernels handle this head dim (64 and 128). */
 bool kn_cuda_flash_supported(int head_dim);
 
