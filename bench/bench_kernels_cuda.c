@@ -6,8 +6,9 @@
  *
  * FLOP counts: GEMM 2mnk; Hessian (syrk) rows·cols·(cols+1); SPD inverse n³
  * (the textbook potrf n³/3 + potri 2n³/3, whatever the method); Cholesky n³/3; GPTQ pass: in-block updates rows·Σ ncols²
- * plus lazy updates 2·rows·block·Σ(n - block end); attention: 2·seq²·head_dim per GEMM per head and
- * sequence — 2 GEMMs forward, 5 backward — as executed (the GEMMs compute the masked half too);
+ * plus lazy updates 2·rows·block·Σ(n - block end); causal attention: the causal half, forward
+ * 2·2·b·h·s²·d/2 (QKᵀ and PV), backward 2.5× that (QKᵀ, dO Vᵀ, dV, dK, dQ), whatever a kernel
+ * executes (the cuBLAS path computes the masked half too, the flash backward recomputes);
  * kn_linear_backward's dx 2·rows·in·out (its time includes the bf16 copies of dy and W). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 
 #include "core/rng.h"
 #include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/flash_attention.h"
 
 #define WARMUP 2
 #define MAX_REPEATS 20
@@ -125,11 +127,30 @@ static void run_attention(void *p)
     CHECK(kn_attention(a->out, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads, a->head_dim));
 }
 
+static void run_attention_flash(void *p)
+{
+    attention_ctx *a = p;
+    CHECK(kn_cuda_flash_attention(a->out, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads, a->head_dim));
+}
+
+static void run_attention_cublas(void *p)
+{
+    attention_ctx *a = p;
+    CHECK(kn_cuda_attention_cublas(a->out, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads, a->head_dim));
+}
+
 static void run_attention_backward(void *p)
 {
     attention_ctx *a = p;
     CHECK(kn_attention_backward(a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads,
                                 a->head_dim));
+}
+
+static void run_attention_backward_flash(void *p)
+{
+    attention_ctx *a = p;
+    CHECK(kn_cuda_flash_attention_backward(a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->batch, a->seq, a->heads,
+                                           a->heads, a->head_dim));
 }
 
 static void attention_rows(void)
@@ -139,10 +160,12 @@ static void attention_rows(void)
     float **buffers[] = {&a.q, &a.k, &a.v, &a.out, &a.dout, &a.dq, &a.dk, &a.dv};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         *buffers[i] = dev_random(n, 2.0f);
-    const double per_gemm = 2.0 * a.seq * a.seq * a.head_dim * a.heads * a.batch;
-    row("kn_attention b4 s2048 32x128 (7B)", time_ms(run_attention, NULL, &a, 10), 2 * per_gemm);
-    row("kn_attention_backward b4 s2048 32x128 (7B)", time_ms(run_attention_backward, NULL, &a, 10),
-        5 * per_gemm);
+    const double forward = 2.0 * a.batch * a.heads * (double)a.seq * a.seq * a.head_dim;
+    row("kn_attention b4 s2048 32x128 (7B)", time_ms(run_attention, NULL, &a, 10), forward);
+    row("  flash forward (bf16)", time_ms(run_attention_flash, NULL, &a, 10), forward);
+    row("  cuBLAS forward (TF32)", time_ms(run_attention_cublas, NULL, &a, 10), forward);
+    row("kn_attention_backward b4 s2048 32x128 (7B)", time_ms(run_attention_backward, NULL, &a, 10), 2.5 * forward);
+    row("  flash backward (bf16)", time_ms(run_attention_backward_flash, NULL, &a, 10), 2.5 * forward);
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         kn_free(*buffers[i]);
 }

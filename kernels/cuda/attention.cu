@@ -1,7 +1,7 @@
-/* attention.cu (CUDA backend): causal scaled dot-product attention with
- * grouped-query heads, as two batched tensor-core GEMMs around a fused causal
- * softmax — the whole score matrix of a chunk of heads is materialised, which
- * at calibration lengths (seq ≤ a few thousand) is cheap next to the GEMMs.
+/* attention.cu (CUDA backend): kn_attention, and its cuBLAS path. Head dims
+ * 64 and 128 go to the flash kernels (flash_forward.cu); the others run here,
+ * as two batched tensor-core GEMMs around a fused causal softmax — the whole
+ * score matrix of a chunk of heads is materialised.
  *
  * For one sequence and one query head h (key/value head kv = h / group):
  *   S = scale · Q_h K_kvᵀ          [seq, seq]   (cuBLAS, TF32, fp32 accumulation)
@@ -10,6 +10,7 @@
  * Layout, batching of heads and chunking: attention_heads.cuh, shared with
  * the backward (attention_backward.cu). This file also holds the score cap. */
 #include "kernels/cuda/attention_heads.cuh"
+#include "kernels/cuda/flash_attention.h"
 
 #define SCORE_BYTES_DEFAULT ((size_t)512 << 20)
 
@@ -30,8 +31,25 @@ static sq_status attention_heads(float *out, const float *q, const float *k, con
     return query_heads_from_scores(out, v, c.scores[0], 1.0f, c);
 }
 
+extern "C" sq_status kn_cuda_attention_shape(const char *who, int batch, int seq, int n_heads, int n_kv_heads,
+                                             int head_dim)
+{
+    if (batch < 0 || seq < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_heads % n_kv_heads)
+        return sq_fail(SQ_ERR_ARG, "%s: bad shape batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d", who, batch, seq,
+                       n_heads, n_kv_heads, head_dim);
+    return SQ_OK;
+}
+
 extern "C" sq_status kn_attention(float *out, const float *q, const float *k, const float *v, int batch, int seq,
                                   int n_heads, int n_kv_heads, int head_dim)
+{
+    if (kn_cuda_flash_supported(head_dim))
+        return kn_cuda_flash_attention(out, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim);
+    return kn_cuda_attention_cublas(out, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim);
+}
+
+extern "C" sq_status kn_cuda_attention_cublas(float *out, const float *q, const float *k, const float *v, int batch,
+                                              int seq, int n_heads, int n_kv_heads, int head_dim)
 {
     return attention_in_chunks("kn_attention", batch, seq, n_heads, n_kv_heads, head_dim, 1,
                                [&](const head_chunk &c) { return attention_heads(out, q, k, v, c); });

@@ -54,9 +54,7 @@ template <typename Body>
 static sq_status attention_in_chunks(const char *who, int batch, int seq, int n_heads, int n_kv_heads, int head_dim,
                                      int matrices_per_head, Body body)
 {
-    if (batch < 0 || seq < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_heads % n_kv_heads)
-        return sq_fail(SQ_ERR_ARG, "%s: bad shape batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d", who, batch, seq,
-                       n_heads, n_kv_heads, head_dim);
+    SQ_TRY(kn_cuda_attention_shape(who, batch, seq, n_heads, n_kv_heads, head_dim));
     if (matrices_per_head < 1 || matrices_per_head > ATTENTION_MAX_MATRICES)
         return sq_fail(SQ_ERR_ARG, "%s: %d score matrices per head (at most %d)", who, matrices_per_head,
                        ATTENTION_MAX_MATRICES);

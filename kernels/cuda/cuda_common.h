@@ -49,6 +49,10 @@ sq_status kn_cuda_copy_upper_to_lower(float *A, int n);
 void kn_cuda_set_attention_score_cap(size_t bytes);
 size_t kn_cuda_attention_score_cap(void);
 
+/* SQ_OK, or an SQ_ERR_ARG failure naming `who` when an attention shape (kernels.h's
+ * kn_attention arguments) is invalid: attention.cu, for every attention entry point. */
+sq_status kn_cuda_attention_shape(const char *who, int batch, int seq, int n_heads, int n_kv_heads, int head_dim);
+
 /* Blocks of `threads` needed to cover n items, capped at the grid limit. */
 unsigned kn_cuda_blocks(size_t n, unsigned threads);
 

@@ -1,0 +1,196 @@
+/* flash_backward.cu (CUDA backend): causal grouped-query attention backward in
+ * the flash-attention manner, deterministic (no atomics: every output float is
+ * summed by one warp in a fixed order), never forming seq×seq in device memory.
+ *
+ * Three launches:
+ *   1. flash_forward_stats (flash_forward.cu): a recomputed forward that keeps,
+ *      per query row, lse2 = log2 Σ_s exp2(x_s) and delta = dO·O.
+ *   2. dK, dV: one block per (key block of 64, kv head, sequence), 4 warps each
+ *      owning 16 keys; it walks the heads of the kv group in head order and, for
+ *      each, the query blocks of 32 from the diagonal on, with
+ *        Pᵀ = exp2(K Qᵀ·c − lse2),  dPᵀ = V dOᵀ,  dSᵀ = Pᵀ (dPᵀ − delta)
+ *        dV += Pᵀ dO,  dK += dSᵀ Q          (fp32 WMMA accumulators in registers)
+ *      and writes dK·scale, dV: the group's heads summed into their kv head.
+ *   3. dQ: one block per (query block of 64, head, sequence), walking the key
+ *      blocks of 32 up to the diagonal: dQ += dS K, written ×scale.
+ * Operands are bf16 in shared memory, products and the softmax are fp32.
+ * Shared memory for head_dim 128: 79 KiB (dK/dV), 75 KiB (dQ); two blocks per SM. */
+#include "kernels/cuda/flash_attention.cuh"
+
+#define BWD_QUERIES 32 /* queries per step of the dK/dV kernel */
+#define BWD_KEYS 32    /* keys per step of the dQ kernel */
+
+/* Byte offsets of the dK/dV kernel's shared memory: K, V of the block's 64 keys, then one step's
+ * Q, dO, scores, dP, P, dS, lse2, delta. */
+template <int D> struct dkdv_smem {
+    static constexpr int LD = flash_ld_bf16(D), LDS = flash_ld_f32(BWD_QUERIES), LDP = flash_ld_bf16(BWD_QUERIES);
+    static constexpr size_t k = 0, v = k + FLASH_BLOCK_ROWS * LD * 2, q = v + FLASH_BLOCK_ROWS * LD * 2,
+                            dout = q + BWD_QUERIES * LD * 2, s = dout + BWD_QUERIES * LD * 2,
+                            dp = s + FLASH_BLOCK_ROWS * LDS * 4, p = dp + FLASH_BLOCK_ROWS * LDS * 4,
+                            ds = p + FLASH_BLOCK_ROWS * LDP * 2, lse = ds + FLASH_BLOCK_ROWS * LDP * 2,
+                            delta = lse + BWD_QUERIES * 4, bytes = delta + BWD_QUERIES * 4;
+    /* The fp32 staging of the results reuses K and V once the walk is over. */
+    static_assert(FLASH_BLOCK_ROWS * flash_ld_f32(D) * 4 <= q, "dK/dV staging overlaps Q");
+};
+
+/* Byte offsets of the dQ kernel's shared memory: Q, dO, lse2, delta of the block's 64 queries,
+ * then one step's K, V, scores, dP, dS. */
+template <int D> struct dq_smem {
+    static constexpr int LD = flash_ld_bf16(D), LDS = flash_ld_f32(BWD_KEYS), LDP = flash_ld_bf16(BWD_KEYS);
+    static constexpr size_t q = 0, dout = q + FLASH_BLOCK_ROWS * LD * 2, k = dout + FLASH_BLOCK_ROWS * LD * 2,
+                            v = k + BWD_KEYS * LD * 2, s = v + BWD_KEYS * LD * 2, dp = s + FLASH_BLOCK_ROWS * LDS * 4,
+                            ds = dp + FLASH_BLOCK_ROWS * LDS * 4, lse = ds + FLASH_BLOCK_ROWS * LDP * 2,
+                            delta = lse + FLASH_BLOCK_ROWS * 4, bytes = delta + FLASH_BLOCK_ROWS * 4;
+    /* The fp32 staging of dQ reuses Q and dO once the walk is over. */
+    static_assert(FLASH_BLOCK_ROWS * flash_ld_f32(D) * 4 <= k, "dQ staging overlaps K");
+};
+
+/* Grid (key blocks, n_kv_heads, batch). */
+template <int D>
+__global__ void __launch_bounds__(FLASH_THREADS)
+    flash_backward_dkdv(float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
+                        const float *lse2, const float *delta, int seq, int n_heads, int group, float scale_log2,
+                        float scale)
+{
+    typedef dkdv_smem<D> L;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16 *Ks = (bf16 *)(smem + L::k), *Vs = (bf16 *)(smem + L::v), *Qs = (bf16 *)(smem + L::q);
+    bf16 *dOs = (bf16 *)(smem + L::dout), *Ps = (bf16 *)(smem + L::p), *dSs = (bf16 *)(smem + L::ds);
+    float *Ss = (float *)(smem + L::s), *dPs = (float *)(smem + L::dp);
+    float *lse_s = (float *)(smem + L::lse), *delta_s = (float *)(smem + L::delta);
+    const int lane = threadIdx.x % 32, row0 = threadIdx.x / 32 * FLASH_WARP_ROWS;
+    const int s0 = blockIdx.x * FLASH_BLOCK_ROWS, kv_head = blockIdx.y, b = blockIdx.z;
+    const size_t q_width = (size_t)n_heads * D, kv_width = (size_t)(n_heads / group) * D;
+    const size_t kv_off = (size_t)b * seq * kv_width + (size_t)kv_head * D;
+
+    flash_load_rows<D, FLASH_BLOCK_ROWS>(Ks, k + kv_off + s0 * kv_width, kv_width, seq - s0);
+    flash_load_rows<D, FLASH_BLOCK_ROWS>(Vs, v + kv_off + s0 * kv_width, kv_width, seq - s0);
+    flash_acc dk_acc[D / 16], dv_acc[D / 16];
+    for (int n = 0; n < D / 16; n++) {
+        nvcuda::wmma::fill_fragment(dk_acc[n], 0.0f);
+        nvcuda::wmma::fill_fragment(dv_acc[n], 0.0f);
+    }
+    for (int g = 0; g < group; g++) {
+        const int h = kv_head * group + g;
+        const size_t q_off = (size_t)b * seq * q_width + (size_t)h * D, stats = ((size_t)b * n_heads + h) * seq;
+        for (int t0 = s0 / BWD_QUERIES * BWD_QUERIES; t0 < seq; t0 += BWD_QUERIES) {
+            __syncthreads(); /* every warp is done with the previous step's tiles */
+            flash_load_rows<D, BWD_QUERIES>(Qs, q + q_off + t0 * q_width, q_width, seq - t0);
+            flash_load_rows<D, BWD_QUERIES>(dOs, dout + q_off + t0 * q_width, q_width, seq - t0);
+            flash_load_row_values(lse_s, lse2 + stats + t0, BWD_QUERIES, seq - t0);
+            flash_load_row_values(delta_s, delta + stats + t0, BWD_QUERIES, seq - t0);
+            __syncthreads();
+            flash_warp_abt<BWD_QUERIES, D>(Ss + row0 * L::LDS, L::LDS, Ks + row0 * L::LD, L::LD, Qs, L::LD);
+            flash_warp_abt<BWD_QUERIES, D>(dPs + row0 * L::LDS, L::LDS, Vs + row0 * L::LD, L::LD, dOs, L::LD);
+            __syncwarp();
+            for (int i = lane; i < FLASH_WARP_ROWS * BWD_QUERIES; i += 32) {
+                const int r = row0 + i / BWD_QUERIES, c = i % BWD_QUERIES;
+                const float p = flash_visible(t0 + c, s0 + r, seq) ? exp2f(Ss[r * L::LDS + c] * scale_log2 - lse_s[c])
+                                                                   : 0.0f;
+                Ps[r * L::LDP + c] = __float2bfloat16(p);
+                dSs[r * L::LDP + c] = __float2bfloat16(p * (dPs[r * L::LDS + c] - delta_s[c]));
+            }
+            __syncwarp();
+            flash_warp_ab<D, BWD_QUERIES>(dv_acc, Ps + row0 * L::LDP, L::LDP, dOs, L::LD);
+            flash_warp_ab<D, BWD_QUERIES>(dk_acc, dSs + row0 * L::LDP, L::LDP, Qs, L::LD);
+        }
+    }
+    __syncthreads(); /* K and V become the staging area */
+    float *stage = (float *)smem + row0 * flash_ld_f32(D);
+    const size_t first = kv_off + (size_t)(s0 + row0) * kv_width;
+    flash_warp_store<D>(dk + first, kv_width, seq - s0 - row0, dk_acc, stage, scale);
+    flash_warp_store<D>(dv + first, kv_width, seq - s0 - row0, dv_acc, stage, 1.0f);
+}
+
+/* Grid (query blocks, n_heads, batch). */
+template <int D>
+__global__ void __launch_bounds__(FLASH_THREADS)
+    flash_backward_dq(float *dq, const float *dout, const float *q, const float *k, const float *v, const float *lse2,
+                      const float *delta, int seq, int n_heads, int group, float scale_log2, float scale)
+{
+    typedef dq_smem<D> L;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16 *Qs = (bf16 *)(smem + L::q), *dOs = (bf16 *)(smem + L::dout), *Ks = (bf16 *)(smem + L::k);
+    bf16 *Vs = (bf16 *)(smem + L::v), *dSs = (bf16 *)(smem + L::ds);
+    float *Ss = (float *)(smem + L::s), *dPs = (float *)(smem + L::dp);
+    float *lse_s = (float *)(smem + L::lse), *delta_s = (float *)(smem + L::delta);
+    const int lane = threadIdx.x % 32, row0 = threadIdx.x / 32 * FLASH_WARP_ROWS;
+    const int t0 = (gridDim.x - 1 - blockIdx.x) * FLASH_BLOCK_ROWS, h = blockIdx.y, b = blockIdx.z;
+    const size_t q_width = (size_t)n_heads * D, kv_width = (size_t)(n_heads / group) * D;
+    const size_t q_off = (size_t)b * seq * q_width + (size_t)h * D;
+    const size_t kv_off = (size_t)b * seq * kv_width + (size_t)(h / group) * D;
+    const size_t stats = ((size_t)b * n_heads + h) * seq + t0;
+
+    flash_load_rows<D, FLASH_BLOCK_ROWS>(Qs, q + q_off + t0 * q_width, q_width, seq - t0);
+    flash_load_rows<D, FLASH_BLOCK_ROWS>(dOs, dout + q_off + t0 * q_width, q_width, seq - t0);
+    flash_load_row_values(lse_s, lse2 + stats, FLASH_BLOCK_ROWS, seq - t0);
+    flash_load_row_values(delta_s, delta + stats, FLASH_BLOCK_ROWS, seq - t0);
+    flash_acc dq_acc[D / 16];
+    for (int n = 0; n < D / 16; n++)
+        nvcuda::wmma::fill_fragment(dq_acc[n], 0.0f);
+    const int last_key = min(t0 + FLASH_BLOCK_ROWS, seq) - 1;
+    for (int s0 = 0; s0 <= last_key; s0 += BWD_KEYS) {
+        __syncthreads(); /* every warp is done with the previous K, V */
+        flash_load_rows<D, BWD_KEYS>(Ks, k + kv_off + s0 * kv_width, kv_width, seq - s0);
+        flash_load_rows<D, BWD_KEYS>(Vs, v + kv_off + s0 * kv_width, kv_width, seq - s0);
+        __syncthreads();
+        flash_warp_abt<BWD_KEYS, D>(Ss + row0 * L::LDS, L::LDS, Qs + row0 * L::LD, L::LD, Ks, L::LD);
+        flash_warp_abt<BWD_KEYS, D>(dPs + row0 * L::LDS, L::LDS, dOs + row0 * L::LD, L::LD, Vs, L::LD);
+        __syncwarp();
+        for (int i = lane; i < FLASH_WARP_ROWS * BWD_KEYS; i += 32) {
+            const int r = row0 + i / BWD_KEYS, c = i % BWD_KEYS;
+            const float p = flash_visible(t0 + r, s0 + c, seq) ? exp2f(Ss[r * L::LDS + c] * scale_log2 - lse_s[r])
+                                                               : 0.0f;
+            dSs[r * L::LDP + c] = __float2bfloat16(p * (dPs[r * L::LDS + c] - delta_s[r]));
+        }
+        __syncwarp();
+        flash_warp_ab<D, BWD_KEYS>(dq_acc, dSs + row0 * L::LDP, L::LDP, Ks, L::LD);
+    }
+    __syncthreads(); /* Q and dO become the staging area */
+    float *stage = (float *)smem + row0 * flash_ld_f32(D);
+    flash_warp_store<D>(dq + q_off + (size_t)(t0 + row0) * q_width, q_width, seq - t0 - row0, dq_acc, stage, scale);
+}
+
+/* Launches 2 and 3, after the statistics of launch 1. */
+template <int D>
+static sq_status launch_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                                 const float *v, const float *lse2, const float *delta, int batch, int seq,
+                                 int n_heads, int n_kv_heads)
+{
+    const int group = n_heads / n_kv_heads, blocks = (seq + FLASH_BLOCK_ROWS - 1) / FLASH_BLOCK_ROWS;
+    const float scale = (float)(1.0 / sqrt((double)D)), scale_log2 = (float)(M_LOG2E / sqrt((double)D));
+    const size_t dkdv_bytes = dkdv_smem<D>::bytes, dq_bytes = dq_smem<D>::bytes;
+    CUDA_CHECK(cudaFuncSetAttribute(flash_backward_dkdv<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)dkdv_bytes));
+    CUDA_CHECK(cudaFuncSetAttribute(flash_backward_dq<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dq_bytes));
+    flash_backward_dkdv<D><<<dim3((unsigned)blocks, (unsigned)n_kv_heads, (unsigned)batch), FLASH_THREADS,
+                             dkdv_bytes>>>(dk, dv, dout, q, k, v, lse2, delta, seq, n_heads, group, scale_log2, scale);
+    CUDA_CHECK_LAUNCH();
+    flash_backward_dq<D><<<dim3((unsigned)blocks, (unsigned)n_heads, (unsigned)batch), FLASH_THREADS, dq_bytes>>>(
+        dq, dout, q, k, v, lse2, delta, seq, n_heads, group, scale_log2, scale);
+    CUDA_CHECK_LAUNCH();
+    return SQ_OK;
+}
+
+extern "C" sq_status kn_cuda_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                                                      const float *q, const float *k, const float *v, int batch,
+                                                      int seq, int n_heads, int n_kv_heads, int head_dim)
+{
+    SQ_TRY(kn_cuda_attention_shape("kn_attention_backward", batch, seq, n_heads, n_kv_heads, head_dim));
+    if (!kn_cuda_flash_supported(head_dim))
+        return sq_fail(SQ_ERR_UNSUPPORTED, "kn_attention_backward: the flash kernels take head_dim 64 or 128, not %d",
+                       head_dim);
+    if (batch == 0 || seq == 0)
+        return SQ_OK;
+    const size_t rows = (size_t)batch * n_heads * seq;
+    float *stats = NULL; /* lse2 then delta, [batch][n_heads][seq] each */
+    CUDA_CHECK(cudaMallocAsync((void **)&stats, 2 * rows * sizeof(float), 0));
+    sq_status st = flash_forward_stats(stats, stats + rows, dout, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim);
+    if (st == SQ_OK)
+        st = head_dim == 64 ? launch_backward<64>(dq, dk, dv, dout, q, k, v, stats, stats + rows, batch, seq, n_heads,
+                                                  n_kv_heads)
+                            : launch_backward<128>(dq, dk, dv, dout, q, k, v, stats, stats + rows, batch, seq,
+                                                   n_heads, n_kv_heads);
+    sq_status freed = CUDA_STATUS(cudaFreeAsync(stats, 0));
+    return st != SQ_OK ? st : freed;
+}
