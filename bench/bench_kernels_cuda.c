@@ -153,6 +153,13 @@ static void run_attention_backward_flash(void *p)
                                            a->heads, a->head_dim));
 }
 
+static void run_attention_backward_cublas(void *p)
+{
+    attention_ctx *a = p;
+    CHECK(kn_cuda_attention_backward_cublas(a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->batch, a->seq,
+                                            a->heads, a->heads, a->head_dim));
+}
+
 static void attention_rows(void)
 {
     attention_ctx a = {4, 2048, 32, 128, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
@@ -166,6 +173,7 @@ static void attention_rows(void)
     row("  cuBLAS forward (TF32)", time_ms(run_attention_cublas, NULL, &a, 10), forward);
     row("kn_attention_backward b4 s2048 32x128 (7B)", time_ms(run_attention_backward, NULL, &a, 10), 2.5 * forward);
     row("  flash backward (bf16)", time_ms(run_attention_backward_flash, NULL, &a, 10), 2.5 * forward);
+    row("  cuBLAS backward (TF32)", time_ms(run_attention_backward_cublas, NULL, &a, 10), 2.5 * forward);
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         kn_free(*buffers[i]);
 }

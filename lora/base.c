@@ -198,6 +198,8 @@ sq_status sq_lora_base_load_layer(sq_lora_base *b, int layer)
         return sq_layer_weights_load(w, cfg, b->model.ckpt, layer);
     if (layer < 0 || layer >= cfg->num_layers)
         return sq_fail(SQ_ERR_ARG, "layer %d does not exist (the model has %d)", layer, cfg->num_layers);
+    if (w->index == layer) /* already there (the last layer of a forward is the first of the backward) */
+        return SQ_OK;
     /* the linears from their resident form, the norms and biases as stored */
     char name[176];
     w->index = -1;

@@ -13,8 +13,11 @@
  * contents are never read), the others add to them in head order — the order
  * of the CPU backend. Each head needs two [seq, seq] buffers, P and dP (dS
  * overwrites dP), so a chunk holds half the heads the forward's would.
- * Layout and chunking: attention_heads.cuh. */
+ * Layout and chunking: attention_heads.cuh. Head dims 64 and 128 go to the
+ * flash backward instead (flash_backward.cu: no seq×seq buffers, about as fast
+ * at the 7B shape; bench/RESULTS.md). */
 #include "kernels/cuda/attention_heads.cuh"
+#include "kernels/cuda/flash_attention.h"
 
 /* One block per query row t (rows laid out as in attention_heads.cuh):
  * D_t = Σ_{s≤t} P_ts dP_ts, then dP_ts becomes dS_ts = P_ts (dP_ts − D_t) for s ≤ t, 0 beyond. */
@@ -49,6 +52,15 @@ static sq_status backward_heads(float *dq, float *dk, float *dv, const float *do
 extern "C" sq_status kn_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                            const float *k, const float *v, int batch, int seq, int n_heads,
                                            int n_kv_heads, int head_dim)
+{
+    if (kn_cuda_flash_supported(head_dim))
+        return kn_cuda_flash_attention_backward(dq, dk, dv, dout, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim);
+    return kn_cuda_attention_backward_cublas(dq, dk, dv, dout, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim);
+}
+
+extern "C" sq_status kn_cuda_attention_backward_cublas(float *dq, float *dk, float *dv, const float *dout,
+                                                       const float *q, const float *k, const float *v, int batch,
+                                                       int seq, int n_heads, int n_kv_heads, int head_dim)
 {
     return attention_in_chunks("kn_attention_backward", batch, seq, n_heads, n_kv_heads, head_dim, 2,
                                [&](const head_chunk &c) { return backward_heads(dq, dk, dv, dout, q, k, v, c); });

@@ -33,6 +33,11 @@ sq_status kn_cuda_flash_attention_backward(float *dq, float *dk, float *dv, cons
 sq_status kn_cuda_attention_cublas(float *out, const float *q, const float *k, const float *v, int batch, int seq,
                                    int n_heads, int n_kv_heads, int head_dim);
 
+/* kn_attention_backward on cuBLAS (TF32, the probabilities recomputed into score buffers), any head dim. */
+sq_status kn_cuda_attention_backward_cublas(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                            const float *k, const float *v, int batch, int seq, int n_heads,
+                                            int n_kv_heads, int head_dim);
+
 #ifdef __cplusplus
 }
 #endif

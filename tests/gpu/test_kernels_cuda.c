@@ -401,7 +401,7 @@ typedef sq_status (*attention_backward_fn)(float *dq, float *dk, float *dv, cons
                                            const float *k, const float *v, int batch, int seq, int n_heads,
                                            int n_kv_heads, int head_dim);
 
-/* An attention backward (`name`: kn_attention_backward, or the flash kernels called directly)
+/* An attention backward (`name`: the entry point called: kn_attention_backward or one of its two paths)
  * against the CPU backend: dq, dk, dv from poisoned buffers (dk and dv must be written, not
  * added to), within `tolerance`; chunk_heads as in set_score_cap (two matrices per head).
  * same_bits: a second run into poisoned buffers must give the same bits. */
@@ -460,8 +460,8 @@ static void attention_backward_case(const char *name, attention_backward_fn back
  * one kv head per chunk, and chunks of 3 + 1 kv heads. */
 static void cublas_backward_case(int batch, int seq, int n_heads, int n_kv_heads, int head_dim, int chunk_heads)
 {
-    attention_backward_case("kn_attention_backward", kn_attention_backward, 2e-3, false, batch, seq, n_heads,
-                            n_kv_heads, head_dim, chunk_heads);
+    attention_backward_case("kn_cuda_attention_backward_cublas", kn_cuda_attention_backward_cublas, 2e-3, false,
+                            batch, seq, n_heads, n_kv_heads, head_dim, chunk_heads);
 }
 
 static void test_attention_backward(void)
@@ -482,10 +482,12 @@ static void test_attention_backward(void)
             for (int i = 0; i < 4; i++) {
                 int n_heads = kv_heads[g] == 2 ? 8 : 4;
                 attention_case(2, flash_seqs[i], n_heads, kv_heads[g], head_dims[d], 0);
-                attention_backward_case("kn_cuda_flash_attention_backward", kn_cuda_flash_attention_backward,
+                attention_backward_case("kn_attention_backward (flash)", kn_attention_backward,
                                         attention_tolerance(head_dims[d]), true, 2, flash_seqs[i], n_heads,
                                         kv_heads[g], head_dims[d], 0);
             }
+    /* and a head dim the flash kernels do not take: kn_attention_backward runs cuBLAS */
+    attention_backward_case("kn_attention_backward (cuBLAS)", kn_attention_backward, 2e-3, false, 2, 37, 6, 3, 96, 0);
 }
 
 static void test_elementwise(void)
