@@ -9,9 +9,12 @@
  * plus lazy updates 2·rows·block·Σ(n - block end); causal attention: the causal half, forward
  * 2·2·b·h·s²·d/2 (QKᵀ and PV), backward 2.5× that (QKᵀ, dO Vᵀ, dV, dK, dQ), whatever a kernel
  * executes (the cuBLAS path computes the masked half too, the flash backward recomputes);
- * kn_linear_backward's dx 2·rows·in·out (its time includes the bf16 copies of dy and W). */
+ * kn_linear_backward's dx 2·rows·in·out (its time includes the bf16 copies of dy and W).
+ *
+ * Usage: bench_kernels_cuda [attention]   (with `attention`, the attention rows alone) */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cuda_runtime.h>
 
@@ -428,8 +431,13 @@ static void training_rows(void)
     kn_free(t.absmax);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    const bool attention_only = argc > 1 && strcmp(argv[1], "attention") == 0;
+    if (argc > 2 || (argc == 2 && !attention_only)) {
+        fprintf(stderr, "usage: %s [attention]\n", argv[0]);
+        return 2;
+    }
     sq_rng_seed(&rng, 1234);
     CHECK(kn_init(0));
     printf("# device: %s\n", kn_device_description());
@@ -438,6 +446,11 @@ int main(void)
 
     gemm_ctx g = {4096, dev_random(4096u * 4096, 2.0f), dev_random(4096u * 4096, 2.0f), dev_random(4096u * 4096, 2.0f)};
     double gemm_flops = 2.0 * 4096.0 * 4096.0 * 4096.0;
+    if (attention_only) {
+        attention_rows();
+        kn_shutdown();
+        return 0;
+    }
     row("kn_gemm 4096x4096x4096 (SGEMM, fp32)", time_ms(run_sgemm, NULL, &g, 10), gemm_flops);
     row("kn_linear 4096x4096x4096 (TF32 tensor cores)", time_ms(run_linear, NULL, &g, 10), gemm_flops);
     kn_free(g.A);

@@ -33,7 +33,7 @@ sq_status kn_cuda_check_indices(const int32_t *idx, size_t n, int limit, const c
 sq_status kn_cuda_indices_init(void);
 void kn_cuda_indices_shutdown(void);
 
-/* An fp16 copy of x[0..n) in scratch slot `slot` (0 or 1), valid until the next call for that
+/* An fp16 copy of x[0..n) in scratch slot `slot` (0 to 3), valid until the next call for that
  * slot; *out points to it (__half). kn_cuda_to_bf16: the same in bf16 (__nv_bfloat16), in
  * slots of its own. All the slots are freed by kn_cuda_half_shutdown (half.cu). */
 sq_status kn_cuda_to_half(const float *x, size_t n, int slot, const void **out);

@@ -1,8 +1,12 @@
 /* flash_attention.cuh (CUDA backend): what the flash-attention forward
- * (flash_forward.cu) and backward (flash_backward.cu) kernels share — tile
- * loads that turn fp32 rows of a head into bf16 rows in shared memory, the
+ * (flash_forward.cu) and backward (flash_backward.cu) kernels share — the bf16
+ * copies of the inputs, asynchronous tile loads into shared memory, the
  * warp-level WMMA tile products (bf16 16x16x16, fp32 accumulators), the causal
  * mask, and the sizes of shared-memory rows.
+ *
+ * The kernels read bf16 copies of their inputs (kn_cuda_to_bf16, made once per call
+ * into its scratch slots) with cp.async, the next tile's copies in flight while the current
+ * tile's products run (two buffers of each streamed tile).
  *
  * Every kernel gives each of its FLASH_WARPS warps 16 rows of the block's tile
  * (query rows in the forward and dQ kernels, key rows in the dK/dV kernel), so
@@ -39,39 +43,52 @@ typedef nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, bf16, nvcuda:
 __host__ __device__ constexpr int flash_ld_bf16(int cols) { return cols + FLASH_PAD_BF16; }
 __host__ __device__ constexpr int flash_ld_f32(int cols) { return cols + FLASH_PAD_F32; }
 
-/* dst[r][c] = bf16(src[r·stride + c]) for r < ROWS, c < D; rows at or past `valid` become 0.
- * The whole block calls it. Each thread issues all its loads before it converts any, so
- * their latencies overlap; float4 loads when src allows them. */
-template <int D, int ROWS>
-__device__ void flash_load_rows(bf16 *dst, const float *src, size_t stride, int valid)
+/* Asynchronous copies global → shared (cp.async, Ampere and later): `bytes` (4 or 16) bytes, or
+ * zeros when !valid (src is then not read). A thread's copies form a group at flash_async_commit;
+ * flash_async_wait<N> waits until at most N of its groups are still in flight. */
+template <int BYTES>
+__device__ inline void flash_async_copy(void *dst, const void *src, bool valid)
 {
-    constexpr int LD = flash_ld_bf16(D), QUADS = D / 4, PER_THREAD = ROWS * QUADS / FLASH_THREADS;
-    static_assert(ROWS * QUADS % FLASH_THREADS == 0, "a tile is a whole number of float4s per thread");
-    const bool vector = ((uintptr_t)src % 16) == 0 && stride % 4 == 0;
-    float4 x[PER_THREAD];
+    const unsigned to = (unsigned)__cvta_generic_to_shared(dst);
+    if (BYTES == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(to), "l"(src), "r"(valid ? 16 : 0));
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(to), "l"(src), "r"(valid ? 4 : 0));
+}
+__device__ inline void flash_async_commit(void) { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ inline void flash_async_wait(void) { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+/* Starts dst[r][c] = src[r·stride + c] for r < ROWS, c < D (bf16, 16 bytes a copy); rows at or
+ * past `valid` become 0. src and stride must keep every row 16-byte aligned (the bf16 copies
+ * of kn_cuda_to_bf16 do). The whole block calls it; the copies land after flash_async_wait and
+ * a __syncthreads. */
+template <int D, int ROWS>
+__device__ void flash_load_rows(bf16 *dst, const bf16 *src, size_t stride, int valid)
+{
+    constexpr int LD = flash_ld_bf16(D), CHUNKS = D / 8, PER_THREAD = ROWS * CHUNKS / FLASH_THREADS;
+    static_assert(ROWS * CHUNKS % FLASH_THREADS == 0, "a tile is a whole number of 16-byte copies per thread");
 #pragma unroll
     for (int j = 0; j < PER_THREAD; j++) {
-        const int i = threadIdx.x + j * FLASH_THREADS, r = i / QUADS, c = i % QUADS * 4;
-        x[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (r < valid) {
-            const float *p = src + (size_t)r * stride + c;
-            x[j] = vector ? __ldg((const float4 *)p) : make_float4(__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3));
-        }
-    }
-#pragma unroll
-    for (int j = 0; j < PER_THREAD; j++) {
-        const int i = threadIdx.x + j * FLASH_THREADS, r = i / QUADS, c = i % QUADS * 4;
-        __nv_bfloat162 *d = (__nv_bfloat162 *)(dst + r * LD + c);
-        d[0] = __floats2bfloat162_rn(x[j].x, x[j].y);
-        d[1] = __floats2bfloat162_rn(x[j].z, x[j].w);
+        const int i = threadIdx.x + j * FLASH_THREADS, r = i / CHUNKS, c = i % CHUNKS * 8;
+        flash_async_copy<16>(dst + r * LD + c, r < valid ? src + (size_t)r * stride + c : src, r < valid);
     }
 }
 
-/* dst[i] = src[i] for i < valid, 0 for valid <= i < n (the whole block calls it). */
+/* Starts dst[i] = src[i] for i < valid, 0 for valid <= i < n (fp32; the whole block calls it). */
 __device__ inline void flash_load_row_values(float *dst, const float *src, int n, int valid)
 {
     for (int i = threadIdx.x; i < n; i += blockDim.x)
-        dst[i] = i < valid ? src[i] : 0.0f;
+        flash_async_copy<4>(dst + i, i < valid ? src + i : src, i < valid);
+}
+
+/* Lets `kernel` take `bytes` of dynamic shared memory, with the SM's shared memory at its
+ * largest so two blocks fit on one SM. */
+template <typename Kernel> sq_status flash_shared_memory(Kernel kernel, size_t bytes)
+{
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                    (int)cudaSharedmemCarveoutMaxShared));
+    return SQ_OK;
 }
 
 /* One warp: C[16][N] (fp32, ldc) = A[16][K] · Bᵀ where B is [N][K] row-major (bf16, lda/ldb):
@@ -156,7 +173,11 @@ __device__ void flash_warp_store(float *dst, size_t stride, int valid, const fla
 
 /* The backward's first pass (flash_forward.cu): lse2 and delta = dO·O of every query row,
  * [batch][n_heads][seq], from a recomputed forward. head_dim 64 or 128, shape checked. */
-sq_status flash_forward_stats(float *lse2, float *delta, const float *dout, const float *q, const float *k,
-                              const float *v, int batch, int seq, int n_heads, int n_kv_heads, int head_dim);
+sq_status flash_forward_stats(float *lse2, float *delta, const bf16 *dout, const bf16 *q, const bf16 *k,
+                              const bf16 *v, int batch, int seq, int n_heads, int n_kv_heads, int head_dim);
+
+/* bf16 copies of q, k, v (kn_cuda_to_bf16 slots 0, 1, 2), valid until the next flash call. */
+sq_status flash_bf16_inputs(const bf16 **q16, const bf16 **k16, const bf16 **v16, const float *q, const float *k,
+                            const float *v, int batch, int seq, int n_heads, int n_kv_heads, int head_dim);
 
 #endif

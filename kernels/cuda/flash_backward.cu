@@ -13,32 +13,38 @@
  *      and writes dK·scale, dV: the group's heads summed into their kv head.
  *   3. dQ: one block per (query block of 64, head, sequence), walking the key
  *      blocks of 32 up to the diagonal: dQ += dS K, written ×scale.
- * Operands are bf16 in shared memory, products and the softmax are fp32.
- * Shared memory for head_dim 128: 79 KiB (dK/dV), 75 KiB (dQ); two blocks per SM. */
+ * Operands are bf16 in shared memory (from bf16 copies of q, k, v, dO made once
+ * per call), products and the softmax are fp32. The tiles a kernel walks over
+ * (Q, dO, lse2, delta in the dK/dV kernel; K, V in the dQ kernel) arrive by
+ * cp.async into two buffers, the next step's copies in flight during this one's
+ * products. Shared memory for head_dim 128: 97 KiB (dK/dV), 92 KiB (dQ); two
+ * blocks per SM. */
 #include "kernels/cuda/flash_attention.cuh"
 
 #define BWD_QUERIES 32 /* queries per step of the dK/dV kernel */
 #define BWD_KEYS 32    /* keys per step of the dQ kernel */
 
-/* Byte offsets of the dK/dV kernel's shared memory: K, V of the block's 64 keys, then one step's
- * Q, dO, scores, dP, P, dS, lse2, delta. */
+/* Byte offsets of the dK/dV kernel's shared memory: K, V of the block's 64 keys, two buffers of
+ * a step's Q and of its dO, one step's scores, dP, P, dS, then two buffers of lse2 and of delta. */
 template <int D> struct dkdv_smem {
     static constexpr int LD = flash_ld_bf16(D), LDS = flash_ld_f32(BWD_QUERIES), LDP = flash_ld_bf16(BWD_QUERIES);
+    static constexpr size_t tile = BWD_QUERIES * LD * 2, values = BWD_QUERIES * 4; /* one buffer of each */
     static constexpr size_t k = 0, v = k + FLASH_BLOCK_ROWS * LD * 2, q = v + FLASH_BLOCK_ROWS * LD * 2,
-                            dout = q + BWD_QUERIES * LD * 2, s = dout + BWD_QUERIES * LD * 2,
-                            dp = s + FLASH_BLOCK_ROWS * LDS * 4, p = dp + FLASH_BLOCK_ROWS * LDS * 4,
-                            ds = p + FLASH_BLOCK_ROWS * LDP * 2, lse = ds + FLASH_BLOCK_ROWS * LDP * 2,
-                            delta = lse + BWD_QUERIES * 4, bytes = delta + BWD_QUERIES * 4;
+                            dout = q + 2 * tile, s = dout + 2 * tile, dp = s + FLASH_BLOCK_ROWS * LDS * 4,
+                            p = dp + FLASH_BLOCK_ROWS * LDS * 4, ds = p + FLASH_BLOCK_ROWS * LDP * 2,
+                            lse = ds + FLASH_BLOCK_ROWS * LDP * 2, delta = lse + 2 * values,
+                            bytes = delta + 2 * values;
     /* The fp32 staging of the results reuses K and V once the walk is over. */
     static_assert(FLASH_BLOCK_ROWS * flash_ld_f32(D) * 4 <= q, "dK/dV staging overlaps Q");
 };
 
-/* Byte offsets of the dQ kernel's shared memory: Q, dO, lse2, delta of the block's 64 queries,
- * then one step's K, V, scores, dP, dS. */
+/* Byte offsets of the dQ kernel's shared memory: Q, dO of the block's 64 queries, two buffers of
+ * a step's K and of its V, one step's scores, dP, dS, then lse2, delta of the block's queries. */
 template <int D> struct dq_smem {
     static constexpr int LD = flash_ld_bf16(D), LDS = flash_ld_f32(BWD_KEYS), LDP = flash_ld_bf16(BWD_KEYS);
+    static constexpr size_t tile = BWD_KEYS * LD * 2; /* one K or V buffer */
     static constexpr size_t q = 0, dout = q + FLASH_BLOCK_ROWS * LD * 2, k = dout + FLASH_BLOCK_ROWS * LD * 2,
-                            v = k + BWD_KEYS * LD * 2, s = v + BWD_KEYS * LD * 2, dp = s + FLASH_BLOCK_ROWS * LDS * 4,
+                            v = k + 2 * tile, s = v + 2 * tile, dp = s + FLASH_BLOCK_ROWS * LDS * 4,
                             ds = dp + FLASH_BLOCK_ROWS * LDS * 4, lse = ds + FLASH_BLOCK_ROWS * LDP * 2,
                             delta = lse + FLASH_BLOCK_ROWS * 4, bytes = delta + FLASH_BLOCK_ROWS * 4;
     /* The fp32 staging of dQ reuses Q and dO once the walk is over. */
@@ -48,38 +54,56 @@ template <int D> struct dq_smem {
 /* Grid (key blocks, n_kv_heads, batch). */
 template <int D>
 __global__ void __launch_bounds__(FLASH_THREADS)
-    flash_backward_dkdv(float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
+    flash_backward_dkdv(float *dk, float *dv, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
                         const float *lse2, const float *delta, int seq, int n_heads, int group, float scale_log2,
                         float scale)
 {
     typedef dkdv_smem<D> L;
     extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *Ks = (bf16 *)(smem + L::k), *Vs = (bf16 *)(smem + L::v), *Qs = (bf16 *)(smem + L::q);
-    bf16 *dOs = (bf16 *)(smem + L::dout), *Ps = (bf16 *)(smem + L::p), *dSs = (bf16 *)(smem + L::ds);
+    bf16 *Ks = (bf16 *)(smem + L::k), *Vs = (bf16 *)(smem + L::v);
+    bf16 *Ps = (bf16 *)(smem + L::p), *dSs = (bf16 *)(smem + L::ds);
     float *Ss = (float *)(smem + L::s), *dPs = (float *)(smem + L::dp);
-    float *lse_s = (float *)(smem + L::lse), *delta_s = (float *)(smem + L::delta);
     const int lane = threadIdx.x % 32, row0 = threadIdx.x / 32 * FLASH_WARP_ROWS;
     const int s0 = blockIdx.x * FLASH_BLOCK_ROWS, kv_head = blockIdx.y, b = blockIdx.z;
     const size_t q_width = (size_t)n_heads * D, kv_width = (size_t)(n_heads / group) * D;
     const size_t kv_off = (size_t)b * seq * kv_width + (size_t)kv_head * D;
 
+    const int first_t0 = s0 / BWD_QUERIES * BWD_QUERIES; /* the first query step that sees a key */
+    /* Starts the copies of step (head g of the group, queries from t0) into buffer `buf`. */
+    auto load_step = [&](int g, int t0, int buf) {
+        const int h = kv_head * group + g;
+        const size_t q_off = (size_t)b * seq * q_width + (size_t)h * D, stats = ((size_t)b * n_heads + h) * seq;
+        flash_load_rows<D, BWD_QUERIES>((bf16 *)(smem + L::q + buf * L::tile), q + q_off + t0 * q_width, q_width,
+                                        seq - t0);
+        flash_load_rows<D, BWD_QUERIES>((bf16 *)(smem + L::dout + buf * L::tile), dout + q_off + t0 * q_width,
+                                        q_width, seq - t0);
+        flash_load_row_values((float *)(smem + L::lse + buf * L::values), lse2 + stats + t0, BWD_QUERIES, seq - t0);
+        flash_load_row_values((float *)(smem + L::delta + buf * L::values), delta + stats + t0, BWD_QUERIES,
+                              seq - t0);
+    };
     flash_load_rows<D, FLASH_BLOCK_ROWS>(Ks, k + kv_off + s0 * kv_width, kv_width, seq - s0);
     flash_load_rows<D, FLASH_BLOCK_ROWS>(Vs, v + kv_off + s0 * kv_width, kv_width, seq - s0);
+    load_step(0, first_t0, 0);
+    flash_async_commit();
     flash_acc dk_acc[D / 16], dv_acc[D / 16];
     for (int n = 0; n < D / 16; n++) {
         nvcuda::wmma::fill_fragment(dk_acc[n], 0.0f);
         nvcuda::wmma::fill_fragment(dv_acc[n], 0.0f);
     }
+    int buf = 0;
     for (int g = 0; g < group; g++) {
-        const int h = kv_head * group + g;
-        const size_t q_off = (size_t)b * seq * q_width + (size_t)h * D, stats = ((size_t)b * n_heads + h) * seq;
-        for (int t0 = s0 / BWD_QUERIES * BWD_QUERIES; t0 < seq; t0 += BWD_QUERIES) {
-            __syncthreads(); /* every warp is done with the previous step's tiles */
-            flash_load_rows<D, BWD_QUERIES>(Qs, q + q_off + t0 * q_width, q_width, seq - t0);
-            flash_load_rows<D, BWD_QUERIES>(dOs, dout + q_off + t0 * q_width, q_width, seq - t0);
-            flash_load_row_values(lse_s, lse2 + stats + t0, BWD_QUERIES, seq - t0);
-            flash_load_row_values(delta_s, delta + stats + t0, BWD_QUERIES, seq - t0);
+        for (int t0 = first_t0; t0 < seq; t0 += BWD_QUERIES, buf ^= 1) {
+            __syncthreads(); /* every warp is done with the other buffers (the previous step) */
+            const bool same_head = t0 + BWD_QUERIES < seq;
+            if (same_head || g + 1 < group)
+                load_step(same_head ? g : g + 1, same_head ? t0 + BWD_QUERIES : first_t0, buf ^ 1);
+            flash_async_commit();
+            flash_async_wait<1>(); /* all but the next step's copies have landed */
             __syncthreads();
+            const bf16 *Qs = (const bf16 *)(smem + L::q + buf * L::tile);
+            const bf16 *dOs = (const bf16 *)(smem + L::dout + buf * L::tile);
+            const float *lse_s = (const float *)(smem + L::lse + buf * L::values);
+            const float *delta_s = (const float *)(smem + L::delta + buf * L::values);
             flash_warp_abt<BWD_QUERIES, D>(Ss + row0 * L::LDS, L::LDS, Ks + row0 * L::LD, L::LD, Qs, L::LD);
             flash_warp_abt<BWD_QUERIES, D>(dPs + row0 * L::LDS, L::LDS, Vs + row0 * L::LD, L::LD, dOs, L::LD);
             __syncwarp();
@@ -105,13 +129,12 @@ __global__ void __launch_bounds__(FLASH_THREADS)
 /* Grid (query blocks, n_heads, batch). */
 template <int D>
 __global__ void __launch_bounds__(FLASH_THREADS)
-    flash_backward_dq(float *dq, const float *dout, const float *q, const float *k, const float *v, const float *lse2,
+    flash_backward_dq(float *dq, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v, const float *lse2,
                       const float *delta, int seq, int n_heads, int group, float scale_log2, float scale)
 {
     typedef dq_smem<D> L;
     extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *Qs = (bf16 *)(smem + L::q), *dOs = (bf16 *)(smem + L::dout), *Ks = (bf16 *)(smem + L::k);
-    bf16 *Vs = (bf16 *)(smem + L::v), *dSs = (bf16 *)(smem + L::ds);
+    bf16 *Qs = (bf16 *)(smem + L::q), *dOs = (bf16 *)(smem + L::dout), *dSs = (bf16 *)(smem + L::ds);
     float *Ss = (float *)(smem + L::s), *dPs = (float *)(smem + L::dp);
     float *lse_s = (float *)(smem + L::lse), *delta_s = (float *)(smem + L::delta);
     const int lane = threadIdx.x % 32, row0 = threadIdx.x / 32 * FLASH_WARP_ROWS;
@@ -125,15 +148,27 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     flash_load_rows<D, FLASH_BLOCK_ROWS>(dOs, dout + q_off + t0 * q_width, q_width, seq - t0);
     flash_load_row_values(lse_s, lse2 + stats, FLASH_BLOCK_ROWS, seq - t0);
     flash_load_row_values(delta_s, delta + stats, FLASH_BLOCK_ROWS, seq - t0);
+    /* Starts the copies of the key step from s0 into buffer `buf`. */
+    auto load_keys = [&](int s0, int buf) {
+        flash_load_rows<D, BWD_KEYS>((bf16 *)(smem + L::k + buf * L::tile), k + kv_off + s0 * kv_width, kv_width,
+                                     seq - s0);
+        flash_load_rows<D, BWD_KEYS>((bf16 *)(smem + L::v + buf * L::tile), v + kv_off + s0 * kv_width, kv_width,
+                                     seq - s0);
+    };
+    load_keys(0, 0);
+    flash_async_commit();
     flash_acc dq_acc[D / 16];
     for (int n = 0; n < D / 16; n++)
         nvcuda::wmma::fill_fragment(dq_acc[n], 0.0f);
     const int last_key = min(t0 + FLASH_BLOCK_ROWS, seq) - 1;
-    for (int s0 = 0; s0 <= last_key; s0 += BWD_KEYS) {
-        __syncthreads(); /* every warp is done with the previous K, V */
-        flash_load_rows<D, BWD_KEYS>(Ks, k + kv_off + s0 * kv_width, kv_width, seq - s0);
-        flash_load_rows<D, BWD_KEYS>(Vs, v + kv_off + s0 * kv_width, kv_width, seq - s0);
+    for (int s0 = 0, buf = 0; s0 <= last_key; s0 += BWD_KEYS, buf ^= 1) {
+        __syncthreads(); /* every warp is done with the other buffer (the previous step) */
+        if (s0 + BWD_KEYS <= last_key)
+            load_keys(s0 + BWD_KEYS, buf ^ 1);
+        flash_async_commit();
+        flash_async_wait<1>(); /* all but the next step's copies have landed */
         __syncthreads();
+        const bf16 *Ks = (const bf16 *)(smem + L::k + buf * L::tile), *Vs = (const bf16 *)(smem + L::v + buf * L::tile);
         flash_warp_abt<BWD_KEYS, D>(Ss + row0 * L::LDS, L::LDS, Qs + row0 * L::LD, L::LD, Ks, L::LD);
         flash_warp_abt<BWD_KEYS, D>(dPs + row0 * L::LDS, L::LDS, dOs + row0 * L::LD, L::LD, Vs, L::LD);
         __syncwarp();
@@ -153,16 +188,15 @@ __global__ void __launch_bounds__(FLASH_THREADS)
 
 /* Launches 2 and 3, after the statistics of launch 1. */
 template <int D>
-static sq_status launch_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                                 const float *v, const float *lse2, const float *delta, int batch, int seq,
+static sq_status launch_backward(float *dq, float *dk, float *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
+                                 const bf16 *v, const float *lse2, const float *delta, int batch, int seq,
                                  int n_heads, int n_kv_heads)
 {
     const int group = n_heads / n_kv_heads, blocks = (seq + FLASH_BLOCK_ROWS - 1) / FLASH_BLOCK_ROWS;
     const float scale = (float)(1.0 / sqrt((double)D)), scale_log2 = (float)(M_LOG2E / sqrt((double)D));
     const size_t dkdv_bytes = dkdv_smem<D>::bytes, dq_bytes = dq_smem<D>::bytes;
-    CUDA_CHECK(cudaFuncSetAttribute(flash_backward_dkdv<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)dkdv_bytes));
-    CUDA_CHECK(cudaFuncSetAttribute(flash_backward_dq<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dq_bytes));
+    SQ_TRY(flash_shared_memory(flash_backward_dkdv<D>, dkdv_bytes));
+    SQ_TRY(flash_shared_memory(flash_backward_dq<D>, dq_bytes));
     flash_backward_dkdv<D><<<dim3((unsigned)blocks, (unsigned)n_kv_heads, (unsigned)batch), FLASH_THREADS,
                              dkdv_bytes>>>(dk, dv, dout, q, k, v, lse2, delta, seq, n_heads, group, scale_log2, scale);
     CUDA_CHECK_LAUNCH();
@@ -182,14 +216,18 @@ extern "C" sq_status kn_cuda_flash_attention_backward(float *dq, float *dk, floa
                        head_dim);
     if (batch == 0 || seq == 0)
         return SQ_OK;
+    const bf16 *q16, *k16, *v16, *dout16;
+    SQ_TRY(flash_bf16_inputs(&q16, &k16, &v16, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim));
     const size_t rows = (size_t)batch * n_heads * seq;
+    SQ_TRY(kn_cuda_to_bf16(dout, rows * head_dim, 3, (const void **)&dout16));
     float *stats = NULL; /* lse2 then delta, [batch][n_heads][seq] each */
     CUDA_CHECK(cudaMallocAsync((void **)&stats, 2 * rows * sizeof(float), 0));
-    sq_status st = flash_forward_stats(stats, stats + rows, dout, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim);
+    sq_status st = flash_forward_stats(stats, stats + rows, dout16, q16, k16, v16, batch, seq, n_heads, n_kv_heads,
+                                       head_dim);
     if (st == SQ_OK)
-        st = head_dim == 64 ? launch_backward<64>(dq, dk, dv, dout, q, k, v, stats, stats + rows, batch, seq, n_heads,
-                                                  n_kv_heads)
-                            : launch_backward<128>(dq, dk, dv, dout, q, k, v, stats, stats + rows, batch, seq,
+        st = head_dim == 64 ? launch_backward<64>(dq, dk, dv, dout16, q16, k16, v16, stats, stats + rows, batch, seq,
+                                                  n_heads, n_kv_heads)
+                            : launch_backward<128>(dq, dk, dv, dout16, q16, k16, v16, stats, stats + rows, batch, seq,
                                                    n_heads, n_kv_heads);
     sq_status freed = CUDA_STATUS(cudaFreeAsync(stats, 0));
     return st != SQ_OK ? st : freed;

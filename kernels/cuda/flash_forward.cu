@@ -8,9 +8,11 @@
  *   online softmax      fp32, per row (two lanes a row): running max m, sum l
  *   O = O·rescale + P V P rounded to bf16; O in fp32 WMMA accumulators, whose
  *                       rows are found once per thread (flash_fragment_rows)
- * and O / l is written at the end. Shared memory for head_dim 128: Q, K, V
- * (bf16, 17 KiB each), S (fp32, 17 KiB), P (bf16, 9 KiB): 78 KiB, two blocks
- * per SM. Query blocks are launched last-first: the longest start first.
+ * and O / l is written at the end. K and V arrive by cp.async into two buffers
+ * each: the next key block's copies are in flight during this one's products.
+ * Shared memory for head_dim 128: Q and two K, V buffers (bf16, 17 KiB each),
+ * S (fp32, 17 KiB), P (bf16, 9 KiB): 112 KiB, two blocks per SM. Query blocks
+ * are launched last-first: the longest start first.
  *
  * The same kernel with STATS set is the backward's first pass: instead of O it
  * writes each row's lse2 = m + log2 l and delta = dO·O (the D_t of the
@@ -25,8 +27,9 @@
 template <int D> struct forward_smem {
     static constexpr int LD = flash_ld_bf16(D), LDS = flash_ld_f32(FWD_KEYS), LDP = flash_ld_bf16(FWD_KEYS),
                          LDO = flash_ld_f32(D);
-    static constexpr size_t q = 0, k = q + FLASH_BLOCK_ROWS * LD * 2, v = k + FWD_KEYS * LD * 2,
-                            s = v + FWD_KEYS * LD * 2, p = s + FLASH_BLOCK_ROWS * LDS * 4,
+    static constexpr size_t tile = FWD_KEYS * LD * 2; /* one K or V buffer */
+    static constexpr size_t q = 0, k = q + FLASH_BLOCK_ROWS * LD * 2, v = k + 2 * tile, s = v + 2 * tile,
+                            p = s + FLASH_BLOCK_ROWS * LDS * 4,
                             stats = p + FLASH_BLOCK_ROWS * LDP * 2, bytes = stats + 3 * FLASH_BLOCK_ROWS * 4;
     /* The fp32 staging of O reuses Q and K once the walk is over. */
     static_assert(FLASH_BLOCK_ROWS * LDO * 4 <= v, "O staging overlaps V");
@@ -83,13 +86,12 @@ __device__ void scale_rows(flash_acc *acc, const int *rows, const float *factor)
  * STATS: writes lse2 and delta ([batch][n_heads][seq]) instead of out. */
 template <int D, bool STATS>
 __global__ void __launch_bounds__(FLASH_THREADS)
-    flash_forward(float *out, float *lse2, float *delta, const float *dout, const float *q, const float *k,
-                  const float *v, int seq, int n_heads, int group, float scale_log2)
+    flash_forward(float *out, float *lse2, float *delta, const bf16 *dout, const bf16 *q, const bf16 *k,
+                  const bf16 *v, int seq, int n_heads, int group, float scale_log2)
 {
     typedef forward_smem<D> L;
     extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *Qs = (bf16 *)(smem + L::q), *Ks = (bf16 *)(smem + L::k), *Vs = (bf16 *)(smem + L::v);
-    bf16 *Ps = (bf16 *)(smem + L::p);
+    bf16 *Qs = (bf16 *)(smem + L::q), *Ps = (bf16 *)(smem + L::p);
     float *Ss = (float *)(smem + L::s);
     float *row_max = (float *)(smem + L::stats), *row_sum = row_max + FLASH_BLOCK_ROWS;
     float *row_scale = row_sum + FLASH_BLOCK_ROWS;
@@ -99,7 +101,16 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     const size_t q_off = (size_t)b * seq * q_width + (size_t)h * D;
     const size_t kv_off = (size_t)b * seq * kv_width + (size_t)(h / group) * D;
 
+    /* Starts the copies of key block s0's K and V into buffer `buf`. */
+    auto load_keys = [&](int s0, int buf) {
+        flash_load_rows<D, FWD_KEYS>((bf16 *)(smem + L::k + buf * L::tile), k + kv_off + s0 * kv_width, kv_width,
+                                     seq - s0);
+        flash_load_rows<D, FWD_KEYS>((bf16 *)(smem + L::v + buf * L::tile), v + kv_off + s0 * kv_width, kv_width,
+                                     seq - s0);
+    };
     flash_load_rows<D, FLASH_BLOCK_ROWS>(Qs, q + q_off + t0 * q_width, q_width, seq - t0);
+    load_keys(0, 0);
+    flash_async_commit();
     for (int i = threadIdx.x; i < FLASH_BLOCK_ROWS; i += blockDim.x) {
         row_max[i] = -INFINITY;
         row_sum[i] = 0.0f;
@@ -110,11 +121,14 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     for (int n = 0; n < D / 16; n++)
         nvcuda::wmma::fill_fragment(o_acc[n], 0.0f);
     const int last_key = min(t0 + FLASH_BLOCK_ROWS, seq) - 1;
-    for (int s0 = 0; s0 <= last_key; s0 += FWD_KEYS) {
-        __syncthreads(); /* every warp is done with the previous K, V */
-        flash_load_rows<D, FWD_KEYS>(Ks, k + kv_off + s0 * kv_width, kv_width, seq - s0);
-        flash_load_rows<D, FWD_KEYS>(Vs, v + kv_off + s0 * kv_width, kv_width, seq - s0);
+    for (int s0 = 0, buf = 0; s0 <= last_key; s0 += FWD_KEYS, buf ^= 1) {
+        __syncthreads(); /* every warp is done with the other buffer (the previous key block) */
+        if (s0 + FWD_KEYS <= last_key)
+            load_keys(s0 + FWD_KEYS, buf ^ 1);
+        flash_async_commit();
+        flash_async_wait<1>(); /* all but the next block's copies have landed */
         __syncthreads();
+        const bf16 *Ks = (const bf16 *)(smem + L::k + buf * L::tile), *Vs = (const bf16 *)(smem + L::v + buf * L::tile);
         flash_warp_abt<FWD_KEYS, D>(Ss + row0 * L::LDS, L::LDS, Qs + row0 * L::LD, L::LD, Ks, L::LD);
         __syncwarp();
         online_softmax(row0, t0, s0, seq, scale_log2, Ss, Ps, row_max, row_sum, row_scale);
@@ -140,7 +154,7 @@ __global__ void __launch_bounds__(FLASH_THREADS)
         const size_t at = q_off + (size_t)(t0 + row0 + r) * q_width;
         float dot = 0.0f;
         for (int d = lane; d < D; d += 32)
-            dot += __bfloat162float(__float2bfloat16(dout[at + d])) * stage[r * L::LDO + d];
+            dot += __bfloat162float(dout[at + d]) * stage[r * L::LDO + d];
         dot = warp_reduce(dot, reduce_sum());
         if (lane == 0) {
             const size_t row = ((size_t)b * n_heads + h) * seq + t0 + row0 + r;
@@ -151,11 +165,11 @@ __global__ void __launch_bounds__(FLASH_THREADS)
 }
 
 template <int D, bool STATS>
-static sq_status launch_forward(float *out, float *lse2, float *delta, const float *dout, const float *q,
-                                const float *k, const float *v, int batch, int seq, int n_heads, int n_kv_heads)
+static sq_status launch_forward(float *out, float *lse2, float *delta, const bf16 *dout, const bf16 *q, const bf16 *k,
+                                const bf16 *v, int batch, int seq, int n_heads, int n_kv_heads)
 {
     const size_t bytes = forward_smem<D>::bytes;
-    CUDA_CHECK(cudaFuncSetAttribute(flash_forward<D, STATS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    SQ_TRY(flash_shared_memory(flash_forward<D, STATS>, bytes));
     const dim3 grid((unsigned)((seq + FLASH_BLOCK_ROWS - 1) / FLASH_BLOCK_ROWS), (unsigned)n_heads, (unsigned)batch);
     const float scale_log2 = (float)(M_LOG2E / sqrt((double)D));
     flash_forward<D, STATS><<<grid, FLASH_THREADS, bytes>>>(out, lse2, delta, dout, q, k, v, seq, n_heads,
@@ -164,12 +178,21 @@ static sq_status launch_forward(float *out, float *lse2, float *delta, const flo
     return SQ_OK;
 }
 
-sq_status flash_forward_stats(float *lse2, float *delta, const float *dout, const float *q, const float *k,
-                              const float *v, int batch, int seq, int n_heads, int n_kv_heads, int head_dim)
+sq_status flash_forward_stats(float *lse2, float *delta, const bf16 *dout, const bf16 *q, const bf16 *k,
+                              const bf16 *v, int batch, int seq, int n_heads, int n_kv_heads, int head_dim)
 {
     if (head_dim == 64)
         return launch_forward<64, true>(NULL, lse2, delta, dout, q, k, v, batch, seq, n_heads, n_kv_heads);
     return launch_forward<128, true>(NULL, lse2, delta, dout, q, k, v, batch, seq, n_heads, n_kv_heads);
+}
+
+sq_status flash_bf16_inputs(const bf16 **q16, const bf16 **k16, const bf16 **v16, const float *q, const float *k,
+                            const float *v, int batch, int seq, int n_heads, int n_kv_heads, int head_dim)
+{
+    const size_t rows = (size_t)batch * seq;
+    SQ_TRY(kn_cuda_to_bf16(q, rows * n_heads * head_dim, 0, (const void **)q16));
+    SQ_TRY(kn_cuda_to_bf16(k, rows * n_kv_heads * head_dim, 1, (const void **)k16));
+    return kn_cuda_to_bf16(v, rows * n_kv_heads * head_dim, 2, (const void **)v16);
 }
 
 extern "C" bool kn_cuda_flash_supported(int head_dim) { return head_dim == 64 || head_dim == 128; }
@@ -182,7 +205,9 @@ extern "C" sq_status kn_cuda_flash_attention(float *out, const float *q, const f
         return sq_fail(SQ_ERR_UNSUPPORTED, "kn_attention: the flash kernels take head_dim 64 or 128, not %d", head_dim);
     if (batch == 0 || seq == 0)
         return SQ_OK;
+    const bf16 *q16, *k16, *v16;
+    SQ_TRY(flash_bf16_inputs(&q16, &k16, &v16, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim));
     if (head_dim == 64)
-        return launch_forward<64, false>(out, NULL, NULL, NULL, q, k, v, batch, seq, n_heads, n_kv_heads);
-    return launch_forward<128, false>(out, NULL, NULL, NULL, q, k, v, batch, seq, n_heads, n_kv_heads);
+        return launch_forward<64, false>(out, NULL, NULL, NULL, q16, k16, v16, batch, seq, n_heads, n_kv_heads);
+    return launch_forward<128, false>(out, NULL, NULL, NULL, q16, k16, v16, batch, seq, n_heads, n_kv_heads);
 }

@@ -8,7 +8,8 @@
  *
  * bf16 (kn_cuda_to_bf16): the backward's input gradients (dx = dy W). Loss
  * gradients are tiny (1e-8 and below is common), where fp16 flushes to zero;
- * bf16 keeps fp32's exponent range with 8 significant bits.
+ * bf16 keeps fp32's exponent range with 8 significant bits. The flash-attention
+ * kernels read bf16 copies of q, k, v and dO (four slots).
  *
  * The copies live in scratch slots per format, grown as needed and kept until
  * kn_shutdown; every use is on the one stream, so a slot is free again once the
@@ -18,7 +19,7 @@
 
 #include "kernels/cuda/cuda_common.h"
 
-#define SLOTS 2
+#define SLOTS 4
 
 /* One format's scratch slots. */
 struct scratch_slots {

@@ -475,7 +475,8 @@ static void test_attention_backward(void)
     cublas_backward_case(2, 37, 8, 2, 64, 1);
     cublas_backward_case(2, 160, 4, 4, 64, 3);
     /* The flash kernels, forward and backward: one row (dq, dk exactly 0), and tails of their
-     * 64-row (32-row) blocks, grouped (8 on 2) and plain (4 on 4) heads. */
+     * 64-row (32-row) blocks after several swaps of their double buffers (130, 257), grouped
+     * (8 on 2: the dK/dV kernel prefetches across heads) and plain (4 on 4) heads. */
     const int flash_seqs[] = {1, 37, 130, 257}, kv_heads[] = {2, 4}, head_dims[] = {64, 128};
     for (int d = 0; d < 2; d++)
         for (int g = 0; g < 2; g++)
