@@ -91,17 +91,37 @@ template <typename Kernel> sq_status flash_shared_memory(Kernel kernel, size_t b
     return SQ_OK;
 }
 
-/* One warp: C[16][N] (fp32, ldc) = A[16][K] · Bᵀ where B is [N][K] row-major (bf16, lda/ldb):
+/* The A operand of a warp's product, 16 rows of K columns: read from shared memory
+ * (flash_a_shared) at each use, or held in registers (flash_a_held) by a warp that multiplies
+ * the same 16 rows at every step. at(a, kk) gives columns 16kk..16kk+15. */
+struct flash_a_shared {
+    const bf16 *A;
+    int lda;
+    __device__ void at(flash_a &a, int kk) const { nvcuda::wmma::load_matrix_sync(a, A + kk * 16, lda); }
+};
+template <int K> struct flash_a_held {
+    flash_a f[K / 16];
+    __device__ void load(const bf16 *A, int lda)
+    {
+#pragma unroll
+        for (int kk = 0; kk < K / 16; kk++)
+            nvcuda::wmma::load_matrix_sync(f[kk], A + kk * 16, lda);
+    }
+    __device__ void at(flash_a &a, int kk) const { a = f[kk]; }
+};
+
+/* One warp: C[16][N] (fp32, ldc) = A[16][K] · Bᵀ where B is [N][K] row-major (bf16, ldb):
  * the products Q Kᵀ, K Qᵀ, dO Vᵀ, V dOᵀ of tiles stored token by token. */
-template <int N, int K>
-__device__ void flash_warp_abt(float *C, int ldc, const bf16 *A, int lda, const bf16 *B, int ldb)
+template <int N, int K, typename ASource>
+__device__ void flash_warp_abt(float *C, int ldc, const ASource &A, const bf16 *B, int ldb)
 {
     flash_acc acc[N / 16];
     for (int n = 0; n < N / 16; n++)
         nvcuda::wmma::fill_fragment(acc[n], 0.0f);
+#pragma unroll
     for (int kk = 0; kk < K / 16; kk++) {
         flash_a a;
-        nvcuda::wmma::load_matrix_sync(a, A + kk * 16, lda);
+        A.at(a, kk);
         for (int n = 0; n < N / 16; n++) {
             flash_b_cols b;
             nvcuda::wmma::load_matrix_sync(b, B + n * 16 * ldb + kk * 16, ldb);

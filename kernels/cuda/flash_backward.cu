@@ -90,6 +90,7 @@ __global__ void __launch_bounds__(FLASH_THREADS)
         nvcuda::wmma::fill_fragment(dk_acc[n], 0.0f);
         nvcuda::wmma::fill_fragment(dv_acc[n], 0.0f);
     }
+    const flash_a_shared own_k = {Ks + row0 * L::LD, L::LD}, own_v = {Vs + row0 * L::LD, L::LD};
     int buf = 0;
     for (int g = 0; g < group; g++) {
         for (int t0 = first_t0; t0 < seq; t0 += BWD_QUERIES, buf ^= 1) {
@@ -104,8 +105,8 @@ __global__ void __launch_bounds__(FLASH_THREADS)
             const bf16 *dOs = (const bf16 *)(smem + L::dout + buf * L::tile);
             const float *lse_s = (const float *)(smem + L::lse + buf * L::values);
             const float *delta_s = (const float *)(smem + L::delta + buf * L::values);
-            flash_warp_abt<BWD_QUERIES, D>(Ss + row0 * L::LDS, L::LDS, Ks + row0 * L::LD, L::LD, Qs, L::LD);
-            flash_warp_abt<BWD_QUERIES, D>(dPs + row0 * L::LDS, L::LDS, Vs + row0 * L::LD, L::LD, dOs, L::LD);
+            flash_warp_abt<BWD_QUERIES, D>(Ss + row0 * L::LDS, L::LDS, own_k, Qs, L::LD);
+            flash_warp_abt<BWD_QUERIES, D>(dPs + row0 * L::LDS, L::LDS, own_v, dOs, L::LD);
             __syncwarp();
             for (int i = lane; i < FLASH_WARP_ROWS * BWD_QUERIES; i += 32) {
                 const int r = row0 + i / BWD_QUERIES, c = i % BWD_QUERIES;
@@ -160,6 +161,7 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     flash_acc dq_acc[D / 16];
     for (int n = 0; n < D / 16; n++)
         nvcuda::wmma::fill_fragment(dq_acc[n], 0.0f);
+    flash_a_held<D> own_q, own_dout;
     const int last_key = min(t0 + FLASH_BLOCK_ROWS, seq) - 1;
     for (int s0 = 0, buf = 0; s0 <= last_key; s0 += BWD_KEYS, buf ^= 1) {
         __syncthreads(); /* every warp is done with the other buffer (the previous step) */
@@ -169,8 +171,12 @@ __global__ void __launch_bounds__(FLASH_THREADS)
         flash_async_wait<1>(); /* all but the next step's copies have landed */
         __syncthreads();
         const bf16 *Ks = (const bf16 *)(smem + L::k + buf * L::tile), *Vs = (const bf16 *)(smem + L::v + buf * L::tile);
-        flash_warp_abt<BWD_KEYS, D>(Ss + row0 * L::LDS, L::LDS, Qs + row0 * L::LD, L::LD, Ks, L::LD);
-        flash_warp_abt<BWD_KEYS, D>(dPs + row0 * L::LDS, L::LDS, dOs + row0 * L::LD, L::LD, Vs, L::LD);
+        if (s0 == 0) { /* Q and dO have landed: the warp's rows of them stay in registers */
+            own_q.load(Qs + row0 * L::LD, L::LD);
+            own_dout.load(dOs + row0 * L::LD, L::LD);
+        }
+        flash_warp_abt<BWD_KEYS, D>(Ss + row0 * L::LDS, L::LDS, own_q, Ks, L::LD);
+        flash_warp_abt<BWD_KEYS, D>(dPs + row0 * L::LDS, L::LDS, own_dout, Vs, L::LD);
         __syncwarp();
         for (int i = lane; i < FLASH_WARP_ROWS * BWD_KEYS; i += 32) {
             const int r = row0 + i / BWD_KEYS, c = i % BWD_KEYS;

@@ -120,6 +120,7 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     flash_acc o_acc[D / 16]; /* the warp's 16 rows of O, unnormalised */
     for (int n = 0; n < D / 16; n++)
         nvcuda::wmma::fill_fragment(o_acc[n], 0.0f);
+    const flash_a_shared own_q = {Qs + row0 * L::LD, L::LD}; /* registers are full: read at each use */
     const int last_key = min(t0 + FLASH_BLOCK_ROWS, seq) - 1;
     for (int s0 = 0, buf = 0; s0 <= last_key; s0 += FWD_KEYS, buf ^= 1) {
         __syncthreads(); /* every warp is done with the other buffer (the previous key block) */
@@ -129,7 +130,7 @@ __global__ void __launch_bounds__(FLASH_THREADS)
         flash_async_wait<1>(); /* all but the next block's copies have landed */
         __syncthreads();
         const bf16 *Ks = (const bf16 *)(smem + L::k + buf * L::tile), *Vs = (const bf16 *)(smem + L::v + buf * L::tile);
-        flash_warp_abt<FWD_KEYS, D>(Ss + row0 * L::LDS, L::LDS, Qs + row0 * L::LD, L::LD, Ks, L::LD);
+        flash_warp_abt<FWD_KEYS, D>(Ss + row0 * L::LDS, L::LDS, own_q, Ks, L::LD);
         __syncwarp();
         online_softmax(row0, t0, s0, seq, scale_log2, Ss, Ps, row_max, row_sum, row_scale);
         __syncwarp();
