@@ -155,7 +155,9 @@ static sq_status lora_linear_backward(const sq_layer_weights *w, const sq_lora_a
         xin = work->dropped;
     }
     SQ_TRY(kn_linear_backward(NULL, dA, work->du, xin, A, rows, in, r, false));
-    /* and d drop(x) = du A, through the same mask back to x */
+    /* and d drop(x) = du A, through the same mask back to x (without dropout: straight into dx) */
+    if (work->dropout == 0)
+        return kn_linear_backward(dx, NULL, work->du, xin, A, rows, in, r, true);
     SQ_TRY(kn_linear_backward(work->dropped, NULL, work->du, xin, A, rows, in, r, false));
     SQ_TRY(kn_dropout(work->dropped, work->dropped, (size_t)rows * in, work->dropout, module_seed(seed, id)));
     return kn_add_inplace(dx, work->dropped, (size_t)rows * in);
