@@ -31,8 +31,11 @@ static bool next_part(const char **p, path_part *part)
         s = end + 1;
     } else {
         size_t n = 0;
-        while (isalnum((unsigned char)s[n]) || s[n] == '_' || s[n] == '-')
-            n++;
+        if (*s == '*')
+            n = 1;
+        else
+            while (isalnum((unsigned char)s[n]) || s[n] == '_' || s[n] == '-')
+                n++;
         if (n == 0 || n >= sizeof part->key)
             return false;
         memcpy(part->key, s, n);
@@ -75,10 +78,15 @@ sq_status sq_json_path_set(json_t *root, const char *path, json_t *value, const 
             if (!json_is_object(node))
                 return sq_fail(SQ_ERR_SPEC, "%s: %s: %.*s is not an object", origin, path,
                                walked ? (int)walked : 6, walked ? path : "(root)");
+            bool any = !strcmp(part.key, "*");
+            if (any && json_object_size(node) != 1)
+                return sq_fail(SQ_ERR_SPEC, "%s: %s: * needs an object of one key at %.*s (it has %zu)", origin, path,
+                               walked ? (int)walked : 6, walked ? path : "(root)", json_object_size(node));
+            const char *key = any ? json_object_iter_key(json_object_iter(node)) : part.key;
             if (last)
-                return json_object_set(node, part.key, value) == 0
+                return json_object_set(node, key, value) == 0
                            ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", origin);
-            node = json_object_get(node, part.key);
+            node = json_object_get(node, key);
             if (!node)
                 return sq_fail(SQ_ERR_SPEC, "%s: %s: %.*s does not exist in the base spec", origin, path, shown, path);
         }

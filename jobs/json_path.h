@@ -3,6 +3,9 @@
  * ("steps[0].gptq.bits", "data.nsamples", "model"). A sweep's axes name the
  * spec fields they vary this way (jobs/sweep_spec.h).
  *
+ * A key "*" stands for the only key of an object, so that one path reaches a field of whichever
+ * step an earlier axis put there ("steps[0].*.bits" is the bits of a gptq or an rtn step).
+ *
  * Every part of the path but the last must exist in the document (an object
  * key, or an array index in range); the last may add a new key to an object
  * but must name an existing item of an array. */

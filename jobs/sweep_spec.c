@@ -231,30 +231,28 @@ void sq_sweep_free(sq_sweep *sweep)
     memset(sweep, 0, sizeof *sweep);
 }
 
-/* The point's name and its axis values; the spec document gets the values at their paths. */
+/* The point's name and its axis values; the spec document gets the values at their paths, axis by
+ * axis in their order (a later axis's path sees an earlier axis's value). */
 static sq_status apply_axes(const sq_sweep *sweep, int index, json_t *doc, sq_sweep_point *point, char *name,
                             size_t cap)
 {
-    int rest = index;
     size_t len = (size_t)snprintf(name, cap, "%s", sweep->name);
-    for (int a = sweep->n_axes - 1; a >= 0; a--) { /* the last axis is the fastest */
+    for (int a = 0; a < sweep->n_axes; a++) {
         const sq_sweep_axis *axis = &sweep->axes[a];
-        int n = (int)json_array_size(axis->values);
-        int v = rest % n;
-        rest /= n;
+        int stride = 1; /* the last axis is the fastest */
+        for (int later = a + 1; later < sweep->n_axes; later++)
+            stride *= (int)json_array_size(sweep->axes[later].values);
+        int v = index / stride % (int)json_array_size(axis->values);
         json_t *value = json_array_get(axis->values, (size_t)v);
         char where[SQ_SPEC_PATH_MAX + 64];
         snprintf(where, sizeof where, "%s: axes[%d] (%s)", sweep->origin, a, axis->name);
-        SQ_TRY(sq_json_path_set(doc, axis->path, value, where));
-        if (json_object_set(point->axes, axis->name, value))
+        json_t *copy = json_deep_copy(value); /* a later axis may change it inside doc */
+        sq_status st = copy ? sq_json_path_set(doc, axis->path, copy, where) : sq_fail(SQ_ERR_NOMEM, "out of memory");
+        json_decref(copy);
+        SQ_TRY(st);
+        json_t *shown = json_is_object(value) || json_is_array(value) ? json_string(axis->labels[v]) : json_incref(value);
+        if (json_object_set_new(point->axes, axis->name, shown))
             return sq_fail(SQ_ERR_NOMEM, "out of memory");
-    }
-    for (int a = 0; a < sweep->n_axes; a++) { /* the name lists the axes in their order */
-        const sq_sweep_axis *axis = &sweep->axes[a];
-        json_t *value = json_object_get(point->axes, axis->name);
-        size_t v = 0;
-        while (v < json_array_size(axis->values) && json_array_get(axis->values, v) != value)
-            v++;
         len += (size_t)snprintf(name + len, len < cap ? cap - len : 0, "-%s%s", axis->name, axis->labels[v]);
     }
     if (len >= cap)

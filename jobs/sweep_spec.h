@@ -5,16 +5,16 @@
  *   "root": "build/sweeps/fixture-grid",     a local directory: points/ and results.jsonl
  *   "base": { a job spec without name, state_uri, output_uri },
  *   "axes": [
- *     {"name": "bits", "path": "steps[0].gptq.bits", "values": [3, 4]},
  *     {"name": "method", "path": "steps[0]", "values": [{"rtn": {...}}, {"gptq": {...}}],
- *      "labels": ["rtn", "gptq"]}                 optional, one per value
+ *      "labels": ["rtn", "gptq"]},                optional, one per value
+ *     {"name": "bits", "path": "steps[0].*.bits", "values": [3, 4]}   (* : jobs/json_path.h)
  *   ]
  * }
  *
  * The points are every combination of one value per axis, numbered with the last axis
- * fastest. Point k's job spec is the base with each axis's value set at its path
+ * fastest. Point k's job spec is the base with each axis's value set at its path, in axis order
  * (jobs/json_path.h) and, derived from the point's name,
- *   "name":       "<sweep name>-<axis name><label>-..."  e.g. fixture-grid-bits3-g32
+ *   "name":       "<sweep name>-<axis name><label>-..."  e.g. fixture-grid-methodgptq-bits3
  *   "state_uri":  "<root>/points/<name>/state"
  *   "output_uri": "<root>/points/<name>/output".
  * A value's label is its "labels" entry, else the value itself (a number, a string's last
@@ -56,7 +56,7 @@ typedef struct {
 typedef struct {
     int index;
     char *name;
-    json_t *axes;       /* {"<axis name>": value, ...} */
+    json_t *axes;       /* {"<axis name>": value, ...}; an object or list value as its label */
     sq_job_spec spec;   /* the point's job, parsed and validated */
 } sq_sweep_point;
 
