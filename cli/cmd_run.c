@@ -18,7 +18,6 @@
 #include "jobs/spec.h"
 #include "kernels/kernels.h"
 #include "worker/comm.h"
-#include "worker/signals.h"
 
 int cmd_run(int argc, char **argv)
 {
@@ -26,13 +25,9 @@ int cmd_run(int argc, char **argv)
     int exit_code = sq_cmd_plain_args(argc, argv, 1, usage);
     if (exit_code >= 0)
         return exit_code;
-    sq_signals_install();
     sq_comm comm;
-    if (sq_comm_init(&comm, &argc, &argv) != SQ_OK) {
-        fprintf(stderr, "shardq run: %s\n", sq_last_error());
+    if (!sq_cli_mpi_start(&comm, &argc, &argv, "run"))
         return 1;
-    }
-    sq_log_set_rank(comm.rank, comm.world_size);
     sq_job_spec spec;
     sq_status st = sq_job_spec_load(&spec, argv[1]);
     bool loaded = st == SQ_OK;

@@ -19,7 +19,6 @@
 #include "jobs/sweep_spec.h"
 #include "kernels/kernels.h"
 #include "worker/comm.h"
-#include "worker/signals.h"
 
 static const char usage[] =
     "usage: shardq sweep SWEEP.json [--dry-run] [--point N]\n"
@@ -151,13 +150,9 @@ int cmd_sweep(int argc, char **argv)
         sq_sweep_free(&sweep);
         return exit_code;
     }
-    sq_signals_install();
     sq_comm comm;
-    if (sq_comm_init(&comm, &argc, &argv) != SQ_OK) {
-        fprintf(stderr, "shardq sweep: %s\n", sq_last_error());
+    if (!sq_cli_mpi_start(&comm, &argc, &argv, "sweep"))
         return 1;
-    }
-    sq_log_set_rank(comm.rank, comm.world_size);
     sq_status st = sq_sweep_load(&sweep, argv[1]);
     bool loaded = st == SQ_OK;
     if (st == SQ_OK && only >= sweep.n_points)

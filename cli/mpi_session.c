@@ -1,10 +1,23 @@
 /* mpi_session.c: start devices on every rank and end a run with one exit code (see mpi_session.h). */
 #include "cli/mpi_session.h"
 
+#include <stdio.h>
+
 #include "core/log.h"
 #include "kernels/kernels.h"
 #include "worker/device_comm.h"
 #include "worker/signals.h"
+
+bool sq_cli_mpi_start(sq_comm *comm, int *argc, char ***argv, const char *command)
+{
+    sq_signals_install();
+    if (sq_comm_init(comm, argc, argv) != SQ_OK) {
+        fprintf(stderr, "shardq %s: %s\n", command, sq_last_error());
+        return false;
+    }
+    sq_log_set_rank(comm->rank, comm->world_size);
+    return true;
+}
 
 sq_status sq_cli_devices_start(const sq_comm *comm, sq_status mine)
 {

@@ -4,8 +4,14 @@
 #ifndef SQ_CLI_MPI_SESSION_H
 #define SQ_CLI_MPI_SESSION_H
 
+#include <stdbool.h>
+
 #include "core/status.h"
 #include "worker/comm.h"
+
+/* Install the stop signals' handlers, start MPI and prefix log lines with the rank; false,
+ * after a message naming `command`, when MPI does not start. */
+bool sq_cli_mpi_start(sq_comm *comm, int *argc, char ***argv, const char *command);
 
 /* After MPI is up: `mine` is this rank's status so far (its spec parsed); every rank opens its
  * device, learns whether every rank got this far, and joins the device communicator. */
