@@ -29,7 +29,7 @@ typedef struct {
     sq_lora_optimizer optim;
     sq_lora_trainer trainer;
     sq_lora_data train, eval;
-    float *mine, *other, *total; /* host [n_params]: my micro-batch's gradient, a received one, the ordered sum */
+    float *other, *total; /* device [n_params]: another rank's micro-batch gradient, the ordered sum */
     int32_t *ids, *targets;      /* host [batch * seqlen] */
     float *weights;
     double started;
@@ -118,39 +118,40 @@ static uint64_t micro_seed(uint64_t seed, int step, int micro)
     return (seed ^ 0x51ed270b27a3c9b5ull) + (uint64_t)step * 0x9e3779b97f4a7c15ull + (uint64_t)micro * 0xbf58476d1ce4e5b9ull;
 }
 
-/* Micro-batch gradients, summed in micro-batch order on every rank; the step's loss too. */
+/* Micro-batch gradients, summed in micro-batch order on every rank; the step's loss too.
+ * The sums stay in device memory: on one rank nothing leaves the GPU, on several each
+ * micro-batch gradient is broadcast from the rank that computed it (NCCL on CUDA). */
 static sq_status step_gradient(qlora_state *s, int t, double *loss)
 {
     const sq_comm *comm = s->job->comm;
     const sq_lora_options *o = s->opt;
-    const size_t n = s->adapter.n_params;
+    const size_t bytes = s->adapter.n_params * sizeof(float);
     const long long k0 = (long long)(t - 1) * o->batch_size * o->grad_accum;
     long long targets;
     SQ_TRY(count_targets(&s->train, k0, o->batch_size * o->grad_accum, &targets));
     float weight = targets > 0 ? (float)(1.0 / (double)targets) : 0.0f;
-    memset(s->total, 0, n * sizeof *s->total);
+    SQ_TRY(kn_zero(s->total, bytes));
     *loss = 0.0;
     for (int round = 0; round * comm->world_size < o->grad_accum; round++) {
         int j = round * comm->world_size + comm->rank;
         double my_loss = 0.0;
-        if (j < o->grad_accum) {
+        if (j < o->grad_accum) { /* adapter.grads is zero here: it receives micro-batch j alone */
             SQ_TRY(fill_batch(s, &s->train, k0 + (long long)j * o->batch_size, o->batch_size, weight));
             SQ_TRY(sq_lora_trainer_run(&s->trainer, s->ids, s->targets, s->weights, o->batch_size, o->seqlen, true,
                                        micro_seed(s->job->spec->seed, t, j), &my_loss, NULL));
-            SQ_TRY(kn_download(s->mine, s->adapter.grads, n * sizeof *s->mine));
-            SQ_TRY(kn_zero(s->adapter.grads, n * sizeof(float)));
         }
         for (int q = 0; q < comm->world_size && round * comm->world_size + q < o->grad_accum; q++) {
-            float *g = q == comm->rank ? s->mine : s->other;
+            float *g = q == comm->rank ? s->adapter.grads : s->other;
             double l = my_loss;
-            SQ_TRY(sq_comm_bcast_host(g, n * sizeof *g, q));
+            SQ_TRY(sq_comm_bcast_device(g, bytes, q));
             SQ_TRY(sq_comm_bcast_host(&l, sizeof l, q));
-            for (size_t i = 0; i < n; i++)
-                s->total[i] += g[i];
+            SQ_TRY(kn_add_inplace(s->total, g, s->adapter.n_params));
             *loss += l;
         }
+        if (j < o->grad_accum)
+            SQ_TRY(kn_zero(s->adapter.grads, bytes));
     }
-    return kn_upload(s->adapter.grads, s->total, n * sizeof *s->total);
+    return kn_copy(s->adapter.grads, s->total, bytes);
 }
 
 /* Mean next-token loss over the held-out windows (rank 0). */
@@ -276,13 +277,13 @@ static sq_status setup(qlora_state *s)
     SQ_TRY(sq_lora_optimizer_init(&s->optim, &s->adapter, &oo));
     SQ_TRY(sq_lora_trainer_init(&s->trainer, &s->base, &s->adapter, o->recompute, o->batch_size * o->seqlen, 0));
     const size_t n = s->adapter.n_params, rows = (size_t)o->batch_size * o->seqlen;
-    s->mine = malloc(n * sizeof *s->mine);
-    s->other = malloc(n * sizeof *s->other);
-    s->total = malloc(n * sizeof *s->total);
+    SQ_TRY(kn_alloc((void **)&s->total, n * sizeof(float)));
+    if (job->comm->world_size > 1)
+        SQ_TRY(kn_alloc((void **)&s->other, n * sizeof(float)));
     s->ids = malloc(rows * sizeof *s->ids);
     s->targets = malloc(rows * sizeof *s->targets);
     s->weights = malloc(rows * sizeof *s->weights);
-    if (!s->mine || !s->other || !s->total || !s->ids || !s->targets || !s->weights)
+    if (!s->ids || !s->targets || !s->weights)
         return sq_fail(SQ_ERR_NOMEM, "qlora: cannot allocate the step buffers");
     return resume(s);
 }
@@ -295,7 +296,8 @@ static void teardown(qlora_state *s)
     sq_lora_base_close(&s->base);
     sq_lora_data_free(&s->train);
     sq_lora_data_free(&s->eval);
-    free(s->mine), free(s->other), free(s->total), free(s->ids), free(s->targets), free(s->weights);
+    kn_free(s->other), kn_free(s->total);
+    free(s->ids), free(s->targets), free(s->weights);
 }
 
 static void log_step(const qlora_state *s, double loss, double grad_norm)
@@ -315,10 +317,13 @@ static sq_status train(qlora_state *s, double *last_loss, json_t *evals)
     const bool rank0 = s->job->comm->rank == 0;
     s->first_step = s->optim.step;
     s->started = sq_now_seconds();
+    double optimizer_seconds = 0.0;
     while (s->optim.step < o->steps) {
         double grad_norm;
         SQ_TRY(step_gradient(s, s->optim.step + 1, last_loss));
+        double t0 = sq_now_seconds();
         SQ_TRY(sq_lora_optimizer_step(&s->optim, &s->adapter, &grad_norm));
+        optimizer_seconds += sq_now_seconds() - t0; /* the step ends with a download: synchronized */
         if (rank0)
             log_step(s, *last_loss, grad_norm);
         bool eval_now = o->eval_data && ((o->eval_every && s->optim.step % o->eval_every == 0) ||
@@ -335,6 +340,12 @@ static sq_status train(qlora_state *s, double *last_loss, json_t *evals)
             SQ_TRY(save_checkpoint(s));
         if (s->optim.step < o->steps)
             SQ_TRY(check_stop(s));
+    }
+    if (rank0) {
+        char phases[256];
+        sq_lora_trainer_phases(&s->trainer, phases, sizeof phases);
+        sq_log_info("step %d qlora: phases %s, optimizer %.2fs (train steps %d..%d, held-out passes included)",
+                    s->job->step, phases, optimizer_seconds, s->first_step + 1, s->optim.step);
     }
     return SQ_OK;
 }

@@ -1,14 +1,35 @@
 /* trainer.c: the whole-model LoRA forward/backward (trainer.h). */
 #include "lora/trainer.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "kernels/kernels.h"
 
 #define LOGITS_FLOATS ((size_t)8 << 20)
 
 static sq_status alloc_f(float **p, size_t n) { return kn_alloc((void **)p, n * sizeof(float)); }
+
+/* Close the phase that began at *clock (device work included) and start the next one. */
+static sq_status phase_end(sq_lora_trainer *t, sq_train_phase phase, double *clock)
+{
+    SQ_TRY(kn_synchronize());
+    double now = sq_now_seconds();
+    t->phase_seconds[phase] += now - *clock;
+    *clock = now;
+    return SQ_OK;
+}
+
+void sq_lora_trainer_phases(const sq_lora_trainer *t, char *out, size_t size)
+{
+    static const char *names[SQ_TRAIN_PHASE_COUNT] = {"dequant", "forward", "recompute", "backward", "head"};
+    size_t used = 0;
+    out[0] = '\0';
+    for (int p = 0; p < SQ_TRAIN_PHASE_COUNT && used < size; p++)
+        used += (size_t)snprintf(out + used, size - used, "%s%s %.2fs", p ? ", " : "", names[p], t->phase_seconds[p]);
+}
 
 sq_status sq_lora_trainer_init(sq_lora_trainer *t, sq_lora_base *base, sq_lora_adapter *adapter, bool recompute,
                                int max_rows, int vocab_chunk)
@@ -116,14 +137,17 @@ static sq_status layers_forward(sq_lora_trainer *t, int batch, int seq, uint64_t
     sq_lora_base *b = t->base;
     const sq_model_config *cfg = &b->model.cfg;
     const size_t n_hidden = (size_t)batch * seq * cfg->hidden_size;
+    double clock = sq_now_seconds();
     for (int l = 0; l < cfg->num_layers; l++) {
         SQ_TRY(sq_lora_base_load_layer(b, l));
+        SQ_TRY(phase_end(t, SQ_TRAIN_PHASE_DEQUANT, &clock));
         sq_lora_tape *tape = &t->tapes[t->recompute ? 0 : l];
         if (t->recompute)
             SQ_TRY(kn_copy(t->layer_inputs + (size_t)l * t->max_rows * cfg->hidden_size, t->x,
                            n_hidden * sizeof(float)));
         SQ_TRY(sq_lora_layer_forward(&b->model.layer, t->adapter, cfg, l, t->x, t->x, batch, seq, tape, &t->work,
                                      layer_seed(seed, l)));
+        SQ_TRY(phase_end(t, SQ_TRAIN_PHASE_FORWARD, &clock));
     }
     return SQ_OK;
 }
@@ -132,15 +156,20 @@ static sq_status layers_backward(sq_lora_trainer *t, int batch, int seq, uint64_
 {
     sq_lora_base *b = t->base;
     const sq_model_config *cfg = &b->model.cfg;
+    double clock = sq_now_seconds();
     for (int l = cfg->num_layers - 1; l >= 0; l--) {
         SQ_TRY(sq_lora_base_load_layer(b, l));
+        SQ_TRY(phase_end(t, SQ_TRAIN_PHASE_DEQUANT, &clock));
         sq_lora_tape *tape = &t->tapes[t->recompute ? 0 : l];
-        if (t->recompute) /* refill the tape from the layer's saved input (its output is not needed) */
+        if (t->recompute) { /* refill the tape from the layer's saved input (its output is not needed) */
             SQ_TRY(sq_lora_layer_forward(&b->model.layer, t->adapter, cfg, l,
                                          t->layer_inputs + (size_t)l * t->max_rows * cfg->hidden_size, t->h, batch,
                                          seq, tape, &t->work, layer_seed(seed, l)));
+            SQ_TRY(phase_end(t, SQ_TRAIN_PHASE_RECOMPUTE, &clock));
+        }
         SQ_TRY(sq_lora_layer_backward(&b->model.layer, t->adapter, cfg, l, t->dx, batch, seq, tape, &t->work,
                                       layer_seed(seed, l)));
+        SQ_TRY(phase_end(t, SQ_TRAIN_PHASE_BACKWARD, &clock));
     }
     return SQ_OK;
 }
@@ -156,29 +185,29 @@ sq_status sq_lora_trainer_run(sq_lora_trainer *t, const int32_t *ids, const int3
         if (targets[r] >= cfg->vocab_size)
             return sq_fail(SQ_ERR_ARG, "lora trainer: target %d at row %d is outside the vocabulary", targets[r], r);
     t->work.dropout = backward ? t->adapter->dropout : 0.0f; /* evaluation: no dropout */
-    sq_status st;
-    SQ_TRY_GOTO(st, kn_upload(t->ids, ids, (size_t)rows * sizeof(int32_t)), done);
-    SQ_TRY_GOTO(st, kn_upload(t->targets, targets, (size_t)rows * sizeof(int32_t)), done);
-    SQ_TRY_GOTO(st, kn_upload(t->row_weight, row_weight, (size_t)rows * sizeof(float)), done);
-    SQ_TRY_GOTO(st, kn_embedding(t->x, t->base->model.embed, t->ids, rows, cfg->hidden_size, cfg->vocab_size), done);
-    SQ_TRY_GOTO(st, layers_forward(t, batch, seq, seed), done);
-    SQ_TRY_GOTO(st, head_forward(t, rows), done);
+    double clock = sq_now_seconds();
+    SQ_TRY(kn_upload(t->ids, ids, (size_t)rows * sizeof(int32_t)));
+    SQ_TRY(kn_upload(t->targets, targets, (size_t)rows * sizeof(int32_t)));
+    SQ_TRY(kn_upload(t->row_weight, row_weight, (size_t)rows * sizeof(float)));
+    SQ_TRY(kn_embedding(t->x, t->base->model.embed, t->ids, rows, cfg->hidden_size, cfg->vocab_size));
+    SQ_TRY(phase_end(t, SQ_TRAIN_PHASE_HEAD, &clock));
+    SQ_TRY(layers_forward(t, batch, seq, seed));
+    clock = sq_now_seconds();
+    SQ_TRY(head_forward(t, rows));
     float *nll = nll_out ? nll_out : malloc(sizeof(float) * rows);
-    if (!nll) {
-        st = sq_fail(SQ_ERR_NOMEM, "lora trainer: cannot hold %d losses", rows);
-        goto done;
-    }
-    st = kn_download(nll, t->nll, sizeof(float) * rows);
+    if (!nll)
+        return sq_fail(SQ_ERR_NOMEM, "lora trainer: cannot hold %d losses", rows);
+    sq_status st = kn_download(nll, t->nll, sizeof(float) * rows);
     double sum = 0.0;
     for (int r = 0; r < rows; r++)
         sum += targets[r] < 0 ? 0.0 : (double)row_weight[r] * nll[r];
     *loss = sum;
     if (nll != nll_out)
         free(nll);
-    if (st == SQ_OK && backward) {
-        SQ_TRY_GOTO(st, head_backward(t, rows), done);
-        st = layers_backward(t, batch, seq, seed);
-    }
-done:
-    return st;
+    SQ_TRY(st);
+    if (!backward)
+        return phase_end(t, SQ_TRAIN_PHASE_HEAD, &clock);
+    SQ_TRY(head_backward(t, rows));
+    SQ_TRY(phase_end(t, SQ_TRAIN_PHASE_HEAD, &clock));
+    return layers_backward(t, batch, seq, seed);
 }

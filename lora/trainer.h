@@ -22,6 +22,17 @@
 #include "lora/base.h"
 #include "lora/train_layer.h"
 
+/* Where a micro-batch's time goes (seconds, summed over calls; the device is
+ * synchronized at each phase boundary, a few times per layer). */
+typedef enum {
+    SQ_TRAIN_PHASE_DEQUANT,   /* bringing base layers in (NF4/GPTQ dequantization) */
+    SQ_TRAIN_PHASE_FORWARD,   /* the layers' forward */
+    SQ_TRAIN_PHASE_RECOMPUTE, /* the forward rerun before each layer's backward */
+    SQ_TRAIN_PHASE_BACKWARD,  /* the layers' backward */
+    SQ_TRAIN_PHASE_HEAD,      /* embedding, final norm, chunked LM head and loss, forward and backward */
+    SQ_TRAIN_PHASE_COUNT
+} sq_train_phase;
+
 typedef struct {
     sq_lora_base *base;       /* borrowed */
     sq_lora_adapter *adapter; /* borrowed */
@@ -33,7 +44,11 @@ typedef struct {
     float *layer_inputs; /* recompute: [num_layers, max_rows, H] */
     float *x, *dx, *h, *dh, *logits, *ce_state, *nll, *lse, *row_weight; /* device */
     int32_t *ids, *targets;                                             /* device */
+    double phase_seconds[SQ_TRAIN_PHASE_COUNT];
 } sq_lora_trainer;
+
+/* "dequant 1.2s, forward 3.4s, ..." into out. */
+void sq_lora_trainer_phases(const sq_lora_trainer *t, char *out, size_t size);
 
 /* max_rows = largest batch * seq; vocab_chunk = logits columns per LM-head call (0: up to 8 Mi floats). */
 sq_status sq_lora_trainer_init(sq_lora_trainer *t, sq_lora_base *base, sq_lora_adapter *adapter, bool recompute,
