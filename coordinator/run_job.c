@@ -47,13 +47,12 @@ static double process_cpu_seconds(void)
     return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) == 0 ? (double)t.tv_sec + 1e-9 * (double)t.tv_nsec : 0.0;
 }
 
-/* Rank 0 records a finished step with the wall and CPU seconds this run spent on it
- * ("wall_s", "cpu_s"; a step resumed from the journal counts only its last run). */
+/* Rank 0 records a finished step with the wall and CPU seconds this run spent on it (a step
+ * resumed from the journal counts only its last run). */
 static sq_status record_step(job_state *js, int step, json_t *result)
 {
-    json_object_set_new(result, "wall_s", json_real(sq_now_seconds() - js->step_wall_start));
-    json_object_set_new(result, "cpu_s", json_real(process_cpu_seconds() - js->step_cpu_start));
-    return sq_journal_record_step(&js->journal, step, result);
+    return sq_journal_record_step_timed(&js->journal, step, result, sq_now_seconds() - js->step_wall_start,
+                                        process_cpu_seconds() - js->step_cpu_start);
 }
 
 /* Where a model-producing step writes: output_uri for the last one, the job's

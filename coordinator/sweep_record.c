@@ -90,19 +90,18 @@ static sq_status add_steps(const sq_job_spec *spec, const sq_journal *journal, j
     double wall = 0, cpu = 0, sparsity = 0;
     for (int i = 0; i < spec->n_steps; i++) {
         const char *kind = sq_step_kind_name(spec->steps[i].kind);
-        json_t *result = json_object_get(json_array_get(steps, (size_t)i), "result");
+        json_t *entry = json_array_get(steps, (size_t)i);
+        json_t *result = json_object_get(entry, "result");
         if (!json_is_object(result))
             return sq_fail(SQ_ERR_FORMAT, "%s: steps[%d] has no result: the job has not finished", journal->path, i);
-        double step_wall = json_number_value(json_object_get(result, "wall_s"));
-        double step_cpu = json_number_value(json_object_get(result, "cpu_s"));
+        double step_wall = json_number_value(json_object_get(entry, "wall_s"));
+        double step_cpu = json_number_value(json_object_get(entry, "cpu_s"));
         wall += step_wall, cpu += step_cpu;
         json_array_append_new(phases, json_pack("{s:i, s:s, s:f, s:f}", "step", i, "kind", kind, "wall_s", step_wall,
                                                 "cpu_s", step_cpu));
         if (spec->steps[i].kind == SQ_STEP_EVAL) {
             json_t *eval = json_deep_copy(result);
             json_object_del(eval, "model");
-            json_object_del(eval, "wall_s");
-            json_object_del(eval, "cpu_s");
             json_object_set_new(eval, "step", json_integer(i));
             json_array_append_new(evals, eval);
         } else {

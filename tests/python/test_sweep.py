@@ -108,7 +108,11 @@ def test_one_record_per_point(work, finished):
         assert record["output_bytes"] == sum(p.stat().st_size for p in output.rglob("*") if p.is_file())
         assert [e["step"] for e in record["evals"]] == [1] and record["evals"][0]["ppl"] > 1
         assert [(p["step"], p["kind"]) for p in record["phases"]] == [(0, method), (1, "eval")]
-        assert all(p["wall_s"] >= 0 and p["cpu_s"] >= 0 for p in record["phases"])
+        journal = json.loads((Path(record["state_uri"]) / "journal.json").read_text())
+        assert [(p["wall_s"], p["cpu_s"]) for p in record["phases"]] == \
+            [(pytest.approx(s["wall_s"]), pytest.approx(s["cpu_s"])) for s in journal["steps"]]
+        assert all(p["wall_s"] > 0 and p["cpu_s"] >= 0 for p in record["phases"])
+        assert record["wall_s"] == pytest.approx(sum(p["wall_s"] for p in record["phases"]))
         assert [layer["layer"] for layer in record["layers"]] == [0, 1, 2, 3]
         assert record["sparsity"] == 0
 
