@@ -9,8 +9,8 @@
   point from its journal and ends with the bytes of the uninterrupted sweep;
 - report.html rendered by headless Chromium: loads without console errors (checked against a page
   with a planted error), the size plot has one circle per point and the frontier polyline through
-  the points that a brute-force Pareto check of the records picks, the table a row per point;
-  --format md has a row per point."""
+  the points that a brute-force Pareto check of the records picks, the table a row per point, and
+  clicking a column header sorts the table; --format md has a row per point."""
 import hashlib
 import itertools
 import json
@@ -152,6 +152,7 @@ class ReportParser(HTMLParser):
         self.in_label = False
         self.table = None
         self.rows = {}
+        self.cells = []  # data-value of each #results body cell, row by row
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -167,6 +168,10 @@ class ReportParser(HTMLParser):
             self.table = a.get("id")
         elif tag == "tr" and self.table:
             self.rows[self.table] = self.rows.get(self.table, 0) + 1
+            if self.table == "results":
+                self.cells.append([])
+        elif tag == "td" and self.table == "results":
+            self.cells[-1].append(a.get("data-value"))
 
     def handle_endtag(self, tag):
         if tag == "svg":
@@ -251,6 +256,28 @@ def test_report_renders_in_chromium(work, finished, tmp_path):
     assert page.rows["layer-table"] == 1 + 4
     width, height, ink = png_ink(png)
     assert (width, height) == (1200, 2400) and ink > 0.01, "the screenshot is blank"
+
+
+def test_table_sorts_on_click(finished, tmp_path):
+    """The inline script sorts the table: copies of the page click the perplexity header once
+    (ascending) and twice (descending); no order of the rows satisfies both unless it sorts."""
+    browser = chromium()
+    report = tmp_path / "report.html"
+    run([SHARDQ, "report", finished["root"] / "results.jsonl", "-o", report])
+    ppl = sorted(r["evals"][0]["ppl"] for r in read_records(finished["root"]))
+    assert ppl[0] != ppl[-1]
+    click = ("Array.from(document.querySelectorAll('#results th')).find(th => th.textContent === 'perplexity')"
+             ".click();")
+    for clicks, expected, order in ((1, ppl, "ascending"), (2, ppl[::-1], "descending")):
+        page_file = tmp_path / f"clicked{clicks}.html"
+        page_file.write_text(report.read_text().replace("</body>", f"<script>{click * clicks}</script></body>"))
+        dom, console, _ = render(browser, page_file, tmp_path)
+        assert console == []
+        page = ReportParser()
+        page.feed(dom)
+        column = 7  # point, name, method, bits, group, avg bits, sparsity, perplexity
+        assert [float(row[column]) for row in page.cells[1:]] == expected
+        assert f'aria-sort="{order}"' in dom
 
 
 def test_report_markdown(finished, tmp_path):
