@@ -10,19 +10,10 @@ BIN=$(realpath "$1"); TOOLS=$(realpath "$2"); WORK=$3; LAYERS=${4:-32}
 mkdir -p "$WORK"; WORK=$(realpath "$WORK")
 # Shape and calibration size; override only for a quick smoke run of this script.
 H=${H:-4096} I=${I:-11008} V=${V:-32000} HEADS=${HEADS:-32} NS=${NS:-128} SEQ=${SEQ:-2048}
-export H I NS SEQ
-now() { date +%s.%N; }
-since() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
-MODEL=$WORK/llama-h$H-i$I-l$LAYERS
-if [ ! -f "$MODEL/config.json" ]; then
-    start=$(now)
-    "$TOOLS/make_tiny_model" "$MODEL" --layers "$LAYERS" --hidden $H --intermediate $I --heads $HEADS \
-        --kv-heads $HEADS --vocab $V --dtype bf16 --seed 1 >/dev/null
-    echo "model written in $(since "$start") s ($(du -sh "$MODEL" | cut -f1))"
-fi
-python3 -c "
-import numpy as np
-open('$WORK/calib.ids', 'w').write(' '.join(map(str, np.random.default_rng(0).integers(3, $V, $NS * $SEQ + 1))))"
+export H I V HEADS NS SEQ
+. "$(dirname "$0")/bench_lib.sh"
+MODEL=$(bench_model "$TOOLS" "$WORK" "$LAYERS")
+random_ids "$WORK/calib.ids" $((NS * SEQ + 1)) 0
 rm -rf "$WORK/state" "$WORK/output"
 cat >"$WORK/job.json" <<JSON
 {"name": "bench-gptq-7b", "model": "$MODEL",

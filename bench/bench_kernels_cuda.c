@@ -6,7 +6,8 @@
  *
  * FLOP counts: GEMM 2mnk; Hessian (syrk) rows·cols·(cols+1); SPD inverse n³
  * (the textbook potrf n³/3 + potri 2n³/3, whatever the method); Cholesky n³/3; GPTQ pass: in-block updates rows·Σ ncols²
- * plus lazy updates 2·rows·block·Σ(n - block end). */
+ * plus lazy updates 2·rows·block·Σ(n - block end); attention: 2·seq²·head_dim per GEMM per head and
+ * sequence — 2 GEMMs forward, 5 backward — as executed (the GEMMs compute the masked half too). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -109,6 +110,40 @@ static void run_linear(void *p)
 {
     gemm_ctx *g = p;
     CHECK(kn_linear(g->C, g->A, g->B, NULL, g->n, g->n, g->n));
+}
+
+/* Llama-2-7B attention at seq 2048: q/out/dout/dq [batch·seq, heads·head_dim], k, v, dk, dv alike (no GQA). */
+typedef struct {
+    int batch, seq, heads, head_dim;
+    float *q, *k, *v, *out, *dout, *dq, *dk, *dv;
+} attention_ctx;
+
+static void run_attention(void *p)
+{
+    attention_ctx *a = p;
+    CHECK(kn_attention(a->out, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads, a->head_dim));
+}
+
+static void run_attention_backward(void *p)
+{
+    attention_ctx *a = p;
+    CHECK(kn_attention_backward(a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads,
+                                a->head_dim));
+}
+
+static void attention_rows(void)
+{
+    attention_ctx a = {4, 2048, 32, 128, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    const size_t n = (size_t)a.batch * a.seq * a.heads * a.head_dim;
+    float **buffers[] = {&a.q, &a.k, &a.v, &a.out, &a.dout, &a.dq, &a.dk, &a.dv};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
+        *buffers[i] = dev_random(n, 2.0f);
+    const double per_gemm = 2.0 * a.seq * a.seq * a.head_dim * a.heads * a.batch;
+    row("kn_attention b4 s2048 32x128 (7B)", time_ms(run_attention, NULL, &a, 10), 2 * per_gemm);
+    row("kn_attention_backward b4 s2048 32x128 (7B)", time_ms(run_attention_backward, NULL, &a, 10),
+        5 * per_gemm);
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
+        kn_free(*buffers[i]);
 }
 
 typedef struct {
@@ -336,6 +371,8 @@ int main(void)
     kn_free(g.A);
     kn_free(g.B);
     kn_free(g.C);
+
+    attention_rows();
 
     hessian_ctx h = {2048, 4096, dev_random(2048u * 4096, 2.0f), dev_random(4096u * 4096, 1.0f)};
     row("kn_hessian_accumulate 2048 rows x 4096 cols", time_ms(run_hessian, NULL, &h, 10),

@@ -113,6 +113,7 @@ typedef struct {
     bool recompute;     /* activation recomputation */
     char *train_data;   /* URI; defaults to data.calibration */
     bool jsonl;         /* format "jsonl": one {"prompt", "completion"} object per line (default "text") */
+    bool token_ids;     /* format "token_ids": whitespace-separated ids, already tokenized */
     char *prompt_field;     /* default "prompt" */
     char *completion_field; /* default "completion" */
     char *eval_data;    /* URI of held-out data (same format), NULL: none */

@@ -178,7 +178,7 @@ static void parse_lora(sq_spec_errors *errs, json_t *obj, const char *path, sq_l
                                        "weight_decay", "recompute", "train_data", "lr_schedule", "warmup_steps",
                                        "max_grad_norm", "format", "prompt_field", "completion_field",
                                        "eval_data", "eval_every", "save_every", "merge", NULL};
-    static const char *const formats[] = {"text", "jsonl", NULL};
+    static const char *const formats[] = {"text", "jsonl", "token_ids", NULL};
     static const char *const base_quants[] = {"nf4", "gptq", NULL};
     static const char *const schedules[] = {"constant", "cosine", NULL};
     *l = (sq_lora_options){.r = 16, .alpha = 32, .dropout = 0.05, .learning_rate = 2e-4, .steps = 200,
@@ -217,8 +217,10 @@ static void parse_lora(sq_spec_errors *errs, json_t *obj, const char *path, sq_l
     sq_spec_number(errs, obj, path, "max_grad_norm", 0, true, HUGE_VAL, false, "must be a non-negative number",
                    &l->max_grad_norm);
     int format = 0;
-    if (sq_spec_choice(errs, obj, path, "format", formats, &format))
+    if (sq_spec_choice(errs, obj, path, "format", formats, &format)) {
         l->jsonl = format == 1;
+        l->token_ids = format == 2;
+    }
     const char *fields[2] = {"prompt_field", "completion_field"};
     char **field_out[2] = {&l->prompt_field, &l->completion_field};
     for (int i = 0; i < 2; i++) {

@@ -56,17 +56,24 @@ KN_FIXED_FN bool kn_fixed_split(float x, int64_t *top, int64_t *mid, int64_t *lo
     return true;
 }
 
-/* Add x to entry i of the lane-major accumulator acc of n entries (or poison the entry). */
-KN_FIXED_FN void kn_fixed_add(int64_t *acc, size_t n, size_t i, float x)
+/* Add x[c * stride + i] for c = 0 .. count-1 to entry i of the lane-major accumulator
+ * acc of n entries (or poison the entry if any addend is invalid). The addends' lanes are
+ * summed first (at most 2^32 each, so any count up to 2^20 cannot overflow), then added to
+ * acc once: the same integers as count separate additions, with one pass over acc. */
+KN_FIXED_FN void kn_fixed_add(int64_t *acc, size_t n, size_t i, const float *x, int count, size_t stride)
 {
-    int64_t top, mid, low;
-    if (kn_fixed_split(x, &top, &mid, &low)) {
-        acc[i] += top;
-        acc[n + i] += mid;
-        acc[2 * n + i] += low;
-    } else {
-        acc[2 * n + i] = KN_FIXED_POISON;
+    int64_t top = 0, mid = 0, low = 0;
+    for (int c = 0; c < count; c++) {
+        int64_t t, m, l;
+        if (!kn_fixed_split(x[(size_t)c * stride + i], &t, &m, &l)) {
+            acc[2 * n + i] = KN_FIXED_POISON;
+            return;
+        }
+        top += t, mid += m, low += l;
     }
+    acc[i] += top;
+    acc[n + i] += mid;
+    acc[2 * n + i] += low;
 }
 
 /* lanes -> a = q · 2^32 + r with r in [0, 2^32) (floor division). */

@@ -102,9 +102,11 @@ sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, fl
 /* Exact sums of fp32 values whose result does not depend on the order of the
  * additions, so not on how samples were split over ranks or batches
  * (kernels/fixed_sum.h): acc holds KN_FIXED_LANES lanes of n int64, lane-major
- * ([lane * n + i]), zeroed with kn_zero; acc += x. Adding the lanes of several
- * accumulators (an int64 all-reduce) gives the accumulator of all their addends. */
-sq_status kn_fixed_accumulate(int64_t *acc, const float *x, size_t n);
+ * ([lane * n + i]), zeroed with kn_zero; acc += x[c * stride + i] for the `count` arrays
+ * c = 0 .. count-1 (one pass over acc for all of them; the same integers as count calls).
+ * Adding the lanes of several accumulators (an int64 all-reduce) gives the accumulator
+ * of all their addends. */
+sq_status kn_fixed_accumulate(int64_t *acc, const float *x, size_t n, int count, size_t stride);
 /* out[i] = (float)(scale * sum i). SQ_ERR_NUMERIC when an addend of some entry
  * was not finite or beyond ±2^47. */
 sq_status kn_fixed_to_f32(float *out, const int64_t *acc, double scale, size_t n);

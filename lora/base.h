@@ -7,10 +7,16 @@
  *    once at open (lora/nf4.h) and kept in that 4-bit form in device memory;
  *    loading a layer dequantizes its linears into the compute buffers. A GPTQ
  *    checkpoint is refused here (it is already quantized: use "gptq").
- *  - as stored (`"gptq"`, and a dense checkpoint for tests and eval): the
- *    layer is read from the checkpoint as model/layer.c reads it — a GPTQ
- *    linear dequantized from its packed codes, a dense one converted to fp32.
- *    "gptq" requires a checkpoint whose config carries a GPTQ quantization_config. */
+ *  - GPTQ (`"gptq"`): every packed linear's codes (one byte each), scales,
+ *    zero points and g_idx are read once at open (model/gptq_reader.h) and
+ *    kept on the device; loading a layer dequantizes them there (kn_dequantize),
+ *    the same fp32 values model/layer.c's host path gives, without reading the
+ *    checkpoint again at every layer load (twice per layer per step with
+ *    recomputation). A linear the checkpoint holds dense is read as stored.
+ *    A 7B base takes 6.5 GB of codes plus 0.4 GB of fp32 scales and zeros at
+ *    group 128. Requires a checkpoint with GPTQ-packed linears.
+ *  - as stored (`"none"`: a dense checkpoint for tests and eval): the layer is
+ *    read from the checkpoint as model/layer.c reads it. */
 #ifndef SQ_LORA_BASE_H
 #define SQ_LORA_BASE_H
 
@@ -32,9 +38,17 @@ typedef struct {
 } sq_lora_nf4_linear;
 
 typedef struct {
+    uint8_t *codes;      /* device [out, in], NULL: the linear is stored dense */
+    float *scale, *zero; /* device [out, ngroups] */
+    int32_t *g_idx;      /* device [in] */
+    int ngroups;
+} sq_lora_gptq_linear;
+
+typedef struct {
     sq_lora_base_kind kind;
     sq_model model;             /* embedding, final norm, LM head, model.layer = the resident layer */
     sq_lora_nf4_linear *nf4;    /* [num_layers * SQ_LINEAR_COUNT] for NF4 */
+    sq_lora_gptq_linear *gptq;  /* [num_layers * SQ_LINEAR_COUNT] for GPTQ */
     float *code8;               /* device [256] */
     float *absmax;              /* device scratch for one linear's dequantized absmax */
 } sq_lora_base;
@@ -48,7 +62,7 @@ sq_status sq_lora_base_open(sq_lora_base *b, const sq_model_config *cfg, const s
                             sq_lora_base_kind kind);
 void sq_lora_base_close(sq_lora_base *b);
 
-/* Bring layer `layer` into b->model.layer (dequantizing an NF4 base). */
+/* Bring layer `layer` into b->model.layer (dequantizing an NF4 or GPTQ base on the device). */
 sq_status sq_lora_base_load_layer(sq_lora_base *b, int layer);
 
 /* The base's linear weight as the training sees it (host, fp32 [out, in]): for the merge. */

@@ -74,14 +74,15 @@ sq_status sq_nf4_quantize(const float *w, size_t n, const char *what, sq_nf4_ten
         sq_nf4_free(out);
         return sq_fail(SQ_ERR_NOMEM, "%s: cannot allocate its NF4 form", what);
     }
-    double absmax_sum = 0.0;
+    /* Blocks are independent (each writes its own bytes), so they are spread over
+     * OpenMP threads; the absmax sum is then taken in block order, whatever the thread count. */
+#pragma omp parallel for schedule(static)
     for (size_t b = 0; b < blocks; b++) {
         const float *x = w + b * SQ_NF4_BLOCK;
         float m = 0.0f;
         for (int i = 0; i < SQ_NF4_BLOCK; i++)
             m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
         absmax[b] = m;
-        absmax_sum += m;
         for (int i = 0; i < SQ_NF4_BLOCK; i++) {
             int code = m > 0 ? nearest(nf4_table, 16, x[i] / m) : 7; /* an all-zero block stays zero */
             size_t at = b * SQ_NF4_BLOCK + i;
@@ -91,7 +92,11 @@ sq_status sq_nf4_quantize(const float *w, size_t n, const char *what, sq_nf4_ten
     /* double quantization of the absmax */
     float code8[256];
     sq_nf4_code8(code8);
+    double absmax_sum = 0.0;
+    for (size_t b = 0; b < blocks; b++)
+        absmax_sum += absmax[b];
     out->offset = (float)(absmax_sum / blocks);
+#pragma omp parallel for schedule(static)
     for (size_t b2 = 0; b2 < blocks2; b2++) {
         size_t lo = b2 * SQ_NF4_ABSMAX_BLOCK, hi = lo + SQ_NF4_ABSMAX_BLOCK < blocks ? lo + SQ_NF4_ABSMAX_BLOCK : blocks;
         float m = 0.0f;

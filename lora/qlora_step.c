@@ -47,7 +47,7 @@ static sq_status read_data(const qlora_state *s, const char *path, sq_lora_data 
                                        job->spec->seed);
     int32_t *ids = NULL;
     size_t n = 0;
-    SQ_TRY(sq_load_corpus(job->model_dir, path, false, job->cfg->vocab_size, &ids, &n));
+    SQ_TRY(sq_load_corpus(job->model_dir, path, o->token_ids, job->cfg->vocab_size, &ids, &n));
     sq_status st = sq_lora_data_from_tokens(d, ids, n, o->seqlen, job->spec->seed, path);
     free(ids);
     return st;

@@ -107,12 +107,14 @@ void sq_lora_work_free(sq_lora_work *w)
 /* The dropout mask of one linear in one call. */
 static uint64_t module_seed(uint64_t seed, sq_linear_id id) { return seed ^ ((uint64_t)(id + 1) << 56); }
 
-/* y = W x (+ bias) + s B A drop(x); u := A drop(x). */
+/* y = W x (+ bias) + s B A drop(x); u := A drop(x). With y NULL only u is formed (what the
+ * backward needs of the layer's last linear when the forward is rerun to refill the tape). */
 static sq_status lora_linear_forward(const sq_layer_weights *w, const sq_lora_adapter *a, int layer, sq_linear_id id,
                                      float *y, const float *x, int rows, float *u, sq_lora_work *work, uint64_t seed)
 {
     const sq_linear *lin = &w->linear[id];
-    SQ_TRY(kn_linear(y, x, lin->weight, lin->bias, rows, lin->in_features, lin->out_features));
+    if (y)
+        SQ_TRY(kn_linear(y, x, lin->weight, lin->bias, rows, lin->in_features, lin->out_features));
     const sq_lora_module *m = sq_lora_find(a, layer, id);
     if (!m)
         return SQ_OK;
@@ -122,7 +124,9 @@ static sq_status lora_linear_forward(const sq_layer_weights *w, const sq_lora_ad
         SQ_TRY(kn_dropout(work->dropped, x, (size_t)rows * m->in_features, work->dropout, module_seed(seed, id)));
         xin = work->dropped;
     }
-    SQ_TRY(kn_linear(u, xin, A, NULL, rows, m->in_features, a->r));                          /* u = drop(x) Aᵀ */
+    SQ_TRY(kn_linear(u, xin, A, NULL, rows, m->in_features, a->r)); /* u = drop(x) Aᵀ */
+    if (!y)
+        return SQ_OK;
     return kn_gemm(false, true, rows, m->out_features, a->r, a->scale, u, a->r, B, a->r, 1.0f, y, /* y += s u Bᵀ */
                    m->out_features);
 }
@@ -186,7 +190,7 @@ sq_status sq_lora_layer_forward(const sq_layer_weights *w, const sq_lora_adapter
     SQ_TRY(kn_swiglu(t->act, t->gate, t->up, (size_t)rows * cfg->intermediate_size));
     SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_DOWN, x_out, t->act, rows, t->u[SQ_LINEAR_DOWN], work,
                                seed));
-    return kn_add_inplace(x_out, t->x1, n_hidden);
+    return x_out ? kn_add_inplace(x_out, t->x1, n_hidden) : SQ_OK;
 }
 
 sq_status sq_lora_layer_backward(const sq_layer_weights *w, const sq_lora_adapter *a, const sq_model_config *cfg,

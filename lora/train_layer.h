@@ -49,7 +49,9 @@ sq_status sq_lora_work_alloc(sq_lora_work *w, const sq_model_config *cfg, const 
 void sq_lora_work_free(sq_lora_work *w);
 
 /* Forward of layer `layer` (base weights `w`, adapters from `a`): copies x_in into the tape
- * and writes the layer output to x_out (which may be x_in). `seed` keys the dropout masks. */
+ * and writes the layer output to x_out (which may be x_in). `seed` keys the dropout masks.
+ * x_out NULL fills the tape only: the down projection's base product and the residual,
+ * which only the output needs, are skipped (a rerun before the backward). */
 sq_status sq_lora_layer_forward(const sq_layer_weights *w, const sq_lora_adapter *a, const sq_model_config *cfg,
                                 int layer, const float *x_in, float *x_out, int batch, int seq, sq_lora_tape *t,
                                 sq_lora_work *work, uint64_t seed);

@@ -161,9 +161,11 @@ static sq_status layers_backward(sq_lora_trainer *t, int batch, int seq, uint64_
         SQ_TRY(sq_lora_base_load_layer(b, l));
         SQ_TRY(phase_end(t, SQ_TRAIN_PHASE_DEQUANT, &clock));
         sq_lora_tape *tape = &t->tapes[t->recompute ? 0 : l];
-        if (t->recompute) { /* refill the tape from the layer's saved input (its output is not needed) */
+        /* refill the tape from the layer's saved input (its output is not needed); the last
+         * layer's tape is still the one its forward filled */
+        if (t->recompute && l < cfg->num_layers - 1) {
             SQ_TRY(sq_lora_layer_forward(&b->model.layer, t->adapter, cfg, l,
-                                         t->layer_inputs + (size_t)l * t->max_rows * cfg->hidden_size, t->h, batch,
+                                         t->layer_inputs + (size_t)l * t->max_rows * cfg->hidden_size, NULL, batch,
                                          seq, tape, &t->work, layer_seed(seed, l)));
             SQ_TRY(phase_end(t, SQ_TRAIN_PHASE_RECOMPUTE, &clock));
         }

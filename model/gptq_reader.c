@@ -111,39 +111,102 @@ sq_status sq_gptq_linear_shape(const sq_checkpoint *ckpt, const char *linear, in
     return SQ_OK;
 }
 
+/* Aligned copies of a packed linear's four tensors (qweight, qzeros, g_idx as stored;
+ * scales widened to fp32): tensor offsets in a file need not be multiples of 4. */
+enum { PART_QWEIGHT, PART_QZEROS, PART_G_IDX, PART_SCALES, PART_COUNT };
+
+static void free_parts(void *copy[PART_COUNT])
+{
+    for (int k = 0; k < PART_COUNT; k++)
+        free(copy[k]), copy[k] = NULL;
+}
+
+static sq_status read_parts(const sq_checkpoint *ckpt, const char *linear, void *copy[PART_COUNT], int *ngroups)
+{
+    static const char *const parts[PART_COUNT] = {".qweight", ".qzeros", ".g_idx", ".scales"};
+    sq_status st = SQ_OK;
+    for (int k = 0; k < PART_COUNT && st == SQ_OK; k++) {
+        char name[600];
+        snprintf(name, sizeof name, "%s%s", linear, parts[k]);
+        sq_tensor_bytes raw;
+        st = sq_checkpoint_tensor_bytes(ckpt, name, &raw);
+        if (st != SQ_OK)
+            break;
+        const sq_st_tensor *t = raw.tensor;
+        size_t bytes = k != PART_SCALES ? t->nbytes : sq_st_numel(t) * sizeof(float);
+        copy[k] = malloc(bytes ? bytes : 1);
+        if (!copy[k])
+            st = sq_fail(SQ_ERR_NOMEM, "cannot read '%s'", name);
+        else if (k != PART_SCALES)
+            memcpy(copy[k], raw.data, bytes);
+        else {
+            st = sq_convert_to_f32(copy[k], raw.data, t->dtype, sq_st_numel(t));
+            *ngroups = (int)t->shape[0];
+        }
+        sq_tensor_bytes_release(&raw);
+    }
+    if (st != SQ_OK)
+        free_parts(copy);
+    return st;
+}
+
 sq_status sq_gptq_read_linear_f32(const sq_checkpoint *ckpt, const char *linear, float *W, size_t count)
 {
-    int out, in, bits;
+    int out, in, bits, ngroups = 0;
     SQ_TRY(sq_gptq_linear_shape(ckpt, linear, &out, &in, &bits));
     if (count != (size_t)out * in)
         return sq_fail(SQ_ERR_MISMATCH, "%s: '%s' is [%d, %d], caller expected %zu values", sq_checkpoint_dir(ckpt),
                        linear, out, in, count);
-    static const char *const parts[] = {".qweight", ".qzeros", ".g_idx", ".scales"};
-    const sq_st_tensor *t[4];
-    void *copy[4] = {0};
-    sq_status st = SQ_OK;
-    for (int k = 0; k < 4; k++) {
-        char name[600];
-        snprintf(name, sizeof name, "%s%s", linear, parts[k]);
-        sq_tensor_bytes raw;
-        SQ_TRY_GOTO(st, sq_checkpoint_tensor_bytes(ckpt, name, &raw), done);
-        t[k] = raw.tensor;
-        /* Aligned copies: tensor offsets in a file need not be multiples of 4. */
-        size_t bytes = k < 3 ? t[k]->nbytes : sq_st_numel(t[k]) * sizeof(float);
-        copy[k] = malloc(bytes ? bytes : 1);
-        if (!copy[k])
-            st = sq_fail(SQ_ERR_NOMEM, "cannot read '%s'", name);
-        else if (k < 3)
-            memcpy(copy[k], raw.data, bytes);
-        else
-            st = sq_convert_to_f32(copy[k], raw.data, t[k]->dtype, sq_st_numel(t[k]));
-        sq_tensor_bytes_release(&raw);
-        if (st != SQ_OK)
-            goto done;
-    }
-    st = sq_gptq_dequantize(linear, copy[0], copy[1], copy[3], copy[2], out, in, bits, (int)t[3]->shape[0], W);
-done:
-    for (int k = 0; k < 4; k++)
-        free(copy[k]);
+    void *copy[PART_COUNT] = {0};
+    SQ_TRY(read_parts(ckpt, linear, copy, &ngroups));
+    sq_status st = sq_gptq_dequantize(linear, copy[PART_QWEIGHT], copy[PART_QZEROS], copy[PART_SCALES],
+                                      copy[PART_G_IDX], out, in, bits, ngroups, W);
+    free_parts(copy);
     return st;
+}
+
+void sq_gptq_codes_free(sq_gptq_codes *c)
+{
+    free(c->codes), free(c->scale), free(c->zero), free(c->g_idx);
+    memset(c, 0, sizeof *c);
+}
+
+sq_status sq_gptq_read_linear_codes(const sq_checkpoint *ckpt, const char *linear, sq_gptq_codes *c)
+{
+    memset(c, 0, sizeof *c);
+    SQ_TRY(sq_gptq_linear_shape(ckpt, linear, &c->out, &c->in, &c->bits));
+    void *copy[PART_COUNT] = {0};
+    SQ_TRY(read_parts(ckpt, linear, copy, &c->ngroups));
+    const int out = c->out, in = c->in, bits = c->bits, ngroups = c->ngroups;
+    const int32_t *g_idx = copy[PART_G_IDX];
+    sq_status st = SQ_OK;
+    for (int i = 0; i < in && st == SQ_OK; i++)
+        if (g_idx[i] < 0 || g_idx[i] >= ngroups)
+            st = sq_fail(SQ_ERR_FORMAT, "%s.g_idx[%d] = %d outside [0, %d)", linear, i, g_idx[i], ngroups);
+    c->codes = malloc((size_t)out * in);
+    c->scale = malloc((size_t)out * ngroups * sizeof *c->scale);
+    c->zero = malloc((size_t)out * ngroups * sizeof *c->zero);
+    if (st == SQ_OK && (!c->codes || !c->scale || !c->zero))
+        st = sq_fail(SQ_ERR_NOMEM, "%s: cannot unpack %s", sq_checkpoint_dir(ckpt), linear);
+    if (st != SQ_OK) {
+        free_parts(copy);
+        sq_gptq_codes_free(c);
+        return st;
+    }
+    const uint32_t *qw = copy[PART_QWEIGHT], *qz = copy[PART_QZEROS];
+    const float *scales = copy[PART_SCALES];
+    size_t qz_cols = (size_t)out * bits / 32;
+#pragma omp parallel for
+    for (int o = 0; o < out; o++) {
+        for (int i = 0; i < in; i++)
+            c->codes[(size_t)o * in + i] = (uint8_t)get_bits(qw + o, (size_t)out, (size_t)i, bits);
+        for (int g = 0; g < ngroups; g++) {
+            c->scale[(size_t)o * ngroups + g] = scales[(size_t)g * out + o];
+            c->zero[(size_t)o * ngroups + g] = (float)get_bits(qz + (size_t)g * qz_cols, 1, (size_t)o, bits) + 1.0f;
+        }
+    }
+    c->g_idx = copy[PART_G_IDX]; /* kept: the column -> group map kn_dequantize reads */
+    copy[PART_G_IDX] = NULL;
+    free_parts(copy);
+    return SQ_OK;
 }

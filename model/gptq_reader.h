@@ -51,4 +51,19 @@ sq_status sq_gptq_linear_shape(const sq_checkpoint *ckpt, const char *linear, in
 /* Dequantize a packed linear into W (host, `count` = out*in floats, else SQ_ERR_MISMATCH). */
 sq_status sq_gptq_read_linear_f32(const sq_checkpoint *ckpt, const char *linear, float *W, size_t count);
 
+/* A packed linear unpacked for a base kept resident on the device (lora/base.c):
+ * codes[o*in + i] one byte per code; per output row its groups' scale[o*ngroups + g]
+ * (widened to fp32) and zero[o*ngroups + g] = stored qzero + 1; g_idx[in] checked
+ * against ngroups. kn_dequantize(W, codes, scale, zero, ngroups, g_idx, out, in)
+ * then gives sq_gptq_read_linear_f32's W bit for bit (the same s * (q - z) in fp32). */
+typedef struct {
+    int out, in, bits, ngroups;
+    uint8_t *codes;
+    float *scale, *zero;
+    int32_t *g_idx;
+} sq_gptq_codes;
+
+sq_status sq_gptq_read_linear_codes(const sq_checkpoint *ckpt, const char *linear, sq_gptq_codes *c);
+void sq_gptq_codes_free(sq_gptq_codes *c);
+
 #endif

@@ -10,11 +10,12 @@ sq_status sq_hessian_init(sq_hessian *h, int cols)
     memset(h, 0, sizeof *h);
     if (cols <= 0)
         return sq_fail(SQ_ERR_ARG, "hessian: in_features must be positive, got %d", cols);
-    size_t n = (size_t)cols * cols;
+    size_t n = (size_t)cols * cols, fit = SQ_HESSIAN_SCRATCH_BYTES / (n * sizeof(float));
     h->cols = cols;
+    h->batch = fit < 1 ? 1 : fit > SQ_HESSIAN_BATCH_MAX ? SQ_HESSIAN_BATCH_MAX : (int)fit;
     sq_status st;
     SQ_TRY_GOTO(st, kn_alloc((void **)&h->sum, sq_hessian_sum_count(h) * sizeof(int64_t)), fail);
-    SQ_TRY_GOTO(st, kn_alloc((void **)&h->scratch, n * sizeof(float)), fail);
+    SQ_TRY_GOTO(st, kn_alloc((void **)&h->scratch, (size_t)h->batch * n * sizeof(float)), fail);
     SQ_TRY_GOTO(st, kn_alloc((void **)&h->H, n * sizeof(float)), fail);
     SQ_TRY_GOTO(st, kn_zero(h->sum, sq_hessian_sum_count(h) * sizeof(int64_t)), fail);
     return SQ_OK;
@@ -43,9 +44,12 @@ sq_status sq_hessian_add(sq_hessian *h, const float *X, int rows, int nseq)
         return sq_fail(SQ_ERR_ARG, "hessian: more than %d sequences", KN_FIXED_MAX_ADDENDS);
     int seq_rows = rows / nseq;
     size_t n = (size_t)h->cols * h->cols;
-    for (int s = 0; s < nseq; s++) {
-        SQ_TRY(kn_hessian_accumulate(h->scratch, X + (size_t)s * seq_rows * h->cols, seq_rows, h->cols, 1.0f, 0.0f));
-        SQ_TRY(kn_fixed_accumulate(h->sum, h->scratch, n));
+    for (int s0 = 0; s0 < nseq; s0 += h->batch) {
+        int count = nseq - s0 < h->batch ? nseq - s0 : h->batch;
+        for (int c = 0; c < count; c++)
+            SQ_TRY(kn_hessian_accumulate(h->scratch + (size_t)c * n, X + (size_t)(s0 + c) * seq_rows * h->cols,
+                                         seq_rows, h->cols, 1.0f, 0.0f));
+        SQ_TRY(kn_fixed_accumulate(h->sum, h->scratch, n, count, n));
     }
     h->nsamples += nseq;
     return SQ_OK;

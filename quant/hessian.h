@@ -16,11 +16,19 @@
 
 #include "core/status.h"
 
+/* Sequence products are formed `batch` at a time (up to this many bytes of scratch, at most
+ * SQ_HESSIAN_BATCH_MAX), then added to the sum in one pass: the integer sum is the same for
+ * any batch, and the int64 lanes, 12 times the bytes of one product, are read and written
+ * once per batch instead of once per sequence. */
+#define SQ_HESSIAN_SCRATCH_BYTES ((size_t)2 << 30)
+#define SQ_HESSIAN_BATCH_MAX 32
+
 typedef struct {
     int cols;         /* the linear's in_features */
+    int batch;        /* sequence products per pass over the sum */
     int64_t nsamples; /* sequences accumulated on this rank */
     int64_t *sum;     /* device [KN_FIXED_LANES, cols, cols]: Σ XᵀX over the sequences, exact */
-    float *scratch;   /* device [cols, cols]: one sequence's XᵀX */
+    float *scratch;   /* device [batch, cols, cols]: XᵀX of up to `batch` sequences */
     float *H;         /* device [cols, cols]: 2/n · sum, after sq_hessian_finish */
 } sq_hessian;
 

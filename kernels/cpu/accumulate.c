@@ -12,11 +12,14 @@ sq_status kn_zero(void *dev, size_t bytes)
     return SQ_OK;
 }
 
-sq_status kn_fixed_accumulate(int64_t *acc, const float *x, size_t n)
+sq_status kn_fixed_accumulate(int64_t *acc, const float *x, size_t n, int count, size_t stride)
 {
+    if (count < 1 || (count > 1 && stride < n))
+        return sq_fail(SQ_ERR_ARG, "kn_fixed_accumulate: %d arrays %zu apart cannot hold %zu entries each", count,
+                       stride, n);
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++)
-        kn_fixed_add(acc, n, i, x[i]);
+        kn_fixed_add(acc, n, i, x, count, stride);
     return SQ_OK;
 }
 

@@ -4,9 +4,9 @@
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/fixed_sum.h"
 
-__global__ void fixed_accumulate_kernel(int64_t *acc, const float *x, size_t n)
+__global__ void fixed_accumulate_kernel(int64_t *acc, const float *x, size_t n, int count, size_t stride)
 {
-    GRID_STRIDE(i, n) kn_fixed_add(acc, n, i, x[i]);
+    GRID_STRIDE(i, n) kn_fixed_add(acc, n, i, x, count, stride);
 }
 
 /* *bad ends as the lowest invalid entry (it starts at n). */
@@ -25,11 +25,14 @@ extern "C" sq_status kn_zero(void *dev, size_t bytes)
     return SQ_OK;
 }
 
-extern "C" sq_status kn_fixed_accumulate(int64_t *acc, const float *x, size_t n)
+extern "C" sq_status kn_fixed_accumulate(int64_t *acc, const float *x, size_t n, int count, size_t stride)
 {
+    if (count < 1 || (count > 1 && stride < n))
+        return sq_fail(SQ_ERR_ARG, "kn_fixed_accumulate: %d arrays %zu apart cannot hold %zu entries each", count,
+                       stride, n);
     if (n == 0)
         return SQ_OK;
-    fixed_accumulate_kernel<<<kn_cuda_blocks(n, 256), 256>>>(acc, x, n);
+    fixed_accumulate_kernel<<<kn_cuda_blocks(n, 256), 256>>>(acc, x, n, count, stride);
     CUDA_CHECK_LAUNCH();
     return SQ_OK;
 }

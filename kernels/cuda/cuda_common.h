@@ -41,6 +41,12 @@ void kn_cuda_half_shutdown(void);
 /* Row-major n×n A: copy the upper triangle onto the lower one (A[r][c] := A[c][r] for r > c). */
 sq_status kn_cuda_copy_upper_to_lower(float *A, int n);
 
+/* Bytes of [seq, seq] score buffers kn_attention and kn_attention_backward hold at once
+ * (512 MiB unless set): heads are processed in chunks that fit. Setting 0 restores the
+ * default; the GPU test lowers it so that small shapes run in several chunks. */
+void kn_cuda_set_attention_score_cap(size_t bytes);
+size_t kn_cuda_attention_score_cap(void);
+
 /* Blocks of `threads` needed to cover n items, capped at the grid limit. */
 unsigned kn_cuda_blocks(size_t n, unsigned threads);
 

@@ -20,14 +20,6 @@ sq_status kn_rope_backward(float *d, const float *inv_freq, int batch, int seq, 
     return PENDING("kn_rope_backward");
 }
 
-sq_status kn_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                                const float *v, int batch, int seq, int n_heads, int n_kv_heads, int head_dim)
-{
-    (void)dq, (void)dk, (void)dv, (void)dout, (void)q, (void)k, (void)v, (void)batch, (void)seq, (void)n_heads,
-        (void)n_kv_heads, (void)head_dim;
-    return PENDING("kn_attention_backward");
-}
-
 sq_status kn_swiglu_backward(float *dgate, float *dup, const float *dy, const float *gate, const float *up, size_t n)
 {
     (void)dgate, (void)dup, (void)dy, (void)gate, (void)up, (void)n;

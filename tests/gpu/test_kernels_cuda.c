@@ -13,7 +13,9 @@
  *               with and without a sparsity mask, kn_mark_zeros (the CUDA kernels
  *               repeat the CPU arithmetic operation for operation)
  *   1e-5        fp32 reductions whose summation order differs (GEMM, norms, softmax)
- *   2e-3        kn_linear (fp16 inputs) and kn_attention (TF32), on the tensor cores
+ *   2e-3        kn_linear (fp16 inputs), kn_attention and kn_attention_backward (TF32; dq,
+ *               dk and dv each), on the tensor cores; a NumPy model of the backward with
+ *               inputs rounded to TF32 gives 5e-4 at these shapes (1.8e-3 if truncated)
  *   1e-3        kn_hessian_accumulate, an fp16-input GEMM (inputs rounded to 11 significant bits)
  *   1e-3        SPD inverse, 1e-4 Cholesky factor, of a matrix with condition number ~40
  *   GPTQ pass:  codes may differ where the lazy-update GEMMs round differently and a
@@ -30,6 +32,7 @@
 #include <cuda_runtime.h>
 
 #include "core/rng.h"
+#include "kernels/cuda/cuda_common.h"
 #include "kernels/kernels.h"
 #include "kernels_cpu.h"
 
@@ -323,18 +326,37 @@ static void test_rope(void)
     free(x);
 }
 
-static void attention_case(int batch, int seq, int n_heads, int n_kv_heads, int head_dim)
+/* With chunk_heads > 0 the attention score cap is lowered to chunk_heads heads' worth of
+ * `matrices_per_head` [seq, seq] buffers, so the kernels walk the heads in several chunks;
+ * the cap is restored by end_score_cap. Returns the label's suffix describing it. */
+static const char *set_score_cap(int chunk_heads, int seq, int matrices_per_head)
+{
+    static char label[64];
+    label[0] = 0;
+    if (chunk_heads > 0) {
+        kn_cuda_set_attention_score_cap((size_t)chunk_heads * matrices_per_head * seq * seq * sizeof(float));
+        snprintf(label, sizeof label, ", chunks of %d kv heads", chunk_heads);
+    }
+    return label;
+}
+
+static void end_score_cap(void) { kn_cuda_set_attention_score_cap(0); }
+
+static void attention_case(int batch, int seq, int n_heads, int n_kv_heads, int head_dim, int chunk_heads)
 {
     size_t nq = (size_t)batch * seq * n_heads * head_dim, nkv = (size_t)batch * seq * n_kv_heads * head_dim;
     float *q = host_random(nq, 1.0f), *k = host_random(nkv, 1.0f), *v = host_random(nkv, 1.0f);
     float *o = malloc(nq * 4);
     float *dq = dev_from(q, nq * 4), *dk = dev_from(k, nkv * 4), *dv = dev_from(v, nkv * 4);
     float *dout = dev_poisoned(nq * 4);
-    CALL(kn_attention(dout, dq, dk, dv, batch, seq, n_heads, n_kv_heads, head_dim));
+    const char *chunking = set_score_cap(chunk_heads, seq, 1);
+    char what[160];
+    snprintf(what, sizeof what, "kn_attention batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d%s", batch, seq,
+             n_heads, n_kv_heads, head_dim, chunking);
+    sq_status st = kn_attention(dout, dq, dk, dv, batch, seq, n_heads, n_kv_heads, head_dim);
+    end_score_cap();
+    CALL(st);
     CALL(kn_cpu_attention(o, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim));
-    char what[128];
-    snprintf(what, sizeof what, "kn_attention batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d", batch, seq, n_heads,
-             n_kv_heads, head_dim);
     compare(what, dout, o, nq, 2e-3);
     kn_free(dq);
     kn_free(dk);
@@ -348,11 +370,60 @@ static void attention_case(int batch, int seq, int n_heads, int n_kv_heads, int 
 
 static void test_attention(void)
 {
-    attention_case(2, 77, 8, 2, 64);
-    attention_case(1, 40, 4, 4, 128);
-    attention_case(3, 33, 6, 3, 96);
-    attention_case(1, 9, 2, 1, 256);
-    attention_case(2, 600, 8, 2, 128);
+    attention_case(2, 77, 8, 2, 64, 0);
+    attention_case(1, 40, 4, 4, 128, 0);
+    attention_case(3, 33, 6, 3, 96, 0);
+    attention_case(1, 9, 2, 1, 256, 0);
+    attention_case(2, 600, 8, 2, 128, 0);
+    attention_case(2, 37, 6, 3, 64, 2);
+}
+
+/* kn_attention_backward against the CPU backend: dq, dk, dv from poisoned buffers (dk and dv
+ * must be written, not added to); chunk_heads as in set_score_cap (two matrices per head). */
+static void attention_backward_case(int batch, int seq, int n_heads, int n_kv_heads, int head_dim, int chunk_heads)
+{
+    size_t nq = (size_t)batch * seq * n_heads * head_dim, nkv = (size_t)batch * seq * n_kv_heads * head_dim;
+    float *q = host_random(nq, 1.0f), *k = host_random(nkv, 1.0f), *v = host_random(nkv, 1.0f);
+    float *dout = host_random(nq, 1.0f);
+    float *dq = malloc(nq * 4), *dk = malloc(nkv * 4), *dv = malloc(nkv * 4);
+    float *d_q = dev_from(q, nq * 4), *d_k = dev_from(k, nkv * 4), *d_v = dev_from(v, nkv * 4);
+    float *d_dout = dev_from(dout, nq * 4);
+    float *d_dq = dev_poisoned(nq * 4), *d_dk = dev_poisoned(nkv * 4), *d_dv = dev_poisoned(nkv * 4);
+    const char *chunking = set_score_cap(chunk_heads, seq, 2);
+    char shape[160], what[192];
+    snprintf(shape, sizeof shape, "kn_attention_backward batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d%s", batch,
+             seq, n_heads, n_kv_heads, head_dim, chunking);
+    sq_status st = kn_attention_backward(d_dq, d_dk, d_dv, d_dout, d_q, d_k, d_v, batch, seq, n_heads, n_kv_heads,
+                                         head_dim);
+    end_score_cap();
+    CALL(st);
+    CALL(kn_cpu_attention_backward(dq, dk, dv, dout, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim));
+    const struct { const char *name; const float *gpu, *cpu; size_t n; } grads[] = {
+        {"dq", d_dq, dq, nq}, {"dk", d_dk, dk, nkv}, {"dv", d_dv, dv, nkv}};
+    for (size_t i = 0; i < sizeof grads / sizeof grads[0]; i++) {
+        snprintf(what, sizeof what, "%s: %s", shape, grads[i].name);
+        compare(what, grads[i].gpu, grads[i].cpu, grads[i].n, 2e-3);
+    }
+    float *device[] = {d_q, d_k, d_v, d_dout, d_dq, d_dk, d_dv}, *host[] = {q, k, v, dout, dq, dk, dv};
+    for (size_t i = 0; i < sizeof device / sizeof device[0]; i++) {
+        kn_free(device[i]);
+        free(host[i]);
+    }
+}
+
+/* Grouped (8 query heads on 2 kv heads) and plain (4 on 4) heads; seq 1 (a single key: dq and
+ * dk are exactly 0, dv sums the group's dout), 37 and 160; Llama's head_dim 128 once; then the chunk loop:
+ * one kv head per chunk, and chunks of 3 + 1 kv heads. */
+static void test_attention_backward(void)
+{
+    const int seqs[] = {1, 37, 160};
+    for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
+        attention_backward_case(2, seqs[i], 8, 2, 64, 0);
+        attention_backward_case(2, seqs[i], 4, 4, 64, 0);
+    }
+    attention_backward_case(1, 300, 8, 2, 128, 0);
+    attention_backward_case(2, 37, 8, 2, 64, 1);
+    attention_backward_case(2, 160, 4, 4, 64, 3);
 }
 
 static void test_elementwise(void)
@@ -991,25 +1062,29 @@ static void test_fixed_accumulate(void)
     float *summed = malloc(n * sizeof *summed), *reversed = malloc(n * sizeof *reversed);
     int64_t *dacc = dev_poisoned(lanes);
     float *dx = dev_from(x, n * 4), *dy = dev_from(y, n * 4), *dsummed = dev_poisoned(n * 4);
+    float *dxy = dev_poisoned(2 * n * 4); /* x then y: both arrays in one call on the GPU */
+    CALL(kn_copy(dxy, dx, n * 4));
+    CALL(kn_copy(dxy + n, dy, n * 4));
     CALL(kn_zero(dacc, lanes));
-    CALL(kn_fixed_accumulate(dacc, dx, n));
-    CALL(kn_fixed_accumulate(dacc, dy, n));
-    CALL(kn_cpu_fixed_accumulate(acc, x, n));
-    CALL(kn_cpu_fixed_accumulate(acc, y, n));
+    CALL(kn_fixed_accumulate(dacc, dxy, n, 2, n));
+    CALL(kn_cpu_fixed_accumulate(acc, x, n, 1, n));
+    CALL(kn_cpu_fixed_accumulate(acc, y, n, 1, n));
     CALL(kn_download(gpu_acc, dacc, lanes));
-    report(memcmp(gpu_acc, acc, lanes) == 0, "kn_zero + kn_fixed_accumulate: identical lanes");
+    report(memcmp(gpu_acc, acc, lanes) == 0, "kn_zero + kn_fixed_accumulate of two arrays in one call: the lanes "
+           "of two CPU calls");
+    kn_free(dxy);
     CALL(kn_fixed_to_f32(dsummed, dacc, 2.0 / 3.0, n));
     CALL(kn_cpu_fixed_to_f32(summed, acc, 2.0 / 3.0, n));
     compare("kn_fixed_to_f32", dsummed, summed, n, 0.0);
     CALL(kn_zero(dacc, lanes));
-    CALL(kn_fixed_accumulate(dacc, dy, n));
-    CALL(kn_fixed_accumulate(dacc, dx, n));
+    CALL(kn_fixed_accumulate(dacc, dy, n, 1, n));
+    CALL(kn_fixed_accumulate(dacc, dx, n, 1, n));
     CALL(kn_fixed_to_f32(dsummed, dacc, 2.0 / 3.0, n));
     CALL(kn_download(reversed, dsummed, n * 4));
     report(memcmp(reversed, summed, n * 4) == 0, "kn_fixed_accumulate: y + x gives the bits of x + y");
     x[7] = 1e30f;
     CALL(kn_upload(dx, x, n * 4));
-    CALL(kn_fixed_accumulate(dacc, dx, n));
+    CALL(kn_fixed_accumulate(dacc, dx, n, 1, n));
     report(kn_fixed_to_f32(dsummed, dacc, 1.0, n) == SQ_ERR_NUMERIC, "kn_fixed_to_f32: an addend beyond 2^47 fails");
     kn_free(dacc);
     kn_free(dx);
@@ -1039,6 +1114,7 @@ int main(void)
     test_rmsnorm();
     test_rope();
     test_attention();
+    test_attention_backward();
     test_elementwise();
     test_cross_entropy();
     test_fake_quantize();

@@ -44,3 +44,6 @@ def test_nf4_quantization_matches_numpy(tmp_path):
     assert np.allclose(got["deq"], want["deq"], rtol=1e-5, atol=1e-8)
     # and the 4-bit model of w is a close one: NF4's error on normal weights is a few percent
     assert np.linalg.norm(got["deq"] - w) / np.linalg.norm(w) < 0.15
+    # the blocks are spread over OpenMP threads: two threads write the same bytes
+    run([LORA_TOOL, "nf4", tmp_path / "w.safetensors", tmp_path / "q2.safetensors"], env={"OMP_NUM_THREADS": "2"})
+    assert (tmp_path / "q2.safetensors").read_bytes() == (tmp_path / "q.safetensors").read_bytes()

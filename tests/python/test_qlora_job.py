@@ -70,6 +70,18 @@ def test_rank_count_does_not_change_the_adapter(work, reference_run, ranks):
     assert adapter_bytes(tmp, f"np{ranks}") == reference_run
 
 
+def test_token_ids_data_trains_as_its_text(work, reference_run):
+    """"format": "token_ids": the ids `shardq tokenize` gives for the text train the adapter the text does."""
+    tmp, model = work
+    for name in ("train", "eval"):
+        ids = run([SHARDQ, "tokenize", "--tokenizer", model, "--input", tmp / f"{name}.txt"]).stdout
+        (tmp / f"{name}.ids").write_text(ids)
+    job = spec(tmp, model, "ids", format="token_ids", train_data=str(tmp / "train.ids"),
+               eval_data=str(tmp / "eval.ids"))
+    mpirun(1, ["run", job])
+    assert adapter_bytes(tmp, "ids") == reference_run
+
+
 def test_kill_and_resume_gives_the_same_adapter(work, reference_run):
     tmp, model = work
     job = spec(tmp, model, "killed")

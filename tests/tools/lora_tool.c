@@ -7,6 +7,9 @@
  *       dA is not zero), random token ids, one forward/backward of the mean
  *       next-token loss; writes ids [B, S], loss [1] and per adapted linear
  *       "L.NAME.A", "L.NAME.B", "L.NAME.dA", "L.NAME.dB".
+ *   lora_tool base MODEL_DIR OUT.safetensors nf4|gptq|none
+ *       every linear of the base as training sees it (sq_lora_base_read_linear), F32
+ *       "L.NAME" [out, in], e.g. "0.self_attn.q_proj".
  *   lora_tool nf4 IN.safetensors OUT.safetensors
  *       NF4-quantizes tensor "w" (F32) and writes packed, qabsmax, absmax2, offset,
  *       code8 and the dequantized "deq" (through the kernels).
@@ -170,6 +173,45 @@ done:
     return st;
 }
 
+static sq_status run_base(const char *model_dir, const char *out, const char *kind_name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", model_dir);
+    sq_model_config cfg;
+    sq_checkpoint *ckpt = NULL;
+    sq_lora_base base = {0};
+    sq_lora_base_kind kind;
+    SQ_TRY(sq_lora_base_kind_parse(kind_name, &kind));
+    SQ_TRY(sq_model_config_load(&cfg, path));
+    SQ_TRY(sq_checkpoint_open(&ckpt, model_dir));
+    int n = cfg.num_layers * SQ_LINEAR_COUNT;
+    sq_st_entry *e = calloc((size_t)n, sizeof *e);
+    char (*names)[64] = calloc((size_t)n, 64);
+    sq_status st = e && names ? sq_lora_base_open(&base, &cfg, ckpt, kind) : sq_fail(SQ_ERR_NOMEM, "out of memory");
+    for (int i = 0; st == SQ_OK && i < n; i++) {
+        int layer = i / SQ_LINEAR_COUNT;
+        sq_linear_id id = (sq_linear_id)(i % SQ_LINEAR_COUNT);
+        const sq_linear *lin = &base.model.layer.linear[id];
+        float *W = malloc(sizeof(float) * (size_t)lin->out_features * lin->in_features);
+        if (!W) {
+            st = sq_fail(SQ_ERR_NOMEM, "out of memory");
+            break;
+        }
+        snprintf(names[i], 64, "%d.%s", layer, sq_linear_name(id));
+        e[i] = (sq_st_entry){.name = names[i], .dtype = SQ_DTYPE_F32, .ndim = 2,
+                             .shape = {lin->out_features, lin->in_features}, .data = W};
+        st = sq_lora_base_read_linear(&base, layer, id, W);
+    }
+    if (st == SQ_OK)
+        st = sq_st_write(out, e, n, NULL);
+    for (int i = 0; e && i < n; i++)
+        free((void *)e[i].data);
+    free(e), free(names);
+    sq_lora_base_close(&base);
+    sq_checkpoint_close(ckpt);
+    return st;
+}
+
 static sq_status run_nf4(const char *in, const char *out)
 {
     sq_st_file f;
@@ -279,10 +321,13 @@ int main(int argc, char **argv)
         st = run_grad(argv[2], argv[3], &o);
     } else if (argc == 10 && !strcmp(argv[1], "adamw")) {
         st = run_adamw(argv);
+    } else if (argc == 5 && !strcmp(argv[1], "base")) {
+        st = run_base(argv[2], argv[3], argv[4]);
     } else if (argc == 4 && !strcmp(argv[1], "nf4")) {
         st = run_nf4(argv[2], argv[3]);
     } else {
-        fprintf(stderr, "usage: lora_tool grad MODEL OUT --targets LIST [options] | lora_tool nf4 IN OUT\n");
+        fprintf(stderr, "usage: lora_tool grad MODEL OUT --targets LIST [options] | lora_tool base MODEL OUT KIND | "
+                        "lora_tool nf4 IN OUT\n");
         return 2;
     }
     if (st != SQ_OK) {

@@ -113,7 +113,7 @@ static void test_fixed_sums_are_exact_and_order_free(void **state)
             exact[i] += k;
         }
     for (int t = 0; t < TERMS; t++)
-        assert_int_equal(kn_fixed_accumulate(one, x + (size_t)t * N, N), SQ_OK);
+        assert_int_equal(kn_fixed_accumulate(one, x + (size_t)t * N, N, 1, N), SQ_OK);
     assert_int_equal(kn_fixed_to_f32(a, one, 1.0, N), SQ_OK);
     for (int i = 0; i < N; i++)
         assert_true(a[i] == (float)ldexp((double)exact[i], -20));
@@ -122,11 +122,23 @@ static void test_fixed_sums_are_exact_and_order_free(void **state)
         x[i] = uniform() * powf(10.0f, 8.0f * uniform() - 2.0f);
     memset(one, 0, sizeof(int64_t) * 3 * N);
     for (int t = 0; t < TERMS; t++)
-        assert_int_equal(kn_fixed_accumulate(one, x + (size_t)t * N, N), SQ_OK);
+        assert_int_equal(kn_fixed_accumulate(one, x + (size_t)t * N, N, 1, N), SQ_OK);
     for (int t = TERMS - 1; t >= 0; t--)
-        assert_int_equal(kn_fixed_accumulate(t % 3 ? left : right, x + (size_t)t * N, N), SQ_OK);
+        assert_int_equal(kn_fixed_accumulate(t % 3 ? left : right, x + (size_t)t * N, N, 1, N), SQ_OK);
     for (int i = 0; i < 3 * N; i++)
         left[i] += right[i];
+    /* several arrays per call (here 5, 5, ..., 4, with a gap of 3 floats between arrays): the same lanes */
+    float *spaced = malloc(sizeof(float) * (N + 3) * TERMS);
+    int64_t *batched = calloc(3 * N, sizeof(int64_t));
+    for (int t = 0; t < TERMS; t++)
+        memcpy(spaced + (size_t)t * (N + 3), x + (size_t)t * N, sizeof(float) * N);
+    for (int t = 0; t < TERMS; t += 5)
+        assert_int_equal(kn_fixed_accumulate(batched, spaced + (size_t)t * (N + 3), N, TERMS - t < 5 ? TERMS - t : 5,
+                                             N + 3), SQ_OK);
+    assert_memory_equal(batched, one, sizeof(int64_t) * 3 * N);
+    assert_int_equal(kn_fixed_accumulate(batched, spaced, N, 0, N), SQ_ERR_ARG);
+    assert_int_equal(kn_fixed_accumulate(batched, spaced, N, 2, N - 1), SQ_ERR_ARG);
+    free(spaced), free(batched);
     assert_int_equal(kn_fixed_to_f32(a, one, 2.0 / TERMS, N), SQ_OK);
     assert_int_equal(kn_fixed_to_f32(b, left, 2.0 / TERMS, N), SQ_OK);
     assert_memory_equal(a, b, sizeof(float) * N);
@@ -139,10 +151,16 @@ static void test_fixed_sums_are_exact_and_order_free(void **state)
     /* beyond 2^47, or not finite: the entry is poisoned and reading it fails, naming it */
     x[5] = 1e15f;
     x[9] = NAN;
-    assert_int_equal(kn_fixed_accumulate(one, x, N), SQ_OK);
-    assert_int_equal(kn_fixed_accumulate(one, x + N, N), SQ_OK);
+    assert_int_equal(kn_fixed_accumulate(one, x, N, 1, N), SQ_OK);
+    assert_int_equal(kn_fixed_accumulate(one, x + N, N, 1, N), SQ_OK);
     assert_int_equal(kn_fixed_to_f32(a, one, 1.0, N), SQ_ERR_NUMERIC);
     assert_non_null(strstr(sq_last_error(), "sum entry 5"));
+    x[5] = 1.0f, x[9] = 1.0f; /* a bad addend in the second of three arrays of one call */
+    x[N + 4 + 7] = INFINITY;
+    memset(left, 0, sizeof(int64_t) * 3 * N);
+    assert_int_equal(kn_fixed_accumulate(left, x + 4, N, 3, N), SQ_OK);
+    assert_int_equal(kn_fixed_to_f32(a, left, 1.0, N), SQ_ERR_NUMERIC);
+    assert_non_null(strstr(sq_last_error(), "sum entry 7:")); /* only the second array's entry 7 is bad */
     free(x), free(a), free(b), free(one), free(left), free(right);
 }
 

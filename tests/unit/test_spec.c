@@ -217,7 +217,7 @@ static const bad_spec bad_specs[] = {
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"max_grad_norm\": -1}}]}",
      "steps[0].qlora.max_grad_norm: must be a non-negative number"},
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"format\": \"csv\"}}]}",
-     "steps[0].qlora.format: must be one of \"text\", \"jsonl\""},
+     "steps[0].qlora.format: must be one of \"text\", \"jsonl\", \"token_ids\""},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"seqlen\": 128}}]}", "steps[0].eval.data: required"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\", \"kv_cache_bits\": 16}}]}",
      "steps[0].eval.kv_cache_bits: must be one of 0 (off),2,3,4,8"},
