@@ -121,7 +121,7 @@ demo:
 	./shardq inspect build/demo/output | head -n 24
 
 # QLoRA demo: the real stories260K model (trained on children's stories) adapted to
-# WikiText-2 on the CPU backend (the training kernels have no CUDA version yet).
+# WikiText-2 on the CPU backend.
 # The model is tiny (hidden 64): one OpenMP thread is fastest, and immune to a busy machine.
 STORIES := ../shared/data/stories260K
 demo-qlora: export OMP_NUM_THREADS = 1

@@ -7,7 +7,8 @@
  * FLOP counts: GEMM 2mnk; Hessian (syrk) rows·cols·(cols+1); SPD inverse n³
  * (the textbook potrf n³/3 + potri 2n³/3, whatever the method); Cholesky n³/3; GPTQ pass: in-block updates rows·Σ ncols²
  * plus lazy updates 2·rows·block·Σ(n - block end); attention: 2·seq²·head_dim per GEMM per head and
- * sequence — 2 GEMMs forward, 5 backward — as executed (the GEMMs compute the masked half too). */
+ * sequence — 2 GEMMs forward, 5 backward — as executed (the GEMMs compute the masked half too);
+ * kn_linear_backward's dx 2·rows·in·out (its time includes the bf16 copies of dy and W). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -356,6 +357,46 @@ static void run_gptq(void *p)
     }
 }
 
+/* A 7B layer's widest linear (hidden 4096, intermediate 11008) over 2 x 4096 tokens. */
+typedef struct {
+    int rows, in, out;
+    float *W, *dy, *dx;
+    uint8_t *packed;
+    float *absmax;
+} training_ctx;
+
+static void run_linear_backward_dx(void *p)
+{
+    training_ctx *t = p;
+    CHECK(kn_linear_backward(t->dx, NULL, t->dy, NULL, t->W, t->rows, t->in, t->out, true));
+}
+
+static void run_dequantize_nf4(void *p)
+{
+    training_ctx *t = p;
+    CHECK(kn_dequantize_nf4(t->W, t->packed, t->absmax, (size_t)t->out * t->in));
+}
+
+static void training_rows(void)
+{
+    training_ctx t = {8192, 4096, 11008, NULL, NULL, NULL, NULL, NULL};
+    size_t nw = (size_t)t.out * t.in;
+    t.W = dev_random(nw, 0.1f);
+    t.dy = dev_random((size_t)t.rows * t.out, 1e-6f);
+    t.dx = dev_random((size_t)t.rows * t.in, 1e-6f);
+    CHECK(kn_alloc((void **)&t.packed, nw / 2));
+    CHECK(kn_zero(t.packed, nw / 2));
+    t.absmax = dev_random(nw / 64, 1.0f);
+    row("kn_linear_backward dx 8192x11008 -> 4096 (bf16)", time_ms(run_linear_backward_dx, NULL, &t, 10),
+        2.0 * t.rows * t.in * t.out);
+    row("kn_dequantize_nf4 11008x4096 (memory bound)", time_ms(run_dequantize_nf4, NULL, &t, 10), 0.0);
+    kn_free(t.W);
+    kn_free(t.dy);
+    kn_free(t.dx);
+    kn_free(t.packed);
+    kn_free(t.absmax);
+}
+
 int main(void)
 {
     sq_rng_seed(&rng, 1234);
@@ -420,6 +461,7 @@ int main(void)
     row("GPTQ pass 4096x4096, block 128, group 128", time_ms(run_gptq, restore_weight, &q, 5), in_block + lazy);
     q.lazy = 0;
     row("  of which kn_gptq_block alone (32 launches)", time_ms(run_gptq, restore_weight, &q, 5), in_block);
+    training_rows();
     printf("# %s\n", "done");
     kn_shutdown();
     return 0;

@@ -309,10 +309,6 @@ static sq_status check_steps_runnable(const sq_job_spec *spec)
 {
     for (int step = 0; step < spec->n_steps; step++) {
         sq_step_kind kind = spec->steps[step].kind;
-        if (kind == SQ_STEP_QLORA && strcmp(kn_backend_name(), "cpu"))
-            return sq_fail(SQ_ERR_UNSUPPORTED, "%s: steps[%d]: qlora runs on the CPU backend only so far (the %s "
-                           "backend has no training kernels yet; build with make CUDA=0)", spec->name, step,
-                           kn_backend_name());
         if (kind == SQ_STEP_QLORA && sq_uri_is_s3(spec->output_uri) && step + 1 < spec->n_steps)
             return sq_fail(SQ_ERR_UNSUPPORTED, "%s: steps[%d]: an eval step after qlora needs a local output_uri "
                            "(run shardq eval --adapter on the pulled adapter)", spec->name, step + 1);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
+#include "core/json_file.h"
 #include "store/manifest.h"
 
 static const char *const companion_files[SQ_COMPANION_FILES] = {
@@ -16,13 +17,7 @@ static const char *const companion_files[SQ_COMPANION_FILES] = {
 
 sq_status sq_checkpoint_write_json(const char *dir, const char *name, json_t *value)
 {
-    char *text = json_dumps(value, JSON_INDENT(2));
-    char *path = sq_path_join(dir, name);
-    sq_status st = text && path ? sq_write_file_atomic(path, text, strlen(text))
-                                : sq_fail(SQ_ERR_NOMEM, "cannot serialise %s", name);
-    free(text);
-    free(path);
-    return st;
+    return sq_write_json_file(dir, name, value, JSON_INDENT(2));
 }
 
 sq_status sq_checkpoint_load_config_json(const char *source_dir, json_t **config)

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "core/fileio.h"
+#include "core/json_file.h"
 #include "core/sha256.h"
 
 bool sq_manifest_valid_name(const char *s)
@@ -216,17 +217,14 @@ sq_status sq_manifest_parse(const void *text, size_t len, const char *origin, js
     return st;
 }
 
-char *sq_manifest_dump(json_t *manifest) { return json_dumps(manifest, JSON_INDENT(2) | JSON_SORT_KEYS); }
+/* Sorted keys: the same manifest is the same bytes, wherever it was built. */
+#define MANIFEST_JSON_FLAGS (JSON_INDENT(2) | JSON_SORT_KEYS)
+
+char *sq_manifest_dump(json_t *manifest) { return json_dumps(manifest, MANIFEST_JSON_FLAGS); }
 
 sq_status sq_manifest_write(const char *dir, json_t *manifest)
 {
-    char *text = sq_manifest_dump(manifest);
-    char *path = sq_path_join(dir, SQ_MANIFEST_FILE);
-    sq_status st = text && path ? sq_write_file_atomic(path, text, strlen(text))
-                                : sq_fail(SQ_ERR_NOMEM, "%s: cannot serialise the manifest", dir);
-    free(text);
-    free(path);
-    return st;
+    return sq_write_json_file(dir, SQ_MANIFEST_FILE, manifest, MANIFEST_JSON_FLAGS);
 }
 
 sq_status sq_manifest_load(const char *dir, json_t **manifest)

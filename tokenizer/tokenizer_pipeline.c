@@ -33,12 +33,24 @@ static sq_status grow(void **arr, size_t n, size_t size)
     return SQ_OK;
 }
 
-/* A "Sequence" stage: load each element of obj[key] with `load_one`, in order. */
+/* A stage loader: the normalizer, pre-tokenizer, decoder or post-processor at obj. */
 typedef sq_status (*stage_loader)(const sq_tk_loader *L, json_t *obj, const char *path);
 
-static sq_status load_sequence(const sq_tk_loader *L, json_t *obj, const char *path, const char *key,
-                               stage_loader load_one)
+/* How every stage loader starts. A missing or null stage is no stage, and a "Sequence"
+ * is loaded element by element (obj[key][i] with load_one, in order): both leave *type
+ * NULL, with nothing more to do. Otherwise *type is the stage's "type". */
+static sq_status begin_stage(const sq_tk_loader *L, json_t *obj, const char *path, const char *key,
+                             stage_loader load_one, const char **type)
 {
+    *type = NULL;
+    if (!obj || json_is_null(obj))
+        return SQ_OK;
+    const char *stage_type;
+    SQ_TRY(sq_tkj_type(L, obj, path, &stage_type));
+    if (strcmp(stage_type, "Sequence")) {
+        *type = stage_type;
+        return SQ_OK;
+    }
     char p[256];
     json_t *list = json_object_get(obj, key);
     if (!json_is_array(list)) {
@@ -58,13 +70,11 @@ static sq_status load_sequence(const sq_tk_loader *L, json_t *obj, const char *p
 sq_status sq_tk_load_normalizer(const sq_tk_loader *L, json_t *obj, const char *path)
 {
     sq_tokenizer *t = L->t;
-    if (!obj || json_is_null(obj))
-        return SQ_OK;
     const char *type;
-    SQ_TRY(sq_tkj_type(L, obj, path, &type));
+    SQ_TRY(begin_stage(L, obj, path, "normalizers", sq_tk_load_normalizer, &type));
+    if (!type)
+        return SQ_OK;
     char p[256];
-    if (!strcmp(type, "Sequence"))
-        return load_sequence(L, obj, path, "normalizers", sq_tk_load_normalizer);
     SQ_TRY(grow((void **)&t->norms, t->n_norms, sizeof *t->norms));
     sq_tk_norm *nm = &t->norms[t->n_norms++];
     const char *s;
@@ -147,13 +157,11 @@ static const char GPT2_PATTERN[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+|
 sq_status sq_tk_load_pre_tokenizer(const sq_tk_loader *L, json_t *obj, const char *path)
 {
     sq_tokenizer *t = L->t;
-    if (!obj || json_is_null(obj))
-        return SQ_OK;
     const char *type;
-    SQ_TRY(sq_tkj_type(L, obj, path, &type));
+    SQ_TRY(begin_stage(L, obj, path, "pretokenizers", sq_tk_load_pre_tokenizer, &type));
+    if (!type)
+        return SQ_OK;
     char p[256];
-    if (!strcmp(type, "Sequence"))
-        return load_sequence(L, obj, path, "pretokenizers", sq_tk_load_pre_tokenizer);
     SQ_TRY(grow((void **)&t->pres, t->n_pres, sizeof *t->pres));
     sq_tk_pre *pre = &t->pres[t->n_pres++];
     if (!strcmp(type, "ByteLevel")) {
@@ -203,14 +211,13 @@ sq_status sq_tk_load_pre_tokenizer(const sq_tk_loader *L, json_t *obj, const cha
 sq_status sq_tk_load_decoder(const sq_tk_loader *L, json_t *obj, const char *path)
 {
     sq_tokenizer *t = L->t;
-    if (!obj || json_is_null(obj))
-        return SQ_OK;
-    t->has_decoder = true;
+    if (obj && !json_is_null(obj))
+        t->has_decoder = true; /* an empty Sequence included */
     const char *type;
-    SQ_TRY(sq_tkj_type(L, obj, path, &type));
+    SQ_TRY(begin_stage(L, obj, path, "decoders", sq_tk_load_decoder, &type));
+    if (!type)
+        return SQ_OK;
     char p[256];
-    if (!strcmp(type, "Sequence"))
-        return load_sequence(L, obj, path, "decoders", sq_tk_load_decoder);
     SQ_TRY(grow((void **)&t->decs, t->n_decs, sizeof *t->decs));
     sq_tk_dec *d = &t->decs[t->n_decs++];
     const char *s;
@@ -323,13 +330,11 @@ static sq_status load_template(const sq_tk_loader *L, json_t *obj, const char *p
 
 sq_status sq_tk_load_post_processor(const sq_tk_loader *L, json_t *obj, const char *path)
 {
-    if (!obj || json_is_null(obj))
-        return SQ_OK;
     const char *type;
-    SQ_TRY(sq_tkj_type(L, obj, path, &type));
+    SQ_TRY(begin_stage(L, obj, path, "processors", sq_tk_load_post_processor, &type));
+    if (!type)
+        return SQ_OK;
     char p[256];
-    if (!strcmp(type, "Sequence"))
-        return load_sequence(L, obj, path, "processors", sq_tk_load_post_processor);
     if (!strcmp(type, "ByteLevel"))
         return SQ_OK; /* only adjusts offsets */
     if (!strcmp(type, "TemplateProcessing"))

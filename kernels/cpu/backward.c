@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/dropout_mask.h"
 #include "kernels/kernels.h"
 
 sq_status kn_rmsnorm_backward(float *dx, const float *dy, const float *x, const float *weight, int rows, int dim,
@@ -56,14 +57,6 @@ sq_status kn_linear_backward(float *dx, float *dweight, const float *dy, const f
     return SQ_OK;
 }
 
-static uint64_t splitmix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 sq_status kn_dropout(float *out, const float *x, size_t n, float p, uint64_t seed)
 {
     if (!(p >= 0.0f && p < 1.0f))
@@ -75,9 +68,7 @@ sq_status kn_dropout(float *out, const float *x, size_t n, float p, uint64_t see
     }
     const float keep_scale = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float u = (float)(splitmix64(seed + i) >> 40) * (1.0f / 16777216.0f);
-        out[i] = u >= p ? x[i] * keep_scale : 0.0f;
-    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = kn_dropout_keep(seed, i, p) ? x[i] * keep_scale : 0.0f;
     return SQ_OK;
 }

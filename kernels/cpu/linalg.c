@@ -101,15 +101,20 @@ sq_status kn_unpermute_columns(float *B, const float *A, const int32_t *perm, in
 
 /* Row-major A with uplo 'U' is what LAPACKE factors as the upper triangle in
  * row-major terms: A = Uᵀ U with U stored in the upper triangle. */
-sq_status kn_spd_inverse(float *A, int n)
+static sq_status factor_upper(float *A, int n, const char *who)
 {
     lapack_int info = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'U', n, A, n);
     if (info > 0)
-        return sq_fail(SQ_ERR_NUMERIC, "kn_spd_inverse: matrix %dx%d is not positive definite (pivot %d)", n, n,
-                       (int)info);
+        return sq_fail(SQ_ERR_NUMERIC, "%s: matrix %dx%d is not positive definite (pivot %d)", who, n, n, (int)info);
     if (info < 0)
-        return sq_fail(SQ_ERR_ARG, "kn_spd_inverse: spotrf argument %d invalid", (int)-info);
-    info = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'U', n, A, n);
+        return sq_fail(SQ_ERR_ARG, "%s: spotrf argument %d invalid", who, (int)-info);
+    return SQ_OK;
+}
+
+sq_status kn_spd_inverse(float *A, int n)
+{
+    SQ_TRY(factor_upper(A, n, "kn_spd_inverse"));
+    lapack_int info = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'U', n, A, n);
     if (info != 0)
         return sq_fail(SQ_ERR_NUMERIC, "kn_spd_inverse: spotri failed (info %d) on %dx%d", (int)info, n, n);
     mirror_upper_to_lower(A, n);
@@ -118,12 +123,7 @@ sq_status kn_spd_inverse(float *A, int n)
 
 sq_status kn_cholesky_upper(float *A, int n)
 {
-    lapack_int info = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'U', n, A, n);
-    if (info > 0)
-        return sq_fail(SQ_ERR_NUMERIC, "kn_cholesky_upper: matrix %dx%d is not positive definite (pivot %d)", n, n,
-                       (int)info);
-    if (info < 0)
-        return sq_fail(SQ_ERR_ARG, "kn_cholesky_upper: spotrf argument %d invalid", (int)-info);
+    SQ_TRY(factor_upper(A, n, "kn_cholesky_upper"));
     for (int i = 0; i < n; i++)
         memset(A + (size_t)i * n, 0, (size_t)i * sizeof(float));
     return SQ_OK;

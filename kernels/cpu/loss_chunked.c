@@ -44,6 +44,8 @@ sq_status kn_ce_chunk_forward(float *state, const float *logits, const int32_t *
 
 sq_status kn_ce_finish(float *nll, float *lse, const float *state, const int32_t *targets, int rows)
 {
+    if (rows < 0)
+        return sq_fail(SQ_ERR_ARG, "kn_ce_finish: rows %d", rows);
     for (int r = 0; r < rows; r++) {
         lse[r] = (float)(state[r] + log((double)state[rows + r]));
         nll[r] = targets[r] < 0 ? 0.0f : lse[r] - state[2 * rows + r];

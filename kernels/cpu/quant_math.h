@@ -1,8 +1,8 @@
 /* quant_math.h (CPU backend): the min/max grid and the round-to-nearest step
- * shared by quantize.c (RTN, GPTQ) and prune.c (SparseGPT's joint
- * quantization). The arithmetic follows the reference GPTQ / AutoGPTQ
- * quantizer in fp32, with torch.round's round-half-to-even (nearbyintf under
- * the default rounding mode); kernels/cuda/quant_math.cuh repeats it. */
+ * shared by quantize.c (RTN) and gptq.c (the GPTQ and SparseGPT walk). The
+ * arithmetic follows the reference GPTQ / AutoGPTQ quantizer in fp32, with
+ * torch.round's round-half-to-even (nearbyintf under the default rounding
+ * mode); kernels/cuda/quant_math.cuh repeats it. */
 #ifndef SQ_KERNELS_CPU_QUANT_MATH_H
 #define SQ_KERNELS_CPU_QUANT_MATH_H
 

@@ -1,10 +1,8 @@
-/* quantize.c (CPU backend): min/max quantization grids, round-to-nearest, and
- * the GPTQ inner block loop (with its optional sparsity mask), with the grid
- * arithmetic of quant_math.h. Every
- * output row is independent, so rows are spread over OpenMP threads. */
+/* quantize.c (CPU backend): min/max quantization grids, round-to-nearest and
+ * dequantization, with the grid arithmetic of quant_math.h (the GPTQ block walk
+ * is gptq.c). Every output row is independent, so rows are spread over OpenMP
+ * threads. */
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "kernels/cpu/quant_math.h"
 #include "kernels/kernels.h"
@@ -71,60 +69,4 @@ sq_status kn_dequantize(float *W, const uint8_t *codes, const float *scale, cons
         }
     }
     return SQ_OK;
-}
-
-sq_status kn_gptq_block(float *W, uint8_t *codes, float *Err, const float *Hinv, float *scale, float *zero, int ldg,
-                        const int32_t *group_of_column, bool compute_groups, int group_size, int rows, int n,
-                        int col0, int ncols, int bits, bool sym, const uint8_t *masked)
-{
-    SQ_TRY(check_bits(bits, "kn_gptq_block"));
-    if (ncols <= 0 || col0 < 0 || col0 + ncols > n)
-        return sq_fail(SQ_ERR_ARG, "kn_gptq_block: block [%d, %d) outside %d columns", col0, col0 + ncols, n);
-    for (int j = col0; j < col0 + ncols; j++)
-        if (group_of_column[j] < 0 || group_of_column[j] >= ldg)
-            return sq_fail(SQ_ERR_ARG, "kn_gptq_block: column %d has group %d outside [0, %d)", j,
-                           group_of_column[j], ldg);
-    bool groups_here = compute_groups && group_size > 0;
-    /* Widest group window starting inside this block, clipped to n. */
-    int window = groups_here ? group_size : 0;
-    float maxq = (float)((1 << bits) - 1);
-    int end = col0 + ncols;
-    sq_status st = SQ_OK;
-#pragma omp parallel
-    {
-        /* One row's columns [col0, col0 + ncols + window) as they were when the block started. */
-        float *start = malloc(((size_t)ncols + window) * sizeof(float));
-        if (!start) {
-#pragma omp critical
-            st = sq_fail(SQ_ERR_NOMEM, "kn_gptq_block: cannot allocate a row buffer");
-        }
-#pragma omp for
-        for (int r = 0; r < rows; r++) {
-            if (!start)
-                continue;
-            float *w = W + (size_t)r * n;
-            int copied = ncols + window;
-            if (col0 + copied > n)
-                copied = n - col0;
-            memcpy(start, w + col0, (size_t)copied * sizeof(float));
-            for (int j = col0; j < end; j++) {
-                if (groups_here && j % group_size == 0) {
-                    int width = j + group_size <= n ? group_size : n - j;
-                    size_t gi = (size_t)r * ldg + group_of_column[j];
-                    grid_of_row(start + (j - col0), width, maxq, sym, &scale[gi], &zero[gi]);
-                }
-                size_t gi = (size_t)r * ldg + group_of_column[j];
-                float kept = masked && masked[(size_t)r * n + j] ? 0.0f : w[j];
-                float q = quantize_value(kept, scale[gi], zero[gi], maxq, &codes[(size_t)r * n + j]);
-                const float *h = Hinv + (size_t)j * n;
-                float err = (w[j] - q) / h[j];
-                for (int k = j + 1; k < end; k++)
-                    w[k] -= err * h[k];
-                Err[(size_t)r * ncols + (j - col0)] = err;
-                w[j] = q;
-            }
-        }
-        free(start);
-    }
-    return st;
 }

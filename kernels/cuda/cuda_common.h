@@ -34,8 +34,10 @@ sq_status kn_cuda_indices_init(void);
 void kn_cuda_indices_shutdown(void);
 
 /* An fp16 copy of x[0..n) in scratch slot `slot` (0 or 1), valid until the next call for that
- * slot; *out points to it (__half). The slots are freed by kn_cuda_half_shutdown. */
+ * slot; *out points to it (__half). kn_cuda_to_bf16: the same in bf16 (__nv_bfloat16), in
+ * slots of its own. All the slots are freed by kn_cuda_half_shutdown (half.cu). */
 sq_status kn_cuda_to_half(const float *x, size_t n, int slot, const void **out);
+sq_status kn_cuda_to_bf16(const float *x, size_t n, int slot, const void **out);
 void kn_cuda_half_shutdown(void);
 
 /* Row-major n×n A: copy the upper triangle onto the lower one (A[r][c] := A[c][r] for r > c). */

@@ -8,7 +8,11 @@
  * DESIGN keeps in fp32). kn_linear is the forward pass's layer product, where
  * DESIGN allows reduced-precision inputs with fp32 accumulation, so it runs on
  * the tensor cores on fp16 copies of x and the weight (11 significant bits, as
- * TF32 has, at twice TF32's rate; half.cu), accumulating and writing fp32. */
+ * TF32 has, at twice TF32's rate; half.cu), accumulating and writing fp32.
+ * kn_linear_backward's input gradient dx = dy W runs there too, on bf16 copies
+ * (loss gradients are far below fp16's smallest normal; bf16 has fp32's range),
+ * fp32 accumulation and output; its weight gradient dW += dyᵀ x (only LoRA
+ * factors train, so W is small) is plain fp32 through kn_gemm. */
 #include "kernels/cuda/cuda_common.h"
 
 extern "C" sq_status kn_gemm(bool transpose_a, bool transpose_b, int m, int n, int k, float alpha, const float *A,
@@ -51,5 +55,30 @@ extern "C" sq_status kn_linear(float *out, const float *x, const float *weight, 
         add_bias_rows<<<kn_cuda_blocks(total, 256), 256>>>(out, bias, rows, out_features);
         CUDA_CHECK_LAUNCH();
     }
+    return SQ_OK;
+}
+
+extern "C" sq_status kn_linear_backward(float *dx, float *dweight, const float *dy, const float *x,
+                                        const float *weight, int rows, int in_features, int out_features,
+                                        bool accumulate_dx)
+{
+    if (rows < 0 || in_features < 0 || out_features < 0)
+        return sq_fail(SQ_ERR_ARG, "kn_linear_backward: negative dimension (rows=%d in=%d out=%d)", rows,
+                       in_features, out_features);
+    /* forward: y[rows,out] = x[rows,in] Wᵀ[in,out] */
+    if (dx && rows > 0 && in_features > 0) { /* dx[rows,in] (+)= dy[rows,out] W[out,in] */
+        if (out_features == 0) /* an empty sum: dx = 0, or unchanged */
+            return accumulate_dx ? SQ_OK : kn_zero(dx, (size_t)rows * in_features * sizeof(float)); /* dW is empty */
+        const float one = 1.0f, beta = accumulate_dx ? 1.0f : 0.0f;
+        const void *dy16, *w16;
+        SQ_TRY(kn_cuda_to_bf16(dy, (size_t)rows * out_features, 0, &dy16));
+        SQ_TRY(kn_cuda_to_bf16(weight, (size_t)out_features * in_features, 1, &w16));
+        CUBLAS_CHECK(cublasGemmEx(kn_cuda_blas(), CUBLAS_OP_N, CUBLAS_OP_N, in_features, rows, out_features, &one,
+                                  w16, CUDA_R_16BF, in_features, dy16, CUDA_R_16BF, out_features, &beta, dx,
+                                  CUDA_R_32F, in_features, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+    if (dweight) /* dW[out,in] += dyᵀ[out,rows] x[rows,in] */
+        SQ_TRY(kn_gemm(true, false, out_features, in_features, rows, 1.0f, dy, out_features, x, in_features, 1.0f,
+                       dweight, in_features));
     return SQ_OK;
 }

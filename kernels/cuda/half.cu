@@ -1,59 +1,93 @@
-/* half.cu (CUDA backend): fp16 copies of fp32 operands for the tensor cores. The
- * forward's linears and the Hessians' Xᵀ X take fp16 inputs with fp32 accumulation:
- * fp16 keeps 11 significant bits, as TF32 does, so the products are exact in fp32 and
- * the results as accurate as the TF32 ones, at the tensor cores' 16-bit rate (about
- * twice TF32's). The range is fp16's: a magnitude above 65504 becomes inf and shows
- * in the output. The copies live in two scratch slots, grown as needed and kept until
- * kn_shutdown; every use is on the one stream, so a slot is free again once the call
- * that filled it has been queued. */
+/* half.cu (CUDA backend): 16-bit copies of fp32 operands for the tensor cores.
+ *
+ * fp16 (kn_cuda_to_half): the forward's linears and the Hessians' Xᵀ X take fp16
+ * inputs with fp32 accumulation: fp16 keeps 11 significant bits, as TF32 does, so
+ * the products are exact in fp32 and the results as accurate as the TF32 ones, at
+ * the tensor cores' 16-bit rate (about twice TF32's). The range is fp16's: a
+ * magnitude above 65504 becomes inf, one below about 6e-8 becomes 0.
+ *
+ * bf16 (kn_cuda_to_bf16): the backward's input gradients (dx = dy W). Loss
+ * gradients are tiny (1e-8 and below is common), where fp16 flushes to zero;
+ * bf16 keeps fp32's exponent range with 8 significant bits.
+ *
+ * The copies live in scratch slots per format, grown as needed and kept until
+ * kn_shutdown; every use is on the one stream, so a slot is free again once the
+ * call that filled it has been queued. */
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "kernels/cuda/cuda_common.h"
 
 #define SLOTS 2
 
-static __half *slot_data[SLOTS];
-static size_t slot_capacity[SLOTS];
+/* One format's scratch slots. */
+struct scratch_slots {
+    void *data[SLOTS];
+    size_t capacity[SLOTS]; /* elements */
+};
+
+static struct scratch_slots half_slots, bf16_slots;
+
+__device__ __half to_16bit(float x, __half) { return __float2half_rn(x); }
+__device__ __nv_bfloat16 to_16bit(float x, __nv_bfloat16) { return __float2bfloat16_rn(x); }
 
 /* Four floats per thread through one 16-byte load where the pointer allows it. */
-__global__ void to_half_kernel(__half *out, const float *in, size_t n)
+template <typename T> __global__ void to_16bit_kernel(T *out, const float *in, size_t n)
 {
     size_t quads = ((uintptr_t)in % 16 == 0) ? n / 4 : 0;
     GRID_STRIDE(q, quads)
     {
         float4 v = reinterpret_cast<const float4 *>(in)[q];
-        out[4 * q] = __float2half_rn(v.x);
-        out[4 * q + 1] = __float2half_rn(v.y);
-        out[4 * q + 2] = __float2half_rn(v.z);
-        out[4 * q + 3] = __float2half_rn(v.w);
+        out[4 * q] = to_16bit(v.x, T());
+        out[4 * q + 1] = to_16bit(v.y, T());
+        out[4 * q + 2] = to_16bit(v.z, T());
+        out[4 * q + 3] = to_16bit(v.w, T());
     }
-    GRID_STRIDE(i, n - 4 * quads) out[4 * quads + i] = __float2half_rn(in[4 * quads + i]);
+    GRID_STRIDE(i, n - 4 * quads) out[4 * quads + i] = to_16bit(in[4 * quads + i], T());
+}
+
+template <typename T>
+static sq_status to_16bit_copy(struct scratch_slots *slots, const char *who, const float *x, size_t n, int slot,
+                               const void **out)
+{
+    if (slot < 0 || slot >= SLOTS)
+        return sq_fail(SQ_ERR_ARG, "%s: no scratch slot %d", who, slot);
+    if (n > slots->capacity[slot]) {
+        cudaFree(slots->data[slot]); /* waits for the queued work that reads it */
+        slots->data[slot] = NULL;
+        slots->capacity[slot] = 0;
+        CUDA_CHECK(cudaMalloc(&slots->data[slot], n * sizeof(T)));
+        slots->capacity[slot] = n;
+    }
+    if (n > 0) {
+        to_16bit_kernel<T><<<kn_cuda_blocks((n + 3) / 4, 256), 256>>>((T *)slots->data[slot], x, n);
+        CUDA_CHECK_LAUNCH();
+    }
+    *out = slots->data[slot];
+    return SQ_OK;
 }
 
 extern "C" sq_status kn_cuda_to_half(const float *x, size_t n, int slot, const void **out)
 {
-    if (slot < 0 || slot >= SLOTS)
-        return sq_fail(SQ_ERR_ARG, "kn_cuda_to_half: no scratch slot %d", slot);
-    if (n > slot_capacity[slot]) {
-        cudaFree(slot_data[slot]); /* waits for the queued work that reads it */
-        slot_data[slot] = NULL;
-        slot_capacity[slot] = 0;
-        CUDA_CHECK(cudaMalloc((void **)&slot_data[slot], n * sizeof(__half)));
-        slot_capacity[slot] = n;
+    return to_16bit_copy<__half>(&half_slots, "kn_cuda_to_half", x, n, slot, out);
+}
+
+extern "C" sq_status kn_cuda_to_bf16(const float *x, size_t n, int slot, const void **out)
+{
+    return to_16bit_copy<__nv_bfloat16>(&bf16_slots, "kn_cuda_to_bf16", x, n, slot, out);
+}
+
+static void free_slots(struct scratch_slots *slots)
+{
+    for (int s = 0; s < SLOTS; s++) {
+        cudaFree(slots->data[s]);
+        slots->data[s] = NULL;
+        slots->capacity[s] = 0;
     }
-    if (n > 0) {
-        to_half_kernel<<<kn_cuda_blocks((n + 3) / 4, 256), 256>>>(slot_data[slot], x, n);
-        CUDA_CHECK_LAUNCH();
-    }
-    *out = slot_data[slot];
-    return SQ_OK;
 }
 
 extern "C" void kn_cuda_half_shutdown(void)
 {
-    for (int s = 0; s < SLOTS; s++) {
-        cudaFree(slot_data[s]);
-        slot_data[s] = NULL;
-        slot_capacity[s] = 0;
-    }
+    free_slots(&half_slots);
+    free_slots(&bf16_slots);
 }

@@ -21,7 +21,16 @@
  *   GPTQ pass:  codes may differ where the lazy-update GEMMs round differently and a
  *               value lands on a rounding tie: at most 1% of codes, W within 1e-2.
  *   pruning:    kn_prune_lowest and kn_sparsegpt_block exact (same masks, ties included);
- *               a SparseGPT pass, like the GPTQ pass, at most 1% of mask entries, W 1e-2. */
+ *               a SparseGPT pass, like the GPTQ pass, at most 1% of mask entries, W 1e-2.
+ *   training:   exact: kn_dropout (the same mask, kernels/dropout_mask.h), kn_scale,
+ *               kn_dequantize_nf4 and kn_dequantize_blockwise8 (the same float products);
+ *               1e-6: kn_rope_backward (cos/sin of the device's libm), kn_adamw (the CPU's
+ *               float operations in its order, no fused multiply-add: exact expected);
+ *               1e-5: kn_rmsnorm_backward, kn_swiglu_backward (expf), the chunked
+ *               cross-entropy (block sums in another order), kn_linear_backward's dweight
+ *               (fp32 GEMM); 1e-2: its dx (bf16 copies of dy and W on the tensor cores);
+ *               1e-9: kn_sum_squares (double sums in another, but fixed, order: the same
+ *               bits on a second run is checked too). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -766,85 +775,125 @@ typedef struct {
 static const block_geometry block_cases[] = {{32, 64, 72}, {48, 144, 56}};
 #define N_BLOCK_CASES ((int)(sizeof block_cases / sizeof block_cases[0]))
 
-/* One block with identical inputs: the GPU kernel must reproduce the CPU exactly.
+/* One block call's inputs and outputs on both backends: W [100, 200] random (with
+ * `zero_half`, about half of it set to +0 or -0), Hinv, the geometry's group_of_column,
+ * random grids (a group starts at col0, so every grid the block uses is computed in it),
+ * codes 0xff on the host and Err and codes poisoned on the device. */
+typedef struct {
+    int rows, n, col0, ncols, group, ldg;
+    size_t ng;
+    int32_t group_of_column[200];
+    float *Hinv, *W, *scale, *zero, *Err;
+    uint8_t *codes;
+    float *dHinv, *dW, *dscale, *dzero, *dErr;
+    int32_t *dgroups;
+    uint8_t *dcodes;
+} block_fixture;
+
+static void block_fixture_init(block_fixture *f, block_geometry geo, bool zero_half)
+{
+    f->rows = 100, f->n = 200, f->col0 = geo.col0, f->ncols = geo.ncols, f->group = geo.group;
+    f->ldg = (f->n + f->group - 1) / f->group;
+    f->ng = (size_t)f->rows * f->ldg;
+    size_t size = (size_t)f->rows * f->n;
+    f->Hinv = host_hinv(f->n);
+    f->dHinv = dev_from(f->Hinv, (size_t)f->n * f->n * 4);
+    for (int c = 0; c < f->n; c++)
+        f->group_of_column[c] = c / f->group;
+    f->dgroups = dev_from(f->group_of_column, sizeof f->group_of_column);
+    f->W = host_random(size, 0.1f);
+    if (zero_half)
+        for (size_t i = 0; i < size; i++)
+            if (sq_rng_below(&rng, 2))
+                f->W[i] = i % 3 ? 0.0f : -0.0f;
+    f->scale = host_random(f->ng, 1.0f);
+    f->zero = host_random(f->ng, 1.0f);
+    f->codes = malloc(size);
+    memset(f->codes, 0xff, size);
+    f->Err = malloc((size_t)f->rows * f->ncols * 4);
+    f->dW = dev_from(f->W, size * 4);
+    f->dscale = dev_from(f->scale, f->ng * 4);
+    f->dzero = dev_from(f->zero, f->ng * 4);
+    f->dErr = dev_poisoned((size_t)f->rows * f->ncols * 4);
+    f->dcodes = dev_poisoned(size);
+}
+
+/* The block's results on the two backends must be identical: W and Err, and with
+ * `quantized` the grids and codes (codes outside the block stay as the CPU left them,
+ * 0xff, like the poison). */
+static void block_fixture_compare(const block_fixture *f, const char *kernel, const char *how, bool quantized)
+{
+    char what[256];
+    snprintf(what, sizeof what, "%s W (%s)", kernel, how);
+    compare(what, f->dW, f->W, (size_t)f->rows * f->n, 0.0);
+    snprintf(what, sizeof what, "%s Err (%s)", kernel, how);
+    compare(what, f->dErr, f->Err, (size_t)f->rows * f->ncols, 0.0);
+    if (!quantized)
+        return;
+    snprintf(what, sizeof what, "%s scale (%s)", kernel, how);
+    compare(what, f->dscale, f->scale, f->ng, 0.0);
+    snprintf(what, sizeof what, "%s zero (%s)", kernel, how);
+    compare(what, f->dzero, f->zero, f->ng, 0.0);
+    snprintf(what, sizeof what, "%s codes (%s)", kernel, how);
+    compare_codes(what, f->dcodes, f->codes, (size_t)f->rows * f->n, 0.0);
+}
+
+static void block_fixture_free(block_fixture *f)
+{
+    kn_free(f->dW);
+    kn_free(f->dscale);
+    kn_free(f->dzero);
+    kn_free(f->dErr);
+    kn_free(f->dcodes);
+    kn_free(f->dHinv);
+    kn_free(f->dgroups);
+    free(f->W);
+    free(f->scale);
+    free(f->zero);
+    free(f->codes);
+    free(f->Err);
+    free(f->Hinv);
+}
+
+/* One GPTQ block with identical inputs: the GPU kernel must reproduce the CPU exactly.
  * `masked`: half of W zeroed at random, the mask taken by each backend's kn_mark_zeros
  * (compared too) and kept by the block. */
 static void gptq_block_case(block_geometry geo, bool sym, bool masked)
 {
-    const int rows = 100, n = 200, col0 = geo.col0, ncols = geo.ncols, group = geo.group, bits = 4;
-    const int ldg = (n + group - 1) / group;
-    char how[64];
+    const int bits = 4;
+    block_fixture f;
+    block_fixture_init(&f, geo, masked);
+    const size_t size = (size_t)f.rows * f.n;
+    char how[96];
     snprintf(how, sizeof how, "%s%s, groups of %d, block [%d, %d)", sym ? "sym" : "asym", masked ? ", masked" : "",
-             group, col0, col0 + ncols);
-    float *Hinv = host_hinv(n);
-    float *dHinv = dev_from(Hinv, (size_t)n * n * 4);
-    int32_t group_of_column[200];
-    for (int c = 0; c < n; c++)
-        group_of_column[c] = c / group;
-    int32_t *dgroups = dev_from(group_of_column, sizeof group_of_column);
-    float *W = host_random((size_t)rows * n, 0.1f);
-    if (masked)
-        for (size_t i = 0; i < (size_t)rows * n; i++)
-            if (sq_rng_below(&rng, 2))
-                W[i] = i % 3 ? 0.0f : -0.0f;
-    size_t ng = (size_t)rows * ldg;
-    float *scale = host_random(ng, 1.0f), *zero = host_random(ng, 1.0f);
-    /* A group starts at col0, so the grids this block uses are all computed here. */
-    uint8_t *codes = malloc((size_t)rows * n), *mask = NULL, *dmask = NULL;
-    memset(codes, 0xff, (size_t)rows * n);
-    float *Err = malloc((size_t)rows * ncols * 4);
-    float *dW = dev_from(W, (size_t)rows * n * 4), *dscale = dev_from(scale, ng * 4);
-    float *dzero = dev_from(zero, ng * 4), *dErr = dev_poisoned((size_t)rows * ncols * 4);
-    uint8_t *dcodes = dev_poisoned((size_t)rows * n);
-    char what[160];
+             f.group, f.col0, f.col0 + f.ncols);
+    uint8_t *mask = NULL, *dmask = NULL;
     if (masked) {
-        mask = malloc((size_t)rows * n);
-        dmask = dev_poisoned((size_t)rows * n);
-        CALL(kn_mark_zeros(dmask, dW, (size_t)rows * n));
-        CALL(kn_cpu_mark_zeros(mask, W, (size_t)rows * n));
-        compare_codes("kn_mark_zeros", dmask, mask, (size_t)rows * n, 0.0);
+        mask = malloc(size);
+        dmask = dev_poisoned(size);
+        CALL(kn_mark_zeros(dmask, f.dW, size));
+        CALL(kn_cpu_mark_zeros(mask, f.W, size));
+        compare_codes("kn_mark_zeros", dmask, mask, size, 0.0);
     }
-    CALL(kn_gptq_block(dW, dcodes, dErr, dHinv, dscale, dzero, ldg, dgroups, true, group, rows, n, col0, ncols,
-                       bits, sym, dmask));
-    CALL(kn_cpu_gptq_block(W, codes, Err, Hinv, scale, zero, ldg, group_of_column, true, group, rows, n, col0,
-                           ncols, bits, sym, mask));
-    snprintf(what, sizeof what, "kn_gptq_block W (%s, groups computed)", how);
-    compare(what, dW, W, (size_t)rows * n, 0.0);
-    snprintf(what, sizeof what, "kn_gptq_block Err (%s)", how);
-    compare(what, dErr, Err, (size_t)rows * ncols, 0.0);
-    snprintf(what, sizeof what, "kn_gptq_block scale (%s)", how);
-    compare(what, dscale, scale, ng, 0.0);
-    snprintf(what, sizeof what, "kn_gptq_block zero (%s)", how);
-    compare(what, dzero, zero, ng, 0.0);
-    /* Codes outside the block stay as the CPU left them (0xff, like the poison). */
-    snprintf(what, sizeof what, "kn_gptq_block codes (%s)", how);
-    compare_codes(what, dcodes, codes, (size_t)rows * n, 0.0);
+    CALL(kn_gptq_block(f.dW, f.dcodes, f.dErr, f.dHinv, f.dscale, f.dzero, f.ldg, f.dgroups, true, f.group, f.rows,
+                       f.n, f.col0, f.ncols, bits, sym, dmask));
+    CALL(kn_cpu_gptq_block(f.W, f.codes, f.Err, f.Hinv, f.scale, f.zero, f.ldg, f.group_of_column, true, f.group,
+                           f.rows, f.n, f.col0, f.ncols, bits, sym, mask));
+    block_fixture_compare(&f, "kn_gptq_block", how, true);
     if (masked) {
         /* The reference itself: every masked entry of the block at its zero point, 0 in W. */
         size_t off_grid = 0;
-        for (int r = 0; r < rows; r++)
-            for (int j = col0; j < col0 + ncols; j++) {
-                size_t k = (size_t)r * n + j;
+        for (int r = 0; r < f.rows; r++)
+            for (int j = f.col0; j < f.col0 + f.ncols; j++) {
+                size_t k = (size_t)r * f.n + j;
                 if (mask[k])
-                    off_grid += codes[k] != zero[(size_t)r * ldg + group_of_column[j]] || W[k] != 0.0f;
+                    off_grid += f.codes[k] != f.zero[(size_t)r * f.ldg + f.group_of_column[j]] || f.W[k] != 0.0f;
             }
         report(off_grid == 0, "kn_gptq_block (%s): masked entries at the zero point (%zu are not)", how, off_grid);
     }
-    kn_free(dW);
-    kn_free(dscale);
-    kn_free(dzero);
-    kn_free(dErr);
-    kn_free(dcodes);
     kn_free(dmask);
-    kn_free(dHinv);
-    kn_free(dgroups);
-    free(W);
-    free(scale);
-    free(zero);
-    free(codes);
     free(mask);
-    free(Err);
-    free(Hinv);
+    block_fixture_free(&f);
 }
 
 static void test_gptq_block(void)
@@ -853,6 +902,20 @@ static void test_gptq_block(void)
         for (int sym = 0; sym < 2; sym++)
             for (int masked = 0; masked < 2; masked++)
                 gptq_block_case(block_cases[k], sym, masked);
+}
+
+/* The lazy update after the block [col0, col0 + block) of a whole pass, on each backend
+ * with its own kn_gemm: W[:, end:] -= Err · Hinv[block, end:]. */
+static sq_status lazy_update(float *dW, float *W, const float *dErr, const float *Err, const float *dHinv,
+                             const float *Hinv, int rows, int n, int col0, int block)
+{
+    int end = col0 + block;
+    if (end >= n)
+        return SQ_OK;
+    SQ_TRY(kn_gemm(false, false, rows, n - end, block, -1.0f, dErr, block, dHinv + (size_t)col0 * n + end, n, 1.0f,
+                   dW + end, n));
+    return kn_cpu_gemm(false, false, rows, n - end, block, -1.0f, Err, block, Hinv + (size_t)col0 * n + end, n, 1.0f,
+                       W + end, n);
 }
 
 /* A whole GPTQ solve on each backend: blocks of 64 with the lazy update through each
@@ -870,17 +933,11 @@ static void test_gptq_pass(void)
     uint8_t *codes = malloc((size_t)rows * n), *dcodes = dev_poisoned((size_t)rows * n);
     float *Err = malloc((size_t)rows * block * 4), *dErr = dev_poisoned((size_t)rows * block * 4);
     for (int col0 = 0; col0 < n; col0 += block) {
-        int end = col0 + block;
         CALL(kn_gptq_block(dW, dcodes, dErr, dHinv, dscale, dzero, 1, dgroups, false, -1, rows, n, col0, block, bits,
                            false, NULL));
         CALL(kn_cpu_gptq_block(W, codes, Err, Hinv, scale, zero, 1, group_of_column, false, -1, rows, n, col0, block,
                                bits, false, NULL));
-        if (end < n) {
-            CALL(kn_gemm(false, false, rows, n - end, block, -1.0f, dErr, block, dHinv + (size_t)col0 * n + end, n,
-                         1.0f, dW + end, n));
-            CALL(kn_cpu_gemm(false, false, rows, n - end, block, -1.0f, Err, block, Hinv + (size_t)col0 * n + end, n,
-                             1.0f, W + end, n));
-        }
+        CALL(lazy_update(dW, W, dErr, Err, dHinv, Hinv, rows, n, col0, block));
     }
     compare_codes("GPTQ pass 128x256, blocks of 64: codes", dcodes, codes, (size_t)rows * n, 1e-2);
     compare("GPTQ pass 128x256, blocks of 64: quantized W", dW, W, (size_t)rows * n, 1e-2);
@@ -946,57 +1003,19 @@ static void test_prune_lowest(void)
  * whole block (unstructured). */
 static void sparsegpt_block_case(block_geometry geo, int bits, bool sym, int prune_group, int prune_count)
 {
-    const int rows = 100, n = 200, col0 = geo.col0, ncols = geo.ncols, group = geo.group;
-    const int ldg = (n + group - 1) / group;
+    block_fixture f;
+    block_fixture_init(&f, geo, false);
     if (prune_group == 0)
-        prune_group = ncols;
-    float *Hinv = host_hinv(n);
-    float *dHinv = dev_from(Hinv, (size_t)n * n * 4);
-    int32_t group_of_column[200];
-    for (int c = 0; c < n; c++)
-        group_of_column[c] = c / group;
-    int32_t *dgroups = dev_from(group_of_column, sizeof group_of_column);
-    float *W = host_random((size_t)rows * n, 0.1f);
-    size_t ng = (size_t)rows * ldg;
-    float *scale = host_random(ng, 1.0f), *zero = host_random(ng, 1.0f);
-    uint8_t *codes = malloc((size_t)rows * n);
-    memset(codes, 0xff, (size_t)rows * n);
-    float *Err = malloc((size_t)rows * ncols * 4);
-    float *dW = dev_from(W, (size_t)rows * n * 4), *dscale = dev_from(scale, ng * 4);
-    float *dzero = dev_from(zero, ng * 4), *dErr = dev_poisoned((size_t)rows * ncols * 4);
-    uint8_t *dcodes = dev_poisoned((size_t)rows * n);
-    CALL(kn_sparsegpt_block(dW, dcodes, dErr, dHinv, dscale, dzero, ldg, dgroups, true, group, rows, n, col0, ncols,
-                            bits, sym, prune_group, prune_count));
-    CALL(kn_cpu_sparsegpt_block(W, codes, Err, Hinv, scale, zero, ldg, group_of_column, true, group, rows, n, col0,
-                                ncols, bits, sym, prune_group, prune_count));
-    char what[192], how[96];
-    snprintf(how, sizeof how, "%s, groups of %d, block [%d, %d)", bits == 0 ? "unquantized" : sym ? "4-bit sym"
-             : "4-bit asym", group, col0, col0 + ncols);
-    snprintf(what, sizeof what, "kn_sparsegpt_block W (%s, %d of every %d)", how, prune_count, prune_group);
-    compare(what, dW, W, (size_t)rows * n, 0.0);
-    snprintf(what, sizeof what, "kn_sparsegpt_block Err (%s, %d of every %d)", how, prune_count, prune_group);
-    compare(what, dErr, Err, (size_t)rows * ncols, 0.0);
-    if (bits > 0) {
-        snprintf(what, sizeof what, "kn_sparsegpt_block scale (%s)", how);
-        compare(what, dscale, scale, ng, 0.0);
-        snprintf(what, sizeof what, "kn_sparsegpt_block zero (%s)", how);
-        compare(what, dzero, zero, ng, 0.0);
-        snprintf(what, sizeof what, "kn_sparsegpt_block codes (%s)", how);
-        compare_codes(what, dcodes, codes, (size_t)rows * n, 0.0);
-    }
-    kn_free(dW);
-    kn_free(dscale);
-    kn_free(dzero);
-    kn_free(dErr);
-    kn_free(dcodes);
-    kn_free(dHinv);
-    kn_free(dgroups);
-    free(W);
-    free(scale);
-    free(zero);
-    free(codes);
-    free(Err);
-    free(Hinv);
+        prune_group = f.ncols;
+    CALL(kn_sparsegpt_block(f.dW, f.dcodes, f.dErr, f.dHinv, f.dscale, f.dzero, f.ldg, f.dgroups, true, f.group,
+                            f.rows, f.n, f.col0, f.ncols, bits, sym, prune_group, prune_count));
+    CALL(kn_cpu_sparsegpt_block(f.W, f.codes, f.Err, f.Hinv, f.scale, f.zero, f.ldg, f.group_of_column, true,
+                                f.group, f.rows, f.n, f.col0, f.ncols, bits, sym, prune_group, prune_count));
+    char how[128];
+    snprintf(how, sizeof how, "%s, groups of %d, block [%d, %d), %d of every %d", bits == 0 ? "unquantized"
+             : sym ? "4-bit sym" : "4-bit asym", f.group, f.col0, f.col0 + f.ncols, prune_count, prune_group);
+    block_fixture_compare(&f, "kn_sparsegpt_block", how, bits > 0);
+    block_fixture_free(&f);
 }
 
 static void test_sparsegpt_block(void)
@@ -1019,17 +1038,11 @@ static void test_sparsegpt_pass(void)
     float *dHinv = dev_from(Hinv, (size_t)n * n * 4), *dW = dev_from(W, (size_t)rows * n * 4);
     float *Err = malloc((size_t)rows * block * 4), *dErr = dev_poisoned((size_t)rows * block * 4);
     for (int col0 = 0; col0 < n; col0 += block) {
-        int end = col0 + block;
         CALL(kn_sparsegpt_block(dW, NULL, dErr, dHinv, NULL, NULL, 1, NULL, false, -1, rows, n, col0, block, 0,
                                 false, block, block / 2));
         CALL(kn_cpu_sparsegpt_block(W, NULL, Err, Hinv, NULL, NULL, 1, NULL, false, -1, rows, n, col0, block, 0,
                                     false, block, block / 2));
-        if (end < n) {
-            CALL(kn_gemm(false, false, rows, n - end, block, -1.0f, dErr, block, dHinv + (size_t)col0 * n + end, n,
-                         1.0f, dW + end, n));
-            CALL(kn_cpu_gemm(false, false, rows, n - end, block, -1.0f, Err, block, Hinv + (size_t)col0 * n + end, n,
-                             1.0f, W + end, n));
-        }
+        CALL(lazy_update(dW, W, dErr, Err, dHinv, Hinv, rows, n, col0, block));
     }
     float *gpu = downloaded(dW, (size_t)rows * n);
     size_t differ = 0, gpu_zeros = 0;
@@ -1098,6 +1111,313 @@ static void test_fixed_accumulate(void)
     free(reversed);
 }
 
+/* ---- training: backward passes, chunked loss, optimizer ------------------ */
+
+static void test_rmsnorm_backward(void)
+{
+    const int rows = 300, dim = 512;
+    size_t n = (size_t)rows * dim;
+    float *x = host_random(n, 2.0f), *w = host_random(dim, 1.0f), *dy = host_random(n, 1.0f);
+    float *dx = host_random(n, 1.0f); /* accumulated into: starts non-zero on both backends */
+    float *d_x = dev_from(x, n * 4), *d_w = dev_from(w, dim * 4), *d_dy = dev_from(dy, n * 4);
+    float *d_dx = dev_from(dx, n * 4);
+    CALL(kn_rmsnorm_backward(d_dx, d_dy, d_x, d_w, rows, dim, 1e-5f));
+    CALL(kn_cpu_rmsnorm_backward(dx, dy, x, w, rows, dim, 1e-5f));
+    compare("kn_rmsnorm_backward 300x512, dx += (accumulating)", d_dx, dx, n, 1e-5);
+    kn_free(d_x);
+    kn_free(d_w);
+    kn_free(d_dy);
+    kn_free(d_dx);
+    free(x);
+    free(w);
+    free(dy);
+    free(dx);
+}
+
+/* Query (8 heads) and key (2 kv heads) gradients of a GQA layer; the backward undoes the forward. */
+static void test_rope_backward(void)
+{
+    const int batch = 2, seq = 150, head_dim = 64, pos0 = 3;
+    const int head_counts[2] = {8, 2};
+    float inv_freq[32];
+    for (int i = 0; i < head_dim / 2; i++)
+        inv_freq[i] = (float)pow(500000.0, -2.0 * i / head_dim);
+    float *dfreq = dev_from(inv_freq, sizeof inv_freq);
+    for (int c = 0; c < 2; c++) {
+        int heads = head_counts[c];
+        size_t n = (size_t)batch * seq * heads * head_dim;
+        float *d = host_random(n, 1.0f), *start = host_copy(d, n);
+        float *dd = dev_from(d, n * 4);
+        CALL(kn_rope_backward(dd, dfreq, batch, seq, heads, head_dim, pos0));
+        CALL(kn_cpu_rope_backward(d, inv_freq, batch, seq, heads, head_dim, pos0));
+        char what[128];
+        snprintf(what, sizeof what, "kn_rope_backward batch=%d seq=%d heads=%d head_dim=%d", batch, seq, heads,
+                 head_dim);
+        compare(what, dd, d, n, 1e-6);
+        CALL(kn_rope(dd, dfreq, batch, seq, heads, head_dim, pos0));
+        snprintf(what, sizeof what, "kn_rope after kn_rope_backward gives the input back (heads=%d)", heads);
+        compare(what, dd, start, n, 1e-6);
+        kn_free(dd);
+        free(d);
+        free(start);
+    }
+    kn_free(dfreq);
+}
+
+static void test_swiglu_backward(void)
+{
+    const size_t n = 300 * 1376 + 5;
+    float *g = host_random(n, 3.0f), *u = host_random(n, 1.0f), *dy = host_random(n, 1.0f);
+    float *dg = malloc(n * 4), *du = malloc(n * 4);
+    float *d_g = dev_from(g, n * 4), *d_u = dev_from(u, n * 4), *d_dy = dev_from(dy, n * 4);
+    float *d_dg = dev_poisoned(n * 4), *d_du = dev_poisoned(n * 4);
+    CALL(kn_swiglu_backward(d_dg, d_du, d_dy, d_g, d_u, n));
+    CALL(kn_cpu_swiglu_backward(dg, du, dy, g, u, n));
+    compare("kn_swiglu_backward dgate (written over poison)", d_dg, dg, n, 1e-5);
+    compare("kn_swiglu_backward dup (written over poison)", d_du, du, n, 1e-5);
+    kn_free(d_g);
+    kn_free(d_u);
+    kn_free(d_dy);
+    kn_free(d_dg);
+    kn_free(d_du);
+    free(g);
+    free(u);
+    free(dy);
+    free(dg);
+    free(du);
+}
+
+/* One kn_linear_backward call on both backends. dx_start NULL: dx is not asked for;
+ * dw_start NULL: no weight gradient. The gradients dy are of a loss's size (1e-8):
+ * below fp16's smallest subnormal, so an fp16 copy would lose them. */
+static void linear_backward_case(int rows, int in, int out, bool want_dx, bool accumulate_dx, bool want_dw)
+{
+    size_t nx = (size_t)rows * in, ny = (size_t)rows * out, nw = (size_t)out * in;
+    float *x = host_random(nx, 1.0f), *w = host_random(nw, 0.05f), *dy = host_random(ny, 1e-8f);
+    float *dx = host_random(nx, 1e-8f), *dw = host_random(nw, 1e-6f);
+    float *d_x = dev_from(x, nx * 4), *d_w = dev_from(w, nw * 4), *d_dy = dev_from(dy, ny * 4);
+    float *d_dx = dev_from(dx, nx * 4), *d_dw = dev_from(dw, nw * 4);
+    if (want_dx && !accumulate_dx)
+        poison(d_dx, nx * 4); /* written, so never read */
+    CALL(kn_linear_backward(want_dx ? d_dx : NULL, want_dw ? d_dw : NULL, d_dy, d_x, d_w, rows, in, out,
+                            accumulate_dx));
+    CALL(kn_cpu_linear_backward(want_dx ? dx : NULL, want_dw ? dw : NULL, dy, x, w, rows, in, out, accumulate_dx));
+    char what[160];
+    snprintf(what, sizeof what, "kn_linear_backward %dx%d -> %d, dx %s (bf16 inputs)", rows, in, out,
+             !want_dx ? "NULL: left alone" : accumulate_dx ? "+= dy W" : "= dy W over poison");
+    compare(what, d_dx, dx, nx, want_dx ? 1e-2 : 0.0);
+    snprintf(what, sizeof what, "kn_linear_backward %dx%d -> %d, dweight %s (fp32)", rows, in, out,
+             want_dw ? "+= dyT x" : "NULL: left alone");
+    compare(what, d_dw, dw, nw, want_dw ? 1e-5 : 0.0);
+    kn_free(d_x);
+    kn_free(d_w);
+    kn_free(d_dy);
+    kn_free(d_dx);
+    kn_free(d_dw);
+    free(x);
+    free(w);
+    free(dy);
+    free(dx);
+    free(dw);
+}
+
+static void test_linear_backward(void)
+{
+    linear_backward_case(300, 512, 384, true, true, true);
+    linear_backward_case(300, 512, 384, true, false, true);
+    linear_backward_case(300, 512, 384, false, false, true);
+    linear_backward_case(300, 512, 384, true, true, false);
+    linear_backward_case(300, 16, 1376, true, false, true); /* LoRA B: in = r */
+    linear_backward_case(300, 512, 16, true, true, true);   /* LoRA A: out = r */
+}
+
+static void test_dropout(void)
+{
+    const size_t n = 300 * 512 + 7;
+    const float p = 0.1f;
+    const uint64_t seed = 0x9d2c5680a5a5f00dull;
+    float *x = host_random(n, 1.0f), *y = malloc(n * 4);
+    float *d_x = dev_from(x, n * 4), *d_y = dev_poisoned(n * 4);
+    CALL(kn_dropout(d_y, d_x, n, p, seed));
+    CALL(kn_cpu_dropout(y, x, n, p, seed));
+    compare("kn_dropout p=0.1: the CPU's mask and values, exactly", d_y, y, n, 0.0);
+    size_t dropped = 0;
+    for (size_t i = 0; i < n; i++)
+        dropped += y[i] == 0.0f;
+    report(fabs((double)dropped / n - p) < 0.01, "kn_dropout p=0.1 drops %zu of %zu entries (expected within 1%% of p)",
+           dropped, n);
+    CALL(kn_dropout(d_x, d_x, n, p, seed));
+    compare("kn_dropout in place (out == x)", d_x, y, n, 0.0);
+    CALL(kn_upload(d_x, x, n * 4));
+    poison(d_y, n * 4);
+    CALL(kn_dropout(d_y, d_x, n, 0.0f, seed));
+    compare("kn_dropout p=0 copies", d_y, x, n, 0.0);
+    report(kn_dropout(d_y, d_x, n, 1.0f, seed) == SQ_ERR_ARG, "kn_dropout rejects p=1: %s", sq_last_error());
+    kn_free(d_x);
+    kn_free(d_y);
+    free(x);
+    free(y);
+}
+
+/* The loss over vocabulary chunks of 1000 (the last one shorter), some rows without a target. */
+static void test_ce_chunked(void)
+{
+    const int rows = 300, vocab = 2500, chunk = 1000;
+    float *logits = host_random((size_t)rows * vocab, 3.0f), *weights = host_random(rows, 1.0f);
+    int32_t *targets = malloc(rows * sizeof *targets);
+    for (int r = 0; r < rows; r++) {
+        targets[r] = r % 17 == 5 ? -1 : (int32_t)sq_rng_below(&rng, vocab);
+        weights[r] = fabsf(weights[r]) / rows;
+    }
+    float *state = malloc(3 * rows * 4), *nll = malloc(rows * 4), *lse = malloc(rows * 4);
+    float *dz = malloc((size_t)rows * chunk * 4);
+    float *d_state = dev_poisoned(3 * rows * 4), *d_nll = dev_poisoned(rows * 4), *d_lse = dev_poisoned(rows * 4);
+    float *d_weights = dev_from(weights, rows * 4), *d_chunk = dev_poisoned((size_t)rows * chunk * 4);
+    int32_t *d_targets = dev_from(targets, rows * sizeof *targets);
+    CALL(kn_ce_begin(d_state, rows));
+    CALL(kn_cpu_ce_begin(state, rows));
+    for (int v0 = 0; v0 < vocab; v0 += chunk) {
+        int n = vocab - v0 < chunk ? vocab - v0 : chunk;
+        for (int r = 0; r < rows; r++) /* the chunk's logits, [rows, n] */
+            memcpy(dz + (size_t)r * n, logits + (size_t)r * vocab + v0, n * 4);
+        CALL(kn_upload(d_chunk, dz, (size_t)rows * n * 4));
+        CALL(kn_ce_chunk_forward(d_state, d_chunk, d_targets, rows, v0, n));
+        CALL(kn_cpu_ce_chunk_forward(state, dz, targets, rows, v0, n));
+    }
+    compare("kn_ce_chunk_forward 300 rows, vocab 2500 in chunks of 1000: state [max | sum | target logit]", d_state,
+            state, 3 * rows, 1e-5);
+    CALL(kn_ce_finish(d_nll, d_lse, d_state, d_targets, rows));
+    CALL(kn_cpu_ce_finish(nll, lse, state, targets, rows));
+    compare("kn_ce_finish nll (0 where target < 0)", d_nll, nll, rows, 1e-5);
+    compare("kn_ce_finish lse", d_lse, lse, rows, 1e-5);
+    for (int v0 = 0; v0 < vocab; v0 += chunk) {
+        int n = vocab - v0 < chunk ? vocab - v0 : chunk;
+        for (int r = 0; r < rows; r++)
+            memcpy(dz + (size_t)r * n, logits + (size_t)r * vocab + v0, n * 4);
+        CALL(kn_upload(d_chunk, dz, (size_t)rows * n * 4));
+        CALL(kn_ce_chunk_backward(d_chunk, d_lse, d_targets, d_weights, rows, v0, n));
+        CALL(kn_cpu_ce_chunk_backward(dz, lse, targets, weights, rows, v0, n));
+        char what[128];
+        snprintf(what, sizeof what, "kn_ce_chunk_backward chunk [%d, %d): dz in place", v0, v0 + n);
+        compare(what, d_chunk, dz, (size_t)rows * n, 1e-5);
+    }
+    kn_free(d_state);
+    kn_free(d_nll);
+    kn_free(d_lse);
+    kn_free(d_weights);
+    kn_free(d_chunk);
+    kn_free(d_targets);
+    free(logits);
+    free(weights);
+    free(targets);
+    free(state);
+    free(nll);
+    free(lse);
+    free(dz);
+}
+
+/* Added to a running sum, within 1e-9 of the CPU's index-order sum, and the same bits on a second run. */
+static void test_sum_squares(void)
+{
+    const size_t n = 3000017;
+    float *x = host_random(n, 0.01f);
+    float *d_x = dev_from(x, n * 4);
+    const double start = 1.5;
+    double cpu = start, gpu[2];
+    CALL(kn_cpu_sum_squares(&cpu, x, n));
+    double *d_sum = dev_from(&start, sizeof start);
+    for (int run = 0; run < 2; run++) {
+        CALL(kn_upload(d_sum, &start, sizeof start));
+        CALL(kn_sum_squares(d_sum, d_x, n));
+        CALL(kn_download(&gpu[run], d_sum, sizeof gpu[run]));
+    }
+    double err = fabs(gpu[0] - cpu) / fabs(cpu);
+    report(err <= 1e-9, "kn_sum_squares of %zu values added to %.1f: %.17g vs CPU %.17g, relative error %.3g "
+           "(tolerance 1e-9)", n, start, gpu[0], cpu, err);
+    report(memcmp(&gpu[0], &gpu[1], sizeof gpu[0]) == 0, "kn_sum_squares: the same bits on a second run");
+    kn_free(d_x);
+    kn_free(d_sum);
+    free(x);
+}
+
+static void test_scale(void)
+{
+    const size_t n = 100003;
+    float *x = host_random(n, 1.0f);
+    float *d_x = dev_from(x, n * 4);
+    CALL(kn_scale(d_x, 0.37f, n));
+    CALL(kn_cpu_scale(x, 0.37f, n));
+    compare("kn_scale", d_x, x, n, 0.0);
+    kn_free(d_x);
+    free(x);
+}
+
+/* Three steps (t = 1, 2, 3) with fresh gradients, weight decay on. */
+static void test_adamw(void)
+{
+    const size_t n = 100003;
+    float *param = host_random(n, 0.02f), *m = calloc(n, 4), *v = calloc(n, 4);
+    float *d_param = dev_from(param, n * 4), *d_m = dev_from(m, n * 4), *d_v = dev_from(v, n * 4);
+    float *d_grad = dev_poisoned(n * 4);
+    for (int t = 1; t <= 3; t++) {
+        float *grad = host_random(n, 1e-3f);
+        CALL(kn_upload(d_grad, grad, n * 4));
+        CALL(kn_adamw(d_param, d_grad, d_m, d_v, n, 2e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, t));
+        CALL(kn_cpu_adamw(param, grad, m, v, n, 2e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, t));
+        free(grad);
+    }
+    compare("kn_adamw 3 steps: param", d_param, param, n, 1e-6);
+    compare("kn_adamw 3 steps: m", d_m, m, n, 1e-6);
+    compare("kn_adamw 3 steps: v", d_v, v, n, 1e-6);
+    report(kn_adamw(d_param, d_grad, d_m, d_v, n, 2e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 0) == SQ_ERR_ARG,
+           "kn_adamw rejects step 0: %s", sq_last_error());
+    kn_free(d_param);
+    kn_free(d_m);
+    kn_free(d_v);
+    kn_free(d_grad);
+    free(param);
+    free(m);
+    free(v);
+}
+
+/* Double quantization as a base weight uses it: the absmax from kn_dequantize_blockwise8,
+ * then the weights from kn_dequantize_nf4 with that (device) absmax. */
+static void test_dequantize_nf4(void)
+{
+    const size_t n = 512 * 384, blocks = n / 64;
+    uint8_t *packed = malloc(n / 2), *q = malloc(blocks);
+    for (size_t i = 0; i < n / 2; i++)
+        packed[i] = (uint8_t)sq_rng_next(&rng);
+    for (size_t i = 0; i < blocks; i++)
+        q[i] = (uint8_t)sq_rng_next(&rng);
+    float *code8 = host_random(256, 1.0f), *absmax2 = host_random((blocks + 255) / 256, 0.05f);
+    const float offset = 0.0371f;
+    float *absmax = malloc(blocks * 4), *W = malloc(n * 4);
+    uint8_t *d_packed = dev_from(packed, n / 2), *d_q = dev_from(q, blocks);
+    float *d_code8 = dev_from(code8, 256 * 4), *d_absmax2 = dev_from(absmax2, (blocks + 255) / 256 * 4);
+    float *d_absmax = dev_poisoned(blocks * 4), *d_W = dev_poisoned(n * 4);
+    CALL(kn_dequantize_blockwise8(d_absmax, d_q, d_code8, d_absmax2, offset, blocks));
+    CALL(kn_cpu_dequantize_blockwise8(absmax, q, code8, absmax2, offset, blocks));
+    compare("kn_dequantize_blockwise8 (double-quantized absmax)", d_absmax, absmax, blocks, 0.0);
+    CALL(kn_dequantize_nf4(d_W, d_packed, d_absmax, n));
+    CALL(kn_cpu_dequantize_nf4(W, packed, absmax, n));
+    compare("kn_dequantize_nf4 512x384", d_W, W, n, 0.0);
+    report(kn_dequantize_nf4(d_W, d_packed, d_absmax, 96) == SQ_ERR_ARG, "kn_dequantize_nf4 rejects 96 values: %s",
+           sq_last_error());
+    kn_free(d_packed);
+    kn_free(d_q);
+    kn_free(d_code8);
+    kn_free(d_absmax2);
+    kn_free(d_absmax);
+    kn_free(d_W);
+    free(packed);
+    free(q);
+    free(code8);
+    free(absmax2);
+    free(absmax);
+    free(W);
+}
+
 int main(void)
 {
     unsigned long long seed = getenv("SEED") ? strtoull(getenv("SEED"), NULL, 10) : (unsigned long long)time(NULL);
@@ -1130,6 +1450,16 @@ int main(void)
     test_prune_lowest();
     test_sparsegpt_block();
     test_sparsegpt_pass();
+    test_rmsnorm_backward();
+    test_rope_backward();
+    test_swiglu_backward();
+    test_linear_backward();
+    test_dropout();
+    test_ce_chunked();
+    test_sum_squares();
+    test_scale();
+    test_adamw();
+    test_dequantize_nf4();
     printf("1..%d\n", test_number);
     kn_shutdown();
     return failures ? 1 : 0;

@@ -20,23 +20,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
-
-static uint64_t rng_state = 12345;
-
-static double uniform(void)
-{
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static float *random_floats(size_t n, double lo, double hi)
-{
-    float *x = malloc(sizeof(float) * n);
-    assert_non_null(x);
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(lo + (hi - lo) * uniform());
-    return x;
-}
+#include "tests/unit/random_inputs.h"
 
 static double dot(const float *a, const float *b, size_t n)
 {
@@ -223,6 +207,20 @@ static void test_dropout(void **state)
     free(x), free(a), free(b);
 }
 
+/* The mask is kernels.h's formula (the CUDA backend must reproduce it bit for bit): entry 0
+ * under seed 0 hashes splitmix64's state 0, whose published first output (Vigna's
+ * splitmix64.c) is 0xe220a8397b1dcdaf, so u = 0xe220a8 / 2^24 = 0.88331079...: kept at
+ * p = 0.8833, dropped at p = 0.8834. */
+static void test_dropout_mask_formula(void **state)
+{
+    (void)state;
+    float x = 2.0f, y = -1.0f;
+    assert_int_equal(kn_dropout(&y, &x, 1, 0.8833f, 0), SQ_OK);
+    assert_true(fabsf(y - 2.0f / (1.0f - 0.8833f)) < 1e-4f); /* kept and scaled by 1/(1 - p) */
+    assert_int_equal(kn_dropout(&y, &x, 1, 0.8834f, 0), SQ_OK);
+    assert_true(y == 0.0f);
+}
+
 /* ---- chunked cross-entropy ---- */
 static void test_chunked_cross_entropy(void **state)
 {
@@ -245,6 +243,7 @@ static void test_chunked_cross_entropy(void **state)
         assert_int_equal(kn_ce_chunk_forward(state3, part, targets, rows, v0, n), SQ_OK);
     }
     assert_int_equal(kn_ce_finish(nll, lse, state3, targets, rows), SQ_OK);
+    assert_int_equal(kn_ce_finish(nll, lse, state3, targets, -1), SQ_ERR_ARG); /* as kn_ce_begin does */
     for (int r = 0; r < rows; r++)
         assert_true(fabsf(nll[r] - (targets[r] < 0 ? 0.0f : want_nll[r])) < 1e-4f);
     for (int v0 = 0; v0 < vocab; v0 += chunk) {
@@ -298,10 +297,12 @@ static void test_adamw_and_norm(void **state)
 
 int main(void)
 {
+    rng_state = 12345;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rmsnorm_backward),   cmocka_unit_test(test_rope_backward),
         cmocka_unit_test(test_attention_backward), cmocka_unit_test(test_swiglu_backward),
         cmocka_unit_test(test_linear_backward),    cmocka_unit_test(test_dropout),
+        cmocka_unit_test(test_dropout_mask_formula),
         cmocka_unit_test(test_chunked_cross_entropy), cmocka_unit_test(test_adamw_and_norm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,23 +22,7 @@
 
 #include "core/status.h"
 #include "kernels/kernels.h"
-
-static uint64_t rng_state;
-
-static double uniform(void) /* [0, 1) */
-{
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static float *random_floats(size_t n, double lo, double hi)
-{
-    float *x = malloc(sizeof(float) * n);
-    assert_non_null(x);
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(lo + (hi - lo) * uniform());
-    return x;
-}
+#include "tests/unit/random_inputs.h"
 
 static void assert_close(double got, double want, double rel, double abs_tol, const char *what, size_t i)
 {
