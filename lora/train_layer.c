@@ -113,9 +113,12 @@ static sq_status lora_linear_forward(const sq_layer_weights *w, const sq_lora_ad
                                      float *y, const float *x, int rows, float *u, sq_lora_work *work, uint64_t seed)
 {
     const sq_linear *lin = &w->linear[id];
+    const sq_lora_module *m = sq_lora_find(a, layer, id);
+    if (m && y && work->dropout == 0) /* y and u as one product where the backend can */
+        return kn_linear_lora(y, u, x, lin->weight, lin->bias, a->params + m->a_offset, a->params + m->b_offset,
+                              a->scale, rows, m->in_features, m->out_features, a->r);
     if (y)
         SQ_TRY(kn_linear(y, x, lin->weight, lin->bias, rows, lin->in_features, lin->out_features));
-    const sq_lora_module *m = sq_lora_find(a, layer, id);
     if (!m)
         return SQ_OK;
     const float *A = a->params + m->a_offset, *B = a->params + m->b_offset;
