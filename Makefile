@@ -98,8 +98,13 @@ test: all $(TEST_BINS)
 WIKITEXT := ../shared/data/wikitext-2
 # bench/QUALITY.md: SmolLM2-135M perplexity under every method (bench/quality.py; needs
 # bench/requirements-quality.txt; QUALITY_NSAMPLES / QUALITY_SEQLEN / QUALITY_WINDOWS shrink it).
+# It then runs the SmolLM2 sweep (jobs/examples/sweep_smollm2.json: rtn / gptq / gptq act-order x
+# bits 3, 4, 8 x group 64, 128) and writes its Pareto report to bench/quality_sweep.html and .md.
 quality: all
 	python3 bench/quality.py
+	./shardq sweep jobs/examples/sweep_smollm2.json
+	./shardq report build/sweeps/smollm2/results.jsonl -o bench/quality_sweep.html
+	./shardq report build/sweeps/smollm2/results.jsonl -o bench/quality_sweep.md --format md
 
 # The demo runs on this machine: with no GPU visible it builds the CPU backend even where nvcc exists.
 DEMO_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)

@@ -12,33 +12,12 @@
 #include <string.h>
 
 #include "cli/cmds.h"
+#include "cli/mpi_session.h"
 #include "coordinator/run_job.h"
 #include "core/log.h"
 #include "jobs/spec.h"
 #include "kernels/kernels.h"
 #include "worker/comm.h"
-#include "worker/device_comm.h"
-#include "worker/signals.h"
-
-static int finish(sq_status st, const sq_comm *comm)
-{
-    int reporter;
-    if (st == SQ_ERR_INTERRUPTED) {
-        if (comm->rank == 0)
-            sq_log_info("%s", sq_last_error()); /* a clean stop, not an error */
-    } else if (st != SQ_OK && sq_comm_failure_agreed(&reporter)) {
-        if (comm->rank == reporter)
-            sq_log_error("%s", sq_last_error());
-    } else if (st != SQ_OK) {
-        sq_log_error("%s", sq_last_error());
-        sq_comm_abort(1); /* ends every rank: none is left waiting in a collective */
-        return 1;
-    }
-    sq_device_comm_finalize();
-    kn_shutdown();
-    sq_comm_finalize();
-    return st == SQ_OK ? 0 : st == SQ_ERR_INTERRUPTED ? SQ_EXIT_INTERRUPTED : 1;
-}
 
 int cmd_run(int argc, char **argv)
 {
@@ -46,21 +25,13 @@ int cmd_run(int argc, char **argv)
     int exit_code = sq_cmd_plain_args(argc, argv, 1, usage);
     if (exit_code >= 0)
         return exit_code;
-    sq_signals_install();
     sq_comm comm;
-    if (sq_comm_init(&comm, &argc, &argv) != SQ_OK) {
-        fprintf(stderr, "shardq run: %s\n", sq_last_error());
+    if (!sq_cli_mpi_start(&comm, &argc, &argv, "run"))
         return 1;
-    }
-    sq_log_set_rank(comm.rank, comm.world_size);
     sq_job_spec spec;
     sq_status st = sq_job_spec_load(&spec, argv[1]);
     bool loaded = st == SQ_OK;
-    if (st == SQ_OK)
-        st = kn_init(comm.local_rank);
-    st = sq_comm_all_ok(st); /* every rank learns whether every rank has its spec and its device */
-    if (st == SQ_OK)
-        st = sq_device_comm_init(comm.rank, comm.world_size);
+    st = sq_cli_devices_start(&comm, st);
     if (st == SQ_OK) {
         if (comm.rank == 0)
             sq_log_info("job %s: %d rank(s), backend %s (%s)", spec.name, comm.world_size, kn_backend_name(),
@@ -69,5 +40,5 @@ int cmd_run(int argc, char **argv)
     }
     if (loaded)
         sq_job_spec_free(&spec);
-    return finish(st, &comm);
+    return sq_cli_finish(st, &comm);
 }

@@ -21,6 +21,8 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_models(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 static inline bool sq_cmd_help_requested(int argc, char **argv)
 {

@@ -19,6 +19,8 @@ static const command commands[] = {
     {"push", cmd_push},
     {"pull", cmd_pull},
     {"models", cmd_models},
+    {"sweep", cmd_sweep},
+    {"report", cmd_report},
 };
 
 static void usage(FILE *out)
@@ -30,7 +32,9 @@ static void usage(FILE *out)
             "  eval --model DIR --data FILE|--data-ids FILE [--seqlen N] [--max-windows K] [--out FILE]\n"
             "  inspect DIR|FILE         print a model's config and tensor table\n"
             "  tokenize --tokenizer FILE|DIR [--input FILE] [--jsonl [--field F]] [--no-special] [--decode]\n"
-            "  push DIR URI | pull URI DIR | models URI\n");
+            "  push DIR URI | pull URI DIR | models URI\n"
+            "  sweep SWEEP.json [--dry-run] [--point N]   run a grid of jobs; records in ROOT/results.jsonl\n"
+            "  report RESULTS.jsonl -o FILE [--format html|md] [--point NAME]   the sweep's Pareto report\n");
 }
 
 int main(int argc, char **argv)

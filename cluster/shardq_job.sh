@@ -10,10 +10,27 @@
 # A rank killed by a signal (the OOM killer, kill -9) or a node lost also requeues the job, at most
 # SHARDQ_MAX_RESTARTS times (default 3).
 #
-# Set by the template: SHARDQ_BIN, SHARDQ_SPEC, SHARDQ_LAUNCHER (srun|mpirun), SHARDQ_LOG_DIR.
+# With SHARDQ_SWEEP=1 the job is one element of a job array over a sweep's points (submit.sh
+# --sweep): SHARDQ_SPEC is the sweep file, and the ranks run `shardq sweep SWEEP --point
+# $SLURM_ARRAY_TASK_ID`, which resumes from that point's journal and appends its record to the
+# sweep's results.jsonl.
+#
+# Set by the template: SHARDQ_BIN, SHARDQ_SPEC, SHARDQ_LAUNCHER (srun|mpirun), SHARDQ_LOG_DIR,
+# SHARDQ_SWEEP (0|1).
 set -u
 : "${SHARDQ_BIN:?}" "${SHARDQ_SPEC:?}" "${SHARDQ_LAUNCHER:?}" "${SHARDQ_LOG_DIR:?}"
 : "${SLURM_JOB_ID:?not in a Slurm job}"
+if [ "${SHARDQ_SWEEP:-0}" = 1 ]; then
+    : "${SLURM_ARRAY_TASK_ID:?a sweep runs as a job array (submit.sh --sweep)}"
+    # the check: the point's spec is valid (shardq sweep --dry-run validates it) and its status
+    check_cmd=(sweep "$SHARDQ_SPEC" --point "$SLURM_ARRAY_TASK_ID" --dry-run)
+    shardq_cmd=(sweep "$SHARDQ_SPEC" --point "$SLURM_ARRAY_TASK_ID")
+    rank_logs_dir="$SHARDQ_LOG_DIR/ranks/point-$SLURM_ARRAY_TASK_ID"
+else
+    check_cmd=(status "$SHARDQ_SPEC")
+    shardq_cmd=(run "$SHARDQ_SPEC")
+    rank_logs_dir="$SHARDQ_LOG_DIR/ranks"
+fi
 readonly EXIT_RESUMABLE=75
 max_restarts=${SHARDQ_MAX_RESTARTS:-3}
 run=${SLURM_RESTART_COUNT:-0}
@@ -62,25 +79,25 @@ requeue() { # why
 say "spec $SHARDQ_SPEC, ${SLURM_NTASKS:-?} rank(s) on ${SLURM_JOB_NODELIST:-?}, launcher $SHARDQ_LAUNCHER"
 # `shardq status` validates the spec and prints the journal's progress: on a requeued run it shows
 # where the job resumes from.
-if ! "$SHARDQ_BIN" status "$SHARDQ_SPEC"; then
+if ! "$SHARDQ_BIN" "${check_cmd[@]}"; then
     say "the spec is invalid or its state unreadable (above); no rank started"
     exit 1
 fi
 [ "$run" -eq 0 ] || say "restarted after a requeue: resuming from the journal"
 [ -z "$stop_signal" ] || requeue "stopped before the ranks started"
 
-rank_logs="$SHARDQ_LOG_DIR/ranks/run-$run"
+rank_logs="$rank_logs_dir/run-$run"
 mkdir -p "$rank_logs"
 case $SHARDQ_LAUNCHER in
 srun)
     # One log per rank: %t is the task (rank) number.
     srun --mpi=pmix --kill-on-bad-exit=1 --output="$rank_logs/rank-%t.log" \
-        "$SHARDQ_BIN" run "$SHARDQ_SPEC" &
+        "$SHARDQ_BIN" "${shardq_cmd[@]}" &
     ;;
 mpirun)
     # mpirun takes the ranks and hosts from the allocation; one folder per rank under
     # $rank_logs/1/rank.N/{stdout,stderr}. It forwards SIGUSR1/SIGUSR2 to every rank.
-    mpirun --bind-to none --output-filename "$rank_logs" "$SHARDQ_BIN" run "$SHARDQ_SPEC" &
+    mpirun --bind-to none --output-filename "$rank_logs" "$SHARDQ_BIN" "${shardq_cmd[@]}" &
     ;;
 *)
     say "unknown launcher '$SHARDQ_LAUNCHER' (srun or mpirun)"
@@ -101,7 +118,7 @@ done
 
 if [ "$rc" -eq 0 ]; then
     say "done"
-    "$SHARDQ_BIN" status "$SHARDQ_SPEC"
+    "$SHARDQ_BIN" "${check_cmd[@]}"
     exit 0
 fi
 # Exit 75 is shardq's "stopped, resumable". Any other exit after a stop request (a rank signalled

@@ -3,9 +3,13 @@
 # --nodes 1 takes single_node.sbatch, more take multi_node.sbatch; one rank per GPU (or
 # --tasks-per-node ranks on the CPU backend). Prints the job id on stdout.
 #
-#   cluster/submit.sh SPEC.json [--nodes N] [--gpus-per-node G] [--tasks-per-node T]
+#   cluster/submit.sh SPEC.json | --sweep SWEEP.json [--nodes N] [--gpus-per-node G] [--tasks-per-node T]
 #       [--launcher srun|mpirun] [--time D-HH:MM:SS] [--signal-lead SECONDS] [--job-name NAME]
 #       [--log-dir DIR] [--dry-run] [-- EXTRA SBATCH OPTIONS...]
+#
+# --sweep submits a job array with one element per point of the sweep (`shardq sweep --dry-run`
+# validates every point first); element N runs `shardq sweep SWEEP.json --point N` with the
+# options above, and each finished point appends its record to the sweep's results.jsonl.
 #
 # The filled script is kept as LOG_DIR/job.sbatch; --dry-run prints it and submits nothing.
 # Options after `--` go to sbatch and override the template's #SBATCH lines (--partition,
@@ -23,6 +27,12 @@ die() { echo "submit.sh: $*" >&2; exit 2; }
 
 [ $# -ge 1 ] || usage
 case $1 in -h | --help) usage ;; esac
+sweep=0
+if [ "$1" = --sweep ]; then
+    [ $# -ge 2 ] || usage
+    sweep=1
+    shift
+fi
 spec=$1
 shift
 nodes=1 gpus=0 tasks="" launcher=srun time_limit=24:00:00 lead=300 name="" log_dir="" dry_run=0
@@ -67,11 +77,18 @@ done
 
 template=$root/cluster/sbatch/single_node.sbatch
 [ "$nodes" -eq 1 ] || template=$root/cluster/sbatch/multi_node.sbatch
+array_directive="# one job, not a sweep"
+if [ "$sweep" -eq 1 ]; then
+    listing=$("$root/shardq" sweep "$spec" --dry-run) || die "the sweep $spec is invalid (above)"
+    points=$(grep -vc '^#' <<<"$listing")
+    array_directive="#SBATCH --array=0-$((points - 1))"
+fi
 gpu_directive="# no GPUs requested: the CPU backend, --tasks-per-node ranks per node"
 [ "$gpus" -eq 0 ] || gpu_directive="#SBATCH --gpus-per-node=$gpus"
 script=$log_dir/job.sbatch
 sed -e "s|__JOB_NAME__|$name|g" -e "s|__NODES__|$nodes|g" -e "s|__TASKS_PER_NODE__|$tasks|g" \
-    -e "s|__GPU_DIRECTIVE__|$gpu_directive|g" -e "s|__TIME__|$time_limit|g" \
+    -e "s|__GPU_DIRECTIVE__|$gpu_directive|g" -e "s|__ARRAY_DIRECTIVE__|$array_directive|g" \
+    -e "s|__SWEEP__|$sweep|g" -e "s|__TIME__|$time_limit|g" \
     -e "s|__SIGNAL_LEAD__|$lead|g" -e "s|__LOG_DIR__|$log_dir|g" -e "s|__SHARDQ_BIN__|$root/shardq|g" \
     -e "s|__SPEC__|$spec|g" -e "s|__LAUNCHER__|$launcher|g" -e "s|__SHARDQ_ROOT__|$root|g" \
     "$template" >"$script"

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -36,7 +37,23 @@ typedef struct {
     char *model_dir;    /* URI of the model the next step reads */
     char *adapter_dir;  /* a qlora step's adapter (local), applied by the eval steps after it */
     int32_t *samples;   /* the calibration windows (NULL when no step needs them) */
+    double step_wall_start, step_cpu_start; /* when this run began the current step */
 } job_state;
+
+/* CPU seconds of this process so far, all threads (rank 0's share of a step's work). */
+static double process_cpu_seconds(void)
+{
+    struct timespec t;
+    return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) == 0 ? (double)t.tv_sec + 1e-9 * (double)t.tv_nsec : 0.0;
+}
+
+/* Rank 0 records a finished step with the wall and CPU seconds this run spent on it (a step
+ * resumed from the journal counts only its last run). */
+static sq_status record_step(job_state *js, int step, json_t *result)
+{
+    return sq_journal_record_step_timed(&js->journal, step, result, sq_now_seconds() - js->step_wall_start,
+                                        process_cpu_seconds() - js->step_cpu_start);
+}
 
 /* Where a model-producing step writes: output_uri for the last one, the job's
  * state for intermediate ones (the next step reads them). */
@@ -162,7 +179,7 @@ static sq_status run_calibration_step(job_state *js, int step)
                 mine = sq_job_publish_output(&js->io, output_dir, output);
             if (mine == SQ_OK) {
                 json_object_set_new(result, "output", json_string(output));
-                mine = sq_journal_record_step(&js->journal, step, result);
+                mine = record_step(js, step, result);
                 sq_log_info("step %d %s: checkpoint written to %s (%.2fs)", step,
                             sq_step_kind_name(spec->steps[step].kind), output, sq_now_seconds() - started);
             }
@@ -230,7 +247,7 @@ static sq_status eval_on_rank0(job_state *js, int step)
     snprintf(name, sizeof name, "step%d_metrics.json", step);
     st = write_metrics(&js->journal, name, metrics);
     if (st == SQ_OK)
-        st = sq_journal_record_step(&js->journal, step, metrics);
+        st = record_step(js, step, metrics);
     json_decref(metrics);
 done:
     if (model_open)
@@ -275,7 +292,7 @@ static sq_status run_qlora_step(job_state *js, int step)
             mine = sq_job_publish_output(&js->io, output_dir, output);
         json_object_set_new(result, "output", json_string(output));
         if (mine == SQ_OK)
-            mine = sq_journal_record_step(&js->journal, step, result);
+            mine = record_step(js, step, result);
         if (mine == SQ_OK)
             sq_log_info("step %d qlora: adapter written to %s", step, output);
     }
@@ -341,6 +358,8 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
         bool produces_model = kind != SQ_STEP_EVAL && kind != SQ_STEP_QLORA; /* an adapter is not a model */
         int done_flag = comm->rank == 0 && sq_journal_step_done(&js.journal, step);
         SQ_TRY_GOTO(st, sq_comm_bcast_host(&done_flag, sizeof done_flag, 0), done);
+        js.step_wall_start = sq_now_seconds();
+        js.step_cpu_start = process_cpu_seconds();
         if (done_flag) {
             if (comm->rank == 0)
                 sq_log_info("step %d %s: done in the journal, skipped", step, sq_step_kind_name(kind));

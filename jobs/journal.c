@@ -241,6 +241,16 @@ sq_status sq_journal_record_step(sq_journal *journal, int step, json_t *result)
     return save(journal);
 }
 
+sq_status sq_journal_record_step_timed(sq_journal *journal, int step, json_t *result, double wall_s, double cpu_s)
+{
+    json_t *s = step_at(journal, step);
+    if (!s)
+        return sq_fail(SQ_ERR_ARG, "%s: no step %d", journal->path, step);
+    json_object_set_new(s, "wall_s", json_real(wall_s));
+    json_object_set_new(s, "cpu_s", json_real(cpu_s));
+    return sq_journal_record_step(journal, step, result);
+}
+
 const char *sq_journal_push_recorded(const sq_journal *journal, const char *store, const char *name,
                                      const char *version)
 {

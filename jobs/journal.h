@@ -6,7 +6,9 @@
  *               "layers": [{"layer": 0, "artifact": "step0/layer_000.safetensors", "sha256": "..."}],
  *               "checkpoint": {"train_step": 100, "artifact": "step1/train_000100.safetensors",
  *                              "sha256": "..."},        (qlora: the latest training checkpoint)
- *               "result": {...}}],
+ *               "result": {...},
+ *               "wall_s": 12.5, "cpu_s": 20.1}],   (seconds rank 0 spent on the step in the run
+ *                                                   that finished it; CPU: all its threads)
  *    "push": {"store": URI, "name": "...", "version": "...", "uri": URI,
  *             "manifest_sha256": "..."},     once the push block's push is complete
  *    "holder": {"host": "...", "pid": N, "pid_start": N}}   while a run holds the job
@@ -71,6 +73,8 @@ const char *sq_journal_layer_artifact(const sq_journal *journal, int step, int l
 sq_status sq_journal_record_layer(sq_journal *journal, int step, int layer, const char *artifact,
                                   const char *sha256);
 sq_status sq_journal_record_step(sq_journal *journal, int step, json_t *result);
+/* The same, with the wall and CPU seconds this run spent on the step beside the result. */
+sq_status sq_journal_record_step_timed(sq_journal *journal, int step, json_t *result, double wall_s, double cpu_s);
 /* The manifest sha256 of the push of `name`/`version` to `store` recorded in
  * the journal, or NULL when that push is not recorded. */
 const char *sq_journal_push_recorded(const sq_journal *journal, const char *store, const char *name,

@@ -27,17 +27,6 @@ static bool quantizes(const sq_step *step)
            (step->kind == SQ_STEP_SPARSEGPT && step->sparse.bits > 0);
 }
 
-/* The file name without directories and without a ".json" extension. */
-static char *name_from_origin(const char *origin)
-{
-    const char *base = strrchr(origin, '/');
-    base = base ? base + 1 : origin;
-    size_t n = strlen(base);
-    if (n > 5 && !strcmp(base + n - 5, ".json"))
-        n -= 5;
-    return strndup(base, n);
-}
-
 static void parse_data(sq_spec_errors *errs, json_t *root, sq_job_spec *spec)
 {
     static const char *const keys[] = {"calibration", "format", "nsamples", "seqlen", "sampling", NULL};
@@ -283,7 +272,7 @@ static void parse_document(sq_spec_errors *errs, json_t *root, const char *origi
     if (json_object_get(root, "name")) {
         sq_spec_string(errs, root, "", "name", &spec->name);
     } else {
-        spec->name = name_from_origin(origin);
+        spec->name = sq_spec_name_from_origin(origin);
         if (!spec->name)
             errs->nomem = true;
     }
@@ -321,28 +310,6 @@ static void set_defaults(sq_job_spec *spec)
     spec->storage = (sq_storage_options)SQ_STORAGE_OPTIONS_UNSET; /* SHARDQ_S3_* or the store's defaults */
 }
 
-/* The status message holds about 2 KiB: list whole lines up to SQ_SPEC_MESSAGE_LIST
- * bytes and say how many more there are, rather than cutting a line in half. */
-#define SQ_SPEC_MESSAGE_LIST 1600
-
-static sq_status report_errors(const char *origin, const sq_spec_errors *errs)
-{
-    size_t shown = errs->len;
-    int hidden = 0;
-    if (shown > SQ_SPEC_MESSAGE_LIST) {
-        shown = SQ_SPEC_MESSAGE_LIST;
-        while (shown > 0 && errs->text[shown] != '\n')
-            shown--;
-        for (size_t i = shown; i < errs->len; i++)
-            hidden += errs->text[i] == '\n';
-    }
-    if (hidden)
-        return sq_fail(SQ_ERR_SPEC, "%s: %d errors\n%.*s\n... and %d more", origin, errs->count, (int)shown,
-                       errs->text, hidden);
-    return sq_fail(SQ_ERR_SPEC, "%s: %d error%s\n%s", origin, errs->count, errs->count == 1 ? "" : "s",
-                   errs->text);
-}
-
 sq_status sq_job_spec_parse(sq_job_spec *spec, const char *origin, const char *text)
 {
     if (!spec || !origin || !text)
@@ -362,7 +329,7 @@ sq_status sq_job_spec_parse(sq_job_spec *spec, const char *origin, const char *t
     if (errs.nomem) {
         st = sq_fail(SQ_ERR_NOMEM, "%s: out of memory while reading the job spec", origin);
     } else if (errs.count) {
-        st = report_errors(origin, &errs);
+        st = sq_spec_report_errors(origin, &errs);
     } else {
         char *canonical = json_dumps(root, JSON_SORT_KEYS | JSON_COMPACT);
         if (canonical)

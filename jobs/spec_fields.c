@@ -259,3 +259,36 @@ bool sq_spec_uri(sq_spec_errors *errs, json_t *obj, const char *path, const char
     }
     return copy_string(errs, uri, out);
 }
+
+/* The status message holds about 2 KiB: list whole lines up to SQ_SPEC_MESSAGE_LIST
+ * bytes and say how many more there are, rather than cutting a line in half. */
+#define SQ_SPEC_MESSAGE_LIST 1600
+
+sq_status sq_spec_report_errors(const char *origin, const sq_spec_errors *errs)
+{
+    size_t shown = errs->len;
+    int hidden = 0;
+    if (shown > SQ_SPEC_MESSAGE_LIST) {
+        shown = SQ_SPEC_MESSAGE_LIST;
+        while (shown > 0 && errs->text[shown] != '\n')
+            shown--;
+        for (size_t i = shown; i < errs->len; i++)
+            hidden += errs->text[i] == '\n';
+    }
+    if (hidden)
+        return sq_fail(SQ_ERR_SPEC, "%s: %d errors\n%.*s\n... and %d more", origin, errs->count, (int)shown,
+                       errs->text, hidden);
+    return sq_fail(SQ_ERR_SPEC, "%s: %d error%s\n%s", origin, errs->count, errs->count == 1 ? "" : "s",
+                   errs->text);
+}
+
+/* The file name without directories and without a ".json" extension. */
+char *sq_spec_name_from_origin(const char *origin)
+{
+    const char *base = strrchr(origin, '/');
+    base = base ? base + 1 : origin;
+    size_t n = strlen(base);
+    if (n > 5 && !strcmp(base + n - 5, ".json"))
+        n -= 5;
+    return strndup(base, n);
+}

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/status.h"
+
 typedef struct {
     char *text;   /* errors, one per line, no trailing newline */
     size_t len;
@@ -66,5 +68,12 @@ bool sq_spec_choice(sq_spec_errors *errs, json_t *obj, const char *path, const c
 /* A URI: a local path, file:///PATH or s3://bucket[/prefix] with a valid bucket name, as
  * store/uri.c's sq_uri_parse accepts it (its message follows the JSON path). */
 bool sq_spec_uri(sq_spec_errors *errs, json_t *obj, const char *path, const char *key, char **out);
+
+/* SQ_ERR_SPEC with every collected error: "<origin>: N errors\n<error>\n..." (the list cut
+ * after about 1.6 KiB, ending "... and K more"). */
+sq_status sq_spec_report_errors(const char *origin, const sq_spec_errors *errs);
+
+/* The file name without directories and without a ".json" extension (caller frees). */
+char *sq_spec_name_from_origin(const char *origin);
 
 #endif

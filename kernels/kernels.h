@@ -61,6 +61,15 @@ sq_status kn_gemm(bool transpose_a, bool transpose_b, int m, int n, int k, float
 sq_status kn_linear(float *out, const float *x, const float *weight, const float *bias, int rows,
                     int in_features, int out_features);
 
+/* A LoRA linear without dropout, as one call: u[rows, r] = x Aᵀ (written: the backward
+ * needs it) and out[rows, out_features] = x Wᵀ + bias + scale · u Bᵀ, for A [r, in_features]
+ * and B [out_features, r] (bias may be NULL). The CUDA backend converts x once for both
+ * products and adds the low-rank term inside the base product, [x | u] · [W | scale·B]ᵀ,
+ * instead of reading and writing out a second time (fp16 operands, as kn_linear). */
+sq_status kn_linear_lora(float *out, float *u, const float *x, const float *weight, const float *bias,
+                         const float *A, const float *B, float scale, int rows, int in_features, int out_features,
+                         int r);
+
 /* ---- transformer layer pieces ------------------------------------------ */
 
 /* out[r] = x[r] / sqrt(mean(x[r]²) + eps) * weight, for each of `rows` rows of `dim`. */

@@ -113,9 +113,12 @@ static sq_status lora_linear_forward(const sq_layer_weights *w, const sq_lora_ad
                                      float *y, const float *x, int rows, float *u, sq_lora_work *work, uint64_t seed)
 {
     const sq_linear *lin = &w->linear[id];
+    const sq_lora_module *m = sq_lora_find(a, layer, id);
+    if (m && y && work->dropout == 0) /* y and u as one product where the backend can */
+        return kn_linear_lora(y, u, x, lin->weight, lin->bias, a->params + m->a_offset, a->params + m->b_offset,
+                              a->scale, rows, m->in_features, m->out_features, a->r);
     if (y)
         SQ_TRY(kn_linear(y, x, lin->weight, lin->bias, rows, lin->in_features, lin->out_features));
-    const sq_lora_module *m = sq_lora_find(a, layer, id);
     if (!m)
         return SQ_OK;
     const float *A = a->params + m->a_offset, *B = a->params + m->b_offset;
@@ -155,7 +158,9 @@ static sq_status lora_linear_backward(const sq_layer_weights *w, const sq_lora_a
         xin = work->dropped;
     }
     SQ_TRY(kn_linear_backward(NULL, dA, work->du, xin, A, rows, in, r, false));
-    /* and d drop(x) = du A, through the same mask back to x */
+    /* and d drop(x) = du A, through the same mask back to x (without dropout: straight into dx) */
+    if (work->dropout == 0)
+        return kn_linear_backward(dx, NULL, work->du, xin, A, rows, in, r, true);
     SQ_TRY(kn_linear_backward(work->dropped, NULL, work->du, xin, A, rows, in, r, false));
     SQ_TRY(kn_dropout(work->dropped, work->dropped, (size_t)rows * in, work->dropout, module_seed(seed, id)));
     return kn_add_inplace(dx, work->dropped, (size_t)rows * in);

@@ -52,3 +52,12 @@ sq_status kn_linear(float *out, const float *x, const float *weight, const float
     }
     return SQ_OK;
 }
+
+sq_status kn_linear_lora(float *out, float *u, const float *x, const float *weight, const float *bias,
+                         const float *A, const float *B, float scale, int rows, int in_features, int out_features,
+                         int r)
+{
+    SQ_TRY(kn_linear(u, x, A, NULL, rows, in_features, r));
+    SQ_TRY(kn_linear(out, x, weight, bias, rows, in_features, out_features));
+    return kn_gemm(false, true, rows, out_features, r, scale, u, r, B, r, 1.0f, out, out_features);
+}

@@ -40,6 +40,11 @@ sq_status kn_cuda_to_half(const float *x, size_t n, int slot, const void **out);
 sq_status kn_cuda_to_bf16(const float *x, size_t n, int slot, const void **out);
 void kn_cuda_half_shutdown(void);
 
+/* out[r][c] += bias[c] for out [rows, cols]. */
+sq_status kn_cuda_add_bias(float *out, const float *bias, int rows, int cols);
+/* Free kn_linear_lora's scratch (kn_shutdown). */
+void kn_cuda_lora_linear_shutdown(void);
+
 /* Row-major n×n A: copy the upper triangle onto the lower one (A[r][c] := A[c][r] for r > c). */
 sq_status kn_cuda_copy_upper_to_lower(float *A, int n);
 

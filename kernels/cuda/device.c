@@ -68,6 +68,7 @@ void kn_shutdown(void)
 {
     kn_cuda_indices_shutdown();
     kn_cuda_half_shutdown();
+    kn_cuda_lora_linear_shutdown();
     if (solver_handle)
         cusolverDnDestroy(solver_handle);
     if (blas_handle)

@@ -35,6 +35,16 @@ __global__ void add_bias_rows(float *out, const float *bias, int rows, int cols)
         out[i] += bias[i % cols];
 }
 
+extern "C" sq_status kn_cuda_add_bias(float *out, const float *bias, int rows, int cols)
+{
+    size_t total = (size_t)rows * cols;
+    if (total == 0)
+        return SQ_OK;
+    add_bias_rows<<<kn_cuda_blocks(total, 256), 256>>>(out, bias, rows, cols);
+    CUDA_CHECK_LAUNCH();
+    return SQ_OK;
+}
+
 extern "C" sq_status kn_linear(float *out, const float *x, const float *weight, const float *bias, int rows,
                                int in_features, int out_features)
 {
@@ -50,12 +60,7 @@ extern "C" sq_status kn_linear(float *out, const float *x, const float *weight, 
     CUBLAS_CHECK(cublasGemmEx(kn_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, out_features, rows, in_features, &one, w16,
                               CUDA_R_16F, in_features, x16, CUDA_R_16F, in_features, &zero, out, CUDA_R_32F,
                               out_features, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    if (bias) {
-        size_t total = (size_t)rows * out_features;
-        add_bias_rows<<<kn_cuda_blocks(total, 256), 256>>>(out, bias, rows, out_features);
-        CUDA_CHECK_LAUNCH();
-    }
-    return SQ_OK;
+    return bias ? kn_cuda_add_bias(out, bias, rows, out_features) : SQ_OK;
 }
 
 extern "C" sq_status kn_linear_backward(float *dx, float *dweight, const float *dy, const float *x,

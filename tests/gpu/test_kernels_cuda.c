@@ -282,6 +282,46 @@ static void test_gemm(void)
     free(C);
 }
 
+/* kn_linear_lora (one fused fp16 product on the GPU) against the CPU's three fp32 products:
+ * u and out, with and without bias, K = in + r a multiple of 8 and not (padding). */
+static void lora_linear_case(int rows, int in, int out, int r, bool with_bias)
+{
+    float *x = host_random((size_t)rows * in, 1.0f), *w = host_random((size_t)out * in, 0.05f);
+    float *A = host_random((size_t)r * in, 0.05f), *B = host_random((size_t)out * r, 0.05f);
+    float *bias = with_bias ? host_random(out, 1.0f) : NULL;
+    float *y = malloc((size_t)rows * out * 4), *u = malloc((size_t)rows * r * 4);
+    float *dx = dev_from(x, (size_t)rows * in * 4), *dw = dev_from(w, (size_t)out * in * 4);
+    float *dA = dev_from(A, (size_t)r * in * 4), *dB = dev_from(B, (size_t)out * r * 4);
+    float *dbias = with_bias ? dev_from(bias, out * 4) : NULL;
+    float *dy = dev_poisoned((size_t)rows * out * 4), *du = dev_poisoned((size_t)rows * r * 4);
+    CALL(kn_linear_lora(dy, du, dx, dw, dbias, dA, dB, 2.0f, rows, in, out, r));
+    CALL(kn_cpu_linear_lora(y, u, x, w, bias, A, B, 2.0f, rows, in, out, r));
+    char what[160];
+    snprintf(what, sizeof what, "kn_linear_lora rows=%d in=%d out=%d r=%d%s: u (fp16 inputs)", rows, in, out, r,
+             with_bias ? " bias" : "");
+    compare(what, du, u, (size_t)rows * r, 2e-3);
+    snprintf(what, sizeof what, "kn_linear_lora rows=%d in=%d out=%d r=%d%s: out (fp16 inputs)", rows, in, out, r,
+             with_bias ? " bias" : "");
+    compare(what, dy, y, (size_t)rows * out, 2e-3);
+    float *gpu = malloc((size_t)rows * out * 4), *base = malloc((size_t)rows * out * 4);
+    CALL(kn_cpu_linear(base, x, w, bias, rows, in, out)); /* the low-rank term must be there */
+    CALL(kn_download(gpu, dy, (size_t)rows * out * 4));
+    double term = 0, missed = 0;
+    for (size_t i = 0; i < (size_t)rows * out; i++)
+        term += (double)(y[i] - base[i]) * (y[i] - base[i]), missed += (double)(gpu[i] - y[i]) * (gpu[i] - y[i]);
+    report(missed < 1e-2 * term, "kn_linear_lora: the low-rank term is added (error %.2e of its norm)",
+           sqrt(missed / term));
+    kn_free(dx), kn_free(dw), kn_free(dA), kn_free(dB), kn_free(dbias), kn_free(dy), kn_free(du);
+    free(x), free(w), free(A), free(B), free(bias), free(y), free(u), free(gpu), free(base);
+}
+
+static void test_linear_lora(void)
+{
+    lora_linear_case(300, 512, 384, 16, true);
+    lora_linear_case(77, 100, 50, 4, false); /* K = 104: padded */
+    lora_linear_case(64, 256, 1, 8, false);
+}
+
 static void test_linear(void)
 {
     const int rows = 64, in = 256, out = 96;
@@ -1487,6 +1527,7 @@ int main(void)
     test_memory();
     test_gemm();
     test_linear();
+    test_linear_lora();
     test_rmsnorm();
     test_rope();
     test_attention();

@@ -4,7 +4,8 @@
 # same bytes as a direct mpirun run of the same spec; a job interrupted mid-way (SIGUSR1 to the
 # batch shell, as --signal=B:USR1@N does before the time limit, or SIGTERM to it, or
 # `scontrol requeue`, as preemption does) stops with exit 75, is requeued and resumes from its journal to the same bytes;
-# a bad spec fails the job at once with the validator's message in the job log; the multi-node
+# a bad spec fails the job at once with the validator's message in the job log; a sweep runs as a
+# job array, one point per element (submit.sh --sweep); the multi-node
 # template is filled as asked (test_slurm_nodes.sh runs it on two nodes). Prints TAP; skips only
 # when the Slurm binaries are missing.
 set -u
@@ -139,6 +140,30 @@ check "multi-node script: 2 whole nodes, 8 ranks and 8 GPUs per node, requeue, U
 check "multi-node script is valid bash" bash -n "$WORK/multi.sbatch"
 check "submit.sh refuses more ranks than GPUs per node" \
     bash -c "! '$SUBMIT' '$WORK/direct.json' --gpus-per-node 2 --tasks-per-node 3 --dry-run 2>/dev/null"
+
+# (4) A sweep as a job array (submit.sh --sweep): one element per point, element N running
+# `shardq sweep --point N`; each appends its record to results.jsonl.
+cat >"$WORK/sweep.json" <<EOF
+{"name": "arr", "root": "$WORK/sweep",
+ "base": {"model": "$WORK/model", "data": {"calibration": "$CALIB", "nsamples": 8, "seqlen": 32},
+          "steps": [{"gptq": {"bits": 4, "group_size": 32}}, {"eval": {"data": "$CALIB", "seqlen": 32, "max_windows": 4}}],
+          "parallel": {"mode": "sequential", "micro_batch": 2}, "seed": 5},
+ "axes": [{"name": "bits", "path": "steps[0].gptq.bits", "values": [3, 4]}]}
+EOF
+id=$("$SUBMIT" --sweep "$WORK/sweep.json" --tasks-per-node 2 2>/dev/null)
+states="$(wait_job "${id}_0") $(wait_job "${id}_1")"
+check "sweep job array: both points complete: $states" test "$states" = "COMPLETED COMPLETED"
+check "sweep: element 1 ran point 1 only" \
+    bash -c "grep -rqs 'point 1 (0..1) arr-bits4' '$WORK/sweep.slurm/ranks/point-1' \
+             && ! grep -rqs 'arr-bits3' '$WORK/sweep.slurm/ranks/point-1'"
+check "sweep: results.jsonl holds one whole record per point" python3 -c '
+import json, sys
+text = open(sys.argv[1]).read()
+assert text.endswith("\n")
+assert sorted(json.loads(line)["name"] for line in text.splitlines()) == ["arr-bits3", "arr-bits4"]' \
+    "$WORK/sweep/results.jsonl"
+check "sweep: the bits=4 point has the weights of the direct run of the same job" \
+    cmp "$WORK/direct/output/model.safetensors" "$WORK/sweep/points/arr-bits4/output/model.safetensors"
 
 # (3) A bad spec: the job fails before any rank starts, with the validator's message in its log.
 id=$("$SUBMIT" "$(write_spec bad-spec 17)" --tasks-per-node 2 2>/dev/null)

@@ -20,7 +20,8 @@ from shardq_testlib import SHARDQ, calibration_text, make_model, run, write_spec
 
 SUBCOMMANDS = {  # name -> arguments it refuses
     "run": [], "status": [], "eval": ["--model"], "inspect": [], "tokenize": ["--input", "x"],
-    "push": ["only-one"], "pull": ["only-one"], "models": [],
+    "push": ["only-one"], "pull": ["only-one"], "models": [], "sweep": ["s.json", "--point", "abc"],
+    "report": ["results.jsonl"],
 }
 LAYERS = 2
 

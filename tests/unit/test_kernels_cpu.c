@@ -155,6 +155,36 @@ static void test_swiglu_and_add(void **state)
     free(g), free(u), free(out), free(acc), free(before);
 }
 
+/* u = x Aᵀ and out = x Wᵀ + bias + scale · u Bᵀ (reductions over in + r terms). */
+static void test_linear_lora(void **state)
+{
+    (void)state;
+    enum { ROWS = 7, IN = 40, OUT = 12, R = 4 };
+    float *x = random_floats(ROWS * IN, -1, 1), *W = random_floats(OUT * IN, -0.2, 0.2);
+    float *A = random_floats(R * IN, -0.2, 0.2), *B = random_floats(OUT * R, -0.2, 0.2);
+    float *bias = random_floats(OUT, -1, 1), *out = malloc(sizeof(float) * ROWS * OUT);
+    float *u = malloc(sizeof(float) * ROWS * R);
+    assert_int_equal(kn_linear_lora(out, u, x, W, bias, A, B, 1.5f, ROWS, IN, OUT, R), SQ_OK);
+    for (int r = 0; r < ROWS; r++) {
+        double ur[R];
+        for (int k = 0; k < R; k++) {
+            ur[k] = 0;
+            for (int i = 0; i < IN; i++)
+                ur[k] += (double)x[r * IN + i] * A[k * IN + i];
+            assert_close(u[r * R + k], ur[k], 1e-4, 1e-5, "lora u", (size_t)(r * R + k));
+        }
+        for (int o = 0; o < OUT; o++) {
+            double y = bias[o];
+            for (int i = 0; i < IN; i++)
+                y += (double)x[r * IN + i] * W[o * IN + i];
+            for (int k = 0; k < R; k++)
+                y += 1.5 * ur[k] * B[o * R + k];
+            assert_close(out[r * OUT + o], y, 1e-4, 1e-5, "lora out", (size_t)(r * OUT + o));
+        }
+    }
+    free(x), free(W), free(A), free(B), free(bias), free(out), free(u);
+}
+
 static void test_embedding(void **state)
 {
     (void)state;
@@ -235,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_attention_gqa),
         cmocka_unit_test(test_attention_large_scores_are_stable),
         cmocka_unit_test(test_swiglu_and_add),
+        cmocka_unit_test(test_linear_lora),
         cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_fake_quantize_rows),
