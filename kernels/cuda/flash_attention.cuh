@@ -196,7 +196,7 @@ __device__ void flash_warp_store(float *dst, size_t stride, int valid, const fla
 sq_status flash_forward_stats(float *lse2, float *delta, const bf16 *dout, const bf16 *q, const bf16 *k,
                               const bf16 *v, int batch, int seq, int n_heads, int n_kv_heads, int head_dim);
 
-/* bf16 copies of q, k, v (kn_cuda_to_bf16 slots 0, 1, 2), valid until the next flash call. */
+/* bf16 copies of q, k, v (kn_cuda_to_bf16 slots 0, 1, 2), valid until those slots are refilled. */
 sq_status flash_bf16_inputs(const bf16 **q16, const bf16 **k16, const bf16 **v16, const float *q, const float *k,
                             const float *v, int batch, int seq, int n_heads, int n_kv_heads, int head_dim);
 
