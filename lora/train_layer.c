@@ -78,7 +78,8 @@ sq_status sq_lora_work_alloc(sq_lora_work *w, const sq_model_config *cfg, const 
     SQ_TRY_GOTO(st, alloc_rows(&w->dup, max_rows, wd.inter), fail);
     SQ_TRY_GOTO(st, alloc_rows(&w->dact, max_rows, wd.inter), fail);
     SQ_TRY_GOTO(st, alloc_rows(&w->du, max_rows, a->r), fail);
-    SQ_TRY_GOTO(st, alloc_rows(&w->dropped, max_rows, wd.widest), fail);
+    if (a->dropout > 0) /* without dropout nothing is masked: no buffer */
+        SQ_TRY_GOTO(st, alloc_rows(&w->dropped, max_rows, wd.widest), fail);
     SQ_TRY_GOTO(st, alloc_rows(&w->inv_freq, 1, cfg->head_dim / 2), fail);
     float *inv_freq = malloc(sizeof(float) * (size_t)(cfg->head_dim / 2 + 1));
     if (!inv_freq) {

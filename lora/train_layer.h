@@ -38,7 +38,7 @@ typedef struct {
 typedef struct {
     float *dx1, *dn, *dq, *dk, *dv, *dattn, *dgate, *dup, *dact; /* like the activations they differentiate */
     float *du;       /* [rows, r] */
-    float *dropped;  /* [rows, max(H, Q, I)]: drop(x), then the masked A-path gradient */
+    float *dropped;  /* [rows, max(H, Q, I)]: drop(x), then the masked A-path gradient (NULL without dropout) */
     float *inv_freq; /* [head_dim / 2] RoPE frequencies */
     float dropout;   /* the dropout probability of this call: the adapter's when training, 0 when evaluating */
 } sq_lora_work;
