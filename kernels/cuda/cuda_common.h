@@ -33,6 +33,16 @@ sq_status kn_cuda_check_indices(const int32_t *idx, size_t n, int limit, const c
 sq_status kn_cuda_indices_init(void);
 void kn_cuda_indices_shutdown(void);
 
+/* Device scratch kept between calls and grown as needed: every use is on the one
+ * stream, so a buffer is free again once the call that filled it has been queued. */
+typedef struct {
+    void *data;
+    size_t bytes;
+} kn_cuda_scratch;
+/* Make s hold at least `bytes` (a smaller buffer is replaced; cudaFree waits for queued work reading it). */
+sq_status kn_cuda_scratch_reserve(kn_cuda_scratch *s, size_t bytes);
+void kn_cuda_scratch_free(kn_cuda_scratch *s);
+
 /* An fp16 copy of x[0..n) in scratch slot `slot` (0 to 3), valid until the next call for that
  * slot; *out points to it (__half). kn_cuda_to_bf16: the same in bf16 (__nv_bfloat16), in
  * slots of its own. All the slots are freed by kn_cuda_half_shutdown (half.cu). */

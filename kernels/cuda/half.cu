@@ -23,8 +23,7 @@
 
 /* One format's scratch slots. */
 struct scratch_slots {
-    void *data[SLOTS];
-    size_t capacity[SLOTS]; /* elements */
+    kn_cuda_scratch slot[SLOTS];
 };
 
 static struct scratch_slots half_slots, bf16_slots;
@@ -53,18 +52,13 @@ static sq_status to_16bit_copy(struct scratch_slots *slots, const char *who, con
 {
     if (slot < 0 || slot >= SLOTS)
         return sq_fail(SQ_ERR_ARG, "%s: no scratch slot %d", who, slot);
-    if (n > slots->capacity[slot]) {
-        cudaFree(slots->data[slot]); /* waits for the queued work that reads it */
-        slots->data[slot] = NULL;
-        slots->capacity[slot] = 0;
-        CUDA_CHECK(cudaMalloc(&slots->data[slot], n * sizeof(T)));
-        slots->capacity[slot] = n;
-    }
+    kn_cuda_scratch *s = &slots->slot[slot];
+    SQ_TRY(kn_cuda_scratch_reserve(s, n * sizeof(T)));
     if (n > 0) {
-        to_16bit_kernel<T><<<kn_cuda_blocks((n + 3) / 4, 256), 256>>>((T *)slots->data[slot], x, n);
+        to_16bit_kernel<T><<<kn_cuda_blocks((n + 3) / 4, 256), 256>>>((T *)s->data, x, n);
         CUDA_CHECK_LAUNCH();
     }
-    *out = slots->data[slot];
+    *out = s->data;
     return SQ_OK;
 }
 
@@ -80,11 +74,8 @@ extern "C" sq_status kn_cuda_to_bf16(const float *x, size_t n, int slot, const v
 
 static void free_slots(struct scratch_slots *slots)
 {
-    for (int s = 0; s < SLOTS; s++) {
-        cudaFree(slots->data[s]);
-        slots->data[s] = NULL;
-        slots->capacity[s] = 0;
-    }
+    for (int s = 0; s < SLOTS; s++)
+        kn_cuda_scratch_free(&slots->slot[s]);
 }
 
 extern "C" void kn_cuda_half_shutdown(void)

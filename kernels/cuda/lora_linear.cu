@@ -20,29 +20,12 @@
 
 #include "kernels/cuda/cuda_common.h"
 
-static struct {
-    __half *xu, *wb; /* [rows, K] and [out, K] */
-    size_t xu_capacity, wb_capacity; /* elements */
-} scratch;
-
-static sq_status reserve(__half **buf, size_t *capacity, size_t n)
-{
-    if (n <= *capacity)
-        return SQ_OK;
-    cudaFree(*buf); /* waits for queued work that reads it */
-    *buf = NULL;
-    *capacity = 0;
-    CUDA_CHECK(cudaMalloc((void **)buf, n * sizeof(__half)));
-    *capacity = n;
-    return SQ_OK;
-}
+static kn_cuda_scratch xu_buffer, wb_buffer; /* [rows, K] and [out, K] fp16 */
 
 extern "C" void kn_cuda_lora_linear_shutdown(void)
 {
-    cudaFree(scratch.xu);
-    cudaFree(scratch.wb);
-    scratch.xu = scratch.wb = NULL;
-    scratch.xu_capacity = scratch.wb_capacity = 0;
+    kn_cuda_scratch_free(&xu_buffer);
+    kn_cuda_scratch_free(&wb_buffer);
 }
 
 /* Columns [col0, col0 + cols) of the fp16 matrix dst [rows, ld] := scale · src [rows, cols]
@@ -85,25 +68,26 @@ extern "C" sq_status kn_linear_lora(float *out, float *u, const float *x, const 
         return SQ_OK;
     const int K = (in_features + r + 7) / 8 * 8; /* 16-byte aligned rows for the tensor cores */
     const float one = 1.0f, zero = 0.0f;
-    SQ_TRY(reserve(&scratch.xu, &scratch.xu_capacity, (size_t)rows * K));
-    SQ_TRY(reserve(&scratch.wb, &scratch.wb_capacity, (size_t)(out_features > 0 ? out_features : 1) * K));
+    SQ_TRY(kn_cuda_scratch_reserve(&xu_buffer, (size_t)rows * K * sizeof(__half)));
+    SQ_TRY(kn_cuda_scratch_reserve(&wb_buffer, (size_t)(out_features > 0 ? out_features : 1) * K * sizeof(__half)));
+    __half *xu = (__half *)xu_buffer.data, *wb = (__half *)wb_buffer.data;
     /* x into columns [0, in), zeros after the r columns of u */
-    SQ_TRY(fill_columns(scratch.xu, K, 0, x, rows, in_features, 1.0f, r, K));
+    SQ_TRY(fill_columns(xu, K, 0, x, rows, in_features, 1.0f, r, K));
     /* u[rows, r] = x Aᵀ from the fp16 x (column-major view: uᵀ = A · xᵀ) */
     const void *a16;
     SQ_TRY(kn_cuda_to_half(A, (size_t)r * in_features, 1, &a16));
     CUBLAS_CHECK(cublasGemmEx(kn_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, r, rows, in_features, &one, a16, CUDA_R_16F,
-                              in_features, scratch.xu, CUDA_R_16F, K, &zero, u, CUDA_R_32F, r, CUBLAS_COMPUTE_32F,
+                              in_features, xu, CUDA_R_16F, K, &zero, u, CUDA_R_32F, r, CUBLAS_COMPUTE_32F,
                               CUBLAS_GEMM_DEFAULT));
     if (out_features == 0)
         return SQ_OK;
     /* u into columns [in, in + r); W and scale·B side by side, zeros in the padding */
-    SQ_TRY(fill_columns(scratch.xu, K, in_features, u, rows, r, 1.0f, 0, 0));
-    SQ_TRY(fill_columns(scratch.wb, K, 0, weight, out_features, in_features, 1.0f, r, K));
-    SQ_TRY(fill_columns(scratch.wb, K, in_features, B, out_features, r, scale, 0, 0));
+    SQ_TRY(fill_columns(xu, K, in_features, u, rows, r, 1.0f, 0, 0));
+    SQ_TRY(fill_columns(wb, K, 0, weight, out_features, in_features, 1.0f, r, K));
+    SQ_TRY(fill_columns(wb, K, in_features, B, out_features, r, scale, 0, 0));
     /* out[rows, out] = [x | u] · [W | scale·B]ᵀ */
-    CUBLAS_CHECK(cublasGemmEx(kn_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, out_features, rows, K, &one, scratch.wb,
-                              CUDA_R_16F, K, scratch.xu, CUDA_R_16F, K, &zero, out, CUDA_R_32F, out_features,
+    CUBLAS_CHECK(cublasGemmEx(kn_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, out_features, rows, K, &one, wb,
+                              CUDA_R_16F, K, xu, CUDA_R_16F, K, &zero, out, CUDA_R_32F, out_features,
                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return bias ? kn_cuda_add_bias(out, bias, rows, out_features) : SQ_OK;
 }

@@ -25,6 +25,23 @@ extern "C" void kn_free(void *dev)
         cudaFree(dev);
 }
 
+extern "C" sq_status kn_cuda_scratch_reserve(kn_cuda_scratch *s, size_t bytes)
+{
+    if (bytes <= s->bytes)
+        return SQ_OK;
+    kn_cuda_scratch_free(s);
+    CUDA_CHECK(cudaMalloc(&s->data, bytes));
+    s->bytes = bytes;
+    return SQ_OK;
+}
+
+extern "C" void kn_cuda_scratch_free(kn_cuda_scratch *s)
+{
+    cudaFree(s->data); /* waits for the queued work that reads it */
+    s->data = NULL;
+    s->bytes = 0;
+}
+
 extern "C" sq_status kn_upload(void *dev_dst, const void *host_src, size_t bytes)
 {
     CUDA_CHECK(cudaMemcpy(dev_dst, host_src, bytes, cudaMemcpyHostToDevice));
