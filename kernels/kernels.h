@@ -215,6 +215,23 @@ sq_status kn_sparsegpt_block(float *W, uint8_t *codes, float *Err, const float *
                              int rows, int n, int col0, int ncols, int bits, bool sym, int prune_group,
                              int prune_count);
 
+/* ---- AWQ: activation-aware scales and the weight-clipping search ------ */
+
+/* sums[c] = Σ_r |X[r, c]| for X[rows, cols], the rows added in order in fp32 (one
+ * sequence's share of AWQ's mean |x| per input channel). */
+sq_status kn_column_abs_sums(float *sums, const float *X, int rows, int cols);
+/* W[r, c] = (W[r, c] · row_scale[r]) · col_scale[c] for W[rows, cols]; a NULL scale is 1
+ * (and its multiply is skipped). Folds AWQ's scales into weights, norms and Hessians. */
+sq_status kn_scale_rows_columns(float *W, const float *row_scale, const float *col_scale, int rows, int cols);
+/* out[r * ngroups + g] = Σ_{c in group g} A[r, c] · B[r, c], for A, B [rows, cols] and groups of
+ * group_size consecutive columns (the last one shorter where group_size does not divide cols;
+ * ngroups = ceil(cols / group_size)); each sum runs in column order in double. With B = A·H
+ * (H a Hessian block) it is the output error Σ_x (a_g · x_g)² of each row and group. */
+sq_status kn_group_row_dots(double *out, const float *A, const float *B, int rows, int cols, int group_size);
+/* W[r, c] := min(max(W[r, c], -limit[r * ngroups + g]), limit[r * ngroups + g]) for c in group g
+ * (groups as kn_group_row_dots). */
+sq_status kn_clamp_groups(float *W, const float *limit, int rows, int cols, int group_size);
+
 /* ---- training: backward passes, chunked loss, optimizer ---------------
  * LoRA training (lora/) runs these over device buffers; frozen weights (norms,
  * base linears, embedding, LM head) get no gradient, so none is formed. Each
