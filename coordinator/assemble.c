@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator/assemble_awq.h"
 #include "coordinator/assemble_dense.h"
 #include "coordinator/assemble_formats.h"
 #include "core/fileio.h"
@@ -137,6 +138,42 @@ static sq_status dequantized_linear(void *ctx, const char *name, sq_linear_tenso
 static sq_status compressed_linear(void *ctx, const char *name, sq_linear_tensors *tensors)
 {
     return converted_linear(ctx, name, sq_compressed_linear, tensors);
+}
+
+static sq_status awq_linear(void *ctx, const char *name, sq_linear_tensors *tensors)
+{
+    artifact_source *src = ctx;
+    int linear = -1;
+    SQ_TRY(load_linear(src, name, SQ_LAYER_QUANTIZED, &linear));
+    return sq_awq_linear(&src->cached.linear[linear], name, tensors);
+}
+
+/* An awq step's folded norms and v bias (sq_tensor_override): the layer artifact's values in the
+ * source tensor's dtype; every other tensor is kept. */
+static sq_status folded_tensor(void *ctx, const sq_st_tensor *t, void **data)
+{
+    artifact_source *src = ctx;
+    int layer = -1, consumed = 0, n = 0;
+    *data = NULL;
+    if (sscanf(t->name, "model.layers.%d.%n", &layer, &consumed) != 1 || consumed == 0 ||
+        (strcmp(t->name + consumed, "input_layernorm.weight") && strcmp(t->name + consumed,
+                                                                        "post_attention_layernorm.weight") &&
+         strcmp(t->name + consumed, "self_attn.v_proj.bias")))
+        return SQ_OK;
+    SQ_TRY(load_layer(src, layer));
+    const float *values = sq_folded_tensor(&src->cached.folded, t->name + consumed, &n);
+    if (!values || (uint64_t)n != sq_st_numel(t) || !sq_dtype_is_float(t->dtype))
+        return sq_fail(SQ_ERR_FORMAT, "assemble: the artifact of layer %d of step %d holds no folded %s of %llu "
+                       "values", layer, src->step, t->name + consumed, (unsigned long long)sq_st_numel(t));
+    *data = malloc(t->nbytes ? t->nbytes : 1);
+    if (!*data)
+        return sq_fail(SQ_ERR_NOMEM, "assemble: cannot hold %s", t->name);
+    sq_status st = sq_convert_from_f32(*data, t->dtype, values, (size_t)n);
+    if (st != SQ_OK) {
+        free(*data);
+        *data = NULL;
+    }
+    return st;
 }
 
 /* ---- sparsity ----------------------------------------------------------- */
@@ -328,10 +365,24 @@ static sq_status quantized_sparsity(const sq_step *step_spec, const sq_checkpoin
 
 /* config.json's record of the quantization in a "dense" or "compressed-tensors" output
  * (assemble_formats.h), added to *extra_config (which may hold the sparsity_config). */
-static sq_status record_quantization(sq_output_format format, const sq_quant_options *opt, json_t **extra_config)
+static sq_status record_quantization(sq_output_format format, const sq_quant_options *opt,
+                                     const sq_checkpoint *source, json_t **extra_config)
 {
     if (!*extra_config)
         *extra_config = json_object();
+    if (format == SQ_OUTPUT_AWQ) {
+        json_t *config = NULL;
+        SQ_TRY(sq_checkpoint_load_config_json(sq_checkpoint_local_dir(source), &config));
+        json_t *entries = sq_awq_config_entries(opt, config);
+        json_decref(config);
+        if (!*extra_config || !entries) {
+            json_decref(entries);
+            return sq_fail(SQ_ERR_NOMEM, "assemble: out of memory");
+        }
+        json_object_update(*extra_config, entries);
+        json_decref(entries);
+        return SQ_OK;
+    }
     json_t *sparsity = json_object_get(*extra_config, "sparsity_config");
     json_t *record = format == SQ_OUTPUT_DENSE
                          ? sq_gptq_quantization_config(opt)
@@ -378,19 +429,22 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
     sq_quant_options joint = sq_sparse_joint_quant_options(&step_spec->sparse);
     const sq_quant_options *quant = pruning ? &joint : &step_spec->quant;
     bool dense_form = pruning && step_spec->sparse.bits == 0;
+    sq_tensor_override folded = step_spec->kind == SQ_STEP_AWQ ? folded_tensor : NULL;
     if (st == SQ_OK && !dense_form && format != SQ_OUTPUT_GPTQ)
-        st = record_quantization(format, quant, &extra_config);
+        st = record_quantization(format, quant, source, &extra_config);
     if (st == SQ_OK && (dense_form || format != SQ_OUTPUT_GPTQ)) {
         sq_dense_checkpoint_request req = {.source = source,
                                            .linears = (const char *const *)names,
                                            .n_linears = n,
                                            .get_linear = dense_form                 ? dense_linear
                                                          : format == SQ_OUTPUT_DENSE ? dequantized_linear
+                                                         : format == SQ_OUTPUT_AWQ   ? awq_linear
                                                                                      : compressed_linear,
                                            .ctx = &src,
                                            .extra_config = extra_config,
                                            .extra_files = sparse_output ? extra_files : NULL,
-                                           .n_extra_files = sparse_output ? 1 : 0};
+                                           .n_extra_files = sparse_output ? 1 : 0,
+                                           .override_tensor = folded};
         st = sq_dense_checkpoint_write(&req, output_dir);
     } else if (st == SQ_OK) {
         sq_gptq_checkpoint_request req = {.source = source,
@@ -402,7 +456,8 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
                                           .extra_config = extra_config,
                                           .extra_files = sparse_output ? extra_files : NULL,
                                           .n_extra_files = sparse_output ? 1 : 0,
-                                          .method = sq_step_kind_name(step_spec->kind)};
+                                          .method = sq_step_kind_name(step_spec->kind),
+                                          .override_tensor = folded};
         st = sq_gptq_checkpoint_write(&req, output_dir);
     }
     json_decref(extra_config);

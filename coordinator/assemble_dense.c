@@ -123,7 +123,7 @@ static sq_status write_shard(const sq_dense_checkpoint_request *req, const int *
                 st = add_entry(&b, req->linears[linear], r->t[k].suffix, r->t[k].dtype, r->t[k].ndim, r->t[k].shape,
                                r->t[k].data);
         } else {
-            st = sq_checkpoint_tensor_bytes(req->source, t->name, &b.kept[item]);
+            st = sq_checkpoint_output_bytes(req->source, t, req->override_tensor, req->ctx, &b.kept[item]);
             if (st == SQ_OK)
                 st = add_entry(&b, t->name, "", t->dtype, t->ndim, t->shape, b.kept[item].data);
         }

@@ -18,6 +18,7 @@
 
 #include "core/status.h"
 #include "model/checkpoint.h"
+#include "model/checkpoint_files.h"
 #include "worker/layer_results.h"
 
 /* One tensor a linear's weight becomes: "<linear><suffix>". */
@@ -54,6 +55,7 @@ typedef struct {
     const char *const *extra_files; /* files the caller already wrote into out_dir, for the manifest */
     int n_extra_files;
     uint64_t max_shard_bytes;       /* 0: 4 GiB */
+    sq_tensor_override override_tensor; /* other tensors' replacements (called with ctx), or NULL */
 } sq_dense_checkpoint_request;
 
 sq_status sq_dense_checkpoint_write(const sq_dense_checkpoint_request *req, const char *out_dir);

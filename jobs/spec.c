@@ -23,7 +23,7 @@ static bool is_pruning(sq_step_kind kind)
 
 static bool quantizes(const sq_step *step)
 {
-    return step->kind == SQ_STEP_RTN || step->kind == SQ_STEP_GPTQ ||
+    return step->kind == SQ_STEP_RTN || step->kind == SQ_STEP_GPTQ || step->kind == SQ_STEP_AWQ ||
            (step->kind == SQ_STEP_SPARSEGPT && step->sparse.bits > 0);
 }
 
@@ -187,6 +187,8 @@ static void fill_dependent_defaults(sq_spec_errors *errs, json_t *root, sq_job_s
         json_t *gptq = json_object_get(json_array_get(json_object_get(root, "steps"), (size_t)i), "gptq");
         if (step->kind == SQ_STEP_GPTQ && !json_object_get(gptq, "preserve_sparsity"))
             step->quant.preserve_sparsity = pruned;
+        if (step->kind == SQ_STEP_AWQ) /* then gptq keeps a pruned input's zeros, as rtn does */
+            step->quant.preserve_sparsity = pruned;
         pruned |= is_pruning(step->kind);
         if (step->kind == SQ_STEP_QLORA) {
             sq_lora_options *l = &step->lora;
@@ -219,6 +221,7 @@ static void check_required_by_steps(sq_spec_errors *errs, json_t *root, const sq
         sq_step_kind kind = spec->steps[i].kind;
         json_t *options = json_object_get(json_array_get(json_object_get(root, "steps"), (size_t)i), "qlora");
         bool needs_calibration = kind == SQ_STEP_GPTQ || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA ||
+                                 kind == SQ_STEP_AWQ ||
                                  (kind == SQ_STEP_QLORA && !json_object_get(options, "train_data"));
         if (needs_calibration && calibration_for < 0)
             calibration_for = i;
@@ -255,12 +258,13 @@ static void parse_output(sq_spec_errors *errs, json_t *root, sq_job_spec *spec, 
         sq_spec_error(errs, "output.format", "\"%s\" applies to a quantized output; the last step that produces a "
                       "model (%s) does not quantize", sq_output_format_names[format],
                       last_model < 0 ? "none" : kind_at(spec, last_model));
-    for (int i = last_model + 1; i < spec->n_steps && format == SQ_OUTPUT_COMPRESSED_TENSORS; i++) {
+    bool unreadable = format == SQ_OUTPUT_COMPRESSED_TENSORS || format == SQ_OUTPUT_AWQ;
+    for (int i = last_model + 1; i < spec->n_steps && unreadable; i++) {
         char at[SQ_SPEC_PATH_MAX];
         snprintf(at, sizeof at, "steps[%d]", i);
         if (parsed[i] && spec->steps[i].kind == SQ_STEP_EVAL)
-            sq_spec_error(errs, at, "eval reads gptq and dense checkpoints, not the compressed-tensors output: "
-                          "evaluate a \"dense\" output instead");
+            sq_spec_error(errs, at, "eval reads gptq and dense checkpoints, not the %s output: "
+                          "evaluate a \"dense\" output instead", sq_output_format_names[format]);
     }
 }
 

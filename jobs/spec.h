@@ -18,7 +18,7 @@
  *               "part_size_mb": 8, "max_retries": 5, "stall_timeout_s": 30,
  *               "low_speed_bytes": 1024, "request_timeout_s": 300},
  *   "push": {"store": URI, "name": "llama-tiny-w4", "version": "1"},
- *   "output": {"format": "gptq" | "dense" | "compressed-tensors"}
+ *   "output": {"format": "gptq" | "dense" | "compressed-tensors" | "awq"}
  * }
  *
  * Validation collects every error, each with its JSON path, e.g.
@@ -57,6 +57,10 @@
  *    warmup_steps 0 (< steps), max_grad_norm 1.0 (0 = no clipping), format "text",
  *    prompt_field "prompt", completion_field "completion" (jsonl only), eval_every 0
  *    (needs eval_data), save_every 50, merge false.
+ *  - awq: bits 2,3,4,8 (default 4), group_size (128), sym (false: AWQ's zero points),
+ *    n_grid 1..1000 (20), clip (true), then "rtn" (default) or "gptq"; with "gptq" also
+ *    desc_act, static_groups, damp_percent, block_size (GPTQ's defaults); a GPTQ key
+ *    without "then": "gptq" is an error. awq quantizes the model (a job quantizes once).
  *  - eval: data required; seqlen defaults to data.seqlen; kv_cache_bits 0,2,3,4,8.
  *  - storage: endpoint an http(s):// URL, region a non-empty string, path_style a
  *    boolean, part_size_mb 5..5120 (S3 part limits), max_retries 0..20,
@@ -79,6 +83,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "quant/awq.h"
 #include "quant/output_format.h"
 #include "quant/prune.h"
 #include "quant/quant_result.h"
@@ -91,7 +96,8 @@ typedef enum {
     SQ_STEP_WANDA,
     SQ_STEP_MAGNITUDE,
     SQ_STEP_QLORA,
-    SQ_STEP_EVAL
+    SQ_STEP_EVAL,
+    SQ_STEP_AWQ
 } sq_step_kind;
 
 typedef enum { SQ_PARALLEL_SEQUENTIAL, SQ_PARALLEL_PIPELINE } sq_parallel_mode;
@@ -136,10 +142,11 @@ typedef struct {
 
 typedef struct {
     sq_step_kind kind;
-    sq_quant_options quant;   /* rtn, gptq */
+    sq_quant_options quant;   /* rtn, gptq, awq (its quantization) */
     sq_sparse_options sparse; /* sparsegpt, wanda, magnitude */
     sq_lora_options lora;     /* qlora */
     sq_eval_options eval;     /* eval */
+    sq_awq_options awq;       /* awq (its search; the quantization is in quant) */
 } sq_step;
 
 typedef struct {

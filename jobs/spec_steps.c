@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const step_names[] = {"rtn", "gptq", "sparsegpt", "wanda", "magnitude", "qlora", "eval", NULL};
+static const char *const step_names[] = {"rtn", "gptq", "sparsegpt", "wanda", "magnitude", "qlora", "eval", "awq",
+                                         NULL};
 
 static const char *const lora_modules[] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                            "gate_proj", "up_proj", "down_proj", NULL};
@@ -63,6 +64,38 @@ static void parse_quant(sq_spec_errors *errs, json_t *obj, const char *path, sq_
     sq_spec_int(errs, obj, path, "block_size", 1, INT_MAX, "must be a positive integer", &q->block_size);
     sq_spec_bool(errs, obj, path, "true_sequential", &q->true_sequential);
     sq_spec_bool(errs, obj, path, "preserve_sparsity", &q->preserve_sparsity); /* default: spec.c */
+}
+
+/* awq: its search options, its quantization (rtn's keys) and, with "then": "gptq", GPTQ's solve keys. */
+static void parse_awq(sq_spec_errors *errs, json_t *obj, const char *path, sq_quant_options *q, sq_awq_options *a)
+{
+    static const char *const keys[] = {"bits", "group_size", "sym", "n_grid", "clip", "then", "desc_act",
+                                       "static_groups", "damp_percent", "block_size", NULL};
+    static const char *const thens[] = {"rtn", "gptq", NULL};
+    static const char *const gptq_only[] = {"desc_act", "static_groups", "damp_percent", "block_size", NULL};
+    *a = (sq_awq_options){.n_grid = 20, .clip = true, .then_gptq = false};
+    *q = (sq_quant_options){.bits = 4, .group_size = 128, .sym = false, .damp_percent = 0.01, .block_size = 128};
+    sq_spec_check_keys(errs, obj, path, keys);
+    sq_spec_int_choice(errs, obj, path, "bits", quant_bits, 4, "2,3,4,8", &q->bits);
+    read_group_size(errs, obj, path, &q->group_size);
+    sq_spec_bool(errs, obj, path, "sym", &q->sym);
+    sq_spec_int(errs, obj, path, "n_grid", 1, 1000, "must be an integer in 1..1000", &a->n_grid);
+    sq_spec_bool(errs, obj, path, "clip", &a->clip);
+    int then = 0;
+    if (sq_spec_choice(errs, obj, path, "then", thens, &then))
+        a->then_gptq = then == 1;
+    for (int i = 0; !a->then_gptq && gptq_only[i]; i++) {
+        if (json_object_get(obj, gptq_only[i])) {
+            char at[SQ_SPEC_PATH_MAX];
+            sq_spec_path(at, path, gptq_only[i]);
+            sq_spec_error(errs, at, "applies only with \"then\": \"gptq\"");
+        }
+    }
+    sq_spec_bool(errs, obj, path, "desc_act", &q->desc_act);
+    sq_spec_bool(errs, obj, path, "static_groups", &q->static_groups);
+    sq_spec_number(errs, obj, path, "damp_percent", 0, false, 1, false, "must be a number in (0, 1)",
+                   &q->damp_percent);
+    sq_spec_int(errs, obj, path, "block_size", 1, INT_MAX, "must be a positive integer", &q->block_size);
 }
 
 /* "N:M" with 0 < N < M, digits only. */
@@ -266,7 +299,7 @@ bool sq_spec_parse_step(sq_spec_errors *errs, json_t *value, int index, sq_step 
     snprintf(path, sizeof path, "steps[%d]", index);
     if (!json_is_object(value) || json_object_size(value) != 1) {
         sq_spec_error(errs, path, "a step is an object with exactly one key "
-                                  "(rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)");
+                                  "(rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, awq)");
         return false;
     }
     const char *name = json_object_iter_key(json_object_iter(value));
@@ -278,7 +311,7 @@ bool sq_spec_parse_step(sq_spec_errors *errs, json_t *value, int index, sq_step 
     char at[SQ_SPEC_PATH_MAX];
     sq_spec_path(at, path, name);
     if (kind < 0) {
-        sq_spec_error(errs, at, "unknown step (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)");
+        sq_spec_error(errs, at, "unknown step (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, awq)");
         return false;
     }
     if (!json_is_object(options)) {
@@ -294,6 +327,7 @@ bool sq_spec_parse_step(sq_spec_errors *errs, json_t *value, int index, sq_step 
     case SQ_STEP_MAGNITUDE: parse_sparse(errs, options, at, step->kind, &step->sparse); break;
     case SQ_STEP_QLORA: parse_lora(errs, options, at, &step->lora); break;
     case SQ_STEP_EVAL: parse_eval(errs, options, at, &step->eval); break;
+    case SQ_STEP_AWQ: parse_awq(errs, options, at, &step->quant, &step->awq); break;
     }
     return true;
 }

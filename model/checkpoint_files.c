@@ -130,3 +130,16 @@ int sq_checkpoint_linear_of(const char *tensor_name, const char *const *linears,
             return k;
     return -1;
 }
+
+sq_status sq_checkpoint_output_bytes(const sq_checkpoint *source, const sq_st_tensor *t, sq_tensor_override override,
+                                     void *ctx, sq_tensor_bytes *out)
+{
+    void *replaced = NULL;
+    memset(out, 0, sizeof *out);
+    if (override)
+        SQ_TRY(override(ctx, t, &replaced));
+    if (!replaced)
+        return sq_checkpoint_tensor_bytes(source, t->name, out);
+    *out = (sq_tensor_bytes){.tensor = t, .data = replaced, .owned = replaced};
+    return SQ_OK;
+}

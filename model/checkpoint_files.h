@@ -11,12 +11,23 @@
 #include <jansson.h>
 
 #include "core/status.h"
+#include "model/checkpoint.h"
 
 /* How many files sq_checkpoint_copy_companions may add at most. */
 #define SQ_COMPANION_FILES 5
 
 /* The index k of the linear whose weight tensor is `tensor_name` ("<linears[k]>.weight"), or -1. */
 int sq_checkpoint_linear_of(const char *tensor_name, const char *const *linears, int n_linears);
+
+/* Replacement values for a source tensor that is not a replaced linear (an awq step's folded
+ * norms): *data receives a malloc'd buffer of the tensor's dtype and shape (the writer frees
+ * it), or stays NULL to keep the source's bytes. */
+typedef sq_status (*sq_tensor_override)(void *ctx, const sq_st_tensor *tensor, void **data);
+
+/* The bytes the output holds for source tensor t: the override's (override may be NULL)
+ * or the source's; release them with sq_tensor_bytes_release. */
+sq_status sq_checkpoint_output_bytes(const sq_checkpoint *source, const sq_st_tensor *t, sq_tensor_override override,
+                                     void *ctx, sq_tensor_bytes *out);
 
 /* Write `value` as indented JSON to dir/name. */
 

@@ -195,7 +195,7 @@ static sq_status write_shard(const sq_gptq_checkpoint_request *req, const plan_i
             continue;
         }
         sq_tensor_bytes bytes;
-        SQ_TRY_GOTO(st, sq_checkpoint_tensor_bytes(req->source, t->name, &bytes), done);
+        SQ_TRY_GOTO(st, sq_checkpoint_output_bytes(req->source, t, req->override_tensor, req->ctx, &bytes), done);
         const void *data = bytes.data;
         if (bytes.owned)
             b.buffers[b.n_buffers++] = bytes.owned; /* kept until the shard is written */

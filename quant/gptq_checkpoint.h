@@ -30,6 +30,7 @@
 
 #include "core/status.h"
 #include "model/checkpoint.h"
+#include "model/checkpoint_files.h"
 #include "quant/gptq_pack.h"
 
 /* Supplies the packed tensors of one quantized linear when the writer needs
@@ -49,6 +50,7 @@ typedef struct {
     const char *const *extra_files;   /* files the caller already wrote into out_dir, for the manifest */
     int n_extra_files;
     const char *method;               /* the manifest's method ("rtn", "gptq", ...); NULL: "gptq" */
+    sq_tensor_override override_tensor; /* other tensors' replacements (called with ctx), or NULL */
 } sq_gptq_checkpoint_request;
 
 /* The "quantization_config" object above, for `opt` (new reference). */

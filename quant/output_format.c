@@ -3,7 +3,27 @@
 
 #include "model/gptq_reader.h"
 
-const char *const sq_output_format_names[] = {"gptq", "dense", "compressed-tensors", NULL};
+const char *const sq_output_format_names[] = {"gptq", "dense", "compressed-tensors", "awq", NULL};
+
+/* The AWQ GEMM layout's limits (output_format.h). */
+static sq_status awq_check(const sq_quant_options *opt, const char *where, const char *linear, int out, int in)
+{
+    if (opt->bits != 4)
+        return sq_fail(SQ_ERR_SPEC, "%s.bits: %d; the awq output format holds 4-bit weights only (for %s): set "
+                       "\"bits\": 4, or \"output\": {\"format\": \"gptq\"} or \"dense\"", where, opt->bits, linear);
+    if (opt->group_size <= 0 || in % opt->group_size != 0)
+        return sq_fail(SQ_ERR_SPEC, "%s.group_size: %d; the awq output format needs groups that divide the inputs "
+                       "(%s has %d): choose a group_size dividing %d, or \"output\": {\"format\": \"dense\"}",
+                       where, opt->group_size, linear, in, in);
+    if (opt->desc_act && !opt->static_groups && opt->group_size < in)
+        return sq_fail(SQ_ERR_SPEC, "%s.desc_act: act-order groups of %s are not contiguous (g_idx), which the awq "
+                       "output format cannot hold: set static_groups, or \"output\": {\"format\": \"gptq\"}",
+                       where, linear);
+    if (out % 8 != 0)
+        return sq_fail(SQ_ERR_SPEC, "%s: %s has %d outputs and the awq output format packs 8 outputs per int32 "
+                       "(multiples of 8 only): set \"output\": {\"format\": \"dense\"}", where, linear, out);
+    return SQ_OK;
+}
 
 sq_status sq_output_format_check(sq_output_format format, const sq_quant_options *opt, const char *where,
                                  const char *linear, int out, int in)
@@ -25,5 +45,7 @@ sq_status sq_output_format_check(sq_output_format format, const sq_quant_options
                        "no longer reads (actorder \"group\" was removed): set static_groups, or \"output\": "
                        "{\"format\": \"gptq\"} or \"dense\"",
                        where, linear);
+    if (format == SQ_OUTPUT_AWQ)
+        return awq_check(opt, where, linear, out, in);
     return SQ_OK;
 }

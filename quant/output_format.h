@@ -8,16 +8,26 @@
  *  - "compressed-tensors": vLLM's and llm-compressor's "pack-quantized"
  *    (coordinator/assemble_compressed.h); any shape, 4 or 8 bits, and groups
  *    that are contiguous runs of inputs (act-order only with static_groups:
- *    compressed-tensors 0.20 removed actorder "group", the g_idx form). */
+ *    compressed-tensors 0.20 removed actorder "group", the g_idx form);
+ *  - "awq": AutoAWQ's GEMM layout (coordinator/assemble_formats.h): 4 bits only,
+ *    groups of group_size (not -1) that divide the inputs, contiguous (no
+ *    act-order without static_groups), and outputs a multiple of 8 (one int32
+ *    packs 8 outputs). */
 #ifndef SQ_QUANT_OUTPUT_FORMAT_H
 #define SQ_QUANT_OUTPUT_FORMAT_H
 
 #include "core/status.h"
 #include "quant/quant_result.h"
 
-typedef enum { SQ_OUTPUT_GPTQ, SQ_OUTPUT_DENSE, SQ_OUTPUT_COMPRESSED_TENSORS, SQ_OUTPUT_FORMAT_COUNT } sq_output_format;
+typedef enum {
+    SQ_OUTPUT_GPTQ,
+    SQ_OUTPUT_DENSE,
+    SQ_OUTPUT_COMPRESSED_TENSORS,
+    SQ_OUTPUT_AWQ,
+    SQ_OUTPUT_FORMAT_COUNT
+} sq_output_format;
 
-/* "gptq", "dense", "compressed-tensors"; NULL-terminated, in enum order. */
+/* "gptq", "dense", "compressed-tensors", "awq"; NULL-terminated, in enum order. */
 extern const char *const sq_output_format_names[];
 
 /* SQ_ERR_SPEC unless `format` can hold linear `linear` [out, in] quantized with `opt`;

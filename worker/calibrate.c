@@ -1,6 +1,7 @@
-/* calibrate.c: the layer loop of a gptq, rtn, sparsegpt, wanda or magnitude
+/* calibrate.c: the layer loop of a gptq, rtn, awq, sparsegpt, wanda or magnitude
  * step (see calibrate.h): its entry, and the layer step every schedule runs —
- * statistics (Hessians of the linears' inputs) -> solve -> install. The
+ * statistics (Hessians of the linears' inputs; awq also their mean |x|) ->
+ * (awq: search, fold and clip, worker/awq_layer.h) -> solve -> install. The
  * schedules are schedule_sequential.c and schedule_pipeline.c; the layer
  * artifacts layer_artifacts.c. */
 #include "worker/calibrate_internal.h"
@@ -9,11 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/channel_absmean.h"
 #include "quant/gptq.h"
 #include "quant/hessian.h"
 #include "quant/prune.h"
 #include "quant/rtn.h"
 #include "quant/sparsegpt.h"
+#include "worker/awq_layer.h"
 #include "worker/fault.h"
 #include "worker/signals.h"
 #include "worker/stacked_solve.h"
@@ -62,6 +65,7 @@ static int linear_groups(bool true_sequential, linear_group groups[4])
 
 typedef struct {
     sq_hessian *hessians; /* [INPUT_KINDS] */
+    sq_channel_absmean *absmeans; /* [INPUT_KINDS], awq only, else NULL */
     bool want[INPUT_KINDS];
     int nseq;
     int last_linear;
@@ -91,6 +95,8 @@ static sq_status collect_stats(void *ctx, const char *linear_name, const float *
                            in_features, hook->hessians[kind].cols);
         double t0 = phase_clock();
         SQ_TRY(sq_hessian_add(&hook->hessians[kind], input, rows, hook->nseq));
+        if (hook->absmeans)
+            SQ_TRY(sq_channel_absmean_add(&hook->absmeans[kind], input, rows, hook->nseq));
         *hook->seconds += phase_clock() - t0;
     }
     return linear == hook->last_linear ? SQ_STOPPED : SQ_OK;
@@ -109,9 +115,9 @@ sq_status calib_forward_samples(calib_state *cs, float *X, int nseq)
 
 /* Accumulate the Hessians a group needs over X (which stays unchanged). */
 static sq_status group_hessians(calib_state *cs, const float *X, int nseq, const linear_group *group,
-                                sq_hessian hessians[INPUT_KINDS])
+                                sq_hessian hessians[INPUT_KINDS], sq_channel_absmean *absmeans)
 {
-    stats_hook hook = {.hessians = hessians, .last_linear = group->linears[group->count - 1],
+    stats_hook hook = {.hessians = hessians, .absmeans = absmeans, .last_linear = group->linears[group->count - 1],
                        .seconds = &cs->phases.hessian};
     for (int i = 0; i < group->count; i++)
         hook.want[input_of(group->linears[i])] = true;
@@ -122,6 +128,8 @@ static sq_status group_hessians(calib_state *cs, const float *X, int nseq, const
                    : k == INPUT_MLP_OUT ? cs->model.layer.linear[SQ_LINEAR_DOWN].in_features
                                         : cs->hidden;
         SQ_TRY(sq_hessian_init(&hessians[k], cols));
+        if (absmeans)
+            SQ_TRY(sq_channel_absmean_init(&absmeans[k], cols));
     }
     sq_layer_options opt = {.hook = collect_stats, .hook_ctx = &hook};
     for (int s = 0; s < nseq; s += cs->micro) {
@@ -180,6 +188,14 @@ static sq_status hessian_copy(const sq_hessian *h, float **H)
     return kn_copy(*H, h->H, hbytes);
 }
 
+/* The solver that quantizes the layer's linears: awq's `then` (rtn or gptq), else the step's own. */
+static sq_step_kind solver_of(const calib_state *cs)
+{
+    if (cs->kind == SQ_STEP_AWQ)
+        return cs->awq->then_gptq ? SQ_STEP_GPTQ : SQ_STEP_RTN;
+    return cs->kind;
+}
+
 /* Run the step's solver on W (a device copy of the linear's weights), filling `out`'s linear. */
 static sq_status solve_into(calib_state *cs, int layer, int linear, float *W, const sq_hessian *h,
                             sq_layer_results *out)
@@ -189,7 +205,7 @@ static sq_status solve_into(calib_state *cs, int layer, int linear, float *W, co
     sq_quant_result *res = &out->linear[linear];
     float *H = NULL;
     sq_status st = SQ_OK;
-    switch (cs->kind) { /* gptq: solve_group, stacked */
+    switch (solver_of(cs)) { /* gptq: solve_group, stacked */
     case SQ_STEP_RTN: st = sq_rtn_quantize(W, rows, cols, cs->opt, res); break;
     case SQ_STEP_SPARSEGPT:
         SQ_TRY_GOTO(st, hessian_copy(h, &H), done);
@@ -234,7 +250,7 @@ static int solve_owner(const calib_state *cs, int layer, const linear_group *gro
     if (!shared)
         return cs->rank;
     int first = linear;
-    for (int i = 0; cs->kind == SQ_STEP_GPTQ && i < group->count; i++)
+    for (int i = 0; solver_of(cs) == SQ_STEP_GPTQ && i < group->count; i++)
         if (input_of(group->linears[i]) == input_of(linear)) {
             first = group->linears[i];
             break;
@@ -253,7 +269,7 @@ static sq_status solve_group(calib_state *cs, int layer, const linear_group *gro
             if (input_of(linear) == (input_kind)k && solve_owner(cs, layer, group, linear, shared) == cs->rank)
                 mine[n++] = linear;
         }
-        if (n > 0 && cs->kind == SQ_STEP_GPTQ) {
+        if (n > 0 && solver_of(cs) == SQ_STEP_GPTQ) {
             sq_status st = sq_solve_gptq_stacked(&cs->model.layer, mine, n, &hessians[k], cs->opt, out);
             if (st != SQ_OK)
                 return sq_fail_context(st, "layer %d %s", layer, sq_linear_name(mine[0]));
@@ -265,6 +281,25 @@ static sq_status solve_group(calib_state *cs, int layer, const linear_group *gro
     return SQ_OK;
 }
 
+/* awq: the mean |x| of each input summed over the ranks, then the layer's search, fold and clip
+ * (worker/awq_layer.h) on every rank alike (the same statistics give the same bits), the
+ * Hessians left as those of the scaled inputs for the solves. */
+static sq_status awq_fold(calib_state *cs, int layer, int nseq, bool shared, sq_hessian hessians[INPUT_KINDS],
+                          sq_channel_absmean absmeans[INPUT_KINDS], sq_layer_results *out)
+{
+    sq_awq_layer_stats stats;
+    int64_t tokens = (int64_t)(shared ? cs->job->spec->nsamples : nseq) * cs->seqlen;
+    for (int k = 0; k < INPUT_KINDS; k++) {
+        if (shared)
+            SQ_TRY(sq_comm_allreduce_sum_i64(absmeans[k].sum, sq_channel_absmean_sum_count(&absmeans[k])));
+        SQ_TRY(sq_channel_absmean_finish(&absmeans[k], tokens));
+        stats.H[k] = hessians[k].H;
+        stats.mean[k] = absmeans[k].mean;
+    }
+    return sq_awq_layer(&cs->model.layer, &cs->model.cfg, &stats, cs->awq, cs->opt, layer, cs->rank == 0,
+                        &out->folded);
+}
+
 sq_status calib_quantize_layer(calib_state *cs, int layer, float *X, int nseq, bool shared, sq_layer_results *out)
 {
     linear_group groups[4];
@@ -273,12 +308,14 @@ sq_status calib_quantize_layer(calib_state *cs, int layer, float *X, int nseq, b
     sq_status st = SQ_OK;
     for (int g = 0; g < ngroups && st == SQ_OK; g++) {
         sq_hessian hessians[INPUT_KINDS];
+        sq_channel_absmean absmeans[INPUT_KINDS];
         memset(hessians, 0, sizeof hessians);
+        memset(absmeans, 0, sizeof absmeans);
         if (calib_keeps_group_inputs(cs)) {
             SQ_TRY_GOTO(st, kept_group_hessians(cs, X, nseq, g, &groups[g], hessians), group_done);
         } else if (cs->needs_samples) {
             double t0 = phase_clock(), hessian_before = cs->phases.hessian;
-            st = group_hessians(cs, X, nseq, &groups[g], hessians);
+            st = group_hessians(cs, X, nseq, &groups[g], hessians, cs->awq ? absmeans : NULL);
             cs->phases.forward += phase_clock() - t0 - (cs->phases.hessian - hessian_before);
             SQ_TRY_GOTO(st, st, group_done);
         }
@@ -295,6 +332,8 @@ sq_status calib_quantize_layer(calib_state *cs, int layer, float *X, int nseq, b
             cs->phases.hessian += phase_clock() - t0;
         }
         double solve_start = phase_clock();
+        if (cs->awq)
+            SQ_TRY_GOTO(st, awq_fold(cs, layer, nseq, shared, hessians, absmeans, out), group_done);
         SQ_TRY_GOTO(st, solve_group(cs, layer, &groups[g], hessians, shared, out), group_done);
         for (int i = 0; i < groups[g].count; i++) {
             int linear = groups[g].linears[i];
@@ -308,8 +347,10 @@ sq_status calib_quantize_layer(calib_state *cs, int layer, float *X, int nseq, b
         }
         cs->phases.solve += phase_clock() - solve_start;
     group_done:
-        for (int k = 0; k < INPUT_KINDS; k++)
+        for (int k = 0; k < INPUT_KINDS; k++) {
             sq_hessian_free(&hessians[k]);
+            sq_channel_absmean_free(&absmeans[k]);
+        }
     }
     if (st == SQ_OK && calib_keeps_group_inputs(cs)) {
         const float *none;
@@ -371,12 +412,12 @@ sq_status calib_alloc_activations(calib_state *cs, int nseq, float **X)
 bool sq_calibration_runs(sq_step_kind kind)
 {
     return kind == SQ_STEP_GPTQ || kind == SQ_STEP_RTN || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA ||
-           kind == SQ_STEP_MAGNITUDE;
+           kind == SQ_STEP_MAGNITUDE || kind == SQ_STEP_AWQ;
 }
 
 bool sq_calibration_needs_samples(sq_step_kind kind)
 {
-    return kind == SQ_STEP_GPTQ || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA;
+    return kind == SQ_STEP_GPTQ || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA || kind == SQ_STEP_AWQ;
 }
 
 sq_status sq_calibrate(const sq_calibration *job)
@@ -388,12 +429,13 @@ sq_status sq_calibrate(const sq_calibration *job)
     cs.kind = step->kind;
     if (!sq_calibration_runs(cs.kind))
         return sq_fail(SQ_ERR_UNSUPPORTED,
-                       "steps[%d]: calibration runs gptq, rtn, sparsegpt, wanda and magnitude steps, not %s",
+                       "steps[%d]: calibration runs gptq, rtn, awq, sparsegpt, wanda and magnitude steps, not %s",
                        job->step, sq_step_kind_name(cs.kind));
-    bool pruning = cs.kind != SQ_STEP_GPTQ && cs.kind != SQ_STEP_RTN;
+    bool pruning = cs.kind != SQ_STEP_GPTQ && cs.kind != SQ_STEP_RTN && cs.kind != SQ_STEP_AWQ;
     cs.opt = pruning ? NULL : &step->quant;
     cs.sparse = pruning ? &step->sparse : NULL;
-    cs.true_sequential = !pruning && step->quant.true_sequential;
+    cs.awq = cs.kind == SQ_STEP_AWQ ? &step->awq : NULL; /* its statistics come from one pass over the layer */
+    cs.true_sequential = !pruning && !cs.awq && step->quant.true_sequential;
     cs.form = pruning && !(cs.kind == SQ_STEP_SPARSEGPT && step->sparse.bits > 0) ? SQ_LAYER_DENSE
                                                                                   : SQ_LAYER_QUANTIZED;
     cs.needs_samples = sq_calibration_needs_samples(cs.kind);

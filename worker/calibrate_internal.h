@@ -13,6 +13,7 @@
 #include "kernels/kernels.h"
 #include "model/forward.h"
 #include "model/layer.h"
+#include "quant/awq.h"
 #include "worker/background_task.h"
 #include "worker/calibrate.h"
 #include "worker/group_inputs.h"
@@ -34,6 +35,7 @@ typedef struct {
     const sq_calibration *job;
     const sq_quant_options *opt;     /* gptq, rtn */
     const sq_sparse_options *sparse; /* sparsegpt, wanda, magnitude */
+    const sq_awq_options *awq;       /* awq (its quantization is opt) */
     sq_step_kind kind;
     bool needs_samples;   /* gptq, sparsegpt, wanda: Hessians from calibration activations; rtn, magnitude: weights only */
     bool true_sequential; /* solve the linears group by group (gptq's option) */

@@ -38,12 +38,123 @@ void sq_dense_weights_free(sq_dense_weights *dense)
     memset(dense, 0, sizeof *dense);
 }
 
+static void folded_free(sq_folded_tensors *f)
+{
+    free(f->input_norm), free(f->post_attention_norm), free(f->v_bias);
+    memset(f, 0, sizeof *f);
+}
+
 void sq_layer_results_free(sq_layer_results *results)
 {
     for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
         sq_quant_result_free(&results->linear[i]);
         sq_dense_weights_free(&results->dense[i]);
     }
+    folded_free(&results->folded);
+}
+
+/* The three folded tensors in one order: name inside the layer, host buffer, length. */
+typedef struct {
+    const char *name;
+    float **data;
+    int n;
+} folded_slot;
+
+static int folded_slots(sq_folded_tensors *f, folded_slot slots[3])
+{
+    slots[0] = (folded_slot){"input_layernorm.weight", &f->input_norm, f->hidden};
+    slots[1] = (folded_slot){"post_attention_layernorm.weight", &f->post_attention_norm, f->hidden};
+    slots[2] = (folded_slot){"self_attn.v_proj.bias", &f->v_bias, f->v_rows};
+    return f->v_rows > 0 ? 3 : 2;
+}
+
+/* Allocate f's buffers for `hidden` and `v_rows` (0: no v bias). */
+static sq_status folded_alloc(sq_folded_tensors *f, int hidden, int v_rows)
+{
+    memset(f, 0, sizeof *f);
+    if (hidden <= 0 || v_rows < 0)
+        return sq_fail(SQ_ERR_ARG, "folded tensors: bad sizes hidden=%d v_rows=%d", hidden, v_rows);
+    *f = (sq_folded_tensors){.hidden = hidden, .v_rows = v_rows};
+    folded_slot slots[3];
+    int n = folded_slots(f, slots);
+    for (int k = 0; k < n; k++) {
+        *slots[k].data = malloc((size_t)slots[k].n * sizeof(float));
+        if (!*slots[k].data) {
+            folded_free(f);
+            return sq_fail(SQ_ERR_NOMEM, "folded tensors: cannot hold %d floats", slots[k].n);
+        }
+    }
+    return SQ_OK;
+}
+
+sq_status sq_folded_tensors_capture(sq_folded_tensors *folded, const sq_layer_weights *weights, int hidden)
+{
+    const sq_linear *v = &weights->linear[SQ_LINEAR_V];
+    SQ_TRY(folded_alloc(folded, hidden, v->bias ? v->out_features : 0));
+    const float *device[3] = {weights->input_norm, weights->post_attention_norm, v->bias};
+    folded_slot slots[3];
+    int n = folded_slots(folded, slots);
+    sq_status st = SQ_OK;
+    for (int k = 0; k < n && st == SQ_OK; k++)
+        st = kn_download(*slots[k].data, device[k], (size_t)slots[k].n * sizeof(float));
+    if (st != SQ_OK)
+        folded_free(folded);
+    return st;
+}
+
+const float *sq_folded_tensor(const sq_folded_tensors *folded, const char *name, int *n)
+{
+    folded_slot slots[3];
+    int count = folded->hidden > 0 ? folded_slots((sq_folded_tensors *)folded, slots) : 0;
+    for (int k = 0; k < count; k++) {
+        if (strcmp(slots[k].name, name) == 0) {
+            *n = slots[k].n;
+            return *slots[k].data;
+        }
+    }
+    *n = 0;
+    return NULL;
+}
+
+/* The folded tensors between ranks: a header {hidden, v_rows}, then each tensor. */
+static sq_status folded_send(const sq_folded_tensors *f, int dest)
+{
+    int header[2] = {f->hidden, f->v_rows};
+    SQ_TRY(sq_comm_send_host(header, sizeof header, dest, RESULT_TAG));
+    folded_slot slots[3];
+    int n = f->hidden > 0 ? folded_slots((sq_folded_tensors *)f, slots) : 0;
+    for (int k = 0; k < n; k++)
+        SQ_TRY(sq_comm_send_host(*slots[k].data, (size_t)slots[k].n * sizeof(float), dest, RESULT_TAG));
+    return SQ_OK;
+}
+
+static sq_status folded_recv(sq_folded_tensors *f, int source)
+{
+    int header[2];
+    SQ_TRY(sq_comm_recv_host(header, sizeof header, source, RESULT_TAG));
+    if (header[0] == 0)
+        return SQ_OK;
+    SQ_TRY(folded_alloc(f, header[0], header[1]));
+    folded_slot slots[3];
+    int n = folded_slots(f, slots);
+    for (int k = 0; k < n; k++)
+        SQ_TRY(sq_comm_recv_host(*slots[k].data, (size_t)slots[k].n * sizeof(float), source, RESULT_TAG));
+    return SQ_OK;
+}
+
+static sq_status folded_bcast(sq_folded_tensors *f, int root, int my_rank)
+{
+    int header[2] = {f->hidden, f->v_rows};
+    SQ_TRY(sq_comm_bcast_host(header, sizeof header, root));
+    if (header[0] == 0)
+        return SQ_OK;
+    if (my_rank != root)
+        SQ_TRY(folded_alloc(f, header[0], header[1]));
+    folded_slot slots[3];
+    int n = folded_slots(f, slots);
+    for (int k = 0; k < n; k++)
+        SQ_TRY(sq_comm_bcast_host(*slots[k].data, (size_t)slots[k].n * sizeof(float), root));
+    return SQ_OK;
 }
 
 static size_t dense_bytes(const sq_dense_weights *d) { return (size_t)d->rows * d->cols * sq_dtype_size(d->dtype); }
@@ -145,7 +256,7 @@ sq_status sq_layer_results_send(const sq_layer_results *results, int dest)
     for (int i = 0; i < SQ_LINEAR_COUNT; i++)
         SQ_TRY(results->form == SQ_LAYER_DENSE ? dense_send(&results->dense[i], dest)
                                                : sq_quant_result_send(&results->linear[i], dest));
-    return SQ_OK;
+    return folded_send(&results->folded, dest);
 }
 
 sq_status sq_layer_results_recv(sq_layer_results *results, int source)
@@ -156,7 +267,7 @@ sq_status sq_layer_results_recv(sq_layer_results *results, int source)
     for (int i = 0; i < SQ_LINEAR_COUNT; i++)
         SQ_TRY(results->form == SQ_LAYER_DENSE ? dense_recv(&results->dense[i], source)
                                                : sq_quant_result_recv(&results->linear[i], source));
-    return SQ_OK;
+    return folded_recv(&results->folded, source);
 }
 
 sq_status sq_layer_result_bcast_linear(sq_layer_results *results, int linear, int root, int my_rank)
@@ -172,7 +283,7 @@ sq_status sq_layer_results_bcast(sq_layer_results *results, int root, int my_ran
     results->form = form == SQ_LAYER_DENSE ? SQ_LAYER_DENSE : SQ_LAYER_QUANTIZED;
     for (int i = 0; i < SQ_LINEAR_COUNT; i++)
         SQ_TRY(sq_layer_result_bcast_linear(results, i, root, my_rank));
-    return SQ_OK;
+    return folded_bcast(&results->folded, root, my_rank);
 }
 
 /* Device dev_W[rows, cols] = fp16(scale[r, g_idx[c]]) * (codes[r, c] - zero[r, g_idx[c]]):
@@ -275,7 +386,16 @@ sq_status sq_layer_results_install(const sq_layer_results *results, sq_layer_wei
         if (st != SQ_OK)
             return sq_fail_context(st, "%s", sq_linear_name(i));
     }
-    return SQ_OK;
+    const sq_folded_tensors *f = &results->folded;
+    if (f->hidden == 0)
+        return SQ_OK;
+    sq_linear *v = &weights->linear[SQ_LINEAR_V];
+    if ((f->v_rows > 0) != (v->bias != NULL) || (v->bias && f->v_rows != v->out_features))
+        return sq_fail(SQ_ERR_MISMATCH, "folded v_proj bias of %d rows, the layer's v_proj has %s", f->v_rows,
+                       v->bias ? "another size" : "no bias");
+    SQ_TRY(kn_upload(weights->input_norm, f->input_norm, (size_t)f->hidden * sizeof(float)));
+    SQ_TRY(kn_upload(weights->post_attention_norm, f->post_attention_norm, (size_t)f->hidden * sizeof(float)));
+    return v->bias ? kn_upload(v->bias, f->v_bias, (size_t)f->v_rows * sizeof(float)) : SQ_OK;
 }
 
 /* The tensor names of one linear, in one buffer. */
@@ -315,7 +435,7 @@ sq_status sq_layer_results_write(const sq_layer_results *results, int layer, con
     if (results->form == SQ_LAYER_DENSE)
         return write_dense(results, layer, path);
     artifact_names names[SQ_LINEAR_COUNT];
-    sq_st_entry entries[4 * SQ_LINEAR_COUNT];
+    sq_st_entry entries[4 * SQ_LINEAR_COUNT + 3];
     for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
         const sq_quant_result *res = &results->linear[i];
         names[i] = names_for(layer, i);
@@ -330,7 +450,17 @@ sq_status sq_layer_results_write(const sq_layer_results *results, int layer, con
     snprintf(group, sizeof group, "%d", first->group_size);
     json_t *metadata = json_pack("{s:s, s:s, s:s}", "bits", bits, "group_size", group, "sym",
                                  first->sym ? "true" : "false");
-    sq_status st = sq_st_write(path, entries, 4 * SQ_LINEAR_COUNT, metadata);
+    int count = 4 * SQ_LINEAR_COUNT;
+    folded_slot slots[3];
+    char folded_names[3][160];
+    int nfolded = results->folded.hidden > 0 ? folded_slots((sq_folded_tensors *)&results->folded, slots) : 0;
+    for (int k = 0; k < nfolded; k++) {
+        snprintf(folded_names[k], sizeof folded_names[k], "model.layers.%d.%s", layer, slots[k].name);
+        entries[count++] = (sq_st_entry){folded_names[k], SQ_DTYPE_F32, 1, {slots[k].n}, *slots[k].data};
+    }
+    if (nfolded > 0)
+        json_object_set_new(metadata, "folded", json_string("true"));
+    sq_status st = sq_st_write(path, entries, count, metadata);
     json_decref(metadata);
     return st;
 }
@@ -364,6 +494,22 @@ static sq_status read_dense(sq_layer_results *results, int layer, const sq_st_fi
                            file->path, n.weight, rows, cols, sq_dtype_name(t->dtype), t->ndim);
         SQ_TRY(dense_alloc(&results->dense[i], rows, cols, t->dtype));
         SQ_TRY(read_exact(file, n.weight, t->dtype, (size_t)rows * cols, results->dense[i].data));
+    }
+    return SQ_OK;
+}
+
+/* An awq artifact's folded tensors, sized by the config (v bias where it announces one). */
+static sq_status read_folded(sq_folded_tensors *f, int layer, const sq_st_file *file, const sq_model_config *cfg)
+{
+    int v_in, v_out;
+    sq_linear_shape(cfg, SQ_LINEAR_V, &v_in, &v_out);
+    SQ_TRY(folded_alloc(f, cfg->hidden_size, cfg->attention_bias ? v_out : 0));
+    folded_slot slots[3];
+    int n = folded_slots(f, slots);
+    for (int k = 0; k < n; k++) {
+        char name[160];
+        snprintf(name, sizeof name, "model.layers.%d.%s", layer, slots[k].name);
+        SQ_TRY(read_exact(file, name, SQ_DTYPE_F32, (size_t)slots[k].n, *slots[k].data));
     }
     return SQ_OK;
 }
@@ -421,6 +567,8 @@ sq_status sq_layer_results_read(sq_layer_results *results, int layer, const char
             goto done;
         }
     }
+    if (st == SQ_OK && json_object_get(meta, "folded"))
+        st = read_folded(&results->folded, layer, &file, cfg);
 done:
     sq_st_close(&file);
     if (st != SQ_OK)

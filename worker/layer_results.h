@@ -31,11 +31,28 @@ typedef struct {
 
 typedef enum { SQ_LAYER_QUANTIZED, SQ_LAYER_DENSE } sq_layer_form;
 
+/* The layer's other tensors an awq step changed by folding its scales in (host fp32, the
+ * values the layer computes with): both norms, and v_proj's bias where the layer has one
+ * (its rows are divided like v_proj's weight rows). hidden 0: nothing folded. */
+typedef struct {
+    int hidden, v_rows;        /* v_rows 0: no v bias */
+    float *input_norm;         /* [hidden] input_layernorm.weight */
+    float *post_attention_norm;/* [hidden] post_attention_layernorm.weight */
+    float *v_bias;             /* [v_rows] self_attn.v_proj.bias, or NULL */
+} sq_folded_tensors;
+
 typedef struct {
     sq_layer_form form;                      /* which of the two arrays holds the results */
     sq_quant_result linear[SQ_LINEAR_COUNT]; /* SQ_LAYER_QUANTIZED */
     sq_dense_weights dense[SQ_LINEAR_COUNT]; /* SQ_LAYER_DENSE */
+    sq_folded_tensors folded;                /* awq only */
 } sq_layer_results;
+
+/* Copy the layer's norms and v bias (device) into results->folded (allocated here). */
+sq_status sq_folded_tensors_capture(sq_folded_tensors *folded, const sq_layer_weights *weights, int hidden);
+/* The folded tensor named "input_layernorm.weight", "post_attention_layernorm.weight" or
+ * "self_attn.v_proj.bias" (the name inside a layer), or NULL with *n 0 when it is not held. */
+const float *sq_folded_tensor(const sq_folded_tensors *folded, const char *name, int *n);
 
 void sq_layer_results_free(sq_layer_results *results);
 
@@ -60,7 +77,7 @@ sq_status sq_layer_result_zero_mask(const sq_layer_results *results, int linear,
 sq_status sq_layer_result_zeros(const sq_layer_results *results, int linear, int64_t *zeros);
 
 /* Upload a linear's dequantized weights into its device buffer; one linear of a
- * layer's results in either form; and all seven of a layer. */
+ * layer's results in either form; and all seven of a layer (with its folded tensors). */
 sq_status sq_quant_result_install(const sq_quant_result *res, sq_linear *linear);
 sq_status sq_layer_result_install_linear(const sq_layer_results *results, int linear, sq_linear *weights);
 sq_status sq_layer_results_install(const sq_layer_results *results, sq_layer_weights *weights);
@@ -69,6 +86,8 @@ sq_status sq_layer_results_install(const sq_layer_results *results, sq_layer_wei
  * "model.layers.N.<linear>.codes" (U8 [rows, cols]), ".scales" and ".zeros" (F32 [rows, ngroups]),
  * ".g_idx" (I32 [cols]), and metadata {"bits", "group_size", "sym"}. Dense: per linear
  * "model.layers.N.<linear>.weight" ([rows, cols] in its dtype) and metadata {"form": "dense"}.
+ * An awq layer adds "model.layers.N.input_layernorm.weight", ".post_attention_layernorm.weight"
+ * and, where the layer has one, ".self_attn.v_proj.bias" (F32) and metadata {"folded": "true"}.
  * Written atomically. */
 sq_status sq_layer_results_write(const sq_layer_results *results, int layer, const char *path);
 /* Read an artifact back (either form), checking every shape and dtype against the model config. */
