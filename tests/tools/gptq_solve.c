@@ -5,7 +5,12 @@
  *              [--method gptq|rtn|sparsegpt|wanda|magnitude] [--bits 4]
  *              [--group-size 128] [--sym 1] [--desc-act 0] [--static-groups 0]
  *              [--damp 0.01] [--block-size 128] [--pack 1] [--preserve-sparsity 0]
- *              [--sparsity 0.5 | --pattern N:M]
+ *              [--sparsity 0.5 | --pattern N:M] [--mean M.npy --n-grid 20 --clip 1]
+ *
+ * --method awq (quant/awq.h): the scale search with M (float32 [in], mean |x|), W := W·diag(s),
+ * H := diag(1/s) H diag(1/s), the clipping search (--clip 1), then RTN; also writes
+ * awq_scales.npy (float32 [in]), awq_best.txt ("index loss loss_at_alpha_0") and
+ * clipped.npy (the scaled, clipped W before RTN).
  *
  * --preserve-sparsity 1: gptq keeps W's zeros at exactly 0 (the mask a pruning
  * step leaves). rtn and magnitude need no H. The pruning methods write wq.npy (the pruned W);
@@ -26,6 +31,7 @@
 #include "core/fileio.h"
 #include "kernels/kernels.h"
 #include "model/gptq_reader.h"
+#include "quant/awq.h"
 #include "quant/gptq.h"
 #include "quant/gptq_pack.h"
 #include "quant/hessian.h"
@@ -131,6 +137,40 @@ static int fail(void)
     return 1;
 }
 
+/* --method awq up to RTN: search, scale W and H, clip; the search's files into DIR. */
+static int awq_prepare(int argc, char **argv, const char *out, float *W, float *H, int rows, int cols,
+                       const sq_quant_options *opt)
+{
+    npy_array m;
+    const char *m_path = arg(argc, argv, "--mean", NULL);
+    int n_grid = atoi(arg(argc, argv, "--n-grid", "20")), clip = atoi(arg(argc, argv, "--clip", "1"));
+    if (!m_path || npy_read(m_path, &m, "<f4") || m.ndim != 1 || m.shape[0] != cols)
+        return 1;
+    float *s = malloc((size_t)cols * 4), *inv = malloc((size_t)cols * 4), *ds = NULL, *dinv = NULL;
+    float *clipped = malloc((size_t)rows * cols * 4);
+    sq_awq_search found;
+    if (!s || !inv || !clipped)
+        return 1;
+    if (sq_awq_search_scales(W, rows, cols, H, m.data, opt, n_grid, s, &found) != SQ_OK)
+        return fail();
+    for (int c = 0; c < cols; c++)
+        inv[c] = 1.0f / s[c];
+    if (kn_alloc((void **)&ds, (size_t)cols * 4) || kn_alloc((void **)&dinv, (size_t)cols * 4) ||
+        kn_upload(ds, s, (size_t)cols * 4) || kn_upload(dinv, inv, (size_t)cols * 4) ||
+        kn_scale_rows_columns(W, NULL, ds, rows, cols) || kn_scale_rows_columns(H, dinv, dinv, cols, cols) ||
+        (clip && sq_awq_clip(W, rows, cols, H, opt, n_grid)) || kn_download(clipped, W, (size_t)rows * cols * 4))
+        return fail();
+    char best[128];
+    int n = snprintf(best, sizeof best, "%d %.17g %.17g\n", found.best, found.loss, found.loss_plain);
+    char *best_path = sq_path_join(out, "awq_best.txt");
+    int bad = npy_write(out, "awq_scales.npy", "<f4", 1, cols, 0, s, 4) ||
+              npy_write(out, "clipped.npy", "<f4", 2, rows, cols, clipped, 4) ||
+              sq_write_file_atomic(best_path, best, (size_t)n) != SQ_OK;
+    free(best_path), free(s), free(inv), free(clipped), free(m.data);
+    kn_free(ds), kn_free(dinv);
+    return bad ? fail() : 0;
+}
+
 /* The device Hessian from --h, or accumulated from --x two sequences at a time
  * (then also written to DIR/H.npy). */
 static int load_hessian(int argc, char **argv, const char *out, int cols, sq_hessian *acc)
@@ -192,10 +232,11 @@ int main(int argc, char **argv)
     const char *method = arg(argc, argv, "--method", "gptq");
     bool is_rtn = strcmp(method, "rtn") == 0, is_magnitude = strcmp(method, "magnitude") == 0;
     bool is_sparsegpt = strcmp(method, "sparsegpt") == 0, is_wanda = strcmp(method, "wanda") == 0;
+    bool is_awq = strcmp(method, "awq") == 0;
     bool needs_h = !is_rtn && !is_magnitude;
     bool has_h = arg(argc, argv, "--h", NULL) || arg(argc, argv, "--x", NULL);
     if (!w_path || !out || (needs_h && !has_h) ||
-        !(is_rtn || is_magnitude || is_sparsegpt || is_wanda || strcmp(method, "gptq") == 0)) {
+        !(is_rtn || is_magnitude || is_sparsegpt || is_wanda || is_awq || strcmp(method, "gptq") == 0)) {
         fprintf(stderr, "usage: gptq_solve --w W.npy (--h H.npy | --x X.npy --seq S) --out DIR [options]\n");
         return 2;
     }
@@ -224,9 +265,12 @@ int main(int argc, char **argv)
     if (needs_h && load_hessian(argc, argv, out, cols, &acc))
         return 1;
 
+    if (is_awq && awq_prepare(argc, argv, out, W, acc.H, rows, cols, &opt))
+        return 1;
+
     sq_quant_result res = {0};
     sq_status st;
-    if (is_rtn)
+    if (is_rtn || is_awq)
         st = sq_rtn_quantize(W, rows, cols, &opt, &res);
     else if (is_magnitude)
         st = sq_magnitude_prune(W, rows, cols, &sparse);
@@ -246,7 +290,7 @@ int main(int argc, char **argv)
     int n = snprintf(loss, sizeof loss, "%.9g\n", res.loss);
     char *loss_path = sq_path_join(out, "loss.txt");
     int bad = npy_write(out, "wq.npy", "<f4", 2, rows, cols, wq, 4);
-    if (!is_magnitude && !is_wanda)
+    if (!is_magnitude && !is_wanda && !is_awq)
         bad = bad || sq_write_file_atomic(loss_path, loss, (size_t)n) != SQ_OK;
     if (res.codes)
         bad = bad || npy_write(out, "codes.npy", "|u1", 2, rows, cols, res.codes, 1) ||
