@@ -1514,6 +1514,46 @@ static void test_dequantize_nf4(void)
     free(W);
 }
 
+/* AWQ's kernels: the same operations in the same order as the CPU, so the same bits
+ * (the row dots are double sums in column order; 1e-12 relative allows a fused multiply-add). */
+static void test_awq_kernels(void)
+{
+    const int rows = 37, cols = 100, group = 32, ngroups = (cols + group - 1) / group;
+    float *X = host_random((size_t)rows * cols, 2.0f), *s = host_random(cols, 1.0f), *r = host_random(rows, 1.0f);
+    float *B = host_random((size_t)rows * cols, 1.0f), *limit = host_random((size_t)rows * ngroups, 1.0f);
+    float *sums = malloc(cols * 4);
+    double *dots = malloc((size_t)rows * ngroups * sizeof *dots), *gpu_dots = malloc((size_t)rows * ngroups * 8);
+    float *dX = dev_from(X, (size_t)rows * cols * 4), *ds = dev_from(s, cols * 4), *dr = dev_from(r, rows * 4);
+    float *dB = dev_from(B, (size_t)rows * cols * 4), *dlimit = dev_from(limit, (size_t)rows * ngroups * 4);
+    float *dsums = dev_poisoned(cols * 4);
+    double *ddots = dev_poisoned((size_t)rows * ngroups * 8);
+    CALL(kn_column_abs_sums(dsums, dX, rows, cols));
+    CALL(kn_cpu_column_abs_sums(sums, X, rows, cols));
+    compare("kn_column_abs_sums", dsums, sums, cols, 0.0);
+    CALL(kn_group_row_dots(ddots, dX, dB, rows, cols, group));
+    CALL(kn_cpu_group_row_dots(dots, X, B, rows, cols, group));
+    CALL(kn_download(gpu_dots, ddots, (size_t)rows * ngroups * 8));
+    double worst = 0.0;
+    for (int k = 0; k < rows * ngroups; k++)
+        worst = fmax(worst, fabs(gpu_dots[k] - dots[k]) / fmax(fabs(dots[k]), 1e-30));
+    report(worst <= 1e-12, "kn_group_row_dots [%d, %d] in groups of %d (a short last one): relative error %.3g "
+           "(tolerance 1e-12)", rows, cols, group, worst);
+    CALL(kn_scale_rows_columns(dX, dr, ds, rows, cols));
+    CALL(kn_cpu_scale_rows_columns(X, r, s, rows, cols));
+    compare("kn_scale_rows_columns rows and columns", dX, X, (size_t)rows * cols, 0.0);
+    CALL(kn_scale_rows_columns(dX, NULL, ds, rows, cols));
+    CALL(kn_cpu_scale_rows_columns(X, NULL, s, rows, cols));
+    compare("kn_scale_rows_columns columns only", dX, X, (size_t)rows * cols, 0.0);
+    for (int k = 0; k < rows * ngroups; k++)
+        limit[k] = fabsf(limit[k]);
+    CALL(kn_upload(dlimit, limit, (size_t)rows * ngroups * 4));
+    CALL(kn_clamp_groups(dX, dlimit, rows, cols, group));
+    CALL(kn_cpu_clamp_groups(X, limit, rows, cols, group));
+    compare("kn_clamp_groups", dX, X, (size_t)rows * cols, 0.0);
+    kn_free(dX), kn_free(ds), kn_free(dr), kn_free(dB), kn_free(dlimit), kn_free(dsums), kn_free(ddots);
+    free(X), free(s), free(r), free(B), free(limit), free(sums), free(dots), free(gpu_dots);
+}
+
 int main(void)
 {
     unsigned long long seed = getenv("SEED") ? strtoull(getenv("SEED"), NULL, 10) : (unsigned long long)time(NULL);
@@ -1557,6 +1597,7 @@ int main(void)
     test_scale();
     test_adamw();
     test_dequantize_nf4();
+    test_awq_kernels();
     printf("1..%d\n", test_number);
     kn_shutdown();
     return failures ? 1 : 0;
