@@ -48,6 +48,9 @@ ROWS = [  # name, steps (empty: the fp16 model itself)
     ("Wanda 2:4", [{"wanda": {"pattern": "2:4"}}]),
     ("magnitude 2:4", [{"magnitude": {"pattern": "2:4"}}]),
     (f"SparseGPT 2:4 + GPTQ W4 {G}", [{"sparsegpt": {"pattern": "2:4"}}, {"gptq": W4}]),
+    (f"AWQ W4 {G}", [{"awq": W4}]),
+    (f"AWQ+GPTQ W4 {G}", [{"awq": dict(W4, then="gptq")}]),
+    (f"AWQ W3 {G}", [{"awq": W3}]),
 ]
 
 

@@ -37,7 +37,7 @@ static void test_every_example_validates(void **state)
     (void)state;
     const char *names[] = {"demo_gptq.json", "gptq_llama2_7b_s3.json", "rtn.json",
                            "sparsegpt_2of4_then_gptq.json", "qlora_nf4.json", "qlora_jsonl.json",
-                           "eval_only.json", "stories260k_gptq_dense.json"};
+                           "eval_only.json", "stories260k_gptq_dense.json", "awq.json"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         sq_job_spec spec = load_example(names[i]);
         assert_true(spec.n_steps > 0);
@@ -99,8 +99,16 @@ typedef struct {
 } bad_spec;
 
 static const bad_spec bad_specs[] = {
-    {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"bits\": 4}}], \"output\": {\"format\": \"awq\"}}",
-     "output.format: must be one of \"gptq\", \"dense\", \"compressed-tensors\""},
+    {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"bits\": 4}}], \"output\": {\"format\": \"exl2\"}}",
+     "output.format: must be one of \"gptq\", \"dense\", \"compressed-tensors\", \"awq\""},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"awq\": {\"damp_percent\": 0.1}}]}",
+     "steps[0].awq.damp_percent: applies only with \"then\": \"gptq\""},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"awq\": {\"n_grid\": 0}}]}",
+     "steps[0].awq.n_grid: must be an integer in 1..1000"},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"awq\": {\"then\": \"sparsegpt\"}}]}",
+     "steps[0].awq.then: must be one of \"rtn\", \"gptq\""},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"gptq\": {}}, {\"awq\": {}}]}",
+     "steps[1]: the model is already quantized by steps[0] (gptq)"},
     {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"bits\": 4}}], \"output\": {\"formats\": \"dense\"}}",
      "output.formats: unknown key"},
     {"{" MINIMAL OUT ", \"steps\": [{\"magnitude\": {\"sparsity\": 0.5}}], \"output\": {\"format\": \"dense\"}}",
@@ -128,13 +136,13 @@ static const bad_spec bad_specs[] = {
     {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"damp_percent\": 0.1}}]}", "steps[0].rtn.damp_percent: unknown key"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\"}}], \"extra\": 1}", "extra: unknown key"},
     {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {}}, {\"eval\": {\"data\": \"t\"}}, {}]}",
-     "steps[2]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)"},
+     "steps[2]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, awq)"},
     {"{" MINIMAL ", \"steps\": [{\"rtn\": {}, \"eval\": {\"data\": \"t\"}}]}",
-     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)"},
+     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, awq)"},
     {"{" MINIMAL ", \"steps\": [\"gptq\"]}",
-     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)"},
-    {"{" MINIMAL ", \"steps\": [{\"awq\": {}}]}",
-     "steps[0].awq: unknown step (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)"},
+     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, awq)"},
+    {"{" MINIMAL ", \"steps\": [{\"foo\": {}}]}",
+     "steps[0].foo: unknown step (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, awq)"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": 3}]}", "steps[0].eval: must be an object"},
     {"{" MINIMAL ", \"steps\": []}", "steps: must be a non-empty list of steps"},
     {"{" MINIMAL "}", "steps: required"},
@@ -314,7 +322,7 @@ static void test_all_errors_are_reported(void **state)
                         "steps[0].gptq.bits: must be one of 2,3,4,8\n"
                         "steps[1].eval.data: required\n"
                         "steps[2]: a step is an object with exactly one key "
-                        "(rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)\n"
+                        "(rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, awq)\n"
                         "state_uri: required\n"
                         "parallel.mode: must be one of \"sequential\", \"pipeline\"\n"
                         "data.calibration: required because step gptq needs calibration data\n"
@@ -478,9 +486,43 @@ static void test_data_sampling(void **state)
 static void test_step_kind_names(void **state)
 {
     (void)state;
-    const char *names[] = {"rtn", "gptq", "sparsegpt", "wanda", "magnitude", "qlora", "eval"};
-    for (int k = SQ_STEP_RTN; k <= SQ_STEP_EVAL; k++)
+    const char *names[] = {"rtn", "gptq", "sparsegpt", "wanda", "magnitude", "qlora", "eval", "awq"};
+    for (int k = SQ_STEP_RTN; k <= SQ_STEP_AWQ; k++)
         assert_string_equal(sq_step_kind_name((sq_step_kind)k), names[k]);
+}
+
+/* awq: its defaults (asymmetric g128 W4, n_grid 20, clip, then rtn), then gptq with GPTQ's keys,
+ * and the example's awq output format. */
+static void test_awq_options(void **state)
+{
+    (void)state;
+    sq_job_spec spec;
+    const char *json = "{\"model\": \"m\", \"state_uri\": \"st\", \"output_uri\": \"out\","
+                       " \"data\": {\"calibration\": \"c.txt\"}, \"steps\": [{\"awq\": {}}]}";
+    assert_int_equal(sq_job_spec_parse(&spec, "awq.json", json), SQ_OK);
+    const sq_step *step = &spec.steps[0];
+    assert_int_equal(step->kind, SQ_STEP_AWQ);
+    assert_int_equal(step->quant.bits, 4);
+    assert_int_equal(step->quant.group_size, 128);
+    assert_false(step->quant.sym);
+    assert_false(step->quant.true_sequential);
+    assert_int_equal(step->awq.n_grid, 20);
+    assert_true(step->awq.clip);
+    assert_false(step->awq.then_gptq);
+    sq_job_spec_free(&spec);
+    json = "{\"model\": \"m\", \"state_uri\": \"st\", \"output_uri\": \"out\","
+           " \"data\": {\"calibration\": \"c.txt\"}, \"steps\": [{\"awq\": {\"then\": \"gptq\","
+           " \"desc_act\": true, \"static_groups\": true, \"damp_percent\": 0.05, \"clip\": false}}]}";
+    assert_int_equal(sq_job_spec_parse(&spec, "awq.json", json), SQ_OK);
+    step = &spec.steps[0];
+    assert_true(step->awq.then_gptq);
+    assert_false(step->awq.clip);
+    assert_true(step->quant.desc_act && step->quant.static_groups);
+    assert_true(step->quant.damp_percent == 0.05);
+    sq_job_spec_free(&spec);
+    spec = load_example("awq.json");
+    assert_int_equal(spec.output_format, SQ_OUTPUT_AWQ);
+    sq_job_spec_free(&spec);
 }
 
 /* The canonical form written by hand: keys sorted, no whitespace. Its SHA-256
@@ -538,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_syntax_error_names_line_and_column),
         cmocka_unit_test(test_defaults_are_filled),
         cmocka_unit_test(test_step_kind_names),
+        cmocka_unit_test(test_awq_options),
         cmocka_unit_test(test_hash_ignores_formatting_not_values),
         cmocka_unit_test(test_data_sampling),
         cmocka_unit_test(test_missing_file_is_io_error),
