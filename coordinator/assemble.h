@@ -1,11 +1,13 @@
 /* assemble.h: the final checkpoint of a calibration step, built by rank 0 from
  * the layer artifacts the journal lists and the untouched tensors of the
  * step's input model, written so that a crash leaves no half-written file:
- *  - gptq, rtn, sparsegpt with bits > 0: in `format` (the spec's output.format):
+ *  - gptq, rtn, awq, sparsegpt with bits > 0: in `format` (the spec's output.format):
  *    GPTQ (qweight/qzeros/scales/g_idx per linear, other tensors fp16,
  *    quantization_config in config.json, tokenizer files, manifest.json;
  *    quant/gptq_checkpoint.h), or "dense" / "compressed-tensors"
- *    (coordinator/assemble_formats.h, written by assemble_dense.h);
+ *    (coordinator/assemble_formats.h) / "awq" (coordinator/assemble_awq.h),
+ *    written by assemble_dense.h; an awq step's folded norms and v bias (in its
+ *    artifacts) replace the source's in every format;
  *  - sparsegpt with bits 0, wanda, magnitude: a dense checkpoint with the
  *    source's names and dtypes, zeros in place (coordinator/assemble_dense.h).
  * Pruning steps also write sparsity_report.json (zeros per layer and linear,

@@ -32,7 +32,7 @@
  *
  * Rules settled by jobs/spec*.c (decisions where the schema above is silent):
  *  - Required: model, steps (non-empty), state_uri. output_uri when any step other
- *    than eval is present; data.calibration when gptq, sparsegpt or wanda is present,
+ *    than eval is present; data.calibration when gptq, awq, sparsegpt or wanda is present,
  *    or qlora without its own train_data. Unknown keys are errors at every level.
  *  - Types are strict: integer fields reject 4.0 and "4"; number fields take both.
  *  - name defaults to the origin's file name without directories and ".json".
@@ -67,12 +67,12 @@
  *    stall_timeout_s and request_timeout_s 1..86400, low_speed_bytes >= 1.
  *  - output.format (default "gptq", quant/output_format.h) is the format of the quantizing
  *    step's checkpoint; another format needs the last model-producing step to quantize,
- *    and no eval step may follow a "compressed-tensors" output (shardq reads gptq and
+ *    and no eval step may follow a "compressed-tensors" or "awq" output (shardq reads gptq and
  *    dense checkpoints). Whether the format holds the model's linears is the runner's check.
  *  - push: store and name required, version defaults to "1"; needs a step that
  *    produces a model.
  *  - Step order: pruning (sparsegpt, wanda, magnitude) comes before quantization;
- *    a job quantizes once (rtn, gptq, or sparsegpt with bits > 0); nothing but eval
+ *    a job quantizes once (rtn, gptq, awq, or sparsegpt with bits > 0); nothing but eval
  *    follows qlora.
  *  - sha256 is over json_dumps(doc, JSON_SORT_KEYS | JSON_COMPACT) of the document
  *    as written (defaults are not added, so spelling out a default changes it). */

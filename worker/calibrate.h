@@ -1,8 +1,9 @@
 /* calibrate.h: the layer-by-layer calibration of one job step on every rank,
- * in the two distribution modes of DESIGN.md. Quantization (gptq, rtn) and
+ * in the two distribution modes of DESIGN.md. Quantization (gptq, rtn, awq) and
  * pruning (sparsegpt, wanda, magnitude; sparsegpt may also quantize) share the
  * loop; rtn and magnitude read only the weights, the others the Hessians of
- * each linear's inputs (wanda only their diagonals). Pruning solves a layer's
+ * each linear's inputs (wanda only their diagonals; awq also their mean |x|,
+ * from one pass over the layer, then worker/awq_layer.h before the solves). Pruning solves a layer's
  * seven linears together on the layer's inputs, as the references do.
  *
  * sequential: each rank holds its slice of the calibration samples; per layer
