@@ -109,6 +109,9 @@ static const bad_spec bad_specs[] = {
      "steps[0].awq.then: must be one of \"rtn\", \"gptq\""},
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"gptq\": {}}, {\"awq\": {}}]}",
      "steps[1]: the model is already quantized by steps[0] (gptq)"},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"awq\": {}}, {\"eval\": {\"data\": \"t\"}}],"
+     " \"output\": {\"format\": \"awq\"}}",
+     "steps[1]: eval reads gptq and dense checkpoints, not the awq output: evaluate a \"dense\" output instead"},
     {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"bits\": 4}}], \"output\": {\"formats\": \"dense\"}}",
      "output.formats: unknown key"},
     {"{" MINIMAL OUT ", \"steps\": [{\"magnitude\": {\"sparsity\": 0.5}}], \"output\": {\"format\": \"dense\"}}",
