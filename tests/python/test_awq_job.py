@@ -3,7 +3,7 @@
   from the fixture (float64 forward of the known windows: "consecutive" token ids),
   the same alpha per group (read from the progress lines), the same folded norms and
   v bias (Qwen2-style biases, grouped-query heads) and the same codes;
-- 1 and 2 ranks give the same bytes; pipeline mode with one block gives sequential
+- 1 and 2 ranks, 1 and 2 threads give the same bytes; pipeline mode with one block gives sequential
   mode's bytes, and two blocks the same bytes on 1 and 2 ranks;
 - a job killed after layer 0's record (or mid-artifact) and rerun gives the bytes of an
   uninterrupted run (the replayed layer brings back its folded norms);
@@ -136,6 +136,9 @@ def test_ranks_and_modes_agree(work, baseline):
     two, out2 = spec_for(work, "two-ranks")
     mpirun(2, ["run", two])
     assert digests(out2) == digests(baseline[0])
+    threads, out_t = spec_for(work, "two-threads")
+    mpirun(1, ["run", threads], env={"OMP_NUM_THREADS": "2"})
+    assert digests(out_t) == digests(baseline[0])
     one_block, out_b1 = spec_for(work, "pipeline-b1", mode="pipeline", blocks=1)
     mpirun(1, ["run", one_block])
     assert digests(out_b1) == digests(baseline[0])
