@@ -9,7 +9,8 @@
   uninterrupted run (the replayed layer brings back its folded norms);
 - the "awq" output format read back by an unpacker written here from the AWQ GEMM
   layout (AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7] along the outputs) gives the dense
-  output's weights exactly, and its other tensors are the dense output's;
+  output's weights exactly, and its other tensors (folded norms, v bias) are the dense
+  output's, as are the compressed-tensors output's;
 - "then": "gptq" runs GPTQ on the scaled weights (other codes than rtn), the GPTQ v1
   output holds the folded norms and an eval step reads it;
 - bad specs are refused naming the field.
@@ -198,9 +199,14 @@ def test_awq_format_reads_back(work, sym):
             g = np.arange(q.shape[0]) // GROUP
             W = (scales[g] * (q - z[g]).astype(np.float32)).T
             np.testing.assert_array_equal(W, dense[base + ".weight"])
+    ct_spec, ct_out = spec_for(work, f"format-ct-{sym}", step=step, output_format="compressed-tensors")
+    mpirun(1, ["run", ct_spec])
+    ct = read_checkpoint(ct_out)
     others = [k for k in dense if not k.endswith("proj.weight")]
-    for k in others:
+    assert "model.layers.1.post_attention_layernorm.weight" in others and "model.layers.1.self_attn.v_proj.bias" in others
+    for k in others:  # the folded norms and v bias in every format
         np.testing.assert_array_equal(awq[k], dense[k])
+        np.testing.assert_array_equal(ct[k], dense[k])
 
 
 def test_then_gptq_and_eval(work, baseline):
