@@ -84,8 +84,10 @@ sq_status sq_gptq_linear_shape(const sq_checkpoint *ckpt, const char *linear, in
     const sq_st_tensor *qw = find_part(ckpt, linear, ".qweight"), *qz = find_part(ckpt, linear, ".qzeros");
     const sq_st_tensor *sc = find_part(ckpt, linear, ".scales"), *gi = find_part(ckpt, linear, ".g_idx");
     if (!qw || !qz || !sc || !gi)
-        return sq_fail(SQ_ERR_NOT_FOUND, "%s: GPTQ linear '%s' lacks %s", dir, linear,
-                       !qw ? "qweight" : !qz ? "qzeros" : !sc ? "scales" : "g_idx");
+        return sq_fail(SQ_ERR_NOT_FOUND, "%s: GPTQ linear '%s' lacks %s%s", dir, linear,
+                       !qw ? "qweight" : !qz ? "qzeros" : !sc ? "scales" : "g_idx",
+                       qw && qz && sc ? " (an AWQ checkpoint has none: shardq reads GPTQ v1 and dense checkpoints)"
+                                      : "");
     if (qw->dtype != SQ_DTYPE_I32 || qz->dtype != SQ_DTYPE_I32 || gi->dtype != SQ_DTYPE_I32 ||
         !sq_dtype_is_float(sc->dtype))
         return sq_fail(SQ_ERR_FORMAT, "%s: '%s': qweight, qzeros and g_idx must be I32 and scales a float type",
