@@ -194,7 +194,9 @@ def test_format_that_cannot_hold_the_model_is_refused(tmp, steps, fmt, message):
     ([{"magnitude": {"sparsity": 0.5}}], "dense", "output.format: \"dense\" applies to a quantized output"),
     ([{"rtn": {"bits": 4}}, {"eval": {"data": "x.txt"}}], "compressed-tensors",
      "steps[1]: eval reads gptq and dense checkpoints"),
-    ([{"rtn": {"bits": 4}}], "awq", "output.format"),
+    ([{"rtn": {"bits": 4}}], "exl2", "output.format"),
+    ([{"rtn": {"bits": 4, "group_size": 32}}], "awq",
+     "mlp.gate_proj has 172 outputs and the awq output format packs 8 outputs per int32"),
 ])
 def test_output_format_spec_errors(tmp, steps, fmt, message):
     proc = run([SHARDQ, "run", spec(tmp, "bad-spec", steps, fmt)], check=False)
