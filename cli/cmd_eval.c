@@ -41,7 +41,7 @@ static void eval_usage(FILE *out)
     fprintf(out, "usage: shardq eval --model DIR (--data TEXT_FILE | --data-ids IDS_FILE) [--seqlen N]\n"
                  "                   [--max-windows K] [--batch B] [--kv-cache-bits BITS] [--logits-chunk ROWS]\n"
                  "                   [--allow-long] [--progress-every SECONDS] [--out METRICS.json]\n"
-                 "                   [--adapter DIR [--token-nll FILE]]\n"
+                 "                   [--act-bits BITS] [--adapter DIR [--token-nll FILE]]\n"
                  "  perplexity over non-overlapping windows of N tokens (default: min(2048, max positions))\n"
                  "  --max-windows K  score the first K windows (0, the default: all)\n"
                  "  --allow-long  accept a seqlen beyond the model's max_position_embeddings\n"
@@ -51,6 +51,8 @@ static void eval_usage(FILE *out)
                  "  --data-ids   whitespace-separated token ids instead of text\n"
                  "  --kv-cache-bits B  simulate a B-bit KV cache: each token's key (after RoPE) and value\n"
                  "               fake-quantized per head on an asymmetric min/max grid (0: off)\n"
+                 "  --act-bits B  simulate B-bit dynamic activations (W8A8's A8): every decoder linear's\n"
+                 "               input fake-quantized per token, symmetric, scale max|x|/(2^(B-1)-1) (0: off)\n"
                  "  --batch      windows per layer call (default: as many as fit 1 GiB of scratch)\n"
                  "  --logits-chunk ROWS  rows per LM-head call (default: as many as fit 128 MiB of logits)\n"
                  "  --adapter DIR  apply a PEFT LoRA adapter (a qlora step's output); an adapter trained on an\n"
@@ -81,7 +83,7 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         {"kv-cache-bits", required_argument, NULL, 'k'}, {"out", required_argument, NULL, 'o'},
         {"logits-chunk", required_argument, NULL, 'l'}, {"adapter", required_argument, NULL, 'a'},
         {"token-nll", required_argument, NULL, 't'},    {"allow-long", no_argument, NULL, 'L'},
-        {"progress-every", required_argument, NULL, 'p'},
+        {"progress-every", required_argument, NULL, 'p'}, {"act-bits", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof *a);
@@ -106,6 +108,7 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         case 'b': bad = parse_int_arg("--batch", optarg, 1, &a->ppl.micro_batch); break;
         case 'l': bad = parse_int_arg("--logits-chunk", optarg, 1, &a->ppl.logits_chunk_rows); break;
         case 'k': bad = parse_int_arg("--kv-cache-bits", optarg, 0, &a->ppl.kv_cache_bits); break;
+        case 'A': bad = parse_int_arg("--act-bits", optarg, 0, &a->ppl.act_bits); break;
         case 'p': bad = parse_int_arg("--progress-every", optarg, 0, &progress_seconds); break;
         case 'L': a->allow_long = true; break;
         case 'h': eval_usage(stdout); return 1;
@@ -121,8 +124,13 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         eval_usage(stderr);
         return 2;
     }
-    if ((a->token_nll_path && !a->adapter_dir) || (a->adapter_dir && a->ppl.kv_cache_bits)) {
-        fprintf(stderr, "shardq eval: --token-nll needs --adapter, and --adapter does not take --kv-cache-bits\n");
+    if ((a->token_nll_path && !a->adapter_dir) || (a->adapter_dir && (a->ppl.kv_cache_bits || a->ppl.act_bits))) {
+        fprintf(stderr, "shardq eval: --token-nll needs --adapter, and --adapter does not take --kv-cache-bits or "
+                        "--act-bits\n");
+        return 2;
+    }
+    if (a->ppl.act_bits == 1 || a->ppl.act_bits > 16) {
+        fprintf(stderr, "shardq eval: --act-bits must be between 2 and 16 (0: off)\n");
         return 2;
     }
     if (a->ppl.kv_cache_bits > 16) {
@@ -147,6 +155,8 @@ static sq_status write_metrics(const eval_args *a, const sq_perplexity_result *r
                             a->data_ids_path ? "token_ids" : "text", "seqlen", a->ppl.seqlen, "windows", r->windows,
                             "tokens", (json_int_t)r->tokens, "data_tokens", (json_int_t)r->data_tokens, "nll", r->nll, "ppl", r->ppl, "kv_cache_bits",
                             a->ppl.kv_cache_bits, "backend", kn_backend_name());
+    if (doc)
+        json_object_set_new(doc, "act_bits", json_integer(a->ppl.act_bits));
     if (!doc)
         return sq_fail(SQ_ERR_NOMEM, "%s: cannot build metrics JSON", a->out_path);
     char *text = json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(17));

@@ -228,10 +228,11 @@ static sq_status eval_on_rank0(job_state *js, int step)
         model_open = true;
     }
     sq_perplexity_options opt = {.seqlen = ev->seqlen, .max_windows = ev->max_windows, .kv_cache_bits = ev->kv_cache_bits,
-                                 .progress_seconds = SQ_PROGRESS_SECONDS};
+                                 .act_bits = ev->act_bits, .progress_seconds = SQ_PROGRESS_SECONDS};
     sq_perplexity_result r;
-    if (js->adapter_dir && ev->kv_cache_bits)
-        SQ_TRY_GOTO(st, sq_fail(SQ_ERR_UNSUPPORTED, "steps[%d].eval.kv_cache_bits: not supported with an adapter", step),
+    if (js->adapter_dir && (ev->kv_cache_bits || ev->act_bits))
+        SQ_TRY_GOTO(st, sq_fail(SQ_ERR_UNSUPPORTED, "steps[%d].eval.%s: not supported with an adapter", step,
+                                ev->kv_cache_bits ? "kv_cache_bits" : "act_bits"),
                     done);
     if (js->adapter_dir)
         SQ_TRY_GOTO(st, sq_lora_eval_adapter(js->adapter_dir, &cfg, source.ckpt, ids, n, ev->seqlen, ev->max_windows, &r,
@@ -243,6 +244,8 @@ static sq_status eval_on_rank0(job_state *js, int step)
     json_t *metrics = json_pack("{s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:i}", "model", js->model_dir, "data", ev->data,
                                 "seqlen", ev->seqlen, "windows", r.windows, "tokens", (json_int_t)r.tokens, "nll",
                                 r.nll, "ppl", r.ppl, "kv_cache_bits", ev->kv_cache_bits);
+    if (metrics)
+        json_object_set_new(metrics, "act_bits", json_integer(ev->act_bits));
     char name[64];
     snprintf(name, sizeof name, "step%d_metrics.json", step);
     st = write_metrics(&js->journal, name, metrics);

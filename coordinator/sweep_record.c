@@ -16,7 +16,7 @@
 static void step_quantization(const sq_step *step, int *bits, int *group_size)
 {
     *bits = 0, *group_size = 0;
-    if (step->kind == SQ_STEP_RTN || step->kind == SQ_STEP_GPTQ)
+    if (step->kind == SQ_STEP_RTN || step->kind == SQ_STEP_GPTQ || step->kind == SQ_STEP_SMOOTHQUANT)
         *bits = step->quant.bits, *group_size = step->quant.group_size;
     else if (step->kind == SQ_STEP_SPARSEGPT && step->sparse.bits > 0)
         *bits = step->sparse.bits, *group_size = step->sparse.group_size;

@@ -13,7 +13,7 @@
  *    "sparsity": the achieved fraction of zeros in the linears (0 when nothing pruned),
  *    "output_bytes": bytes of every file of the output checkpoint (of the input model when no
  *                    step produces one),
- *    "evals": [{"step", "data", "seqlen", "windows", "tokens", "nll", "ppl", "kv_cache_bits"}],
+ *    "evals": [{"step", "data", "seqlen", "windows", "tokens", "nll", "ppl", "kv_cache_bits", "act_bits"}],
  *    "phases": [{"step", "kind", "wall_s", "cpu_s"}]  (seconds of the run that finished the
  *               step; CPU time is rank 0's process, all threads; on the CUDA backend the wall
  *               time is the GPU-bound time: kernels are not timed separately),

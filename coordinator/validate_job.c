@@ -20,7 +20,7 @@ static sq_status check_calibration_step(const sq_job_spec *spec, int step, const
     const sq_step *s = &spec->steps[step];
     char at[64];
     snprintf(at, sizeof at, "steps[%d].%s", step, sq_step_kind_name(s->kind));
-    bool pruning = s->kind != SQ_STEP_GPTQ && s->kind != SQ_STEP_RTN;
+    bool pruning = s->kind != SQ_STEP_GPTQ && s->kind != SQ_STEP_RTN && s->kind != SQ_STEP_SMOOTHQUANT;
     sq_quant_options joint;
     const sq_quant_options *quant = pruning ? NULL : &s->quant;
     if (pruning && s->sparse.bits > 0) {

@@ -57,7 +57,7 @@
  *    warmup_steps 0 (< steps), max_grad_norm 1.0 (0 = no clipping), format "text",
  *    prompt_field "prompt", completion_field "completion" (jsonl only), eval_every 0
  *    (needs eval_data), save_every 50, merge false.
- *  - eval: data required; seqlen defaults to data.seqlen; kv_cache_bits 0,2,3,4,8.
+ *  - eval: data required; seqlen defaults to data.seqlen; kv_cache_bits 0,2,3,4,8; act_bits 0,4,8.
  *  - storage: endpoint an http(s):// URL, region a non-empty string, path_style a
  *    boolean, part_size_mb 5..5120 (S3 part limits), max_retries 0..20,
  *    stall_timeout_s and request_timeout_s 1..86400, low_speed_bytes >= 1.
@@ -67,9 +67,12 @@
  *    dense checkpoints). Whether the format holds the model's linears is the runner's check.
  *  - push: store and name required, version defaults to "1"; needs a step that
  *    produces a model.
+ *  - smoothquant: alpha (0.5) in [0, 1], bits (8) 2,3,4,8 (weights, per channel,
+ *    symmetric), act_bits (8) 4 or 8; it quantizes, and its output.format must be
+ *    "compressed-tensors" (int-quantized W8A8: bits and act_bits 8) or "dense".
  *  - Step order: pruning (sparsegpt, wanda, magnitude) comes before quantization;
- *    a job quantizes once (rtn, gptq, or sparsegpt with bits > 0); nothing but eval
- *    follows qlora.
+ *    a job quantizes once (rtn, gptq, smoothquant, or sparsegpt with bits > 0); nothing
+ *    but eval follows qlora.
  *  - sha256 is over json_dumps(doc, JSON_SORT_KEYS | JSON_COMPACT) of the document
  *    as written (defaults are not added, so spelling out a default changes it). */
 #ifndef SQ_JOBS_SPEC_H
@@ -82,6 +85,7 @@
 #include "quant/output_format.h"
 #include "quant/prune.h"
 #include "quant/quant_result.h"
+#include "quant/smoothquant.h"
 #include "store/store.h"
 
 typedef enum {
@@ -91,7 +95,8 @@ typedef enum {
     SQ_STEP_WANDA,
     SQ_STEP_MAGNITUDE,
     SQ_STEP_QLORA,
-    SQ_STEP_EVAL
+    SQ_STEP_EVAL,
+    SQ_STEP_SMOOTHQUANT
 } sq_step_kind;
 
 typedef enum { SQ_PARALLEL_SEQUENTIAL, SQ_PARALLEL_PIPELINE } sq_parallel_mode;
@@ -131,12 +136,14 @@ typedef struct {
     int seqlen;       /* default: data.seqlen or 2048 */
     int max_windows;  /* 0 = all */
     int kv_cache_bits;/* 0 = off; else simulate a quantized KV cache */
+    int act_bits;     /* 0 = off; else simulate per-token dynamic int activations (W8A8) */
     bool token_ids;   /* "format": "token_ids": data holds ids, not text */
 } sq_eval_options;
 
 typedef struct {
     sq_step_kind kind;
-    sq_quant_options quant;   /* rtn, gptq */
+    sq_quant_options quant;   /* rtn, gptq; smoothquant's weights (per channel, symmetric) */
+    sq_smooth_options smooth; /* smoothquant */
     sq_sparse_options sparse; /* sparsegpt, wanda, magnitude */
     sq_lora_options lora;     /* qlora */
     sq_eval_options eval;     /* eval */

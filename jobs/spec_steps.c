@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const step_names[] = {"rtn", "gptq", "sparsegpt", "wanda", "magnitude", "qlora", "eval", NULL};
+static const char *const step_names[] = {"rtn",   "gptq", "sparsegpt",   "wanda", "magnitude",
+                                          "qlora", "eval", "smoothquant", NULL};
 
 static const char *const lora_modules[] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                            "gate_proj", "up_proj", "down_proj", NULL};
@@ -245,7 +246,7 @@ static void parse_lora(sq_spec_errors *errs, json_t *obj, const char *path, sq_l
 
 static void parse_eval(sq_spec_errors *errs, json_t *obj, const char *path, sq_eval_options *e)
 {
-    static const char *const keys[] = {"data", "format", "seqlen", "max_windows", "kv_cache_bits", NULL};
+    static const char *const keys[] = {"data", "format", "seqlen", "max_windows", "kv_cache_bits", "act_bits", NULL};
     static const char *const formats[] = {"text", "token_ids", NULL};
     static const int kv_bits[] = {0, 2, 3, 4, 8};
     int format = 0;
@@ -258,15 +259,40 @@ static void parse_eval(sq_spec_errors *errs, json_t *obj, const char *path, sq_e
     sq_spec_int(errs, obj, path, "seqlen", 1, INT_MAX, "must be a positive integer", &e->seqlen);
     sq_spec_int(errs, obj, path, "max_windows", 0, INT_MAX, "must be a non-negative integer", &e->max_windows);
     sq_spec_int_choice(errs, obj, path, "kv_cache_bits", kv_bits, 5, "0 (off),2,3,4,8", &e->kv_cache_bits);
+    static const int act_bits[] = {0, 4, 8};
+    sq_spec_int_choice(errs, obj, path, "act_bits", act_bits, 3, "0 (off),4,8", &e->act_bits);
+}
+
+/* smoothquant: alpha, weight bits (per channel, symmetric) and the activation bits. */
+static void parse_smoothquant(sq_spec_errors *errs, json_t *obj, const char *path, sq_quant_options *q,
+                              sq_smooth_options *s)
+{
+    static const char *const keys[] = {"alpha", "bits", "act_bits", NULL};
+    static const int act_bits[] = {4, 8};
+    *q = (sq_quant_options){.bits = 8, .group_size = -1, .sym = true, .true_sequential = false};
+    *s = (sq_smooth_options){.alpha = 0.5, .act_bits = 8};
+    sq_spec_check_keys(errs, obj, path, keys);
+    sq_spec_number(errs, obj, path, "alpha", 0, true, 1, true, "must be a number in [0, 1]", &s->alpha);
+    sq_spec_int_choice(errs, obj, path, "bits", quant_bits, 4, "2,3,4,8", &q->bits);
+    sq_spec_int_choice(errs, obj, path, "act_bits", act_bits, 2, "4,8", &s->act_bits);
+}
+
+/* "rtn, gptq, ...": every step name, for messages. */
+static void step_name_list(char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int k = 0; step_names[k] && used < size; k++)
+        used += (size_t)snprintf(out + used, size - used, "%s%s", k ? ", " : "", step_names[k]);
 }
 
 bool sq_spec_parse_step(sq_spec_errors *errs, json_t *value, int index, sq_step *step)
 {
-    char path[SQ_SPEC_PATH_MAX];
+    char path[SQ_SPEC_PATH_MAX], names[256];
+    step_name_list(names, sizeof names);
     snprintf(path, sizeof path, "steps[%d]", index);
     if (!json_is_object(value) || json_object_size(value) != 1) {
-        sq_spec_error(errs, path, "a step is an object with exactly one key "
-                                  "(rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)");
+        sq_spec_error(errs, path, "a step is an object with exactly one key (%s)", names);
         return false;
     }
     const char *name = json_object_iter_key(json_object_iter(value));
@@ -278,7 +304,7 @@ bool sq_spec_parse_step(sq_spec_errors *errs, json_t *value, int index, sq_step 
     char at[SQ_SPEC_PATH_MAX];
     sq_spec_path(at, path, name);
     if (kind < 0) {
-        sq_spec_error(errs, at, "unknown step (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)");
+        sq_spec_error(errs, at, "unknown step (%s)", names);
         return false;
     }
     if (!json_is_object(options)) {
@@ -294,6 +320,7 @@ bool sq_spec_parse_step(sq_spec_errors *errs, json_t *value, int index, sq_step 
     case SQ_STEP_MAGNITUDE: parse_sparse(errs, options, at, step->kind, &step->sparse); break;
     case SQ_STEP_QLORA: parse_lora(errs, options, at, &step->lora); break;
     case SQ_STEP_EVAL: parse_eval(errs, options, at, &step->eval); break;
+    case SQ_STEP_SMOOTHQUANT: parse_smoothquant(errs, options, at, &step->quant, &step->smooth); break;
     }
     return true;
 }

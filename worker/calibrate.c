@@ -1,8 +1,9 @@
-/* calibrate.c: the layer loop of a gptq, rtn, sparsegpt, wanda or magnitude
- * step (see calibrate.h): its entry, and the layer step every schedule runs —
- * statistics (Hessians of the linears' inputs) -> solve -> install. The
- * schedules are schedule_sequential.c and schedule_pipeline.c; the layer
- * artifacts layer_artifacts.c. */
+/* calibrate.c: the layer loop of a gptq, rtn, sparsegpt, wanda, magnitude or
+ * smoothquant step (see calibrate.h): its entry, and the layer step every
+ * schedule runs — statistics (Hessians of the linears' inputs) -> solve ->
+ * install (smoothquant's own layer step: smooth_layer.c). The schedules are
+ * schedule_sequential.c and schedule_pipeline.c; the layer artifacts
+ * layer_artifacts.c. */
 #include "worker/calibrate_internal.h"
 
 #include <stdio.h>
@@ -267,6 +268,8 @@ static sq_status solve_group(calib_state *cs, int layer, const linear_group *gro
 
 sq_status calib_quantize_layer(calib_state *cs, int layer, float *X, int nseq, bool shared, sq_layer_results *out)
 {
+    if (cs->kind == SQ_STEP_SMOOTHQUANT)
+        return calib_smooth_layer(cs, layer, X, nseq, shared, out);
     linear_group groups[4];
     int ngroups = linear_groups(cs->true_sequential, groups);
     out->form = cs->form;
@@ -371,12 +374,12 @@ sq_status calib_alloc_activations(calib_state *cs, int nseq, float **X)
 bool sq_calibration_runs(sq_step_kind kind)
 {
     return kind == SQ_STEP_GPTQ || kind == SQ_STEP_RTN || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA ||
-           kind == SQ_STEP_MAGNITUDE;
+           kind == SQ_STEP_MAGNITUDE || kind == SQ_STEP_SMOOTHQUANT;
 }
 
 bool sq_calibration_needs_samples(sq_step_kind kind)
 {
-    return kind == SQ_STEP_GPTQ || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA;
+    return kind == SQ_STEP_GPTQ || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA || kind == SQ_STEP_SMOOTHQUANT;
 }
 
 sq_status sq_calibrate(const sq_calibration *job)
@@ -388,11 +391,13 @@ sq_status sq_calibrate(const sq_calibration *job)
     cs.kind = step->kind;
     if (!sq_calibration_runs(cs.kind))
         return sq_fail(SQ_ERR_UNSUPPORTED,
-                       "steps[%d]: calibration runs gptq, rtn, sparsegpt, wanda and magnitude steps, not %s",
+                       "steps[%d]: calibration runs gptq, rtn, sparsegpt, wanda, magnitude and smoothquant steps, "
+                       "not %s",
                        job->step, sq_step_kind_name(cs.kind));
-    bool pruning = cs.kind != SQ_STEP_GPTQ && cs.kind != SQ_STEP_RTN;
+    bool pruning = cs.kind != SQ_STEP_GPTQ && cs.kind != SQ_STEP_RTN && cs.kind != SQ_STEP_SMOOTHQUANT;
     cs.opt = pruning ? NULL : &step->quant;
     cs.sparse = pruning ? &step->sparse : NULL;
+    cs.smooth = cs.kind == SQ_STEP_SMOOTHQUANT ? &step->smooth : NULL;
     cs.true_sequential = !pruning && step->quant.true_sequential;
     cs.form = pruning && !(cs.kind == SQ_STEP_SPARSEGPT && step->sparse.bits > 0) ? SQ_LAYER_DENSE
                                                                                   : SQ_LAYER_QUANTIZED;

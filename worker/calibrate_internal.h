@@ -34,6 +34,7 @@ typedef struct {
     const sq_calibration *job;
     const sq_quant_options *opt;     /* gptq, rtn */
     const sq_sparse_options *sparse; /* sparsegpt, wanda, magnitude */
+    const sq_smooth_options *smooth; /* smoothquant (its weights: opt) */
     sq_step_kind kind;
     bool needs_samples;   /* gptq, sparsegpt, wanda: Hessians from calibration activations; rtn, magnitude: weights only */
     bool true_sequential; /* solve the linears group by group (gptq's option) */
@@ -59,6 +60,10 @@ typedef struct {
  * when calib_keeps_group_inputs, X has also been pushed through the quantized layer. */
 sq_status calib_quantize_layer(calib_state *cs, int layer, float *X, int nseq, bool shared,
                                sq_layer_results *out);
+/* calib_quantize_layer for a smoothquant step (smooth_layer.c): ranges of the norms' outputs,
+ * smoothing folded into the norms and q,k,v / gate,up, every linear rounded per channel;
+ * out also carries the rescaled norms, and the layer computes with all of it. */
+sq_status calib_smooth_layer(calib_state *cs, int layer, float *X, int nseq, bool shared, sq_layer_results *out);
 /* Whether calib_quantize_layer keeps each group's inputs (true_sequential with samples):
  * the layer then runs once, and X leaves it already pushed through. */
 bool calib_keeps_group_inputs(const calib_state *cs);

@@ -9,7 +9,8 @@
  * Every GPU output buffer is poisoned (all bits set: NaN for floats, 255 for
  * codes) before the kernel runs, and NaN never passes. Errors are relative
  * Frobenius norms ‖gpu − cpu‖ / ‖cpu‖ computed in double; tolerances:
- *   exact (0)   data movement, permutations, grids, RTN, fake quantization, GPTQ block
+ *   exact (0)   data movement, permutations, grids, RTN, fake quantization (KV rows and
+ *               per-token activations), SmoothQuant's column maxima and scaling, GPTQ block
  *               with and without a sparsity mask, kn_mark_zeros (the CUDA kernels
  *               repeat the CPU arithmetic operation for operation)
  *   1e-5        fp32 reductions whose summation order differs (GEMM, norms, softmax)
@@ -606,6 +607,40 @@ static void test_fake_quantize(void)
         kn_free(dx);
         free(x);
     }
+}
+
+/* Per-token symmetric fake quantization (simulated W8A8 activations) and SmoothQuant's
+ * column maxima and column scaling: all exact (the same float operations, a max in any order). */
+static void test_smoothing_kernels(void)
+{
+    const int rows = 70, dim = 200;
+    for (int bits = 4; bits <= 8; bits += 4) {
+        float *x = host_random((size_t)rows * dim, 2.0f);
+        for (int i = 0; i < dim; i++)
+            x[3 * dim + i] = 0.0f; /* a zero row stays zero */
+        float *dx = dev_from(x, (size_t)rows * dim * 4);
+        CALL(kn_fake_quantize_tokens(dx, rows, dim, bits));
+        CALL(kn_cpu_fake_quantize_tokens(x, rows, dim, bits));
+        char what[64];
+        snprintf(what, sizeof what, "kn_fake_quantize_tokens bits=%d", bits);
+        compare(what, dx, x, (size_t)rows * dim, 0.0);
+        kn_free(dx);
+        free(x);
+    }
+    float *X = host_random((size_t)rows * dim, 3.0f), *colmax = host_random(dim, 1.0f);
+    for (int c = 0; c < dim; c++)
+        colmax[c] = fabsf(colmax[c]); /* a running maximum: some columns keep their old value */
+    float *dX = dev_from(X, (size_t)rows * dim * 4), *dmax = dev_from(colmax, dim * 4);
+    CALL(kn_column_abs_max(dmax, dX, rows, dim));
+    CALL(kn_cpu_column_abs_max(colmax, X, rows, dim));
+    compare("kn_column_abs_max 70x200 (running)", dmax, colmax, dim, 0.0);
+    CALL(kn_scale_columns(dX, dmax, rows, dim));
+    CALL(kn_cpu_scale_columns(X, colmax, rows, dim));
+    compare("kn_scale_columns 70x200", dX, X, (size_t)rows * dim, 0.0);
+    kn_free(dX);
+    kn_free(dmax);
+    free(X);
+    free(colmax);
 }
 
 /* ---- calibration: Hessians and solves ----------------------------------- */
@@ -1535,6 +1570,7 @@ int main(void)
     test_elementwise();
     test_cross_entropy();
     test_fake_quantize();
+    test_smoothing_kernels();
     test_hessian();
     test_fixed_accumulate();
     test_hessian_prepare();

@@ -128,13 +128,13 @@ static const bad_spec bad_specs[] = {
     {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"damp_percent\": 0.1}}]}", "steps[0].rtn.damp_percent: unknown key"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\"}}], \"extra\": 1}", "extra: unknown key"},
     {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {}}, {\"eval\": {\"data\": \"t\"}}, {}]}",
-     "steps[2]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)"},
+     "steps[2]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant)"},
     {"{" MINIMAL ", \"steps\": [{\"rtn\": {}, \"eval\": {\"data\": \"t\"}}]}",
-     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)"},
+     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant)"},
     {"{" MINIMAL ", \"steps\": [\"gptq\"]}",
-     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)"},
+     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant)"},
     {"{" MINIMAL ", \"steps\": [{\"awq\": {}}]}",
-     "steps[0].awq: unknown step (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)"},
+     "steps[0].awq: unknown step (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant)"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": 3}]}", "steps[0].eval: must be an object"},
     {"{" MINIMAL ", \"steps\": []}", "steps: must be a non-empty list of steps"},
     {"{" MINIMAL "}", "steps: required"},
@@ -314,7 +314,7 @@ static void test_all_errors_are_reported(void **state)
                         "steps[0].gptq.bits: must be one of 2,3,4,8\n"
                         "steps[1].eval.data: required\n"
                         "steps[2]: a step is an object with exactly one key "
-                        "(rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)\n"
+                        "(rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant)\n"
                         "state_uri: required\n"
                         "parallel.mode: must be one of \"sequential\", \"pipeline\"\n"
                         "data.calibration: required because step gptq needs calibration data\n"
