@@ -591,42 +591,41 @@ static void test_cross_entropy(void)
     free(nll);
 }
 
-static void test_fake_quantize(void)
+typedef sq_status (*fake_quantize_fn)(float *x, int rows, int dim, int bits);
+
+/* A fake quantization kernel against its CPU twin at `bits`, with row 5 all `special`. */
+static void check_fake_quantize(const char *name, fake_quantize_fn gpu, fake_quantize_fn cpu, int rows, int dim,
+                                int bits, float special)
 {
-    const int rows = 40, dim = 128;
-    for (int bits = 2; bits <= 8; bits += 6) {
-        float *x = host_random((size_t)rows * dim, 1.0f);
-        for (int i = 0; i < dim; i++)
-            x[5 * dim + i] = 0.75f; /* a constant row is left as is */
-        float *dx = dev_from(x, (size_t)rows * dim * 4);
-        CALL(kn_fake_quantize_rows(dx, rows, dim, bits));
-        CALL(kn_cpu_fake_quantize_rows(x, rows, dim, bits));
-        char what[64];
-        snprintf(what, sizeof what, "kn_fake_quantize_rows bits=%d", bits);
-        compare(what, dx, x, (size_t)rows * dim, 0.0);
-        kn_free(dx);
-        free(x);
-    }
+    float *x = host_random((size_t)rows * dim, 1.0f);
+    for (int i = 0; i < dim; i++)
+        x[5 * dim + i] = special;
+    float *dx = dev_from(x, (size_t)rows * dim * 4);
+    CALL(gpu(dx, rows, dim, bits));
+    CALL(cpu(x, rows, dim, bits));
+    char what[64];
+    snprintf(what, sizeof what, "%s bits=%d", name, bits);
+    compare(what, dx, x, (size_t)rows * dim, 0.0);
+    kn_free(dx);
+    free(x);
 }
 
-/* Per-token symmetric fake quantization (simulated W8A8 activations) and SmoothQuant's
- * column maxima and column scaling: all exact (the same float operations, a max in any order). */
+/* The KV cache's per-row min/max grid (a constant row is left as is) and the per-token symmetric
+ * grid of simulated W8A8 activations (a zero row stays zero). */
+static void test_fake_quantize(void)
+{
+    for (int bits = 2; bits <= 8; bits += 6)
+        check_fake_quantize("kn_fake_quantize_rows", kn_fake_quantize_rows, kn_cpu_fake_quantize_rows, 40, 128, bits,
+                            0.75f);
+    for (int bits = 4; bits <= 8; bits += 4)
+        check_fake_quantize("kn_fake_quantize_tokens", kn_fake_quantize_tokens, kn_cpu_fake_quantize_tokens, 70, 200,
+                            bits, 0.0f);
+}
+
+/* SmoothQuant's column maxima and column scaling: exact (a max in any order, one product each). */
 static void test_smoothing_kernels(void)
 {
     const int rows = 70, dim = 200;
-    for (int bits = 4; bits <= 8; bits += 4) {
-        float *x = host_random((size_t)rows * dim, 2.0f);
-        for (int i = 0; i < dim; i++)
-            x[3 * dim + i] = 0.0f; /* a zero row stays zero */
-        float *dx = dev_from(x, (size_t)rows * dim * 4);
-        CALL(kn_fake_quantize_tokens(dx, rows, dim, bits));
-        CALL(kn_cpu_fake_quantize_tokens(x, rows, dim, bits));
-        char what[64];
-        snprintf(what, sizeof what, "kn_fake_quantize_tokens bits=%d", bits);
-        compare(what, dx, x, (size_t)rows * dim, 0.0);
-        kn_free(dx);
-        free(x);
-    }
     float *X = host_random((size_t)rows * dim, 3.0f), *colmax = host_random(dim, 1.0f);
     for (int c = 0; c < dim; c++)
         colmax[c] = fabsf(colmax[c]); /* a running maximum: some columns keep their old value */

@@ -180,3 +180,17 @@ def test_eval_act_bits_out_of_range(work):
     proc = run([SHARDQ, "eval", "--model", work["model"], "--data-ids", work["tmp"] / "ids.txt", "--act-bits", "1"],
                check=False)
     assert proc.returncode == 2 and "--act-bits must be between 2 and 16" in proc.stderr
+
+
+def test_transformers_loads_int_quantized(work):
+    # transformers 5.24 with compressed-tensors 0.20.1 decompresses the int8 weights and runs the linears
+    # with per-token dynamic int8 inputs (its grid: scale max|x| / 127.5), so its logits are the dense
+    # output's moved by the activations' quantization only: measured 0.02 at most, logits up to 8
+    from transformers import AutoModelForCausalLM
+    ids = torch.tensor([[1, 100, 200, 300, 50, 7, 9, 11, 42, 77, 301, 5]])
+    with torch.no_grad():
+        model = AutoModelForCausalLM.from_pretrained(job(work, "ct", "compressed-tensors"))
+        assert model.model.layers[0].self_attn.q_proj.quantization_scheme.input_activations.dynamic
+        got = model(ids).logits
+        want = AutoModelForCausalLM.from_pretrained(job(work, "dense", "dense"))(ids).logits
+    assert torch.allclose(got, want, rtol=0, atol=0.1)
