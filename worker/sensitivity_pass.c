@@ -17,6 +17,7 @@
 #include "core/fileio.h"
 #include "core/json_file.h"
 #include "core/sha256.h"
+#include "worker/fault.h"
 
 #define REPORT_KEY "sensitivity_report"
 
@@ -94,6 +95,8 @@ static sq_status record_report(calib_state *cs)
         st = sq_journal_publish_artifact(cs->job->journal, name);
     if (st == SQ_OK)
         st = sq_journal_record_step_file(cs->job->journal, cs->job->step, REPORT_KEY, name, sha);
+    if (st == SQ_OK)
+        sq_fault_point("sensitivity-report", 0);
     json_decref(report);
     free(path);
     return st;

@@ -107,9 +107,10 @@ def load_model(model_dir):
     return json.loads((Path(model_dir) / "config.json").read_text()), read_checkpoint(model_dir)
 
 
-def reference_logits(model, window, kv_bits=0):
+def reference_logits(model, window, kv_bits=0, inputs=None):
     """Logits [len, vocab] (float64) of every position of one window of ids; kv_bits > 0
-    fake-quantizes each token's key (after RoPE) and value per head."""
+    fake-quantizes each token's key (after RoPE) and value per head; `inputs` (a dict), when
+    given, collects each linear's input [len, in] under its name (a list, one per call)."""
     cfg, W = model
     hidden, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads", nh)
@@ -120,6 +121,8 @@ def reference_logits(model, window, kv_bits=0):
     x = W["model.embed_tokens.weight"][np.asarray(window)]
 
     def lin(name, inp):
+        if inputs is not None:
+            inputs.setdefault(name, []).append(inp)
         y = inp @ W[name + ".weight"].T
         return y + W[name + ".bias"] if name + ".bias" in W else y
 
