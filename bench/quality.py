@@ -48,6 +48,8 @@ ROWS = [  # name, steps (empty: the fp16 model itself)
     ("Wanda 2:4", [{"wanda": {"pattern": "2:4"}}]),
     ("magnitude 2:4", [{"magnitude": {"pattern": "2:4"}}]),
     (f"SparseGPT 2:4 + GPTQ W4 {G}", [{"sparsegpt": {"pattern": "2:4"}}, {"gptq": W4}]),
+    (f"GPTQ mixed avg 3.5 bits {G}", [{"gptq": {"avg_bits": 3.5, "group_size": GROUP, "sym": True}}]),
+    (f"GPTQ mixed avg 3.0 bits {G}", [{"gptq": {"avg_bits": 3.0, "group_size": GROUP, "sym": True}}]),
 ]
 
 
