@@ -128,6 +128,13 @@ sq_status calib_plan_bits(calib_state *cs)
     bool found = false;
     sq_status st = cs->rank == 0 ? sq_read_sensitivity_report(cs->job->journal, cs->job->step, &cs->bit_plan, &found)
                                  : SQ_OK;
+    if (st == SQ_ERR_MISMATCH) { /* torn or altered: measured again, to the same plan */
+        sq_log_info("step %d: the sensitivity report does not match its sha256 in the journal; it is measured "
+                    "again", cs->job->step);
+        sq_clear_error();
+        st = SQ_OK;
+        found = false;
+    }
     sq_status agreed;
     SQ_TRY(sq_comm_agree(st, &agreed));
     if (agreed != SQ_OK)

@@ -8,7 +8,8 @@
   "dynamic" overrides, matched as vLLM matches them (re.match of the "+:" regex), give every
   linear its width; shardq's own loader (`shardq eval`) scores it as the dense output;
 - the same bytes on 1 and 2 ranks, in both parallel modes; killed (after the report, or
-  after a quantized layer) and resumed to the bytes of an uninterrupted run;
+  after a quantized layer) and resumed to the bytes of an uninterrupted run; a report altered
+  in the state is measured again (its sha256 no longer matches the journal);
 - an rtn step measures the same sensitivities and picks the same widths;
 - a candidate width the output format cannot hold, or bits with avg_bits, is refused."""
 import hashlib
@@ -181,6 +182,16 @@ def test_killed_and_resumed_equals_uninterrupted(work, mixed, fault):
     assert killed.returncode != 0 and not (output / "manifest.json").exists()
     rerun = mpirun(2, ["run", spec])
     assert "read from the journal" in rerun.stderr
+    assert digests(output) == digests(mixed["gptq"])
+
+
+def test_altered_report_is_measured_again(work, mixed):
+    step = {"gptq": {"avg_bits": 3.5, "group_size": GROUP}}
+    output, spec, _ = job(work, "altered", step, env={"SHARDQ_FAULT": "after-journal:0"}, check=False)
+    report = work["tmp"] / "altered" / "state" / "step0" / "sensitivity_report.json"
+    report.write_text(report.read_text().replace('"bits": 4', '"bits": 8'))  # still valid JSON, other widths
+    rerun = mpirun(1, ["run", spec])
+    assert "the sensitivity report does not match its sha256 in the journal" in rerun.stderr
     assert digests(output) == digests(mixed["gptq"])
 
 
