@@ -10,7 +10,8 @@
 - the same bytes on 1 and 2 ranks, in both parallel modes; killed (after the report, or
   after a quantized layer) and resumed to the bytes of an uninterrupted run; a report altered
   in the state is measured again (its sha256 no longer matches the journal);
-- an rtn step measures the same sensitivities and picks the same widths;
+- an rtn step measures the same sensitivities and picks the same widths; a sweep record
+  counts each linear at its width;
 - a candidate width the output format cannot hold, or bits with avg_bits, is refused."""
 import hashlib
 import json
@@ -193,6 +194,23 @@ def test_altered_report_is_measured_again(work, mixed):
     rerun = mpirun(1, ["run", spec])
     assert "the sensitivity report does not match its sha256 in the journal" in rerun.stderr
     assert digests(output) == digests(mixed["gptq"])
+
+
+def test_sweep_record_counts_each_width(work, mixed):
+    base = json.loads((work["tmp"] / "gptq35.json").read_text())
+    for key in ("state_uri", "output_uri"):
+        del base[key]
+    sweep = write_spec(work["tmp"] / "sweep.json", {"name": "mixed", "root": str(work["tmp"] / "sweep"), "base": base,
+                                                    "axes": [{"name": "avg", "path": "steps[0].gptq.avg_bits",
+                                                              "values": [3.5]}]})
+    mpirun(1, ["sweep", sweep])
+    record = json.loads((work["tmp"] / "sweep" / "results.jsonl").read_text().splitlines()[0])
+    stored = weights = 0
+    for e in mixed["report"]["linears"]:  # codes, plus an fp16 scale and a bits-wide zero per group
+        out, inp = e["shape"]
+        stored += e["params"] * e["bits"] + out * -(-inp // GROUP) * (16 + e["bits"])
+        weights += e["params"]
+    assert record["bits"] is None and record["avg_bits"] == pytest.approx(stored / weights, rel=1e-12)
 
 
 def test_rtn_measures_the_same(work, mixed):
