@@ -47,7 +47,7 @@ typedef struct {
     const int *linear_bits;           /* per linear (mixed precision), or NULL: options->bits for all; the
                                          widths other than options->bits go into quantization_config's
                                          "dynamic" (sq_gptq_dynamic) */
-    uint64_t max_shard_bytes;         /* 0: 2 GiB (shards are hashed in parallel for the manifest) */
+    uint64_t max_shard_bytes;         /* 0: 512 MiB (shards are hashed in parallel for the manifest) */
     json_t *extra_config;             /* merged into config.json, or NULL */
     const char *const *extra_files;   /* files the caller already wrote into out_dir, for the manifest */
     int n_extra_files;
