@@ -52,6 +52,8 @@ ROWS = [  # name, steps (empty: the fp16 model itself)
     ("W8A8 RTN (no smoothing)", [{"rtn": {"bits": 8, "group_size": -1, "sym": True}}]),
     ("W8A8 GPTQ (no smoothing)", [{"gptq": {"bits": 8, "group_size": -1, "sym": True}}]),
     ("SmoothQuant W8A8 α=0.5", [{"smoothquant": {"alpha": 0.5}}]),
+    (f"GPTQ mixed avg 3.5 bits {G}", [{"gptq": {"avg_bits": 3.5, "group_size": GROUP, "sym": True}}]),
+    (f"GPTQ mixed avg 3.0 bits {G}", [{"gptq": {"avg_bits": 3.0, "group_size": GROUP, "sym": True}}]),
 ]
 # Per row, beyond its steps: flags of its `shardq eval` (W8A8 rows are scored with 8-bit per-token
 # activations, --act-bits 8) and the job's "output" block (smoothquant writes dense or compressed-tensors).

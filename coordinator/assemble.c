@@ -369,9 +369,10 @@ static sq_status quantized_sparsity(const sq_step *step_spec, const sq_checkpoin
 /* ---- entry -------------------------------------------------------------- */
 
 /* config.json's record of the quantization in a "dense" or "compressed-tensors" output
- * (assemble_formats.h), added to *extra_config (which may hold the sparsity_config). */
+ * (assemble_formats.h), added to *extra_config (which may hold the sparsity_config); with
+ * mixed precision (bits not NULL) each linear's width as the format writes overrides. */
 static sq_status record_quantization(sq_output_format format, const sq_step *step_spec, const sq_quant_options *opt,
-                                     json_t **extra_config)
+                                     const char *const *names, const int *bits, int n, json_t **extra_config)
 {
     if (!*extra_config)
         *extra_config = json_object();
@@ -388,9 +389,32 @@ static sq_status record_quantization(sq_output_format format, const sq_step *ste
     }
     if (!*extra_config || !record)
         return sq_fail(SQ_ERR_NOMEM, "assemble: out of memory");
+    sq_status st = SQ_OK;
+    if (bits && format == SQ_OUTPUT_DENSE)
+        json_object_set_new(record, "dynamic", sq_gptq_dynamic(opt, names, bits, n));
+    else if (bits)
+        st = sq_compressed_groups_by_width(record, names, bits, n);
     json_object_set_new(*extra_config, format == SQ_OUTPUT_DENSE ? "dequantized_from" : "quantization_config",
                         record);
-    return SQ_OK;
+    return st;
+}
+
+/* A mixed-precision step's widths, from the report its journal records, and that report
+ * written beside the output. */
+static sq_status mixed_widths(const sq_journal *journal, int step, const sq_step *step_spec,
+                              const sq_model_config *cfg, const char *output_dir, sq_bit_plan *plan)
+{
+    SQ_TRY(sq_bit_plan_alloc(plan, cfg, &step_spec->quant));
+    bool found = false;
+    SQ_TRY(sq_read_sensitivity_report(journal, step, plan, &found));
+    if (!found)
+        return sq_fail(SQ_ERR_NOT_FOUND, "assemble: the journal has no sensitivity report for step %d", step);
+    json_t *report = sq_bit_plan_report(plan, &step_spec->quant);
+    sq_status st = report ? sq_make_dirs(output_dir) : sq_fail(SQ_ERR_NOMEM, "assemble: out of memory");
+    if (st == SQ_OK)
+        st = sq_checkpoint_write_json(output_dir, SQ_SENSITIVITY_REPORT, report);
+    json_decref(report);
+    return st;
 }
 
 sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_step *step_spec,
@@ -418,7 +442,6 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
                            .packed = packed};
     bool pruning = is_pruning(step_spec->kind), sparse_output = pruning;
     json_t *extra_config = NULL;
-    const char *const extra_files[] = {SPARSITY_REPORT};
     sparsity_origin origin = {0};
     if (pruning)
         origin = (sparsity_origin){.method = sq_step_kind_name(step_spec->kind),
@@ -428,11 +451,23 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
         st = quantized_sparsity(step_spec, source, &origin, &extra_config, &sparse_output);
     if (st == SQ_OK && sparse_output)
         st = write_sparsity_files(&src, &origin, output_dir, step_result, &extra_config);
-    sq_quant_options joint = sq_sparse_joint_quant_options(&step_spec->sparse);
+    sq_quant_options joint = sq_sparse_joint_quant_options(&step_spec->sparse), mixed = step_spec->quant;
     const sq_quant_options *quant = pruning ? &joint : &step_spec->quant;
     bool dense_form = pruning && step_spec->sparse.bits == 0;
+    sq_bit_plan plan = {0};
+    if (st == SQ_OK && !pruning && step_spec->quant.avg_bits > 0) {
+        st = mixed_widths(journal, step, step_spec, cfg, output_dir, &plan);
+        mixed.bits = sq_bit_plan_base_bits(&plan);
+        quant = &mixed;
+    }
+    const char *extra_files[2];
+    int n_extra_files = 0;
+    if (sparse_output)
+        extra_files[n_extra_files++] = SPARSITY_REPORT;
+    if (plan.bits)
+        extra_files[n_extra_files++] = SQ_SENSITIVITY_REPORT;
     if (st == SQ_OK && !dense_form && format != SQ_OUTPUT_GPTQ)
-        st = record_quantization(format, step_spec, quant, &extra_config);
+        st = record_quantization(format, step_spec, quant, (const char *const *)names, plan.bits, n, &extra_config);
     if (st == SQ_OK && (dense_form || format != SQ_OUTPUT_GPTQ)) {
         sq_dense_checkpoint_request req = {.source = source,
                                            .linears = (const char *const *)names,
@@ -443,8 +478,8 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
                                                                                      : compressed_linear,
                                            .ctx = &src,
                                            .extra_config = extra_config,
-                                           .extra_files = sparse_output ? extra_files : NULL,
-                                           .n_extra_files = sparse_output ? 1 : 0};
+                                           .extra_files = extra_files,
+                                           .n_extra_files = n_extra_files};
         st = sq_dense_checkpoint_write(&req, output_dir);
     } else if (st == SQ_OK) {
         sq_gptq_checkpoint_request req = {.source = source,
@@ -453,12 +488,14 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
                                           .get_linear = packed_linear,
                                           .ctx = &src,
                                           .options = quant,
+                                          .linear_bits = plan.bits,
                                           .extra_config = extra_config,
-                                          .extra_files = sparse_output ? extra_files : NULL,
-                                          .n_extra_files = sparse_output ? 1 : 0,
+                                          .extra_files = extra_files,
+                                          .n_extra_files = n_extra_files,
                                           .method = sq_step_kind_name(step_spec->kind)};
         st = sq_gptq_checkpoint_write(&req, output_dir);
     }
+    sq_bit_plan_free(&plan);
     json_decref(extra_config);
     json_decref(origin.pattern);
     json_decref(origin.input_config);

@@ -2,6 +2,7 @@
  * pack-quantized tensors, and the config records of both (see assemble_formats.h). */
 #include "coordinator/assemble_formats.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -196,4 +197,27 @@ json_t *sq_compressed_quantization_config(const sq_quant_options *opt, const jso
     if (sparsity)
         json_object_set_new(config, "sparsity_config", compressed_sparsity(sparsity));
     return config;
+}
+
+sq_status sq_compressed_groups_by_width(json_t *config, const char *const *linears, const int *bits, int n)
+{
+    json_t *groups = json_object_get(config, "config_groups");
+    json_t *scheme = json_object_get(groups, "group_0");
+    json_t *by_width = json_object();
+    if (!scheme || !by_width)
+        return sq_fail(SQ_ERR_ARG, "compressed-tensors config: no config_groups.group_0 to split by width");
+    for (int k = 0; k < n; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "group_%d", bits[k]);
+        json_t *group = json_object_get(by_width, name);
+        if (!group) {
+            group = json_deep_copy(scheme);
+            json_object_set_new(group, "targets", json_array());
+            json_object_set_new(json_object_get(group, "weights"), "num_bits", json_integer(bits[k]));
+            json_object_set_new(by_width, name, group);
+        }
+        json_array_append_new(json_object_get(group, "targets"), json_string(linears[k]));
+    }
+    json_object_set_new(config, "config_groups", by_width);
+    return SQ_OK;
 }

@@ -67,4 +67,10 @@ json_t *sq_int_quantized_config(const sq_quant_options *opt, int act_bits);
  * `sparsity` is shardq's sparsity_config of a pruned model, or NULL. New reference. */
 json_t *sq_compressed_quantization_config(const sq_quant_options *opt, const json_t *sparsity);
 
+/* Mixed precision: replace `config`'s (from sq_compressed_quantization_config) config_groups
+ * by one group per width, "group_<bits>", whose targets are the names of the n linears at that
+ * width (compressed-tensors matches a target equal to a module's name), weights as before with
+ * that num_bits. */
+sq_status sq_compressed_groups_by_width(json_t *config, const char *const *linears, const int *bits, int n);
+
 #endif

@@ -337,7 +337,7 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
                           "validating the job");
     bool needs_samples = false;
     for (int step = 0; step < spec->n_steps; step++)
-        needs_samples = needs_samples || sq_calibration_needs_samples(spec->steps[step].kind);
+        needs_samples = needs_samples || sq_calibration_needs_samples(&spec->steps[step]);
     if (st == SQ_OK && needs_samples)
         st = calibration_samples(&js, &js.samples);
     if (st != SQ_OK) {

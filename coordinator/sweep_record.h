@@ -6,7 +6,8 @@
  *
  *   {"format": "shardq-sweep-record/1", "spec_sha256", "state_uri", "output_uri",
  *    "method": "sparsegpt+gptq" (the model-producing steps, "+"-joined; "none" for eval only),
- *    "bits": 4 | null, "group_size": 128 | null (the quantizing step's),
+ *    "bits": 4 | null, "group_size": 128 | null (the quantizing step's; bits null with mixed
+ *    precision, whose widths per linear come from the output's sensitivity_report.json),
  *    "avg_bits": bits per linear weight as the method represents it: the codes plus an fp16
  *                scale and a bits-wide zero per group (per-channel: one group per row); the source
  *                dtype's width when nothing quantized,

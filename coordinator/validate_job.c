@@ -112,7 +112,7 @@ sq_status sq_validate_job(sq_job_storage *io, const sq_job_spec *spec, int world
         if (sq_calibration_runs(kind)) {
             calibrates = true;
             st = check_calibration_step(spec, step, &model.cfg);
-            if (st == SQ_OK && sq_calibration_needs_samples(kind))
+            if (st == SQ_OK && sq_calibration_needs_samples(&spec->steps[step]))
                 st = check_seqlen("data.seqlen", spec->seqlen, &model.cfg);
         } else if (kind == SQ_STEP_QLORA) {
             st = check_qlora_step(io, spec, step, &model, !calibrates);

@@ -48,6 +48,9 @@
  *    (sparsegpt, wanda, magnitude), else false; true keeps every zero of the input
  *    weights at exactly 0 (quant/gptq.h). rtn has no such key: a zero always rounds to
  *    the zero point.
+ *  - gptq/rtn avg_bits (a number in [2, 8], not with bits) turns on mixed precision
+ *    (quant/mixed_precision.h); candidate_bits (only with avg_bits) is a list of
+ *    distinct widths from 2,3,4,8, default all four, whose range must hold avg_bits.
  *  - qlora defaults: r 16, alpha 32, dropout 0.05 in [0,1), target_modules all of
  *    q_proj k_proj v_proj o_proj gate_proj up_proj down_proj (no duplicates),
  *    base_quant "gptq" when an earlier step quantized the model else "nf4" (an

@@ -41,20 +41,67 @@ static void read_group_size(sq_spec_errors *errs, json_t *obj, const char *path,
     *out = v;
 }
 
+/* avg_bits and candidate_bits (mixed precision, quant/mixed_precision.h). */
+static void parse_mixed_bits(sq_spec_errors *errs, json_t *obj, const char *path, sq_quant_options *q)
+{
+    char at[SQ_SPEC_PATH_MAX];
+    json_t *list = json_object_get(obj, "candidate_bits");
+    if (list) {
+        sq_spec_path(at, path, "candidate_bits");
+        bool seen[9] = {false};
+        size_t i, n = json_is_array(list) ? json_array_size(list) : 0;
+        json_t *v;
+        bool ok = n > 0 && n <= 4;
+        json_array_foreach(list, i, v) {
+            json_int_t b = json_is_integer(v) ? json_integer_value(v) : 0;
+            if (b != 2 && b != 3 && b != 4 && b != 8)
+                ok = false;
+            else if (seen[b])
+                ok = false;
+            else
+                seen[b] = true;
+        }
+        if (!ok) {
+            sq_spec_error(errs, at, "must be a non-empty list of distinct widths from 2,3,4,8");
+        } else {
+            q->n_candidates = 0;
+            for (int b = 2; b <= 8; b++)
+                if (seen[b])
+                    q->candidate_bits[q->n_candidates++] = b;
+        }
+    }
+    if (!json_object_get(obj, "avg_bits")) {
+        if (list)
+            sq_spec_error(errs, at, "applies only with avg_bits");
+        return;
+    }
+    sq_spec_number(errs, obj, path, "avg_bits", 2, true, 8, true, "must be a number in [2, 8]", &q->avg_bits);
+    if (json_object_get(obj, "bits")) {
+        sq_spec_path(at, path, "bits");
+        sq_spec_error(errs, at, "give bits or avg_bits, not both");
+    }
+    int lo = q->candidate_bits[0], hi = q->candidate_bits[q->n_candidates - 1];
+    if (q->avg_bits > 0 && (q->avg_bits < lo || q->avg_bits > hi)) {
+        sq_spec_path(at, path, "avg_bits");
+        sq_spec_error(errs, at, "%g is outside the candidate widths' range [%d, %d]", q->avg_bits, lo, hi);
+    }
+}
+
 static void parse_quant(sq_spec_errors *errs, json_t *obj, const char *path, sq_step_kind kind,
                         sq_quant_options *q)
 {
-    static const char *const rtn_keys[] = {"bits", "group_size", "sym", NULL};
+    static const char *const rtn_keys[] = {"bits", "group_size", "sym", "avg_bits", "candidate_bits", NULL};
     static const char *const gptq_keys[] = {"bits", "group_size", "sym", "desc_act", "static_groups",
                                             "damp_percent", "block_size", "true_sequential",
-                                            "preserve_sparsity", NULL};
+                                            "preserve_sparsity", "avg_bits", "candidate_bits", NULL};
     *q = (sq_quant_options){.bits = 4, .group_size = 128, .sym = true, .desc_act = false,
                             .static_groups = false, .damp_percent = 0.01, .block_size = 128,
-                            .true_sequential = true};
+                            .true_sequential = true, .candidate_bits = {2, 3, 4, 8}, .n_candidates = 4};
     sq_spec_check_keys(errs, obj, path, kind == SQ_STEP_GPTQ ? gptq_keys : rtn_keys);
     sq_spec_int_choice(errs, obj, path, "bits", quant_bits, 4, "2,3,4,8", &q->bits);
     read_group_size(errs, obj, path, &q->group_size);
     sq_spec_bool(errs, obj, path, "sym", &q->sym);
+    parse_mixed_bits(errs, obj, path, q);
     if (kind != SQ_STEP_GPTQ)
         return;
     sq_spec_bool(errs, obj, path, "desc_act", &q->desc_act);

@@ -290,6 +290,9 @@ sq_status kn_ce_chunk_backward(float *logits, const float *lse, const int32_t *t
 /* *sum (device double) += Σ x[i]², summed in index order in double (a fixed order,
  * for the global gradient norm). */
 sq_status kn_sum_squares(double *sum, const float *x, size_t n);
+/* *sum (device double) += Σ x[i]·y[i], in the order of kn_sum_squares (which is this with y = x;
+ * the Hessian-weighted errors of quant/mixed_precision.c). */
+sq_status kn_sum_products(double *sum, const float *x, const float *y, size_t n);
 /* x[i] *= s. */
 sq_status kn_scale(float *x, float s, size_t n);
 

@@ -13,6 +13,8 @@
 #include "kernels/kernels.h"
 #include "model/forward.h"
 #include "model/layer.h"
+#include "quant/hessian.h"
+#include "quant/mixed_precision.h"
 #include "worker/background_task.h"
 #include "worker/calibrate.h"
 #include "worker/group_inputs.h"
@@ -48,11 +50,20 @@ typedef struct {
     sq_background_task saver;     /* rank 0, sequential mode: the artifact of the layer before */
     struct layer_save *pending;   /* what `saver` is writing */
     bool *done;         /* per layer: a verified artifact exists */
+    sq_bit_plan bit_plan; /* mixed precision (avg_bits): each linear's width; bit_plan.bits NULL otherwise */
     double started;
     phase_seconds phases;
 } calib_state;
 
 /* ---- the layer step (calibrate.c) ---- */
+
+/* Linears that read the same input share one Hessian. */
+typedef enum { INPUT_ATTN, INPUT_ATTN_OUT, INPUT_MLP, INPUT_MLP_OUT, INPUT_KINDS } input_kind;
+input_kind calib_input_of(int linear);
+/* The finished Hessians of all seven linears' inputs over X (unchanged) of the resident
+ * layer: summed over ranks when shared (X then holds this rank's nseq of the job's samples). */
+sq_status calib_layer_hessians(calib_state *cs, const float *X, int nseq, bool shared,
+                               sq_hessian hessians[INPUT_KINDS]);
 
 /* Quantize or prune the resident layer. shared: samples are split over ranks
  * (Hessians summed, solves dealt out, results broadcast); otherwise this rank
@@ -92,6 +103,13 @@ sq_status calib_load_layer(calib_state *cs, int layer, sq_layer_results *results
 /* Which layers have an artifact whose bytes still match the journal (sets cs->done).
  * From the first one that does not, the journal forgets the rest. */
 sq_status calib_find_done_layers(calib_state *cs);
+
+/* ---- mixed precision, before the layer loop (sensitivity_pass.c) ---- */
+
+/* With avg_bits: every linear's width in cs->bit_plan, on every rank — measured in a pass over
+ * the unquantized model and allocated (rank 0 records the report in the journal), or read
+ * back from the journal. Nothing to do otherwise. */
+sq_status calib_plan_bits(calib_state *cs);
 
 /* ---- the schedules ---- */
 

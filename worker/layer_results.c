@@ -357,11 +357,14 @@ sq_status sq_layer_results_write(const sq_layer_results *results, int layer, con
         entries[4 * i + 3] = (sq_st_entry){names[i].g_idx, SQ_DTYPE_I32, 1, {res->cols}, res->g_idx};
     }
     const sq_quant_result *first = &results->linear[0];
-    char bits[16], group[16];
+    char bits[16], group[16], linear_bits[2 * SQ_LINEAR_COUNT + 1];
     snprintf(bits, sizeof bits, "%d", first->bits);
     snprintf(group, sizeof group, "%d", first->group_size);
-    json_t *metadata = json_pack("{s:s, s:s, s:s}", "bits", bits, "group_size", group, "sym",
-                                 first->sym ? "true" : "false");
+    for (int i = 0; i < SQ_LINEAR_COUNT; i++) /* "4,4,4,8,3,3,2": each linear's width (mixed precision) */
+        snprintf(linear_bits + 2 * i, sizeof linear_bits - 2 * (size_t)i, "%d%s", results->linear[i].bits,
+                 i + 1 < SQ_LINEAR_COUNT ? "," : "");
+    json_t *metadata = json_pack("{s:s, s:s, s:s, s:s}", "bits", bits, "group_size", group, "sym",
+                                 first->sym ? "true" : "false", "linear_bits", linear_bits);
     sq_status st = sq_st_write(path, entries, n_entries, metadata);
     json_decref(metadata);
     return st;
@@ -421,6 +424,21 @@ static sq_status read_dense(sq_layer_results *results, int layer, const sq_st_fi
     return SQ_OK;
 }
 
+/* Each linear's width from the metadata's "linear_bits" ("4,4,4,8,3,3,2"), or `bits` for all
+ * when it is absent (artifacts written before mixed precision). */
+static sq_status linear_widths(const char *list, int bits, const char *path, int widths[SQ_LINEAR_COUNT])
+{
+    bool listed = list && strlen(list) == 2 * SQ_LINEAR_COUNT - 1;
+    for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
+        int b = !list ? bits : listed && (i == 0 || list[2 * i - 1] == ',') ? list[2 * i] - '0' : 0;
+        if (b != 2 && b != 3 && b != 4 && b != 8)
+            return sq_fail(SQ_ERR_FORMAT, "%s: metadata linear_bits \"%s\" must list %d widths from 2,3,4,8", path,
+                           list ? list : "", SQ_LINEAR_COUNT);
+        widths[i] = b;
+    }
+    return SQ_OK;
+}
+
 sq_status sq_layer_results_read(sq_layer_results *results, int layer, const char *path, const sq_model_config *cfg)
 {
     memset(results, 0, sizeof *results);
@@ -447,8 +465,10 @@ sq_status sq_layer_results_read(sq_layer_results *results, int layer, const char
                      bits_s, group_s);
         goto done;
     }
+    int widths[SQ_LINEAR_COUNT];
+    SQ_TRY_GOTO(st, linear_widths(json_string_value(json_object_get(meta, "linear_bits")), bits, path, widths), done);
     for (int i = 0; i < SQ_LINEAR_COUNT && st == SQ_OK; i++) {
-        int rows, cols;
+        int rows, cols, bits = widths[i];
         sq_linear_shape(cfg, (sq_linear_id)i, &cols, &rows);
         sq_quant_result *res = &results->linear[i];
         SQ_TRY_GOTO(st, sq_quant_result_alloc(res, rows, cols, bits, group_size, !strcmp(sym_s, "true")), done);

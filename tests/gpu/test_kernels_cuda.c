@@ -1464,28 +1464,34 @@ static void test_ce_chunked(void)
     free(dz);
 }
 
-/* Added to a running sum, within 1e-9 of the CPU's index-order sum, and the same bits on a second run. */
-static void test_sum_squares(void)
+/* Added to a running sum, within 1e-9 of the CPU's index-order sum, and the same bits on a second run:
+ * kn_sum_squares, or kn_sum_products of x with a second vector. */
+static void test_fixed_order_sum(bool products)
 {
     const size_t n = 3000017;
-    float *x = host_random(n, 0.01f);
-    float *d_x = dev_from(x, n * 4);
+    const char *name = products ? "kn_sum_products" : "kn_sum_squares";
+    float *x = host_random(n, 0.01f), *y = products ? host_random(n, 0.02f) : x;
+    float *d_x = dev_from(x, n * 4), *d_y = products ? dev_from(y, n * 4) : d_x;
     const double start = 1.5;
     double cpu = start, gpu[2];
-    CALL(kn_cpu_sum_squares(&cpu, x, n));
+    CALL(products ? kn_cpu_sum_products(&cpu, x, y, n) : kn_cpu_sum_squares(&cpu, x, n));
     double *d_sum = dev_from(&start, sizeof start);
     for (int run = 0; run < 2; run++) {
         CALL(kn_upload(d_sum, &start, sizeof start));
-        CALL(kn_sum_squares(d_sum, d_x, n));
+        CALL(products ? kn_sum_products(d_sum, d_x, d_y, n) : kn_sum_squares(d_sum, d_x, n));
         CALL(kn_download(&gpu[run], d_sum, sizeof gpu[run]));
     }
     double err = fabs(gpu[0] - cpu) / fabs(cpu);
-    report(err <= 1e-9, "kn_sum_squares of %zu values added to %.1f: %.17g vs CPU %.17g, relative error %.3g "
-           "(tolerance 1e-9)", n, start, gpu[0], cpu, err);
-    report(memcmp(&gpu[0], &gpu[1], sizeof gpu[0]) == 0, "kn_sum_squares: the same bits on a second run");
+    report(err <= 1e-9, "%s of %zu values added to %.1f: %.17g vs CPU %.17g, relative error %.3g "
+           "(tolerance 1e-9)", name, n, start, gpu[0], cpu, err);
+    report(memcmp(&gpu[0], &gpu[1], sizeof gpu[0]) == 0, "%s: the same bits on a second run", name);
     kn_free(d_x);
     kn_free(d_sum);
     free(x);
+    if (products) {
+        kn_free(d_y);
+        free(y);
+    }
 }
 
 static void test_scale(void)
@@ -1607,7 +1613,8 @@ int main(void)
     test_linear_backward();
     test_dropout();
     test_ce_chunked();
-    test_sum_squares();
+    test_fixed_order_sum(false);
+    test_fixed_order_sum(true);
     test_scale();
     test_adamw();
     test_dequantize_nf4();

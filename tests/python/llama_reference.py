@@ -155,14 +155,16 @@ def decoder_layer(model, l, x, kv_bits=0, act_bits=0, on_linear_input=None):
     return x + lin(p + "mlp.down_proj", g / (1 + np.exp(-g)) * lin(p + "mlp.up_proj", n))
 
 
-def reference_logits(model, window, kv_bits=0, act_bits=0):
+def reference_logits(model, window, kv_bits=0, act_bits=0, inputs=None):
     """Logits [len, vocab] (float64) of every position of one window of ids; kv_bits > 0
     fake-quantizes each token's key (after RoPE) and value per head; act_bits > 0 each token's
-    input of every decoder linear (fake_quantize_tokens)."""
+    input of every decoder linear (fake_quantize_tokens); `inputs` (a dict), when given,
+    collects each linear's input [len, in] under its name (a list, one per call)."""
     cfg, W = model
+    collect = (lambda name, inp: inputs.setdefault(name, []).append(inp)) if inputs is not None else None
     x = W["model.embed_tokens.weight"][np.asarray(window)]
     for l in range(cfg["num_hidden_layers"]):
-        x = decoder_layer(model, l, x, kv_bits, act_bits)
+        x = decoder_layer(model, l, x, kv_bits, act_bits, collect)
     x = rmsnorm(x, W["model.norm.weight"], cfg["rms_norm_eps"])
     head = W["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", False) else W["lm_head.weight"]
     return x @ head.T
