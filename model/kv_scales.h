@@ -36,6 +36,12 @@ typedef struct {
 
 #define SQ_KV_SCALES_FILE "kv_cache_scales.json"
 
+/* The kv_cache step's options: the grid and whether each kv head gets its own scale. */
+typedef struct {
+    kn_kv_format format; /* "dtype": "fp8" (default) or "int8" */
+    bool per_head;       /* "strategy": "attn_head" (default) or "tensor" */
+} sq_kv_calibration_options;
+
 /* "int8" / "fp8" and back; the parse names `what` (a flag or JSON path) in its error. */
 const char *sq_kv_format_name(kn_kv_format format);
 sq_status sq_kv_format_parse(const char *name, const char *what, kn_kv_format *format);
