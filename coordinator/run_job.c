@@ -30,6 +30,7 @@
 #include "lora/eval.h"
 #include "lora/qlora_step.h"
 #include "worker/calibrate.h"
+#include "worker/fault.h"
 
 typedef struct {
     const sq_job_spec *spec;
@@ -296,6 +297,7 @@ static sq_status run_kv_cache_step(job_state *js, int step)
     if (js->comm->rank == 0 && mine == SQ_OK)
         mine = sq_job_publish_output(&js->io, output_dir, output);
     if (js->comm->rank == 0 && mine == SQ_OK) {
+        sq_fault_point("kv-cache-before-journal", step);
         json_object_set_new(result, "output", json_string(output));
         mine = record_step(js, step, result);
         if (mine == SQ_OK)

@@ -107,9 +107,10 @@ def load_model(model_dir):
     return json.loads((Path(model_dir) / "config.json").read_text()), read_checkpoint(model_dir)
 
 
-def reference_logits(model, window, kv_bits=0):
+def reference_logits(model, window, kv_bits=0, kv_transform=None):
     """Logits [len, vocab] (float64) of every position of one window of ids; kv_bits > 0
-    fake-quantizes each token's key (after RoPE) and value per head."""
+    fake-quantizes each token's key (after RoPE) and value per head; kv_transform(layer, k, v)
+    -> (k, v), with k, v [len, kv_heads, head_dim], replaces them (another KV cache)."""
     cfg, W = model
     hidden, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads", nh)
@@ -132,6 +133,8 @@ def reference_logits(model, window, kv_bits=0):
         v = lin(p + "self_attn.v_proj", n).reshape(seq, nkv, hd)
         if kv_bits:
             k, v = fake_quantize_rows(k, kv_bits), fake_quantize_rows(v, kv_bits)
+        if kv_transform:
+            k, v = kv_transform(l, k, v)
         heads = []
         for h in range(nh):
             kv = h // (nh // nkv)
@@ -147,10 +150,10 @@ def reference_logits(model, window, kv_bits=0):
     return x @ head.T
 
 
-def reference_nll(model_dir, window, model=None, kv_bits=0):
+def reference_nll(model_dir, window, model=None, kv_bits=0, kv_transform=None):
     """Per-token NLL (float64) of positions 1..len-1 of one window of ids."""
     seq = len(window)
-    logits = reference_logits(model or load_model(model_dir), window, kv_bits)[:-1]
+    logits = reference_logits(model or load_model(model_dir), window, kv_bits, kv_transform)[:-1]
     m = logits.max(axis=-1, keepdims=True)
     lse = (m + np.log(np.exp(logits - m).sum(axis=-1, keepdims=True)))[:, 0]
     return lse - logits[np.arange(seq - 1), np.asarray(window[1:])]
