@@ -24,6 +24,7 @@
 
 #include "core/dtype.h"
 #include "core/status.h"
+#include "kernels/kv_cache_grid.h" /* kn_kv_format */
 
 /* ---- backend and memory ------------------------------------------------ */
 
@@ -107,7 +108,6 @@ sq_status kn_fake_quantize_rows(float *x, int rows, int dim, int bits);
  * (device [heads]), rounded onto the grid, multiplied back. KN_KV_INT8: round half
  * to even, clamped to [-128, 127]. KN_KV_FP8: fp8 e4m3 (e4m3fn: 4 exponent bits,
  * bias 7, 3 mantissa bits, no infinities), round to nearest even, saturating at ±448. */
-typedef enum { KN_KV_INT8, KN_KV_FP8 } kn_kv_format;
 sq_status kn_kv_quantize_static(float *x, const float *scales, int rows, int heads, int head_dim,
                                 kn_kv_format format);
 

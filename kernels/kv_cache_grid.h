@@ -18,6 +18,9 @@
 #define KN_KV_FN static inline
 #endif
 
+/* The grid of a KV cache with static scales (kn_kv_quantize_static). */
+typedef enum { KN_KV_INT8, KN_KV_FP8 } kn_kv_format;
+
 #define KN_E4M3_MAX 448.0f
 #define KN_INT8_MAX 127.0f
 
