@@ -323,3 +323,8 @@ def test_bad_options_and_files_are_clear_errors(kv_work, tmp_path):
                                "v_scale": [[1, 1], [1, 1]]}))
     proc = run(base + ["--kv-cache-scales", bad], check=False)
     assert proc.returncode == 1 and "bad.json: k_scale[1][1]: must be a positive finite number" in proc.stderr
+    job = write_job(tmp_path / "missing.json", model_dir, ids_file, tmp_path / "out", tmp_path / "state",
+                    [{"eval": {"data": str(ids_file), "format": "token_ids", "kv_cache_scales": str(tmp_path / "no.json")}}])
+    proc = mpirun(1, ["run", job], check=False)
+    assert proc.returncode == 1 and "steps[0].eval.kv_cache_scales" in proc.stderr
+    assert not (tmp_path / "state").exists()  # refused before the journal
