@@ -231,6 +231,18 @@ def test_compressed_tensors_parses_the_config(fp8_out):
     assert parsed.kv_cache_scheme.strategy == "attn_head" and not parsed.kv_cache_scheme.dynamic
 
 
+def test_transformers_loads_the_output_as_the_plain_model(kv_work, fp8_out):
+    """transformers 5.24 applies no KV-cache quantization from a kv_cache_scheme without weight
+    groups: it loads the weights, reports k_scale/v_scale as unexpected keys, and computes what
+    the input model computes."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    ids = torch.tensor([kv_work[2][:SEQLEN]])
+    logits = [transformers.AutoModelForCausalLM.from_pretrained(str(d), dtype=torch.float32)(ids).logits
+              for d in (kv_work[1], fp8_out)]
+    assert torch.equal(logits[0], logits[1])
+
+
 def test_two_ranks_pipeline_give_the_same_bytes(kv_work, fp8_out):
     out2, _ = run_kv_job(kv_work, "fp8-2ranks", "fp8", ranks=2, mode="pipeline")
     for f in ("kv_cache_scales.json", "model.safetensors", "config.json"):
