@@ -56,8 +56,8 @@ KV_CACHES = [  # name, steps appended to the row's, eval flags: quantized KV cac
     ("KV KIVI-2", [], ["--kv-cache-kivi", "2"]),
     ("KV per-token 4-bit", [], ["--kv-cache-bits", "4"]),
 ]
-ROWS += [(f"{base} + {kv}", steps + kv_steps, flags) for base, steps in [("fp16", []), (f"GPTQ W4 {G}", [{"gptq": dict(W4, desc_act=False)}])]
-         for kv, kv_steps, flags in KV_CACHES]
+KV_BASES = [("fp16", []), (f"GPTQ W4 {G}", [{"gptq": dict(W4, desc_act=False)}])]
+ROWS += [(f"{base} + {kv}", steps + kv_steps, flags) for base, steps in KV_BASES for kv, kv_steps, flags in KV_CACHES]
 
 
 def row_parts(row):

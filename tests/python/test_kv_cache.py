@@ -292,8 +292,9 @@ def test_eval_with_static_scales_matches_numpy(kv_work, fp8_out, absmax, tmp_pat
         metrics, _ = shardq_eval(fp8_out if "model" in flags else model_dir, ids, SEQLEN, tmp_path, flags)
         assert metrics["ppl"] == pytest.approx(want, rel=1e-5), flags
         assert abs(want - exact) > 1e-4 * exact, (flags, want, exact)  # the cache matters: 10x the tolerance
-    metrics, _ = shardq_eval(fp8_out, ids, SEQLEN, tmp_path, ["--kv-cache-scales", str(fp8_out / "kv_cache_scales.json")])
-    assert metrics["kv_cache"] == {"method": "static", "scales": str(fp8_out / "kv_cache_scales.json"), "dtype": "fp8"}
+    scales_json = str(fp8_out / "kv_cache_scales.json")
+    metrics, _ = shardq_eval(fp8_out, ids, SEQLEN, tmp_path, ["--kv-cache-scales", scales_json])
+    assert metrics["kv_cache"] == {"method": "static", "scales": scales_json, "dtype": "fp8"}
     via_model, _ = shardq_eval(fp8_out, ids, SEQLEN, tmp_path, ["--kv-cache-scales", "model"])
     assert via_model["ppl"] == metrics["ppl"]  # the tensors and the JSON file hold the same scales
 
@@ -336,7 +337,8 @@ def test_bad_options_and_files_are_clear_errors(kv_work, tmp_path):
     proc = run(base + ["--kv-cache-scales", bad], check=False)
     assert proc.returncode == 1 and "bad.json: k_scale[1][1]: must be a positive finite number" in proc.stderr
     job = write_job(tmp_path / "missing.json", model_dir, ids_file, tmp_path / "out", tmp_path / "state",
-                    [{"eval": {"data": str(ids_file), "format": "token_ids", "kv_cache_scales": str(tmp_path / "no.json")}}])
+                    [{"eval": {"data": str(ids_file), "format": "token_ids",
+                               "kv_cache_scales": str(tmp_path / "no.json")}}])
     proc = mpirun(1, ["run", job], check=False)
     assert proc.returncode == 1 and "steps[0].eval.kv_cache_scales" in proc.stderr
     assert not (tmp_path / "state").exists()  # refused before the journal
