@@ -68,8 +68,8 @@ sq_status sq_kv_scales_from_absmax(sq_kv_scales *s, const float *k_absmax, const
     const float qmax = grid_max(format);
     for (size_t i = 0; i < (size_t)num_layers * num_kv_heads; i++) {
         float k = k_absmax[i] / qmax, v = v_absmax[i] / qmax;
-        s->k_scale[i] = k > FLT_EPSILON ? k : FLT_EPSILON;
-        s->v_scale[i] = v > FLT_EPSILON ? v : FLT_EPSILON;
+        s->k_scale[i] = k > 0.0f ? k : FLT_EPSILON; /* a head that was all zeros */
+        s->v_scale[i] = v > 0.0f ? v : FLT_EPSILON;
     }
     if (!per_head) {
         share_per_layer(s->k_scale, num_layers, num_kv_heads);

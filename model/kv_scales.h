@@ -2,8 +2,8 @@
  * per layer: strategy "tensor"), as the kv_cache step calibrates them and as
  * eval reads them back:
  *   scale = absmax / 127 (int8) or absmax / 448 (fp8 e4m3), absmax the largest |k|
- *   (after RoPE) or |v| of the head over every calibration token, floored at
- *   FLT_EPSILON (compressed-tensors' floor), in fp32.
+ *   (after RoPE) or |v| of the head over every calibration token, in fp32; a zero
+ *   scale becomes FLT_EPSILON, as compressed-tensors replaces its zero scales.
  * Two homes, read alike:
  *   kv_cache_scales.json  {"format": "shardq-kv-cache-scales/1", "dtype": "int8"|"fp8",
  *                          "strategy": "attn_head"|"tensor", "num_layers": L, "num_kv_heads": H,
