@@ -97,13 +97,13 @@ static void shard_build_free(shard_build *b)
 }
 
 /* Writes shard `shard` to `path` and records each tensor's file (file_name) in weight_map. */
-static sq_status write_shard(const sq_dense_checkpoint_request *req, const int *shard_of, int shard, const char *path,
-                             const char *file_name, json_t *weight_map, uint64_t *total_bytes)
+static sq_status write_shard(const sq_dense_checkpoint_request *req, const int *shard_of, int shard, bool last,
+                             const char *path, const char *file_name, json_t *weight_map, uint64_t *total_bytes)
 {
     int n = sq_checkpoint_tensor_count(req->source), count = 0;
     for (int i = 0; i < n; i++)
         count += shard_of[i] == shard;
-    size_t max_entries = (size_t)count * SQ_LINEAR_TENSORS_MAX + 1;
+    size_t max_entries = (size_t)count * SQ_LINEAR_TENSORS_MAX + 1 + (size_t)req->n_extra_tensors;
     shard_build b = {.entries = calloc(max_entries, sizeof *b.entries),
                      .names = calloc(max_entries, sizeof *b.names),
                      .replaced = calloc((size_t)count + 1, sizeof *b.replaced),
@@ -128,6 +128,10 @@ static sq_status write_shard(const sq_dense_checkpoint_request *req, const int *
             if (st == SQ_OK)
                 st = add_entry(&b, t->name, "", t->dtype, t->ndim, t->shape, b.kept[item].data);
         }
+    }
+    for (int k = 0; last && k < req->n_extra_tensors && st == SQ_OK; k++) {
+        const sq_st_entry *e = &req->extra_tensors[k];
+        st = add_entry(&b, e->name, "", e->dtype, e->ndim, e->shape, e->data);
     }
     for (int k = 0; k < b.n_entries && st == SQ_OK; k++) {
         const sq_st_entry *e = &b.entries[k];
@@ -189,7 +193,7 @@ sq_status sq_dense_checkpoint_write(const sq_dense_checkpoint_request *req, cons
         files[n_files] = strdup(name);
         char *path = files[n_files] ? sq_path_join(out_dir, files[n_files]) : NULL;
         n_files++;
-        st = path ? write_shard(req, shard_of, s, path, files[n_files - 1], weight_map, &total_bytes) : sq_fail(SQ_ERR_NOMEM, "out of memory");
+        st = path ? write_shard(req, shard_of, s, s == n_shards - 1, path, files[n_files - 1], weight_map, &total_bytes) : sq_fail(SQ_ERR_NOMEM, "out of memory");
         if (st != SQ_OK)
             sq_fail_context(st, "writing %s/%s", out_dir, name);
         free(path);

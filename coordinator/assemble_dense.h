@@ -55,6 +55,8 @@ typedef struct {
     const char *const *extra_files; /* files the caller already wrote into out_dir, for the manifest */
     int n_extra_files;
     uint64_t max_shard_bytes;       /* 0: 4 GiB */
+    const sq_st_entry *extra_tensors; /* added to the last shard (a kv_cache step's scales), or NULL */
+    int n_extra_tensors;
 } sq_dense_checkpoint_request;
 
 sq_status sq_dense_checkpoint_write(const sq_dense_checkpoint_request *req, const char *out_dir);

@@ -123,6 +123,12 @@ sq_status sq_validate_job(sq_job_storage *io, const sq_job_spec *spec, int world
             sq_object_info info; /* the data is read only after the steps before: it must exist now */
             if (st == SQ_OK && sq_store_head(io->store, spec->steps[step].eval.data, &info) != SQ_OK)
                 st = sq_fail_context(SQ_ERR_SPEC, "steps[%d].eval.data", step);
+            const char *scales = spec->steps[step].eval.kv_cache_scales;
+            if (st == SQ_OK && scales && strcmp(scales, "model") != 0 &&
+                sq_store_head(io->store, scales, &info) != SQ_OK)
+                st = sq_fail_context(SQ_ERR_SPEC, "steps[%d].eval.kv_cache_scales", step);
+        } else if (kind == SQ_STEP_KV_CACHE) {
+            st = check_seqlen("data.seqlen", spec->seqlen, &model.cfg);
         }
     }
     if (st == SQ_OK && calibrates) /* the dense weights a calibration reads (eval also reads GPTQ checkpoints) */

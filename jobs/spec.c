@@ -220,6 +220,7 @@ static void check_required_by_steps(sq_spec_errors *errs, json_t *root, const sq
         json_t *options = json_object_get(json_array_get(json_object_get(root, "steps"), (size_t)i), "qlora");
         bool needs_calibration = kind == SQ_STEP_GPTQ || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA ||
                                  kind == SQ_STEP_SMOOTHQUANT ||
+                                 kind == SQ_STEP_KV_CACHE ||
                                  (kind == SQ_STEP_QLORA && !json_object_get(options, "train_data"));
         if (needs_calibration && calibration_for < 0)
             calibration_for = i;
@@ -249,8 +250,8 @@ static void parse_output(sq_spec_errors *errs, json_t *root, sq_job_spec *spec, 
         return;
     spec->output_format = (sq_output_format)format;
     int last_model = -1;
-    for (int i = 0; i < spec->n_steps; i++)
-        if (parsed[i] && produces_model(spec->steps[i].kind))
+    for (int i = 0; i < spec->n_steps; i++) /* a kv_cache step keeps its input's format */
+        if (parsed[i] && produces_model(spec->steps[i].kind) && spec->steps[i].kind != SQ_STEP_KV_CACHE)
             last_model = i;
     if (format != SQ_OUTPUT_GPTQ && (last_model < 0 || !quantizes(&spec->steps[last_model])))
         sq_spec_error(errs, "output.format", "\"%s\" applies to a quantized output; the last step that produces a "
@@ -259,6 +260,9 @@ static void parse_output(sq_spec_errors *errs, json_t *root, sq_job_spec *spec, 
     for (int i = last_model + 1; i < spec->n_steps && format == SQ_OUTPUT_COMPRESSED_TENSORS; i++) {
         char at[SQ_SPEC_PATH_MAX];
         snprintf(at, sizeof at, "steps[%d]", i);
+        if (parsed[i] && spec->steps[i].kind == SQ_STEP_KV_CACHE)
+            sq_spec_error(errs, at, "kv_cache reads gptq and dense checkpoints, not the compressed-tensors output: "
+                          "use a \"dense\" or \"gptq\" output");
         if (parsed[i] && spec->steps[i].kind == SQ_STEP_EVAL)
             sq_spec_error(errs, at, "eval reads gptq and dense checkpoints, not the compressed-tensors output: "
                           "evaluate a \"dense\" output instead");

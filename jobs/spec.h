@@ -60,7 +60,13 @@
  *    warmup_steps 0 (< steps), max_grad_norm 1.0 (0 = no clipping), format "text",
  *    prompt_field "prompt", completion_field "completion" (jsonl only), eval_every 0
  *    (needs eval_data), save_every 50, merge false.
- *  - eval: data required; seqlen defaults to data.seqlen; kv_cache_bits 0,2,3,4,8; act_bits 0,4,8.
+ *  - eval: data required; seqlen defaults to data.seqlen; kv_cache_bits 0,2,3,4,8; act_bits 0,4,8;
+ *    kv_cache_scales ("model" or a URI), kv_cache_dtype ("int8"/"fp8", needs scales),
+ *    kv_cache_kivi 0,2,4; at most one of kv_cache_bits, kv_cache_scales, kv_cache_kivi.
+ *  - kv_cache: dtype "fp8" (default) or "int8", strategy "attn_head" (default) or "tensor";
+ *    needs data.calibration; produces a model (the input plus its KV scales), so it
+ *    cannot follow a compressed-tensors output, and output.format looks past it to
+ *    the quantizing step.
  *  - storage: endpoint an http(s):// URL, region a non-empty string, path_style a
  *    boolean, part_size_mb 5..5120 (S3 part limits), max_retries 0..20,
  *    stall_timeout_s and request_timeout_s 1..86400, low_speed_bytes >= 1.
@@ -85,6 +91,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "model/kv_scales.h"
 #include "quant/output_format.h"
 #include "quant/prune.h"
 #include "quant/quant_result.h"
@@ -99,7 +106,8 @@ typedef enum {
     SQ_STEP_MAGNITUDE,
     SQ_STEP_QLORA,
     SQ_STEP_EVAL,
-    SQ_STEP_SMOOTHQUANT
+    SQ_STEP_SMOOTHQUANT,
+    SQ_STEP_KV_CACHE
 } sq_step_kind;
 
 typedef enum { SQ_PARALLEL_SEQUENTIAL, SQ_PARALLEL_PIPELINE } sq_parallel_mode;
@@ -141,6 +149,9 @@ typedef struct {
     int kv_cache_bits;/* 0 = off; else simulate a quantized KV cache */
     int act_bits;     /* 0 = off; else simulate per-token dynamic int activations (W8A8) */
     bool token_ids;   /* "format": "token_ids": data holds ids, not text */
+    char *kv_cache_scales; /* "model" or the URI of a kv_cache_scales.json; NULL: none */
+    char *kv_cache_dtype;  /* "int8" / "fp8"; NULL: the scales' own */
+    int kv_cache_kivi;     /* 0 = off; 2 or 4: KIVI (model/kv_cache.h) */
 } sq_eval_options;
 
 typedef struct {
@@ -150,6 +161,7 @@ typedef struct {
     sq_sparse_options sparse; /* sparsegpt, wanda, magnitude */
     sq_lora_options lora;     /* qlora */
     sq_eval_options eval;     /* eval */
+    sq_kv_calibration_options kv_cache; /* kv_cache */
 } sq_step;
 
 typedef struct {

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const step_names[] = {"rtn",   "gptq", "sparsegpt",   "wanda", "magnitude",
-                                          "qlora", "eval", "smoothquant", NULL};
+static const char *const step_names[] = {"rtn",  "gptq",        "sparsegpt", "wanda", "magnitude", "qlora",
+                                          "eval", "smoothquant", "kv_cache",  NULL};
 
 static const char *const lora_modules[] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                            "gate_proj", "up_proj", "down_proj", NULL};
@@ -293,10 +293,15 @@ static void parse_lora(sq_spec_errors *errs, json_t *obj, const char *path, sq_l
 
 static void parse_eval(sq_spec_errors *errs, json_t *obj, const char *path, sq_eval_options *e)
 {
-    static const char *const keys[] = {"data", "format", "seqlen", "max_windows", "kv_cache_bits", "act_bits", NULL};
+    static const char *const keys[] = {"data",           "format",          "seqlen",        "max_windows",
+                                       "kv_cache_bits",  "act_bits",        "kv_cache_scales", "kv_cache_dtype",
+                                       "kv_cache_kivi",  NULL};
+    static const char *const kv_dtypes[] = {"int8", "fp8", NULL};
+    static const int kivi_bits[] = {0, 2, 4};
     static const char *const formats[] = {"text", "token_ids", NULL};
     static const int kv_bits[] = {0, 2, 3, 4, 8};
-    int format = 0;
+    static const int act_bits[] = {0, 4, 8};
+    int format = 0, kv_dtype = -1;
     *e = (sq_eval_options){.data = NULL, .seqlen = 0, .max_windows = 0, .kv_cache_bits = 0};
     sq_spec_check_keys(errs, obj, path, keys);
     if (sq_spec_require(errs, obj, path, "data"))
@@ -306,8 +311,18 @@ static void parse_eval(sq_spec_errors *errs, json_t *obj, const char *path, sq_e
     sq_spec_int(errs, obj, path, "seqlen", 1, INT_MAX, "must be a positive integer", &e->seqlen);
     sq_spec_int(errs, obj, path, "max_windows", 0, INT_MAX, "must be a non-negative integer", &e->max_windows);
     sq_spec_int_choice(errs, obj, path, "kv_cache_bits", kv_bits, 5, "0 (off),2,3,4,8", &e->kv_cache_bits);
-    static const int act_bits[] = {0, 4, 8};
     sq_spec_int_choice(errs, obj, path, "act_bits", act_bits, 3, "0 (off),4,8", &e->act_bits);
+    sq_spec_string(errs, obj, path, "kv_cache_scales", &e->kv_cache_scales);
+    if (sq_spec_choice(errs, obj, path, "kv_cache_dtype", kv_dtypes, &kv_dtype))
+        e->kv_cache_dtype = strdup(kv_dtypes[kv_dtype]);
+    sq_spec_int_choice(errs, obj, path, "kv_cache_kivi", kivi_bits, 3, "0 (off),2,4", &e->kv_cache_kivi);
+    char at[SQ_SPEC_PATH_MAX];
+    if (e->kv_cache_dtype && !e->kv_cache_scales) {
+        sq_spec_path(at, path, "kv_cache_dtype");
+        sq_spec_error(errs, at, "needs \"kv_cache_scales\"");
+    }
+    if ((e->kv_cache_bits > 0) + (e->kv_cache_scales != NULL) + (e->kv_cache_kivi > 0) > 1)
+        sq_spec_error(errs, path, "at most one of kv_cache_bits, kv_cache_scales and kv_cache_kivi");
 }
 
 /* smoothquant: alpha, weight bits (per channel, symmetric) and the activation bits. */
@@ -331,6 +346,18 @@ static void step_name_list(char *out, size_t size)
     out[0] = '\0';
     for (int k = 0; step_names[k] && used < size; k++)
         used += (size_t)snprintf(out + used, size - used, "%s%s", k ? ", " : "", step_names[k]);
+}
+
+static void parse_kv_cache(sq_spec_errors *errs, json_t *obj, const char *path, sq_kv_calibration_options *kv)
+{
+    static const char *const keys[] = {"dtype", "strategy", NULL};
+    static const char *const dtypes[] = {"int8", "fp8", NULL}; /* kn_kv_format order */
+    static const char *const strategies[] = {"attn_head", "tensor", NULL};
+    int dtype = KN_KV_FP8, strategy = 0;
+    sq_spec_check_keys(errs, obj, path, keys);
+    sq_spec_choice(errs, obj, path, "dtype", dtypes, &dtype);
+    sq_spec_choice(errs, obj, path, "strategy", strategies, &strategy);
+    *kv = (sq_kv_calibration_options){.format = (kn_kv_format)dtype, .per_head = strategy == 0};
 }
 
 bool sq_spec_parse_step(sq_spec_errors *errs, json_t *value, int index, sq_step *step)
@@ -368,6 +395,7 @@ bool sq_spec_parse_step(sq_spec_errors *errs, json_t *value, int index, sq_step 
     case SQ_STEP_QLORA: parse_lora(errs, options, at, &step->lora); break;
     case SQ_STEP_EVAL: parse_eval(errs, options, at, &step->eval); break;
     case SQ_STEP_SMOOTHQUANT: parse_smoothquant(errs, options, at, &step->quant, &step->smooth); break;
+    case SQ_STEP_KV_CACHE: parse_kv_cache(errs, options, at, &step->kv_cache); break;
     }
     return true;
 }
@@ -385,6 +413,8 @@ void sq_spec_free_step(sq_step *step)
         free(step->lora.eval_data);
     } else if (step->kind == SQ_STEP_EVAL) {
         free(step->eval.data);
+        free(step->eval.kv_cache_scales);
+        free(step->eval.kv_cache_dtype);
     }
     memset(step, 0, sizeof *step);
 }

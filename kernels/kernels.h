@@ -24,6 +24,7 @@
 
 #include "core/dtype.h"
 #include "core/status.h"
+#include "kernels/kv_cache_grid.h" /* kn_kv_format */
 
 /* ---- backend and memory ------------------------------------------------ */
 
@@ -107,6 +108,23 @@ sq_status kn_fake_quantize_rows(float *x, int rows, int dim, int bits);
  * and x := scale * clamp(round_half_even(x / scale), -qmax - 1, qmax); a zero row stays.
  * bits 2..16. */
 sq_status kn_fake_quantize_tokens(float *x, int rows, int dim, int bits);
+/* A quantized KV cache with static scales (kernels/kv_cache_grid.h has the exact
+ * arithmetic): x [rows, heads*head_dim] in place, head h divided by scales[h]
+ * (device [heads]), rounded onto the grid, multiplied back. KN_KV_INT8: round half
+ * to even, clamped to [-128, 127]. KN_KV_FP8: fp8 e4m3 (e4m3fn: 4 exponent bits,
+ * bias 7, 3 mantissa bits, no infinities), round to nearest even, saturating at ±448. */
+sq_status kn_kv_quantize_static(float *x, const float *scales, int rows, int heads, int head_dim,
+                                kn_kv_format format);
+
+/* absmax (device [heads]) := max(absmax[h], max over rows and d of |x[r, h*head_dim + d]|):
+ * the calibration of static KV scales (a max: the same bits in any order). */
+sq_status kn_kv_head_absmax(float *absmax, const float *x, int rows, int heads, int head_dim);
+
+/* KIVI's keys: x [batch*seq, channels] fake-quantized per channel over blocks of
+ * `group` consecutive tokens of each sequence (asymmetric min/max grid of `bits`, the
+ * arithmetic of kn_fake_quantize_rows); the last seq % group tokens of each sequence,
+ * an unfinished block, are left in full precision as KIVI keeps them. */
+sq_status kn_kv_quantize_channel_groups(float *x, int batch, int seq, int channels, int group, int bits);
 
 /* ---- calibration: Hessians and solves ---------------------------------- */
 

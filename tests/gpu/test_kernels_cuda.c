@@ -10,7 +10,8 @@
  * codes) before the kernel runs, and NaN never passes. Errors are relative
  * Frobenius norms ‖gpu − cpu‖ / ‖cpu‖ computed in double; tolerances:
  *   exact (0)   data movement, permutations, grids, RTN, fake quantization (KV rows and
- *               per-token activations), SmoothQuant's column maxima and scaling, GPTQ block
+ *               per-token activations), SmoothQuant's column maxima and scaling, the KV
+ *               caches (static int8 / fp8 e4m3, their maxima, KIVI key groups), GPTQ block
  *               with and without a sparsity mask, kn_mark_zeros (the CUDA kernels
  *               repeat the CPU arithmetic operation for operation)
  *   1e-5        fp32 reductions whose summation order differs (GEMM, norms, softmax)
@@ -658,6 +659,47 @@ static void test_smoothing_kernels(void)
     kn_free(dmax);
     free(X);
     free(colmax);
+}
+
+/* The quantized KV caches (kernels/kv_cache_grid.h): static int8 / fp8 e4m3 with per-head
+ * scales, their calibration maxima (on top of earlier maxima) and KIVI's key groups (a
+ * sequence length that leaves a residual block). All exact: the same float operations. */
+static void test_kv_cache_kernels(void)
+{
+    const int rows = 37, heads = 3, head_dim = 64, width = heads * head_dim;
+    const float scales[3] = {0.002f, 0.013f, 0.25f}; /* with values of 1: fp8 saturates, subnormals, normal */
+    for (int fp8 = 0; fp8 < 2; fp8++) {
+        float *x = host_random((size_t)rows * width, 1.0f);
+        float *dx = dev_from(x, (size_t)rows * width * 4), *ds = dev_from(scales, sizeof scales);
+        kn_kv_format format = fp8 ? KN_KV_FP8 : KN_KV_INT8;
+        CALL(kn_kv_quantize_static(dx, ds, rows, heads, head_dim, format));
+        CALL(kn_cpu_kv_quantize_static(x, scales, rows, heads, head_dim, format));
+        compare(fp8 ? "kn_kv_quantize_static fp8 e4m3" : "kn_kv_quantize_static int8", dx, x, (size_t)rows * width,
+                0.0);
+        kn_free(dx);
+        kn_free(ds);
+        free(x);
+    }
+    float *x = host_random((size_t)rows * width, 2.0f), absmax[3] = {0.5f, 0.0f, 100.0f};
+    float *dx = dev_from(x, (size_t)rows * width * 4), *dm = dev_from(absmax, sizeof absmax);
+    CALL(kn_kv_head_absmax(dm, dx, rows, heads, head_dim));
+    CALL(kn_cpu_kv_head_absmax(absmax, x, rows, heads, head_dim));
+    compare("kn_kv_head_absmax over earlier maxima", dm, absmax, 3, 0.0);
+    kn_free(dx);
+    kn_free(dm);
+    free(x);
+    const int batch = 2, seq = 70, channels = 96, group = 32; /* 2 blocks and 6 residual tokens per sequence */
+    for (int bits = 2; bits <= 4; bits += 2) {
+        float *k = host_random((size_t)batch * seq * channels, 1.0f);
+        float *dk = dev_from(k, (size_t)batch * seq * channels * 4);
+        CALL(kn_kv_quantize_channel_groups(dk, batch, seq, channels, group, bits));
+        CALL(kn_cpu_kv_quantize_channel_groups(k, batch, seq, channels, group, bits));
+        char what[64];
+        snprintf(what, sizeof what, "kn_kv_quantize_channel_groups bits=%d", bits);
+        compare(what, dk, k, (size_t)batch * seq * channels, 0.0);
+        kn_free(dk);
+        free(k);
+    }
 }
 
 /* ---- calibration: Hessians and solves ----------------------------------- */
@@ -1595,6 +1637,7 @@ int main(void)
     test_cross_entropy();
     test_fake_quantize();
     test_smoothing_kernels();
+    test_kv_cache_kernels();
     test_hessian();
     test_fixed_accumulate();
     test_hessian_prepare();

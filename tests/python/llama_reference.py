@@ -116,9 +116,10 @@ def load_model(model_dir):
     return json.loads((Path(model_dir) / "config.json").read_text()), read_checkpoint(model_dir)
 
 
-def decoder_layer(model, l, x, kv_bits=0, act_bits=0, on_linear_input=None):
-    """Decoder layer l on the residual stream x [seq, hidden] of one sequence (float64); kv_bits and
-    act_bits as reference_logits; on_linear_input(name, input), when given, sees each linear's input."""
+def decoder_layer(model, l, x, kv_bits=0, act_bits=0, on_linear_input=None, kv_transform=None):
+    """Decoder layer l on the residual stream x [seq, hidden] of one sequence (float64); kv_bits,
+    act_bits and kv_transform as reference_logits; on_linear_input(name, input), when given, sees
+    each linear's input."""
     cfg, W = model
     hidden, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads", nh)
@@ -143,6 +144,8 @@ def decoder_layer(model, l, x, kv_bits=0, act_bits=0, on_linear_input=None):
     v = lin(p + "self_attn.v_proj", n).reshape(seq, nkv, hd)
     if kv_bits:
         k, v = fake_quantize_rows(k, kv_bits), fake_quantize_rows(v, kv_bits)
+    if kv_transform:
+        k, v = kv_transform(l, k, v)
     heads = []
     for h in range(nh):
         kv = h // (nh // nkv)
@@ -155,25 +158,28 @@ def decoder_layer(model, l, x, kv_bits=0, act_bits=0, on_linear_input=None):
     return x + lin(p + "mlp.down_proj", g / (1 + np.exp(-g)) * lin(p + "mlp.up_proj", n))
 
 
-def reference_logits(model, window, kv_bits=0, act_bits=0, inputs=None):
+def reference_logits(model, window, kv_bits=0, act_bits=0, inputs=None, kv_transform=None):
     """Logits [len, vocab] (float64) of every position of one window of ids; kv_bits > 0
     fake-quantizes each token's key (after RoPE) and value per head; act_bits > 0 each token's
     input of every decoder linear (fake_quantize_tokens); `inputs` (a dict), when given,
-    collects each linear's input [len, in] under its name (a list, one per call)."""
+    collects each linear's input [len, in] under its name (a list, one per call);
+    kv_transform(layer, k, v) -> (k, v), with k, v [len, kv_heads, head_dim], replaces them
+    (another KV cache)."""
     cfg, W = model
     collect = (lambda name, inp: inputs.setdefault(name, []).append(inp)) if inputs is not None else None
     x = W["model.embed_tokens.weight"][np.asarray(window)]
     for l in range(cfg["num_hidden_layers"]):
-        x = decoder_layer(model, l, x, kv_bits, act_bits, collect)
+        x = decoder_layer(model, l, x, kv_bits, act_bits, collect, kv_transform)
     x = rmsnorm(x, W["model.norm.weight"], cfg["rms_norm_eps"])
     head = W["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", False) else W["lm_head.weight"]
     return x @ head.T
 
 
-def reference_nll(model_dir, window, model=None, kv_bits=0, act_bits=0):
+def reference_nll(model_dir, window, model=None, kv_bits=0, act_bits=0, kv_transform=None):
     """Per-token NLL (float64) of positions 1..len-1 of one window of ids."""
     seq = len(window)
-    logits = reference_logits(model or load_model(model_dir), window, kv_bits, act_bits)[:-1]
+    logits = reference_logits(model or load_model(model_dir), window, kv_bits, act_bits,
+                              kv_transform=kv_transform)[:-1]
     m = logits.max(axis=-1, keepdims=True)
     lse = (m + np.log(np.exp(logits - m).sum(axis=-1, keepdims=True)))[:, 0]
     return lse - logits[np.arange(seq - 1), np.asarray(window[1:])]

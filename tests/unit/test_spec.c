@@ -128,13 +128,13 @@ static const bad_spec bad_specs[] = {
     {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"damp_percent\": 0.1}}]}", "steps[0].rtn.damp_percent: unknown key"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\"}}], \"extra\": 1}", "extra: unknown key"},
     {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {}}, {\"eval\": {\"data\": \"t\"}}, {}]}",
-     "steps[2]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant)"},
+     "steps[2]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant, kv_cache)"},
     {"{" MINIMAL ", \"steps\": [{\"rtn\": {}, \"eval\": {\"data\": \"t\"}}]}",
-     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant)"},
+     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant, kv_cache)"},
     {"{" MINIMAL ", \"steps\": [\"gptq\"]}",
-     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant)"},
+     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant, kv_cache)"},
     {"{" MINIMAL ", \"steps\": [{\"awq\": {}}]}",
-     "steps[0].awq: unknown step (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant)"},
+     "steps[0].awq: unknown step (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant, kv_cache)"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": 3}]}", "steps[0].eval: must be an object"},
     {"{" MINIMAL ", \"steps\": []}", "steps: must be a non-empty list of steps"},
     {"{" MINIMAL "}", "steps: required"},
@@ -239,6 +239,20 @@ static const bad_spec bad_specs[] = {
      "steps[1]: the model is already quantized by steps[0] (smoothquant)"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\", \"kv_cache_bits\": 16}}]}",
      "steps[0].eval.kv_cache_bits: must be one of 0 (off),2,3,4,8"},
+    {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\", \"kv_cache_dtype\": \"fp8\"}}]}",
+     "steps[0].eval.kv_cache_dtype: needs \"kv_cache_scales\""},
+    {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\", \"kv_cache_kivi\": 4, \"kv_cache_bits\": 4}}]}",
+     "steps[0].eval: at most one of kv_cache_bits, kv_cache_scales and kv_cache_kivi"},
+    {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\", \"kv_cache_kivi\": 3}}]}",
+     "steps[0].eval.kv_cache_kivi: must be one of 0 (off),2,4"},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"kv_cache\": {\"dtype\": \"fp16\"}}]}",
+     "steps[0].kv_cache.dtype: must be one of \"int8\", \"fp8\""},
+    {"{" MINIMAL OUT ", \"steps\": [{\"kv_cache\": {}}]}",
+     "data.calibration: required because step kv_cache needs calibration data"},
+    {"{" MINIMAL CALIB OUT ", \"output\": {\"format\": \"compressed-tensors\"}, \"steps\": [{\"gptq\": {}}, "
+     "{\"kv_cache\": {}}]}",
+     "steps[1]: kv_cache reads gptq and dense checkpoints, not the compressed-tensors output: use a \"dense\" or "
+     "\"gptq\" output"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\", \"max_windows\": -1}}]}",
      "steps[0].eval.max_windows: must be a non-negative integer"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"\"}}]}",
@@ -332,7 +346,7 @@ static void test_all_errors_are_reported(void **state)
                         "steps[0].gptq.bits: must be one of 2,3,4,8\n"
                         "steps[1].eval.data: required\n"
                         "steps[2]: a step is an object with exactly one key "
-                        "(rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant)\n"
+                        "(rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant, kv_cache)\n"
                         "state_uri: required\n"
                         "parallel.mode: must be one of \"sequential\", \"pipeline\"\n"
                         "data.calibration: required because step gptq needs calibration data\n"
