@@ -48,7 +48,22 @@ ROWS = [  # name, steps (empty: the fp16 model itself)[, extra `shardq eval` fla
     ("Wanda 2:4", [{"wanda": {"pattern": "2:4"}}]),
     ("magnitude 2:4", [{"magnitude": {"pattern": "2:4"}}]),
     (f"SparseGPT 2:4 + GPTQ W4 {G}", [{"sparsegpt": {"pattern": "2:4"}}, {"gptq": W4}]),
+    ("fp16 A8", []),
+    ("W8A8 RTN (no smoothing)", [{"rtn": {"bits": 8, "group_size": -1, "sym": True}}]),
+    ("W8A8 GPTQ (no smoothing)", [{"gptq": {"bits": 8, "group_size": -1, "sym": True}}]),
+    ("SmoothQuant W8A8 α=0.5", [{"smoothquant": {"alpha": 0.5}}]),
+    (f"GPTQ mixed avg 3.5 bits {G}", [{"gptq": {"avg_bits": 3.5, "group_size": GROUP, "sym": True}}]),
+    (f"GPTQ mixed avg 3.0 bits {G}", [{"gptq": {"avg_bits": 3.0, "group_size": GROUP, "sym": True}}]),
 ]
+# Per row, beyond its steps: flags of its `shardq eval` (W8A8 rows are scored with 8-bit per-token
+# activations, --act-bits 8) and the job's "output" block (smoothquant writes dense or compressed-tensors).
+A8 = {"eval_flags": ["--act-bits", 8]}
+ROW_OPTIONS = {
+    "fp16 A8": A8,
+    "W8A8 RTN (no smoothing)": A8,
+    "W8A8 GPTQ (no smoothing)": A8,
+    "SmoothQuant W8A8 α=0.5": dict(A8, output={"format": "dense"}),
+}
 KV_CACHES = [  # name, steps appended to the row's, eval flags: quantized KV caches (README, *KV cache*)
     ("KV int8 static", [{"kv_cache": {"dtype": "int8"}}], ["--kv-cache-scales", "model"]),
     ("KV fp8 static", [{"kv_cache": {"dtype": "fp8"}}], ["--kv-cache-scales", "model"]),
@@ -61,9 +76,9 @@ ROWS += [(f"{base} + {kv}", steps + kv_steps, flags) for base, steps in KV_BASES
 
 
 def row_parts(row):
-    """(name, steps, eval flags) of a ROWS entry."""
+    """(name, steps, eval flags) of a ROWS entry, with its ROW_OPTIONS eval flags."""
     name, steps, *flags = row
-    return name, steps, flags[0] if flags else []
+    return name, steps, [*ROW_OPTIONS.get(name, {}).get("eval_flags", ()), *(flags[0] if flags else [])]
 
 
 def sh(cmd):
@@ -98,14 +113,16 @@ def checkpoint_bytes(model_dir):
 JOBS = {}  # (model, steps) -> (output, seconds): rows that share a job run it once
 
 
-def run_job(model, steps, slug):
-    key = (str(model), json.dumps(steps, sort_keys=True))
+def run_job(model, steps, slug, output=None):
+    key = (str(model), json.dumps(steps, sort_keys=True), json.dumps(output, sort_keys=True))
     if key not in JOBS:
         work = CACHE / "runs" / slug
         sh(["rm", "-rf", work])
         spec = {"name": slug, "model": str(model),
                 "data": {"calibration": str(WIKI / "valid.txt"), "nsamples": NSAMPLES, "seqlen": SEQLEN},
                 "steps": steps, "state_uri": str(work / "state"), "output_uri": str(work / "output"), "seed": 0}
+        if output:
+            spec["output"] = output
         work.mkdir(parents=True)
         (work / "job.json").write_text(json.dumps(spec, indent=1))
         start = time.monotonic()
@@ -122,7 +139,8 @@ def run_row(name, steps, flags):
     model, seconds = MODEL, 0.0
     for part, suffix in ((steps[:cut], ""), (steps[cut:], "-kv")):
         if part:
-            model, part_seconds = run_job(model, part, slug + suffix)
+            output = ROW_OPTIONS.get(name, {}).get("output") if not suffix else None
+            model, part_seconds = run_job(model, part, slug + suffix, output)
             seconds += part_seconds
     return {"seconds": seconds, "bytes": checkpoint_bytes(model), **perplexity(model, slug, flags)}
 
@@ -143,7 +161,10 @@ def write_table(results, backend):
         "",
         "The source model was Q4_1 (asymmetric 4-bit, groups of 32) in its GGUF: its weights already lie on a "
         "4-bit grid, so W4 numbers are optimistic; W3 and the pruning rows are the meaningful comparisons. "
-        "Quantization: symmetric, the group size in each row's name. Rows \"+ KV ...\" evaluate with a quantized "
+        "Quantization: symmetric, the group size in each row's name. W8A8 and A8 rows: 8-bit weights per "
+        "output channel, and perplexity measured with 8-bit activations (`shardq eval --act-bits 8`: every "
+        "decoder linear's input quantized per token, symmetric, dynamic, as vLLM runs W8A8); SmoothQuant's "
+        "output is dense (its dequantized weights and rescaled norms). Rows \"+ KV ...\" evaluate with a quantized "
         "KV cache: static int8 / fp8 e4m3 scales per kv head calibrated by a kv_cache step on the calibration "
         "windows, KIVI (keys per channel in groups of 32 tokens, values per token, asymmetric) or today's "
         "per-token min/max simulation (`--kv-cache-bits`); their wall time counts the quantizing job (run once "

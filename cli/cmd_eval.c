@@ -45,6 +45,7 @@ static void eval_usage(FILE *out)
     fprintf(out, "usage: shardq eval --model DIR (--data TEXT_FILE | --data-ids IDS_FILE) [--seqlen N]\n"
                  "                   [--max-windows K] [--batch B] [--kv-cache-bits BITS] [--logits-chunk ROWS]\n"
                  "                   [--allow-long] [--progress-every SECONDS] [--out METRICS.json]\n"
+                 "                   [--act-bits BITS]\n"
                  "                   [--kv-cache-scales PATH|model [--kv-cache-dtype int8|fp8]]\n"
                  "                   [--kv-cache-kivi BITS]\n"
                  "                   [--adapter DIR [--token-nll FILE]]\n"
@@ -57,6 +58,8 @@ static void eval_usage(FILE *out)
                  "  --data-ids   whitespace-separated token ids instead of text\n"
                  "  --kv-cache-bits B  simulate a B-bit KV cache: each token's key (after RoPE) and value\n"
                  "               fake-quantized per head on an asymmetric min/max grid (0: off)\n"
+                 "  --act-bits B  simulate B-bit dynamic activations (W8A8's A8): every decoder linear's\n"
+                 "               input fake-quantized per token, symmetric, scale max|x|/(2^(B-1)-1) (0: off)\n"
                  "  --kv-cache-scales PATH|model  a KV cache with static per-head scales: a kv_cache_scales.json,\n"
                  "               or \"model\", the k_scale/v_scale tensors of the model (a kv_cache step's output)\n"
                  "  --kv-cache-dtype int8|fp8  the cache's grid (default: the one the scales were made for);\n"
@@ -93,7 +96,7 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         {"kv-cache-bits", required_argument, NULL, 'k'}, {"out", required_argument, NULL, 'o'},
         {"logits-chunk", required_argument, NULL, 'l'}, {"adapter", required_argument, NULL, 'a'},
         {"token-nll", required_argument, NULL, 't'},    {"allow-long", no_argument, NULL, 'L'},
-        {"progress-every", required_argument, NULL, 'p'},
+        {"progress-every", required_argument, NULL, 'p'}, {"act-bits", required_argument, NULL, 'A'},
         {"kv-cache-scales", required_argument, NULL, 'S'}, {"kv-cache-dtype", required_argument, NULL, 'D'},
         {"kv-cache-kivi", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
@@ -120,6 +123,7 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         case 'b': bad = parse_int_arg("--batch", optarg, 1, &a->ppl.micro_batch); break;
         case 'l': bad = parse_int_arg("--logits-chunk", optarg, 1, &a->ppl.logits_chunk_rows); break;
         case 'k': bad = parse_int_arg("--kv-cache-bits", optarg, 0, &a->ppl.kv_cache_bits); break;
+        case 'A': bad = parse_int_arg("--act-bits", optarg, 0, &a->ppl.act_bits); break;
         case 'p': bad = parse_int_arg("--progress-every", optarg, 0, &progress_seconds); break;
         case 'S': a->kv.scales = optarg; break;
         case 'D': a->kv.dtype = optarg; break;
@@ -138,8 +142,13 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         eval_usage(stderr);
         return 2;
     }
-    if ((a->token_nll_path && !a->adapter_dir) || (a->adapter_dir && a->ppl.kv_cache_bits)) {
-        fprintf(stderr, "shardq eval: --token-nll needs --adapter, and --adapter does not take --kv-cache-bits\n");
+    if ((a->token_nll_path && !a->adapter_dir) || (a->adapter_dir && (a->ppl.kv_cache_bits || a->ppl.act_bits))) {
+        fprintf(stderr, "shardq eval: --token-nll needs --adapter, and --adapter does not take --kv-cache-bits or "
+                        "--act-bits\n");
+        return 2;
+    }
+    if (a->ppl.act_bits == 1 || a->ppl.act_bits > 16) {
+        fprintf(stderr, "shardq eval: --act-bits must be between 2 and 16 (0: off)\n");
         return 2;
     }
     if (a->ppl.kv_cache_bits > 16) {
@@ -172,6 +181,8 @@ static sq_status write_metrics(const eval_args *a, const sq_perplexity_result *r
                             a->data_ids_path ? "token_ids" : "text", "seqlen", a->ppl.seqlen, "windows", r->windows,
                             "tokens", (json_int_t)r->tokens, "data_tokens", (json_int_t)r->data_tokens, "nll", r->nll, "ppl", r->ppl, "kv_cache_bits",
                             a->ppl.kv_cache_bits, "backend", kn_backend_name());
+    if (doc)
+        json_object_set_new(doc, "act_bits", json_integer(a->ppl.act_bits));
     if (!doc)
         return sq_fail(SQ_ERR_NOMEM, "%s: cannot build metrics JSON", a->out_path);
     if (sq_kv_cache_requested(&a->kv))

@@ -42,16 +42,17 @@ void sq_linear_tensors_take_dense(sq_linear_tensors *tensors, sq_dense_weights *
     memset(dense, 0, sizeof *dense);
 }
 
-/* The tensors replacing source tensor t (a linear's weight); a ".weight" among them
- * must keep t's dtype and shape. */
+/* The tensors replacing source tensor t (a linear's weight, or a rescaled norm); a ".weight"
+ * among them must keep t's shape, and its dtype unless it holds integer codes (int-quantized). */
 static sq_status linear_tensors(const sq_dense_checkpoint_request *req, const sq_st_tensor *t, int linear,
                                 sq_linear_tensors *out)
 {
     SQ_TRY(req->get_linear(req->ctx, req->linears[linear], out));
     for (int k = 0; k < out->n; k++) {
         const sq_linear_tensor *r = &out->t[k];
+        bool same_shape = r->ndim == t->ndim && r->shape[0] == t->shape[0] && (r->ndim == 1 || r->shape[1] == t->shape[1]);
         if (strcmp(r->suffix, ".weight") == 0 &&
-            (t->ndim != 2 || r->dtype != t->dtype || r->shape[0] != t->shape[0] || r->shape[1] != t->shape[1]))
+            (!same_shape || (r->dtype != t->dtype && sq_dtype_is_float(r->dtype))))
             return sq_fail(SQ_ERR_MISMATCH, "%s: new weights are %s [%lld, %lld], the source tensor is %s with %d dims",
                            t->name, sq_dtype_name(r->dtype), (long long)r->shape[0], (long long)r->shape[1],
                            sq_dtype_name(t->dtype), t->ndim);

@@ -7,6 +7,7 @@
  *  - the "compressed-tensors" output format supplies weight_packed,
  *    weight_scale, weight_shape and weight_zero_point
  *    (coordinator/assemble_compressed.h).
+ * A linear's name may also name a norm (smoothquant's rescaled norms, "<norm>.weight" 1-D).
  * Shards of at most 4 GiB (by source size) with model.safetensors.index.json
  * when one file would be larger; config.json is the source's plus the caller's
  * extra entries (sparsity_config, quantization records); tokenizer files

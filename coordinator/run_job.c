@@ -234,11 +234,15 @@ static sq_status eval_on_rank0(job_state *js, int step)
         model_open = true;
     }
     sq_perplexity_options opt = {.seqlen = ev->seqlen, .max_windows = ev->max_windows, .kv_cache_bits = ev->kv_cache_bits,
-                                 .progress_seconds = SQ_PROGRESS_SECONDS};
+                                 .act_bits = ev->act_bits, .progress_seconds = SQ_PROGRESS_SECONDS};
     sq_perplexity_result r;
-    if (js->adapter_dir && (ev->kv_cache_bits || sq_kv_cache_requested(&kv_rq)))
-        SQ_TRY_GOTO(st, sq_fail(SQ_ERR_UNSUPPORTED, "steps[%d].eval: a quantized KV cache is not supported with an "
-                                "adapter", step), done);
+    if (js->adapter_dir && (ev->kv_cache_bits || ev->act_bits || sq_kv_cache_requested(&kv_rq)))
+        SQ_TRY_GOTO(st, sq_fail(SQ_ERR_UNSUPPORTED, "steps[%d].eval.%s: not supported with an adapter", step,
+                                ev->kv_cache_bits ? "kv_cache_bits"
+                                : ev->act_bits    ? "act_bits"
+                                : ev->kv_cache_kivi ? "kv_cache_kivi"
+                                                    : "kv_cache_scales"),
+                    done);
     if (sq_kv_cache_requested(&kv_rq)) {
         if (kv_rq.scales && strcmp(kv_rq.scales, "model") != 0) {
             SQ_TRY_GOTO(st, sq_job_stage_data(&js->io, kv_rq.scales, &scales_path), done);
@@ -258,6 +262,8 @@ static sq_status eval_on_rank0(job_state *js, int step)
     json_t *metrics = json_pack("{s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:i}", "model", js->model_dir, "data", ev->data,
                                 "seqlen", ev->seqlen, "windows", r.windows, "tokens", (json_int_t)r.tokens, "nll",
                                 r.nll, "ppl", r.ppl, "kv_cache_bits", ev->kv_cache_bits);
+    if (metrics)
+        json_object_set_new(metrics, "act_bits", json_integer(ev->act_bits));
     if (sq_kv_cache_requested(&kv_rq))
         sq_kv_cache_request_describe(&kv_rq, &kv, metrics);
     char name[64];
@@ -387,7 +393,7 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
                           "validating the job");
     bool needs_samples = false;
     for (int step = 0; step < spec->n_steps; step++)
-        needs_samples = needs_samples || sq_calibration_needs_samples(spec->steps[step].kind) ||
+        needs_samples = needs_samples || sq_calibration_needs_samples(&spec->steps[step]) ||
                         spec->steps[step].kind == SQ_STEP_KV_CACHE;
     if (st == SQ_OK && needs_samples)
         st = calibration_samples(&js, &js.samples);

@@ -20,7 +20,7 @@ static sq_status check_calibration_step(const sq_job_spec *spec, int step, const
     const sq_step *s = &spec->steps[step];
     char at[64];
     snprintf(at, sizeof at, "steps[%d].%s", step, sq_step_kind_name(s->kind));
-    bool pruning = s->kind != SQ_STEP_GPTQ && s->kind != SQ_STEP_RTN;
+    bool pruning = s->kind != SQ_STEP_GPTQ && s->kind != SQ_STEP_RTN && s->kind != SQ_STEP_SMOOTHQUANT;
     sq_quant_options joint;
     const sq_quant_options *quant = pruning ? NULL : &s->quant;
     if (pruning && s->sparse.bits > 0) {
@@ -112,7 +112,7 @@ sq_status sq_validate_job(sq_job_storage *io, const sq_job_spec *spec, int world
         if (sq_calibration_runs(kind)) {
             calibrates = true;
             st = check_calibration_step(spec, step, &model.cfg);
-            if (st == SQ_OK && sq_calibration_needs_samples(kind))
+            if (st == SQ_OK && sq_calibration_needs_samples(&spec->steps[step]))
                 st = check_seqlen("data.seqlen", spec->seqlen, &model.cfg);
         } else if (kind == SQ_STEP_QLORA) {
             st = check_qlora_step(io, spec, step, &model, !calibrates);

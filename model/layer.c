@@ -248,7 +248,14 @@ sq_status sq_layer_forward(const sq_layer_weights *w, const sq_model_config *cfg
     SQ_TRY(check_rows(s, batch, seq));
     /* each stage's output is the next one's input: normed -> attn -> normed -> gate -> x */
     float *io[SQ_STAGE_COUNT + 1] = {NULL, s->normed, s->attn, s->normed, s->gate, NULL};
-    for (int stage = 0; stage < SQ_STAGE_COUNT; stage++)
+    /* the width of each stage's input: what the linears of that stage read */
+    const int width[SQ_STAGE_COUNT] = {0, cfg->hidden_size, cfg->num_heads * cfg->head_dim, cfg->hidden_size,
+                                       cfg->intermediate_size};
+    const int act_bits = opt ? opt->act_bits : 0;
+    for (int stage = 0; stage < SQ_STAGE_COUNT; stage++) {
+        if (act_bits > 0 && io[stage])
+            SQ_TRY(kn_fake_quantize_tokens(io[stage], batch * seq, width[stage], act_bits));
         SQ_TRY(run_stage(w, cfg, (sq_layer_stage_id)stage, x, io[stage], io[stage + 1], batch, seq, s, opt));
+    }
     return SQ_OK;
 }

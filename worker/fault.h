@@ -5,6 +5,8 @@
  *     mid-artifact    the layer's artifact is half written (a torn temporary file)
  *     before-journal  the artifact is durable but the journal does not list it yet
  *     after-journal   the journal lists the layer
+ *     sensitivity-report (layer 0) a mixed-precision step's sensitivity report is in
+ *                     the journal, no layer is quantized yet
  *     before-push-journal (layer 0) the push block's push is in the store and its
  *                     index, but the journal does not record it yet
  *     kv-cache-before-journal (layer = step) a kv_cache step's output is written, the
