@@ -8,7 +8,9 @@
 # Slurm runs this script again, and the same `shardq run` resumes from the journal.
 #
 # A rank killed by a signal (the OOM killer, kill -9) or a node lost also requeues the job, at most
-# SHARDQ_MAX_RESTARTS times (default 3).
+# SHARDQ_MAX_RESTARTS times (default 3). Under srun, SHARDQ_SRUN_WAIT (seconds, default 30; 0 for
+# no limit) bounds how long srun waits for the other ranks once one has ended: the ranks of a node
+# whose slurmstepd died never report their end.
 #
 # With SHARDQ_SWEEP=1 the job is one element of a job array over a sweep's points (submit.sh
 # --sweep): SHARDQ_SPEC is the sweep file, and the ranks run `shardq sweep SWEEP --point
