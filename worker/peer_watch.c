@@ -1,7 +1,9 @@
 /* peer_watch.c: the lifelines between rank 0 and every other rank, and the thread on each rank
  * that watches its lifelines (see peer_watch.h for why). Rank 0 listens on an ephemeral TCP port of
- * every interface and broadcasts the port and its IPv4 addresses over MPI; every other rank
- * connects to the first address that answers and says which rank it is. */
+ * every interface and broadcasts the port, its IPv4 addresses and a random token over MPI; every
+ * other rank connects to the first address where a rank 0 answers its hello with the same token
+ * (an address such as a container bridge's exists on every node: another job's rank 0 may listen
+ * there, on the same port by chance, and must refuse the hello). */
 #include "worker/peer_watch.h"
 
 #include <arpa/inet.h>
@@ -17,6 +19,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -26,9 +29,11 @@
 #define MAX_ADDRESSES 16
 #define CONNECT_TIMEOUT_MS 3000
 #define HELLO_TIMEOUT_S 10
+#define WELCOME 'W'
 #define GOODBYE 'B'
 
 typedef struct { /* rank 0's side, broadcast to every rank */
+    uint64_t token;                    /* this job's: a hello must carry it */
     uint32_t addresses[MAX_ADDRESSES]; /* IPv4 in network order: other interfaces first, loopback last */
     uint16_t port;                     /* network order; 0: rank 0 watches nothing */
     uint16_t n_addresses;
@@ -36,6 +41,7 @@ typedef struct { /* rank 0's side, broadcast to every rank */
 } endpoint;
 
 typedef struct { /* the first bytes on a lifeline: who is at the other end */
+    uint64_t token;
     int32_t rank;
     char host[64];
 } hello;
@@ -53,6 +59,7 @@ static struct {
     lifeline *lines; /* rank 0: one per rank that connected; any other rank: its one to rank 0 */
     int n_lines, max_lines;
     struct pollfd *polled; /* max_lines + 2 */
+    uint64_t token;        /* rank 0 */
 } watch = {.wake = {-1, -1}, .listener = -1};
 
 static void close_fd(int *fd)
@@ -95,18 +102,24 @@ static void peer_gone(const hello *peer)
     kill(getpid(), SIGKILL);
 }
 
-/* Rank 0: a new lifeline; the rank says who it is right after connecting. */
+static bool limit_waits(int fd)
+{
+    struct timeval limit = {HELLO_TIMEOUT_S, 0};
+    return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) == 0;
+}
+
+/* Rank 0: a new lifeline, once the rank has said who it is, with this job's token, and been welcomed. */
 static void accept_lifeline(void)
 {
     int fd = accept4(watch.listener, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0)
         return;
-    struct timeval limit = {HELLO_TIMEOUT_S, 0};
+    const char welcome = WELCOME;
     hello peer;
-    if (watch.n_lines == watch.max_lines || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) != 0
-        || recv(fd, &peer, sizeof peer, MSG_WAITALL) != (ssize_t)sizeof peer) {
-        sq_log_info("peer watch: a connection that did not say which rank it is: ignored");
-        close(fd);
+    if (watch.n_lines == watch.max_lines || !limit_waits(fd)
+        || recv(fd, &peer, sizeof peer, MSG_WAITALL) != (ssize_t)sizeof peer || peer.token != watch.token
+        || send(fd, &welcome, 1, MSG_NOSIGNAL) != 1) {
+        close(fd); /* not one of this job's ranks */
         return;
     }
     peer.host[sizeof peer.host - 1] = '\0';
@@ -197,16 +210,18 @@ static int connect_within(uint32_t address, uint16_t port, int timeout_ms)
     return fd;
 }
 
-/* Any rank but 0: a lifeline to rank 0 over the first of its addresses that answers. */
+/* Any rank but 0: a lifeline to rank 0 over the first of its addresses where it welcomes us. */
 static bool connect_lifeline(const endpoint *root, int rank)
 {
-    hello me = {.rank = rank};
+    hello me = {.token = root->token, .rank = rank};
     host_name(me.host);
     for (int i = 0; i < root->n_addresses; i++) {
         int fd = connect_within(root->addresses[i], root->port, CONNECT_TIMEOUT_MS);
         if (fd < 0)
             continue;
-        if (send(fd, &me, sizeof me, MSG_NOSIGNAL) == (ssize_t)sizeof me) {
+        char welcome = 0;
+        if (send(fd, &me, sizeof me, MSG_NOSIGNAL) == (ssize_t)sizeof me && limit_waits(fd)
+            && recv(fd, &welcome, 1, MSG_WAITALL) == 1 && welcome == WELCOME) {
             watch.lines[watch.n_lines].fd = fd;
             watch.lines[watch.n_lines].peer.rank = 0;
             memcpy(watch.lines[watch.n_lines].peer.host, root->host, sizeof root->host);
@@ -228,7 +243,9 @@ void sq_peer_watch_start(const sq_comm *comm)
     watch.polled = calloc((size_t)watch.max_lines + 2, sizeof *watch.polled);
     bool ready = watch.lines && watch.polled && pipe2(watch.wake, O_CLOEXEC) == 0;
     if (comm->rank == 0) {
-        ready = ready && listen_for_lifelines(&root, comm->world_size);
+        ready = ready && getrandom(&watch.token, sizeof watch.token, 0) == (ssize_t)sizeof watch.token
+                && listen_for_lifelines(&root, comm->world_size);
+        root.token = watch.token;
         host_name(root.host);
         if (!ready) {
             sq_log_info("peer watch: rank 0 cannot listen for the other ranks (%s): the ranks run unwatched",
