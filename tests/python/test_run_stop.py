@@ -192,28 +192,28 @@ def unwatched_by_mpirun(spec):
     return ["mpirun", "-np", "2", "--enable-recovery", "--bind-to", "none", SHARDQ, "run", spec]
 
 
+def ended_by_the_peer_watch(out, spec, output, baseline, watcher, lost):
+    """Rank `watcher` said rank `lost` had gone, and the journal resumes to the uninterrupted bytes."""
+    assert f"[shardq {watcher}/2] error: rank {lost} (on " in out and ") has ended without saying goodbye" in out, out
+    mpirun(2, ["run", spec])
+    assert digests(output) == baseline
+
+
 def test_a_rank_killed_unseen_by_the_launcher_ends_rank_0(work, two_rank_baseline):
-    name = "unseen-rank1"
-    spec, output = spec_for(work, name)
+    spec, output = spec_for(work, "unseen-rank1")
     proc = start(unwatched_by_mpirun(spec), pause_after_layer=0)
-    rank0 = wait_holder(work, name, proc)  # rank 1 waits for it in a collective
+    rank0 = wait_holder(work, "unseen-rank1", proc)  # rank 1 waits for it in a collective
     os.kill(rank_pid(proc, 1), signal.SIGKILL)
     os.kill(rank0, signal.SIGCONT)
     out, _ = proc.communicate(timeout=300)  # without the peer watch rank 0 would wait for rank 1 forever
-    assert "[shardq 0/2] error: rank 1 (on " in out and ") has ended without saying goodbye" in out, out
-    mpirun(2, ["run", spec])
-    assert digests(output) == two_rank_baseline
+    ended_by_the_peer_watch(out, spec, output, two_rank_baseline, watcher=0, lost=1)
 
 
 def test_rank_0_killed_unseen_by_the_launcher_ends_the_others(work, two_rank_baseline):
-    name = "unseen-rank0"
-    spec, output = spec_for(work, name)
+    spec, output = spec_for(work, "unseen-rank0")
     killed = run(unwatched_by_mpirun(spec), env={"SHARDQ_FAULT": "after-journal:1"}, timeout=300, check=False)
-    out = killed.stdout + killed.stderr
-    assert "fault injection: SIGKILL at after-journal of layer 1" in out
-    assert "[shardq 1/2] error: rank 0 (on " in out and ") has ended without saying goodbye" in out, out
-    mpirun(2, ["run", spec])
-    assert digests(output) == two_rank_baseline
+    assert "fault injection: SIGKILL at after-journal of layer 1" in killed.stderr + killed.stdout
+    ended_by_the_peer_watch(killed.stderr + killed.stdout, spec, output, two_rank_baseline, watcher=1, lost=0)
 
 
 def test_mpirun_sigterm_kills_ranks_and_the_journal_resumes(work, two_rank_baseline):
