@@ -104,10 +104,11 @@ srun)
         srun --mpi=none --nodes=1 --ntasks=1 true || say "empty step $step failed (a later step id is all it is for)"
     done
     # One log per rank: %t is the task (rank) number. --wait: the ranks of a healthy job end
-    # together (MPI_Finalize); a rank that ends alone is the peer watch (worker/peer_watch.h)
-    # ending the ranks of a job that lost one. When a node's slurmstepd was killed, srun never
-    # hears that node's ranks end, and without --wait it would wait for them until Slurm notices
-    # the lost step (a node registration, up to 20 x SlurmdTimeout/3 later, if at all).
+    # together (MPI_Finalize), so once one has ended srun waits at most that long for the others.
+    # When a node's slurmstepd was killed its ranks die unreported; the peer watch
+    # (worker/peer_watch.h) ends the other ranks, and without --wait srun would wait for the lost
+    # ones until Slurm notices the missing step (a node registration, up to 20 x SlurmdTimeout/3
+    # later, if at all).
     srun --mpi=pmix --kill-on-bad-exit=1 --wait="$srun_wait" --output="$rank_logs/rank-%t.log" \
         "$SHARDQ_BIN" "${shardq_cmd[@]}" &
     ;;
