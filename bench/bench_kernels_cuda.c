@@ -21,6 +21,7 @@
 #include "core/rng.h"
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/flash_attention.h"
+#include "quant/gptq.h"
 
 #define WARMUP 2
 #define MAX_REPEATS 20
@@ -391,6 +392,73 @@ static void run_gptq(void *p)
     }
 }
 
+/* ---- one 7B layer's GPTQ solves, as the job runs them ---------------------
+ * The four solves of a true-sequential layer (q,k,v stacked | o | gate,up stacked
+ * | down: sq_gptq_solve_stacked on device copies of W and H, which it consumes,
+ * results downloaded to the host): the calibration's solve phase per layer on
+ * one rank, less the install of the results into the layer's weights. */
+typedef struct {
+    int cols, nparts, part_rows[3];
+    float *W0, *H0, *W, *H;
+} solve_group;
+
+typedef struct {
+    solve_group group[4];
+    sq_quant_options opt;
+} layer_solve_ctx;
+
+static void restore_layer(void *p)
+{
+    layer_solve_ctx *c = p;
+    for (int g = 0; g < 4; g++) {
+        solve_group *s = &c->group[g];
+        size_t rows = 0;
+        for (int i = 0; i < s->nparts; i++)
+            rows += (size_t)s->part_rows[i];
+        CHECK(kn_copy(s->W, s->W0, rows * s->cols * sizeof(float)));
+        CHECK(kn_copy(s->H, s->H0, (size_t)s->cols * s->cols * sizeof(float)));
+    }
+}
+
+static void run_layer_solve(void *p)
+{
+    layer_solve_ctx *c = p;
+    for (int g = 0; g < 4; g++) {
+        solve_group *s = &c->group[g];
+        sq_quant_result parts[3];
+        CHECK(sq_gptq_solve_stacked(s->W, s->H, s->cols, &c->opt, s->nparts, s->part_rows, parts));
+        for (int i = 0; i < s->nparts; i++)
+            sq_quant_result_free(&parts[i]);
+    }
+}
+
+static void layer_solve_rows(void)
+{
+    const int hidden = 4096, inter = 11008;
+    layer_solve_ctx c = {.opt = {.bits = 4, .group_size = 128, .sym = true, .damp_percent = 0.01,
+                                 .block_size = 128, .true_sequential = true}};
+    const solve_group shapes[4] = {{.cols = hidden, .nparts = 3, .part_rows = {hidden, hidden, hidden}},
+                                   {.cols = hidden, .nparts = 1, .part_rows = {hidden}},
+                                   {.cols = hidden, .nparts = 2, .part_rows = {inter, inter}},
+                                   {.cols = inter, .nparts = 1, .part_rows = {hidden}}};
+    for (int g = 0; g < 4; g++) {
+        solve_group *s = &c.group[g];
+        *s = shapes[g];
+        size_t rows = 0;
+        for (int i = 0; i < s->nparts; i++)
+            rows += (size_t)s->part_rows[i];
+        s->W0 = dev_random(rows * s->cols, 0.2f);
+        s->H0 = dev_spd(s->cols);
+        CHECK(kn_alloc((void **)&s->W, rows * s->cols * sizeof(float)));
+        CHECK(kn_alloc((void **)&s->H, (size_t)s->cols * s->cols * sizeof(float)));
+    }
+    row("GPTQ solves of a 7B layer (4 stacked, g128)", time_ms(run_layer_solve, restore_layer, &c, 3), 0.0);
+    for (int g = 0; g < 4; g++) {
+        solve_group *s = &c.group[g];
+        kn_free(s->W0), kn_free(s->H0), kn_free(s->W), kn_free(s->H);
+    }
+}
+
 /* A 7B layer's widest linear (hidden 4096, intermediate 11008) over 2 x 4096 tokens. */
 typedef struct {
     int rows, in, out;
@@ -475,7 +543,7 @@ int main(int argc, char **argv)
         row(what, time_ms(run_inverse, restore_matrix, &s, i == 0 ? 10 : 5), (double)n * n * n);
         snprintf(what, sizeof what, "kn_cholesky_upper n=%d (potrf)", n);
         row(what, time_ms(run_cholesky, restore_matrix, &s, i == 0 ? 10 : 5), (double)n * n * n / 3.0);
-        snprintf(what, sizeof what, "kn_inverse_cholesky_upper n=%d (potrf + trsm)", n);
+        snprintf(what, sizeof what, "kn_inverse_cholesky_upper n=%d (potrf + inverse)", n);
         row(what, time_ms(run_inverse_cholesky, restore_matrix, &s, i == 0 ? 10 : 5), (double)n * n * n * 2.0 / 3.0);
         kn_free(s.pristine);
         kn_free(s.A);
@@ -505,6 +573,7 @@ int main(int argc, char **argv)
     row("GPTQ pass 4096x4096, block 128, group 128", time_ms(run_gptq, restore_weight, &q, 5), in_block + lazy);
     q.lazy = 0;
     row("  of which kn_gptq_block alone (32 launches)", time_ms(run_gptq, restore_weight, &q, 5), in_block);
+    layer_solve_rows();
     training_rows();
     printf("# %s\n", "done");
     kn_shutdown();

@@ -38,7 +38,7 @@ static sq_status alloc_buffers(gptq_buffers *b, int rows, int cols, int ngroups,
     SQ_TRY(kn_alloc((void **)&b->Wp, cells * sizeof(float)));
     SQ_TRY(kn_alloc((void **)&b->Hp, (size_t)cols * cols * sizeof(float)));
     SQ_TRY(kn_alloc((void **)&b->Err, (size_t)rows * block * sizeof(float)));
-    SQ_TRY(kn_alloc((void **)&b->err_norms, (size_t)nparts * block * sizeof(float)));
+    SQ_TRY(kn_alloc((void **)&b->err_norms, (size_t)nparts * cols * sizeof(float)));
     SQ_TRY(kn_alloc((void **)&b->scale, (size_t)rows * ngroups * sizeof(float)));
     SQ_TRY(kn_alloc((void **)&b->zero, (size_t)rows * ngroups * sizeof(float)));
     SQ_TRY(kn_alloc((void **)&b->perm, (size_t)cols * sizeof(int32_t)));
@@ -88,7 +88,8 @@ static sq_status prepare(float *W, float *H, int rows, int cols, const sq_quant_
 }
 
 /* Step 6: the blocked column sweep over b->Wp with Hinv in b->Hp; the loss of each
- * part (its rows of the stack) is summed into loss[part]. */
+ * part (its rows of the stack) is summed into loss[part], column by column, from
+ * the squared error norms the sweep leaves on the device (read back once, at the end). */
 static sq_status sweep(int cols, const sq_quant_options *opt, int ngroups, int nparts, const int *part_rows,
                        gptq_buffers *b, float *err_norms_host, double *loss)
 {
@@ -105,13 +106,13 @@ static sq_status sweep(int cols, const sq_quant_options *opt, int ngroups, int n
             SQ_TRY(kn_gemm(false, false, rows, cols - i2, count, -1.0f, b->Err, count, b->Hp + (size_t)i1 * cols + i2,
                            cols, 1.0f, b->Wp + i2, cols));
         for (int p = 0, row0 = 0; p < nparts; row0 += part_rows[p++])
-            SQ_TRY(kn_column_sq_norms(b->err_norms + (size_t)p * count, b->Err + (size_t)row0 * count, part_rows[p],
-                                      count, 0.0f));
-        SQ_TRY(kn_download(err_norms_host, b->err_norms, (size_t)nparts * count * sizeof(float)));
-        for (int p = 0; p < nparts; p++)
-            for (int k = 0; k < count; k++)
-                loss[p] += 0.5 * (double)err_norms_host[(size_t)p * count + k];
+            SQ_TRY(kn_column_sq_norms(b->err_norms + (size_t)p * cols + i1, b->Err + (size_t)row0 * count,
+                                      part_rows[p], count, 0.0f));
     }
+    SQ_TRY(kn_download(err_norms_host, b->err_norms, (size_t)nparts * cols * sizeof(float)));
+    for (int p = 0; p < nparts; p++)
+        for (int c = 0; c < cols; c++)
+            loss[p] += 0.5 * (double)err_norms_host[(size_t)p * cols + c];
     return SQ_OK;
 }
 
@@ -164,7 +165,7 @@ sq_status sq_gptq_solve_stacked(float *W, float *H, int cols, const sq_quant_opt
     float *diag = malloc((size_t)cols * sizeof(float));
     int32_t *perm = malloc((size_t)cols * sizeof(int32_t));
     int32_t *group_of_column = malloc((size_t)cols * sizeof(int32_t));
-    float *err_norms_host = malloc((size_t)nparts * block * sizeof(float));
+    float *err_norms_host = malloc((size_t)nparts * cols * sizeof(float));
     double *loss = malloc((size_t)nparts * sizeof(double));
     uint8_t *codes_perm = opt->desc_act ? malloc((size_t)rows * cols) : NULL;
     if (!diag || !perm || !group_of_column || !err_norms_host || !loss || (opt->desc_act && !codes_perm)) {

@@ -42,7 +42,7 @@ extern "C" sq_status kn_fixed_to_f32(float *out, const int64_t *acc, double scal
     if (n == 0)
         return SQ_OK;
     unsigned long long *dbad = NULL, bad = n;
-    CUDA_CHECK(cudaMalloc((void **)&dbad, sizeof bad));
+    SQ_TRY(kn_alloc((void **)&dbad, sizeof bad));
     sq_status st = kn_cuda_status(cudaMemcpy(dbad, &bad, sizeof bad, cudaMemcpyHostToDevice), __FILE__, __LINE__,
                                   "cudaMemcpy");
     if (st == SQ_OK) {
@@ -52,7 +52,7 @@ extern "C" sq_status kn_fixed_to_f32(float *out, const int64_t *acc, double scal
     if (st == SQ_OK)
         st = kn_cuda_status(cudaMemcpy(&bad, dbad, sizeof bad, cudaMemcpyDeviceToHost), __FILE__, __LINE__,
                             "cudaMemcpy");
-    cudaFree(dbad);
+    kn_free(dbad);
     if (st == SQ_OK && bad < n)
         st = sq_fail(SQ_ERR_NUMERIC,
                      "sum entry %llu: an addend was not finite or beyond ±2^47 (activations out of range)", bad);

@@ -52,6 +52,9 @@ void kn_cuda_half_shutdown(void);
 
 /* out[r][c] += bias[c] for out [rows, cols]. */
 sq_status kn_cuda_add_bias(float *out, const float *bias, int rows, int cols);
+/* Free transfer.c's pinned staging buffer (kn_shutdown). */
+void kn_cuda_transfer_shutdown(void);
+
 /* Free kn_linear_lora's scratch (kn_shutdown). */
 void kn_cuda_lora_linear_shutdown(void);
 

@@ -1,5 +1,6 @@
 /* device.c (CUDA backend): device selection and library handles. kn_init picks
- * GPU local_rank % device count, creates the cuBLAS and cuSOLVER handles every
+ * GPU local_rank % device count, sets its memory pool to keep freed memory
+ * (memory.cu), creates the cuBLAS and cuSOLVER handles every
  * other file uses, and turns CUDA/cuBLAS/cuSOLVER error codes into statuses. */
 #include <stdio.h>
 
@@ -57,6 +58,11 @@ sq_status kn_init(int local_rank)
     snprintf(device_description, sizeof device_description, "%.200s (GPU %d of %d, sm_%d%d, %d SMs, %.1f GiB)",
              prop.name, device, count, prop.major, prop.minor, prop.multiProcessorCount,
              (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+    /* kn_alloc's pool keeps freed memory for the next allocation (memory.cu). */
+    cudaMemPool_t pool;
+    CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+    uint64_t keep_all = UINT64_MAX;
+    CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all));
     if (!blas_handle)
         CUBLAS_CHECK(cublasCreate(&blas_handle));
     if (!solver_handle)
@@ -69,6 +75,7 @@ void kn_shutdown(void)
     kn_cuda_indices_shutdown();
     kn_cuda_half_shutdown();
     kn_cuda_lora_linear_shutdown();
+    kn_cuda_transfer_shutdown();
     if (solver_handle)
         cusolverDnDestroy(solver_handle);
     if (blas_handle)

@@ -1,5 +1,9 @@
-/* memory.cu (CUDA backend): device memory. Buffers are plain cudaMalloc
- * allocations; transfers are synchronous copies on the default stream. Stored
+/* memory.cu (CUDA backend): device memory. Buffers come from the device's
+ * stream-ordered pool (cudaMallocAsync/cudaFreeAsync on the default stream,
+ * where every kernel runs), which kn_init tells to keep what is freed: a
+ * solve or a layer that allocates and frees the same large buffers again and
+ * again reuses them instead of paying cudaMalloc's and cudaFree's device-wide
+ * synchronisation each time. Host transfers are in transfer.c. Stored
  * bf16/fp16 weights are uploaded as they are and widened to fp32 on the GPU;
  * other float types are converted on the host first. */
 #include <cuda_bf16.h>
@@ -11,7 +15,7 @@
 extern "C" sq_status kn_alloc(void **dev, size_t bytes)
 {
     *dev = NULL;
-    cudaError_t err = cudaMalloc(dev, bytes ? bytes : 1);
+    cudaError_t err = cudaMallocAsync(dev, bytes ? bytes : 1, 0);
     if (err == cudaErrorMemoryAllocation) {
         cudaGetLastError();
         return sq_fail(SQ_ERR_NOMEM, "kn_alloc: cannot allocate %zu bytes of GPU memory", bytes);
@@ -22,7 +26,7 @@ extern "C" sq_status kn_alloc(void **dev, size_t bytes)
 extern "C" void kn_free(void *dev)
 {
     if (dev)
-        cudaFree(dev);
+        cudaFreeAsync(dev, 0); /* stream-ordered: after the queued work that reads it */
 }
 
 extern "C" sq_status kn_cuda_scratch_reserve(kn_cuda_scratch *s, size_t bytes)
@@ -40,18 +44,6 @@ extern "C" void kn_cuda_scratch_free(kn_cuda_scratch *s)
     cudaFree(s->data); /* waits for the queued work that reads it */
     s->data = NULL;
     s->bytes = 0;
-}
-
-extern "C" sq_status kn_upload(void *dev_dst, const void *host_src, size_t bytes)
-{
-    CUDA_CHECK(cudaMemcpy(dev_dst, host_src, bytes, cudaMemcpyHostToDevice));
-    return SQ_OK;
-}
-
-extern "C" sq_status kn_download(void *host_dst, const void *dev_src, size_t bytes)
-{
-    CUDA_CHECK(cudaMemcpy(host_dst, dev_src, bytes, cudaMemcpyDeviceToHost));
-    return SQ_OK;
 }
 
 extern "C" sq_status kn_copy(void *dev_dst, const void *dev_src, size_t bytes)
@@ -108,8 +100,7 @@ extern "C" sq_status kn_upload_as_f32(float *dev_dst, const void *host_src, sq_d
             widen_f16<<<kn_cuda_blocks(n, 256), 256>>>(dev_dst, (const __half *)raw, n);
         st = CUDA_STATUS(cudaGetLastError());
     }
-    /* cudaFree waits for the kernel, so `raw` outlives its use. */
-    kn_free(raw);
+    kn_free(raw); /* after the kernel, in stream order */
     return st;
 }
 

@@ -56,21 +56,21 @@ typedef struct {
 
 static void free_sort_buffers(sort_buffers *b)
 {
-    cudaFree(b->score), cudaFree(b->sorted_score), cudaFree(b->column), cudaFree(b->sorted_column);
-    cudaFree(b->offsets), cudaFree(b->temp);
+    kn_free(b->score), kn_free(b->sorted_score), kn_free(b->column), kn_free(b->sorted_column);
+    kn_free(b->offsets), kn_free(b->temp);
 }
 
 static sq_status alloc_sort_buffers(sort_buffers *b, size_t items, int segments)
 {
-    CUDA_CHECK(cudaMalloc((void **)&b->score, items * sizeof(float)));
-    CUDA_CHECK(cudaMalloc((void **)&b->sorted_score, items * sizeof(float)));
-    CUDA_CHECK(cudaMalloc((void **)&b->column, items * sizeof(int32_t)));
-    CUDA_CHECK(cudaMalloc((void **)&b->sorted_column, items * sizeof(int32_t)));
-    CUDA_CHECK(cudaMalloc((void **)&b->offsets, ((size_t)segments + 1) * sizeof(int)));
+    SQ_TRY(kn_alloc((void **)&b->score, items * sizeof(float)));
+    SQ_TRY(kn_alloc((void **)&b->sorted_score, items * sizeof(float)));
+    SQ_TRY(kn_alloc((void **)&b->column, items * sizeof(int32_t)));
+    SQ_TRY(kn_alloc((void **)&b->sorted_column, items * sizeof(int32_t)));
+    SQ_TRY(kn_alloc((void **)&b->offsets, ((size_t)segments + 1) * sizeof(int)));
     CUDA_CHECK(cub::DeviceSegmentedSort::StableSortPairs(NULL, b->temp_bytes, b->score, b->sorted_score, b->column,
                                                          b->sorted_column, (int64_t)items, segments, b->offsets,
                                                          b->offsets + 1));
-    CUDA_CHECK(cudaMalloc(&b->temp, b->temp_bytes ? b->temp_bytes : 1));
+    SQ_TRY(kn_alloc(&b->temp, b->temp_bytes ? b->temp_bytes : 1));
     return SQ_OK;
 }
 

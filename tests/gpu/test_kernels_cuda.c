@@ -240,6 +240,24 @@ static void test_memory(void)
     free(want);
 }
 
+/* A download large enough to go through transfer.c's staging buffer in several
+ * chunks (64 MB each) with a ragged end, into a fresh host buffer: every byte back. */
+static void test_large_download(void)
+{
+    const size_t bytes = ((size_t)150 << 20) + 3;
+    uint8_t *pattern = malloc(bytes), *back = malloc(bytes);
+    for (size_t i = 0; i < bytes; i++)
+        pattern[i] = (uint8_t)(i * 2654435761u >> 13);
+    void *dev = NULL;
+    CALL(kn_alloc(&dev, bytes));
+    CALL(kn_upload(dev, pattern, bytes));
+    CALL(kn_download(back, dev, bytes));
+    report(memcmp(back, pattern, bytes) == 0, "kn_download of 150 MB + 3 bytes (staged in chunks): every byte back");
+    kn_free(dev);
+    free(pattern);
+    free(back);
+}
+
 /* ---- dense linear algebra ------------------------------------------------ */
 
 static void test_gemm(void)
@@ -1525,6 +1543,7 @@ int main(void)
     }
     printf("# device: %s\n# reference: %s\n", kn_device_description(), kn_cpu_device_description());
     test_memory();
+    test_large_download();
     test_gemm();
     test_linear();
     test_linear_lora();
