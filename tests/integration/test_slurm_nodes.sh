@@ -239,20 +239,22 @@ mid_job() { # name launcher: submits its spec with each layer (training step) sl
     echo "$id"
 }
 
-wait_for_line() { # file regex: waits until the file has a matching line; fails after 120 s
+wait_for_line() { # file extended-regex: waits until the file has a matching line; fails after 120 s
     for _ in $(seq 1 600); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
+        grep -qE "$2" "$1" 2>/dev/null && return 0
         sleep 0.2
     done
     return 1
 }
 
-# The first run of a job hit by a fault ended on every rank and requeued itself. The launcher
-# returns only once every rank of the step has ended (or, under srun, was given up for lost), so a
-# rank left waiting in a collective would keep the first run from ever logging its requeue.
+# The first run of a job hit by a fault ended on every rank and was requeued: by itself, or by
+# Slurm where slurmctld ended the job for a lost node first (its SIGTERM then reaches the batch
+# shell too). The launcher returns only once every rank of the step has ended (or, under srun, was
+# given up for lost), so a rank left waiting in a collective would keep the first run from ever
+# logging its requeue.
 requeued_after_fault() { # name job-id fault-time
-    check "$1: the first run ended on every rank and requeued itself" wait_for_line "$WORK/$1.slurm/slurm-$2.log" \
-        "job $2 run 0: the ranks ended abnormally (launcher exit [0-9]*: .*): requeueing"
+    check "$1: the first run ended on every rank and was requeued" wait_for_line "$WORK/$1.slurm/slurm-$2.log" \
+        "job $2 run 0: (the ranks ended abnormally \(launcher exit [0-9]+: .*\)|ranks stopped with exit [0-9]+)(: requeueing| while Slurm requeues the job)"
     echo "# $1: run 0 had ended on every rank $(($(date +%s) - $3)) s after the fault"
 }
 
