@@ -1,10 +1,9 @@
 /* peer_watch.c: the lifelines between rank 0 and every other rank, and the thread on each rank
  * that watches its lifelines (see peer_watch.h for why). Rank 0 listens on an ephemeral TCP port of
  * every interface and broadcasts the port, its IPv4 addresses and a random token over MPI; every
- * other rank connects to the first address where a rank 0 welcomes its hello with that token (and
- * confirms the welcome)
- * (an address such as a container bridge's exists on every node: another job's rank 0 may listen
- * there, on the same port by chance, and must refuse the hello). */
+ * other rank connects to the first address where a rank 0 welcomes its hello with that token, and
+ * confirms (an address such as a container bridge's exists on every node: another job's rank 0 may
+ * listen there, on the same port by chance, and must refuse the hello). */
 #include "worker/peer_watch.h"
 
 #include <arpa/inet.h>
