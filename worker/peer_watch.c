@@ -28,7 +28,7 @@
 
 #define MAX_ADDRESSES 16
 #define CONNECT_TIMEOUT_MS 3000
-#define HELLO_TIMEOUT_S 10
+#define HELLO_TIMEOUT_S 60 /* generous: rank 0's thread may wait long for a core on a loaded node */
 #define WELCOME 'W'
 #define GOODBYE 'B'
 
