@@ -44,7 +44,7 @@ typedef struct {
     sq_gptq_linear_source get_linear;
     void *ctx;
     const sq_quant_options *options;  /* recorded in quantization_config */
-    uint64_t max_shard_bytes;         /* 0: 2 GiB (shards are hashed in parallel for the manifest) */
+    uint64_t max_shard_bytes;         /* 0: 512 MiB (shards are hashed in parallel for the manifest) */
     json_t *extra_config;             /* merged into config.json, or NULL */
     const char *const *extra_files;   /* files the caller already wrote into out_dir, for the manifest */
     int n_extra_files;
