@@ -5,7 +5,9 @@
  * the result, and writes metrics JSON with --out. A seqlen beyond the model's
  * max_position_embeddings is refused unless --allow-long. With --adapter DIR, a
  * PEFT LoRA adapter is applied to the model (lora/eval.h), the base quantized to
- * NF4 first when the adapter was trained on an NF4 base (its manifest says so). */
+ * NF4 first when the adapter was trained on an NF4 base (its manifest says so).
+ * --kv-cache-scales / --kv-cache-dtype / --kv-cache-kivi: a quantized KV cache with
+ * calibrated static scales or KIVI's (model/kv_cache_request.h). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,7 @@
 #include "model/config.h"
 #include "model/corpus.h"
 #include "model/forward.h"
+#include "model/kv_cache_request.h"
 #include "model/perplexity.h"
 #include "model/token_ids.h"
 
@@ -34,6 +37,7 @@ typedef struct {
     const char *adapter_dir;    /* --adapter: a PEFT LoRA adapter applied to the model */
     const char *token_nll_path; /* --token-nll: every scored token's NLL, one per line (with --adapter) */
     sq_perplexity_options ppl;
+    sq_kv_cache_request kv;     /* --kv-cache-scales, --kv-cache-dtype, --kv-cache-kivi */
 } eval_args;
 
 static void eval_usage(FILE *out)
@@ -41,6 +45,9 @@ static void eval_usage(FILE *out)
     fprintf(out, "usage: shardq eval --model DIR (--data TEXT_FILE | --data-ids IDS_FILE) [--seqlen N]\n"
                  "                   [--max-windows K] [--batch B] [--kv-cache-bits BITS] [--logits-chunk ROWS]\n"
                  "                   [--allow-long] [--progress-every SECONDS] [--out METRICS.json]\n"
+                 "                   [--act-bits BITS]\n"
+                 "                   [--kv-cache-scales PATH|model [--kv-cache-dtype int8|fp8]]\n"
+                 "                   [--kv-cache-kivi BITS]\n"
                  "                   [--adapter DIR [--token-nll FILE]]\n"
                  "  perplexity over non-overlapping windows of N tokens (default: min(2048, max positions))\n"
                  "  --max-windows K  score the first K windows (0, the default: all)\n"
@@ -51,6 +58,14 @@ static void eval_usage(FILE *out)
                  "  --data-ids   whitespace-separated token ids instead of text\n"
                  "  --kv-cache-bits B  simulate a B-bit KV cache: each token's key (after RoPE) and value\n"
                  "               fake-quantized per head on an asymmetric min/max grid (0: off)\n"
+                 "  --act-bits B  simulate B-bit dynamic activations (W8A8's A8): every decoder linear's\n"
+                 "               input fake-quantized per token, symmetric, scale max|x|/(2^(B-1)-1) (0: off)\n"
+                 "  --kv-cache-scales PATH|model  a KV cache with static per-head scales: a kv_cache_scales.json,\n"
+                 "               or \"model\", the k_scale/v_scale tensors of the model (a kv_cache step's output)\n"
+                 "  --kv-cache-dtype int8|fp8  the cache's grid (default: the one the scales were made for);\n"
+                 "               fp8 is e4m3, rounded to nearest even and saturating at 448\n"
+                 "  --kv-cache-kivi BITS  KIVI (2 or 4 bits): keys per channel over groups of 32 tokens, values per\n"
+                 "               token, asymmetric; a window's last (seqlen mod 32) tokens stay in full precision\n"
                  "  --batch      windows per layer call (default: as many as fit 1 GiB of scratch)\n"
                  "  --logits-chunk ROWS  rows per LM-head call (default: as many as fit 128 MiB of logits)\n"
                  "  --adapter DIR  apply a PEFT LoRA adapter (a qlora step's output); an adapter trained on an\n"
@@ -81,7 +96,9 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         {"kv-cache-bits", required_argument, NULL, 'k'}, {"out", required_argument, NULL, 'o'},
         {"logits-chunk", required_argument, NULL, 'l'}, {"adapter", required_argument, NULL, 'a'},
         {"token-nll", required_argument, NULL, 't'},    {"allow-long", no_argument, NULL, 'L'},
-        {"progress-every", required_argument, NULL, 'p'},
+        {"progress-every", required_argument, NULL, 'p'}, {"act-bits", required_argument, NULL, 'A'},
+        {"kv-cache-scales", required_argument, NULL, 'S'}, {"kv-cache-dtype", required_argument, NULL, 'D'},
+        {"kv-cache-kivi", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof *a);
@@ -106,7 +123,11 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         case 'b': bad = parse_int_arg("--batch", optarg, 1, &a->ppl.micro_batch); break;
         case 'l': bad = parse_int_arg("--logits-chunk", optarg, 1, &a->ppl.logits_chunk_rows); break;
         case 'k': bad = parse_int_arg("--kv-cache-bits", optarg, 0, &a->ppl.kv_cache_bits); break;
+        case 'A': bad = parse_int_arg("--act-bits", optarg, 0, &a->ppl.act_bits); break;
         case 'p': bad = parse_int_arg("--progress-every", optarg, 0, &progress_seconds); break;
+        case 'S': a->kv.scales = optarg; break;
+        case 'D': a->kv.dtype = optarg; break;
+        case 'K': bad = parse_int_arg("--kv-cache-kivi", optarg, 1, &a->kv.kivi_bits); break;
         case 'L': a->allow_long = true; break;
         case 'h': eval_usage(stdout); return 1;
         default: bad = 1; break;
@@ -121,12 +142,25 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         eval_usage(stderr);
         return 2;
     }
-    if ((a->token_nll_path && !a->adapter_dir) || (a->adapter_dir && a->ppl.kv_cache_bits)) {
-        fprintf(stderr, "shardq eval: --token-nll needs --adapter, and --adapter does not take --kv-cache-bits\n");
+    if ((a->token_nll_path && !a->adapter_dir) || (a->adapter_dir && (a->ppl.kv_cache_bits || a->ppl.act_bits))) {
+        fprintf(stderr, "shardq eval: --token-nll needs --adapter, and --adapter does not take --kv-cache-bits or "
+                        "--act-bits\n");
+        return 2;
+    }
+    if (a->ppl.act_bits == 1 || a->ppl.act_bits > 16) {
+        fprintf(stderr, "shardq eval: --act-bits must be between 2 and 16 (0: off)\n");
         return 2;
     }
     if (a->ppl.kv_cache_bits > 16) {
         fprintf(stderr, "shardq eval: --kv-cache-bits must be between 1 and 16 (0: off)\n");
+        return 2;
+    }
+    if (sq_kv_cache_requested(&a->kv) && (a->adapter_dir || a->ppl.kv_cache_bits)) {
+        fprintf(stderr, "shardq eval: --kv-cache-scales / --kv-cache-kivi exclude --kv-cache-bits and --adapter\n");
+        return 2;
+    }
+    if (sq_kv_cache_request_check(&a->kv, "shardq eval") != SQ_OK) {
+        fprintf(stderr, "%s\n", sq_last_error());
         return 2;
     }
     a->ppl.progress_seconds = progress_seconds;
@@ -140,15 +174,19 @@ static sq_status load_tokens(const eval_args *a, const sq_model_config *cfg, int
     return sq_load_corpus_tokens(a->model_dir, a->data_path, ids, n);
 }
 
-static sq_status write_metrics(const eval_args *a, const sq_perplexity_result *r)
+static sq_status write_metrics(const eval_args *a, const sq_perplexity_result *r, const sq_kv_cache *kv)
 {
     json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:f, s:f, s:i, s:s}", "model", a->model_dir, "data",
                             a->data_ids_path ? a->data_ids_path : a->data_path, "data_format",
                             a->data_ids_path ? "token_ids" : "text", "seqlen", a->ppl.seqlen, "windows", r->windows,
                             "tokens", (json_int_t)r->tokens, "data_tokens", (json_int_t)r->data_tokens, "nll", r->nll, "ppl", r->ppl, "kv_cache_bits",
                             a->ppl.kv_cache_bits, "backend", kn_backend_name());
+    if (doc)
+        json_object_set_new(doc, "act_bits", json_integer(a->ppl.act_bits));
     if (!doc)
         return sq_fail(SQ_ERR_NOMEM, "%s: cannot build metrics JSON", a->out_path);
+    if (sq_kv_cache_requested(&a->kv))
+        sq_kv_cache_request_describe(&a->kv, kv, doc);
     char *text = json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
     json_decref(doc);
     if (!text)
@@ -211,6 +249,7 @@ static sq_status run_eval(eval_args *a)
     size_t n_ids = 0;
     sq_checkpoint *ckpt = NULL;
     sq_model model = {0};
+    sq_kv_cache kv = {0};
     SQ_TRY_GOTO(st, load_tokens(a, &cfg, &ids, &n_ids), done);
     sq_log_info("eval: %s on %s, %zu tokens, seqlen %d, %s", a->model_dir,
                 a->data_ids_path ? a->data_ids_path : a->data_path, n_ids, a->ppl.seqlen, kn_device_description());
@@ -220,12 +259,17 @@ static sq_status run_eval(eval_args *a)
         SQ_TRY_GOTO(st, eval_with_adapter(a, &cfg, ckpt, ids, n_ids, &result), done);
     } else {
         SQ_TRY_GOTO(st, sq_model_open(&model, &cfg, ckpt), done);
+        if (sq_kv_cache_requested(&a->kv)) {
+            SQ_TRY_GOTO(st, sq_kv_cache_open(&kv, &a->kv, a->model_dir, ckpt, &cfg), done);
+            a->ppl.kv_cache = &kv;
+        }
         SQ_TRY_GOTO(st, sq_perplexity(&model, ids, n_ids, &a->ppl, &result), done);
     }
     printf("windows %d  tokens %ld  nll %.6f  ppl %.4f\n", result.windows, result.tokens, result.nll, result.ppl);
     if (a->out_path)
-        SQ_TRY_GOTO(st, write_metrics(a, &result), done);
+        SQ_TRY_GOTO(st, write_metrics(a, &result, &kv), done);
 done:
+    sq_kv_cache_free(&kv);
     sq_model_close(&model);
     if (ckpt)
         sq_checkpoint_close(ckpt);

@@ -119,10 +119,47 @@ static sq_status source_dtype(const artifact_source *src, const char *name, sq_d
 typedef sq_status (*format_converter)(const sq_quant_result *res, const char *name, sq_dtype dtype,
                                       sq_linear_tensors *tensors);
 
+/* "model.layers.3.input_layernorm" -> layer 3, SQ_NORM_INPUT; false for any other name. */
+static bool parse_norm(const char *name, int *layer, sq_norm_id *norm)
+{
+    int consumed = 0;
+    if (sscanf(name, "model.layers.%d.%n", layer, &consumed) != 1 || consumed == 0)
+        return false;
+    for (int k = 0; k < SQ_NORM_COUNT; k++)
+        if (strcmp(name + consumed, sq_norm_name((sq_norm_id)k)) == 0) {
+            *norm = (sq_norm_id)k;
+            return true;
+        }
+    return false;
+}
+
+/* A rescaled norm of a layer's artifact (smoothquant), handed over to the writer. */
+static sq_status rescaled_norm(artifact_source *src, int layer, sq_norm_id norm, const char *name,
+                               sq_linear_tensors *tensors)
+{
+    SQ_TRY(load_layer(src, layer));
+    if (!src->cached.norm[norm].data) { /* handed over before, or never there */
+        src->cached_layer = -1;
+        SQ_TRY(load_layer(src, layer));
+    }
+    sq_dense_weights *d = &src->cached.norm[norm];
+    if (!d->data)
+        return sq_fail(SQ_ERR_FORMAT, "assemble: the artifact of layer %d of step %d has no rescaled %s", layer,
+                       src->step, name);
+    *tensors = (sq_linear_tensors){.n = 1};
+    tensors->t[0] = (sq_linear_tensor){.suffix = ".weight", .dtype = d->dtype, .ndim = 1, .shape = {d->cols, 0},
+                                       .data = d->data};
+    memset(d, 0, sizeof *d);
+    return SQ_OK;
+}
+
 static sq_status converted_linear(artifact_source *src, const char *name, format_converter convert,
                                   sq_linear_tensors *tensors)
 {
-    int linear = -1;
+    int linear = -1, layer = -1;
+    sq_norm_id norm;
+    if (parse_norm(name, &layer, &norm))
+        return rescaled_norm(src, layer, norm, name, tensors);
     sq_dtype dtype = SQ_DTYPE_F32;
     SQ_TRY(load_linear(src, name, SQ_LAYER_QUANTIZED, &linear));
     SQ_TRY(source_dtype(src, name, &dtype));
@@ -137,6 +174,11 @@ static sq_status dequantized_linear(void *ctx, const char *name, sq_linear_tenso
 static sq_status compressed_linear(void *ctx, const char *name, sq_linear_tensors *tensors)
 {
     return converted_linear(ctx, name, sq_compressed_linear, tensors);
+}
+
+static sq_status int_quantized_linear(void *ctx, const char *name, sq_linear_tensors *tensors)
+{
+    return converted_linear(ctx, name, sq_int_quantized_linear, tensors);
 }
 
 /* ---- sparsity ----------------------------------------------------------- */
@@ -327,37 +369,72 @@ static sq_status quantized_sparsity(const sq_step *step_spec, const sq_checkpoin
 /* ---- entry -------------------------------------------------------------- */
 
 /* config.json's record of the quantization in a "dense" or "compressed-tensors" output
- * (assemble_formats.h), added to *extra_config (which may hold the sparsity_config). */
-static sq_status record_quantization(sq_output_format format, const sq_quant_options *opt, json_t **extra_config)
+ * (assemble_formats.h), added to *extra_config (which may hold the sparsity_config); with
+ * mixed precision (bits not NULL) each linear's width as the format writes overrides. */
+static sq_status record_quantization(sq_output_format format, const sq_step *step_spec, const sq_quant_options *opt,
+                                     const char *const *names, const int *bits, int n, json_t **extra_config)
 {
     if (!*extra_config)
         *extra_config = json_object();
     json_t *sparsity = json_object_get(*extra_config, "sparsity_config");
-    json_t *record = format == SQ_OUTPUT_DENSE
-                         ? sq_gptq_quantization_config(opt)
-                         : sq_compressed_quantization_config(opt, json_is_object(sparsity) ? sparsity : NULL);
+    json_t *record = NULL;
+    if (step_spec->kind == SQ_STEP_SMOOTHQUANT) { /* int-quantized, or what the dense weights came from */
+        record = sq_int_quantized_config(opt, step_spec->smooth.act_bits);
+        if (record && format == SQ_OUTPUT_DENSE)
+            json_object_set_new(record, "smoothquant", json_pack("{s:f}", "alpha", step_spec->smooth.alpha));
+    } else {
+        record = format == SQ_OUTPUT_DENSE
+                     ? sq_gptq_quantization_config(opt)
+                     : sq_compressed_quantization_config(opt, json_is_object(sparsity) ? sparsity : NULL);
+    }
     if (!*extra_config || !record)
         return sq_fail(SQ_ERR_NOMEM, "assemble: out of memory");
+    sq_status st = SQ_OK;
+    if (bits && format == SQ_OUTPUT_DENSE)
+        json_object_set_new(record, "dynamic", sq_gptq_dynamic(opt, names, bits, n));
+    else if (bits)
+        st = sq_compressed_groups_by_width(record, names, bits, n);
     json_object_set_new(*extra_config, format == SQ_OUTPUT_DENSE ? "dequantized_from" : "quantization_config",
                         record);
-    return SQ_OK;
+    return st;
+}
+
+/* A mixed-precision step's widths, from the report its journal records, and that report
+ * written beside the output. */
+static sq_status mixed_widths(const sq_journal *journal, int step, const sq_step *step_spec,
+                              const sq_model_config *cfg, const char *output_dir, sq_bit_plan *plan)
+{
+    SQ_TRY(sq_bit_plan_alloc(plan, cfg, &step_spec->quant));
+    bool found = false;
+    SQ_TRY(sq_read_sensitivity_report(journal, step, plan, &found));
+    if (!found)
+        return sq_fail(SQ_ERR_NOT_FOUND, "assemble: the journal has no sensitivity report for step %d", step);
+    json_t *report = sq_bit_plan_report(plan, &step_spec->quant);
+    sq_status st = report ? sq_make_dirs(output_dir) : sq_fail(SQ_ERR_NOMEM, "assemble: out of memory");
+    if (st == SQ_OK)
+        st = sq_checkpoint_write_json(output_dir, SQ_SENSITIVITY_REPORT, report);
+    json_decref(report);
+    return st;
 }
 
 sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_step *step_spec,
                                  sq_output_format format, const sq_model_config *cfg, const sq_checkpoint *source,
                                  const char *output_dir, sq_packed_layers *packed, json_t *step_result)
 {
-    int n = cfg->num_layers * SQ_LINEAR_COUNT;
+    /* the replaced tensors: every linear, and smoothquant's rescaled norms */
+    bool smoothing = step_spec->kind == SQ_STEP_SMOOTHQUANT;
+    int per_layer = SQ_LINEAR_COUNT + (smoothing ? SQ_NORM_COUNT : 0), n = cfg->num_layers * per_layer;
     char **names = calloc((size_t)n, sizeof *names);
     if (!names)
         return sq_fail(SQ_ERR_NOMEM, "out of memory");
     sq_status st = SQ_OK;
     for (int layer = 0; layer < cfg->num_layers && st == SQ_OK; layer++) {
-        for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
+        for (int i = 0; i < per_layer; i++) {
             char buf[160];
-            snprintf(buf, sizeof buf, "model.layers.%d.%s", layer, sq_linear_name(i));
-            names[layer * SQ_LINEAR_COUNT + i] = strdup(buf);
-            if (!names[layer * SQ_LINEAR_COUNT + i])
+            snprintf(buf, sizeof buf, "model.layers.%d.%s", layer,
+                     i < SQ_LINEAR_COUNT ? sq_linear_name(i) : sq_norm_name((sq_norm_id)(i - SQ_LINEAR_COUNT)));
+            names[layer * per_layer + i] = strdup(buf);
+            if (!names[layer * per_layer + i])
                 st = sq_fail(SQ_ERR_NOMEM, "out of memory");
         }
     }
@@ -365,7 +442,6 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
                            .packed = packed};
     bool pruning = is_pruning(step_spec->kind), sparse_output = pruning;
     json_t *extra_config = NULL;
-    const char *const extra_files[] = {SPARSITY_REPORT};
     sparsity_origin origin = {0};
     if (pruning)
         origin = (sparsity_origin){.method = sq_step_kind_name(step_spec->kind),
@@ -375,22 +451,35 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
         st = quantized_sparsity(step_spec, source, &origin, &extra_config, &sparse_output);
     if (st == SQ_OK && sparse_output)
         st = write_sparsity_files(&src, &origin, output_dir, step_result, &extra_config);
-    sq_quant_options joint = sq_sparse_joint_quant_options(&step_spec->sparse);
+    sq_quant_options joint = sq_sparse_joint_quant_options(&step_spec->sparse), mixed = step_spec->quant;
     const sq_quant_options *quant = pruning ? &joint : &step_spec->quant;
     bool dense_form = pruning && step_spec->sparse.bits == 0;
+    sq_bit_plan plan = {0};
+    if (st == SQ_OK && !pruning && step_spec->quant.avg_bits > 0) {
+        st = mixed_widths(journal, step, step_spec, cfg, output_dir, &plan);
+        mixed.bits = sq_bit_plan_base_bits(&plan);
+        quant = &mixed;
+    }
+    const char *extra_files[2];
+    int n_extra_files = 0;
+    if (sparse_output)
+        extra_files[n_extra_files++] = SPARSITY_REPORT;
+    if (plan.bits)
+        extra_files[n_extra_files++] = SQ_SENSITIVITY_REPORT;
     if (st == SQ_OK && !dense_form && format != SQ_OUTPUT_GPTQ)
-        st = record_quantization(format, quant, &extra_config);
+        st = record_quantization(format, step_spec, quant, (const char *const *)names, plan.bits, n, &extra_config);
     if (st == SQ_OK && (dense_form || format != SQ_OUTPUT_GPTQ)) {
         sq_dense_checkpoint_request req = {.source = source,
                                            .linears = (const char *const *)names,
                                            .n_linears = n,
                                            .get_linear = dense_form                 ? dense_linear
                                                          : format == SQ_OUTPUT_DENSE ? dequantized_linear
+                                                         : smoothing                 ? int_quantized_linear
                                                                                      : compressed_linear,
                                            .ctx = &src,
                                            .extra_config = extra_config,
-                                           .extra_files = sparse_output ? extra_files : NULL,
-                                           .n_extra_files = sparse_output ? 1 : 0};
+                                           .extra_files = extra_files,
+                                           .n_extra_files = n_extra_files};
         st = sq_dense_checkpoint_write(&req, output_dir);
     } else if (st == SQ_OK) {
         sq_gptq_checkpoint_request req = {.source = source,
@@ -399,12 +488,14 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
                                           .get_linear = packed_linear,
                                           .ctx = &src,
                                           .options = quant,
+                                          .linear_bits = plan.bits,
                                           .extra_config = extra_config,
-                                          .extra_files = sparse_output ? extra_files : NULL,
-                                          .n_extra_files = sparse_output ? 1 : 0,
+                                          .extra_files = extra_files,
+                                          .n_extra_files = n_extra_files,
                                           .method = sq_step_kind_name(step_spec->kind)};
         st = sq_gptq_checkpoint_write(&req, output_dir);
     }
+    sq_bit_plan_free(&plan);
     json_decref(extra_config);
     json_decref(origin.pattern);
     json_decref(origin.input_config);

@@ -42,16 +42,17 @@ void sq_linear_tensors_take_dense(sq_linear_tensors *tensors, sq_dense_weights *
     memset(dense, 0, sizeof *dense);
 }
 
-/* The tensors replacing source tensor t (a linear's weight); a ".weight" among them
- * must keep t's dtype and shape. */
+/* The tensors replacing source tensor t (a linear's weight, or a rescaled norm); a ".weight"
+ * among them must keep t's shape, and its dtype unless it holds integer codes (int-quantized). */
 static sq_status linear_tensors(const sq_dense_checkpoint_request *req, const sq_st_tensor *t, int linear,
                                 sq_linear_tensors *out)
 {
     SQ_TRY(req->get_linear(req->ctx, req->linears[linear], out));
     for (int k = 0; k < out->n; k++) {
         const sq_linear_tensor *r = &out->t[k];
+        bool same_shape = r->ndim == t->ndim && r->shape[0] == t->shape[0] && (r->ndim == 1 || r->shape[1] == t->shape[1]);
         if (strcmp(r->suffix, ".weight") == 0 &&
-            (t->ndim != 2 || r->dtype != t->dtype || r->shape[0] != t->shape[0] || r->shape[1] != t->shape[1]))
+            (!same_shape || (r->dtype != t->dtype && sq_dtype_is_float(r->dtype))))
             return sq_fail(SQ_ERR_MISMATCH, "%s: new weights are %s [%lld, %lld], the source tensor is %s with %d dims",
                            t->name, sq_dtype_name(r->dtype), (long long)r->shape[0], (long long)r->shape[1],
                            sq_dtype_name(t->dtype), t->ndim);
@@ -96,13 +97,13 @@ static void shard_build_free(shard_build *b)
 }
 
 /* Writes shard `shard` to `path` and records each tensor's file (file_name) in weight_map. */
-static sq_status write_shard(const sq_dense_checkpoint_request *req, const int *shard_of, int shard, const char *path,
-                             const char *file_name, json_t *weight_map, uint64_t *total_bytes)
+static sq_status write_shard(const sq_dense_checkpoint_request *req, const int *shard_of, int shard, bool last,
+                             const char *path, const char *file_name, json_t *weight_map, uint64_t *total_bytes)
 {
     int n = sq_checkpoint_tensor_count(req->source), count = 0;
     for (int i = 0; i < n; i++)
         count += shard_of[i] == shard;
-    size_t max_entries = (size_t)count * SQ_LINEAR_TENSORS_MAX + 1;
+    size_t max_entries = (size_t)count * SQ_LINEAR_TENSORS_MAX + 1 + (size_t)req->n_extra_tensors;
     shard_build b = {.entries = calloc(max_entries, sizeof *b.entries),
                      .names = calloc(max_entries, sizeof *b.names),
                      .replaced = calloc((size_t)count + 1, sizeof *b.replaced),
@@ -127,6 +128,10 @@ static sq_status write_shard(const sq_dense_checkpoint_request *req, const int *
             if (st == SQ_OK)
                 st = add_entry(&b, t->name, "", t->dtype, t->ndim, t->shape, b.kept[item].data);
         }
+    }
+    for (int k = 0; last && k < req->n_extra_tensors && st == SQ_OK; k++) {
+        const sq_st_entry *e = &req->extra_tensors[k];
+        st = add_entry(&b, e->name, "", e->dtype, e->ndim, e->shape, e->data);
     }
     for (int k = 0; k < b.n_entries && st == SQ_OK; k++) {
         const sq_st_entry *e = &b.entries[k];
@@ -188,7 +193,7 @@ sq_status sq_dense_checkpoint_write(const sq_dense_checkpoint_request *req, cons
         files[n_files] = strdup(name);
         char *path = files[n_files] ? sq_path_join(out_dir, files[n_files]) : NULL;
         n_files++;
-        st = path ? write_shard(req, shard_of, s, path, files[n_files - 1], weight_map, &total_bytes) : sq_fail(SQ_ERR_NOMEM, "out of memory");
+        st = path ? write_shard(req, shard_of, s, s == n_shards - 1, path, files[n_files - 1], weight_map, &total_bytes) : sq_fail(SQ_ERR_NOMEM, "out of memory");
         if (st != SQ_OK)
             sq_fail_context(st, "writing %s/%s", out_dir, name);
         free(path);

@@ -7,6 +7,7 @@
  *  - the "compressed-tensors" output format supplies weight_packed,
  *    weight_scale, weight_shape and weight_zero_point
  *    (coordinator/assemble_compressed.h).
+ * A linear's name may also name a norm (smoothquant's rescaled norms, "<norm>.weight" 1-D).
  * Shards of at most 4 GiB (by source size) with model.safetensors.index.json
  * when one file would be larger; config.json is the source's plus the caller's
  * extra entries (sparsity_config, quantization records); tokenizer files
@@ -54,6 +55,8 @@ typedef struct {
     const char *const *extra_files; /* files the caller already wrote into out_dir, for the manifest */
     int n_extra_files;
     uint64_t max_shard_bytes;       /* 0: 4 GiB */
+    const sq_st_entry *extra_tensors; /* added to the last shard (a kv_cache step's scales), or NULL */
+    int n_extra_tensors;
 } sq_dense_checkpoint_request;
 
 sq_status sq_dense_checkpoint_write(const sq_dense_checkpoint_request *req, const char *out_dir);

@@ -2,6 +2,7 @@
  * pack-quantized tensors, and the config records of both (see assemble_formats.h). */
 #include "coordinator/assemble_formats.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +124,56 @@ sq_status sq_compressed_linear(const sq_quant_result *res, const char *name, sq_
     return st;
 }
 
+sq_status sq_int_quantized_linear(const sq_quant_result *res, const char *name, sq_dtype source_dtype,
+                                  sq_linear_tensors *out)
+{
+    memset(out, 0, sizeof *out);
+    if (res->bits != 8 || !res->sym || res->ngroups != 1)
+        return sq_fail(SQ_ERR_UNSUPPORTED, "%s: int-quantized output holds 8-bit symmetric per-channel weights, not "
+                       "%d-bit %s with %d groups", name, res->bits, res->sym ? "symmetric" : "asymmetric", res->ngroups);
+    SQ_TRY(check_grids(res, name));
+    int rows = res->rows, cols = res->cols;
+    sq_dtype scale_dtype = source_dtype == SQ_DTYPE_F32 ? SQ_DTYPE_F32 : SQ_DTYPE_F16;
+    sq_status st = alloc_tensor(out, name, ".weight", SQ_DTYPE_I8, 2, rows, cols);
+    if (st == SQ_OK)
+        st = alloc_tensor(out, name, ".weight_scale", scale_dtype, 2, rows, 1);
+    float *scales = st == SQ_OK ? malloc((size_t)rows * sizeof *scales + 1) : NULL;
+    if (st == SQ_OK && !scales)
+        st = sq_fail(SQ_ERR_NOMEM, "%s: out of memory", name);
+    for (int r = 0; st == SQ_OK && r < rows; r++) {
+        int8_t *row = (int8_t *)out->t[0].data + (size_t)r * cols;
+        for (int c = 0; c < cols; c++)
+            row[c] = (int8_t)((int)res->codes[(size_t)r * cols + c] - 128);
+        scales[r] = grid_scale(res, r, 0);
+    }
+    if (st == SQ_OK)
+        st = sq_convert_from_f32(out->t[1].data, scale_dtype, scales, (size_t)rows);
+    free(scales);
+    if (st != SQ_OK)
+        sq_linear_tensors_free(out);
+    return st;
+}
+
+/* One config_groups entry's quantization arguments (compressed-tensors' QuantizationArgs). */
+static json_t *quantization_args(int bits, bool sym, const char *strategy, json_t *group_size, json_t *actorder,
+                                 bool dynamic)
+{
+    return json_pack("{s:i, s:s, s:b, s:s, s:o, s:o, s:b, s:o, s:n}", "num_bits", bits, "type", "int", "symmetric", sym,
+                     "strategy", strategy, "group_size", group_size, "actorder", actorder, "dynamic", dynamic,
+                     "observer", dynamic ? json_null() : json_string("minmax"), "block_structure");
+}
+
+json_t *sq_int_quantized_config(const sq_quant_options *opt, int act_bits)
+{
+    json_t *weights = quantization_args(opt->bits, opt->sym, "channel", json_null(), json_null(), false);
+    json_t *inputs = quantization_args(act_bits, true, "token", json_null(), json_null(), true);
+    return json_pack("{s:s, s:s, s:s, s:{s:{s:[s], s:o, s:o, s:n, s:s}}, s:[s], s:n, s:n}", "quant_method",
+                     "compressed-tensors", "format", "int-quantized", "quantization_status", "compressed",
+                     "config_groups", "group_0", "targets", "Linear", "weights", weights, "input_activations", inputs,
+                     "output_activations", "format", "int-quantized", "ignore", "lm_head", "kv_cache_scheme",
+                     "global_compression_ratio");
+}
+
 static json_t *compressed_sparsity(const json_t *sparsity)
 {
     const json_t *pattern = json_object_get(sparsity, "pattern");
@@ -135,11 +186,9 @@ static json_t *compressed_sparsity(const json_t *sparsity)
 json_t *sq_compressed_quantization_config(const sq_quant_options *opt, const json_t *sparsity)
 {
     bool grouped = opt->group_size > 0;
-    json_t *weights = json_pack("{s:i, s:s, s:b, s:s, s:o, s:o, s:b, s:s, s:n}", "num_bits", opt->bits, "type", "int",
-                                "symmetric", opt->sym, "strategy", grouped ? "group" : "channel", "group_size",
-                                grouped ? json_integer(opt->group_size) : json_null(), "actorder",
-                                opt->desc_act ? json_string("weight") : json_null(), "dynamic", 0, "observer",
-                                "minmax", "block_structure");
+    json_t *weights = quantization_args(opt->bits, opt->sym, grouped ? "group" : "channel",
+                                        grouped ? json_integer(opt->group_size) : json_null(),
+                                        opt->desc_act ? json_string("weight") : json_null(), false);
     json_t *config = json_pack("{s:s, s:s, s:s, s:{s:{s:[s], s:o, s:n, s:n, s:s}}, s:[s], s:n, s:n}", "quant_method",
                                "compressed-tensors", "format", "pack-quantized", "quantization_status", "compressed",
                                "config_groups", "group_0", "targets", "Linear", "weights", weights,
@@ -148,4 +197,27 @@ json_t *sq_compressed_quantization_config(const sq_quant_options *opt, const jso
     if (sparsity)
         json_object_set_new(config, "sparsity_config", compressed_sparsity(sparsity));
     return config;
+}
+
+sq_status sq_compressed_groups_by_width(json_t *config, const char *const *linears, const int *bits, int n)
+{
+    json_t *groups = json_object_get(config, "config_groups");
+    json_t *scheme = json_object_get(groups, "group_0");
+    json_t *by_width = json_object();
+    if (!scheme || !by_width)
+        return sq_fail(SQ_ERR_ARG, "compressed-tensors config: no config_groups.group_0 to split by width");
+    for (int k = 0; k < n; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "group_%d", bits[k]);
+        json_t *group = json_object_get(by_width, name);
+        if (!group) {
+            group = json_deep_copy(scheme);
+            json_object_set_new(group, "targets", json_array());
+            json_object_set_new(json_object_get(group, "weights"), "num_bits", json_integer(bits[k]));
+            json_object_set_new(by_width, name, group);
+        }
+        json_array_append_new(json_object_get(group, "targets"), json_string(linears[k]));
+    }
+    json_object_set_new(config, "config_groups", by_width);
+    return SQ_OK;
 }

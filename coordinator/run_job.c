@@ -12,6 +12,7 @@
 #include "coordinator/assemble.h"
 #include "coordinator/calibration_windows.h"
 #include "coordinator/job_storage.h"
+#include "coordinator/kv_cache_step.h"
 #include "coordinator/validate_job.h"
 #include "core/fileio.h"
 #include "core/log.h"
@@ -21,6 +22,7 @@
 #include "model/config.h"
 #include "model/corpus.h"
 #include "model/forward.h"
+#include "model/kv_cache_request.h"
 #include "model/perplexity.h"
 #include "store/stage.h"
 #include "store/uri.h"
@@ -28,6 +30,7 @@
 #include "lora/eval.h"
 #include "lora/qlora_step.h"
 #include "worker/calibrate.h"
+#include "worker/fault.h"
 
 typedef struct {
     const sq_job_spec *spec;
@@ -217,7 +220,10 @@ static sq_status eval_on_rank0(job_state *js, int step)
     bool model_open = false;
     int32_t *ids = NULL;
     size_t n = 0;
-    char *data = NULL;
+    char *data = NULL, *scales_path = NULL;
+    sq_kv_cache_request kv_rq = {.scales = ev->kv_cache_scales, .dtype = ev->kv_cache_dtype,
+                                 .kivi_bits = ev->kv_cache_kivi};
+    sq_kv_cache kv = {0};
     sq_status st;
     SQ_TRY(sq_job_model_open(&js->io, js->model_dir, &source));
     const sq_model_config cfg = source.cfg;
@@ -228,11 +234,24 @@ static sq_status eval_on_rank0(job_state *js, int step)
         model_open = true;
     }
     sq_perplexity_options opt = {.seqlen = ev->seqlen, .max_windows = ev->max_windows, .kv_cache_bits = ev->kv_cache_bits,
-                                 .progress_seconds = SQ_PROGRESS_SECONDS};
+                                 .act_bits = ev->act_bits, .progress_seconds = SQ_PROGRESS_SECONDS};
     sq_perplexity_result r;
-    if (js->adapter_dir && ev->kv_cache_bits)
-        SQ_TRY_GOTO(st, sq_fail(SQ_ERR_UNSUPPORTED, "steps[%d].eval.kv_cache_bits: not supported with an adapter", step),
+    if (js->adapter_dir && (ev->kv_cache_bits || ev->act_bits || sq_kv_cache_requested(&kv_rq)))
+        SQ_TRY_GOTO(st, sq_fail(SQ_ERR_UNSUPPORTED, "steps[%d].eval.%s: not supported with an adapter", step,
+                                ev->kv_cache_bits ? "kv_cache_bits"
+                                : ev->act_bits    ? "act_bits"
+                                : ev->kv_cache_kivi ? "kv_cache_kivi"
+                                                    : "kv_cache_scales"),
                     done);
+    if (sq_kv_cache_requested(&kv_rq)) {
+        if (kv_rq.scales && strcmp(kv_rq.scales, "model") != 0) {
+            SQ_TRY_GOTO(st, sq_job_stage_data(&js->io, kv_rq.scales, &scales_path), done);
+            kv_rq.scales = scales_path;
+        }
+        SQ_TRY_GOTO(st, sq_kv_cache_open(&kv, &kv_rq, source.local_dir, source.ckpt, &cfg), done);
+        opt.kv_cache = &kv;
+        kv_rq.scales = ev->kv_cache_scales; /* the metrics name the spec's URI */
+    }
     if (js->adapter_dir)
         SQ_TRY_GOTO(st, sq_lora_eval_adapter(js->adapter_dir, &cfg, source.ckpt, ids, n, ev->seqlen, ev->max_windows, &r,
                                              NULL), done);
@@ -243,6 +262,10 @@ static sq_status eval_on_rank0(job_state *js, int step)
     json_t *metrics = json_pack("{s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:i}", "model", js->model_dir, "data", ev->data,
                                 "seqlen", ev->seqlen, "windows", r.windows, "tokens", (json_int_t)r.tokens, "nll",
                                 r.nll, "ppl", r.ppl, "kv_cache_bits", ev->kv_cache_bits);
+    if (metrics)
+        json_object_set_new(metrics, "act_bits", json_integer(ev->act_bits));
+    if (sq_kv_cache_requested(&kv_rq))
+        sq_kv_cache_request_describe(&kv_rq, &kv, metrics);
     char name[64];
     snprintf(name, sizeof name, "step%d_metrics.json", step);
     st = write_metrics(&js->journal, name, metrics);
@@ -250,11 +273,47 @@ static sq_status eval_on_rank0(job_state *js, int step)
         st = record_step(js, step, metrics);
     json_decref(metrics);
 done:
+    sq_kv_cache_free(&kv);
     if (model_open)
         sq_model_close(&model);
     sq_job_model_close(&source);
     free(ids);
     free(data);
+    free(scales_path);
+    return st;
+}
+
+/* kv_cache on every rank: static KV scales calibrated on the windows; rank 0 writes the model with them. */
+static sq_status run_kv_cache_step(job_state *js, int step)
+{
+    sq_job_model source;
+    SQ_TRY(sq_comm_all_ok(sq_job_model_open(&js->io, js->model_dir, &source)));
+    char *output = NULL, *output_dir = NULL;
+    json_t *result = json_object();
+    sq_status st = result ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "out of memory");
+    if (js->comm->rank == 0 && st == SQ_OK)
+        st = step_output(js, step, &output);
+    if (js->comm->rank == 0 && st == SQ_OK)
+        st = sq_job_output_dir(&js->io, output, &output_dir);
+    SQ_TRY_GOTO(st, agree_with_rank0(js->comm, st, "preparing the kv_cache output"), done);
+    sq_kv_cache_job job = {.spec = js->spec, .step = step, .comm = js->comm, .cfg = &source.cfg,
+                           .ckpt = source.ckpt, .samples = js->samples, .output_dir = output_dir, .result = result};
+    st = sq_kv_cache_step_run(&job);
+    sq_status mine = st;
+    if (js->comm->rank == 0 && mine == SQ_OK)
+        mine = sq_job_publish_output(&js->io, output_dir, output);
+    if (js->comm->rank == 0 && mine == SQ_OK) {
+        sq_fault_point("kv-cache-before-journal", step);
+        json_object_set_new(result, "output", json_string(output));
+        mine = record_step(js, step, result);
+        if (mine == SQ_OK)
+            sq_log_info("step %d kv_cache: model with KV scales written to %s", step, output);
+    }
+    st = agree_with_rank0(js->comm, mine, "writing the kv_cache output");
+done:
+    json_decref(result);
+    free(output), free(output_dir);
+    sq_job_model_close(&source);
     return st;
 }
 
@@ -312,7 +371,7 @@ static sq_status check_steps_runnable(const sq_job_spec *spec)
         if (kind == SQ_STEP_QLORA && sq_uri_is_s3(spec->output_uri) && step + 1 < spec->n_steps)
             return sq_fail(SQ_ERR_UNSUPPORTED, "%s: steps[%d]: an eval step after qlora needs a local output_uri "
                            "(run shardq eval --adapter on the pulled adapter)", spec->name, step + 1);
-        if (!sq_calibration_runs(kind) && kind != SQ_STEP_EVAL && kind != SQ_STEP_QLORA)
+        if (!sq_calibration_runs(kind) && kind != SQ_STEP_EVAL && kind != SQ_STEP_QLORA && kind != SQ_STEP_KV_CACHE)
             return sq_fail(SQ_ERR_UNSUPPORTED, "%s: steps[%d]: %s is not implemented yet", spec->name, step,
                            sq_step_kind_name(kind));
     }
@@ -334,7 +393,8 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
                           "validating the job");
     bool needs_samples = false;
     for (int step = 0; step < spec->n_steps; step++)
-        needs_samples = needs_samples || sq_calibration_needs_samples(spec->steps[step].kind);
+        needs_samples = needs_samples || sq_calibration_needs_samples(&spec->steps[step]) ||
+                        spec->steps[step].kind == SQ_STEP_KV_CACHE;
     if (st == SQ_OK && needs_samples)
         st = calibration_samples(&js, &js.samples);
     if (st != SQ_OK) {
@@ -367,6 +427,8 @@ sq_status sq_run_job(const sq_job_spec *spec, const sq_comm *comm)
             st = run_calibration_step(&js, step);
         } else if (kind == SQ_STEP_QLORA) {
             st = run_qlora_step(&js, step);
+        } else if (kind == SQ_STEP_KV_CACHE) {
+            st = run_kv_cache_step(&js, step);
         } else { /* eval: check_steps_runnable let nothing else through */
             sq_status mine = comm->rank == 0 ? eval_on_rank0(&js, step) : SQ_OK;
             st = agree_with_rank0(comm, mine, "eval");

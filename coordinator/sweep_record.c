@@ -16,7 +16,7 @@
 static void step_quantization(const sq_step *step, int *bits, int *group_size)
 {
     *bits = 0, *group_size = 0;
-    if (step->kind == SQ_STEP_RTN || step->kind == SQ_STEP_GPTQ)
+    if (step->kind == SQ_STEP_RTN || step->kind == SQ_STEP_GPTQ || step->kind == SQ_STEP_SMOOTHQUANT)
         *bits = step->quant.bits, *group_size = step->quant.group_size;
     else if (step->kind == SQ_STEP_SPARSEGPT && step->sparse.bits > 0)
         *bits = step->sparse.bits, *group_size = step->sparse.group_size;
@@ -24,13 +24,14 @@ static void step_quantization(const sq_step *step, int *bits, int *group_size)
 
 static bool produces_model(sq_step_kind kind) { return kind != SQ_STEP_EVAL && kind != SQ_STEP_QLORA; }
 
-/* Bits per weight of one decoder layer's linears: codes plus an fp16 scale and a bits-wide zero per
- * group of group_size inputs (-1: one group per row), or the source dtype's width (bits 0). */
-static double layer_bits(const sq_model_config *cfg, int bits, int group_size)
+/* Bits per weight of one decoder layer's linears, each at widths[linear]: codes plus an fp16 scale and
+ * a bits-wide zero per group of group_size inputs (-1: one group per row), or the source dtype's width
+ * (width 0). */
+static double layer_bits(const sq_model_config *cfg, const int widths[SQ_LINEAR_COUNT], int group_size)
 {
     double stored = 0, weights = 0;
     for (int id = 0; id < SQ_LINEAR_COUNT; id++) {
-        int in, out;
+        int in, out, bits = widths[id];
         sq_linear_shape(cfg, (sq_linear_id)id, &in, &out);
         double n = (double)in * (double)out;
         weights += n;
@@ -43,6 +44,17 @@ static double layer_bits(const sq_model_config *cfg, int bits, int group_size)
         }
     }
     return weights > 0 ? stored / weights : 0;
+}
+
+/* Layer `layer`'s widths: each linear's "bits" in a mixed-precision output's sensitivity_report.json
+ * (`report`, or NULL), else `bits` for all. */
+static void layer_widths(const json_t *report, int layer, int bits, int widths[SQ_LINEAR_COUNT])
+{
+    json_t *linears = json_object_get(report, "linears");
+    for (int id = 0; id < SQ_LINEAR_COUNT; id++) {
+        json_t *width = json_object_get(json_array_get(linears, (size_t)layer * SQ_LINEAR_COUNT + id), "bits");
+        widths[id] = json_is_integer(width) ? (int)json_integer_value(width) : bits;
+    }
 }
 
 /* Sum of the sizes of every object under `uri`. */
@@ -143,18 +155,33 @@ static sq_status add_model(const sq_job_spec *spec, sq_store *store, const char 
     json_error_t jerr;
     json_t *report = text ? json_loadb(text, len, 0, &jerr) : NULL; /* its layers' "achieved", when present */
     free(text);
-    double per_layer = layer_bits(&cfg, bits, group_size);
+    st = read_object(store, model_uri, "sensitivity_report.json", &text, &len);
+    if (st != SQ_OK) {
+        json_decref(report);
+        return st;
+    }
+    json_t *widths_report = text ? json_loadb(text, len, 0, &jerr) : NULL; /* mixed precision's widths */
+    free(text);
     json_t *report_layers = json_object_get(report, "layers");
     json_t *layers = json_array();
+    double total = 0, first = 0;
     for (int layer = 0; layer < cfg.num_layers; layer++) {
+        int widths[SQ_LINEAR_COUNT];
+        layer_widths(widths_report, layer, bits, widths);
+        double per_layer = layer_bits(&cfg, widths, group_size);
         json_t *counted = json_object_get(json_array_get(report_layers, (size_t)layer), "achieved");
         json_array_append_new(layers, json_pack("{s:i, s:f, s:f}", "layer", layer, "bits", per_layer, "sparsity",
                                                 json_is_number(counted) ? json_number_value(counted) : 0.0));
+        total += per_layer;
+        first = layer == 0 ? per_layer : first;
     }
     json_decref(report);
-    json_object_set_new(record, "bits", bits ? json_integer(bits) : json_null());
+    bool uniform = bits && !widths_report;
+    json_decref(widths_report);
+    json_object_set_new(record, "bits", uniform ? json_integer(bits) : json_null());
     json_object_set_new(record, "group_size", bits ? json_integer(group_size) : json_null());
-    json_object_set_new(record, "avg_bits", json_real(per_layer));
+    /* every layer alike unless mixed precision chose widths per linear */
+    json_object_set_new(record, "avg_bits", json_real(widths_report ? total / cfg.num_layers : first));
     json_object_set_new(record, "layers", layers);
     return SQ_OK;
 }

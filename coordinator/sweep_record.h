@@ -6,14 +6,15 @@
  *
  *   {"format": "shardq-sweep-record/1", "spec_sha256", "state_uri", "output_uri",
  *    "method": "sparsegpt+gptq" (the model-producing steps, "+"-joined; "none" for eval only),
- *    "bits": 4 | null, "group_size": 128 | null (the quantizing step's),
+ *    "bits": 4 | null, "group_size": 128 | null (the quantizing step's; bits null with mixed
+ *    precision, whose widths per linear come from the output's sensitivity_report.json),
  *    "avg_bits": bits per linear weight as the method represents it: the codes plus an fp16
  *                scale and a bits-wide zero per group (per-channel: one group per row); the source
  *                dtype's width when nothing quantized,
  *    "sparsity": the achieved fraction of zeros in the linears (0 when nothing pruned),
  *    "output_bytes": bytes of every file of the output checkpoint (of the input model when no
  *                    step produces one),
- *    "evals": [{"step", "data", "seqlen", "windows", "tokens", "nll", "ppl", "kv_cache_bits"}],
+ *    "evals": [{"step", "data", "seqlen", "windows", "tokens", "nll", "ppl", "kv_cache_bits", "act_bits"}],
  *    "phases": [{"step", "kind", "wall_s", "cpu_s"}]  (seconds of the run that finished the
  *               step; CPU time is rank 0's process, all threads; on the CUDA backend the wall
  *               time is the GPU-bound time: kernels are not timed separately),

@@ -20,7 +20,7 @@ static sq_status check_calibration_step(const sq_job_spec *spec, int step, const
     const sq_step *s = &spec->steps[step];
     char at[64];
     snprintf(at, sizeof at, "steps[%d].%s", step, sq_step_kind_name(s->kind));
-    bool pruning = s->kind != SQ_STEP_GPTQ && s->kind != SQ_STEP_RTN;
+    bool pruning = s->kind != SQ_STEP_GPTQ && s->kind != SQ_STEP_RTN && s->kind != SQ_STEP_SMOOTHQUANT;
     sq_quant_options joint;
     const sq_quant_options *quant = pruning ? NULL : &s->quant;
     if (pruning && s->sparse.bits > 0) {
@@ -112,7 +112,7 @@ sq_status sq_validate_job(sq_job_storage *io, const sq_job_spec *spec, int world
         if (sq_calibration_runs(kind)) {
             calibrates = true;
             st = check_calibration_step(spec, step, &model.cfg);
-            if (st == SQ_OK && sq_calibration_needs_samples(kind))
+            if (st == SQ_OK && sq_calibration_needs_samples(&spec->steps[step]))
                 st = check_seqlen("data.seqlen", spec->seqlen, &model.cfg);
         } else if (kind == SQ_STEP_QLORA) {
             st = check_qlora_step(io, spec, step, &model, !calibrates);
@@ -123,6 +123,12 @@ sq_status sq_validate_job(sq_job_storage *io, const sq_job_spec *spec, int world
             sq_object_info info; /* the data is read only after the steps before: it must exist now */
             if (st == SQ_OK && sq_store_head(io->store, spec->steps[step].eval.data, &info) != SQ_OK)
                 st = sq_fail_context(SQ_ERR_SPEC, "steps[%d].eval.data", step);
+            const char *scales = spec->steps[step].eval.kv_cache_scales;
+            if (st == SQ_OK && scales && strcmp(scales, "model") != 0 &&
+                sq_store_head(io->store, scales, &info) != SQ_OK)
+                st = sq_fail_context(SQ_ERR_SPEC, "steps[%d].eval.kv_cache_scales", step);
+        } else if (kind == SQ_STEP_KV_CACHE) {
+            st = check_seqlen("data.seqlen", spec->seqlen, &model.cfg);
         }
     }
     if (st == SQ_OK && calibrates) /* the dense weights a calibration reads (eval also reads GPTQ checkpoints) */

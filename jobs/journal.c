@@ -231,6 +231,28 @@ const char *sq_journal_checkpoint(const sq_journal *journal, int step, int *trai
     return json_string_value(json_object_get(c, "artifact"));
 }
 
+sq_status sq_journal_record_step_file(sq_journal *journal, int step, const char *key, const char *artifact,
+                                      const char *sha256)
+{
+    json_t *s = step_at(journal, step);
+    if (!s)
+        return sq_fail(SQ_ERR_ARG, "%s: no step %d", journal->path, step);
+    json_object_set_new(s, "status", json_string("running"));
+    if (!json_is_object(json_object_get(s, "files")))
+        json_object_set_new(s, "files", json_object());
+    json_object_set_new(json_object_get(s, "files"), key,
+                        json_pack("{s:s, s:s}", "artifact", artifact, "sha256", sha256));
+    return save(journal);
+}
+
+const char *sq_journal_step_file(const sq_journal *journal, int step, const char *key, const char **sha256)
+{
+    json_t *f = json_object_get(json_object_get(step_at(journal, step), "files"), key);
+    const char *artifact = json_string_value(json_object_get(f, "artifact"));
+    *sha256 = json_string_value(json_object_get(f, "sha256"));
+    return artifact && *sha256 ? artifact : NULL;
+}
+
 sq_status sq_journal_record_step(sq_journal *journal, int step, json_t *result)
 {
     json_t *s = step_at(journal, step);

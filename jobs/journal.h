@@ -9,6 +9,7 @@
  *               "result": {...},
  *               "wall_s": 12.5, "cpu_s": 20.1}],   (seconds rank 0 spent on the step in the run
  *                                                   that finished it; CPU: all its threads)
+ *               "files": {"sensitivity_report": {"artifact": "...", "sha256": "..."}},  (mixed precision)
  *    "push": {"store": URI, "name": "...", "version": "...", "uri": URI,
  *             "manifest_sha256": "..."},     once the push block's push is complete
  *    "holder": {"host": "...", "pid": N, "pid_start": N}}   while a run holds the job
@@ -87,6 +88,12 @@ sq_status sq_journal_record_checkpoint(sq_journal *journal, int step, int train_
                                        const char *sha256);
 /* The latest checkpoint of a training step: its artifact name (NULL when none), *train_step and *sha256. */
 const char *sq_journal_checkpoint(const sq_journal *journal, int step, int *train_step, const char **sha256);
+/* A file a step records beside its layers under `key` (mixed precision's "sensitivity_report"),
+ * its artifact already durable: steps[i].files.<key> = {"artifact", "sha256"}. */
+sq_status sq_journal_record_step_file(sq_journal *journal, int step, const char *key, const char *artifact,
+                                      const char *sha256);
+/* The artifact recorded under `key` (NULL when none) and its *sha256. */
+const char *sq_journal_step_file(const sq_journal *journal, int step, const char *key, const char **sha256);
 /* Forget layers >= from_layer of a step (an artifact failed its checksum). */
 sq_status sq_journal_truncate_layers(sq_journal *journal, int step, int from_layer);
 

@@ -23,7 +23,7 @@ static bool is_pruning(sq_step_kind kind)
 
 static bool quantizes(const sq_step *step)
 {
-    return step->kind == SQ_STEP_RTN || step->kind == SQ_STEP_GPTQ ||
+    return step->kind == SQ_STEP_RTN || step->kind == SQ_STEP_GPTQ || step->kind == SQ_STEP_SMOOTHQUANT ||
            (step->kind == SQ_STEP_SPARSEGPT && step->sparse.bits > 0);
 }
 
@@ -219,6 +219,8 @@ static void check_required_by_steps(sq_spec_errors *errs, json_t *root, const sq
         sq_step_kind kind = spec->steps[i].kind;
         json_t *options = json_object_get(json_array_get(json_object_get(root, "steps"), (size_t)i), "qlora");
         bool needs_calibration = kind == SQ_STEP_GPTQ || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA ||
+                                 kind == SQ_STEP_SMOOTHQUANT ||
+                                 kind == SQ_STEP_KV_CACHE ||
                                  (kind == SQ_STEP_QLORA && !json_object_get(options, "train_data"));
         if (needs_calibration && calibration_for < 0)
             calibration_for = i;
@@ -248,8 +250,8 @@ static void parse_output(sq_spec_errors *errs, json_t *root, sq_job_spec *spec, 
         return;
     spec->output_format = (sq_output_format)format;
     int last_model = -1;
-    for (int i = 0; i < spec->n_steps; i++)
-        if (parsed[i] && produces_model(spec->steps[i].kind))
+    for (int i = 0; i < spec->n_steps; i++) /* a kv_cache step keeps its input's format */
+        if (parsed[i] && produces_model(spec->steps[i].kind) && spec->steps[i].kind != SQ_STEP_KV_CACHE)
             last_model = i;
     if (format != SQ_OUTPUT_GPTQ && (last_model < 0 || !quantizes(&spec->steps[last_model])))
         sq_spec_error(errs, "output.format", "\"%s\" applies to a quantized output; the last step that produces a "
@@ -258,9 +260,39 @@ static void parse_output(sq_spec_errors *errs, json_t *root, sq_job_spec *spec, 
     for (int i = last_model + 1; i < spec->n_steps && format == SQ_OUTPUT_COMPRESSED_TENSORS; i++) {
         char at[SQ_SPEC_PATH_MAX];
         snprintf(at, sizeof at, "steps[%d]", i);
+        if (parsed[i] && spec->steps[i].kind == SQ_STEP_KV_CACHE)
+            sq_spec_error(errs, at, "kv_cache reads gptq and dense checkpoints, not the compressed-tensors output: "
+                          "use a \"dense\" or \"gptq\" output");
         if (parsed[i] && spec->steps[i].kind == SQ_STEP_EVAL)
             sq_spec_error(errs, at, "eval reads gptq and dense checkpoints, not the compressed-tensors output: "
                           "evaluate a \"dense\" output instead");
+    }
+}
+
+/* smoothquant writes its smoothed norms and W8A8 linears as compressed-tensors int-quantized
+ * (8-bit weights and activations only) or as dense dequantized weights, not as GPTQ v1. */
+static void check_smoothquant_output(sq_spec_errors *errs, const sq_job_spec *spec, const bool *parsed)
+{
+    for (int i = 0; i < spec->n_steps; i++) {
+        const sq_step *step = &spec->steps[i];
+        if (!parsed[i] || step->kind != SQ_STEP_SMOOTHQUANT)
+            continue;
+        char at[SQ_SPEC_PATH_MAX];
+        if (spec->output_format == SQ_OUTPUT_GPTQ)
+            sq_spec_error(errs, "output.format", "steps[%d] (smoothquant) writes \"compressed-tensors\" (int-quantized "
+                          "W8A8) or \"dense\", not GPTQ v1: set \"output\": {\"format\": ...}", i);
+        if (spec->output_format != SQ_OUTPUT_COMPRESSED_TENSORS)
+            continue;
+        if (step->quant.bits != 8) {
+            snprintf(at, sizeof at, "steps[%d].smoothquant.bits", i);
+            sq_spec_error(errs, at, "%d; compressed-tensors int-quantized W8A8 holds 8-bit weights: use 8, or "
+                          "\"output\": {\"format\": \"dense\"}", step->quant.bits);
+        }
+        if (step->smooth.act_bits != 8) {
+            snprintf(at, sizeof at, "steps[%d].smoothquant.act_bits", i);
+            sq_spec_error(errs, at, "%d; compressed-tensors int-quantized W8A8 declares 8-bit activations: use 8, or "
+                          "\"output\": {\"format\": \"dense\"}", step->smooth.act_bits);
+        }
     }
 }
 
@@ -295,6 +327,7 @@ static void parse_document(sq_spec_errors *errs, json_t *root, const char *origi
         fill_dependent_defaults(errs, root, spec, parsed);
         check_required_by_steps(errs, root, spec, parsed);
         parse_output(errs, root, spec, parsed);
+        check_smoothquant_output(errs, spec, parsed);
     }
     free(parsed);
 }

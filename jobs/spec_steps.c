@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const step_names[] = {"rtn", "gptq", "sparsegpt", "wanda", "magnitude", "qlora", "eval", NULL};
+static const char *const step_names[] = {"rtn",  "gptq",        "sparsegpt", "wanda", "magnitude", "qlora",
+                                          "eval", "smoothquant", "kv_cache",  NULL};
 
 static const char *const lora_modules[] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                            "gate_proj", "up_proj", "down_proj", NULL};
@@ -40,20 +41,67 @@ static void read_group_size(sq_spec_errors *errs, json_t *obj, const char *path,
     *out = v;
 }
 
+/* avg_bits and candidate_bits (mixed precision, quant/mixed_precision.h). */
+static void parse_mixed_bits(sq_spec_errors *errs, json_t *obj, const char *path, sq_quant_options *q)
+{
+    char at[SQ_SPEC_PATH_MAX];
+    json_t *list = json_object_get(obj, "candidate_bits");
+    if (list) {
+        sq_spec_path(at, path, "candidate_bits");
+        bool seen[9] = {false};
+        size_t i, n = json_is_array(list) ? json_array_size(list) : 0;
+        json_t *v;
+        bool ok = n > 0 && n <= 4;
+        json_array_foreach(list, i, v) {
+            json_int_t b = json_is_integer(v) ? json_integer_value(v) : 0;
+            if (b != 2 && b != 3 && b != 4 && b != 8)
+                ok = false;
+            else if (seen[b])
+                ok = false;
+            else
+                seen[b] = true;
+        }
+        if (!ok) {
+            sq_spec_error(errs, at, "must be a non-empty list of distinct widths from 2,3,4,8");
+        } else {
+            q->n_candidates = 0;
+            for (int b = 2; b <= 8; b++)
+                if (seen[b])
+                    q->candidate_bits[q->n_candidates++] = b;
+        }
+    }
+    if (!json_object_get(obj, "avg_bits")) {
+        if (list)
+            sq_spec_error(errs, at, "applies only with avg_bits");
+        return;
+    }
+    sq_spec_number(errs, obj, path, "avg_bits", 2, true, 8, true, "must be a number in [2, 8]", &q->avg_bits);
+    if (json_object_get(obj, "bits")) {
+        sq_spec_path(at, path, "bits");
+        sq_spec_error(errs, at, "give bits or avg_bits, not both");
+    }
+    int lo = q->candidate_bits[0], hi = q->candidate_bits[q->n_candidates - 1];
+    if (q->avg_bits > 0 && (q->avg_bits < lo || q->avg_bits > hi)) {
+        sq_spec_path(at, path, "avg_bits");
+        sq_spec_error(errs, at, "%g is outside the candidate widths' range [%d, %d]", q->avg_bits, lo, hi);
+    }
+}
+
 static void parse_quant(sq_spec_errors *errs, json_t *obj, const char *path, sq_step_kind kind,
                         sq_quant_options *q)
 {
-    static const char *const rtn_keys[] = {"bits", "group_size", "sym", NULL};
+    static const char *const rtn_keys[] = {"bits", "group_size", "sym", "avg_bits", "candidate_bits", NULL};
     static const char *const gptq_keys[] = {"bits", "group_size", "sym", "desc_act", "static_groups",
                                             "damp_percent", "block_size", "true_sequential",
-                                            "preserve_sparsity", NULL};
+                                            "preserve_sparsity", "avg_bits", "candidate_bits", NULL};
     *q = (sq_quant_options){.bits = 4, .group_size = 128, .sym = true, .desc_act = false,
                             .static_groups = false, .damp_percent = 0.01, .block_size = 128,
-                            .true_sequential = true};
+                            .true_sequential = true, .candidate_bits = {2, 3, 4, 8}, .n_candidates = 4};
     sq_spec_check_keys(errs, obj, path, kind == SQ_STEP_GPTQ ? gptq_keys : rtn_keys);
     sq_spec_int_choice(errs, obj, path, "bits", quant_bits, 4, "2,3,4,8", &q->bits);
     read_group_size(errs, obj, path, &q->group_size);
     sq_spec_bool(errs, obj, path, "sym", &q->sym);
+    parse_mixed_bits(errs, obj, path, q);
     if (kind != SQ_STEP_GPTQ)
         return;
     sq_spec_bool(errs, obj, path, "desc_act", &q->desc_act);
@@ -245,10 +293,15 @@ static void parse_lora(sq_spec_errors *errs, json_t *obj, const char *path, sq_l
 
 static void parse_eval(sq_spec_errors *errs, json_t *obj, const char *path, sq_eval_options *e)
 {
-    static const char *const keys[] = {"data", "format", "seqlen", "max_windows", "kv_cache_bits", NULL};
+    static const char *const keys[] = {"data",           "format",          "seqlen",        "max_windows",
+                                       "kv_cache_bits",  "act_bits",        "kv_cache_scales", "kv_cache_dtype",
+                                       "kv_cache_kivi",  NULL};
+    static const char *const kv_dtypes[] = {"int8", "fp8", NULL};
+    static const int kivi_bits[] = {0, 2, 4};
     static const char *const formats[] = {"text", "token_ids", NULL};
     static const int kv_bits[] = {0, 2, 3, 4, 8};
-    int format = 0;
+    static const int act_bits[] = {0, 4, 8};
+    int format = 0, kv_dtype = -1;
     *e = (sq_eval_options){.data = NULL, .seqlen = 0, .max_windows = 0, .kv_cache_bits = 0};
     sq_spec_check_keys(errs, obj, path, keys);
     if (sq_spec_require(errs, obj, path, "data"))
@@ -258,15 +311,62 @@ static void parse_eval(sq_spec_errors *errs, json_t *obj, const char *path, sq_e
     sq_spec_int(errs, obj, path, "seqlen", 1, INT_MAX, "must be a positive integer", &e->seqlen);
     sq_spec_int(errs, obj, path, "max_windows", 0, INT_MAX, "must be a non-negative integer", &e->max_windows);
     sq_spec_int_choice(errs, obj, path, "kv_cache_bits", kv_bits, 5, "0 (off),2,3,4,8", &e->kv_cache_bits);
+    sq_spec_int_choice(errs, obj, path, "act_bits", act_bits, 3, "0 (off),4,8", &e->act_bits);
+    sq_spec_string(errs, obj, path, "kv_cache_scales", &e->kv_cache_scales);
+    if (sq_spec_choice(errs, obj, path, "kv_cache_dtype", kv_dtypes, &kv_dtype))
+        e->kv_cache_dtype = strdup(kv_dtypes[kv_dtype]);
+    sq_spec_int_choice(errs, obj, path, "kv_cache_kivi", kivi_bits, 3, "0 (off),2,4", &e->kv_cache_kivi);
+    char at[SQ_SPEC_PATH_MAX];
+    if (e->kv_cache_dtype && !e->kv_cache_scales) {
+        sq_spec_path(at, path, "kv_cache_dtype");
+        sq_spec_error(errs, at, "needs \"kv_cache_scales\"");
+    }
+    if ((e->kv_cache_bits > 0) + (e->kv_cache_scales != NULL) + (e->kv_cache_kivi > 0) > 1)
+        sq_spec_error(errs, path, "at most one of kv_cache_bits, kv_cache_scales and kv_cache_kivi");
+}
+
+/* smoothquant: alpha, weight bits (per channel, symmetric) and the activation bits. */
+static void parse_smoothquant(sq_spec_errors *errs, json_t *obj, const char *path, sq_quant_options *q,
+                              sq_smooth_options *s)
+{
+    static const char *const keys[] = {"alpha", "bits", "act_bits", NULL};
+    static const int act_bits[] = {4, 8};
+    *q = (sq_quant_options){.bits = 8, .group_size = -1, .sym = true, .true_sequential = false};
+    *s = (sq_smooth_options){.alpha = 0.5, .act_bits = 8};
+    sq_spec_check_keys(errs, obj, path, keys);
+    sq_spec_number(errs, obj, path, "alpha", 0, true, 1, true, "must be a number in [0, 1]", &s->alpha);
+    sq_spec_int_choice(errs, obj, path, "bits", quant_bits, 4, "2,3,4,8", &q->bits);
+    sq_spec_int_choice(errs, obj, path, "act_bits", act_bits, 2, "4,8", &s->act_bits);
+}
+
+/* "rtn, gptq, ...": every step name, for messages. */
+static void step_name_list(char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int k = 0; step_names[k] && used < size; k++)
+        used += (size_t)snprintf(out + used, size - used, "%s%s", k ? ", " : "", step_names[k]);
+}
+
+static void parse_kv_cache(sq_spec_errors *errs, json_t *obj, const char *path, sq_kv_calibration_options *kv)
+{
+    static const char *const keys[] = {"dtype", "strategy", NULL};
+    static const char *const dtypes[] = {"int8", "fp8", NULL}; /* kn_kv_format order */
+    static const char *const strategies[] = {"attn_head", "tensor", NULL};
+    int dtype = KN_KV_FP8, strategy = 0;
+    sq_spec_check_keys(errs, obj, path, keys);
+    sq_spec_choice(errs, obj, path, "dtype", dtypes, &dtype);
+    sq_spec_choice(errs, obj, path, "strategy", strategies, &strategy);
+    *kv = (sq_kv_calibration_options){.format = (kn_kv_format)dtype, .per_head = strategy == 0};
 }
 
 bool sq_spec_parse_step(sq_spec_errors *errs, json_t *value, int index, sq_step *step)
 {
-    char path[SQ_SPEC_PATH_MAX];
+    char path[SQ_SPEC_PATH_MAX], names[256];
+    step_name_list(names, sizeof names);
     snprintf(path, sizeof path, "steps[%d]", index);
     if (!json_is_object(value) || json_object_size(value) != 1) {
-        sq_spec_error(errs, path, "a step is an object with exactly one key "
-                                  "(rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)");
+        sq_spec_error(errs, path, "a step is an object with exactly one key (%s)", names);
         return false;
     }
     const char *name = json_object_iter_key(json_object_iter(value));
@@ -278,7 +378,7 @@ bool sq_spec_parse_step(sq_spec_errors *errs, json_t *value, int index, sq_step 
     char at[SQ_SPEC_PATH_MAX];
     sq_spec_path(at, path, name);
     if (kind < 0) {
-        sq_spec_error(errs, at, "unknown step (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)");
+        sq_spec_error(errs, at, "unknown step (%s)", names);
         return false;
     }
     if (!json_is_object(options)) {
@@ -294,6 +394,8 @@ bool sq_spec_parse_step(sq_spec_errors *errs, json_t *value, int index, sq_step 
     case SQ_STEP_MAGNITUDE: parse_sparse(errs, options, at, step->kind, &step->sparse); break;
     case SQ_STEP_QLORA: parse_lora(errs, options, at, &step->lora); break;
     case SQ_STEP_EVAL: parse_eval(errs, options, at, &step->eval); break;
+    case SQ_STEP_SMOOTHQUANT: parse_smoothquant(errs, options, at, &step->quant, &step->smooth); break;
+    case SQ_STEP_KV_CACHE: parse_kv_cache(errs, options, at, &step->kv_cache); break;
     }
     return true;
 }
@@ -311,6 +413,8 @@ void sq_spec_free_step(sq_step *step)
         free(step->lora.eval_data);
     } else if (step->kind == SQ_STEP_EVAL) {
         free(step->eval.data);
+        free(step->eval.kv_cache_scales);
+        free(step->eval.kv_cache_dtype);
     }
     memset(step, 0, sizeof *step);
 }

@@ -24,6 +24,7 @@
 
 #include "core/dtype.h"
 #include "core/status.h"
+#include "kernels/kv_cache_grid.h" /* kn_kv_format */
 
 /* ---- backend and memory ------------------------------------------------ */
 
@@ -102,6 +103,29 @@ sq_status kn_cross_entropy(float *nll, const float *logits, const int32_t *targe
  * used to simulate a quantized KV cache. */
 sq_status kn_fake_quantize_rows(float *x, int rows, int dim, int bits);
 
+/* Per-token symmetric fake quantization in place (the dynamic int activations of a W8A8
+ * model, simulated): each row of `dim` gets scale = max|x| / qmax, qmax = 2^(bits-1) - 1,
+ * and x := scale * clamp(round_half_even(x / scale), -qmax - 1, qmax); a zero row stays.
+ * bits 2..16. */
+sq_status kn_fake_quantize_tokens(float *x, int rows, int dim, int bits);
+/* A quantized KV cache with static scales (kernels/kv_cache_grid.h has the exact
+ * arithmetic): x [rows, heads*head_dim] in place, head h divided by scales[h]
+ * (device [heads]), rounded onto the grid, multiplied back. KN_KV_INT8: round half
+ * to even, clamped to [-128, 127]. KN_KV_FP8: fp8 e4m3 (e4m3fn: 4 exponent bits,
+ * bias 7, 3 mantissa bits, no infinities), round to nearest even, saturating at ±448. */
+sq_status kn_kv_quantize_static(float *x, const float *scales, int rows, int heads, int head_dim,
+                                kn_kv_format format);
+
+/* absmax (device [heads]) := max(absmax[h], max over rows and d of |x[r, h*head_dim + d]|):
+ * the calibration of static KV scales (a max: the same bits in any order). */
+sq_status kn_kv_head_absmax(float *absmax, const float *x, int rows, int heads, int head_dim);
+
+/* KIVI's keys: x [batch*seq, channels] fake-quantized per channel over blocks of
+ * `group` consecutive tokens of each sequence (asymmetric min/max grid of `bits`, the
+ * arithmetic of kn_fake_quantize_rows); the last seq % group tokens of each sequence,
+ * an unfinished block, are left in full precision as KIVI keeps them. */
+sq_status kn_kv_quantize_channel_groups(float *x, int batch, int seq, int channels, int group, int bits);
+
 /* ---- calibration: Hessians and solves ---------------------------------- */
 
 /* H[cols,cols] = beta * H + alpha * Xᵀ X for X[rows, cols] (full, exactly symmetric result).
@@ -126,6 +150,12 @@ sq_status kn_column_sq_norms(float *norms, const float *X, int rows, int cols, f
 
 /* Diagonal of A[n,n] into diag (device). */
 sq_status kn_diagonal(float *diag, const float *A, int n);
+
+/* SmoothQuant's ranges and folding: colmax[c] = max(colmax[c], max_r |X[r,c]|) for X[rows, cols]
+ * (a running maximum: start from zeros; exact in any order, so independent of how rows are split);
+ * and W[r, c] *= s[c] for W[rows, cols]. */
+sq_status kn_column_abs_max(float *colmax, const float *X, int rows, int cols);
+sq_status kn_scale_columns(float *W, const float *s, int rows, int cols);
 
 /* Prepare a Hessian for GPTQ/SparseGPT as the reference does: columns whose H_ii
  * is 0 are dead (H_ii := 1, W[:, i] := 0); then H_ii += damp for every i.
@@ -278,6 +308,9 @@ sq_status kn_ce_chunk_backward(float *logits, const float *lse, const int32_t *t
 /* *sum (device double) += Σ x[i]², summed in index order in double (a fixed order,
  * for the global gradient norm). */
 sq_status kn_sum_squares(double *sum, const float *x, size_t n);
+/* *sum (device double) += Σ x[i]·y[i], in the order of kn_sum_squares (which is this with y = x;
+ * the Hessian-weighted errors of quant/mixed_precision.c). */
+sq_status kn_sum_products(double *sum, const float *x, const float *y, size_t n);
 /* x[i] *= s. */
 sq_status kn_scale(float *x, float s, size_t n);
 

@@ -145,7 +145,9 @@ sq_status sq_model_sequence_nll(sq_model *m, const int32_t *ids, int n_seqs, int
     int micro = micro_batch_size(cfg, opt ? opt->micro_batch : 0, n_seqs, seq);
     if ((long)micro * seq > INT32_MAX)
         return sq_fail(SQ_ERR_ARG, "model forward: micro-batch of %d x %d tokens is too large", micro, seq);
-    sq_layer_options layer_opt = {.kv_cache_bits = opt ? opt->kv_cache_bits : 0};
+    sq_layer_options layer_opt = {.kv_cache_bits = opt ? opt->kv_cache_bits : 0,
+                                  .act_bits = opt ? opt->act_bits : 0,
+                                  .kv_cache = opt ? opt->kv_cache : NULL};
 
     float *x = NULL;
     sq_layer_scratch scratch = {0};

@@ -35,6 +35,8 @@ void sq_model_close(sq_model *m);
 typedef struct {
     int micro_batch;   /* sequences pushed through a layer at once (0: as many as fit 1 GiB of scratch) */
     int kv_cache_bits; /* 0: exact attention; else simulated quantized KV cache (see sq_layer_options) */
+    int act_bits;      /* 0: exact; else per-token fake-quantized linear inputs (see sq_layer_options) */
+    const struct sq_kv_cache *kv_cache; /* NULL, or another KV cache treatment (model/kv_cache.h) */
     int logits_chunk_rows; /* rows per LM-head call (0: as many as fit 128 MiB of logits) */
     /* Called after each layer has taken every sequence (layers_done of num_layers), or NULL. */
     void (*on_layer)(void *ctx, int layers_done, int num_layers);

@@ -9,6 +9,7 @@
 #include "kernels/kernels.h"
 #include "model/device_tensor.h"
 #include "model/gptq_reader.h"
+#include "model/kv_cache.h"
 
 static const char *const linear_names[SQ_LINEAR_COUNT] = {
     "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -208,6 +209,8 @@ static sq_status run_stage(const sq_layer_weights *w, const sq_model_config *cfg
             SQ_TRY(kn_fake_quantize_rows(s->k, rows * kv_heads, head_dim, kv_bits));
             SQ_TRY(kn_fake_quantize_rows(s->v, rows * kv_heads, head_dim, kv_bits));
         }
+        if (opt && opt->kv_cache)
+            SQ_TRY(sq_kv_cache_apply(opt->kv_cache, w->index, s->k, s->v, batch, seq, kv_heads, head_dim));
         return kn_attention(out, s->q, s->k, s->v, batch, seq, heads, kv_heads, head_dim);
     case SQ_STAGE_MLP_INPUT:
         SQ_TRY(run_linear(w, SQ_LINEAR_O, s->out, in, batch, seq, opt));
@@ -245,7 +248,14 @@ sq_status sq_layer_forward(const sq_layer_weights *w, const sq_model_config *cfg
     SQ_TRY(check_rows(s, batch, seq));
     /* each stage's output is the next one's input: normed -> attn -> normed -> gate -> x */
     float *io[SQ_STAGE_COUNT + 1] = {NULL, s->normed, s->attn, s->normed, s->gate, NULL};
-    for (int stage = 0; stage < SQ_STAGE_COUNT; stage++)
+    /* the width of each stage's input: what the linears of that stage read */
+    const int width[SQ_STAGE_COUNT] = {0, cfg->hidden_size, cfg->num_heads * cfg->head_dim, cfg->hidden_size,
+                                       cfg->intermediate_size};
+    const int act_bits = opt ? opt->act_bits : 0;
+    for (int stage = 0; stage < SQ_STAGE_COUNT; stage++) {
+        if (act_bits > 0 && io[stage])
+            SQ_TRY(kn_fake_quantize_tokens(io[stage], batch * seq, width[stage], act_bits));
         SQ_TRY(run_stage(w, cfg, (sq_layer_stage_id)stage, x, io[stage], io[stage + 1], batch, seq, s, opt));
+    }
     return SQ_OK;
 }

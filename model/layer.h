@@ -73,7 +73,10 @@ typedef struct {
     sq_linear_hook hook; /* may be NULL */
     void *hook_ctx;
     int kv_cache_bits; /* 0: exact; else keys (after RoPE) and values are fake-quantized per token and head */
+    const struct sq_kv_cache *kv_cache; /* NULL, or static scales, KIVI or calibration (model/kv_cache.h) */
     int pos0;          /* position of the first token of every sequence */
+    int act_bits;      /* 0: exact; else every linear's input is fake-quantized per token, symmetric
+                          (kn_fake_quantize_tokens): simulated dynamic int activations of a W8A8 model */
 } sq_layer_options;
 
 /* x [batch*seq, hidden] is the residual stream, updated in place. batch*seq must be <= s->max_rows. */

@@ -54,6 +54,8 @@ sq_status sq_perplexity(sq_model *m, const int32_t *ids, size_t n_ids, const sq_
         return sq_fail(SQ_ERR_NOMEM, "perplexity: cannot allocate NLL for %d windows", per_pass);
     pass_progress progress = {.total_windows = windows, .seqlen = seqlen, .every = opt->progress_seconds};
     sq_forward_options fopt = {.micro_batch = opt->micro_batch, .kv_cache_bits = opt->kv_cache_bits,
+                               .act_bits = opt->act_bits,
+                               .kv_cache = opt->kv_cache,
                                .logits_chunk_rows = opt->logits_chunk_rows, .on_layer = on_layer,
                                .on_layer_ctx = &progress};
     double sum = 0.0, t_start = sq_now_seconds();

@@ -19,6 +19,8 @@ typedef struct {
     int windows_per_pass; /* windows streamed through the layers together (0: a memory-bounded default) */
     int micro_batch;      /* windows per layer call inside a pass (0: as many as fit 1 GiB of scratch) */
     int kv_cache_bits;    /* 0: exact; else simulated quantized KV cache */
+    int act_bits;         /* 0: exact; else every decoder linear's input fake-quantized per token (W8A8's A8) */
+    const struct sq_kv_cache *kv_cache; /* NULL, or static scales / KIVI (model/kv_cache.h) */
     int logits_chunk_rows; /* rows per LM-head call (0: as many as fit 128 MiB of logits) */
     /* Progress: after each layer of a pass, a line once this many seconds have passed since the
      * last line (0: after every layer), so that long windows are never silent for long; and a

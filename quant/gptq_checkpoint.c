@@ -33,6 +33,11 @@ static int ngroups_for(const sq_quant_options *opt, int in)
     return opt->group_size > 0 ? (in + opt->group_size - 1) / opt->group_size : 1;
 }
 
+static int bits_of(const sq_gptq_checkpoint_request *req, int linear)
+{
+    return req->linear_bits ? req->linear_bits[linear] : req->options->bits;
+}
+
 static uint64_t packed_bytes(int out, int in, int bits, int ngroups)
 {
     return (uint64_t)in * bits / 32 * out * 4 + (uint64_t)ngroups * out * bits / 32 * 4 + (uint64_t)ngroups * out * 2 +
@@ -53,7 +58,7 @@ static sq_status make_plan(const sq_gptq_checkpoint_request *req, plan_item **it
                            req->linears[k], name);
         if (t->ndim != 2)
             return sq_fail(SQ_ERR_MISMATCH, "%s: '%s' is not a matrix", sq_checkpoint_dir(src), name);
-        SQ_TRY(sq_gptq_check_shape(req->linears[k], (int)t->shape[0], (int)t->shape[1], req->options->bits));
+        SQ_TRY(sq_gptq_check_shape(req->linears[k], (int)t->shape[0], (int)t->shape[1], bits_of(req, k)));
     }
     plan_item *items = calloc((size_t)(n ? n : 1), sizeof *items);
     if (!items)
@@ -67,7 +72,7 @@ static sq_status make_plan(const sq_gptq_checkpoint_request *req, plan_item **it
         it->linear = sq_checkpoint_linear_of(t->name, req->linears, req->n_linears);
         if (it->linear >= 0) {
             int out = (int)t->shape[0], in = (int)t->shape[1];
-            it->bytes = packed_bytes(out, in, req->options->bits, ngroups_for(req->options, in));
+            it->bytes = packed_bytes(out, in, bits_of(req, it->linear), ngroups_for(req->options, in));
         } else {
             it->bytes = sq_dtype_is_float(t->dtype) ? sq_st_numel(t) * 2 : t->nbytes;
         }
@@ -154,7 +159,7 @@ static sq_status to_f16(const sq_st_tensor *t, const void *data, shard_build *b,
 static sq_status add_linear(const sq_gptq_checkpoint_request *req, const sq_st_tensor *t, int linear, shard_build *b)
 {
     const char *name = req->linears[linear];
-    int out = (int)t->shape[0], in = (int)t->shape[1], bits = req->options->bits;
+    int out = (int)t->shape[0], in = (int)t->shape[1], bits = bits_of(req, linear);
     sq_gptq_packed *p = &b->packed[b->n_packed];
     SQ_TRY(req->get_linear(req->ctx, name, p));
     b->n_packed++;
@@ -233,12 +238,34 @@ json_t *sq_gptq_quantization_config(const sq_quant_options *opt)
                      opt->true_sequential, "checkpoint_format", "gptq");
 }
 
+json_t *sq_gptq_dynamic(const sq_quant_options *opt, const char *const *linears, const int *bits, int n)
+{
+    json_t *dynamic = json_object();
+    for (int k = 0; k < n; k++) {
+        if (bits[k] == opt->bits)
+            continue;
+        char key[1024] = "+:^";
+        size_t used = strlen(key);
+        for (const char *c = linears[k]; *c && used + 3 < sizeof key; c++) {
+            if (*c == '.')
+                key[used++] = '\\';
+            key[used++] = *c;
+        }
+        key[used++] = '$';
+        key[used] = '\0';
+        json_object_set_new(dynamic, key, json_pack("{s:i}", "bits", bits[k]));
+    }
+    return dynamic;
+}
+
 static sq_status write_configs(const sq_gptq_checkpoint_request *req, const char *out_dir)
 {
     json_t *config = NULL, *qc = NULL;
     sq_status st;
     SQ_TRY_GOTO(st, sq_checkpoint_load_config_json(sq_checkpoint_local_dir(req->source), &config), done);
     qc = sq_gptq_quantization_config(req->options);
+    if (req->linear_bits)
+        json_object_set_new(qc, "dynamic", sq_gptq_dynamic(req->options, req->linears, req->linear_bits, req->n_linears));
     json_object_set(config, "quantization_config", qc);
     /* The tensors are fp16 now: say so under the key(s) the input used ("dtype" from transformers 5). */
     bool has_dtype = json_object_get(config, "dtype") != NULL;

@@ -44,6 +44,9 @@ typedef struct {
     sq_gptq_linear_source get_linear;
     void *ctx;
     const sq_quant_options *options;  /* recorded in quantization_config */
+    const int *linear_bits;           /* per linear (mixed precision), or NULL: options->bits for all; the
+                                         widths other than options->bits go into quantization_config's
+                                         "dynamic" (sq_gptq_dynamic) */
     uint64_t max_shard_bytes;         /* 0: 512 MiB (shards are hashed in parallel for the manifest) */
     json_t *extra_config;             /* merged into config.json, or NULL */
     const char *const *extra_files;   /* files the caller already wrote into out_dir, for the manifest */
@@ -53,6 +56,11 @@ typedef struct {
 
 /* The "quantization_config" object above, for `opt` (new reference). */
 json_t *sq_gptq_quantization_config(const sq_quant_options *opt);
+
+/* GPTQModel's per-module overrides (as vLLM reads them: the first key whose regex, after its
+ * "+:" prefix, re.match-es a module's name applies): {"+:^model\\.layers\\.0\\.mlp\\.down_proj$":
+ * {"bits": 8}, ...} for each of the n linears whose width differs from opt->bits (new reference). */
+json_t *sq_gptq_dynamic(const sq_quant_options *opt, const char *const *linears, const int *bits, int n);
 
 /* Write the checkpoint into `out_dir` (created if needed). */
 sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const char *out_dir);

@@ -13,7 +13,14 @@ sq_status sq_output_format_check(sq_output_format format, const sq_quant_options
                        "%s: %s is [%d out, %d in] and the GPTQ v1 format packs both along 32-bit words (multiples "
                        "of 32 only): set \"output\": {\"format\": \"dense\"} or \"compressed-tensors\"",
                        where, linear, out, in);
-    if (format == SQ_OUTPUT_COMPRESSED_TENSORS && opt->bits != 4 && opt->bits != 8)
+    for (int c = 0; opt->avg_bits > 0 && format == SQ_OUTPUT_COMPRESSED_TENSORS && c < opt->n_candidates; c++)
+        if (opt->candidate_bits[c] != 4 && opt->candidate_bits[c] != 8)
+            return sq_fail(SQ_ERR_SPEC,
+                           "%s.candidate_bits: %d; compressed-tensors pack-quantized output (for %s) is written for 4 "
+                           "and 8 bits: set \"candidate_bits\": [4, 8], or \"output\": {\"format\": \"gptq\"} "
+                           "or \"dense\"",
+                           where, opt->candidate_bits[c], linear);
+    if (format == SQ_OUTPUT_COMPRESSED_TENSORS && opt->avg_bits <= 0 && opt->bits != 4 && opt->bits != 8)
         return sq_fail(SQ_ERR_SPEC,
                        "%s.bits: %d; compressed-tensors pack-quantized output (for %s) is written for 4 and 8 bits: "
                        "set \"output\": {\"format\": \"dense\"} or \"gptq\"",

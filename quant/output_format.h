@@ -6,7 +6,8 @@
  *  - "dense": dequantized weights in the source dtype, the quantization
  *    recorded in config.json (coordinator/assemble.h); any shape;
  *  - "compressed-tensors": vLLM's and llm-compressor's "pack-quantized"
- *    (coordinator/assemble_compressed.h); any shape, 4 or 8 bits, and groups
+ *    (coordinator/assemble_compressed.h); any shape, 4 or 8 bits (with mixed
+ *    precision: every candidate width), and groups
  *    that are contiguous runs of inputs (act-order only with static_groups:
  *    compressed-tensors 0.20 removed actorder "group", the g_idx form). */
 #ifndef SQ_QUANT_OUTPUT_FORMAT_H

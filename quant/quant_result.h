@@ -24,6 +24,11 @@ typedef struct {
     int block_size;        /* gptq only */
     bool true_sequential;  /* gptq only */
     bool preserve_sparsity;/* gptq only: keep the input's zeros (rtn keeps them anyway) */
+    double avg_bits;       /* > 0: mixed precision, per-linear bits from candidate_bits under this
+                              parameter-weighted average (quant/mixed_precision.h); `bits` then
+                              names the width most linears got */
+    int candidate_bits[4]; /* ascending, distinct, from 2,3,4,8 (default all four) */
+    int n_candidates;
 } sq_quant_options;
 
 typedef struct {

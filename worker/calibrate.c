@@ -1,8 +1,9 @@
-/* calibrate.c: the layer loop of a gptq, rtn, sparsegpt, wanda or magnitude
- * step (see calibrate.h): its entry, and the layer step every schedule runs —
- * statistics (Hessians of the linears' inputs) -> solve -> install. The
- * schedules are schedule_sequential.c and schedule_pipeline.c; the layer
- * artifacts layer_artifacts.c. */
+/* calibrate.c: the layer loop of a gptq, rtn, sparsegpt, wanda, magnitude or
+ * smoothquant step (see calibrate.h): its entry, and the layer step every
+ * schedule runs — statistics (Hessians of the linears' inputs) -> solve ->
+ * install (smoothquant's own layer step: smooth_layer.c). The schedules are
+ * schedule_sequential.c and schedule_pipeline.c; the layer artifacts
+ * layer_artifacts.c. */
 #include "worker/calibrate_internal.h"
 
 #include <stdio.h>
@@ -18,10 +19,7 @@
 #include "worker/signals.h"
 #include "worker/stacked_solve.h"
 
-/* Linears that read the same input share one Hessian. */
-typedef enum { INPUT_ATTN, INPUT_ATTN_OUT, INPUT_MLP, INPUT_MLP_OUT, INPUT_KINDS } input_kind;
-
-static input_kind input_of(int linear)
+input_kind calib_input_of(int linear)
 {
     switch (linear) {
     case SQ_LINEAR_Q:
@@ -82,7 +80,7 @@ static sq_status collect_stats(void *ctx, const char *linear_name, const float *
     int linear = linear_by_name(linear_name);
     if (linear < 0)
         return sq_fail(SQ_ERR_ARG, "calibration hook: unknown linear %s", linear_name);
-    input_kind kind = input_of(linear);
+    input_kind kind = calib_input_of(linear);
     bool first_reader = linear == SQ_LINEAR_Q || linear == SQ_LINEAR_O || linear == SQ_LINEAR_GATE ||
                         linear == SQ_LINEAR_DOWN;
     if (hook->want[kind] && first_reader) {
@@ -114,7 +112,7 @@ static sq_status group_hessians(calib_state *cs, const float *X, int nseq, const
     stats_hook hook = {.hessians = hessians, .last_linear = group->linears[group->count - 1],
                        .seconds = &cs->phases.hessian};
     for (int i = 0; i < group->count; i++)
-        hook.want[input_of(group->linears[i])] = true;
+        hook.want[calib_input_of(group->linears[i])] = true;
     for (int k = 0; k < INPUT_KINDS; k++) {
         if (!hook.want[k])
             continue;
@@ -136,6 +134,35 @@ static sq_status group_hessians(calib_state *cs, const float *X, int nseq, const
     return SQ_OK;
 }
 
+/* Sum the accumulated Hessians over ranks (when shared) and form H. */
+static sq_status finish_hessians(calib_state *cs, sq_hessian hessians[INPUT_KINDS], int nseq, bool shared)
+{
+    double t0 = phase_clock();
+    for (int k = 0; k < INPUT_KINDS; k++) {
+        if (!hessians[k].sum)
+            continue;
+        if (shared)
+            SQ_TRY(sq_comm_allreduce_sum_i64(hessians[k].sum, sq_hessian_sum_count(&hessians[k])));
+        SQ_TRY(sq_hessian_finish(&hessians[k], shared ? cs->job->spec->nsamples : nseq));
+    }
+    cs->phases.hessian += phase_clock() - t0;
+    return SQ_OK;
+}
+
+sq_status calib_layer_hessians(calib_state *cs, const float *X, int nseq, bool shared,
+                               sq_hessian hessians[INPUT_KINDS])
+{
+    linear_group all[4];
+    linear_groups(false, all);
+    memset(hessians, 0, INPUT_KINDS * sizeof *hessians);
+    double t0 = phase_clock(), hessian_before = cs->phases.hessian;
+    sq_status st = group_hessians(cs, X, nseq, &all[0], hessians); /* nseq 0: zero sums */
+    cs->phases.forward += phase_clock() - t0 - (cs->phases.hessian - hessian_before);
+    if (st == SQ_OK)
+        st = finish_hessians(cs, hessians, nseq, shared);
+    return st;
+}
+
 bool calib_keeps_group_inputs(const calib_state *cs)
 {
     return cs->true_sequential && cs->needs_samples;
@@ -153,11 +180,20 @@ static sq_status kept_group_hessians(calib_state *cs, float *X, int nseq, int g,
                                    cs->seqlen, cs->micro, &cs->scratch, &input));
     double t1 = phase_clock();
     cs->phases.forward += t1 - t0;
-    input_kind kind = input_of(group->linears[0]);
+    input_kind kind = calib_input_of(group->linears[0]);
     SQ_TRY(sq_hessian_init(&hessians[kind], cs->model.layer.linear[group->linears[0]].in_features));
     SQ_TRY(sq_hessian_add(&hessians[kind], input, nseq * cs->seqlen, nseq));
     cs->phases.hessian += phase_clock() - t1;
     return SQ_OK;
+}
+
+/* The options a linear is quantized with: the step's, at its own width under mixed precision. */
+static sq_quant_options linear_options(const calib_state *cs, int layer, int linear)
+{
+    sq_quant_options opt = *cs->opt;
+    if (cs->bit_plan.bits)
+        opt.bits = cs->bit_plan.bits[layer * SQ_LINEAR_COUNT + linear];
+    return opt;
 }
 
 /* The dtype the output checkpoint keeps a pruned linear in: the source tensor's. */
@@ -189,8 +225,9 @@ static sq_status solve_into(calib_state *cs, int layer, int linear, float *W, co
     sq_quant_result *res = &out->linear[linear];
     float *H = NULL;
     sq_status st = SQ_OK;
+    sq_quant_options rtn = cs->kind == SQ_STEP_RTN ? linear_options(cs, layer, linear) : (sq_quant_options){0};
     switch (cs->kind) { /* gptq: solve_group, stacked */
-    case SQ_STEP_RTN: st = sq_rtn_quantize(W, rows, cols, cs->opt, res); break;
+    case SQ_STEP_RTN: st = sq_rtn_quantize(W, rows, cols, &rtn, res); break;
     case SQ_STEP_SPARSEGPT:
         SQ_TRY_GOTO(st, hessian_copy(h, &H), done);
         st = sq_sparsegpt_solve(W, H, rows, cols, cs->sparse, cs->sparse->bits > 0 ? res : NULL);
@@ -226,47 +263,61 @@ done:
     return st;
 }
 
-/* The rank that solves `linear` of a group. gptq solves the linears that share an
- * input as one stack, always the same stack whatever the rank count (so a linear
- * gets the same bits on any number of ranks), on the owner of the stack's first linear. */
+/* The linears of `group` solved as one stack with `linear`, in group order: gptq stacks
+ * those that read the same input at the same width; other steps solve each alone. */
+static int stack_of(const calib_state *cs, int layer, const linear_group *group, int linear,
+                    int stack[SQ_LINEAR_COUNT])
+{
+    if (cs->kind != SQ_STEP_GPTQ) {
+        stack[0] = linear;
+        return 1;
+    }
+    int n = 0, bits = linear_options(cs, layer, linear).bits;
+    for (int i = 0; i < group->count; i++) {
+        int other = group->linears[i];
+        if (calib_input_of(other) == calib_input_of(linear) && linear_options(cs, layer, other).bits == bits)
+            stack[n++] = other;
+    }
+    return n;
+}
+
+/* The rank that solves `linear` of a group: the owner of its stack's first linear, the
+ * same stack whatever the rank count (so a linear gets the same bits on any number of ranks). */
 static int solve_owner(const calib_state *cs, int layer, const linear_group *group, int linear, bool shared)
 {
     if (!shared)
         return cs->rank;
-    int first = linear;
-    for (int i = 0; cs->kind == SQ_STEP_GPTQ && i < group->count; i++)
-        if (input_of(group->linears[i]) == input_of(linear)) {
-            first = group->linears[i];
-            break;
-        }
-    return sq_plan_solve_owner(cs->job->plan, layer, first);
+    int stack[SQ_LINEAR_COUNT];
+    stack_of(cs, layer, group, linear, stack);
+    return sq_plan_solve_owner(cs->job->plan, layer, stack[0]);
 }
 
-/* Solve this rank's linears of a group (see solve_owner). */
+/* Solve this rank's stacks of a group (see stack_of, solve_owner). */
 static sq_status solve_group(calib_state *cs, int layer, const linear_group *group, const sq_hessian *hessians,
                              bool shared, sq_layer_results *out)
 {
-    for (int k = 0; k < INPUT_KINDS; k++) {
-        int mine[SQ_LINEAR_COUNT], n = 0;
-        for (int i = 0; i < group->count; i++) {
-            int linear = group->linears[i];
-            if (input_of(linear) == (input_kind)k && solve_owner(cs, layer, group, linear, shared) == cs->rank)
-                mine[n++] = linear;
-        }
-        if (n > 0 && cs->kind == SQ_STEP_GPTQ) {
-            sq_status st = sq_solve_gptq_stacked(&cs->model.layer, mine, n, &hessians[k], cs->opt, out);
+    for (int i = 0; i < group->count; i++) {
+        int stack[SQ_LINEAR_COUNT], linear = group->linears[i];
+        int n = stack_of(cs, layer, group, linear, stack);
+        if (stack[0] != linear || solve_owner(cs, layer, group, linear, shared) != cs->rank)
+            continue;
+        const sq_hessian *h = &hessians[calib_input_of(linear)];
+        if (cs->kind == SQ_STEP_GPTQ) {
+            sq_quant_options opt = linear_options(cs, layer, linear);
+            sq_status st = sq_solve_gptq_stacked(&cs->model.layer, stack, n, h, &opt, out);
             if (st != SQ_OK)
-                return sq_fail_context(st, "layer %d %s", layer, sq_linear_name(mine[0]));
+                return sq_fail_context(st, "layer %d %s", layer, sq_linear_name(linear));
             continue;
         }
-        for (int i = 0; i < n; i++)
-            SQ_TRY(solve_linear(cs, layer, mine[i], &hessians[k], out));
+        SQ_TRY(solve_linear(cs, layer, linear, h, out));
     }
     return SQ_OK;
 }
 
 sq_status calib_quantize_layer(calib_state *cs, int layer, float *X, int nseq, bool shared, sq_layer_results *out)
 {
+    if (cs->kind == SQ_STEP_SMOOTHQUANT)
+        return calib_smooth_layer(cs, layer, X, nseq, shared, out);
     linear_group groups[4];
     int ngroups = linear_groups(cs->true_sequential, groups);
     out->form = cs->form;
@@ -282,18 +333,8 @@ sq_status calib_quantize_layer(calib_state *cs, int layer, float *X, int nseq, b
             cs->phases.forward += phase_clock() - t0 - (cs->phases.hessian - hessian_before);
             SQ_TRY_GOTO(st, st, group_done);
         }
-        if (cs->needs_samples) {
-            double t0 = phase_clock();
-            for (int k = 0; k < INPUT_KINDS; k++) {
-                if (!hessians[k].sum)
-                    continue;
-                if (shared)
-                    SQ_TRY_GOTO(st, sq_comm_allreduce_sum_i64(hessians[k].sum, sq_hessian_sum_count(&hessians[k])),
-                                group_done);
-                SQ_TRY_GOTO(st, sq_hessian_finish(&hessians[k], shared ? cs->job->spec->nsamples : nseq), group_done);
-            }
-            cs->phases.hessian += phase_clock() - t0;
-        }
+        if (cs->needs_samples)
+            SQ_TRY_GOTO(st, finish_hessians(cs, hessians, nseq, shared), group_done);
         double solve_start = phase_clock();
         SQ_TRY_GOTO(st, solve_group(cs, layer, &groups[g], hessians, shared, out), group_done);
         for (int i = 0; i < groups[g].count; i++) {
@@ -371,12 +412,19 @@ sq_status calib_alloc_activations(calib_state *cs, int nseq, float **X)
 bool sq_calibration_runs(sq_step_kind kind)
 {
     return kind == SQ_STEP_GPTQ || kind == SQ_STEP_RTN || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA ||
-           kind == SQ_STEP_MAGNITUDE;
+           kind == SQ_STEP_MAGNITUDE || kind == SQ_STEP_SMOOTHQUANT;
 }
 
-bool sq_calibration_needs_samples(sq_step_kind kind)
+/* Whether the layer loop reads Hessians of calibration activations. */
+static bool layers_need_samples(sq_step_kind kind)
 {
-    return kind == SQ_STEP_GPTQ || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA;
+    return kind == SQ_STEP_GPTQ || kind == SQ_STEP_SPARSEGPT || kind == SQ_STEP_WANDA || kind == SQ_STEP_SMOOTHQUANT;
+}
+
+bool sq_calibration_needs_samples(const sq_step *step)
+{
+    bool mixed = (step->kind == SQ_STEP_GPTQ || step->kind == SQ_STEP_RTN) && step->quant.avg_bits > 0;
+    return layers_need_samples(step->kind) || mixed;
 }
 
 sq_status sq_calibrate(const sq_calibration *job)
@@ -388,15 +436,17 @@ sq_status sq_calibrate(const sq_calibration *job)
     cs.kind = step->kind;
     if (!sq_calibration_runs(cs.kind))
         return sq_fail(SQ_ERR_UNSUPPORTED,
-                       "steps[%d]: calibration runs gptq, rtn, sparsegpt, wanda and magnitude steps, not %s",
+                       "steps[%d]: calibration runs gptq, rtn, sparsegpt, wanda, magnitude and smoothquant steps, "
+                       "not %s",
                        job->step, sq_step_kind_name(cs.kind));
-    bool pruning = cs.kind != SQ_STEP_GPTQ && cs.kind != SQ_STEP_RTN;
+    bool pruning = cs.kind != SQ_STEP_GPTQ && cs.kind != SQ_STEP_RTN && cs.kind != SQ_STEP_SMOOTHQUANT;
     cs.opt = pruning ? NULL : &step->quant;
     cs.sparse = pruning ? &step->sparse : NULL;
+    cs.smooth = cs.kind == SQ_STEP_SMOOTHQUANT ? &step->smooth : NULL;
     cs.true_sequential = !pruning && step->quant.true_sequential;
     cs.form = pruning && !(cs.kind == SQ_STEP_SPARSEGPT && step->sparse.bits > 0) ? SQ_LAYER_DENSE
                                                                                   : SQ_LAYER_QUANTIZED;
-    cs.needs_samples = sq_calibration_needs_samples(cs.kind);
+    cs.needs_samples = layers_need_samples(cs.kind);
     cs.rank = job->comm->rank;
     cs.world = job->comm->world_size;
     cs.seqlen = job->spec->seqlen;
@@ -420,6 +470,7 @@ sq_status sq_calibrate(const sq_calibration *job)
         goto done;
     }
     SQ_TRY_GOTO(st, sq_comm_bcast_host(cs.done, (size_t)job->cfg->num_layers * sizeof *cs.done, 0), done);
+    SQ_TRY_GOTO(st, calib_plan_bits(&cs), done);
     st = job->spec->mode == SQ_PARALLEL_PIPELINE ? calib_run_pipeline(&cs) : calib_run_sequential(&cs);
     if (st == SQ_OK && cs.rank == 0)
         sq_log_info("step %d %s phases (rank 0): load %.2fs, forward %.2fs, hessian %.2fs, solve %.2fs, write %.2fs",
@@ -430,6 +481,7 @@ done:
     sq_group_inputs_free(&cs.group_inputs);
     sq_layer_scratch_free(&cs.scratch);
     sq_model_close(&cs.model);
+    sq_bit_plan_free(&cs.bit_plan);
     free(cs.done);
     return st;
 }

@@ -29,6 +29,7 @@
 #include "jobs/spec.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "quant/mixed_precision.h"
 #include "worker/comm.h"
 #include "worker/packed_layers.h"
 
@@ -44,14 +45,19 @@ typedef struct {
     sq_packed_layers *packed;   /* rank 0, or NULL: each quantized layer also packed here for the assembly */
 } sq_calibration;
 
-/* Whether a step kind runs through sq_calibrate, and whether it needs calibration samples. */
+/* Whether a step kind runs through sq_calibrate, and whether a step needs calibration samples
+ * (gptq, sparsegpt, wanda; rtn too with avg_bits, for its sensitivities). */
 bool sq_calibration_runs(sq_step_kind kind);
-bool sq_calibration_needs_samples(sq_step_kind kind);
+bool sq_calibration_needs_samples(const sq_step *step);
 
 /* Run the step's layer loop. On success every layer is recorded in the journal
  * (rank 0). SQ_ERR_INTERRUPTED when a stop signal arrived (all ranks stop at the
  * same layer boundary, the journal is consistent). */
 sq_status sq_calibrate(const sq_calibration *job);
+
+/* A mixed-precision step's bit plan as recorded in its journal (*found false when not yet):
+ * the report's errors and widths into `plan`, allocated for the model and step options. */
+sq_status sq_read_sensitivity_report(const sq_journal *journal, int step, sq_bit_plan *plan, bool *found);
 
 /* The artifact name of a layer of a step ("step0/layer_003.safetensors"). */
 void sq_calibration_artifact_name(int step, int layer, char *out, size_t size);

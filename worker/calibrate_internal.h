@@ -13,6 +13,8 @@
 #include "kernels/kernels.h"
 #include "model/forward.h"
 #include "model/layer.h"
+#include "quant/hessian.h"
+#include "quant/mixed_precision.h"
 #include "worker/background_task.h"
 #include "worker/calibrate.h"
 #include "worker/group_inputs.h"
@@ -34,6 +36,7 @@ typedef struct {
     const sq_calibration *job;
     const sq_quant_options *opt;     /* gptq, rtn */
     const sq_sparse_options *sparse; /* sparsegpt, wanda, magnitude */
+    const sq_smooth_options *smooth; /* smoothquant (its weights: opt) */
     sq_step_kind kind;
     bool needs_samples;   /* gptq, sparsegpt, wanda: Hessians from calibration activations; rtn, magnitude: weights only */
     bool true_sequential; /* solve the linears group by group (gptq's option) */
@@ -47,11 +50,20 @@ typedef struct {
     sq_background_task saver;     /* rank 0, sequential mode: the artifact of the layer before */
     struct layer_save *pending;   /* what `saver` is writing */
     bool *done;         /* per layer: a verified artifact exists */
+    sq_bit_plan bit_plan; /* mixed precision (avg_bits): each linear's width; bit_plan.bits NULL otherwise */
     double started;
     phase_seconds phases;
 } calib_state;
 
 /* ---- the layer step (calibrate.c) ---- */
+
+/* Linears that read the same input share one Hessian. */
+typedef enum { INPUT_ATTN, INPUT_ATTN_OUT, INPUT_MLP, INPUT_MLP_OUT, INPUT_KINDS } input_kind;
+input_kind calib_input_of(int linear);
+/* The finished Hessians of all seven linears' inputs over X (unchanged) of the resident
+ * layer: summed over ranks when shared (X then holds this rank's nseq of the job's samples). */
+sq_status calib_layer_hessians(calib_state *cs, const float *X, int nseq, bool shared,
+                               sq_hessian hessians[INPUT_KINDS]);
 
 /* Quantize or prune the resident layer. shared: samples are split over ranks
  * (Hessians summed, solves dealt out, results broadcast); otherwise this rank
@@ -59,6 +71,10 @@ typedef struct {
  * when calib_keeps_group_inputs, X has also been pushed through the quantized layer. */
 sq_status calib_quantize_layer(calib_state *cs, int layer, float *X, int nseq, bool shared,
                                sq_layer_results *out);
+/* calib_quantize_layer for a smoothquant step (smooth_layer.c): ranges of the norms' outputs,
+ * smoothing folded into the norms and q,k,v / gate,up, every linear rounded per channel;
+ * out also carries the rescaled norms, and the layer computes with all of it. */
+sq_status calib_smooth_layer(calib_state *cs, int layer, float *X, int nseq, bool shared, sq_layer_results *out);
 /* Whether calib_quantize_layer keeps each group's inputs (true_sequential with samples):
  * the layer then runs once, and X leaves it already pushed through. */
 bool calib_keeps_group_inputs(const calib_state *cs);
@@ -87,6 +103,13 @@ sq_status calib_load_layer(calib_state *cs, int layer, sq_layer_results *results
 /* Which layers have an artifact whose bytes still match the journal (sets cs->done).
  * From the first one that does not, the journal forgets the rest. */
 sq_status calib_find_done_layers(calib_state *cs);
+
+/* ---- mixed precision, before the layer loop (sensitivity_pass.c) ---- */
+
+/* With avg_bits: every linear's width in cs->bit_plan, on every rank — measured in a pass over
+ * the unquantized model and allocated (rank 0 records the report in the journal), or read
+ * back from the journal. Nothing to do otherwise. */
+sq_status calib_plan_bits(calib_state *cs);
 
 /* ---- the schedules ---- */
 

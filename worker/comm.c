@@ -4,6 +4,7 @@
  * into chunks below MPI's int count limit. */
 #include "worker/comm.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,14 @@ sq_status sq_comm_allreduce_sum_i64(int64_t *dev, size_t count)
         return sq_device_allreduce_sum_i64(dev, count);
     MPI_Datatype type = MPI_INT64_T;
     return with_host_view(dev, count * sizeof(int64_t), 1, 1, allreduce_host, &type);
+}
+
+sq_status sq_comm_allreduce_max_f32_host(float *host, size_t count)
+{
+    if (count > INT_MAX)
+        return sq_fail(SQ_ERR_ARG, "all-reduce max: %zu values is more than one MPI call takes", count);
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, host, (int)count, MPI_FLOAT, MPI_MAX, MPI_COMM_WORLD));
+    return SQ_OK;
 }
 
 static sq_status bcast_host(void *host, size_t bytes, void *arg)

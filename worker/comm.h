@@ -30,6 +30,9 @@ sq_status sq_comm_barrier(void);
 /* Sum device int64 across ranks, in place: exact, so the result does not depend on
  * the order the ranks are added in (floating-point sums would; see kernels/fixed_sum.h). */
 sq_status sq_comm_allreduce_sum_i64(int64_t *dev, size_t count);
+/* Element-wise maximum of host floats across ranks, in place (a max is exact in any order:
+ * SmoothQuant's activation ranges). */
+sq_status sq_comm_allreduce_max_f32_host(float *host, size_t count);
 /* Broadcast `bytes` of a device / host buffer from `root`. */
 sq_status sq_comm_bcast_device(void *dev, size_t bytes, int root);
 sq_status sq_comm_bcast_host(void *host, size_t bytes, int root);

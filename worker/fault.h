@@ -5,8 +5,12 @@
  *     mid-artifact    the layer's artifact is half written (a torn temporary file)
  *     before-journal  the artifact is durable but the journal does not list it yet
  *     after-journal   the journal lists the layer
+ *     sensitivity-report (layer 0) a mixed-precision step's sensitivity report is in
+ *                     the journal, no layer is quantized yet
  *     before-push-journal (layer 0) the push block's push is in the store and its
  *                     index, but the journal does not record it yet
+ *     kv-cache-before-journal (layer = step) a kv_cache step's output is written, the
+ *                     journal does not record the step yet
  *   SHARDQ_FAULT_ACTION=stall  instead of dying, rank 0 prints "fault injection:
  *                     stalled at POINT of layer LAYER" on stderr and waits there
  *                     forever, so that a test can kill the whole job (every rank)

@@ -38,12 +38,19 @@ void sq_dense_weights_free(sq_dense_weights *dense)
     memset(dense, 0, sizeof *dense);
 }
 
+const char *sq_norm_name(sq_norm_id id)
+{
+    return id == SQ_NORM_INPUT ? "input_layernorm" : id == SQ_NORM_POST_ATTENTION ? "post_attention_layernorm" : "?";
+}
+
 void sq_layer_results_free(sq_layer_results *results)
 {
     for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
         sq_quant_result_free(&results->linear[i]);
         sq_dense_weights_free(&results->dense[i]);
     }
+    for (int k = 0; k < SQ_NORM_COUNT; k++)
+        sq_dense_weights_free(&results->norm[k]);
 }
 
 static size_t dense_bytes(const sq_dense_weights *d) { return (size_t)d->rows * d->cols * sq_dtype_size(d->dtype); }
@@ -138,24 +145,35 @@ static sq_status dense_recv(sq_dense_weights *d, int source)
     return sq_comm_recv_host(d->data, dense_bytes(d), source, RESULT_TAG);
 }
 
+static bool has_norms(const sq_layer_results *results) { return results->norm[0].data != NULL; }
+
+/* The form, and whether rescaled norms follow the linears. */
+typedef struct {
+    int form, norms;
+} results_header;
+
 sq_status sq_layer_results_send(const sq_layer_results *results, int dest)
 {
-    int form = (int)results->form;
-    SQ_TRY(sq_comm_send_host(&form, sizeof form, dest, RESULT_TAG));
+    results_header h = {(int)results->form, has_norms(results)};
+    SQ_TRY(sq_comm_send_host(&h, sizeof h, dest, RESULT_TAG));
     for (int i = 0; i < SQ_LINEAR_COUNT; i++)
         SQ_TRY(results->form == SQ_LAYER_DENSE ? dense_send(&results->dense[i], dest)
                                                : sq_quant_result_send(&results->linear[i], dest));
+    for (int k = 0; h.norms && k < SQ_NORM_COUNT; k++)
+        SQ_TRY(dense_send(&results->norm[k], dest));
     return SQ_OK;
 }
 
 sq_status sq_layer_results_recv(sq_layer_results *results, int source)
 {
-    int form;
-    SQ_TRY(sq_comm_recv_host(&form, sizeof form, source, RESULT_TAG));
-    results->form = form == SQ_LAYER_DENSE ? SQ_LAYER_DENSE : SQ_LAYER_QUANTIZED;
+    results_header h;
+    SQ_TRY(sq_comm_recv_host(&h, sizeof h, source, RESULT_TAG));
+    results->form = h.form == SQ_LAYER_DENSE ? SQ_LAYER_DENSE : SQ_LAYER_QUANTIZED;
     for (int i = 0; i < SQ_LINEAR_COUNT; i++)
         SQ_TRY(results->form == SQ_LAYER_DENSE ? dense_recv(&results->dense[i], source)
                                                : sq_quant_result_recv(&results->linear[i], source));
+    for (int k = 0; h.norms && k < SQ_NORM_COUNT; k++)
+        SQ_TRY(dense_recv(&results->norm[k], source));
     return SQ_OK;
 }
 
@@ -167,11 +185,13 @@ sq_status sq_layer_result_bcast_linear(sq_layer_results *results, int linear, in
 
 sq_status sq_layer_results_bcast(sq_layer_results *results, int root, int my_rank)
 {
-    int form = (int)results->form;
-    SQ_TRY(sq_comm_bcast_host(&form, sizeof form, root));
-    results->form = form == SQ_LAYER_DENSE ? SQ_LAYER_DENSE : SQ_LAYER_QUANTIZED;
+    results_header h = {(int)results->form, has_norms(results)};
+    SQ_TRY(sq_comm_bcast_host(&h, sizeof h, root));
+    results->form = h.form == SQ_LAYER_DENSE ? SQ_LAYER_DENSE : SQ_LAYER_QUANTIZED;
     for (int i = 0; i < SQ_LINEAR_COUNT; i++)
         SQ_TRY(sq_layer_result_bcast_linear(results, i, root, my_rank));
+    for (int k = 0; h.norms && k < SQ_NORM_COUNT; k++)
+        SQ_TRY(dense_bcast(&results->norm[k], root, my_rank));
     return SQ_OK;
 }
 
@@ -275,6 +295,11 @@ sq_status sq_layer_results_install(const sq_layer_results *results, sq_layer_wei
         if (st != SQ_OK)
             return sq_fail_context(st, "%s", sq_linear_name(i));
     }
+    float *norms[SQ_NORM_COUNT] = {weights->input_norm, weights->post_attention_norm};
+    for (int k = 0; has_norms(results) && k < SQ_NORM_COUNT; k++) {
+        const sq_dense_weights *d = &results->norm[k];
+        SQ_TRY(kn_upload_as_f32(norms[k], d->data, d->dtype, (size_t)d->cols));
+    }
     return SQ_OK;
 }
 
@@ -315,7 +340,14 @@ sq_status sq_layer_results_write(const sq_layer_results *results, int layer, con
     if (results->form == SQ_LAYER_DENSE)
         return write_dense(results, layer, path);
     artifact_names names[SQ_LINEAR_COUNT];
-    sq_st_entry entries[4 * SQ_LINEAR_COUNT];
+    sq_st_entry entries[4 * SQ_LINEAR_COUNT + SQ_NORM_COUNT];
+    char norm_names[SQ_NORM_COUNT][160];
+    int n_entries = 4 * SQ_LINEAR_COUNT;
+    for (int k = 0; has_norms(results) && k < SQ_NORM_COUNT; k++) {
+        const sq_dense_weights *d = &results->norm[k];
+        snprintf(norm_names[k], sizeof norm_names[k], "model.layers.%d.%s.weight", layer, sq_norm_name(k));
+        entries[n_entries++] = (sq_st_entry){norm_names[k], d->dtype, 1, {d->cols}, d->data};
+    }
     for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
         const sq_quant_result *res = &results->linear[i];
         names[i] = names_for(layer, i);
@@ -325,12 +357,15 @@ sq_status sq_layer_results_write(const sq_layer_results *results, int layer, con
         entries[4 * i + 3] = (sq_st_entry){names[i].g_idx, SQ_DTYPE_I32, 1, {res->cols}, res->g_idx};
     }
     const sq_quant_result *first = &results->linear[0];
-    char bits[16], group[16];
+    char bits[16], group[16], linear_bits[2 * SQ_LINEAR_COUNT + 1];
     snprintf(bits, sizeof bits, "%d", first->bits);
     snprintf(group, sizeof group, "%d", first->group_size);
-    json_t *metadata = json_pack("{s:s, s:s, s:s}", "bits", bits, "group_size", group, "sym",
-                                 first->sym ? "true" : "false");
-    sq_status st = sq_st_write(path, entries, 4 * SQ_LINEAR_COUNT, metadata);
+    for (int i = 0; i < SQ_LINEAR_COUNT; i++) /* "4,4,4,8,3,3,2": each linear's width (mixed precision) */
+        snprintf(linear_bits + 2 * i, sizeof linear_bits - 2 * (size_t)i, "%d%s", results->linear[i].bits,
+                 i + 1 < SQ_LINEAR_COUNT ? "," : "");
+    json_t *metadata = json_pack("{s:s, s:s, s:s, s:s}", "bits", bits, "group_size", group, "sym",
+                                 first->sym ? "true" : "false", "linear_bits", linear_bits);
+    sq_status st = sq_st_write(path, entries, n_entries, metadata);
     json_decref(metadata);
     return st;
 }
@@ -345,6 +380,27 @@ static sq_status read_exact(const sq_st_file *file, const char *name, sq_dtype d
         return sq_fail(SQ_ERR_FORMAT, "%s: tensor %s has dtype %s and %llu elements, expected %s and %zu", file->path,
                        name, sq_dtype_name(t->dtype), (unsigned long long)sq_st_numel(t), sq_dtype_name(dtype), numel);
     memcpy(dst, sq_st_data(file, t), numel * sq_dtype_size(dtype));
+    return SQ_OK;
+}
+
+/* Rescaled norms, when the artifact has them: both, float vectors of the hidden size. */
+static sq_status read_norms(sq_layer_results *results, int layer, const sq_st_file *file, const sq_model_config *cfg)
+{
+    for (int k = 0; k < SQ_NORM_COUNT; k++) {
+        char name[160];
+        snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, sq_norm_name(k));
+        const sq_st_tensor *t = sq_st_find(&file->header, name);
+        if (!t && k == 0)
+            return SQ_OK;
+        if (!t)
+            return sq_fail(SQ_ERR_FORMAT, "%s: tensor %s is missing (the artifact has rescaled norms)", file->path,
+                           name);
+        if (!sq_dtype_is_float(t->dtype) || t->ndim != 1 || t->shape[0] != cfg->hidden_size)
+            return sq_fail(SQ_ERR_FORMAT, "%s: tensor %s must be a float [%d] vector", file->path, name,
+                           cfg->hidden_size);
+        SQ_TRY(dense_alloc(&results->norm[k], 1, cfg->hidden_size, t->dtype));
+        SQ_TRY(read_exact(file, name, t->dtype, (size_t)cfg->hidden_size, results->norm[k].data));
+    }
     return SQ_OK;
 }
 
@@ -364,6 +420,21 @@ static sq_status read_dense(sq_layer_results *results, int layer, const sq_st_fi
                            file->path, n.weight, rows, cols, sq_dtype_name(t->dtype), t->ndim);
         SQ_TRY(dense_alloc(&results->dense[i], rows, cols, t->dtype));
         SQ_TRY(read_exact(file, n.weight, t->dtype, (size_t)rows * cols, results->dense[i].data));
+    }
+    return SQ_OK;
+}
+
+/* Each linear's width from the metadata's "linear_bits" ("4,4,4,8,3,3,2"), or `bits` for all
+ * when it is absent (artifacts written before mixed precision). */
+static sq_status linear_widths(const char *list, int bits, const char *path, int widths[SQ_LINEAR_COUNT])
+{
+    bool listed = list && strlen(list) == 2 * SQ_LINEAR_COUNT - 1;
+    for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
+        int b = !list ? bits : listed && (i == 0 || list[2 * i - 1] == ',') ? list[2 * i] - '0' : 0;
+        if (b != 2 && b != 3 && b != 4 && b != 8)
+            return sq_fail(SQ_ERR_FORMAT, "%s: metadata linear_bits \"%s\" must list %d widths from 2,3,4,8", path,
+                           list ? list : "", SQ_LINEAR_COUNT);
+        widths[i] = b;
     }
     return SQ_OK;
 }
@@ -394,8 +465,10 @@ sq_status sq_layer_results_read(sq_layer_results *results, int layer, const char
                      bits_s, group_s);
         goto done;
     }
+    int widths[SQ_LINEAR_COUNT];
+    SQ_TRY_GOTO(st, linear_widths(json_string_value(json_object_get(meta, "linear_bits")), bits, path, widths), done);
     for (int i = 0; i < SQ_LINEAR_COUNT && st == SQ_OK; i++) {
-        int rows, cols;
+        int rows, cols, bits = widths[i];
         sq_linear_shape(cfg, (sq_linear_id)i, &cols, &rows);
         sq_quant_result *res = &results->linear[i];
         SQ_TRY_GOTO(st, sq_quant_result_alloc(res, rows, cols, bits, group_size, !strcmp(sym_s, "true")), done);
@@ -421,6 +494,8 @@ sq_status sq_layer_results_read(sq_layer_results *results, int layer, const char
             goto done;
         }
     }
+    if (st == SQ_OK)
+        st = read_norms(results, layer, &file, cfg);
 done:
     sq_st_close(&file);
     if (st != SQ_OK)

@@ -8,6 +8,9 @@
  *  - dense (sparsegpt with bits 0, wanda, magnitude): the pruned weights in the
  *    dtype the output checkpoint stores them in (the source tensor's dtype).
  *
+ * A step that rescales the layer's RMSNorm weights (smoothquant folds its smoothing
+ * into them) also carries the two norms, in the dtype the checkpoint stores them in.
+ *
  * The weights used downstream are always rebuilt from the stored form
  * (W = fp16(scale) * (q - zero), as a GPTQ checkpoint is dequantized; or the
  * stored dense values widened to fp32), both right after a solve and when a
@@ -31,10 +34,16 @@ typedef struct {
 
 typedef enum { SQ_LAYER_QUANTIZED, SQ_LAYER_DENSE } sq_layer_form;
 
+/* The layer's two RMSNorm weights. */
+typedef enum { SQ_NORM_INPUT, SQ_NORM_POST_ATTENTION, SQ_NORM_COUNT } sq_norm_id;
+/* "input_layernorm", "post_attention_layernorm": the name inside a layer, as Hugging Face spells it. */
+const char *sq_norm_name(sq_norm_id id);
+
 typedef struct {
     sq_layer_form form;                      /* which of the two arrays holds the results */
     sq_quant_result linear[SQ_LINEAR_COUNT]; /* SQ_LAYER_QUANTIZED */
     sq_dense_weights dense[SQ_LINEAR_COUNT]; /* SQ_LAYER_DENSE */
+    sq_dense_weights norm[SQ_NORM_COUNT];    /* [1, hidden] rescaled norms (smoothquant); data NULL: unchanged */
 } sq_layer_results;
 
 void sq_layer_results_free(sq_layer_results *results);
@@ -60,14 +69,15 @@ sq_status sq_layer_result_zero_mask(const sq_layer_results *results, int linear,
 sq_status sq_layer_result_zeros(const sq_layer_results *results, int linear, int64_t *zeros);
 
 /* Upload a linear's dequantized weights into its device buffer; one linear of a
- * layer's results in either form; and all seven of a layer. */
+ * layer's results in either form; and all seven of a layer (with its norms when it carries them). */
 sq_status sq_quant_result_install(const sq_quant_result *res, sq_linear *linear);
 sq_status sq_layer_result_install_linear(const sq_layer_results *results, int linear, sq_linear *weights);
 sq_status sq_layer_results_install(const sq_layer_results *results, sq_layer_weights *weights);
 
 /* The layer artifact: one safetensors file. Quantized: per linear
  * "model.layers.N.<linear>.codes" (U8 [rows, cols]), ".scales" and ".zeros" (F32 [rows, ngroups]),
- * ".g_idx" (I32 [cols]), and metadata {"bits", "group_size", "sym"}. Dense: per linear
+ * ".g_idx" (I32 [cols]), and metadata {"bits", "group_size", "sym"}; rescaled norms as
+ * "model.layers.N.<norm>.weight" ([hidden] in their dtype). Dense: per linear
  * "model.layers.N.<linear>.weight" ([rows, cols] in its dtype) and metadata {"form": "dense"}.
  * Written atomically. */
 sq_status sq_layer_results_write(const sq_layer_results *results, int layer, const char *path);

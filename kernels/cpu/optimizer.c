@@ -1,18 +1,24 @@
 /* optimizer.c (CPU backend): what one optimizer step over the adapter needs —
  * the squared norm for global gradient clipping (summed in index order, in
- * double, so it does not depend on the thread count), a scale, and AdamW
+ * double, so it does not depend on the thread count; the same sum of products
+ * also serves the Hessian-weighted errors of mixed precision), a scale, and AdamW
  * written operation for operation as torch.optim.AdamW's single-tensor path. */
 #include <math.h>
 
 #include "kernels/kernels.h"
 
-sq_status kn_sum_squares(double *sum, const float *x, size_t n)
+sq_status kn_sum_products(double *sum, const float *x, const float *y, size_t n)
 {
     double acc = *sum;
     for (size_t i = 0; i < n; i++)
-        acc += (double)x[i] * x[i];
+        acc += (double)x[i] * y[i];
     *sum = acc;
     return SQ_OK;
+}
+
+sq_status kn_sum_squares(double *sum, const float *x, size_t n)
+{
+    return kn_sum_products(sum, x, x, n);
 }
 
 sq_status kn_scale(float *x, float s, size_t n)

@@ -1,7 +1,8 @@
 /* optimizer.cu (CUDA backend): what one optimizer step over the adapter needs —
  * the squared norm for global gradient clipping and AdamW.
  *
- * kn_sum_squares sums in double in a fixed order that depends on n alone: a
+ * kn_sum_products (and kn_sum_squares, its y = x case: the Hessian-weighted
+ * errors of mixed precision and the gradient norm) sums in double in a fixed order that depends on n alone: a
  * fixed grid (SUM_BLOCKS blocks of SUM_THREADS threads) in which thread k sums
  * x[k], x[k + stride], ... in index order, each block reduces its threads by the
  * same shuffle tree, and one block then adds the per-block partial sums by the
@@ -20,13 +21,13 @@
 #define SUM_BLOCKS 264 /* about two blocks per SM of an H100/H200 */
 #define SUM_THREADS 256
 
-/* Per-block partial sums of the last kn_sum_squares; the default stream orders the calls. */
+/* Per-block partial sums of the last kn_sum_products; the default stream orders the calls. */
 __device__ double sum_squares_partials[SUM_BLOCKS];
 
-__global__ void sum_squares_blocks(const float *x, size_t n)
+__global__ void sum_products_blocks(const float *x, const float *y, size_t n)
 {
     double acc = 0.0;
-    GRID_STRIDE(i, n) acc += (double)x[i] * x[i];
+    GRID_STRIDE(i, n) acc += (double)x[i] * y[i];
     acc = block_reduce(acc, reduce_sum());
     if (threadIdx.x == 0)
         sum_squares_partials[blockIdx.x] = acc;
@@ -43,15 +44,20 @@ __global__ void sum_squares_finish(double *sum)
         *sum += acc;
 }
 
-extern "C" sq_status kn_sum_squares(double *sum, const float *x, size_t n)
+extern "C" sq_status kn_sum_products(double *sum, const float *x, const float *y, size_t n)
 {
     if (n == 0)
         return SQ_OK;
-    sum_squares_blocks<<<SUM_BLOCKS, SUM_THREADS>>>(x, n);
+    sum_products_blocks<<<SUM_BLOCKS, SUM_THREADS>>>(x, y, n);
     CUDA_CHECK_LAUNCH();
     sum_squares_finish<<<1, SUM_THREADS>>>(sum);
     CUDA_CHECK_LAUNCH();
     return SQ_OK;
+}
+
+extern "C" sq_status kn_sum_squares(double *sum, const float *x, size_t n)
+{
+    return kn_sum_products(sum, x, x, n);
 }
 
 /* kernels.h: p *= 1 - lr wd;  m += (1 - b1)(g - m);  v = b2 v + (1 - b2) g²;

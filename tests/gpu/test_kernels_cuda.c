@@ -9,7 +9,9 @@
  * Every GPU output buffer is poisoned (all bits set: NaN for floats, 255 for
  * codes) before the kernel runs, and NaN never passes. Errors are relative
  * Frobenius norms ‖gpu − cpu‖ / ‖cpu‖ computed in double; tolerances:
- *   exact (0)   data movement, permutations, grids, RTN, fake quantization, GPTQ block
+ *   exact (0)   data movement, permutations, grids, RTN, fake quantization (KV rows and
+ *               per-token activations), SmoothQuant's column maxima and scaling, the KV
+ *               caches (static int8 / fp8 e4m3, their maxima, KIVI key groups), GPTQ block
  *               with and without a sparsity mask, kn_mark_zeros (the CUDA kernels
  *               repeat the CPU arithmetic operation for operation)
  *   1e-5        fp32 reductions whose summation order differs (GEMM, norms, softmax)
@@ -608,21 +610,95 @@ static void test_cross_entropy(void)
     free(nll);
 }
 
+typedef sq_status (*fake_quantize_fn)(float *x, int rows, int dim, int bits);
+
+/* A fake quantization kernel against its CPU twin at `bits`, with row 5 all `special`. */
+static void check_fake_quantize(const char *name, fake_quantize_fn gpu, fake_quantize_fn cpu, int rows, int dim,
+                                int bits, float special)
+{
+    float *x = host_random((size_t)rows * dim, 1.0f);
+    for (int i = 0; i < dim; i++)
+        x[5 * dim + i] = special;
+    float *dx = dev_from(x, (size_t)rows * dim * 4);
+    CALL(gpu(dx, rows, dim, bits));
+    CALL(cpu(x, rows, dim, bits));
+    char what[64];
+    snprintf(what, sizeof what, "%s bits=%d", name, bits);
+    compare(what, dx, x, (size_t)rows * dim, 0.0);
+    kn_free(dx);
+    free(x);
+}
+
+/* The KV cache's per-row min/max grid (a constant row is left as is) and the per-token symmetric
+ * grid of simulated W8A8 activations (a zero row stays zero). */
 static void test_fake_quantize(void)
 {
-    const int rows = 40, dim = 128;
-    for (int bits = 2; bits <= 8; bits += 6) {
-        float *x = host_random((size_t)rows * dim, 1.0f);
-        for (int i = 0; i < dim; i++)
-            x[5 * dim + i] = 0.75f; /* a constant row is left as is */
-        float *dx = dev_from(x, (size_t)rows * dim * 4);
-        CALL(kn_fake_quantize_rows(dx, rows, dim, bits));
-        CALL(kn_cpu_fake_quantize_rows(x, rows, dim, bits));
-        char what[64];
-        snprintf(what, sizeof what, "kn_fake_quantize_rows bits=%d", bits);
-        compare(what, dx, x, (size_t)rows * dim, 0.0);
+    for (int bits = 2; bits <= 8; bits += 6)
+        check_fake_quantize("kn_fake_quantize_rows", kn_fake_quantize_rows, kn_cpu_fake_quantize_rows, 40, 128, bits,
+                            0.75f);
+    for (int bits = 4; bits <= 8; bits += 4)
+        check_fake_quantize("kn_fake_quantize_tokens", kn_fake_quantize_tokens, kn_cpu_fake_quantize_tokens, 70, 200,
+                            bits, 0.0f);
+}
+
+/* SmoothQuant's column maxima and column scaling: exact (a max in any order, one product each). */
+static void test_smoothing_kernels(void)
+{
+    const int rows = 70, dim = 200;
+    float *X = host_random((size_t)rows * dim, 3.0f), *colmax = host_random(dim, 1.0f);
+    for (int c = 0; c < dim; c++)
+        colmax[c] = fabsf(colmax[c]); /* a running maximum: some columns keep their old value */
+    float *dX = dev_from(X, (size_t)rows * dim * 4), *dmax = dev_from(colmax, dim * 4);
+    CALL(kn_column_abs_max(dmax, dX, rows, dim));
+    CALL(kn_cpu_column_abs_max(colmax, X, rows, dim));
+    compare("kn_column_abs_max 70x200 (running)", dmax, colmax, dim, 0.0);
+    CALL(kn_scale_columns(dX, dmax, rows, dim));
+    CALL(kn_cpu_scale_columns(X, colmax, rows, dim));
+    compare("kn_scale_columns 70x200", dX, X, (size_t)rows * dim, 0.0);
+    kn_free(dX);
+    kn_free(dmax);
+    free(X);
+    free(colmax);
+}
+
+/* The quantized KV caches (kernels/kv_cache_grid.h): static int8 / fp8 e4m3 with per-head
+ * scales, their calibration maxima (on top of earlier maxima) and KIVI's key groups (a
+ * sequence length that leaves a residual block). All exact: the same float operations. */
+static void test_kv_cache_kernels(void)
+{
+    const int rows = 37, heads = 3, head_dim = 64, width = heads * head_dim;
+    const float scales[3] = {0.002f, 0.013f, 0.25f}; /* with values of 1: fp8 saturates, subnormals, normal */
+    for (int fp8 = 0; fp8 < 2; fp8++) {
+        float *x = host_random((size_t)rows * width, 1.0f);
+        float *dx = dev_from(x, (size_t)rows * width * 4), *ds = dev_from(scales, sizeof scales);
+        kn_kv_format format = fp8 ? KN_KV_FP8 : KN_KV_INT8;
+        CALL(kn_kv_quantize_static(dx, ds, rows, heads, head_dim, format));
+        CALL(kn_cpu_kv_quantize_static(x, scales, rows, heads, head_dim, format));
+        compare(fp8 ? "kn_kv_quantize_static fp8 e4m3" : "kn_kv_quantize_static int8", dx, x, (size_t)rows * width,
+                0.0);
         kn_free(dx);
+        kn_free(ds);
         free(x);
+    }
+    float *x = host_random((size_t)rows * width, 2.0f), absmax[3] = {0.5f, 0.0f, 100.0f};
+    float *dx = dev_from(x, (size_t)rows * width * 4), *dm = dev_from(absmax, sizeof absmax);
+    CALL(kn_kv_head_absmax(dm, dx, rows, heads, head_dim));
+    CALL(kn_cpu_kv_head_absmax(absmax, x, rows, heads, head_dim));
+    compare("kn_kv_head_absmax over earlier maxima", dm, absmax, 3, 0.0);
+    kn_free(dx);
+    kn_free(dm);
+    free(x);
+    const int batch = 2, seq = 70, channels = 96, group = 32; /* 2 blocks and 6 residual tokens per sequence */
+    for (int bits = 2; bits <= 4; bits += 2) {
+        float *k = host_random((size_t)batch * seq * channels, 1.0f);
+        float *dk = dev_from(k, (size_t)batch * seq * channels * 4);
+        CALL(kn_kv_quantize_channel_groups(dk, batch, seq, channels, group, bits));
+        CALL(kn_cpu_kv_quantize_channel_groups(k, batch, seq, channels, group, bits));
+        char what[64];
+        snprintf(what, sizeof what, "kn_kv_quantize_channel_groups bits=%d", bits);
+        compare(what, dk, k, (size_t)batch * seq * channels, 0.0);
+        kn_free(dk);
+        free(k);
     }
 }
 
@@ -1430,28 +1506,34 @@ static void test_ce_chunked(void)
     free(dz);
 }
 
-/* Added to a running sum, within 1e-9 of the CPU's index-order sum, and the same bits on a second run. */
-static void test_sum_squares(void)
+/* Added to a running sum, within 1e-9 of the CPU's index-order sum, and the same bits on a second run:
+ * kn_sum_squares, or kn_sum_products of x with a second vector. */
+static void test_fixed_order_sum(bool products)
 {
     const size_t n = 3000017;
-    float *x = host_random(n, 0.01f);
-    float *d_x = dev_from(x, n * 4);
+    const char *name = products ? "kn_sum_products" : "kn_sum_squares";
+    float *x = host_random(n, 0.01f), *y = products ? host_random(n, 0.02f) : x;
+    float *d_x = dev_from(x, n * 4), *d_y = products ? dev_from(y, n * 4) : d_x;
     const double start = 1.5;
     double cpu = start, gpu[2];
-    CALL(kn_cpu_sum_squares(&cpu, x, n));
+    CALL(products ? kn_cpu_sum_products(&cpu, x, y, n) : kn_cpu_sum_squares(&cpu, x, n));
     double *d_sum = dev_from(&start, sizeof start);
     for (int run = 0; run < 2; run++) {
         CALL(kn_upload(d_sum, &start, sizeof start));
-        CALL(kn_sum_squares(d_sum, d_x, n));
+        CALL(products ? kn_sum_products(d_sum, d_x, d_y, n) : kn_sum_squares(d_sum, d_x, n));
         CALL(kn_download(&gpu[run], d_sum, sizeof gpu[run]));
     }
     double err = fabs(gpu[0] - cpu) / fabs(cpu);
-    report(err <= 1e-9, "kn_sum_squares of %zu values added to %.1f: %.17g vs CPU %.17g, relative error %.3g "
-           "(tolerance 1e-9)", n, start, gpu[0], cpu, err);
-    report(memcmp(&gpu[0], &gpu[1], sizeof gpu[0]) == 0, "kn_sum_squares: the same bits on a second run");
+    report(err <= 1e-9, "%s of %zu values added to %.1f: %.17g vs CPU %.17g, relative error %.3g "
+           "(tolerance 1e-9)", name, n, start, gpu[0], cpu, err);
+    report(memcmp(&gpu[0], &gpu[1], sizeof gpu[0]) == 0, "%s: the same bits on a second run", name);
     kn_free(d_x);
     kn_free(d_sum);
     free(x);
+    if (products) {
+        kn_free(d_y);
+        free(y);
+    }
 }
 
 static void test_scale(void)
@@ -1554,6 +1636,8 @@ int main(void)
     test_elementwise();
     test_cross_entropy();
     test_fake_quantize();
+    test_smoothing_kernels();
+    test_kv_cache_kernels();
     test_hessian();
     test_fixed_accumulate();
     test_hessian_prepare();
@@ -1572,7 +1656,8 @@ int main(void)
     test_linear_backward();
     test_dropout();
     test_ce_chunked();
-    test_sum_squares();
+    test_fixed_order_sum(false);
+    test_fixed_order_sum(true);
     test_scale();
     test_adamw();
     test_dequantize_nf4();

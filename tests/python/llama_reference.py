@@ -102,55 +102,84 @@ def fake_quantize_rows(x, bits):
     return np.where(scale > 0, lo + safe * np.round((x - lo) / safe), x)
 
 
+def fake_quantize_tokens(x, bits):
+    """Per-row symmetric grid over the last axis (dynamic per-token int activations, as vLLM's
+    W8A8): scale = max|x| / (2**(bits-1) - 1), values rounded half to even and clamped."""
+    qmax = 2 ** (bits - 1) - 1
+    scale = np.abs(x).max(axis=-1, keepdims=True) / qmax
+    safe = np.where(scale > 0, scale, 1.0)
+    return np.where(scale > 0, safe * np.clip(np.round(x / safe), -qmax - 1, qmax), x)
+
+
 def load_model(model_dir):
     """(config dict, {tensor name: float64 array}) of a model directory."""
     return json.loads((Path(model_dir) / "config.json").read_text()), read_checkpoint(model_dir)
 
 
-def reference_logits(model, window, kv_bits=0):
-    """Logits [len, vocab] (float64) of every position of one window of ids; kv_bits > 0
-    fake-quantizes each token's key (after RoPE) and value per head."""
+def decoder_layer(model, l, x, kv_bits=0, act_bits=0, on_linear_input=None, kv_transform=None):
+    """Decoder layer l on the residual stream x [seq, hidden] of one sequence (float64); kv_bits,
+    act_bits and kv_transform as reference_logits; on_linear_input(name, input), when given, sees
+    each linear's input."""
     cfg, W = model
     hidden, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads", nh)
     hd = cfg.get("head_dim", hidden // nh)
     eps = cfg["rms_norm_eps"]
     inv_freq = rope_inv_freq(cfg, hd)
-    seq = len(window)
-    x = W["model.embed_tokens.weight"][np.asarray(window)]
+    seq = x.shape[0]
 
     def lin(name, inp):
+        if on_linear_input:
+            on_linear_input(name, inp)
+        if act_bits:
+            inp = fake_quantize_tokens(inp, act_bits)
         y = inp @ W[name + ".weight"].T
         return y + W[name + ".bias"] if name + ".bias" in W else y
 
     mask = np.triu(np.full((seq, seq), -np.inf), k=1)
+    p = f"model.layers.{l}."
+    n = rmsnorm(x, W[p + "input_layernorm.weight"], eps)
+    q = apply_rope(lin(p + "self_attn.q_proj", n).reshape(seq, nh, hd), inv_freq)
+    k = apply_rope(lin(p + "self_attn.k_proj", n).reshape(seq, nkv, hd), inv_freq)
+    v = lin(p + "self_attn.v_proj", n).reshape(seq, nkv, hd)
+    if kv_bits:
+        k, v = fake_quantize_rows(k, kv_bits), fake_quantize_rows(v, kv_bits)
+    if kv_transform:
+        k, v = kv_transform(l, k, v)
+    heads = []
+    for h in range(nh):
+        kv = h // (nh // nkv)
+        s = q[:, h, :] @ k[:, kv, :].T / math.sqrt(hd) + mask
+        s = np.exp(s - s.max(axis=-1, keepdims=True))
+        heads.append((s / s.sum(axis=-1, keepdims=True)) @ v[:, kv, :])
+    x = x + lin(p + "self_attn.o_proj", np.concatenate(heads, axis=-1))
+    n = rmsnorm(x, W[p + "post_attention_layernorm.weight"], eps)
+    g = lin(p + "mlp.gate_proj", n)
+    return x + lin(p + "mlp.down_proj", g / (1 + np.exp(-g)) * lin(p + "mlp.up_proj", n))
+
+
+def reference_logits(model, window, kv_bits=0, act_bits=0, inputs=None, kv_transform=None):
+    """Logits [len, vocab] (float64) of every position of one window of ids; kv_bits > 0
+    fake-quantizes each token's key (after RoPE) and value per head; act_bits > 0 each token's
+    input of every decoder linear (fake_quantize_tokens); `inputs` (a dict), when given,
+    collects each linear's input [len, in] under its name (a list, one per call);
+    kv_transform(layer, k, v) -> (k, v), with k, v [len, kv_heads, head_dim], replaces them
+    (another KV cache)."""
+    cfg, W = model
+    collect = (lambda name, inp: inputs.setdefault(name, []).append(inp)) if inputs is not None else None
+    x = W["model.embed_tokens.weight"][np.asarray(window)]
     for l in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{l}."
-        n = rmsnorm(x, W[p + "input_layernorm.weight"], eps)
-        q = apply_rope(lin(p + "self_attn.q_proj", n).reshape(seq, nh, hd), inv_freq)
-        k = apply_rope(lin(p + "self_attn.k_proj", n).reshape(seq, nkv, hd), inv_freq)
-        v = lin(p + "self_attn.v_proj", n).reshape(seq, nkv, hd)
-        if kv_bits:
-            k, v = fake_quantize_rows(k, kv_bits), fake_quantize_rows(v, kv_bits)
-        heads = []
-        for h in range(nh):
-            kv = h // (nh // nkv)
-            s = q[:, h, :] @ k[:, kv, :].T / math.sqrt(hd) + mask
-            s = np.exp(s - s.max(axis=-1, keepdims=True))
-            heads.append((s / s.sum(axis=-1, keepdims=True)) @ v[:, kv, :])
-        x = x + lin(p + "self_attn.o_proj", np.concatenate(heads, axis=-1))
-        n = rmsnorm(x, W[p + "post_attention_layernorm.weight"], eps)
-        g = lin(p + "mlp.gate_proj", n)
-        x = x + lin(p + "mlp.down_proj", g / (1 + np.exp(-g)) * lin(p + "mlp.up_proj", n))
-    x = rmsnorm(x, W["model.norm.weight"], eps)
+        x = decoder_layer(model, l, x, kv_bits, act_bits, collect, kv_transform)
+    x = rmsnorm(x, W["model.norm.weight"], cfg["rms_norm_eps"])
     head = W["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", False) else W["lm_head.weight"]
     return x @ head.T
 
 
-def reference_nll(model_dir, window, model=None, kv_bits=0):
+def reference_nll(model_dir, window, model=None, kv_bits=0, act_bits=0, kv_transform=None):
     """Per-token NLL (float64) of positions 1..len-1 of one window of ids."""
     seq = len(window)
-    logits = reference_logits(model or load_model(model_dir), window, kv_bits)[:-1]
+    logits = reference_logits(model or load_model(model_dir), window, kv_bits, act_bits,
+                              kv_transform=kv_transform)[:-1]
     m = logits.max(axis=-1, keepdims=True)
     lse = (m + np.log(np.exp(logits - m).sum(axis=-1, keepdims=True)))[:, 0]
     return lse - logits[np.arange(seq - 1), np.asarray(window[1:])]

@@ -9,7 +9,7 @@ MLP 172, GQA 8/4, tied embeddings), through every method and output format.
   a TinyStories model on WikiText has a high perplexity, 239, but damage still orders it);
 - compressed-tensors output, decompressed by the compressed-tensors package, equals the
   dense output of the same job bit for bit (symmetric and asymmetric grids, a 2:4 pruned
-  model with its sparsity metadata); transformers loads the symmetric ones and computes
+  model with its sparsity metadata, mixed precision with a config group per width); transformers loads the symmetric ones and computes
   the dense output's logits;
 - a format that cannot hold the model is refused before any work, naming the linear and
   the format to use instead; output.format misuse is a spec error."""
@@ -112,13 +112,14 @@ def decompressed(out_dir):
     """Every linear's weight as the compressed-tensors package decompresses it, and the other tensors."""
     config = json.loads((out_dir / "config.json").read_text())
     qc = QuantizationConfig.model_validate(config["quantization_config"])
-    scheme = qc.config_groups["group_0"]
+    schemes = {target: scheme for scheme in qc.config_groups.values() for target in scheme.targets}
     tensors = load_file(out_dir / "model.safetensors")
     weights = {}
     for name in list(tensors):
         if name.endswith(".weight_packed"):
             base = name[:-len("weight_packed")]
             state = {k[len(base):]: tensors.pop(k) for k in list(tensors) if k.startswith(base)}
+            scheme = schemes.get(base[:-1], schemes.get("Linear"))  # a group naming the module, else all Linear
             weights[base + "weight"] = PackedQuantizationCompressor.decompress(state, scheme)["weight"]
     weights.update(tensors)
     return config, weights
@@ -156,6 +157,31 @@ def test_compressed_tensors_decompress_to_dense(tmp, name, steps):
         for lin in LINEARS:
             w = weights[f"model.layers.1.{lin}.weight"].reshape(-1, 4)
             assert ((w == 0).sum(dim=1) >= 2).all(), lin
+
+
+def test_mixed_precision_compressed_tensors_decompress_to_dense(tmp):
+    """Mixed precision (avg_bits 6 over 4 and 8 bits): one config group per width naming its
+    modules; the package decompresses each linear at its width to the dense output, and
+    transformers loads it and computes the dense output's logits."""
+    steps = [{"gptq": {"avg_bits": 6, "candidate_bits": [4, 8], "group_size": 4}}]
+    dense = load_file(job(tmp, "mixed-dense", steps, "dense") / "model.safetensors")
+    out = job(tmp, "mixed-ct", steps, "compressed-tensors")
+    config, weights = decompressed(out)
+    report = json.loads((out / "sensitivity_report.json").read_text())
+    groups = config["quantization_config"]["config_groups"]
+    assert sorted(groups) == ["group_4", "group_8"]
+    for entry in report["linears"]:
+        group = groups[f"group_{entry['bits']}"]
+        assert entry["name"] in group["targets"] and group["weights"]["num_bits"] == entry["bits"]
+    assert sorted(weights) == sorted(dense)
+    for key, value in dense.items():
+        assert weights[key].dtype == value.dtype and torch.equal(weights[key], value), key
+    from transformers import AutoModelForCausalLM
+    ids = torch.tensor([[1, 100, 200, 300, 50, 7, 9, 11]])
+    with torch.no_grad():
+        got = AutoModelForCausalLM.from_pretrained(out)(ids).logits
+        want = AutoModelForCausalLM.from_pretrained(tmp / "mixed-dense" / "output")(ids).logits
+    assert torch.allclose(got, want, rtol=0, atol=1e-5)
 
 
 def test_dense_records_quantization(tmp):

@@ -37,7 +37,7 @@ static void test_every_example_validates(void **state)
     (void)state;
     const char *names[] = {"demo_gptq.json", "gptq_llama2_7b_s3.json", "rtn.json",
                            "sparsegpt_2of4_then_gptq.json", "qlora_nf4.json", "qlora_jsonl.json",
-                           "eval_only.json", "stories260k_gptq_dense.json"};
+                           "eval_only.json", "stories260k_gptq_dense.json", "stories260k_smoothquant_w8a8.json"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         sq_job_spec spec = load_example(names[i]);
         assert_true(spec.n_steps > 0);
@@ -128,13 +128,13 @@ static const bad_spec bad_specs[] = {
     {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {\"damp_percent\": 0.1}}]}", "steps[0].rtn.damp_percent: unknown key"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\"}}], \"extra\": 1}", "extra: unknown key"},
     {"{" MINIMAL OUT ", \"steps\": [{\"rtn\": {}}, {\"eval\": {\"data\": \"t\"}}, {}]}",
-     "steps[2]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)"},
+     "steps[2]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant, kv_cache)"},
     {"{" MINIMAL ", \"steps\": [{\"rtn\": {}, \"eval\": {\"data\": \"t\"}}]}",
-     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)"},
+     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant, kv_cache)"},
     {"{" MINIMAL ", \"steps\": [\"gptq\"]}",
-     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)"},
+     "steps[0]: a step is an object with exactly one key (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant, kv_cache)"},
     {"{" MINIMAL ", \"steps\": [{\"awq\": {}}]}",
-     "steps[0].awq: unknown step (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)"},
+     "steps[0].awq: unknown step (rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant, kv_cache)"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": 3}]}", "steps[0].eval: must be an object"},
     {"{" MINIMAL ", \"steps\": []}", "steps: must be a non-empty list of steps"},
     {"{" MINIMAL "}", "steps: required"},
@@ -219,8 +219,40 @@ static const bad_spec bad_specs[] = {
     {"{" MINIMAL CALIB OUT ", \"steps\": [{\"qlora\": {\"format\": \"csv\"}}]}",
      "steps[0].qlora.format: must be one of \"text\", \"jsonl\", \"token_ids\""},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"seqlen\": 128}}]}", "steps[0].eval.data: required"},
+    {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\", \"act_bits\": 3}}]}",
+     "steps[0].eval.act_bits: must be one of 0 (off),4,8"},
+    {"{" MINIMAL CALIB OUT ", \"output\": {\"format\": \"dense\"}, \"steps\": [{\"smoothquant\": {\"alpha\": -0.1}}]}",
+     "steps[0].smoothquant.alpha: must be a number in [0, 1]"},
+    {"{" MINIMAL CALIB OUT ", \"output\": {\"format\": \"dense\"}, \"steps\": [{\"smoothquant\": {\"act_bits\": 3}}]}",
+     "steps[0].smoothquant.act_bits: must be one of 4,8"},
+    {"{" MINIMAL CALIB OUT ", \"output\": {\"format\": \"compressed-tensors\"}, "
+     "\"steps\": [{\"smoothquant\": {\"act_bits\": 4}}]}",
+     "steps[0].smoothquant.act_bits: 4; compressed-tensors int-quantized W8A8 declares 8-bit activations: use 8, or "
+     "\"output\": {\"format\": \"dense\"}"},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"smoothquant\": {}}]}",
+     "output.format: steps[0] (smoothquant) writes \"compressed-tensors\" (int-quantized W8A8) or \"dense\", not "
+     "GPTQ v1: set \"output\": {\"format\": ...}"},
+    {"{" MINIMAL OUT ", \"output\": {\"format\": \"dense\"}, \"steps\": [{\"smoothquant\": {}}]}",
+     "data.calibration: required because step smoothquant needs calibration data"},
+    {"{" MINIMAL CALIB OUT ", \"output\": {\"format\": \"dense\"}, "
+     "\"steps\": [{\"smoothquant\": {}}, {\"rtn\": {\"bits\": 4}}]}",
+     "steps[1]: the model is already quantized by steps[0] (smoothquant)"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\", \"kv_cache_bits\": 16}}]}",
      "steps[0].eval.kv_cache_bits: must be one of 0 (off),2,3,4,8"},
+    {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\", \"kv_cache_dtype\": \"fp8\"}}]}",
+     "steps[0].eval.kv_cache_dtype: needs \"kv_cache_scales\""},
+    {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\", \"kv_cache_kivi\": 4, \"kv_cache_bits\": 4}}]}",
+     "steps[0].eval: at most one of kv_cache_bits, kv_cache_scales and kv_cache_kivi"},
+    {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\", \"kv_cache_kivi\": 3}}]}",
+     "steps[0].eval.kv_cache_kivi: must be one of 0 (off),2,4"},
+    {"{" MINIMAL CALIB OUT ", \"steps\": [{\"kv_cache\": {\"dtype\": \"fp16\"}}]}",
+     "steps[0].kv_cache.dtype: must be one of \"int8\", \"fp8\""},
+    {"{" MINIMAL OUT ", \"steps\": [{\"kv_cache\": {}}]}",
+     "data.calibration: required because step kv_cache needs calibration data"},
+    {"{" MINIMAL CALIB OUT ", \"output\": {\"format\": \"compressed-tensors\"}, \"steps\": [{\"gptq\": {}}, "
+     "{\"kv_cache\": {}}]}",
+     "steps[1]: kv_cache reads gptq and dense checkpoints, not the compressed-tensors output: use a \"dense\" or "
+     "\"gptq\" output"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"t\", \"max_windows\": -1}}]}",
      "steps[0].eval.max_windows: must be a non-negative integer"},
     {"{" MINIMAL ", \"steps\": [{\"eval\": {\"data\": \"\"}}]}",
@@ -314,7 +346,7 @@ static void test_all_errors_are_reported(void **state)
                         "steps[0].gptq.bits: must be one of 2,3,4,8\n"
                         "steps[1].eval.data: required\n"
                         "steps[2]: a step is an object with exactly one key "
-                        "(rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval)\n"
+                        "(rtn, gptq, sparsegpt, wanda, magnitude, qlora, eval, smoothquant, kv_cache)\n"
                         "state_uri: required\n"
                         "parallel.mode: must be one of \"sequential\", \"pipeline\"\n"
                         "data.calibration: required because step gptq needs calibration data\n"
@@ -431,7 +463,19 @@ static void test_defaults_are_filled(void **state)
     assert_int_equal(e->seqlen, 2048);
     assert_int_equal(e->max_windows, 0);
     assert_int_equal(e->kv_cache_bits, 0);
+    assert_int_equal(e->act_bits, 0);
     assert_string_equal(sq_step_kind_name(spec.steps[2].kind), "qlora");
+    sq_job_spec_free(&spec);
+
+    json = "{\"model\": \"m\", \"state_uri\": \"st\", \"output_uri\": \"out\", \"data\": {\"calibration\": \"c\"},"
+           " \"output\": {\"format\": \"compressed-tensors\"}, \"steps\": [{\"smoothquant\": {}}]}";
+    assert_int_equal(sq_job_spec_parse(&spec, "smooth", json), SQ_OK);
+    const sq_step *smooth = &spec.steps[0];
+    assert_true(smooth->smooth.alpha == 0.5);
+    assert_int_equal(smooth->smooth.act_bits, 8);
+    assert_int_equal(smooth->quant.bits, 8);
+    assert_int_equal(smooth->quant.group_size, -1);
+    assert_true(smooth->quant.sym);
     sq_job_spec_free(&spec);
 
     json = "{\"model\": \"m\", \"state_uri\": \"st\", \"output_uri\": \"out\", \"data\": {\"seqlen\": 256},"
@@ -478,8 +522,8 @@ static void test_data_sampling(void **state)
 static void test_step_kind_names(void **state)
 {
     (void)state;
-    const char *names[] = {"rtn", "gptq", "sparsegpt", "wanda", "magnitude", "qlora", "eval"};
-    for (int k = SQ_STEP_RTN; k <= SQ_STEP_EVAL; k++)
+    const char *names[] = {"rtn", "gptq", "sparsegpt", "wanda", "magnitude", "qlora", "eval", "smoothquant"};
+    for (int k = SQ_STEP_RTN; k <= SQ_STEP_SMOOTHQUANT; k++)
         assert_string_equal(sq_step_kind_name((sq_step_kind)k), names[k]);
 }
 
