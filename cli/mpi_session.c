@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "kernels/kernels.h"
 #include "worker/device_comm.h"
+#include "worker/peer_watch.h"
 #include "worker/signals.h"
 
 bool sq_cli_mpi_start(sq_comm *comm, int *argc, char ***argv, const char *command)
@@ -16,6 +17,7 @@ bool sq_cli_mpi_start(sq_comm *comm, int *argc, char ***argv, const char *comman
         return false;
     }
     sq_log_set_rank(comm->rank, comm->world_size);
+    sq_peer_watch_start(comm); /* a rank that dies unseen by the launcher still ends the others */
     return true;
 }
 
@@ -43,6 +45,7 @@ int sq_cli_finish(sq_status st, const sq_comm *comm)
         sq_comm_abort(1); /* ends every rank: none is left waiting in a collective */
         return 1;
     }
+    sq_peer_watch_stop(); /* a clean end: this rank's goodbye, so that no other rank takes it for dead */
     sq_device_comm_finalize();
     kn_shutdown();
     sq_comm_finalize();

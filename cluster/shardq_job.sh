@@ -8,7 +8,9 @@
 # Slurm runs this script again, and the same `shardq run` resumes from the journal.
 #
 # A rank killed by a signal (the OOM killer, kill -9) or a node lost also requeues the job, at most
-# SHARDQ_MAX_RESTARTS times (default 3).
+# SHARDQ_MAX_RESTARTS times (default 3). Under srun, SHARDQ_SRUN_WAIT (seconds, default 30; 0 for
+# no limit) bounds how long srun waits for the other ranks once one has ended: the ranks of a node
+# whose slurmstepd died never report their end.
 #
 # With SHARDQ_SWEEP=1 the job is one element of a job array over a sweep's points (submit.sh
 # --sweep): SHARDQ_SPEC is the sweep file, and the ranks run `shardq sweep SWEEP --point
@@ -33,12 +35,15 @@ else
 fi
 readonly EXIT_RESUMABLE=75
 max_restarts=${SHARDQ_MAX_RESTARTS:-3}
+srun_wait=${SHARDQ_SRUN_WAIT:-30}
 run=${SLURM_RESTART_COUNT:-0}
 say() { echo "[shardq-slurm $(date -u +%FT%TZ)] job $SLURM_JOB_ID run $run: $*"; }
-if ! [[ $max_restarts =~ ^[0-9]+$ ]]; then
-    say "SHARDQ_MAX_RESTARTS must be a number, not '$max_restarts'"
-    exit 1
-fi
+for setting in "SHARDQ_MAX_RESTARTS=$max_restarts" "SHARDQ_SRUN_WAIT=$srun_wait"; do
+    if ! [[ ${setting#*=} =~ ^[0-9]+$ ]]; then
+        say "${setting%%=*} must be a number, not '${setting#*=}'"
+        exit 1
+    fi
+done
 
 # Signals may come at any moment, before the ranks exist too: remember them, forward them once
 # there is a launcher.
@@ -90,8 +95,21 @@ rank_logs="$rank_logs_dir/run-$run"
 mkdir -p "$rank_logs"
 case $SHARDQ_LAUNCHER in
 srun)
-    # One log per rank: %t is the task (rank) number.
-    srun --mpi=pmix --kill-on-bad-exit=1 --output="$rank_logs/rank-%t.log" \
+    # Slurm's PMIx plugin gives each step a socket named after the job and step id
+    # (SlurmdSpoolDir/stepd.slurm.pmix.JOB.STEP), which stays behind when the node's slurmstepd
+    # dies (killed, or the node crashed); a requeued job numbers its steps from 0 again, and a step
+    # whose id an earlier run used fails to launch on that node ("Cannot bind() UNIX socket ...
+    # Address already in use"). So run R starts its ranks as step R, after R empty steps.
+    for ((step = 0; step < run; step++)); do
+        srun --mpi=none --nodes=1 --ntasks=1 true || say "empty step $step failed (a later step id is all it is for)"
+    done
+    # One log per rank: %t is the task (rank) number. --wait: the ranks of a healthy job end
+    # together (MPI_Finalize), so once one has ended srun waits at most that long for the others.
+    # When a node's slurmstepd was killed its ranks die unreported; the peer watch
+    # (worker/peer_watch.h) ends the other ranks, and without --wait srun would wait for the lost
+    # ones until Slurm notices the missing step (a node registration, up to 20 x SlurmdTimeout/3
+    # later, if at all).
+    srun --mpi=pmix --kill-on-bad-exit=1 --wait="$srun_wait" --output="$rank_logs/rank-%t.log" \
         "$SHARDQ_BIN" "${shardq_cmd[@]}" &
     ;;
 mpirun)

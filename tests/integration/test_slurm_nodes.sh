@@ -9,9 +9,14 @@
 #   byte-identical to the same spec run by one rank on one host (README: sequential mode on any
 #   rank count, pipeline mode for fixed blocks); in sequential mode node2's own interface sent at
 #   least the bytes of the Hessians its ranks contributed; state and output on s3:// work the same;
-# - one node's ranks killed (kill -9) mid-job under srun, and one node lost whole (every process
-#   of it SIGKILLed, then booted again) under mpirun: every rank ends, the job requeues itself and
-#   the rerun resumes from the journal to the bytes of the uninterrupted run;
+# - a training job (qlora, NF4 base) with both launchers trains the adapter of one rank on one
+#   host, byte for byte;
+# - faults, each mid-job: node2's ranks killed (kill -9) under srun (a GPTQ job) and under mpirun (a
+#   training job); node2's slurmstepd killed under srun (a training job: nothing tells srun, the
+#   peer watch ends node1's ranks); node2 lost whole (every process of it SIGKILLed, then booted
+#   again) under mpirun and under srun (its spool keeps the step's PMIx socket). Every time every
+#   rank ends, the job requeues itself and the rerun resumes from the journal (a training job from
+#   its checkpoint) to the bytes of the uninterrupted run;
 # - a node that cannot reach the S3 endpoint fails the job, naming the URI, without a requeue.
 # Prints TAP; skips (saying why) when the Slurm binaries or iproute2 are missing or network
 # namespaces are not permitted.
@@ -115,8 +120,18 @@ submit() { # spec launcher: submits on both nodes, two ranks each
 # References: one rank on one host, outside Slurm (pipeline mode with the same 4 blocks).
 mpirun -np 1 --bind-to none "$SHARDQ" run "$(write_spec ref-sequential sequential)" >"$WORK/ref-sequential.log" 2>&1
 mpirun -np 1 --bind-to none "$SHARDQ" run "$(write_spec ref-pipeline pipeline)" >"$WORK/ref-pipeline.log" 2>&1
-check "single-host references complete" \
-    test -f "$WORK/ref-sequential/output/manifest.json" -a -f "$WORK/ref-pipeline/output/manifest.json"
+write_qlora_spec() { # name: a training job on the same model (NF4 base), a checkpoint every 2 of 6 steps
+    cat >"$WORK/$1.json" <<EOF
+{"name": "$1", "model": "$WORK/model", "data": {"calibration": "$CALIB", "seqlen": 24},
+ "steps": [{"qlora": {"r": 4, "alpha": 8, "dropout": 0.1, "steps": 6, "batch_size": 2, "grad_accum": 4,
+                      "learning_rate": 0.01, "save_every": 2}}],
+ "state_uri": "$WORK/$1/state", "output_uri": "$WORK/$1/output", "seed": 11}
+EOF
+    echo "$WORK/$1.json"
+}
+mpirun -np 1 --bind-to none "$SHARDQ" run "$(write_qlora_spec ref-qlora)" >"$WORK/ref-qlora.log" 2>&1
+check "single-host references complete" test -f "$WORK/ref-sequential/output/manifest.json" \
+    -a -f "$WORK/ref-pipeline/output/manifest.json" -a -f "$WORK/ref-qlora/output/adapter_model.safetensors"
 
 # Between the nodes only TCP: no shared memory transport (vader), whatever the launcher decides
 # about locality; the verbose transport log names the peer node of every connection.
@@ -183,83 +198,151 @@ two_node_job srun pipeline local
 two_node_job mpirun sequential local
 two_node_job mpirun pipeline s3
 
-shardq_pids_on() { # node: the shardq processes in its network namespace
+# (1b) A training job (qlora): micro-batch j of a step runs on rank j mod 4 and the micro-batch
+# gradients are added in micro-batch order on every rank (README, *Fine-tuning*), so two nodes of
+# two ranks train the adapter of one rank on one host, byte for byte.
+same_adapter() { # output folder
+    cmp "$WORK/ref-qlora/output/adapter_model.safetensors" "$1/adapter_model.safetensors"
+}
+for launcher in srun mpirun; do
+    name=qlora-$launcher
+    id=$(submit "$(write_qlora_spec "$name")" "$launcher")
+    state=$(wait_job "$id")
+    check "$name: 2-node training job completes: $state" test "$state" = COMPLETED
+    check "$name: ranks 0-1 ran on node1, 2-3 on node2, talking over TCP between the nodes" \
+        ranks_spread_over_tcp "$name" "$launcher"
+    check "$name: adapter byte-identical to the single-rank run" same_adapter "$WORK/$name/output"
+done
+
+pids_on() { # node command: the processes of that name in the node's network namespace
     local node_net p
     node_net=$(net_ns_of_node "$1")
     for p in /proc/[0-9]*; do
-        [ "$(cat "$p/comm" 2>/dev/null)" = shardq ] && [ "$(readlink "$p/ns/net" 2>/dev/null)" = "$node_net" ] \
+        [ "$(cat "$p/comm" 2>/dev/null)" = "$2" ] && [ "$(readlink "$p/ns/net" 2>/dev/null)" = "$node_net" ] \
             && echo "${p#/proc/}"
     done
 }
+shardq_pids_on() { # node
+    pids_on "$1" shardq
+}
 
-mid_job() { # spec launcher: submits it with each layer slowed down; prints the job id once the
-    local id           # journal holds a layer (or after 30 s)
-    id=$(SHARDQ_LAYER_DELAY_MS=1000 submit "$1" "$2")
+has_progress() { # name: its journal holds a layer (GPTQ) or a training checkpoint (qlora)
+    grep -qsE '"layer": *[0-9]|"train_step": *[1-9]' "$WORK/$1/state/journal.json"
+}
+mid_job() { # name launcher: submits its spec with each layer (training step) slowed down to 1 s;
+    local id    # prints the job id once the journal holds some progress (or after 30 s)
+    id=$(SHARDQ_LAYER_DELAY_MS=1000 submit "$WORK/$1.json" "$2")
     for _ in $(seq 1 300); do
-        "$SHARDQ" status "$1" 2>/dev/null | grep -qE 'running +[1-9] layers done' && break
+        has_progress "$1" && break
         sleep 0.1
     done
     echo "$id"
 }
 
-wait_for_line() { # file regex: waits until the file has a matching line; fails after 120 s
+wait_for_line() { # file extended-regex: waits until the file has a matching line; fails after 120 s
     for _ in $(seq 1 600); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
+        grep -qE "$2" "$1" 2>/dev/null && return 0
         sleep 0.2
     done
     return 1
 }
 
-# A resumed job: Slurm restarted it once, the second run replayed the journal, and the output is
-# byte-identical to the uninterrupted 2-node run of the same launcher.
-resumed_to_same_bytes() { # name job-id launcher
+# The first run of a job hit by a fault ended on every rank and was requeued: by itself, or by
+# Slurm where slurmctld ended the job for a lost node first (its SIGTERM then reaches the batch
+# shell too). The launcher returns only once every rank of the step has ended (or, under srun, was
+# given up for lost), so a rank left waiting in a collective would keep the first run from ever
+# logging its requeue.
+requeued_after_fault() { # name job-id fault-time
+    check "$1: the first run ended on every rank and was requeued" wait_for_line "$WORK/$1.slurm/slurm-$2.log" \
+        "job $2 run 0: (the ranks ended abnormally \(launcher exit [0-9]+: .*\)|ranks stopped with exit [0-9]+)(: requeueing| while Slurm requeues the job)"
+    echo "# $1: run 0 had ended on every rank $(($(date +%s) - $3)) s after the fault"
+}
+
+# A resumed job: Slurm restarted it once, the second run resumed from the journal, and its output
+# is byte-identical to the uninterrupted run's.
+resumed_to_same_bytes() { # name job-id resume-line-regex same-output-command...
     local state log="$WORK/$1.slurm/slurm-$2.log" failed_before=$failures
     state=$(wait_job "$2")
     check "$1: the job completes: $state" test "$state" = COMPLETED
     check "$1: Slurm counts one restart" restarts_are "$2" 1 "$log"
-    check "$1: the second run resumed from the journal" \
-        grep -rqs 'layer 1/4 replayed from the journal' "$WORK/$1.slurm/ranks/run-1"
-    check "$1: the resumed output is byte-identical to the uninterrupted 2-node run" \
-        diff <(digests "$WORK/$3-sequential-local/output") <(digests "$WORK/$1/output")
+    check "$1: the second run resumed from the journal" grep -rqsE "$3" "$WORK/$1.slurm/ranks/run-1"
+    check "$1: the resumed output is byte-identical to the uninterrupted run" "${@:4}" "$WORK/$1/output"
     [ "$failures" -eq "$failed_before" ] || say_job_log "$log"
 }
+same_output_as() { # uninterrupted job name, output folder
+    diff <(digests "$WORK/$1/output") <(digests "$2")
+}
+gptq_resumed='layer 1/4 replayed from the journal'
+qlora_resumed='resuming after train step [1-9]'
 
-# (2) node2's ranks killed with SIGKILL mid-job, under srun: srun --kill-on-bad-exit ends node1's.
-# The launcher returns only once every rank of the step has ended, so a rank left waiting in a
-# collective would keep the first run from ever logging its requeue.
-spec=$(write_spec killed-srun sequential)
-id=$(mid_job "$spec" srun)
-pids=$(shardq_pids_on node2)
-check "killed-srun: node2 runs two ranks mid-job" test "$(echo "$pids" | wc -w)" -eq 2
+# (2) node2's ranks killed with SIGKILL mid-job: under srun, srun --kill-on-bad-exit ends node1's
+# (a GPTQ job); under mpirun, mpirun does (a training job, which resumes from its checkpoint).
+kill_node2_ranks() { # name launcher
+    local id pids killed_at
+    id=$(mid_job "$1" "$2")
+    pids=$(shardq_pids_on node2)
+    check "$1: node2 runs two ranks mid-job" test "$(echo "$pids" | wc -w)" -eq 2
+    killed_at=$(date +%s)
+    # shellcheck disable=SC2086  # one word per pid
+    kill -KILL $pids
+    requeued_after_fault "$1" "$id" "$killed_at"
+    echo "$id" >"$WORK/$1.id"
+}
+write_spec killed-srun sequential >/dev/null
+kill_node2_ranks killed-srun srun
+resumed_to_same_bytes killed-srun "$(cat "$WORK/killed-srun.id")" "$gptq_resumed" same_output_as srun-sequential-local
+write_qlora_spec qlora-killed-mpirun >/dev/null
+kill_node2_ranks qlora-killed-mpirun mpirun
+resumed_to_same_bytes qlora-killed-mpirun "$(cat "$WORK/qlora-killed-mpirun.id")" "$qlora_resumed" same_adapter
+
+# (2b) node2's slurmstepd killed mid-training under srun (its slurmd lives): node2's ranks end
+# (they lose their PMIx server) but nothing tells srun. The peer watch (worker/peer_watch.h) ends
+# node1's ranks, naming the lost rank; srun --wait gives up on node2's; the job requeues itself.
+name=qlora-stepd-srun
+write_qlora_spec $name >/dev/null
+id=$(mid_job $name srun)
+stepd=$(pids_on node2 slurmstepd)
+check "$name: node2 runs one slurmstepd mid-job" test "$(echo "$stepd" | wc -w)" -eq 1
 killed_at=$(date +%s)
-# shellcheck disable=SC2086  # one word per pid
-kill -KILL $pids
-check "killed-srun: the first run ended on every rank and requeued itself" wait_for_line \
-    "$WORK/killed-srun.slurm/slurm-$id.log" "job $id run 0: the ranks ended abnormally (launcher exit 137: .*): requeueing"
-echo "# killed-srun: run 0 had ended on every rank $(($(date +%s) - killed_at)) s after the kill"
-resumed_to_same_bytes killed-srun "$id" srun
+kill -KILL "$stepd"
+requeued_after_fault $name "$id" "$killed_at"
+check "$name: a node1 rank says which rank ended without a goodbye" \
+    grep -qE '\[shardq [01]/4\] error: rank [0-3] \(on node[12]\) has ended without saying goodbye' \
+    "$WORK/$name.slurm/ranks/run-0/rank-0.log" "$WORK/$name.slurm/ranks/run-0/rank-1.log"
+resumed_to_same_bytes $name "$id" "$qlora_resumed" same_adapter
 
-# (2b) node2 lost whole (a power cut: slurmd, job step, mpirun's daemon and ranks SIGKILLed), under
-# mpirun: the job ends on node1 and requeues itself, slurmctld declares node2 DOWN once it has not
-# answered for SlurmdTimeout (10 s here), and when node2 boots again the job resumes on both nodes.
+# (2c) node2 lost whole (a power cut: slurmd, job step, mpirun's daemon or srun's step, and the
+# ranks SIGKILLed): the job ends on node1 and requeues itself, slurmctld declares node2 DOWN once
+# it has not answered for SlurmdTimeout (10 s here), and when node2 boots again the job resumes on
+# both nodes. Under srun the crashed node keeps the step's PMIx socket in its spool, as a real
+# node's disk does across a reboot: the rerun must launch its ranks under another step id.
 node_state() { # node
     slurm_cmd sinfo -h -N -n "$1" -o %t
 }
 node_is_down() { # node
     [[ $(node_state "$1") == down* ]]
 }
-spec=$(write_spec crashed-mpirun sequential)
-id=$(mid_job "$spec" mpirun)
-"$NETNS" crash "$CLUSTER" node2
-check "crashed-mpirun: node1's ranks ended and the job requeued itself" wait_for_line \
-    "$WORK/crashed-mpirun.slurm/slurm-$id.log" "job $id run 0: the ranks ended abnormally (launcher exit [0-9]*: .*): requeueing"
-for _ in $(seq 1 600); do
-    node_is_down node2 && break
-    sleep 0.2
-done
-check "crashed-mpirun: slurmctld declared node2 down: $(node_state node2)" node_is_down node2
-"$NETNS" boot "$CLUSTER" node2
-resumed_to_same_bytes crashed-mpirun "$id" mpirun
+crash_node2() { # name launcher
+    local id crashed_at
+    write_spec "$1" sequential >/dev/null
+    id=$(mid_job "$1" "$2")
+    crashed_at=$(date +%s)
+    "$NETNS" crash "$CLUSTER" node2
+    requeued_after_fault "$1" "$id" "$crashed_at"
+    for _ in $(seq 1 600); do
+        node_is_down node2 && break
+        sleep 0.2
+    done
+    check "$1: slurmctld declared node2 down: $(node_state node2)" node_is_down node2
+    if [ "$2" = srun ]; then
+        check "$1: node2's spool keeps the crashed step's PMIx socket" \
+            test -S "$CLUSTER/spool/node2/stepd.slurm.pmix.$id.0"
+    fi
+    "$NETNS" boot "$CLUSTER" node2
+    resumed_to_same_bytes "$1" "$id" "$gptq_resumed" same_output_as "$2-sequential-local"
+}
+crash_node2 crashed-mpirun mpirun
+crash_node2 crashed-srun srun
 
 check "no shardq process outlives its job on either node" \
     test -z "$(shardq_pids_on node1)$(shardq_pids_on node2)"

@@ -9,6 +9,11 @@
 - a failure every rank knows (a bad spec, a seqlen beyond the model's positions, a missing
   model or calibration file)
   under mpirun -np 2 prints one `error:` line and no MPI_ABORT banner.
+- a rank killed where the launcher does not end the others (mpirun --enable-recovery leaves them
+  running, as srun does when a node's slurmstepd dies) ends every other rank through the peer
+  watch (worker/peer_watch.h), which names it, rank 0 or another; the journal resumes to the same
+  bytes. (A rank paused for as long as a test takes to act on it is not taken for dead: the
+  SIGUSR1 test above pauses rank 0 and expects no `error:` line.)
 Jobs are acted on at points of their own progress: SHARDQ_FAULT=after-journal:L with
 SHARDQ_FAULT_ACTION=stop makes rank 0 SIGSTOP itself once layer L is journaled (worker/fault.h);
 nothing here waits on the clock."""
@@ -168,6 +173,47 @@ def test_mpirun_sigusr1_stops_cleanly(work, two_rank_baseline):
     assert "error:" not in out
     mpirun(2, ["run", spec])
     assert digests(output) == two_rank_baseline
+
+
+def rank_pid(launcher, rank):
+    """The pid of the launcher's child that is MPI rank `rank`."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            environ = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if ppid == launcher.pid and f"OMPI_COMM_WORLD_RANK={rank}".encode() in environ:
+            return int(stat.parent.name)
+    raise AssertionError(f"no rank {rank} under pid {launcher.pid}")
+
+
+def unwatched_by_mpirun(spec):
+    return ["mpirun", "-np", "2", "--enable-recovery", "--bind-to", "none", SHARDQ, "run", spec]
+
+
+def ended_by_the_peer_watch(out, spec, output, baseline, watcher, lost):
+    """Rank `watcher` said rank `lost` had gone, and the journal resumes to the uninterrupted bytes."""
+    assert f"[shardq {watcher}/2] error: rank {lost} (on " in out and ") has ended without saying goodbye" in out, out
+    mpirun(2, ["run", spec])
+    assert digests(output) == baseline
+
+
+def test_a_rank_killed_unseen_by_the_launcher_ends_rank_0(work, two_rank_baseline):
+    spec, output = spec_for(work, "unseen-rank1")
+    proc = start(unwatched_by_mpirun(spec), pause_after_layer=0)
+    rank0 = wait_holder(work, "unseen-rank1", proc)  # rank 1 waits for it in a collective
+    os.kill(rank_pid(proc, 1), signal.SIGKILL)
+    os.kill(rank0, signal.SIGCONT)
+    out, _ = proc.communicate(timeout=300)  # without the peer watch rank 0 would wait for rank 1 forever
+    ended_by_the_peer_watch(out, spec, output, two_rank_baseline, watcher=0, lost=1)
+
+
+def test_rank_0_killed_unseen_by_the_launcher_ends_the_others(work, two_rank_baseline):
+    spec, output = spec_for(work, "unseen-rank0")
+    killed = run(unwatched_by_mpirun(spec), env={"SHARDQ_FAULT": "after-journal:1"}, timeout=300, check=False)
+    assert "fault injection: SIGKILL at after-journal of layer 1" in killed.stderr + killed.stdout
+    ended_by_the_peer_watch(killed.stderr + killed.stdout, spec, output, two_rank_baseline, watcher=1, lost=0)
 
 
 def test_mpirun_sigterm_kills_ranks_and_the_journal_resumes(work, two_rank_baseline):
