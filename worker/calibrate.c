@@ -204,11 +204,10 @@ static sq_quant_options linear_options(const calib_state *cs, int layer, int lin
     return opt;
 }
 
-/* The dtype the output checkpoint keeps a pruned linear in: the source tensor's. */
-static sq_status dense_dtype(const calib_state *cs, int layer, int linear, sq_dtype *dtype)
+sq_status calib_source_dtype(const calib_state *cs, int layer, const char *module, sq_dtype *dtype)
 {
     char name[160];
-    snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, sq_linear_name(linear));
+    snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, module);
     const sq_st_tensor *t = sq_checkpoint_find(cs->job->ckpt, name);
     if (!t)
         return sq_fail(SQ_ERR_NOT_FOUND, "%s: no tensor %s", sq_checkpoint_dir(cs->job->ckpt), name);
@@ -254,7 +253,7 @@ static sq_status solve_into(calib_state *cs, int layer, int linear, float *W, co
     }
     if (st == SQ_OK && out->form == SQ_LAYER_DENSE) {
         sq_dtype dtype = SQ_DTYPE_F32;
-        SQ_TRY_GOTO(st, dense_dtype(cs, layer, linear, &dtype), done);
+        SQ_TRY_GOTO(st, calib_source_dtype(cs, layer, sq_linear_name(linear), &dtype), done); /* pruned: as stored */
         st = sq_dense_weights_from_device(&out->dense[linear], W, rows, cols, dtype);
     }
 done:

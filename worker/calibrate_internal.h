@@ -80,6 +80,10 @@ sq_status calib_smooth_layer(calib_state *cs, int layer, float *X, int nseq, boo
 /* Whether calib_quantize_layer keeps each group's inputs (true_sequential with samples):
  * the layer then runs once, and X leaves it already pushed through. */
 bool calib_keeps_group_inputs(const calib_state *cs);
+
+/* The dtype the source checkpoint stores model.layers.<layer>.<module>.weight in (a pruned
+ * linear or a rescaled norm is written back in it). */
+sq_status calib_source_dtype(const calib_state *cs, int layer, const char *module, sq_dtype *dtype);
 /* Push nseq sequences of X [nseq*seqlen, hidden] through the resident layer, in place. */
 sq_status calib_forward_samples(calib_state *cs, float *X, int nseq);
 /* Embed nseq sequences of token ids (host) into X [nseq*seqlen, hidden]. */

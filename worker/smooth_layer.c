@@ -58,18 +58,6 @@ done:
     return st;
 }
 
-/* The dtype the source checkpoint stores a layer's norm in. */
-static sq_status norm_dtype(const calib_state *cs, int layer, sq_norm_id norm, sq_dtype *dtype)
-{
-    char name[160];
-    snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, sq_norm_name(norm));
-    const sq_st_tensor *t = sq_checkpoint_find(cs->job->ckpt, name);
-    if (!t)
-        return sq_fail(SQ_ERR_NOT_FOUND, "%s: no tensor %s", sq_checkpoint_dir(cs->job->ckpt), name);
-    *dtype = t->dtype;
-    return SQ_OK;
-}
-
 /* Fold the smoothing of `norm` into it and into its readers' weights W (device copies);
  * out->norm[norm] receives the rescaled norm as the checkpoint stores it. */
 static sq_status smooth_norm(calib_state *cs, int layer, sq_norm_id norm, const float *range, float *const *W,
@@ -89,7 +77,7 @@ static sq_status smooth_norm(calib_state *cs, int layer, sq_norm_id norm, const 
     sq_dtype dtype = SQ_DTYPE_F32;
     sq_status st = host && s ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "smoothquant: out of memory");
     SQ_TRY_GOTO(st, st, done);
-    SQ_TRY_GOTO(st, norm_dtype(cs, layer, norm, &dtype), done);
+    SQ_TRY_GOTO(st, calib_source_dtype(cs, layer, sq_norm_name(norm), &dtype), done);
     SQ_TRY_GOTO(st, kn_download(host, dev_norm, bytes), done);
     SQ_TRY_GOTO(st, sq_smooth_fold(range, cs->smooth->alpha, host, dtype, weights, rows, count, cs->hidden, s), done);
     SQ_TRY_GOTO(st, kn_upload(dev_norm, host, bytes), done);
