@@ -317,7 +317,7 @@ static sq_status train(qlora_state *s, double *last_loss, json_t *evals)
     const bool rank0 = s->job->comm->rank == 0;
     s->first_step = s->optim.step;
     s->started = sq_now_seconds();
-    double optimizer_seconds = 0.0;
+    double optimizer_seconds = 0.0, comm_before = sq_comm_seconds();
     while (s->optim.step < o->steps) {
         double grad_norm;
         SQ_TRY(step_gradient(s, s->optim.step + 1, last_loss));
@@ -344,8 +344,10 @@ static sq_status train(qlora_state *s, double *last_loss, json_t *evals)
     if (rank0) {
         char phases[256];
         sq_lora_trainer_phases(&s->trainer, phases, sizeof phases);
-        sq_log_info("step %d qlora: phases %s, optimizer %.2fs (train steps %d..%d, held-out passes included)",
-                    s->job->step, phases, optimizer_seconds, s->first_step + 1, s->optim.step);
+        sq_log_info("step %d qlora: phases %s, optimizer %.2fs, gradient exchange and other communication %.2fs "
+                    "(train steps %d..%d, held-out passes included)",
+                    s->job->step, phases, optimizer_seconds, sq_comm_seconds() - comm_before, s->first_step + 1,
+                    s->optim.step);
     }
     return SQ_OK;
 }

@@ -1,7 +1,8 @@
 /* comm.c: MPI for control and host tensors; device tensors over NCCL when a
  * device communicator is up (CUDA builds, see device_comm.h), else over MPI,
- * staged through host memory unless the backend's device memory is host memory. Large transfers are cut
- * into chunks below MPI's int count limit. */
+ * staged through host memory unless the backend's device memory is host memory.
+ * Host buffers of 1 MiB and more also go over NCCL when it is up (staged through
+ * device memory). Large MPI transfers are cut into chunks below its int count limit. */
 #include "worker/comm.h"
 
 #include <limits.h>
@@ -11,10 +12,29 @@
 
 #include <mpi.h>
 
+#include "core/log.h"
 #include "kernels/kernels.h"
 #include "worker/device_comm.h"
 
 #define CHUNK_BYTES ((size_t)1 << 30)
+
+/* Seconds spent in this file's calls since the start, waiting for the other ranks included:
+ * each call first waits for the device work queued before it, so that work is not counted. */
+static double comm_seconds;
+
+static double comm_clock(void)
+{
+    kn_synchronize();
+    return sq_now_seconds();
+}
+
+static sq_status timed(sq_status st, double start)
+{
+    comm_seconds += sq_now_seconds() - start;
+    return st;
+}
+
+double sq_comm_seconds(void) { return comm_seconds; }
 
 #define MPI_CHECK(call)                                                                     \
     do {                                                                                    \
@@ -53,7 +73,7 @@ void sq_comm_finalize(void)
 
 void sq_comm_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
 
-sq_status sq_comm_barrier(void)
+static sq_status barrier_untimed(void)
 {
     MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
     return SQ_OK;
@@ -104,7 +124,7 @@ static int world_size(void)
     return size;
 }
 
-sq_status sq_comm_allreduce_sum_i64(int64_t *dev, size_t count)
+static sq_status allreduce_sum_i64_untimed(int64_t *dev, size_t count)
 {
     if (world_size() == 1) /* nothing to sum: skip the host staging on GPU backends */
         return SQ_OK;
@@ -114,7 +134,7 @@ sq_status sq_comm_allreduce_sum_i64(int64_t *dev, size_t count)
     return with_host_view(dev, count * sizeof(int64_t), 1, 1, allreduce_host, &type);
 }
 
-sq_status sq_comm_allreduce_max_f32_host(float *host, size_t count)
+static sq_status allreduce_max_f32_host_untimed(float *host, size_t count)
 {
     if (count > INT_MAX)
         return sq_fail(SQ_ERR_ARG, "all-reduce max: %zu values is more than one MPI call takes", count);
@@ -134,9 +154,45 @@ static sq_status bcast_host(void *host, size_t bytes, void *arg)
     return SQ_OK;
 }
 
-sq_status sq_comm_bcast_host(void *host, size_t bytes, int root) { return bcast_host(host, bytes, &root); }
+/* Host buffers of at least this size travel through device memory over the device
+ * communicator when one is up: NCCL over NVLink moves a layer's quantization results
+ * (hundreds of MB) many times faster than MPI's shared-memory copies between processes. */
+#define DEVICE_ROUTE_BYTES ((size_t)1 << 20)
 
-sq_status sq_comm_bcast_device(void *dev, size_t bytes, int root)
+static bool via_device(size_t bytes) { return bytes >= DEVICE_ROUTE_BYTES && sq_device_comm_ready(); }
+
+typedef sq_status (*device_op)(void *dev, size_t bytes, void *arg);
+
+/* Run `op` over a device copy of a host buffer (uploaded first when `upload`, downloaded
+ * after when `download`): with_host_view's mirror. */
+static sq_status with_device_view(void *host, size_t bytes, int upload, int download, device_op op, void *arg)
+{
+    void *dev = NULL;
+    SQ_TRY(kn_alloc(&dev, bytes));
+    sq_status st = upload ? kn_upload(dev, host, bytes) : SQ_OK;
+    if (st == SQ_OK)
+        st = op(dev, bytes, arg);
+    if (st == SQ_OK && download)
+        st = kn_download(host, dev, bytes);
+    kn_free(dev);
+    return st;
+}
+
+static sq_status device_bcast_op(void *dev, size_t bytes, void *arg) { return sq_device_bcast(dev, bytes, *(int *)arg); }
+static sq_status device_send_op(void *dev, size_t bytes, void *arg) { return sq_device_send(dev, bytes, *(int *)arg); }
+static sq_status device_recv_op(void *dev, size_t bytes, void *arg) { return sq_device_recv(dev, bytes, *(int *)arg); }
+
+static sq_status bcast_host_untimed(void *host, size_t bytes, int root)
+{
+    if (world_size() > 1 && via_device(bytes)) {
+        int rank;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        return with_device_view(host, bytes, rank == root, rank != root, device_bcast_op, &root);
+    }
+    return bcast_host(host, bytes, &root);
+}
+
+static sq_status bcast_device_untimed(void *dev, size_t bytes, int root)
 {
     if (world_size() == 1)
         return SQ_OK;
@@ -176,7 +232,7 @@ static sq_status recv_host(void *host, size_t bytes, void *arg)
     return SQ_OK;
 }
 
-sq_status sq_comm_send_device(const void *dev, size_t bytes, int dest, int tag)
+static sq_status send_device_untimed(const void *dev, size_t bytes, int dest, int tag)
 {
     if (sq_device_comm_ready())
         return sq_device_send(dev, bytes, dest);
@@ -184,7 +240,7 @@ sq_status sq_comm_send_device(const void *dev, size_t bytes, int dest, int tag)
     return with_host_view((void *)dev, bytes, 1, 0, send_host, &to);
 }
 
-sq_status sq_comm_recv_device(void *dev, size_t bytes, int source, int tag)
+static sq_status recv_device_untimed(void *dev, size_t bytes, int source, int tag)
 {
     if (sq_device_comm_ready())
         return sq_device_recv(dev, bytes, source);
@@ -192,14 +248,18 @@ sq_status sq_comm_recv_device(void *dev, size_t bytes, int source, int tag)
     return with_host_view(dev, bytes, 0, 1, recv_host, &from);
 }
 
-sq_status sq_comm_send_host(const void *host, size_t bytes, int dest, int tag)
+static sq_status send_host_untimed(const void *host, size_t bytes, int dest, int tag)
 {
+    if (via_device(bytes))
+        return with_device_view((void *)host, bytes, 1, 0, device_send_op, &dest);
     p2p to = {dest, tag};
     return send_host((void *)host, bytes, &to);
 }
 
-sq_status sq_comm_recv_host(void *host, size_t bytes, int source, int tag)
+static sq_status recv_host_untimed(void *host, size_t bytes, int source, int tag)
 {
+    if (via_device(bytes))
+        return with_device_view(host, bytes, 0, 1, device_recv_op, &source);
     p2p from = {source, tag};
     return recv_host(host, bytes, &from);
 }
@@ -207,7 +267,7 @@ sq_status sq_comm_recv_host(void *host, size_t bytes, int source, int tag)
 /* The first failure every rank agreed on, and the lowest rank that reported it (-1: none yet). */
 static int agreed_failure_reporter = -1;
 
-sq_status sq_comm_agree(sq_status local, sq_status *worst)
+static sq_status agree_untimed(sq_status local, sq_status *worst)
 {
     struct {
         int status, rank;
@@ -234,4 +294,66 @@ bool sq_comm_failure_agreed(int *reporter)
 {
     *reporter = agreed_failure_reporter;
     return agreed_failure_reporter >= 0;
+}
+
+/* ---- the timed entry points (comm.h) ---- */
+
+sq_status sq_comm_barrier(void)
+{
+    double start = comm_clock();
+    return timed(barrier_untimed(), start);
+}
+
+sq_status sq_comm_allreduce_sum_i64(int64_t *dev, size_t count)
+{
+    double start = comm_clock();
+    return timed(allreduce_sum_i64_untimed(dev, count), start);
+}
+
+sq_status sq_comm_allreduce_max_f32_host(float *host, size_t count)
+{
+    double start = comm_clock();
+    return timed(allreduce_max_f32_host_untimed(host, count), start);
+}
+
+sq_status sq_comm_bcast_host(void *host, size_t bytes, int root)
+{
+    double start = comm_clock();
+    return timed(bcast_host_untimed(host, bytes, root), start);
+}
+
+sq_status sq_comm_bcast_device(void *dev, size_t bytes, int root)
+{
+    double start = comm_clock();
+    return timed(bcast_device_untimed(dev, bytes, root), start);
+}
+
+sq_status sq_comm_send_device(const void *dev, size_t bytes, int dest, int tag)
+{
+    double start = comm_clock();
+    return timed(send_device_untimed(dev, bytes, dest, tag), start);
+}
+
+sq_status sq_comm_recv_device(void *dev, size_t bytes, int source, int tag)
+{
+    double start = comm_clock();
+    return timed(recv_device_untimed(dev, bytes, source, tag), start);
+}
+
+sq_status sq_comm_send_host(const void *host, size_t bytes, int dest, int tag)
+{
+    double start = comm_clock();
+    return timed(send_host_untimed(host, bytes, dest, tag), start);
+}
+
+sq_status sq_comm_recv_host(void *host, size_t bytes, int source, int tag)
+{
+    double start = comm_clock();
+    return timed(recv_host_untimed(host, bytes, source, tag), start);
+}
+
+sq_status sq_comm_agree(sq_status local, sq_status *worst)
+{
+    double start = comm_clock();
+    return timed(agree_untimed(local, worst), start);
 }

@@ -52,5 +52,9 @@ sq_status sq_comm_all_ok(sq_status local);
  * waits in a collective, the job can end with MPI_Finalize instead of MPI_Abort, and only
  * `reporter` (the lowest rank whose own status was that failure) needs to print its message. */
 bool sq_comm_failure_agreed(int *reporter);
+/* Wall seconds this rank has spent in the calls above (MPI_Init aside), waiting for the
+ * other ranks included and the device work queued before each call excluded: the
+ * communication share of a phase, for the logs and bench/bench_scaling.sh. */
+double sq_comm_seconds(void);
 
 #endif
