@@ -16,7 +16,7 @@
 #include "quant/awq.h"
 #include "quant/hessian.h"
 #include "quant/mixed_precision.h"
-#include "worker/background_task.h"
+#include "core/background_task.h"
 #include "worker/calibrate.h"
 #include "worker/group_inputs.h"
 #include "worker/layer_results.h"
@@ -49,7 +49,7 @@ typedef struct {
     sq_layer_scratch scratch;
     float *tmp;         /* [micro * seqlen, hidden] */
     sq_group_inputs group_inputs; /* true_sequential with samples: each group's input, all samples */
-    sq_background_task saver;     /* rank 0, sequential mode: the artifact of the layer before */
+    sq_background_task saver;     /* rank 0: the artifacts of the layers finished before */
     struct layer_save *pending;   /* what `saver` is writing */
     bool *done;         /* per layer: a verified artifact exists */
     sq_bit_plan bit_plan; /* mixed precision (avg_bits): each linear's width; bit_plan.bits NULL otherwise */
@@ -96,14 +96,14 @@ sq_status calib_check_stop(const calib_state *cs, int finished);
 
 /* ---- layer artifacts and the journal, rank 0 (layer_artifacts.c) ---- */
 
-/* Write a layer's artifact, then record it: the journal never names bytes that are not durable. */
-sq_status calib_save_layer(calib_state *cs, int layer, const sq_layer_results *results);
-/* calib_save_layer on the background thread, taking `results` over (they are left empty),
- * after the layer handed over before is recorded: the next layer's work overlaps the
- * write, the sha256 and the journal record; the journal still grows layer by layer.
- * The layer is also packed into job->packed when there is one. */
-sq_status calib_save_layer_in_background(calib_state *cs, int layer, sq_layer_results *results);
-/* Wait until the layer handed to the background saver is recorded (its failure, if any). */
+/* Save `count` finished layers, on the background thread: their artifacts written and hashed
+ * at once, then recorded in the journal in the order given, taking
+ * `results[0..count)` over (they are left empty), after the layers handed over before are
+ * recorded: the next layers' work overlaps the writes, the sha256s and the journal records;
+ * the journal still grows one layer at a time. Each layer is also packed into job->packed
+ * when there is one. */
+sq_status calib_save_layers_in_background(calib_state *cs, int count, const int *layers, sq_layer_results *results);
+/* Wait until the layers handed to the background saver are recorded (their failure, if any). */
 sq_status calib_saved(calib_state *cs);
 sq_status calib_load_layer(calib_state *cs, int layer, sq_layer_results *results);
 /* Which layers have an artifact whose bytes still match the journal (sets cs->done).

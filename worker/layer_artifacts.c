@@ -56,11 +56,10 @@ static sq_status log_layer_sparsity(const calib_state *cs, int layer, const sq_l
     return SQ_OK;
 }
 
-/* Write a layer's artifact, then record it: the journal never names bytes that are not durable. */
-sq_status calib_save_layer(calib_state *cs, int layer, const sq_layer_results *results)
+/* Write a layer's artifact file and hash it (sha, SQ_SHA256_HEX_LEN + 1 chars): what
+ * several layers may do at once, each on its own thread. */
+static sq_status write_artifact(calib_state *cs, int layer, const sq_layer_results *results, char *sha)
 {
-    char name[64], sha[SQ_SHA256_HEX_LEN + 1];
-    sq_calibration_artifact_name(cs->job->step, layer, name, sizeof name);
     char *path;
     SQ_TRY(artifact_path(cs, layer, &path));
     char *dir = strdup(path);
@@ -76,53 +75,109 @@ sq_status calib_save_layer(calib_state *cs, int layer, const sq_layer_results *r
         st = sq_layer_results_write(results, layer, path);
     if (st == SQ_OK)
         st = sq_sha256_file(path, sha);
-    if (st == SQ_OK)
-        st = sq_journal_publish_artifact(cs->job->journal, name);
     free(path);
-    SQ_TRY(st);
+    return st;
+}
+
+/* Publish a written artifact (s3://) and record it in the journal: one layer at a time, in order. */
+static sq_status record_artifact(calib_state *cs, int layer, const sq_layer_results *results, const char *sha)
+{
+    char name[64];
+    sq_calibration_artifact_name(cs->job->step, layer, name, sizeof name);
+    SQ_TRY(sq_journal_publish_artifact(cs->job->journal, name));
     sq_fault_point("before-journal", layer);
     SQ_TRY(sq_journal_record_layer(cs->job->journal, cs->job->step, layer, name, sha));
     sq_fault_point("after-journal", layer);
     return cs->sparse ? log_layer_sparsity(cs, layer, results) : SQ_OK;
 }
 
-/* A finished layer handed to the background saver, which owns its results. */
+/* Finished layers handed to the background saver, which owns their results. */
 struct layer_save {
     calib_state *cs;
-    int layer;
-    sq_layer_results results;
+    int count;
+    int *layers;
+    sq_layer_results *results;
 };
 
+static void layer_save_free(struct layer_save *save)
+{
+    for (int i = 0; save && i < save->count; i++)
+        sq_layer_results_free(&save->results[i]);
+    if (save)
+        free(save->layers), free(save->results);
+    free(save);
+}
+
+/* One layer's write_artifact on a thread of its own. */
+struct artifact_write {
+    calib_state *cs;
+    int layer;
+    const sq_layer_results *results;
+    char sha[SQ_SHA256_HEX_LEN + 1];
+};
+
+static sq_status artifact_write_task(void *p)
+{
+    struct artifact_write *w = p;
+    return write_artifact(w->cs, w->layer, w->results, w->sha);
+}
+
+/* The artifacts of the batch written and hashed at once (one thread each: the writes, their
+ * fsyncs and the hashes overlap), then recorded in the order given, then packed for the
+ * assembly: the journal never names bytes that are not durable. */
 static sq_status save_task(void *p)
 {
     struct layer_save *save = p;
-    sq_status st = calib_save_layer(save->cs, save->layer, &save->results);
-    if (st == SQ_OK && save->cs->job->packed)
-        sq_packed_layers_keep(save->cs->job->packed, save->layer, &save->results);
-    sq_layer_results_free(&save->results);
+    struct artifact_write *writes = calloc((size_t)save->count, sizeof *writes);
+    sq_background_task *threads = calloc((size_t)save->count, sizeof *threads);
+    sq_status st = writes && threads ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "calibration: out of memory");
+    for (int i = 0; i < save->count && st == SQ_OK; i++) {
+        writes[i] = (struct artifact_write){save->cs, save->layers[i], &save->results[i], ""};
+        st = sq_background_start(&threads[i], artifact_write_task, &writes[i]);
+    }
+    for (int i = 0; threads && i < save->count; i++) {
+        sq_status written = sq_background_wait(&threads[i]);
+        if (st == SQ_OK)
+            st = written;
+    }
+    for (int i = 0; i < save->count && st == SQ_OK; i++) {
+        st = record_artifact(save->cs, save->layers[i], &save->results[i], writes[i].sha);
+        if (st == SQ_OK && save->cs->job->packed)
+            sq_packed_layers_keep(save->cs->job->packed, save->layers[i], &save->results[i]);
+        sq_layer_results_free(&save->results[i]);
+    }
+    free(writes), free(threads);
     return st;
 }
 
 sq_status calib_saved(calib_state *cs)
 {
     sq_status st = sq_background_wait(&cs->saver);
-    free(cs->pending);
+    layer_save_free(cs->pending);
     cs->pending = NULL;
     return st;
 }
 
-sq_status calib_save_layer_in_background(calib_state *cs, int layer, sq_layer_results *results)
+sq_status calib_save_layers_in_background(calib_state *cs, int count, const int *layers, sq_layer_results *results)
 {
     SQ_TRY(calib_saved(cs));
-    cs->pending = malloc(sizeof *cs->pending);
-    if (!cs->pending)
+    struct layer_save *save = calloc(1, sizeof *save);
+    if (save) {
+        save->layers = malloc((size_t)count * sizeof *save->layers);
+        save->results = malloc((size_t)count * sizeof *save->results);
+    }
+    if (!save || !save->layers || !save->results) {
+        layer_save_free(save);
         return sq_fail(SQ_ERR_NOMEM, "calibration: out of memory");
-    *cs->pending = (struct layer_save){.cs = cs, .layer = layer, .results = *results};
-    memset(results, 0, sizeof *results);
-    sq_status st = sq_background_start(&cs->saver, save_task, cs->pending);
+    }
+    *save = (struct layer_save){.cs = cs, .count = count, .layers = save->layers, .results = save->results};
+    memcpy(save->layers, layers, (size_t)count * sizeof *layers);
+    memcpy(save->results, results, (size_t)count * sizeof *results);
+    memset(results, 0, (size_t)count * sizeof *results);
+    cs->pending = save;
+    sq_status st = sq_background_start(&cs->saver, save_task, save);
     if (st != SQ_OK) {
-        sq_layer_results_free(&cs->pending->results);
-        free(cs->pending);
+        layer_save_free(save);
         cs->pending = NULL;
     }
     return st;

@@ -105,9 +105,44 @@ static int slot_layer(const sq_plan *plan, int round, int rank, int slot)
     return plan->blocks[b].first + slot;
 }
 
+/* Rank 0, after a slot: receive the layers the other ranks finished in it and hand them,
+ * with its own (`mine`, taken over), to the background saver in rank order, so the next
+ * slot's work overlaps their artifacts and journal records. */
+static sq_status record_slot(calib_state *cs, int round, int slot, sq_layer_results *mine, int *finished)
+{
+    const sq_plan *plan = cs->job->plan;
+    int world = cs->world, count = 0;
+    int *layers = malloc((size_t)world * sizeof *layers);
+    sq_layer_results *batch = calloc((size_t)world, sizeof *batch);
+    sq_status st = layers && batch ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "pipeline: out of memory");
+    for (int r = 0; r < world && st == SQ_OK; r++) {
+        int l = slot_layer(plan, round, r, slot);
+        if (l < 0)
+            continue;
+        (*finished)++;
+        if (!cs->done[l]) {
+            if (r == 0) {
+                batch[count] = *mine;
+                memset(mine, 0, sizeof *mine);
+            } else {
+                st = sq_layer_results_recv(&batch[count], r);
+            }
+            layers[count++] = l;
+        }
+        if (st == SQ_OK)
+            calib_log_progress(cs, *finished, cs->job->cfg->num_layers, l, cs->done[l]);
+    }
+    if (st == SQ_OK && count > 0)
+        st = calib_save_layers_in_background(cs, count, layers, batch); /* leaves batch empty */
+    for (int i = 0; batch && i < count; i++)
+        sq_layer_results_free(&batch[i]);
+    free(layers), free(batch);
+    return st;
+}
+
 /* Phase 2: every rank quantizes its blocks on all samples; ranks move in lock
  * step, one layer per slot, so that rank 0 can hand out replayed layers and
- * record finished ones after each slot. */
+ * collect finished ones after each slot (record_slot). */
 static sq_status quantize_blocks(calib_state *cs, float **inputs)
 {
     const sq_plan *plan = cs->job->plan;
@@ -157,24 +192,8 @@ static sq_status quantize_blocks(calib_state *cs, float **inputs)
             /* finished layers go to rank 0, which records them */
             if (st == SQ_OK && cs->rank != 0 && layer >= 0 && !cs->done[layer])
                 st = sq_layer_results_send(&results, 0);
-            if (st == SQ_OK && cs->rank == 0) {
-                for (int r = 0; r < world && st == SQ_OK; r++) {
-                    int l = slot_layer(plan, round, r, slot);
-                    if (l < 0)
-                        continue;
-                    finished++;
-                    if (!cs->done[l]) {
-                        sq_layer_results theirs;
-                        memset(&theirs, 0, sizeof theirs);
-                        st = r == 0 ? SQ_OK : sq_layer_results_recv(&theirs, r);
-                        if (st == SQ_OK)
-                            st = calib_save_layer(cs, l, r == 0 ? &results : &theirs);
-                        sq_layer_results_free(&theirs);
-                    }
-                    if (st == SQ_OK)
-                        calib_log_progress(cs, finished, cs->job->cfg->num_layers, l, cs->done[l]);
-                }
-            }
+            if (st == SQ_OK && cs->rank == 0)
+                st = record_slot(cs, round, slot, &results, &finished);
             sq_layer_results_free(&results);
             if (st == SQ_OK)
                 st = calib_check_stop(cs, finished);
@@ -194,6 +213,11 @@ sq_status calib_run_pipeline(calib_state *cs)
     cs->phases.forward += phase_clock() - t0; /* the streaming pass, its weight loads included */
     if (st == SQ_OK)
         st = quantize_blocks(cs, inputs);
+    if (cs->rank == 0) { /* the last slot's layers, and any save a failure cut short */
+        sq_status saved = calib_saved(cs);
+        if (st == SQ_OK)
+            st = saved;
+    }
     for (int b = 0; b < B; b++)
         kn_free(inputs[b]);
     free(inputs);

@@ -38,7 +38,7 @@ sq_status calib_run_sequential(calib_state *cs)
             SQ_TRY_GOTO(st, calib_quantize_layer(cs, layer, X, mine.count, true, &results), layer_done);
             t0 = phase_clock();
             if (cs->rank == 0)
-                SQ_TRY_GOTO(st, calib_save_layer_in_background(cs, layer, &results), layer_done);
+                SQ_TRY_GOTO(st, calib_save_layers_in_background(cs, 1, &layer, &results), layer_done);
             cs->phases.write += phase_clock() - t0;
         }
         t0 = phase_clock();

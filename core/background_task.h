@@ -1,9 +1,10 @@
-/* background_task.h: one task at a time on a second thread, so that rank 0's layer
- * artifact (write, sha256, journal record) overlaps the next layer's device work
- * instead of stalling it. The thread that waits gets the task's status and its
- * error message (messages are thread-local, see core/status.h). */
-#ifndef SQ_WORKER_BACKGROUND_TASK_H
-#define SQ_WORKER_BACKGROUND_TASK_H
+/* background_task.h: one task at a time on a second thread, so that slow host work
+ * overlaps other work: rank 0's layer artifacts (write, sha256, journal record) overlap
+ * the next layer's device work, and a checkpoint's shards are written and synced at once.
+ * The thread that waits gets the task's status and its error message (messages are
+ * thread-local, see core/status.h). */
+#ifndef SQ_CORE_BACKGROUND_TASK_H
+#define SQ_CORE_BACKGROUND_TASK_H
 
 #include <pthread.h>
 #include <stdbool.h>

@@ -1,5 +1,5 @@
 /* background_task.c: one task at a time on a second thread (see background_task.h). */
-#include "worker/background_task.h"
+#include "core/background_task.h"
 
 #include <stdio.h>
 #include <string.h>
