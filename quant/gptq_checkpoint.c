@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 
+#include "core/background_task.h"
 #include "core/dtype.h"
 #include "core/fileio.h"
 #include "core/log.h"
@@ -17,6 +18,7 @@
  * 7B model's 3.9 GB is 8 shards hashed at once, where two 2 GiB shards took 1.7 s. */
 #define DEFAULT_MAX_SHARD_BYTES (512ull << 20)
 #define CONVERT_CHUNK (1u << 20)
+#define SHARDS_IN_FLIGHT 8
 
 /* ---- planning ------------------------------------------------------------ */
 
@@ -176,8 +178,9 @@ static sq_status add_linear(const sq_gptq_checkpoint_request *req, const sq_st_t
     return SQ_OK;
 }
 
-static sq_status write_shard(const sq_gptq_checkpoint_request *req, const plan_item *items, int n_items, int shard,
-                             const char *path)
+/* Gather shard `shard`'s tensors into b (the callbacks run here, on the calling thread). */
+static sq_status build_shard(const sq_gptq_checkpoint_request *req, const plan_item *items, int n_items, int shard,
+                             const char *path, shard_build *b_out)
 {
     int count = 0;
     for (int i = 0; i < n_items; i++)
@@ -218,13 +221,74 @@ static sq_status write_shard(const sq_gptq_checkpoint_request *req, const plan_i
         }
         memcpy(e->shape, t->shape, sizeof e->shape);
     }
-    json_t *meta = json_pack("{s:s}", "format", "pt");
-    double t0 = sq_now_seconds();
-    st = sq_st_write(path, b.entries, b.n_entries, meta);
-    sq_log_info("%s: %d tensors written and synced in %.2fs", path, b.n_entries, sq_now_seconds() - t0);
-    json_decref(meta);
+    *b_out = b;
+    return SQ_OK;
 done:
     shard_build_free(&b);
+    return st;
+}
+
+/* One built shard written and synced on a thread of its own. */
+typedef struct {
+    shard_build b;
+    char *path;
+    sq_background_task writer;
+} shard_write;
+
+static sq_status write_shard_task(void *p)
+{
+    shard_write *w = p;
+    json_t *meta = json_pack("{s:s}", "format", "pt");
+    double t0 = sq_now_seconds();
+    sq_status st = meta ? sq_st_write(w->path, w->b.entries, w->b.n_entries, meta)
+                        : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", w->path);
+    sq_log_info("%s: %d tensors written and synced in %.2fs", w->path, w->b.n_entries, sq_now_seconds() - t0);
+    json_decref(meta);
+    return st;
+}
+
+/* Every shard built in turn and handed to its own writer thread as soon as it is built, so
+ * the writes and their fsyncs overlap one another and the building of the next shards; at
+ * most SHARDS_IN_FLIGHT at once, which bounds the memory held (a shard's tensors stay until
+ * it is written). */
+static sq_status write_shards(const sq_gptq_checkpoint_request *req, const plan_item *items, int n_items,
+                              int n_shards, char **names, const char *out_dir)
+{
+    shard_write *w = calloc((size_t)n_shards, sizeof *w);
+    if (!w)
+        return sq_fail(SQ_ERR_NOMEM, "gptq checkpoint %s: out of memory", out_dir);
+    sq_status st = SQ_OK;
+    int started = 0;
+    for (int s = 0; s < n_shards && st == SQ_OK; s++) {
+        if (s >= SHARDS_IN_FLIGHT) {
+            int old = s - SHARDS_IN_FLIGHT;
+            st = sq_background_wait(&w[old].writer);
+            if (st != SQ_OK) {
+                sq_fail_context(st, "writing %s/%s", out_dir, names[old]);
+                break;
+            }
+            shard_build_free(&w[old].b);
+        }
+        w[s].path = sq_path_join(out_dir, names[s]);
+        st = w[s].path ? build_shard(req, items, n_items, s, w[s].path, &w[s].b)
+                       : sq_fail(SQ_ERR_NOMEM, "gptq checkpoint %s: out of memory", out_dir);
+        if (st == SQ_OK)
+            st = sq_background_start(&w[s].writer, write_shard_task, &w[s]);
+        if (st == SQ_OK)
+            started = s + 1;
+        else
+            sq_fail_context(st, "writing %s/%s", out_dir, names[s]);
+    }
+    for (int s = 0; s < started; s++) {
+        sq_status written = sq_background_wait(&w[s].writer);
+        if (written != SQ_OK && st == SQ_OK)
+            st = sq_fail_context(written, "writing %s/%s", out_dir, names[s]);
+    }
+    for (int s = 0; s < n_shards; s++) {
+        shard_build_free(&w[s].b);
+        free(w[s].path);
+    }
+    free(w);
     return st;
 }
 
@@ -333,15 +397,12 @@ sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const 
             snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, n_shards);
         files[n_files++] = strdup(name);
     }
-    for (int s = 0; s < n_shards; s++) {
-        char *path = sq_path_join(out_dir, files[s]);
-        st = write_shard(req, items, n_items, s, path);
-        free(path);
-        if (st != SQ_OK) {
-            sq_fail_context(st, "writing %s/%s", out_dir, files[s]);
+    for (int s = 0; s < n_shards; s++)
+        if (!files[s]) {
+            st = sq_fail(SQ_ERR_NOMEM, "gptq checkpoint %s: out of memory", out_dir);
             goto done;
         }
-    }
+    SQ_TRY_GOTO(st, write_shards(req, items, n_items, n_shards, files, out_dir), done);
     if (n_shards > 1) {
         SQ_TRY_GOTO(st, write_index(req, items, n_items, files, out_dir), done);
         files[n_files++] = strdup("model.safetensors.index.json");
