@@ -13,7 +13,7 @@
 # others included), and a digest of the output. Then the tables and the speed-ups against
 # one GPU.
 #   bench/bench_scaling.sh SHARDQ_BIN TOOLS_DIR WORK_DIR [LAYERS]
-# Environment (defaults): GPUS "1 2 4", MODES "sequential pipeline", PIPELINE_GPUS (GPUS: the
+# Environment (defaults): GPUS "1 2 4", MODES "sequential pipeline" ("": no GPTQ), PIPELINE_GPUS (GPUS: the
 # GPU counts pipeline mode runs on), BLOCKS 4, QLORA 1,
 # QBATCH 4, QACCUM (largest of GPUS), QWARMUP 1, QSTEPS 3; H I V HEADS NS SEQ as
 # bench_gptq_7b.sh (smaller only for a smoke run). NVLink multicast stays off (NCCL_NVLS_ENABLE=0).
@@ -22,7 +22,7 @@ BIN=$(realpath "$1"); TOOLS=$(realpath "$2"); WORK=$3; LAYERS=${4:-32}
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$WORK"; WORK=$(realpath "$WORK")
 H=${H:-4096} I=${I:-11008} V=${V:-32000} HEADS=${HEADS:-32} NS=${NS:-128} SEQ=${SEQ:-2048}
-GPUS=${GPUS:-1 2 4} PIPELINE_GPUS=${PIPELINE_GPUS:-$GPUS} MODES=${MODES:-sequential pipeline} BLOCKS=${BLOCKS:-4} QLORA=${QLORA:-1}
+GPUS=${GPUS:-1 2 4} PIPELINE_GPUS=${PIPELINE_GPUS:-$GPUS} MODES=${MODES-sequential pipeline} BLOCKS=${BLOCKS:-4} QLORA=${QLORA:-1}
 QBATCH=${QBATCH:-4} QACCUM=${QACCUM:-$(printf '%s\n' $GPUS | sort -n | tail -1)} QWARMUP=${QWARMUP:-1} QSTEPS=${QSTEPS:-3}
 export H I V HEADS NS SEQ
 export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -48,7 +48,8 @@ launch() {
     local name=$1 n=$2 job=$3 start rc=0
     start=$(now)
     { OMP_NUM_THREADS=$((CORES / n)) mpirun -np "$n" --bind-to none -x NCCL_NVLS_ENABLE -x OMP_NUM_THREADS \
-        "$BIN" run "$job" 2>&1; echo $? >"$WORK/$name.rc"; } | stamp "$start" >"$WORK/$name.log"
+        "$BIN" run "$job" 2>&1 && echo 0 >"$WORK/$name.rc" || echo $? >"$WORK/$name.rc"; } |
+        stamp "$start" >"$WORK/$name.log"
     local wall; wall=$(since "$start")
     rc=$(cat "$WORK/$name.rc")
     local out=$WORK/$name/output d=-

@@ -5,7 +5,8 @@ CPU backend (and on 1 and 2 ranks), and a file of evaluation ids, it checks:
   - GPU vs CPU: quantized integers agree except a small fraction (fp32 sums in a
     different order can flip a rounding tie, and GPTQ's error feedback carries it
     along the row), perplexities agree to 1e-3 relative;
-  - 1 vs 2 ranks: the same, and pipeline with fixed blocks is bit-identical;
+  - 1 vs 2 ranks: the same, and pipeline with fixed blocks is bit-identical; on a
+    wider model whose layer results travel over NCCL, both modes write the same bytes;
   - sparsegpt 2:4 then gptq (zeros kept): the GPU output is exactly 2:4 when
     dequantized here, and agrees with 2 ranks and with the CPU as above;
   - interop: Hugging Face transformers (an independent Llama implementation)
@@ -36,6 +37,11 @@ def check(ok, what):
 def codes(output, layers, bits):
     t = read_checkpoint(output)
     return {f"{l}.{n}": unpack_gptq(t, f"model.layers.{l}.{n}", bits)[0] for l in range(layers) for n in LINEARS}
+
+
+def output_bytes(output):
+    """Every file of an output directory but the manifest (which records times), by name."""
+    return {p.name: p.read_bytes() for p in sorted(output.iterdir()) if p.is_file() and p.name != "manifest.json"}
 
 
 def differing_fraction(a, b, by_more_than=0):
@@ -103,6 +109,9 @@ def main():
         check(frac2 < 1e-3, "1 and 2 GPU ranks, sequential mode: same integers (< 0.1% differ)")
         p1, p2 = codes(work / "gpu-pipe1" / "output", layers, bits), codes(work / "gpu-pipe2" / "output", layers, bits)
         check(all(np.array_equal(p1[k], p2[k]) for k in p1), "1 and 2 GPU ranks, pipeline with fixed blocks: identical")
+        for mode in ("seq", "pipe"):
+            one, two = (output_bytes(work / f"gpu-wide-{mode}{n}" / "output") for n in (1, 2))
+            check(one == two, f"wide model (results over NCCL), {mode} mode: 1 and 2 GPU ranks write the same bytes")
     else:
         print("# SKIP 1 vs 2 GPU ranks: one GPU (NCCL needs a device per rank)")
     s1, sc = (codes(work / f"{run}" / "output", layers, bits) for run in ("gpu-sparse1", "cpu-sparse1"))

@@ -26,7 +26,7 @@ job() { # name bin ranks mode blocks [steps]
     local blocks_field="" steps=${6:-$GPTQ_STEPS}
     [ -n "${5:-}" ] && blocks_field=", \"blocks\": $5"
     cat >"$WORK/$1.json" <<JSON
-{"name": "$1", "model": "$WORK/model",
+{"name": "$1", "model": "${MODEL_DIR:-$WORK/model}",
  "data": {"calibration": "$WORK/calib.ids", "format": "token_ids", "nsamples": 32, "seqlen": $SEQLEN},
  "steps": $steps,
  "state_uri": "$WORK/$1/state", "output_uri": "$WORK/$1/output",
@@ -50,6 +50,14 @@ if $TWO_GPUS; then
     job gpu-seq2 "$GPU_BIN" 2 sequential
     job gpu-pipe2 "$GPU_BIN" 2 pipeline 2
     job gpu-sparse2 "$GPU_BIN" 2 sequential "" "$SPARSE_STEPS"
+    # A wider model, whose layer results (1 MiB and more per linear) the ranks exchange over
+    # NCCL rather than MPI (worker/comm.c): 1 and 2 ranks must still write the same bytes.
+    "$TOOLS/make_tiny_model" "$WORK/wide" --layers 2 --hidden 1024 --intermediate 2816 --heads 8 --kv-heads 4 \
+        --vocab 1024 --seed 8 >/dev/null
+    for run in "seq1 1 sequential" "seq2 2 sequential" "pipe1 1 pipeline 2" "pipe2 2 pipeline 2"; do
+        set -- $run
+        MODEL_DIR=$WORK/wide job "gpu-wide-$1" "$GPU_BIN" "$2" "$3" "${4:-}"
+    done
 fi
 ppl gpu-seq1 "$GPU_BIN" "$WORK/gpu-seq1/output"
 ppl cpu-seq1 "$CPU_BIN" "$WORK/cpu-seq1/output"
