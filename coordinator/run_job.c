@@ -60,6 +60,19 @@ static sq_status record_step(job_state *js, int step, json_t *result)
 
 /* Where a model-producing step writes: output_uri for the last one, the job's
  * state for intermediate ones (the next step reads them). */
+/* Rank 0, once a step's output is complete under output_dir: publish it to `output` (an upload for
+ * s3://), name it in the step's result and record the step, so the journal never names an output
+ * that is not in place. `fault` (or NULL): the fault point the tests arm between the two. */
+static sq_status publish_and_record(job_state *js, int step, const char *output_dir, const char *output,
+                                    json_t *result, const char *fault)
+{
+    SQ_TRY(sq_job_publish_output(&js->io, output_dir, output));
+    if (fault)
+        sq_fault_point(fault, step);
+    json_object_set_new(result, "output", json_string(output));
+    return record_step(js, step, result);
+}
+
 static sq_status step_output(const job_state *js, int step, char **out)
 {
     const sq_job_spec *spec = js->spec;
@@ -179,13 +192,10 @@ static sq_status run_calibration_step(job_state *js, int step)
                 mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], spec->output_format, &cfg, ckpt,
                                               output_dir, &packed, result);
             if (mine == SQ_OK)
-                mine = sq_job_publish_output(&js->io, output_dir, output);
-            if (mine == SQ_OK) {
-                json_object_set_new(result, "output", json_string(output));
-                mine = record_step(js, step, result);
+                mine = publish_and_record(js, step, output_dir, output, result, NULL);
+            if (mine == SQ_OK)
                 sq_log_info("step %d %s: checkpoint written to %s (%.2fs)", step,
                             sq_step_kind_name(spec->steps[step].kind), output, sq_now_seconds() - started);
-            }
             json_decref(result);
             free(output);
             free(output_dir);
@@ -301,14 +311,9 @@ static sq_status run_kv_cache_step(job_state *js, int step)
     st = sq_kv_cache_step_run(&job);
     sq_status mine = st;
     if (js->comm->rank == 0 && mine == SQ_OK)
-        mine = sq_job_publish_output(&js->io, output_dir, output);
-    if (js->comm->rank == 0 && mine == SQ_OK) {
-        sq_fault_point("kv-cache-before-journal", step);
-        json_object_set_new(result, "output", json_string(output));
-        mine = record_step(js, step, result);
-        if (mine == SQ_OK)
-            sq_log_info("step %d kv_cache: model with KV scales written to %s", step, output);
-    }
+        mine = publish_and_record(js, step, output_dir, output, result, "kv-cache-before-journal");
+    if (js->comm->rank == 0 && mine == SQ_OK)
+        sq_log_info("step %d kv_cache: model with KV scales written to %s", step, output);
     st = agree_with_rank0(js->comm, mine, "writing the kv_cache output");
 done:
     json_decref(result);
@@ -348,10 +353,7 @@ static sq_status run_qlora_step(job_state *js, int step)
         if (lo->merge)
             mine = sq_adapter_merge_write(output_dir, &source.cfg, source.ckpt);
         if (mine == SQ_OK)
-            mine = sq_job_publish_output(&js->io, output_dir, output);
-        json_object_set_new(result, "output", json_string(output));
-        if (mine == SQ_OK)
-            mine = record_step(js, step, result);
+            mine = publish_and_record(js, step, output_dir, output, result, NULL);
         if (mine == SQ_OK)
             sq_log_info("step %d qlora: adapter written to %s", step, output);
     }
