@@ -178,7 +178,10 @@ static sq_status with_device_view(void *host, size_t bytes, int upload, int down
     return st;
 }
 
-static sq_status device_bcast_op(void *dev, size_t bytes, void *arg) { return sq_device_bcast(dev, bytes, *(int *)arg); }
+static sq_status device_bcast_op(void *dev, size_t bytes, void *arg)
+{
+    return sq_device_bcast(dev, bytes, *(int *)arg);
+}
 static sq_status device_send_op(void *dev, size_t bytes, void *arg) { return sq_device_send(dev, bytes, *(int *)arg); }
 static sq_status device_recv_op(void *dev, size_t bytes, void *arg) { return sq_device_recv(dev, bytes, *(int *)arg); }
 
@@ -298,62 +301,44 @@ bool sq_comm_failure_agreed(int *reporter)
 
 /* ---- the timed entry points (comm.h) ---- */
 
-sq_status sq_comm_barrier(void)
-{
-    double start = comm_clock();
-    return timed(barrier_untimed(), start);
-}
+/* Return `call`'s status, its wall time added to comm_seconds. */
+#define TIMED(call)                                                                         \
+    do {                                                                                    \
+        double start_ = comm_clock();                                                       \
+        return timed((call), start_);                                                       \
+    } while (0)
 
-sq_status sq_comm_allreduce_sum_i64(int64_t *dev, size_t count)
-{
-    double start = comm_clock();
-    return timed(allreduce_sum_i64_untimed(dev, count), start);
-}
+sq_status sq_comm_barrier(void) { TIMED(barrier_untimed()); }
+
+sq_status sq_comm_allreduce_sum_i64(int64_t *dev, size_t count) { TIMED(allreduce_sum_i64_untimed(dev, count)); }
 
 sq_status sq_comm_allreduce_max_f32_host(float *host, size_t count)
 {
-    double start = comm_clock();
-    return timed(allreduce_max_f32_host_untimed(host, count), start);
+    TIMED(allreduce_max_f32_host_untimed(host, count));
 }
 
-sq_status sq_comm_bcast_host(void *host, size_t bytes, int root)
-{
-    double start = comm_clock();
-    return timed(bcast_host_untimed(host, bytes, root), start);
-}
+sq_status sq_comm_bcast_host(void *host, size_t bytes, int root) { TIMED(bcast_host_untimed(host, bytes, root)); }
 
-sq_status sq_comm_bcast_device(void *dev, size_t bytes, int root)
-{
-    double start = comm_clock();
-    return timed(bcast_device_untimed(dev, bytes, root), start);
-}
+sq_status sq_comm_bcast_device(void *dev, size_t bytes, int root) { TIMED(bcast_device_untimed(dev, bytes, root)); }
 
 sq_status sq_comm_send_device(const void *dev, size_t bytes, int dest, int tag)
 {
-    double start = comm_clock();
-    return timed(send_device_untimed(dev, bytes, dest, tag), start);
+    TIMED(send_device_untimed(dev, bytes, dest, tag));
 }
 
 sq_status sq_comm_recv_device(void *dev, size_t bytes, int source, int tag)
 {
-    double start = comm_clock();
-    return timed(recv_device_untimed(dev, bytes, source, tag), start);
+    TIMED(recv_device_untimed(dev, bytes, source, tag));
 }
 
 sq_status sq_comm_send_host(const void *host, size_t bytes, int dest, int tag)
 {
-    double start = comm_clock();
-    return timed(send_host_untimed(host, bytes, dest, tag), start);
+    TIMED(send_host_untimed(host, bytes, dest, tag));
 }
 
 sq_status sq_comm_recv_host(void *host, size_t bytes, int source, int tag)
 {
-    double start = comm_clock();
-    return timed(recv_host_untimed(host, bytes, source, tag), start);
+    TIMED(recv_host_untimed(host, bytes, source, tag));
 }
 
-sq_status sq_comm_agree(sq_status local, sq_status *worst)
-{
-    double start = comm_clock();
-    return timed(agree_untimed(local, worst), start);
-}
+sq_status sq_comm_agree(sq_status local, sq_status *worst) { TIMED(agree_untimed(local, worst)); }
