@@ -15,7 +15,7 @@ sq_status sq_channel_absmean_init(sq_channel_absmean *a, int cols)
     a->cols = cols;
     sq_status st;
     SQ_TRY_GOTO(st, kn_alloc((void **)&a->sum, sq_channel_absmean_sum_count(a) * sizeof(int64_t)), fail);
-    SQ_TRY_GOTO(st, kn_alloc((void **)&a->scratch, (size_t)cols * sizeof(float)), fail);
+    SQ_TRY_GOTO(st, kn_alloc((void **)&a->scratch, (size_t)SQ_ABSMEAN_BATCH * cols * sizeof(float)), fail);
     SQ_TRY_GOTO(st, kn_zero(a->sum, sq_channel_absmean_sum_count(a) * sizeof(int64_t)), fail);
     return SQ_OK;
 fail:
@@ -42,9 +42,12 @@ sq_status sq_channel_absmean_add(sq_channel_absmean *a, const float *X, int rows
     if (a->nseq + nseq > KN_FIXED_MAX_ADDENDS)
         return sq_fail(SQ_ERR_ARG, "channel mean |x|: more than %d sequences", KN_FIXED_MAX_ADDENDS);
     int seq_rows = rows / nseq;
-    for (int s = 0; s < nseq; s++) {
-        SQ_TRY(kn_column_abs_sums(a->scratch, X + (size_t)s * seq_rows * a->cols, seq_rows, a->cols));
-        SQ_TRY(kn_fixed_accumulate(a->sum, a->scratch, (size_t)a->cols, 1, (size_t)a->cols));
+    for (int s0 = 0; s0 < nseq; s0 += SQ_ABSMEAN_BATCH) {
+        int count = nseq - s0 < SQ_ABSMEAN_BATCH ? nseq - s0 : SQ_ABSMEAN_BATCH;
+        for (int c = 0; c < count; c++)
+            SQ_TRY(kn_column_abs_sums(a->scratch + (size_t)c * a->cols, X + (size_t)(s0 + c) * seq_rows * a->cols,
+                                      seq_rows, a->cols));
+        SQ_TRY(kn_fixed_accumulate(a->sum, a->scratch, (size_t)a->cols, count, (size_t)a->cols));
     }
     a->nseq += nseq;
     return SQ_OK;

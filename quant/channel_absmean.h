@@ -13,11 +13,16 @@
 
 #include "core/status.h"
 
+/* Sequences whose column sums are formed before one pass over the int64 lanes (the same
+ * integers as one pass per sequence; the lanes, 12 times the bytes of a sum, are read and
+ * written once per batch). */
+#define SQ_ABSMEAN_BATCH 64
+
 typedef struct {
     int cols;
     int64_t nseq;   /* sequences accumulated on this rank */
     int64_t *sum;   /* device [KN_FIXED_LANES, cols]: Σ over sequences of their column sums of |x| */
-    float *scratch; /* device [cols]: one sequence's column sums */
+    float *scratch; /* device [SQ_ABSMEAN_BATCH, cols]: column sums of up to that many sequences */
     float *mean;    /* host [cols]: Σ |x| / tokens, after sq_channel_absmean_finish */
 } sq_channel_absmean;
 
