@@ -120,7 +120,7 @@ static sq_status relist_manifest(const char *adapter_dir)
     if (st == SQ_OK && asprintf(&files[k++], "merged/%s", SQ_MANIFEST_FILE) < 0)
         files[--k] = NULL, st = sq_fail(SQ_ERR_NOMEM, "out of memory");
     if (st == SQ_OK)
-        st = sq_manifest_describe(adapter_dir, files, (int)k, &manifest);
+        st = sq_manifest_describe(adapter_dir, files, (int)k, NULL, &manifest);
     json_object_del(old, "files");
     json_object_del(old, "format");
     if (st == SQ_OK)

@@ -216,7 +216,7 @@ sq_status sq_dense_checkpoint_write(const sq_dense_checkpoint_request *req, cons
         if (!files[k])
             st = sq_fail(SQ_ERR_NOMEM, "dense checkpoint %s: out of memory", out_dir);
     if (st == SQ_OK)
-        st = sq_checkpoint_write_manifest(out_dir, files, n_files, NULL);
+        st = sq_checkpoint_write_manifest(out_dir, files, n_files, NULL, NULL);
     for (int k = 0; files && k < n_files; k++)
         free(files[k]);
     free(files);

@@ -341,9 +341,12 @@ done:
     return st;
 }
 
-static sq_status write_all(int fd, const char *tmp, const void *data, uint64_t len)
+/* Write len bytes, adding them to `hash` first when there is one. */
+static sq_status write_all(int fd, const char *tmp, const void *data, uint64_t len, sq_sha256_ctx *hash)
 {
     const uint8_t *p = data;
+    if (hash)
+        sq_sha256_update(hash, data, (size_t)len);
     while (len > 0) {
         size_t chunk = len > (1u << 30) ? (1u << 30) : (size_t)len;
         ssize_t w = write(fd, p, chunk);
@@ -359,11 +362,25 @@ static sq_status write_all(int fd, const char *tmp, const void *data, uint64_t l
 
 sq_status sq_st_write(const char *path, const sq_st_entry *entries, int n, json_t *metadata)
 {
+    return sq_st_write_hashed(path, entries, n, metadata, NULL);
+}
+
+sq_status sq_st_write_hashed(const char *path, const sq_st_entry *entries, int n, json_t *metadata,
+                             char sha256_hex[SQ_SHA256_HEX_LEN + 1])
+{
     if (n < 0 || (n > 0 && !entries))
         return sq_fail(SQ_ERR_ARG, "%s: invalid tensor list", path);
     char *header = NULL;
     size_t header_len = 0;
     SQ_TRY(build_header(path, entries, n, metadata, &header, &header_len));
+    sq_sha256_ctx *hash = NULL;
+    if (sha256_hex) {
+        sq_status begun = sq_sha256_begin(&hash);
+        if (begun != SQ_OK) {
+            free(header);
+            return begun;
+        }
+    }
 
     char tmp[4096];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= sizeof tmp) {
@@ -373,17 +390,21 @@ sq_status sq_st_write(const char *path, const sq_st_entry *entries, int n, json_
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         free(header);
+        if (hash)
+            sq_sha256_end(hash, sha256_hex); /* frees it */
         return sq_fail(SQ_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     }
     uint8_t prefix[8];
     for (int i = 0; i < 8; i++)
         prefix[i] = (uint8_t)((uint64_t)header_len >> (8 * i));
-    sq_status st = write_all(fd, tmp, prefix, 8);
+    sq_status st = write_all(fd, tmp, prefix, 8, hash);
     if (st == SQ_OK)
-        st = write_all(fd, tmp, header, header_len);
+        st = write_all(fd, tmp, header, header_len, hash);
     for (int i = 0; i < n && st == SQ_OK; i++)
-        st = write_all(fd, tmp, entries[i].data, entry_bytes(&entries[i]));
+        st = write_all(fd, tmp, entries[i].data, entry_bytes(&entries[i]), hash);
     free(header);
+    if (hash)
+        sq_sha256_end(hash, sha256_hex);
     if (st == SQ_OK && fsync(fd) != 0)
         st = sq_fail(SQ_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
     if (close(fd) != 0 && st == SQ_OK)

@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "core/dtype.h"
+#include "core/sha256.h"
 #include "core/status.h"
 
 #define SQ_ST_MAX_DIMS 8
@@ -82,5 +83,9 @@ typedef struct {
 /* Write `n` tensors (in the given order) and optional string->string metadata
  * (may be NULL) to `path`, atomically. Names must be unique. */
 sq_status sq_st_write(const char *path, const sq_st_entry *entries, int n, json_t *metadata);
+/* sq_st_write, and the SHA-256 of the file's bytes in sha256_hex, computed as they are
+ * written (no read back: a manifest or a journal record can take it as it is). */
+sq_status sq_st_write_hashed(const char *path, const sq_st_entry *entries, int n, json_t *metadata,
+                             char sha256_hex[SQ_SHA256_HEX_LEN + 1]);
 
 #endif

@@ -76,7 +76,7 @@ sq_status sq_peft_export(const sq_lora_adapter *a, char *const *target_names, in
     SQ_TRY(write_weights(a, dir));
     char *files[] = {"adapter_config.json", "adapter_model.safetensors"};
     json_t *manifest = NULL;
-    SQ_TRY(sq_manifest_describe(dir, files, 2, &manifest));
+    SQ_TRY(sq_manifest_describe(dir, files, 2, NULL, &manifest));
     json_t *meta = json_pack("{s:s, s:s, s:{s:s}, s:O}", "method", "qlora", "source_model", base_model,
                              "quantization", "base_quant", base_quant, "metrics", metrics);
     sq_status st = meta ? sq_manifest_set_meta(manifest, meta, dir) : sq_fail(SQ_ERR_NOMEM, "out of memory");

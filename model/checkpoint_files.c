@@ -105,10 +105,11 @@ static sq_status summary_from_config(const char *out_dir, const char *method, js
     return *meta ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", out_dir);
 }
 
-sq_status sq_checkpoint_write_manifest(const char *out_dir, char **files, int n_files, const char *method)
+sq_status sq_checkpoint_write_manifest(const char *out_dir, char **files, int n_files, const char *const *known_sha256,
+                                       const char *method)
 {
     json_t *manifest = NULL, *meta = NULL;
-    sq_status st = sq_manifest_describe(out_dir, files, n_files, &manifest);
+    sq_status st = sq_manifest_describe(out_dir, files, n_files, known_sha256, &manifest);
     if (st == SQ_OK)
         st = summary_from_config(out_dir, method, &meta);
     if (st == SQ_OK)

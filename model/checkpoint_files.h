@@ -45,8 +45,10 @@ sq_status sq_checkpoint_copy_companions(const char *source_dir, const char *out_
  * earlier sharded write would take precedence over a single model.safetensors. */
 sq_status sq_checkpoint_remove_stale_index(const char *out_dir);
 
-/* Write manifest.json covering `files` (names relative to out_dir, config.json among them).
+/* Write manifest.json covering `files` (names relative to out_dir, config.json among them),
+ * with the SHA-256s already known (sq_manifest_describe's known_sha256; NULL: hash them all).
  * `method` (e.g. "rtn") is the manifest's method; NULL: the config's quant_method or sparsity method. */
-sq_status sq_checkpoint_write_manifest(const char *out_dir, char **files, int n_files, const char *method);
+sq_status sq_checkpoint_write_manifest(const char *out_dir, char **files, int n_files, const char *const *known_sha256,
+                                       const char *method);
 
 #endif

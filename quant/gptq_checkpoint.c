@@ -228,11 +228,12 @@ done:
     return st;
 }
 
-/* One built shard written and synced on a thread of its own. */
+/* One built shard written, hashed and synced on a thread of its own. */
 typedef struct {
     shard_build b;
     char *path;
     sq_background_task writer;
+    char sha256[SQ_SHA256_HEX_LEN + 1]; /* of the file's bytes, computed while writing them */
 } shard_write;
 
 static sq_status write_shard_task(void *p)
@@ -240,7 +241,7 @@ static sq_status write_shard_task(void *p)
     shard_write *w = p;
     json_t *meta = json_pack("{s:s}", "format", "pt");
     double t0 = sq_now_seconds();
-    sq_status st = meta ? sq_st_write(w->path, w->b.entries, w->b.n_entries, meta)
+    sq_status st = meta ? sq_st_write_hashed(w->path, w->b.entries, w->b.n_entries, meta, w->sha256)
                         : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", w->path);
     sq_log_info("%s: %d tensors written and synced in %.2fs", w->path, w->b.n_entries, sq_now_seconds() - t0);
     json_decref(meta);
@@ -250,9 +251,10 @@ static sq_status write_shard_task(void *p)
 /* Every shard built in turn and handed to its own writer thread as soon as it is built, so
  * the writes and their fsyncs overlap one another and the building of the next shards; at
  * most SHARDS_IN_FLIGHT at once, which bounds the memory held (a shard's tensors stay until
- * it is written). */
+ * it is written). Each shard's SHA-256, computed as it was written, goes to sha256[shard]
+ * (the manifest takes it instead of reading the file back). */
 static sq_status write_shards(const sq_gptq_checkpoint_request *req, const plan_item *items, int n_items,
-                              int n_shards, char **names, const char *out_dir)
+                              int n_shards, char **names, const char *out_dir, char **sha256)
 {
     shard_write *w = calloc((size_t)n_shards, sizeof *w);
     if (!w)
@@ -285,6 +287,8 @@ static sq_status write_shards(const sq_gptq_checkpoint_request *req, const plan_
             st = sq_fail_context(written, "writing %s/%s", out_dir, names[s]);
     }
     for (int s = 0; s < n_shards; s++) {
+        if (st == SQ_OK && !(sha256[s] = strdup(w[s].sha256)))
+            st = sq_fail(SQ_ERR_NOMEM, "gptq checkpoint %s: out of memory", out_dir);
         shard_build_free(&w[s].b);
         free(w[s].path);
     }
@@ -384,8 +388,9 @@ sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const 
     SQ_TRY(make_plan(req, &items, &n_items, &n_shards));
     int max_files = n_shards + 3 + SQ_COMPANION_FILES + req->n_extra_files;
     char **files = calloc((size_t)max_files, sizeof *files);
+    char **known_sha256 = calloc((size_t)max_files, sizeof *known_sha256); /* the shards' */
     sq_status st = SQ_OK;
-    if (!files) {
+    if (!files || !known_sha256) {
         st = sq_fail(SQ_ERR_NOMEM, "gptq checkpoint %s: out of memory", out_dir);
         goto done;
     }
@@ -402,7 +407,7 @@ sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const 
             st = sq_fail(SQ_ERR_NOMEM, "gptq checkpoint %s: out of memory", out_dir);
             goto done;
         }
-    SQ_TRY_GOTO(st, write_shards(req, items, n_items, n_shards, files, out_dir), done);
+    SQ_TRY_GOTO(st, write_shards(req, items, n_items, n_shards, files, out_dir, known_sha256), done);
     if (n_shards > 1) {
         SQ_TRY_GOTO(st, write_index(req, items, n_items, files, out_dir), done);
         files[n_files++] = strdup("model.safetensors.index.json");
@@ -421,12 +426,15 @@ sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const 
             goto done;
         }
     double t0 = sq_now_seconds();
-    st = sq_checkpoint_write_manifest(out_dir, files, n_files, req->method);
-    sq_log_info("%s: manifest of %d files (sha256) in %.2fs", out_dir, n_files, sq_now_seconds() - t0);
+    st = sq_checkpoint_write_manifest(out_dir, files, n_files, (const char *const *)known_sha256, req->method);
+    sq_log_info("%s: manifest of %d files (sha256; the %d shards' hashed as they were written) in %.2fs", out_dir,
+                n_files, n_shards, sq_now_seconds() - t0);
 done:
-    for (int k = 0; k < n_files; k++)
+    for (int k = 0; files && k < max_files; k++)
         free(files[k]);
-    free(files);
+    for (int k = 0; known_sha256 && k < max_files; k++)
+        free(known_sha256[k]);
+    free(files), free(known_sha256);
     free(items);
     return st;
 }

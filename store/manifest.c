@@ -68,11 +68,13 @@ typedef struct {
     char message[512];
 } file_digest;
 
-static void digest_file(const char *dir, const char *file, file_digest *d)
+static void digest_file(const char *dir, const char *file, const char *known_sha256, file_digest *d)
 {
     char *path = sq_path_join(dir, file);
     d->status = path ? sq_file_size(path, &d->size) : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", dir);
-    if (d->status == SQ_OK)
+    if (d->status == SQ_OK && known_sha256)
+        snprintf(d->hex, sizeof d->hex, "%s", known_sha256);
+    else if (d->status == SQ_OK)
         d->status = sq_sha256_file(path, d->hex);
     if (d->status != SQ_OK)
         snprintf(d->message, sizeof d->message, "%s", sq_last_error());
@@ -80,7 +82,8 @@ static void digest_file(const char *dir, const char *file, file_digest *d)
 }
 
 /* The files are hashed in parallel, one thread per file (a checkpoint's shards). */
-sq_status sq_manifest_describe(const char *dir, char *const *files, int n_files, json_t **manifest)
+sq_status sq_manifest_describe(const char *dir, char *const *files, int n_files, const char *const *known_sha256,
+                               json_t **manifest)
 {
     json_t *listed = json_object();
     *manifest = json_pack("{s:s, s:o}", "format", SQ_MANIFEST_FORMAT, "files", listed);
@@ -93,7 +96,7 @@ sq_status sq_manifest_describe(const char *dir, char *const *files, int n_files,
     }
 #pragma omp parallel for schedule(dynamic, 1)
     for (int k = 0; k < n_files; k++)
-        digest_file(dir, files[k], &digests[k]);
+        digest_file(dir, files[k], known_sha256 ? known_sha256[k] : NULL, &digests[k]);
     sq_status st = SQ_OK;
     for (int k = 0; k < n_files && st == SQ_OK; k++) {
         const file_digest *d = &digests[k];

@@ -35,9 +35,11 @@
 /* A valid name or version: 1-128 characters of A-Z a-z 0-9 . _ -, not starting with '.'. */
 bool sq_manifest_valid_name(const char *s);
 
-/* A new manifest (format and files) for `files` (paths relative to `dir`),
- * hashing each file. */
-sq_status sq_manifest_describe(const char *dir, char *const *files, int n_files, json_t **manifest);
+/* A new manifest (format and files) for `files` (paths relative to `dir`), hashing each
+ * file but those whose SHA-256 the writer computed as it wrote them: known_sha256 (NULL,
+ * or one entry per file, NULL where unknown). */
+sq_status sq_manifest_describe(const char *dir, char *const *files, int n_files, const char *const *known_sha256,
+                               json_t **manifest);
 
 /* Set the optional fields that `meta` holds (keys as above; `files` and
  * `format` are not taken from it), then validate; `origin` names the result

@@ -30,7 +30,7 @@ static void die_mid_write(const sq_layer_results *results, int layer, const char
 {
     char torn[4200];
     snprintf(torn, sizeof torn, "%s.tmp.%d", path, 0);
-    if (sq_layer_results_write(results, layer, torn) == SQ_OK) {
+    if (sq_layer_results_write(results, layer, torn, NULL) == SQ_OK) {
         uint64_t size = 0;
         if (sq_file_size(torn, &size) == SQ_OK && truncate(torn, (off_t)(size / 2)) != 0)
             perror(torn);
@@ -56,8 +56,8 @@ static sq_status log_layer_sparsity(const calib_state *cs, int layer, const sq_l
     return SQ_OK;
 }
 
-/* Write a layer's artifact file and hash it (sha, SQ_SHA256_HEX_LEN + 1 chars): what
- * several layers may do at once, each on its own thread. */
+/* Write a layer's artifact file, hashed as it is written (sha, SQ_SHA256_HEX_LEN + 1 chars):
+ * what several layers may do at once, each on its own thread. */
 static sq_status write_artifact(calib_state *cs, int layer, const sq_layer_results *results, char *sha)
 {
     char *path;
@@ -72,9 +72,7 @@ static sq_status write_artifact(calib_state *cs, int layer, const sq_layer_resul
     if (st == SQ_OK && sq_fault_armed("mid-artifact", layer))
         die_mid_write(results, layer, path);
     if (st == SQ_OK)
-        st = sq_layer_results_write(results, layer, path);
-    if (st == SQ_OK)
-        st = sq_sha256_file(path, sha);
+        st = sq_layer_results_write(results, layer, path, sha);
     free(path);
     return st;
 }

@@ -440,7 +440,7 @@ static artifact_names names_for(int layer, int linear)
     return n;
 }
 
-static sq_status write_dense(const sq_layer_results *results, int layer, const char *path)
+static sq_status write_dense(const sq_layer_results *results, int layer, const char *path, char *sha256_hex)
 {
     artifact_names names[SQ_LINEAR_COUNT];
     sq_st_entry entries[SQ_LINEAR_COUNT];
@@ -450,15 +450,15 @@ static sq_status write_dense(const sq_layer_results *results, int layer, const c
         entries[i] = (sq_st_entry){names[i].weight, d->dtype, 2, {d->rows, d->cols}, d->data};
     }
     json_t *metadata = json_pack("{s:s}", "form", "dense");
-    sq_status st = sq_st_write(path, entries, SQ_LINEAR_COUNT, metadata);
+    sq_status st = sq_st_write_hashed(path, entries, SQ_LINEAR_COUNT, metadata, sha256_hex);
     json_decref(metadata);
     return st;
 }
 
-sq_status sq_layer_results_write(const sq_layer_results *results, int layer, const char *path)
+sq_status sq_layer_results_write(const sq_layer_results *results, int layer, const char *path, char *sha256_hex)
 {
     if (results->form == SQ_LAYER_DENSE)
-        return write_dense(results, layer, path);
+        return write_dense(results, layer, path, sha256_hex);
     artifact_names names[SQ_LINEAR_COUNT];
     sq_st_entry entries[4 * SQ_LINEAR_COUNT + SQ_NORM_COUNT + 3];
     char norm_names[SQ_NORM_COUNT][160];
@@ -494,7 +494,7 @@ sq_status sq_layer_results_write(const sq_layer_results *results, int layer, con
     }
     if (nfolded > 0)
         json_object_set_new(metadata, "folded", json_string("true"));
-    sq_status st = sq_st_write(path, entries, n_entries, metadata);
+    sq_status st = sq_st_write_hashed(path, entries, n_entries, metadata, sha256_hex);
     json_decref(metadata);
     return st;
 }

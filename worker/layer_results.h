@@ -98,8 +98,9 @@ sq_status sq_layer_results_install(const sq_layer_results *results, sq_layer_wei
  * "model.layers.N.<linear>.weight" ([rows, cols] in its dtype) and metadata {"form": "dense"}.
  * An awq layer adds "model.layers.N.input_layernorm.weight", ".post_attention_layernorm.weight"
  * and, where the layer has one, ".self_attn.v_proj.bias" (F32) and metadata {"folded": "true"}.
- * Written atomically. */
-sq_status sq_layer_results_write(const sq_layer_results *results, int layer, const char *path);
+ * Written atomically; sha256_hex (NULL, or SQ_SHA256_HEX_LEN + 1 chars) receives the file's
+ * SHA-256, computed while writing. */
+sq_status sq_layer_results_write(const sq_layer_results *results, int layer, const char *path, char *sha256_hex);
 /* Read an artifact back (either form), checking every shape and dtype against the model config. */
 sq_status sq_layer_results_read(sq_layer_results *results, int layer, const char *path, const sq_model_config *cfg);
 

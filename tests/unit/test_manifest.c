@@ -44,7 +44,7 @@ static void test_describe_write_load_verify(void **state)
     (void)state;
     char *files[] = {"sub/a.txt"};
     json_t *m = NULL, *loaded = NULL;
-    assert_int_equal(sq_manifest_describe(dir, files, 1, &m), SQ_OK);
+    assert_int_equal(sq_manifest_describe(dir, files, 1, NULL, &m), SQ_OK);
     json_t *meta = json_pack("{s:s, s:s, s:{s:f}}", "name", "tiny", "method", "gptq", "metrics", "ppl", 9.5);
     assert_int_equal(sq_manifest_set_meta(m, meta, "test"), SQ_OK);
     json_decref(meta);

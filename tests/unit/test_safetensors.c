@@ -314,6 +314,29 @@ static void test_exact_layout_and_padding(void **state)
     free(bytes);
 }
 
+/* The hash a hashed write reports is that of the bytes that reached the file. */
+static void test_hashed_write_matches_file(void **state)
+{
+    (void)state;
+    float v[300];
+    for (int i = 0; i < 300; i++)
+        v[i] = (float)i * 0.25f;
+    sq_st_entry e[2] = {{.name = "a", .dtype = SQ_DTYPE_F32, .ndim = 2, .shape = {10, 20}, .data = v},
+                        {.name = "b", .dtype = SQ_DTYPE_F32, .ndim = 1, .shape = {100}, .data = v + 200}};
+    json_t *meta = json_pack("{s:s}", "format", "pt");
+    const char *path = path_in_dir("hashed.safetensors");
+    char written[SQ_SHA256_HEX_LEN + 1], on_disk[SQ_SHA256_HEX_LEN + 1];
+    assert_int_equal(sq_st_write_hashed(path, e, 2, meta, written), SQ_OK);
+    json_decref(meta);
+    char *bytes;
+    size_t len;
+    assert_int_equal(sq_read_file(path, &bytes, &len), SQ_OK);
+    sq_sha256_hex(bytes, len, on_disk);
+    free(bytes);
+    assert_string_equal(written, on_disk);
+    assert_int_equal(strlen(written), SQ_SHA256_HEX_LEN);
+}
+
 static void test_metadata_round_trip(void **state)
 {
     (void)state;
@@ -422,6 +445,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_crafted_file_opens),
+        cmocka_unit_test(test_hashed_write_matches_file),
         cmocka_unit_test(test_file_too_short),
         cmocka_unit_test(test_header_longer_than_file),
         cmocka_unit_test(test_header_over_limit),
