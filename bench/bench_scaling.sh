@@ -47,7 +47,8 @@ for line in sys.stdin: sys.stdout.write(f"{time.time() - float(sys.argv[1]):7.2f
 launch() {
     local name=$1 n=$2 job=$3 start rc=0
     start=$(now)
-    { OMP_NUM_THREADS=$((CORES / n)) mpirun -np "$n" --bind-to none -x NCCL_NVLS_ENABLE -x OMP_NUM_THREADS \
+    local threads=$((CORES / n > 0 ? CORES / n : 1))
+    { OMP_NUM_THREADS=$threads mpirun -np "$n" --bind-to none -x NCCL_NVLS_ENABLE -x OMP_NUM_THREADS \
         "$BIN" run "$job" 2>&1 && echo 0 >"$WORK/$name.rc" || echo $? >"$WORK/$name.rc"; } |
         stamp "$start" >"$WORK/$name.log"
     local wall; wall=$(since "$start")
