@@ -95,8 +95,10 @@ JSON
     done
 fi
 
-python3 - "$WORK" "$QWARMUP" "$QTOKENS" <<'PY'
+python3 - "$WORK" "$QWARMUP" "$QTOKENS" "$HERE" <<'PY'
 import re, sys
+sys.path.insert(0, sys.argv[4])
+from qlora_report import training_rate
 work, warmup, step_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 runs = [line.split() for line in open(f"{work}/runs.txt")]
 
@@ -119,14 +121,9 @@ def job_split(name):
     return f"{start:.1f} / {end - start:.1f} / {wall - end:.1f}"
 
 def qlora_rate(name):
-    """tokens/s over the steps after the warm-up, from the cumulative rate logged after each step."""
+    """tokens/s over the steps after the warm-up (qlora_report.training_rate), and the log."""
     log = open(f"{work}/{name}.log").read()
-    elapsed = {int(t): int(t) * step_tokens / float(r) for t, r in
-               re.findall(r"train step (\d+)/\d+ loss \S+ lr \S+ grad_norm \S+ tokens/s ([\d.]+)", log) if float(r) > 0}
-    done = max(elapsed, default=0)
-    if done <= warmup:
-        return None, log
-    return (done - warmup) * step_tokens / (elapsed[done] - elapsed[warmup]), log
+    return training_rate(log, step_tokens, warmup)[0], log
 
 gptq = [r for r in runs if r[0].startswith("gptq-")]
 if gptq:

@@ -30,25 +30,32 @@ def peak_gib(samples, t0, t1):
     return max(used) / 1024 if used else None
 
 
-def shardq_run(work, name, batch, warmup, seq, samples):
-    """A shardq run's tokens/s over the steps after the warm-up, from the cumulative tokens/s
-    of its step lines: after step t, training had run t * tokens per step / rate_t seconds."""
-    runs = {line.split()[0]: line.split()[1:] for line in open(f"{work}/runs.txt")}
-    if name not in runs:
-        return None
-    t0, t1, rc = float(runs[name][0]), float(runs[name][1]), int(runs[name][2])
-    log = open(f"{work}/{name}.log").read()
-    elapsed = {int(t): int(t) * batch * seq / float(r)
+def training_rate(log, step_tokens, warmup):
+    """(tokens/s over the steps after the warm-up or None, steps done, seconds of training) from a
+    qlora log's step lines, which carry the cumulative tokens/s: after step t, training had run
+    t * step_tokens / rate_t seconds."""
+    elapsed = {int(t): int(t) * step_tokens / float(r)
                for t, r in re.findall(r"train step (\d+)/\d+ loss \S+ lr \S+ grad_norm \S+ tokens/s ([\d.]+)", log)
                if float(r) > 0}
     done = max(elapsed, default=0)
     rate = None
     if done > warmup >= 1:
-        rate = (done - warmup) * batch * seq / (elapsed[done] - elapsed[warmup])
+        rate = (done - warmup) * step_tokens / (elapsed[done] - elapsed[warmup])
     elif warmup == 0 and done:
-        rate = done * batch * seq / elapsed[done]
+        rate = done * step_tokens / elapsed[done]
+    return rate, done, elapsed.get(done, 0.0)
+
+
+def shardq_run(work, name, batch, warmup, seq, samples):
+    """A shardq run's tokens/s over the steps after the warm-up (training_rate), peak memory
+    and the seconds outside training."""
+    runs = {line.split()[0]: line.split()[1:] for line in open(f"{work}/runs.txt")}
+    if name not in runs:
+        return None
+    t0, t1, rc = float(runs[name][0]), float(runs[name][1]), int(runs[name][2])
+    rate, done, trained = training_rate(open(f"{work}/{name}.log").read(), batch * seq, warmup)
     return {"tokens_per_s": rate, "peak_gib": peak_gib(samples, t0, t1), "steps": done, "rc": rc,
-            "other_s": (t1 - t0) - elapsed.get(done, 0.0)}
+            "other_s": (t1 - t0) - trained}
 
 
 def fmt(v, spec):

@@ -99,11 +99,11 @@ struct layer_save {
 
 static void layer_save_free(struct layer_save *save)
 {
-    for (int i = 0; save && i < save->count; i++)
+    if (!save)
+        return;
+    for (int i = 0; save->results && i < save->count; i++)
         sq_layer_results_free(&save->results[i]);
-    if (save)
-        free(save->layers), free(save->results);
-    free(save);
+    free(save->layers), free(save->results), free(save);
 }
 
 /* One layer's write_artifact on a thread of its own. */
@@ -159,16 +159,14 @@ sq_status calib_saved(calib_state *cs)
 sq_status calib_save_layers_in_background(calib_state *cs, int count, const int *layers, sq_layer_results *results)
 {
     SQ_TRY(calib_saved(cs));
-    struct layer_save *save = calloc(1, sizeof *save);
-    if (save) {
-        save->layers = malloc((size_t)count * sizeof *save->layers);
-        save->results = malloc((size_t)count * sizeof *save->results);
-    }
+    struct layer_save *save = malloc(sizeof *save);
+    if (save)
+        *save = (struct layer_save){.cs = cs, .count = count, .layers = malloc((size_t)count * sizeof *layers),
+                                    .results = calloc((size_t)count, sizeof *results)};
     if (!save || !save->layers || !save->results) {
         layer_save_free(save);
         return sq_fail(SQ_ERR_NOMEM, "calibration: out of memory");
     }
-    *save = (struct layer_save){.cs = cs, .count = count, .layers = save->layers, .results = save->results};
     memcpy(save->layers, layers, (size_t)count * sizeof *layers);
     memcpy(save->results, results, (size_t)count * sizeof *results);
     memset(results, 0, (size_t)count * sizeof *results);
