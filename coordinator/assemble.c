@@ -83,7 +83,9 @@ static sq_status packed_linear(void *ctx, const char *name, sq_gptq_packed *pack
     artifact_source *src = ctx;
     int layer = -1, linear = -1;
     SQ_TRY(parse_linear(name, &layer, &linear));
-    if (sq_packed_layers_take(src->packed, layer, linear, packed))
+    bool taken = false; /* waits for the layer while calibration still runs (streamed assembly) */
+    SQ_TRY(sq_packed_layers_wait_take(src->packed, layer, linear, packed, &taken));
+    if (taken)
         return SQ_OK;
     SQ_TRY(load_linear(src, name, SQ_LAYER_QUANTIZED, &linear));
     return sq_gptq_pack(&src->cached.linear[linear], name, packed);
@@ -405,6 +407,26 @@ static sq_status quantized_sparsity(const sq_step *step_spec, const sq_checkpoin
 
 /* ---- entry -------------------------------------------------------------- */
 
+bool sq_assemble_needs_only_packed_layers(const sq_job_spec *spec, int step, const sq_checkpoint *source)
+{
+    const sq_step *step_spec = &spec->steps[step];
+    if (spec->output_format != SQ_OUTPUT_GPTQ || (step_spec->kind != SQ_STEP_GPTQ && step_spec->kind != SQ_STEP_RTN) ||
+        step_spec->quant.avg_bits > 0 || !sq_checkpoint_is_mapped(source))
+        return false;
+    sparsity_origin origin = {0};
+    json_t *extra_config = NULL;
+    bool carried = false;
+    sq_status st = quantized_sparsity(step_spec, source, &origin, &extra_config, &carried);
+    json_decref(extra_config);
+    json_decref(origin.pattern);
+    json_decref(origin.input_config);
+    if (st != SQ_OK) { /* the assembly after the loop reports it */
+        sq_clear_error();
+        return false;
+    }
+    return !carried;
+}
+
 /* config.json's record of the quantization in a "dense" or "compressed-tensors" output
  * (assemble_formats.h), added to *extra_config (which may hold the sparsity_config); with
  * mixed precision (bits not NULL) each linear's width as the format writes overrides. */
@@ -468,10 +490,12 @@ static sq_status mixed_widths(const sq_journal *journal, int step, const sq_step
     return st;
 }
 
-sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_step *step_spec,
-                                 sq_output_format format, const sq_model_config *cfg, const sq_checkpoint *source,
-                                 const char *output_dir, sq_packed_layers *packed, json_t *step_result)
+sq_status sq_assemble_checkpoint(const sq_journal *journal, const sq_job_spec *spec, int step,
+                                 const sq_model_config *cfg, const sq_checkpoint *source, const char *output_dir,
+                                 sq_packed_layers *packed, json_t *step_result)
 {
+    const sq_step *step_spec = &spec->steps[step];
+    const sq_output_format format = spec->output_format;
     /* the replaced tensors: every linear, and smoothquant's rescaled norms */
     bool smoothing = step_spec->kind == SQ_STEP_SMOOTHQUANT;
     int per_layer = SQ_LINEAR_COUNT + (smoothing ? SQ_NORM_COUNT : 0), n = cfg->num_layers * per_layer;
@@ -534,7 +558,8 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
                                            .extra_config = extra_config,
                                            .extra_files = extra_files,
                                            .n_extra_files = n_extra_files,
-                                           .override_tensor = folded};
+                                           .override_tensor = folded,
+                                           .max_shard_bytes = spec->max_shard_bytes};
         st = sq_dense_checkpoint_write(&req, output_dir);
     } else if (st == SQ_OK) {
         sq_gptq_checkpoint_request req = {.source = source,
@@ -548,7 +573,8 @@ sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_s
                                           .extra_files = extra_files,
                                           .n_extra_files = n_extra_files,
                                           .method = sq_step_kind_name(step_spec->kind),
-                                          .override_tensor = folded};
+                                          .override_tensor = folded,
+                                          .max_shard_bytes = spec->max_shard_bytes};
         st = sq_gptq_checkpoint_write(&req, output_dir);
     }
     sq_bit_plan_free(&plan);

@@ -24,6 +24,8 @@
 #ifndef SQ_COORDINATOR_ASSEMBLE_H
 #define SQ_COORDINATOR_ASSEMBLE_H
 
+#include <stdbool.h>
+
 #include <jansson.h>
 
 #include "core/status.h"
@@ -33,9 +35,16 @@
 #include "model/config.h"
 #include "worker/packed_layers.h"
 
-/* packed (may be NULL): linears packed during calibration, taken instead of their artifacts. */
-sq_status sq_assemble_checkpoint(const sq_journal *journal, int step, const sq_step *step_spec,
-                                 sq_output_format format, const sq_model_config *cfg, const sq_checkpoint *source,
-                                 const char *output_dir, sq_packed_layers *packed, json_t *step_result);
+/* Whether the step's checkpoint is made of the source's tensors and the packed linears alone,
+ * with no artifact or journal record read unless a linear was not packed: the GPTQ format of a
+ * gptq or rtn step at one width, on a dense, local (memory-mapped) input. Such an assembly may
+ * run while the layers are calibrated (coordinator/assemble_while_calibrating.h). */
+bool sq_assemble_needs_only_packed_layers(const sq_job_spec *spec, int step, const sq_checkpoint *source);
+
+/* packed (may be NULL): linears packed during calibration, taken instead of their artifacts; while
+ * it is open, the assembly waits for each linear in turn (worker/packed_layers.h). */
+sq_status sq_assemble_checkpoint(const sq_journal *journal, const sq_job_spec *spec, int step,
+                                 const sq_model_config *cfg, const sq_checkpoint *source, const char *output_dir,
+                                 sq_packed_layers *packed, json_t *step_result);
 
 #endif

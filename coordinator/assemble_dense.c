@@ -175,6 +175,7 @@ sq_status sq_dense_checkpoint_write(const sq_dense_checkpoint_request *req, cons
     if (!req->source || !req->get_linear || (req->n_linears > 0 && !req->linears))
         return sq_fail(SQ_ERR_ARG, "dense checkpoint %s: incomplete request", out_dir);
     SQ_TRY(sq_make_dirs(out_dir));
+    SQ_TRY(sq_checkpoint_remove_stale_temporaries(out_dir));
     int n = sq_checkpoint_tensor_count(req->source);
     int *shard_of = calloc((size_t)n + 1, sizeof *shard_of);
     if (!shard_of)

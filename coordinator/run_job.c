@@ -10,6 +10,7 @@
 
 #include "coordinator/adapter_merge.h"
 #include "coordinator/assemble.h"
+#include "coordinator/assemble_while_calibrating.h"
 #include "coordinator/calibration_windows.h"
 #include "coordinator/job_storage.h"
 #include "coordinator/kv_cache_step.h"
@@ -58,8 +59,6 @@ static sq_status record_step(job_state *js, int step, json_t *result)
                                         process_cpu_seconds() - js->step_cpu_start);
 }
 
-/* Where a model-producing step writes: output_uri for the last one, the job's
- * state for intermediate ones (the next step reads them). */
 /* Rank 0, once a step's output is complete under output_dir: publish it to `output` (an upload for
  * s3://), name it in the step's result and record the step, so the journal never names an output
  * that is not in place. `fault` (or NULL): the fault point the tests arm between the two. */
@@ -73,6 +72,8 @@ static sq_status publish_and_record(job_state *js, int step, const char *output_
     return record_step(js, step, result);
 }
 
+/* Where a model-producing step writes: output_uri for the last one, the job's
+ * state for intermediate ones (the next step reads them). */
 static sq_status step_output(const job_state *js, int step, char **out)
 {
     const sq_job_spec *spec = js->spec;
@@ -147,6 +148,7 @@ static sq_status calibration_samples(job_state *js, int32_t **samples)
 static sq_status run_calibration_step(job_state *js, int step)
 {
     const sq_job_spec *spec = js->spec;
+    const bool rank0 = js->comm->rank == 0;
     sq_job_model source;
     sq_packed_layers packed = {0};
     sq_status st = sq_comm_all_ok(sq_job_model_open(&js->io, js->model_dir, &source)); /* every rank reads it */
@@ -156,6 +158,9 @@ static sq_status run_calibration_step(job_state *js, int step)
     }
     const sq_model_config cfg = source.cfg;
     const sq_checkpoint *ckpt = source.ckpt;
+    char *output = NULL, *output_dir = NULL;
+    json_t *result = NULL;
+    sq_early_assembly early = {0};
 
     sq_plan *plan = calloc(1, sizeof *plan);
     if (!plan) {
@@ -164,45 +169,59 @@ static sq_status run_calibration_step(job_state *js, int step)
     }
     sq_plan_request rq = sq_job_plan_request(spec, js->comm->world_size, cfg.num_layers);
     st = sq_plan_build(plan, &rq);
-    if (st == SQ_OK && js->comm->rank == 0)
-        st = sq_packed_layers_init(&packed, cfg.num_layers, PACKED_LAYERS_BUDGET);
+    if (st == SQ_OK) { /* rank 0 prepares the output, and may start writing it as layers finish */
+        sq_status mine = SQ_OK;
+        if (rank0) {
+            mine = sq_packed_layers_init(&packed, cfg.num_layers, PACKED_LAYERS_BUDGET);
+            if (mine == SQ_OK)
+                mine = step_output(js, step, &output);
+            if (mine == SQ_OK)
+                mine = sq_job_output_dir(&js->io, output, &output_dir);
+            if (mine == SQ_OK && !(result = json_object()))
+                mine = sq_fail(SQ_ERR_NOMEM, "out of memory");
+            early = (sq_early_assembly){.journal = &js->journal, .spec = spec, .step = step, .cfg = &cfg,
+                                        .source = ckpt, .output_dir = output_dir, .packed = &packed,
+                                        .result = result};
+            if (mine == SQ_OK)
+                mine = sq_early_assembly_start(&early);
+        }
+        st = agree_with_rank0(js->comm, mine, "preparing the output checkpoint");
+    }
     if (st == SQ_OK) {
         sq_calibration job = {.spec = spec,
                               .step = step,
                               .comm = js->comm,
                               .plan = plan,
-                              .journal = js->comm->rank == 0 ? &js->journal : NULL,
+                              .journal = rank0 ? &js->journal : NULL,
                               .cfg = &cfg,
                               .ckpt = ckpt,
                               .samples = js->samples,
-                              .packed = js->comm->rank == 0 ? &packed : NULL};
+                              .packed = rank0 ? &packed : NULL};
         st = sq_calibrate(&job);
     }
-    free(plan);
-    if (st == SQ_OK) {
-        sq_status mine = SQ_OK;
-        char *output = NULL, *output_dir = NULL;
-        if (js->comm->rank == 0) {
-            double started = sq_now_seconds();
-            json_t *result = json_object();
-            mine = step_output(js, step, &output);
-            if (mine == SQ_OK)
-                mine = sq_job_output_dir(&js->io, output, &output_dir);
-            if (mine == SQ_OK)
-                mine = sq_assemble_checkpoint(&js->journal, step, &spec->steps[step], spec->output_format, &cfg, ckpt,
-                                              output_dir, &packed, result);
-            if (mine == SQ_OK)
-                mine = publish_and_record(js, step, output_dir, output, result, NULL);
-            if (mine == SQ_OK)
-                sq_log_info("step %d %s: checkpoint written to %s (%.2fs)", step,
-                            sq_step_kind_name(spec->steps[step].kind), output, sq_now_seconds() - started);
-            json_decref(result);
-            free(output);
-            free(output_dir);
-        }
-        st = agree_with_rank0(js->comm, mine, "writing the output checkpoint");
+    const sq_status calibrated = st; /* the same on every rank */
+    if (rank0) { /* the early assembly ends either way before `packed` goes */
+        double started = sq_now_seconds();
+        bool streamed = early.running;
+        sq_status assembled = sq_early_assembly_finish(&early, st);
+        sq_status mine = assembled;
+        if (st == SQ_OK && !streamed)
+            mine = sq_assemble_checkpoint(&js->journal, spec, step, &cfg, ckpt, output_dir, &packed, result);
+        if (st == SQ_OK && mine == SQ_OK)
+            mine = publish_and_record(js, step, output_dir, output, result, NULL);
+        if (st == SQ_OK && mine == SQ_OK)
+            sq_log_info("step %d %s: checkpoint written to %s (%.2fs after the layer loop%s)", step,
+                        sq_step_kind_name(spec->steps[step].kind), output, sq_now_seconds() - started,
+                        streamed ? "; its shards were written during it" : "");
+        st = st == SQ_OK ? mine : assembled; /* a calibration failure keeps its message */
     }
+    if (calibrated == SQ_OK) /* every rank learns rank 0's outcome */
+        st = agree_with_rank0(js->comm, st, "writing the output checkpoint");
 done:
+    free(plan);
+    json_decref(result);
+    free(output);
+    free(output_dir);
     sq_packed_layers_free(&packed);
     sq_job_model_close(&source);
     return st;

@@ -2,6 +2,7 @@
  * streaming copies in bounded chunks, mkdir -p and path joining. */
 #include "core/fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -203,6 +204,18 @@ sq_status sq_file_size(const char *path, uint64_t *size)
         return sq_fail(errno == ENOENT ? SQ_ERR_NOT_FOUND : SQ_ERR_IO, "%s: %s", path, strerror(errno));
     *size = (uint64_t)sb.st_size;
     return SQ_OK;
+}
+
+bool sq_dir_is_absent_or_empty(const char *path)
+{
+    DIR *dir = opendir(path);
+    if (!dir)
+        return errno == ENOENT;
+    bool empty = true;
+    for (struct dirent *e; empty && (e = readdir(dir));)
+        empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+    closedir(dir);
+    return empty;
 }
 
 char *sq_path_join(const char *dir, const char *name)

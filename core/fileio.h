@@ -7,6 +7,7 @@
 #define SQ_FILEIO_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/status.h"
@@ -35,6 +36,9 @@ sq_status sq_copy_file(const char *src, const char *dst);
 
 /* Size of a file, SQ_ERR_NOT_FOUND if it does not exist. */
 sq_status sq_file_size(const char *path, uint64_t *size);
+
+/* True when `path` does not exist or is a directory with no entries. */
+bool sq_dir_is_absent_or_empty(const char *path);
 
 /* Join two path parts with '/' into a new string (caller frees). */
 char *sq_path_join(const char *dir, const char *name);

@@ -244,12 +244,16 @@ static void check_required_by_steps(sq_spec_errors *errs, json_t *root, const sq
 /* "output": {"format": ...}, and the steps it can apply to. */
 static void parse_output(sq_spec_errors *errs, json_t *root, sq_job_spec *spec, const bool *parsed)
 {
-    static const char *const keys[] = {"format", NULL};
+    static const char *const keys[] = {"format", "max_shard_bytes", NULL};
     json_t *output = sq_spec_object(errs, root, "", "output");
     int format;
     if (!output)
         return;
     sq_spec_check_keys(errs, output, "output", keys);
+    long long shard_bytes;
+    if (sq_spec_int64(errs, output, "output", "max_shard_bytes", 1024, "must be an integer of at least 1024 (bytes)",
+                      &shard_bytes))
+        spec->max_shard_bytes = (uint64_t)shard_bytes;
     if (!sq_spec_choice(errs, output, "output", "format", sq_output_format_names, &format))
         return;
     spec->output_format = (sq_output_format)format;

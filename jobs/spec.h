@@ -204,6 +204,7 @@ typedef struct {
     sq_storage_options storage;
     sq_push_options push;
     sq_output_format output_format; /* "output": {"format"}; default SQ_OUTPUT_GPTQ */
+    uint64_t max_shard_bytes;       /* "output": {"max_shard_bytes"}; 0: each writer's default */
     char sha256[65];       /* hash of the canonical spec JSON, for the journal */
 } sq_job_spec;
 

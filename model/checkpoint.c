@@ -308,3 +308,5 @@ sq_status sq_checkpoint_read_f32(const sq_checkpoint *ckpt, const char *name, fl
 const char *sq_checkpoint_dir(const sq_checkpoint *ckpt) { return ckpt->dir; }
 
 const char *sq_checkpoint_local_dir(const sq_checkpoint *ckpt) { return ckpt->local_dir; }
+
+bool sq_checkpoint_is_mapped(const sq_checkpoint *ckpt) { return ckpt->store == NULL; }

@@ -13,6 +13,7 @@
 #ifndef SQ_MODEL_CHECKPOINT_H
 #define SQ_MODEL_CHECKPOINT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/safetensors.h"
@@ -58,5 +59,9 @@ sq_status sq_checkpoint_read_f32(const sq_checkpoint *ckpt, const char *name, fl
 const char *sq_checkpoint_dir(const sq_checkpoint *ckpt);
 /* The local directory holding config.json and the tokenizer files. */
 const char *sq_checkpoint_local_dir(const sq_checkpoint *ckpt);
+
+/* True for a local checkpoint, whose tensors are memory-mapped: any thread may read them at
+ * once (a remote one's ranged GETs share one store connection). */
+bool sq_checkpoint_is_mapped(const sq_checkpoint *ckpt);
 
 #endif

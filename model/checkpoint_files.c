@@ -2,7 +2,9 @@
  * checkpoint directory (see checkpoint_files.h). */
 #include "model/checkpoint_files.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 
 #include "core/fileio.h"
 #include "core/json_file.h"
+#include "core/log.h"
 #include "store/manifest.h"
 
 static const char *const companion_files[SQ_COMPANION_FILES] = {
@@ -76,6 +79,46 @@ sq_status sq_checkpoint_remove_stale_index(const char *out_dir)
         return sq_fail(SQ_ERR_IO, "%s: cannot remove stale model.safetensors.index.json: %s", out_dir,
                        strerror(errno));
     return SQ_OK;
+}
+
+/* "<base>.safetensors.tmp.<digits>" or "<base>.json.tmp.<digits>". */
+static bool is_write_temporary(const char *name)
+{
+    const char *tmp = strstr(name, ".tmp.");
+    if (!tmp || !tmp[5])
+        return false;
+    for (const char *c = tmp + 5; *c; c++)
+        if (*c < '0' || *c > '9')
+            return false;
+    static const char *const kinds[] = {".safetensors", ".json"};
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+        size_t len = strlen(kinds[k]);
+        if ((size_t)(tmp - name) > len && !strncmp(tmp - len, kinds[k], len))
+            return true;
+    }
+    return false;
+}
+
+sq_status sq_checkpoint_remove_stale_temporaries(const char *out_dir)
+{
+    DIR *dir = opendir(out_dir);
+    if (!dir)
+        return errno == ENOENT ? SQ_OK : sq_fail(SQ_ERR_IO, "%s: cannot list: %s", out_dir, strerror(errno));
+    sq_status st = SQ_OK;
+    for (struct dirent *e; st == SQ_OK && (e = readdir(dir));) {
+        if (!is_write_temporary(e->d_name))
+            continue;
+        char *path = sq_path_join(out_dir, e->d_name);
+        if (!path)
+            st = sq_fail(SQ_ERR_NOMEM, "out of memory");
+        else if (unlink(path) != 0 && errno != ENOENT)
+            st = sq_fail(SQ_ERR_IO, "%s: cannot remove a stale temporary file: %s", path, strerror(errno));
+        else
+            sq_log_info("%s: removed, left by a writer that did not finish", path);
+        free(path);
+    }
+    closedir(dir);
+    return st;
 }
 
 /* The manifest's summary of the checkpoint, from the config.json just written:

@@ -45,6 +45,11 @@ sq_status sq_checkpoint_copy_companions(const char *source_dir, const char *out_
  * earlier sharded write would take precedence over a single model.safetensors. */
 sq_status sq_checkpoint_remove_stale_index(const char *out_dir);
 
+/* Remove what a killed writer left in out_dir: files named "<name>.safetensors.tmp.<pid>" or
+ * "<name>.json.tmp.<pid>", the temporaries of atomic writes (core/fileio.h) that never got
+ * renamed into place. Other files are left alone. */
+sq_status sq_checkpoint_remove_stale_temporaries(const char *out_dir);
+
 /* Write manifest.json covering `files` (names relative to out_dir, config.json among them),
  * with the SHA-256s already known (sq_manifest_describe's known_sha256; NULL: hash them all).
  * `method` (e.g. "rtn") is the manifest's method; NULL: the config's quant_method or sparsity method. */

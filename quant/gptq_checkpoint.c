@@ -46,6 +46,39 @@ static uint64_t packed_bytes(int out, int in, int bits, int ngroups)
            (uint64_t)in * 4;
 }
 
+/* A tensor's place in the output: the tensors outside the decoder layers first, then layer by
+ * layer in numeric order (the source lists them by name, where layer 10 comes before layer 2),
+ * by name within a layer. The shards then fill in the order the layers are calibrated, so the
+ * assembly can write each as soon as its layers are done (coordinator/assemble_while_calibrating.h). */
+typedef struct {
+    int layer; /* -1 outside the decoder layers */
+    int tensor;
+} output_place;
+
+static int compare_places(const void *a, const void *b)
+{
+    const output_place *x = a, *y = b;
+    if (x->layer != y->layer)
+        return x->layer < y->layer ? -1 : 1;
+    return (x->tensor > y->tensor) - (x->tensor < y->tensor);
+}
+
+static output_place *output_order(const sq_checkpoint *src, int n)
+{
+    output_place *order = malloc((size_t)(n ? n : 1) * sizeof *order);
+    if (!order)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        int layer = -1, consumed = 0;
+        if (sscanf(sq_checkpoint_tensor_at(src, i)->name, "model.layers.%d.%n", &layer, &consumed) != 1 ||
+            consumed == 0 || layer < 0)
+            layer = -1;
+        order[i] = (output_place){layer, i};
+    }
+    qsort(order, (size_t)n, sizeof *order, compare_places);
+    return order;
+}
+
 static sq_status make_plan(const sq_gptq_checkpoint_request *req, plan_item **items_out, int *n_items,
                            int *n_shards)
 {
@@ -63,14 +96,17 @@ static sq_status make_plan(const sq_gptq_checkpoint_request *req, plan_item **it
         SQ_TRY(sq_gptq_check_shape(req->linears[k], (int)t->shape[0], (int)t->shape[1], bits_of(req, k)));
     }
     plan_item *items = calloc((size_t)(n ? n : 1), sizeof *items);
-    if (!items)
+    output_place *order = output_order(src, n);
+    if (!items || !order) {
+        free(items), free(order);
         return sq_fail(SQ_ERR_NOMEM, "cannot plan %d output tensors", n);
+    }
     uint64_t limit = req->max_shard_bytes ? req->max_shard_bytes : DEFAULT_MAX_SHARD_BYTES, in_shard = 0;
     int shard = 0;
     for (int i = 0; i < n; i++) {
-        const sq_st_tensor *t = sq_checkpoint_tensor_at(src, i);
+        const sq_st_tensor *t = sq_checkpoint_tensor_at(src, order[i].tensor);
         plan_item *it = &items[i];
-        it->tensor = i;
+        it->tensor = order[i].tensor;
         it->linear = sq_checkpoint_linear_of(t->name, req->linears, req->n_linears);
         if (it->linear >= 0) {
             int out = (int)t->shape[0], in = (int)t->shape[1];
@@ -85,6 +121,7 @@ static sq_status make_plan(const sq_gptq_checkpoint_request *req, plan_item **it
         it->shard = shard;
         in_shard += it->bytes;
     }
+    free(order);
     *items_out = items;
     *n_items = n;
     *n_shards = shard + 1;
@@ -383,6 +420,7 @@ sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const 
     if (!req->source || !req->get_linear || !req->options || (req->n_linears > 0 && !req->linears))
         return sq_fail(SQ_ERR_ARG, "gptq checkpoint %s: incomplete request", out_dir);
     SQ_TRY(sq_make_dirs(out_dir));
+    SQ_TRY(sq_checkpoint_remove_stale_temporaries(out_dir));
     plan_item *items = NULL;
     int n_items = 0, n_shards = 0, n_files = 0;
     SQ_TRY(make_plan(req, &items, &n_items, &n_shards));

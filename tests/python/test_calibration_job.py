@@ -136,6 +136,63 @@ def test_pipeline_with_one_block_is_sequential(work, baseline):
     assert file_digests(out) == file_digests(baseline)
 
 
+def sharded_spec(work, name, max_shard_bytes=24000, **kw):
+    spec, output = spec_for(work, name, **kw)
+    data = json.loads(Path(spec).read_text())
+    data["output"] = {"max_shard_bytes": max_shard_bytes}
+    Path(spec).write_text(json.dumps(data))
+    return spec, output
+
+
+def layers_by_shard(output):
+    """The decoder layers each shard holds, in the shards' order (-1: tensors outside the layers)."""
+    weight_map = json.loads((output / "model.safetensors.index.json").read_text())["weight_map"]
+    layers = {}
+    for name, shard in weight_map.items():
+        layer = int(name.split(".")[2]) if name.startswith("model.layers.") else -1
+        layers.setdefault(shard, set()).add(layer)
+    return [sorted(layers[shard]) for shard in sorted(layers)]
+
+
+@pytest.fixture(scope="module")
+def deep(work):
+    """11 narrow layers: enough that names sort layer 10 before layer 2."""
+    model = make_model(work["tmp"] / "deep-model", "--layers", "11", "--hidden", "32", "--intermediate", "64",
+                       "--heads", "2", "--vocab", "512", "--seed", "5")
+    return dict(work, model=model)
+
+
+@pytest.mark.parametrize("ranks,mode", [(1, "sequential"), (2, "pipeline")])
+def test_shards_written_during_the_layer_loop(deep, ranks, mode):
+    # A fresh output directory: each shard is written as soon as its layers are done, the
+    # shards holding the layers in numeric order (coordinator/assemble_while_calibrating.h).
+    blocks = 2 if mode == "pipeline" else None
+    spec, streamed = sharded_spec(deep, f"streamed-{mode}", mode=mode, blocks=blocks)
+    log = mpirun(ranks, ["run", spec])
+    assert "its shards were written during it" in log.stdout + log.stderr
+    order = layers_by_shard(streamed)
+    assert len(order) >= 5, order
+    flat = [layer for layers in order for layer in layers]
+    assert flat == sorted(flat) and set(flat) == set(range(-1, 11)), order
+    # An output directory that is not empty (here, a killed writer's temporary): the same job
+    # writes after the loop, as before, the same bytes, and the temporary is gone.
+    spec2, after = sharded_spec(deep, f"after-loop-{mode}", mode=mode, blocks=blocks)
+    after.mkdir(parents=True)
+    (after / "model-00002-of-00009.safetensors.tmp.4242").write_bytes(b"partial")
+    log2 = mpirun(ranks, ["run", spec2])
+    assert "its shards were written during it" not in log2.stdout + log2.stderr
+    assert "is not empty: the checkpoint is written after the layer loop" in log2.stdout + log2.stderr
+    assert file_digests(after) == file_digests(streamed)
+
+
+def test_max_shard_bytes_is_checked(work):
+    spec, output = sharded_spec(work, "tiny-shards", max_shard_bytes=100)
+    proc = run([SHARDQ, "run", spec], check=False)
+    assert proc.returncode != 0
+    assert "output.max_shard_bytes: must be an integer of at least 1024 (bytes)" in proc.stdout + proc.stderr
+    assert not output.exists()
+
+
 @pytest.fixture(scope="module")
 def two_rank_baseline(work):
     spec, output = spec_for(work, "two-rank")
