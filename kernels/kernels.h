@@ -131,6 +131,10 @@ sq_status kn_kv_quantize_channel_groups(float *x, int batch, int seq, int channe
 /* H[cols,cols] = beta * H + alpha * Xᵀ X for X[rows, cols] (full, exactly symmetric result).
  * The CUDA backend computes it on the tensor cores from X rounded to fp16 (fp32 sums). */
 sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, float alpha, float beta);
+/* H's upper triangle (row-major, i <= j) := Xᵀ X, the values kn_hessian_accumulate gives with
+ * alpha 1 and beta 0; the strict lower triangle is left as the product wrote it (not mirrored),
+ * for sums that read only the upper triangle and mirror once at the end (quant/hessian.c). */
+sq_status kn_hessian_upper(float *H, const float *X, int rows, int cols);
 
 /* Exact sums of fp32 values whose result does not depend on the order of the
  * additions, so not on how samples were split over ranks or batches
@@ -143,6 +147,12 @@ sq_status kn_fixed_accumulate(int64_t *acc, const float *x, size_t n, int count,
 /* out[i] = (float)(scale * sum i). SQ_ERR_NUMERIC when an addend of some entry
  * was not finite or beyond ±2^47. */
 sq_status kn_fixed_to_f32(float *out, const int64_t *acc, double scale, size_t n);
+/* The two above over the upper triangle (i <= j) of row-major cols x cols matrices (n = cols²):
+ * kn_fixed_accumulate_upper neither reads nor writes the other entries' lanes, and
+ * kn_fixed_to_f32_symmetric writes each upper sum to [i, j] and [j, i]. Half the memory traffic
+ * of the full calls for a symmetric sum, and the same floats as summing mirrored matrices. */
+sq_status kn_fixed_accumulate_upper(int64_t *acc, const float *x, int cols, int count, size_t stride);
+sq_status kn_fixed_to_f32_symmetric(float *out, const int64_t *acc, double scale, int cols);
 
 /* Sum of squares of each column: norms[c] = beta*norms[c] + Σ_r X[r,c]² (Wanda's ‖x‖²);
  * with beta 0, as in BLAS, norms is only written (its old contents may be anything). */

@@ -47,9 +47,9 @@ sq_status sq_hessian_add(sq_hessian *h, const float *X, int rows, int nseq)
     for (int s0 = 0; s0 < nseq; s0 += h->batch) {
         int count = nseq - s0 < h->batch ? nseq - s0 : h->batch;
         for (int c = 0; c < count; c++)
-            SQ_TRY(kn_hessian_accumulate(h->scratch + (size_t)c * n, X + (size_t)(s0 + c) * seq_rows * h->cols,
-                                         seq_rows, h->cols, 1.0f, 0.0f));
-        SQ_TRY(kn_fixed_accumulate(h->sum, h->scratch, n, count, n));
+            SQ_TRY(kn_hessian_upper(h->scratch + (size_t)c * n, X + (size_t)(s0 + c) * seq_rows * h->cols, seq_rows,
+                                    h->cols));
+        SQ_TRY(kn_fixed_accumulate_upper(h->sum, h->scratch, h->cols, count, n));
     }
     h->nsamples += nseq;
     return SQ_OK;
@@ -64,7 +64,7 @@ sq_status sq_hessian_finish(sq_hessian *h, int64_t total_nsamples)
         return sq_fail(SQ_ERR_ARG, "hessian: already finished");
     if (total_nsamples > KN_FIXED_MAX_ADDENDS)
         return sq_fail(SQ_ERR_ARG, "hessian: more than %d sequences", KN_FIXED_MAX_ADDENDS);
-    sq_status st = kn_fixed_to_f32(h->H, h->sum, 2.0 / (double)total_nsamples, (size_t)h->cols * h->cols);
+    sq_status st = kn_fixed_to_f32_symmetric(h->H, h->sum, 2.0 / (double)total_nsamples, h->cols);
     if (st != SQ_OK)
         return sq_fail_context(st, "Hessian of %d inputs", h->cols);
     h->nsamples = total_nsamples;

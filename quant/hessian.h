@@ -7,8 +7,10 @@
  * depend on the order of their additions, so H has the same bits however the
  * sequences were split over ranks and micro-batches: GPTQ's error feedback
  * turns any difference in H into different integers, so this is what makes 1,
- * 2 or 3 ranks agree exactly. All buffers live on the device and are updated
- * through the kernels interface. */
+ * 2 or 3 ranks agree exactly. Only the upper triangle of each product is summed
+ * and H is mirrored once at the end: the same floats as summing mirrored products,
+ * at half the memory traffic, and no per-sequence mirror pass. All buffers live on
+ * the device and are updated through the kernels interface. */
 #ifndef SQ_QUANT_HESSIAN_H
 #define SQ_QUANT_HESSIAN_H
 
@@ -27,7 +29,7 @@ typedef struct {
     int cols;         /* the linear's in_features */
     int batch;        /* sequence products per pass over the sum */
     int64_t nsamples; /* sequences accumulated on this rank */
-    int64_t *sum;     /* device [KN_FIXED_LANES, cols, cols]: Σ XᵀX over the sequences, exact */
+    int64_t *sum;     /* device [KN_FIXED_LANES, cols, cols]: Σ XᵀX, exact; upper triangle only */
     float *scratch;   /* device [batch, cols, cols]: XᵀX of up to `batch` sequences */
     float *H;         /* device [cols, cols]: 2/n · sum, after sq_hessian_finish */
 } sq_hessian;

@@ -26,6 +26,13 @@ sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, fl
     return SQ_OK;
 }
 
+sq_status kn_hessian_upper(float *H, const float *X, int rows, int cols)
+{
+    if (rows < 0 || cols <= 0)
+        return sq_fail(SQ_ERR_ARG, "kn_hessian_upper: bad shape rows=%d cols=%d", rows, cols);
+    return kn_gemm(true, false, cols, cols, rows, 1.0f, X, cols, X, cols, 0.0f, H, cols);
+}
+
 sq_status kn_column_sq_norms(float *norms, const float *X, int rows, int cols, float beta)
 {
     if (rows < 0 || cols <= 0)

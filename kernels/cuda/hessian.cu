@@ -11,16 +11,28 @@
  * column-major H = Xᵀ·(Xᵀ)ᵀ is a GEMM of X with its transpose. */
 #include "kernels/cuda/cuda_common.h"
 
-extern "C" sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, float alpha, float beta)
+/* H = beta H + alpha XᵀX as one GEMM, not mirrored. */
+static sq_status xtx_product(float *H, const float *X, int rows, int cols, float alpha, float beta, const char *who)
 {
     if (rows < 0 || cols <= 0)
-        return sq_fail(SQ_ERR_ARG, "kn_hessian_accumulate: bad shape rows=%d cols=%d", rows, cols);
+        return sq_fail(SQ_ERR_ARG, "%s: bad shape rows=%d cols=%d", who, rows, cols);
     const void *X16;
     SQ_TRY(kn_cuda_to_half(X, (size_t)rows * cols, 0, &X16));
     CUBLAS_CHECK(cublasGemmEx(kn_cuda_blas(), CUBLAS_OP_N, CUBLAS_OP_T, cols, cols, rows, &alpha, X16, CUDA_R_16F,
                               cols, X16, CUDA_R_16F, cols, &beta, H, CUDA_R_32F, cols, CUBLAS_COMPUTE_32F,
                               CUBLAS_GEMM_DEFAULT));
+    return SQ_OK;
+}
+
+extern "C" sq_status kn_hessian_accumulate(float *H, const float *X, int rows, int cols, float alpha, float beta)
+{
+    SQ_TRY(xtx_product(H, X, rows, cols, alpha, beta, "kn_hessian_accumulate"));
     return kn_cuda_copy_upper_to_lower(H, cols);
+}
+
+extern "C" sq_status kn_hessian_upper(float *H, const float *X, int rows, int cols)
+{
+    return xtx_product(H, X, rows, cols, 1.0f, 0.0f, "kn_hessian_upper");
 }
 
 /* One thread per column walks the rows in order, as the CPU loop does; neighbouring

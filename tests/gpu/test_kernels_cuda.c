@@ -1254,6 +1254,42 @@ static void test_sparsegpt_pass(void)
     free(Err);
 }
 
+/* The Hessian's upper-triangle sums (quant/hessian.c): kn_hessian_upper's upper triangle against
+ * the CPU's product (fp16 inputs), and, from the same products, kn_fixed_accumulate_upper's lanes
+ * and kn_fixed_to_f32_symmetric's floats bit for bit those of the CPU backend. */
+static void test_fixed_accumulate_upper(void)
+{
+    const int rows = 300, cols = 203, seqs = 3;
+    const size_t n = (size_t)cols * cols, lanes = 3 * n * sizeof(int64_t);
+    float *X = host_random((size_t)rows * cols, 1.0f), *H = malloc(n * 4);
+    float *dX = dev_from(X, (size_t)rows * cols * 4), *dH = dev_poisoned(n * 4);
+    CALL(kn_hessian_upper(dH, dX, rows, cols));
+    CALL(kn_cpu_hessian_upper(H, X, rows, cols));
+    float *gpu = downloaded(dH, n);
+    double worst = 0, scale = 0;
+    for (int r = 0; r < cols; r++)
+        for (int c = r; c < cols; c++) {
+            double d = fabs((double)gpu[(size_t)r * cols + c] - H[(size_t)r * cols + c]);
+            worst = d > worst ? d : worst;
+            scale = fabs(H[(size_t)r * cols + c]) > scale ? fabs(H[(size_t)r * cols + c]) : scale;
+        }
+    report(worst <= 1e-3 * scale, "kn_hessian_upper: upper triangle within 1e-3 of the CPU's (%.2e of the largest)",
+           worst / scale);
+    float *products = host_random(n * seqs, 3.0f);
+    int64_t *acc = calloc(3 * n, sizeof *acc), *gpu_acc = malloc(lanes), *dacc = dev_poisoned(lanes);
+    float *dproducts = dev_from(products, n * seqs * 4), *dsym = dev_poisoned(n * 4), *sym = malloc(n * 4);
+    CALL(kn_zero(dacc, lanes));
+    CALL(kn_fixed_accumulate_upper(dacc, dproducts, cols, seqs, n));
+    CALL(kn_cpu_fixed_accumulate_upper(acc, products, cols, seqs, n));
+    CALL(kn_download(gpu_acc, dacc, lanes));
+    report(memcmp(gpu_acc, acc, lanes) == 0, "kn_fixed_accumulate_upper: the CPU's lanes, the lower ones left at 0");
+    CALL(kn_fixed_to_f32_symmetric(dsym, dacc, 2.0 / seqs, cols));
+    CALL(kn_cpu_fixed_to_f32_symmetric(sym, acc, 2.0 / seqs, cols));
+    compare("kn_fixed_to_f32_symmetric", dsym, sym, n, 0.0);
+    kn_free(dX), kn_free(dH), kn_free(dacc), kn_free(dproducts), kn_free(dsym);
+    free(X), free(H), free(gpu), free(products), free(acc), free(gpu_acc), free(sym);
+}
+
 /* Exact fixed-point sums (kernels/fixed_sum.h): the same integers and floats as the CPU
  * backend, bit for bit, and the same result when the addends come in another order. */
 static void test_fixed_accumulate(void)
@@ -1680,6 +1716,7 @@ int main(void)
     test_kv_cache_kernels();
     test_hessian();
     test_fixed_accumulate();
+    test_fixed_accumulate_upper();
     test_hessian_prepare();
     test_permutations();
     test_solves(256);

@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -162,6 +163,49 @@ static void test_fixed_sums_are_exact_and_order_free(void **state)
     assert_int_equal(kn_fixed_to_f32(a, left, 1.0, N), SQ_ERR_NUMERIC);
     assert_non_null(strstr(sq_last_error(), "sum entry 7:")); /* only the second array's entry 7 is bad */
     free(x), free(a), free(b), free(one), free(left), free(right);
+}
+
+/* The upper-triangle path (kn_hessian_upper, kn_fixed_accumulate_upper, kn_fixed_to_f32_symmetric)
+ * gives the floats of the full one (kn_hessian_accumulate's mirrored products, kn_fixed_accumulate,
+ * kn_fixed_to_f32) bit for bit, leaves the lower lanes untouched, and names a bad entry. */
+static void test_symmetric_sums_from_the_upper_triangle(void **state)
+{
+    (void)state;
+    enum { ROWS = 37, COLS = 29, SEQS = 5 };
+    const size_t n = (size_t)COLS * COLS;
+    float *X = random_matrix(SEQS * ROWS, COLS);
+    float *products = malloc(sizeof(float) * n * SEQS), *mirrored = malloc(sizeof(float) * n * SEQS);
+    float *full = malloc(sizeof(float) * n), *sym = malloc(sizeof(float) * n);
+    int64_t *full_acc = calloc(3 * n, sizeof(int64_t)), *upper_acc = calloc(3 * n, sizeof(int64_t));
+    for (int s = 0; s < SEQS; s++) {
+        assert_int_equal(kn_hessian_upper(products + s * n, X + (size_t)s * ROWS * COLS, ROWS, COLS), SQ_OK);
+        assert_int_equal(kn_hessian_accumulate(mirrored + s * n, X + (size_t)s * ROWS * COLS, ROWS, COLS, 1.0f, 0.0f),
+                         SQ_OK);
+        for (int r = 0; r < COLS; r++)
+            for (int c = r; c < COLS; c++)
+                assert_true(products[s * n + (size_t)r * COLS + c] == mirrored[s * n + (size_t)r * COLS + c]);
+    }
+    assert_int_equal(kn_fixed_accumulate(full_acc, mirrored, n, SEQS, n), SQ_OK);
+    assert_int_equal(kn_fixed_accumulate_upper(upper_acc, products, COLS, 3, n), SQ_OK); /* 3 + 2 arrays */
+    assert_int_equal(kn_fixed_accumulate_upper(upper_acc, products + 3 * n, COLS, 2, n), SQ_OK);
+    for (int lane = 0; lane < 3; lane++)
+        for (int r = 0; r < COLS; r++)
+            for (int c = 0; c < COLS; c++) {
+                size_t i = lane * n + (size_t)r * COLS + c;
+                assert_true(r <= c ? upper_acc[i] == full_acc[i] : upper_acc[i] == 0);
+            }
+    assert_int_equal(kn_fixed_to_f32(full, full_acc, 2.0 / SEQS, n), SQ_OK);
+    assert_int_equal(kn_fixed_to_f32_symmetric(sym, upper_acc, 2.0 / SEQS, COLS), SQ_OK);
+    assert_memory_equal(sym, full, sizeof(float) * n);
+    assert_int_equal(kn_fixed_accumulate_upper(upper_acc, products, COLS, 2, n - 1), SQ_ERR_ARG);
+    assert_int_equal(kn_fixed_accumulate_upper(upper_acc, products, 0, 1, n), SQ_ERR_ARG);
+    products[2 * COLS + 5] = NAN; /* entry (2, 5), upper */
+    assert_int_equal(kn_fixed_accumulate_upper(upper_acc, products, COLS, 1, n), SQ_OK);
+    assert_int_equal(kn_fixed_to_f32_symmetric(sym, upper_acc, 1.0, COLS), SQ_ERR_NUMERIC);
+    char expected[32];
+    snprintf(expected, sizeof expected, "sum entry %d:", 2 * COLS + 5);
+    assert_non_null(strstr(sq_last_error(), expected));
+    free(X), free(products), free(mirrored), free(full), free(sym), free(full_acc), free(upper_acc);
 }
 
 /* kn_gemm and kn_hessian_accumulate give the same bits on 1 and 2 threads. */
@@ -384,6 +428,7 @@ int main(void)
         cmocka_unit_test(test_products_independent_of_thread_count),
         cmocka_unit_test(test_mark_zeros),
         cmocka_unit_test(test_prepare_kills_dead_columns),
+        cmocka_unit_test(test_symmetric_sums_from_the_upper_triangle),
         cmocka_unit_test(test_permutations),
         cmocka_unit_test(test_spd_inverse_and_cholesky),
         cmocka_unit_test(test_grid_and_rtn_hand_values),
