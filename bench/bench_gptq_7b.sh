@@ -22,10 +22,12 @@ cat >"$WORK/job.json" <<JSON
  "state_uri": "$WORK/state", "output_uri": "$WORK/output", "parallel": {"micro_batch": 4}, "seed": 0}
 JSON
 start=$(now)
-"$BIN" run "$WORK/job.json" 2>&1 | tee "$WORK/run.log" | grep -E "layer (1|8|16|24|32)/|phases|written|error"
+"$BIN" run "$WORK/job.json" 2>&1 | stamp "$start" | tee "$WORK/run.log" | grep -E "layer (1|8|16|24|32)/|phases|written|error"
 total=$(since "$start")
-python3 - "$WORK/run.log" "$total" "$LAYERS" <<'PY'
+python3 - "$WORK/run.log" "$total" "$LAYERS" "$(dirname "$0")" <<'PY'
 import os, re, sys
+sys.path.insert(0, sys.argv[4])
+from log_timeline import loop_split
 log, total, L = open(sys.argv[1]).read(), float(sys.argv[2]), int(sys.argv[3])
 m = re.search(r"load ([\d.]+)s, forward ([\d.]+)s, hessian ([\d.]+)s, solve ([\d.]+)s, write ([\d.]+)s", log)
 load, fwd, hes, solve, write = map(float, m.groups())
@@ -49,4 +51,8 @@ print(f"{'hessian':10} {hes:8.2f} {hes_flop / 1e12:9.0f} TFLOP {hes_flop / 1e12 
 print(f"{'solve':10} {solve:8.2f} {solve_flop / 1e12:9.1f} TFLOP {solve_flop / 1e12 / max(solve, 1e-9):10.1f} TFLOP/s")
 print(f"{'write':10} {write:8.2f} {out_bytes / 1e9:11.1f} GB {out_bytes / 1e9 / max(write, 1e-9):12.1f} GB/s")
 print(f"arithmetic: {(fwd_flop + hes_flop + solve_flop) / 1e15:.2f} PFLOP in all")
+split = loop_split(log, total)
+if split:
+    print("wall: {:.2f} s before the layer loop (start, model, data), {:.2f} s in it, {:.2f} s after it "
+          "(the checkpoint's end, exit)".format(*split))
 PY

@@ -39,10 +39,6 @@ random_ids "$WORK/train.ids" $((2 * QTOKENS * (QWARMUP + QSTEPS) / SEQ * SEQ)) 0
 # digest DIR: one hash over every output file but the manifest (which records times).
 digest() { (cd "$1" && find . -type f ! -name manifest.json | sort | xargs sha256sum | sha256sum | cut -c1-12); }
 
-# stamp START: each line of stdin prefixed with the seconds since START.
-stamp() { python3 -uc 'import sys, time
-for line in sys.stdin: sys.stdout.write(f"{time.time() - float(sys.argv[1]):7.2f} {line}")' "$1"; }
-
 # launch NAME NGPU JOB: the job on NGPU ranks, its wall time and digest recorded in runs.txt.
 launch() {
     local name=$1 n=$2 job=$3 start rc=0
@@ -98,6 +94,7 @@ fi
 python3 - "$WORK" "$QWARMUP" "$QTOKENS" "$HERE" <<'PY'
 import re, sys
 sys.path.insert(0, sys.argv[4])
+from log_timeline import loop_split
 from qlora_report import training_rate
 work, warmup, step_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 runs = [line.split() for line in open(f"{work}/runs.txt")]
@@ -110,15 +107,9 @@ def phases(name):
         r"write ([\d.]+)s; communication ([\d.]+)s", log)}
 
 def job_split(name):
-    """Seconds before the layer loop (start, NCCL, model and data), in it, and after it (assembly),
-    from the launch-relative stamps and the `elapsed` of the first and last layer lines."""
-    lines = re.findall(r"^\s*([\d.]+) .*layer \d+/\d+ quantized, elapsed ([\d.]+)s", open(f"{work}/{name}.log").read(), re.M)
-    if not lines:
-        return "-"
-    start = float(lines[0][0]) - float(lines[0][1])
-    end = float(lines[-1][0])
-    wall = float(next(r[2] for r in runs if r[0] == name))
-    return f"{start:.1f} / {end - start:.1f} / {wall - end:.1f}"
+    """Seconds before the layer loop (start, NCCL, model and data), in it, and after it (assembly)."""
+    split = loop_split(open(f"{work}/{name}.log").read(), float(next(r[2] for r in runs if r[0] == name)))
+    return "-" if split is None else " / ".join(f"{s:.1f}" for s in split)
 
 def qlora_rate(name):
     """tokens/s over the steps after the warm-up (qlora_report.training_rate), and the log."""

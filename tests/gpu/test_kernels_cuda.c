@@ -242,17 +242,25 @@ static void test_memory(void)
     free(want);
 }
 
-/* A download large enough to go through transfer.c's staging buffer in several
- * chunks (64 MB each) with a ragged end, into a fresh host buffer: every byte back. */
-static void test_large_download(void)
+/* Copies large enough to go through transfer.c's staging buffer in several chunks (an upload in
+ * 32 MB halves, a download in 64 MB chunks) with a ragged end, each checked against plain copies
+ * of under 4 MB, into fresh buffers: every byte there and back. */
+static void test_large_transfers(void)
 {
-    const size_t bytes = ((size_t)150 << 20) + 3;
+    const size_t bytes = ((size_t)150 << 20) + 3, small = (size_t)3 << 20;
     uint8_t *pattern = malloc(bytes), *back = malloc(bytes);
     for (size_t i = 0; i < bytes; i++)
         pattern[i] = (uint8_t)(i * 2654435761u >> 13);
     void *dev = NULL;
     CALL(kn_alloc(&dev, bytes));
     CALL(kn_upload(dev, pattern, bytes));
+    for (size_t off = 0; off < bytes; off += small)
+        CALL(kn_download(back + off, (char *)dev + off, bytes - off < small ? bytes - off : small));
+    report(memcmp(back, pattern, bytes) == 0, "kn_upload of 150 MB + 3 bytes (staged in halves): every byte there");
+    CALL(kn_zero(dev, bytes));
+    for (size_t off = 0; off < bytes; off += small)
+        CALL(kn_upload((char *)dev + off, pattern + off, bytes - off < small ? bytes - off : small));
+    memset(back, 0, bytes);
     CALL(kn_download(back, dev, bytes));
     report(memcmp(back, pattern, bytes) == 0, "kn_download of 150 MB + 3 bytes (staged in chunks): every byte back");
     kn_free(dev);
@@ -1701,7 +1709,7 @@ int main(void)
     }
     printf("# device: %s\n# reference: %s\n", kn_device_description(), kn_cpu_device_description());
     test_memory();
-    test_large_download();
+    test_large_transfers();
     test_gemm();
     test_linear();
     test_linear_lora();
