@@ -46,6 +46,13 @@ sq_status kn_synchronize(void);
 
 /* Upload stored weights (host bytes of an F32/F16/BF16 tensor) as fp32 into `dev_dst`. */
 sq_status kn_upload_as_f32(float *dev_dst, const void *host_src, sq_dtype dtype, size_t n);
+/* The same from a device copy of the stored bytes (kn_upload_beside): widened on the device. */
+sq_status kn_widen_to_f32(float *dev_dst, const void *dev_src, sq_dtype dtype, size_t n);
+
+/* An upload that neither waits for nor holds up the work already queued (a stream of its own on
+ * CUDA), for a thread that prefetches while another computes (model/layer_prefetch.h). It returns
+ * once the bytes are on the device; the caller makes sure nothing queued still reads dev_dst. */
+sq_status kn_upload_beside(void *dev_dst, const void *host_src, size_t bytes);
 
 /* x[i] = value. */
 sq_status kn_fill(float *x, float value, size_t n);

@@ -14,4 +14,9 @@
 sq_status sq_upload_checkpoint_tensor(float *dst, const sq_checkpoint *ckpt, const char *name, int ndim, int64_t d0,
                                       int64_t d1);
 
+/* The same, widening `device_copy` (the tensor's stored bytes already on the device, from
+ * model/layer_prefetch.h) instead of reading the checkpoint when it is not NULL. */
+sq_status sq_upload_checkpoint_tensor_from(float *dst, const sq_checkpoint *ckpt, const char *name, int ndim,
+                                           int64_t d0, int64_t d1, const void *device_copy);
+
 #endif

@@ -80,13 +80,15 @@ void sq_layer_weights_free(sq_layer_weights *w)
 }
 
 /* A linear's weight, dense or GPTQ-packed (dequantized on the host, as a GPTQ checkpoint is read). */
-static sq_status upload_linear_weight(sq_linear *lin, const sq_checkpoint *ckpt, int layer, const char *linear_name)
+static sq_status upload_linear_weight(sq_linear *lin, const sq_checkpoint *ckpt, int layer, const char *linear_name,
+                                      const sq_layer_prefetch *prefetched)
 {
     char name[160];
     snprintf(name, sizeof name, "model.layers.%d.%s", layer, linear_name);
     if (!sq_gptq_has_linear(ckpt, name)) {
         snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, linear_name);
-        return sq_upload_checkpoint_tensor(lin->weight, ckpt, name, 2, lin->out_features, lin->in_features);
+        return sq_upload_checkpoint_tensor_from(lin->weight, ckpt, name, 2, lin->out_features, lin->in_features,
+                                                sq_layer_prefetch_find(prefetched, name));
     }
     size_t count = (size_t)lin->out_features * lin->in_features;
     float *W = malloc(count * sizeof *W);
@@ -101,25 +103,34 @@ static sq_status upload_linear_weight(sq_linear *lin, const sq_checkpoint *ckpt,
 
 sq_status sq_layer_weights_load(sq_layer_weights *w, const sq_model_config *cfg, const sq_checkpoint *ckpt, int layer)
 {
+    return sq_layer_weights_load_prefetched(w, cfg, ckpt, layer, NULL);
+}
+
+sq_status sq_layer_weights_load_prefetched(sq_layer_weights *w, const sq_model_config *cfg, const sq_checkpoint *ckpt,
+                                           int layer, const sq_layer_prefetch *prefetched)
+{
     if (layer < 0 || layer >= cfg->num_layers)
         return sq_fail(SQ_ERR_ARG, "layer %d does not exist (the model has %d)", layer, cfg->num_layers);
     char name[160];
     w->index = -1;
     for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
         sq_linear *lin = &w->linear[i];
-        SQ_TRY(upload_linear_weight(lin, ckpt, layer, linear_names[i]));
+        SQ_TRY(upload_linear_weight(lin, ckpt, layer, linear_names[i], prefetched));
         snprintf(name, sizeof name, "model.layers.%d.%s.bias", layer, linear_names[i]);
         bool present = sq_checkpoint_find(ckpt, name) != NULL;
         if (lin->bias)
-            SQ_TRY(sq_upload_checkpoint_tensor(lin->bias, ckpt, name, 1, lin->out_features, 0));
+            SQ_TRY(sq_upload_checkpoint_tensor_from(lin->bias, ckpt, name, 1, lin->out_features, 0,
+                                                    sq_layer_prefetch_find(prefetched, name)));
         else if (present)
             return sq_fail(SQ_ERR_MISMATCH, "%s: tensor %s is present but config.json announces no such bias",
                            sq_checkpoint_dir(ckpt), name);
     }
     snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", layer);
-    SQ_TRY(sq_upload_checkpoint_tensor(w->input_norm, ckpt, name, 1, cfg->hidden_size, 0));
+    SQ_TRY(sq_upload_checkpoint_tensor_from(w->input_norm, ckpt, name, 1, cfg->hidden_size, 0,
+                                            sq_layer_prefetch_find(prefetched, name)));
     snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", layer);
-    SQ_TRY(sq_upload_checkpoint_tensor(w->post_attention_norm, ckpt, name, 1, cfg->hidden_size, 0));
+    SQ_TRY(sq_upload_checkpoint_tensor_from(w->post_attention_norm, ckpt, name, 1, cfg->hidden_size, 0,
+                                            sq_layer_prefetch_find(prefetched, name)));
     w->index = layer;
     return SQ_OK;
 }

@@ -15,6 +15,7 @@
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/geometry.h" /* sq_linear_id and the linears' shapes */
+#include "model/layer_prefetch.h"
 
 /* "self_attn.q_proj", ..., "mlp.down_proj": the name inside a layer, as Hugging Face spells it. */
 const char *sq_linear_name(sq_linear_id id);
@@ -43,6 +44,10 @@ void sq_layer_weights_free(sq_layer_weights *w);
  * too (it would otherwise be silently dropped). */
 sq_status sq_layer_weights_load(sq_layer_weights *w, const sq_model_config *cfg, const sq_checkpoint *ckpt,
                                 int layer);
+/* The same, taking the tensors `prefetched` holds for this layer from its device copy
+ * (model/layer_prefetch.h; NULL: read them all from the checkpoint). */
+sq_status sq_layer_weights_load_prefetched(sq_layer_weights *w, const sq_model_config *cfg, const sq_checkpoint *ckpt,
+                                           int layer, const sq_layer_prefetch *prefetched);
 
 /* Device work buffers for up to `max_rows` rows (batch * seq) and the RoPE frequencies. */
 typedef struct {

@@ -10,16 +10,23 @@ sq_status calib_run_sequential(calib_state *cs)
     sq_range mine = job->plan->samples[cs->rank];
     int layers = job->cfg->num_layers;
     float *X = NULL;
+    sq_layer_prefetch next; /* layer + 1's tensors, uploaded while this layer computes */
+    SQ_TRY(sq_layer_prefetch_init(&next, job->ckpt, layers));
     sq_status st = SQ_OK;
     if (cs->needs_samples) {
-        SQ_TRY(calib_alloc_activations(cs, mine.count, &X));
+        SQ_TRY_GOTO(st, calib_alloc_activations(cs, mine.count, &X), done);
         SQ_TRY_GOTO(st, calib_embed_samples(cs, job->samples + (size_t)mine.first * cs->seqlen, mine.count, X), done);
     }
     for (int layer = 0; layer < layers; layer++) {
         sq_layer_results results;
         memset(&results, 0, sizeof results);
         double t0 = phase_clock();
-        SQ_TRY_GOTO(st, sq_layer_weights_load(&cs->model.layer, job->cfg, job->ckpt, layer), done);
+        SQ_TRY_GOTO(st, sq_layer_prefetch_wait(&next), done);
+        SQ_TRY_GOTO(st, sq_layer_weights_load_prefetched(&cs->model.layer, job->cfg, job->ckpt, layer, &next), done);
+        if (layer + 1 < layers) { /* once the load above has read the buffer, the next layer may fill it */
+            SQ_TRY_GOTO(st, kn_synchronize(), done);
+            SQ_TRY_GOTO(st, sq_layer_prefetch_start(&next, layer + 1), done);
+        }
         cs->phases.load += phase_clock() - t0;
         if (cs->done[layer]) {
             if (cs->rank == 0) {
@@ -56,6 +63,7 @@ sq_status calib_run_sequential(calib_state *cs)
             break;
     }
 done:
+    sq_layer_prefetch_free(&next);
     kn_free(X);
     if (cs->rank == 0) {
         sq_status last = calib_saved(cs);

@@ -64,6 +64,17 @@ sq_status kn_upload_as_f32(float *dev_dst, const void *host_src, sq_dtype dtype,
     return sq_convert_to_f32(dev_dst, host_src, dtype, n);
 }
 
+sq_status kn_widen_to_f32(float *dev_dst, const void *dev_src, sq_dtype dtype, size_t n)
+{
+    return sq_convert_to_f32(dev_dst, dev_src, dtype, n);
+}
+
+sq_status kn_upload_beside(void *dev_dst, const void *host_src, size_t bytes)
+{
+    memcpy(dev_dst, host_src, bytes);
+    return SQ_OK;
+}
+
 sq_status kn_fill(float *x, float value, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -82,6 +82,22 @@ static sq_status upload_converted_on_host(float *dev_dst, const void *host_src, 
     return st;
 }
 
+extern "C" sq_status kn_widen_to_f32(float *dev_dst, const void *dev_src, sq_dtype dtype, size_t n)
+{
+    if (dtype == SQ_DTYPE_F32)
+        return kn_copy(dev_dst, dev_src, n * sizeof(float));
+    if (dtype != SQ_DTYPE_BF16 && dtype != SQ_DTYPE_F16)
+        return sq_fail(SQ_ERR_ARG, "kn_widen_to_f32: dtype %s is not F32, F16 or BF16", sq_dtype_name(dtype));
+    if (n == 0)
+        return SQ_OK;
+    if (dtype == SQ_DTYPE_BF16)
+        widen_bf16<<<kn_cuda_blocks(n, 256), 256>>>(dev_dst, (const __nv_bfloat16 *)dev_src, n);
+    else
+        widen_f16<<<kn_cuda_blocks(n, 256), 256>>>(dev_dst, (const __half *)dev_src, n);
+    CUDA_CHECK_LAUNCH();
+    return SQ_OK;
+}
+
 extern "C" sq_status kn_upload_as_f32(float *dev_dst, const void *host_src, sq_dtype dtype, size_t n)
 {
     if (dtype == SQ_DTYPE_F32)
@@ -93,13 +109,8 @@ extern "C" sq_status kn_upload_as_f32(float *dev_dst, const void *host_src, sq_d
     void *raw = NULL;
     SQ_TRY(kn_alloc(&raw, n * 2));
     sq_status st = kn_upload(raw, host_src, n * 2);
-    if (st == SQ_OK) {
-        if (dtype == SQ_DTYPE_BF16)
-            widen_bf16<<<kn_cuda_blocks(n, 256), 256>>>(dev_dst, (const __nv_bfloat16 *)raw, n);
-        else
-            widen_f16<<<kn_cuda_blocks(n, 256), 256>>>(dev_dst, (const __half *)raw, n);
-        st = CUDA_STATUS(cudaGetLastError());
-    }
+    if (st == SQ_OK)
+        st = kn_widen_to_f32(dev_dst, raw, dtype, n);
     kn_free(raw); /* after the kernel, in stream order */
     return st;
 }

@@ -4,16 +4,14 @@
  * driver stages it through its own pinned memory and copies out on one CPU
  * thread, and a freshly allocated destination is faulted in page by page on
  * that thread too. A solved 7B layer's 200 MB of codes took 160 ms that way
- * (1.2 GB/s). Copies of STAGED_FROM bytes or more therefore go through a
+ * (1.2 GB/s). Downloads of STAGED_FROM bytes or more therefore go through a
  * pinned staging buffer of STAGE_BYTES, a chunk at a time: the DMA runs at
  * the link's speed and every OpenMP thread copies (and faults in) its share
- * of the chunk. Uploads do the same the other way, in two halves of the buffer
- * so that one half's DMA overlaps the threads filling the other: a 7B model's
- * weights, read from the page cache through the checkpoint's mapping, went up
- * at 6.2 GB/s as plain cudaMemcpy calls. Small copies stay plain cudaMemcpy.
- * The staging buffer is allocated at the first large copy and kept until
- * kn_shutdown; a mutex serialises its users (the background saver may run
- * beside the main thread). Where pinned memory cannot be had, copies stay plain. */
+ * of the chunk. Uploads, whose sources are already resident, and small
+ * downloads stay plain cudaMemcpy. The staging buffer is allocated at the
+ * first large download and kept until kn_shutdown; a mutex serialises its
+ * users (the background saver may run beside the main thread). Where pinned
+ * memory cannot be had, downloads stay plain. */
 #include <pthread.h>
 #include <string.h>
 
@@ -23,7 +21,6 @@
 #define STAGED_FROM ((size_t)4 << 20)
 
 static void *stage;
-static cudaEvent_t half_free[2]; /* an upload's DMA out of each half of the stage has finished */
 static bool stage_unavailable;
 static pthread_mutex_t stage_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -43,17 +40,10 @@ static void parallel_copy(char *dst, const char *src, size_t n)
 static bool stage_acquire(void)
 {
     pthread_mutex_lock(&stage_lock);
-    if (!stage && !stage_unavailable) {
-        bool ok = cudaHostAlloc(&stage, STAGE_BYTES, cudaHostAllocDefault) == cudaSuccess;
-        for (int h = 0; h < 2 && ok; h++)
-            ok = cudaEventCreateWithFlags(&half_free[h], cudaEventDisableTiming) == cudaSuccess;
-        if (!ok) {
-            cudaGetLastError(); /* clear it: plain copies still work */
-            if (stage)
-                cudaFreeHost(stage);
-            stage = NULL;
-            stage_unavailable = true;
-        }
+    if (!stage && !stage_unavailable && cudaHostAlloc(&stage, STAGE_BYTES, cudaHostAllocDefault) != cudaSuccess) {
+        cudaGetLastError(); /* clear it: plain copies still work */
+        stage = NULL;
+        stage_unavailable = true;
     }
     if (stage)
         return true;
@@ -63,29 +53,24 @@ static bool stage_acquire(void)
 
 sq_status kn_upload(void *dev_dst, const void *host_src, size_t bytes)
 {
-    if (bytes < STAGED_FROM || !stage_acquire()) {
-        CUDA_CHECK(cudaMemcpy(dev_dst, host_src, bytes, cudaMemcpyHostToDevice));
-        return SQ_OK;
-    }
-    const size_t half = STAGE_BYTES / 2;
-    sq_status st = SQ_OK;
-    for (size_t off = 0, k = 0; off < bytes && st == SQ_OK; off += half, k++) {
-        size_t n = bytes - off < half ? bytes - off : half;
-        char *buf = (char *)stage + (k % 2) * half;
-        st = CUDA_STATUS(cudaEventSynchronize(half_free[k % 2])); /* its previous DMA is done */
-        if (st != SQ_OK)
-            break;
-        parallel_copy(buf, (const char *)host_src + off, n);
-        st = CUDA_STATUS(cudaMemcpyAsync((char *)dev_dst + off, buf, n, cudaMemcpyHostToDevice, 0));
-        if (st == SQ_OK)
-            st = CUDA_STATUS(cudaEventRecord(half_free[k % 2], 0));
-    }
-    for (int h = 0; h < 2; h++) { /* the caller may free or reuse host_src once this returns */
-        sq_status done = CUDA_STATUS(cudaEventSynchronize(half_free[h]));
-        if (st == SQ_OK)
-            st = done;
-    }
-    pthread_mutex_unlock(&stage_lock);
+    CUDA_CHECK(cudaMemcpy(dev_dst, host_src, bytes, cudaMemcpyHostToDevice));
+    return SQ_OK;
+}
+
+/* kn_upload_beside's stream: non-blocking, so it neither waits for the legacy default stream's
+ * work nor makes that work wait; made at the first use. */
+static cudaStream_t beside;
+static pthread_mutex_t beside_lock = PTHREAD_MUTEX_INITIALIZER;
+
+sq_status kn_upload_beside(void *dev_dst, const void *host_src, size_t bytes)
+{
+    pthread_mutex_lock(&beside_lock);
+    sq_status st = beside ? SQ_OK : CUDA_STATUS(cudaStreamCreateWithFlags(&beside, cudaStreamNonBlocking));
+    if (st == SQ_OK)
+        st = CUDA_STATUS(cudaMemcpyAsync(dev_dst, host_src, bytes, cudaMemcpyHostToDevice, beside));
+    if (st == SQ_OK)
+        st = CUDA_STATUS(cudaStreamSynchronize(beside));
+    pthread_mutex_unlock(&beside_lock);
     return st;
 }
 
@@ -108,12 +93,14 @@ sq_status kn_download(void *host_dst, const void *dev_src, size_t bytes)
 
 void kn_cuda_transfer_shutdown(void)
 {
+    pthread_mutex_lock(&beside_lock);
+    if (beside)
+        cudaStreamDestroy(beside);
+    beside = NULL;
+    pthread_mutex_unlock(&beside_lock);
     pthread_mutex_lock(&stage_lock);
-    if (stage) {
+    if (stage)
         cudaFreeHost(stage);
-        for (int h = 0; h < 2; h++)
-            cudaEventDestroy(half_free[h]);
-    }
     stage = NULL;
     stage_unavailable = false;
     pthread_mutex_unlock(&stage_lock);

@@ -232,6 +232,21 @@ static void test_memory(void)
         CALL(kn_upload_as_f32(dy, cases[c].src, cases[c].dtype, n));
         compare(cases[c].name, dy, want, n, 0.0);
     }
+    /* the layer prefetch's path: stored bytes uploaded beside the queue, then widened on the device */
+    void *raw = dev_poisoned(n * sizeof(float));
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        if (cases[c].dtype == SQ_DTYPE_F64)
+            continue;
+        CALL(kn_cpu_upload_as_f32(want, cases[c].src, cases[c].dtype, n));
+        poison(dy, n * sizeof(float));
+        CALL(kn_upload_beside(raw, cases[c].src, n * sq_dtype_size(cases[c].dtype)));
+        CALL(kn_widen_to_f32(dy, raw, cases[c].dtype, n));
+        compare(cases[c].dtype == SQ_DTYPE_BF16  ? "kn_upload_beside + kn_widen_to_f32 BF16"
+                : cases[c].dtype == SQ_DTYPE_F16 ? "kn_upload_beside + kn_widen_to_f32 F16"
+                                                 : "kn_upload_beside + kn_widen_to_f32 F32",
+                dy, want, n, 0.0);
+    }
+    kn_free(raw);
     kn_free(dx);
     kn_free(dy);
     free(x);
@@ -242,9 +257,9 @@ static void test_memory(void)
     free(want);
 }
 
-/* Copies large enough to go through transfer.c's staging buffer in several chunks (an upload in
- * 32 MB halves, a download in 64 MB chunks) with a ragged end, each checked against plain copies
- * of under 4 MB, into fresh buffers: every byte there and back. */
+/* A 150 MB upload and a download large enough to go through transfer.c's staging buffer in several
+ * 64 MB chunks with a ragged end, each checked against copies of under 4 MB, into fresh buffers:
+ * every byte there and back. */
 static void test_large_transfers(void)
 {
     const size_t bytes = ((size_t)150 << 20) + 3, small = (size_t)3 << 20;
@@ -256,7 +271,7 @@ static void test_large_transfers(void)
     CALL(kn_upload(dev, pattern, bytes));
     for (size_t off = 0; off < bytes; off += small)
         CALL(kn_download(back + off, (char *)dev + off, bytes - off < small ? bytes - off : small));
-    report(memcmp(back, pattern, bytes) == 0, "kn_upload of 150 MB + 3 bytes (staged in halves): every byte there");
+    report(memcmp(back, pattern, bytes) == 0, "kn_upload of 150 MB + 3 bytes: every byte there");
     CALL(kn_zero(dev, bytes));
     for (size_t off = 0; off < bytes; off += small)
         CALL(kn_upload((char *)dev + off, pattern + off, bytes - off < small ? bytes - off : small));

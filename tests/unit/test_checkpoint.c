@@ -12,6 +12,9 @@
 
 #include "core/fileio.h"
 #include "model/checkpoint.h"
+#include "model/config.h"
+#include "model/layer.h"
+#include "model/layer_prefetch.h"
 
 static char root_dir[256];
 
@@ -41,6 +44,49 @@ static int remove_fixtures(void **state)
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root_dir);
     return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Layers loaded through model/layer_prefetch.h (the stored bytes uploaded beside, then widened)
+ * hold the bits of a plain load, from one file and from shards; lookups find only that layer. */
+static void test_prefetched_layers_match_plain_loads(void **state)
+{
+    (void)state;
+    const char *dirs[] = {"single", "sharded"};
+    for (int d = 0; d < 2; d++) {
+        char config_path[600];
+        snprintf(config_path, sizeof config_path, "%s/config.json", path_in(dirs[d]));
+        sq_model_config cfg;
+        assert_int_equal(sq_model_config_load(&cfg, config_path), SQ_OK);
+        sq_checkpoint *c = NULL;
+        assert_int_equal(sq_checkpoint_open(&c, path_in(dirs[d])), SQ_OK);
+        sq_layer_weights plain, fetched;
+        assert_int_equal(sq_layer_weights_alloc(&plain, &cfg), SQ_OK);
+        assert_int_equal(sq_layer_weights_alloc(&fetched, &cfg), SQ_OK);
+        sq_layer_prefetch next;
+        assert_int_equal(sq_layer_prefetch_init(&next, c, cfg.num_layers), SQ_OK);
+        assert_non_null(next.device);
+        for (int layer = 0; layer < cfg.num_layers; layer++) {
+            assert_int_equal(sq_layer_prefetch_start(&next, layer), SQ_OK);
+            assert_int_equal(sq_layer_prefetch_wait(&next), SQ_OK);
+            char name[96];
+            snprintf(name, sizeof name, "model.layers.%d.mlp.down_proj.weight", layer);
+            assert_non_null(sq_layer_prefetch_find(&next, name));
+            snprintf(name, sizeof name, "model.layers.%d.mlp.down_proj.weight", layer + 1);
+            assert_null(sq_layer_prefetch_find(&next, name));
+            assert_int_equal(sq_layer_weights_load(&plain, &cfg, c, layer), SQ_OK);
+            assert_int_equal(sq_layer_weights_load_prefetched(&fetched, &cfg, c, layer, &next), SQ_OK);
+            for (int i = 0; i < SQ_LINEAR_COUNT; i++) /* the CPU backend's device is host memory */
+                assert_memory_equal(plain.linear[i].weight, fetched.linear[i].weight,
+                                    sizeof(float) * plain.linear[i].in_features * plain.linear[i].out_features);
+            assert_memory_equal(plain.input_norm, fetched.input_norm, sizeof(float) * cfg.hidden_size);
+            assert_memory_equal(plain.post_attention_norm, fetched.post_attention_norm,
+                                sizeof(float) * cfg.hidden_size);
+        }
+        sq_layer_prefetch_free(&next);
+        sq_layer_weights_free(&plain);
+        sq_layer_weights_free(&fetched);
+        sq_checkpoint_close(c);
+    }
 }
 
 static void test_single_file(void **state)
@@ -189,6 +235,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_file),          cmocka_unit_test(test_sharded_matches_single),
+        cmocka_unit_test(test_prefetched_layers_match_plain_loads),
         cmocka_unit_test(test_bad_indexes),          cmocka_unit_test(test_tensor_in_two_shards),
         cmocka_unit_test(test_corrupt_shard_names_file), cmocka_unit_test(test_empty_directory),
     };
