@@ -122,11 +122,17 @@ done:
     return st;
 }
 
-/* Load layer l and push every sequence through it, `micro` sequences at a time. */
+/* Load layer l (from `next` where it holds it), start uploading layer l + 1 into `next`, and push
+ * every sequence through layer l, `micro` sequences at a time. */
 static sq_status run_layer(sq_model *m, int l, float *x, int n_seqs, int seq, int micro, sq_layer_scratch *scratch,
-                           const sq_layer_options *layer_opt)
+                           const sq_layer_options *layer_opt, sq_layer_prefetch *next)
 {
-    SQ_TRY(sq_layer_weights_load(&m->layer, &m->cfg, m->ckpt, l));
+    SQ_TRY(sq_layer_prefetch_wait(next));
+    SQ_TRY(sq_layer_weights_load_prefetched(&m->layer, &m->cfg, m->ckpt, l, next));
+    if (l + 1 < m->cfg.num_layers) { /* once the load above has read its buffer */
+        SQ_TRY(kn_synchronize());
+        SQ_TRY(sq_layer_prefetch_start(next, l + 1));
+    }
     for (int s0 = 0; s0 < n_seqs; s0 += micro) {
         int b = n_seqs - s0 < micro ? n_seqs - s0 : micro;
         SQ_TRY(sq_layer_forward(&m->layer, &m->cfg, x + (size_t)s0 * seq * m->cfg.hidden_size, b, seq, scratch,
@@ -151,12 +157,14 @@ sq_status sq_model_sequence_nll(sq_model *m, const int32_t *ids, int n_seqs, int
 
     float *x = NULL;
     sq_layer_scratch scratch = {0};
+    sq_layer_prefetch next = {.layer = -1}; /* the next layer's tensors, uploaded while one computes */
     sq_status st;
+    SQ_TRY_GOTO(st, sq_layer_prefetch_init(&next, m->ckpt, cfg->num_layers), done);
     SQ_TRY_GOTO(st, kn_alloc((void **)&x, n_tokens * cfg->hidden_size * sizeof(float)), done);
     SQ_TRY_GOTO(st, sq_layer_scratch_alloc(&scratch, cfg, micro * seq), done);
     SQ_TRY_GOTO(st, sq_model_embed(m, ids, n_tokens, x), done);
     for (int l = 0; l < cfg->num_layers; l++) {
-        st = run_layer(m, l, x, n_seqs, seq, micro, &scratch, &layer_opt);
+        st = run_layer(m, l, x, n_seqs, seq, micro, &scratch, &layer_opt, &next);
         if (st != SQ_OK) {
             sq_fail_context(st, "layer %d", l);
             goto done;
@@ -166,6 +174,7 @@ sq_status sq_model_sequence_nll(sq_model *m, const int32_t *ids, int n_seqs, int
     }
     st = sq_model_head_nll(m, x, ids, n_seqs, seq, nll, opt ? opt->logits_chunk_rows : 0);
 done:
+    sq_layer_prefetch_free(&next);
     sq_layer_scratch_free(&scratch);
     kn_free(x);
     return st;
