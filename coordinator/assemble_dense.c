@@ -7,8 +7,11 @@
 
 #include "core/fileio.h"
 #include "model/checkpoint_files.h"
+#include "model/shard_writer.h"
 
 #define DEFAULT_MAX_SHARD_BYTES (4ull << 30)
+/* Shards up to 4 GiB each: one written while the next is built (model/shard_writer.h). */
+#define SHARDS_IN_FLIGHT 2
 
 /* Shard of each source tensor, cut at max_shard_bytes in the source's (sorted) order. */
 static int assign_shards(const sq_dense_checkpoint_request *req, int *shard_of)
@@ -96,58 +99,67 @@ static void shard_build_free(shard_build *b)
     free(b->entries), free(b->names), free(b->replaced), free(b->kept);
 }
 
-/* Writes shard `shard` to `path` and records each tensor's file (file_name) in weight_map. */
-static sq_status write_shard(const sq_dense_checkpoint_request *req, const int *shard_of, int shard, bool last,
-                             const char *path, const char *file_name, json_t *weight_map, uint64_t *total_bytes)
+static void shard_build_release(void *owner)
+{
+    shard_build_free(owner);
+    free(owner);
+}
+
+/* Builds shard `shard` (the callbacks run here) and records each tensor's file (file_name) in
+ * weight_map; *out is then the writer's to write and release. */
+static sq_status build_shard(const sq_dense_checkpoint_request *req, const int *shard_of, int shard, bool last,
+                             const char *file_name, json_t *weight_map, uint64_t *total_bytes, shard_build **out)
 {
     int n = sq_checkpoint_tensor_count(req->source), count = 0;
     for (int i = 0; i < n; i++)
         count += shard_of[i] == shard;
     size_t max_entries = (size_t)count * SQ_LINEAR_TENSORS_MAX + 1 + (size_t)req->n_extra_tensors;
-    shard_build b = {.entries = calloc(max_entries, sizeof *b.entries),
-                     .names = calloc(max_entries, sizeof *b.names),
-                     .replaced = calloc((size_t)count + 1, sizeof *b.replaced),
-                     .kept = calloc((size_t)count + 1, sizeof *b.kept)};
-    sq_status st = b.entries && b.names && b.replaced && b.kept
+    shard_build *b = calloc(1, sizeof *b);
+    if (b)
+        *b = (shard_build){.entries = calloc(max_entries, sizeof *b->entries),
+                           .names = calloc(max_entries, sizeof *b->names),
+                           .replaced = calloc((size_t)count + 1, sizeof *b->replaced),
+                           .kept = calloc((size_t)count + 1, sizeof *b->kept)};
+    sq_status st = b && b->entries && b->names && b->replaced && b->kept
                        ? SQ_OK
-                       : sq_fail(SQ_ERR_NOMEM, "%s: cannot allocate %d entries", path, count);
+                       : sq_fail(SQ_ERR_NOMEM, "%s: cannot allocate %d entries", file_name, count);
     for (int i = 0; i < n && st == SQ_OK; i++) {
         if (shard_of[i] != shard)
             continue;
         const sq_st_tensor *t = sq_checkpoint_tensor_at(req->source, i);
         int linear = sq_checkpoint_linear_of(t->name, req->linears, req->n_linears);
-        int item = b.n_items++;
+        int item = b->n_items++;
         if (linear >= 0) {
-            sq_linear_tensors *r = &b.replaced[item];
+            sq_linear_tensors *r = &b->replaced[item];
             st = linear_tensors(req, t, linear, r);
             for (int k = 0; k < r->n && st == SQ_OK; k++)
-                st = add_entry(&b, req->linears[linear], r->t[k].suffix, r->t[k].dtype, r->t[k].ndim, r->t[k].shape,
+                st = add_entry(b, req->linears[linear], r->t[k].suffix, r->t[k].dtype, r->t[k].ndim, r->t[k].shape,
                                r->t[k].data);
         } else {
-            st = sq_checkpoint_output_bytes(req->source, t, req->override_tensor, req->ctx, &b.kept[item]);
+            st = sq_checkpoint_output_bytes(req->source, t, req->override_tensor, req->ctx, &b->kept[item]);
             if (st == SQ_OK)
-                st = add_entry(&b, t->name, "", t->dtype, t->ndim, t->shape, b.kept[item].data);
+                st = add_entry(b, t->name, "", t->dtype, t->ndim, t->shape, b->kept[item].data);
         }
     }
     for (int k = 0; last && k < req->n_extra_tensors && st == SQ_OK; k++) {
         const sq_st_entry *e = &req->extra_tensors[k];
-        st = add_entry(&b, e->name, "", e->dtype, e->ndim, e->shape, e->data);
+        st = add_entry(b, e->name, "", e->dtype, e->ndim, e->shape, e->data);
     }
-    for (int k = 0; k < b.n_entries && st == SQ_OK; k++) {
-        const sq_st_entry *e = &b.entries[k];
+    for (int k = 0; st == SQ_OK && k < b->n_entries; k++) {
+        const sq_st_entry *e = &b->entries[k];
         uint64_t bytes = sq_dtype_size(e->dtype);
         for (int d = 0; d < e->ndim; d++)
             bytes *= (uint64_t)e->shape[d];
         *total_bytes += bytes;
         json_object_set_new(weight_map, e->name, json_string(file_name));
     }
-    if (st == SQ_OK) {
-        json_t *meta = json_pack("{s:s}", "format", "pt");
-        st = sq_st_write(path, b.entries, b.n_entries, meta);
-        json_decref(meta);
+    if (st != SQ_OK) {
+        if (b)
+            shard_build_release(b);
+        return st;
     }
-    shard_build_free(&b);
-    return st;
+    *out = b;
+    return SQ_OK;
 }
 
 static sq_status write_index(json_t *weight_map, uint64_t total_bytes, const char *out_dir)
@@ -183,21 +195,32 @@ sq_status sq_dense_checkpoint_write(const sq_dense_checkpoint_request *req, cons
     int n_shards = assign_shards(req, shard_of), n_files = 0;
     json_t *weight_map = json_object();
     uint64_t total_bytes = 0;
-    char **files = calloc((size_t)n_shards + 2 + SQ_COMPANION_FILES + (size_t)req->n_extra_files, sizeof *files);
-    sq_status st = files && weight_map ? SQ_OK : sq_fail(SQ_ERR_NOMEM, "dense checkpoint %s: out of memory", out_dir);
+    size_t max_files = (size_t)n_shards + 2 + SQ_COMPANION_FILES + (size_t)req->n_extra_files;
+    char **files = calloc(max_files, sizeof *files);
+    char **known_sha256 = calloc(max_files, sizeof *known_sha256); /* the shards', hashed as written */
+    sq_shard_writer *writer = NULL;
+    sq_status st = files && known_sha256 && weight_map
+                       ? sq_shard_writer_open(&writer, out_dir, n_shards, SHARDS_IN_FLIGHT)
+                       : sq_fail(SQ_ERR_NOMEM, "dense checkpoint %s: out of memory", out_dir);
     for (int s = 0; s < n_shards && st == SQ_OK; s++) {
         char name[64];
         if (n_shards == 1)
             snprintf(name, sizeof name, "model.safetensors");
         else
             snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, n_shards);
-        files[n_files] = strdup(name);
-        char *path = files[n_files] ? sq_path_join(out_dir, files[n_files]) : NULL;
-        n_files++;
-        st = path ? write_shard(req, shard_of, s, s == n_shards - 1, path, files[n_files - 1], weight_map, &total_bytes) : sq_fail(SQ_ERR_NOMEM, "out of memory");
-        if (st != SQ_OK)
+        shard_build *b = NULL;
+        files[n_files++] = strdup(name);
+        st = files[n_files - 1] ? build_shard(req, shard_of, s, s == n_shards - 1, name, weight_map, &total_bytes, &b)
+                                : sq_fail(SQ_ERR_NOMEM, "out of memory");
+        if (st == SQ_OK)
+            st = sq_shard_writer_submit(writer, s, name, b->entries, b->n_entries, b, shard_build_release);
+        else
             sq_fail_context(st, "writing %s/%s", out_dir, name);
-        free(path);
+    }
+    if (writer) {
+        sq_status written = sq_shard_writer_close(writer, st == SQ_OK ? known_sha256 : NULL);
+        if (st == SQ_OK)
+            st = written;
     }
     if (st == SQ_OK && n_shards > 1) {
         st = write_index(weight_map, total_bytes, out_dir);
@@ -217,10 +240,15 @@ sq_status sq_dense_checkpoint_write(const sq_dense_checkpoint_request *req, cons
         if (!files[k])
             st = sq_fail(SQ_ERR_NOMEM, "dense checkpoint %s: out of memory", out_dir);
     if (st == SQ_OK)
-        st = sq_checkpoint_write_manifest(out_dir, files, n_files, NULL, NULL);
-    for (int k = 0; files && k < n_files; k++)
-        free(files[k]);
+        st = sq_checkpoint_write_manifest(out_dir, files, n_files, (const char *const *)known_sha256, NULL);
+    for (size_t k = 0; k < max_files; k++) {
+        if (files)
+            free(files[k]);
+        if (known_sha256)
+            free(known_sha256[k]);
+    }
     free(files);
+    free(known_sha256);
     free(shard_of);
     json_decref(weight_map);
     return st;

@@ -6,16 +6,17 @@
 
 #include <jansson.h>
 
-#include "core/background_task.h"
 #include "core/dtype.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "model/checkpoint_files.h"
 #include "model/gptq_reader.h"
+#include "model/shard_writer.h"
 #include "quant/gptq_checkpoint.h"
 
-/* Shards of 512 MiB: the manifest hashes them in parallel, one thread each, so a
- * 7B model's 3.9 GB is 8 shards hashed at once, where two 2 GiB shards took 1.7 s. */
+/* Shards of 512 MiB, written and hashed on threads of their own (model/shard_writer.h), up to 8
+ * at once: a 7B model's 3.9 GB is 8 shards at once, and the assembly during the layer loop can
+ * write each as soon as its layers are done (coordinator/assemble_while_calibrating.h). */
 #define DEFAULT_MAX_SHARD_BYTES (512ull << 20)
 #define CONVERT_CHUNK (1u << 20)
 #define SHARDS_IN_FLIGHT 8
@@ -265,72 +266,37 @@ done:
     return st;
 }
 
-/* One built shard written, hashed and synced on a thread of its own. */
-typedef struct {
-    shard_build b;
-    char *path;
-    sq_background_task writer;
-    char sha256[SQ_SHA256_HEX_LEN + 1]; /* of the file's bytes, computed while writing them */
-} shard_write;
-
-static sq_status write_shard_task(void *p)
+static void shard_build_release(void *owner)
 {
-    shard_write *w = p;
-    json_t *meta = json_pack("{s:s}", "format", "pt");
-    double t0 = sq_now_seconds();
-    sq_status st = meta ? sq_st_write_hashed(w->path, w->b.entries, w->b.n_entries, meta, w->sha256)
-                        : sq_fail(SQ_ERR_NOMEM, "%s: out of memory", w->path);
-    sq_log_info("%s: %d tensors written and synced in %.2fs", w->path, w->b.n_entries, sq_now_seconds() - t0);
-    json_decref(meta);
-    return st;
+    shard_build_free(owner);
+    free(owner);
 }
 
-/* Every shard built in turn and handed to its own writer thread as soon as it is built, so
- * the writes and their fsyncs overlap one another and the building of the next shards; at
- * most SHARDS_IN_FLIGHT at once, which bounds the memory held (a shard's tensors stay until
- * it is written). Each shard's SHA-256, computed as it was written, goes to sha256[shard]
- * (the manifest takes it instead of reading the file back). */
+/* Every shard built in turn and handed to the shard writer as soon as it is built
+ * (model/shard_writer.h: written, hashed and synced on its own thread, at most SHARDS_IN_FLIGHT
+ * at once); each shard's SHA-256, computed as it was written, goes to sha256[shard] (the manifest
+ * takes it instead of reading the file back). */
 static sq_status write_shards(const sq_gptq_checkpoint_request *req, const plan_item *items, int n_items,
                               int n_shards, char **names, const char *out_dir, char **sha256)
 {
-    shard_write *w = calloc((size_t)n_shards, sizeof *w);
-    if (!w)
-        return sq_fail(SQ_ERR_NOMEM, "gptq checkpoint %s: out of memory", out_dir);
+    sq_shard_writer *w;
+    SQ_TRY(sq_shard_writer_open(&w, out_dir, n_shards, SHARDS_IN_FLIGHT));
     sq_status st = SQ_OK;
-    int started = 0;
     for (int s = 0; s < n_shards && st == SQ_OK; s++) {
-        if (s >= SHARDS_IN_FLIGHT) {
-            int old = s - SHARDS_IN_FLIGHT;
-            st = sq_background_wait(&w[old].writer);
-            if (st != SQ_OK) {
-                sq_fail_context(st, "writing %s/%s", out_dir, names[old]);
-                break;
-            }
-            shard_build_free(&w[old].b);
-        }
-        w[s].path = sq_path_join(out_dir, names[s]);
-        st = w[s].path ? build_shard(req, items, n_items, s, w[s].path, &w[s].b)
+        shard_build *b = calloc(1, sizeof *b);
+        char *path = sq_path_join(out_dir, names[s]);
+        st = b && path ? build_shard(req, items, n_items, s, path, b)
                        : sq_fail(SQ_ERR_NOMEM, "gptq checkpoint %s: out of memory", out_dir);
-        if (st == SQ_OK)
-            st = sq_background_start(&w[s].writer, write_shard_task, &w[s]);
-        if (st == SQ_OK)
-            started = s + 1;
-        else
+        free(path);
+        if (st == SQ_OK) {
+            st = sq_shard_writer_submit(w, s, names[s], b->entries, b->n_entries, b, shard_build_release);
+        } else {
             sq_fail_context(st, "writing %s/%s", out_dir, names[s]);
+            free(b); /* build_shard freed what it had built */
+        }
     }
-    for (int s = 0; s < started; s++) {
-        sq_status written = sq_background_wait(&w[s].writer);
-        if (written != SQ_OK && st == SQ_OK)
-            st = sq_fail_context(written, "writing %s/%s", out_dir, names[s]);
-    }
-    for (int s = 0; s < n_shards; s++) {
-        if (st == SQ_OK && !(sha256[s] = strdup(w[s].sha256)))
-            st = sq_fail(SQ_ERR_NOMEM, "gptq checkpoint %s: out of memory", out_dir);
-        shard_build_free(&w[s].b);
-        free(w[s].path);
-    }
-    free(w);
-    return st;
+    sq_status written = sq_shard_writer_close(w, st == SQ_OK ? sha256 : NULL);
+    return st != SQ_OK ? st : written;
 }
 
 /* ---- config, index, manifest --------------------------------------------- */
