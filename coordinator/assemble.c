@@ -32,11 +32,11 @@ typedef struct {
 /* "model.layers.12.mlp.up_proj" -> layer 12, linear SQ_LINEAR_UP. */
 static sq_status parse_linear(const char *name, int *layer, int *linear)
 {
-    int consumed = 0;
-    if (sscanf(name, "model.layers.%d.%n", layer, &consumed) != 1 || consumed == 0)
+    const char *rest = sq_checkpoint_layer_part(name, layer);
+    if (!rest)
         return sq_fail(SQ_ERR_ARG, "assemble: %s is not a decoder-layer linear", name);
     for (int i = 0; i < SQ_LINEAR_COUNT; i++) {
-        if (strcmp(name + consumed, sq_linear_name(i)) == 0) {
+        if (strcmp(rest, sq_linear_name(i)) == 0) {
             *linear = i;
             return SQ_OK;
         }
@@ -125,11 +125,11 @@ typedef sq_status (*format_converter)(const sq_quant_result *res, const char *na
 /* "model.layers.3.input_layernorm" -> layer 3, SQ_NORM_INPUT; false for any other name. */
 static bool parse_norm(const char *name, int *layer, sq_norm_id *norm)
 {
-    int consumed = 0;
-    if (sscanf(name, "model.layers.%d.%n", layer, &consumed) != 1 || consumed == 0)
+    const char *rest = sq_checkpoint_layer_part(name, layer);
+    if (!rest)
         return false;
     for (int k = 0; k < SQ_NORM_COUNT; k++)
-        if (strcmp(name + consumed, sq_norm_name((sq_norm_id)k)) == 0) {
+        if (strcmp(rest, sq_norm_name((sq_norm_id)k)) == 0) {
             *norm = (sq_norm_id)k;
             return true;
         }
@@ -192,18 +192,17 @@ static sq_status awq_linear(void *ctx, const char *name, sq_linear_tensors *tens
 static sq_status folded_tensor(void *ctx, const sq_st_tensor *t, void **data)
 {
     artifact_source *src = ctx;
-    int layer = -1, consumed = 0, n = 0;
+    int layer = -1, n = 0;
     *data = NULL;
-    if (sscanf(t->name, "model.layers.%d.%n", &layer, &consumed) != 1 || consumed == 0 ||
-        (strcmp(t->name + consumed, "input_layernorm.weight") && strcmp(t->name + consumed,
-                                                                        "post_attention_layernorm.weight") &&
-         strcmp(t->name + consumed, "self_attn.v_proj.bias")))
+    const char *rest = sq_checkpoint_layer_part(t->name, &layer);
+    if (!rest || (strcmp(rest, "input_layernorm.weight") && strcmp(rest, "post_attention_layernorm.weight") &&
+                  strcmp(rest, "self_attn.v_proj.bias")))
         return SQ_OK;
     SQ_TRY(load_layer(src, layer));
-    const float *values = sq_folded_tensor(&src->cached.folded, t->name + consumed, &n);
+    const float *values = sq_folded_tensor(&src->cached.folded, rest, &n);
     if (!values || (uint64_t)n != sq_st_numel(t) || !sq_dtype_is_float(t->dtype))
         return sq_fail(SQ_ERR_FORMAT, "assemble: the artifact of layer %d of step %d holds no folded %s of %llu "
-                       "values", layer, src->step, t->name + consumed, (unsigned long long)sq_st_numel(t));
+                       "values", layer, src->step, rest, (unsigned long long)sq_st_numel(t));
     *data = malloc(t->nbytes ? t->nbytes : 1);
     if (!*data)
         return sq_fail(SQ_ERR_NOMEM, "assemble: cannot hold %s", t->name);

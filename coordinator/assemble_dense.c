@@ -204,10 +204,7 @@ sq_status sq_dense_checkpoint_write(const sq_dense_checkpoint_request *req, cons
                        : sq_fail(SQ_ERR_NOMEM, "dense checkpoint %s: out of memory", out_dir);
     for (int s = 0; s < n_shards && st == SQ_OK; s++) {
         char name[64];
-        if (n_shards == 1)
-            snprintf(name, sizeof name, "model.safetensors");
-        else
-            snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, n_shards);
+        sq_shard_file_name(s, n_shards, name);
         shard_build *b = NULL;
         files[n_files++] = strdup(name);
         st = files[n_files - 1] ? build_shard(req, shard_of, s, s == n_shards - 1, name, weight_map, &total_bytes, &b)

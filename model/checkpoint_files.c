@@ -164,6 +164,14 @@ sq_status sq_checkpoint_write_manifest(const char *out_dir, char **files, int n_
     return st;
 }
 
+const char *sq_checkpoint_layer_part(const char *tensor_name, int *layer)
+{
+    int consumed = 0;
+    if (sscanf(tensor_name, "model.layers.%d.%n", layer, &consumed) != 1 || consumed == 0)
+        return NULL;
+    return tensor_name + consumed;
+}
+
 int sq_checkpoint_linear_of(const char *tensor_name, const char *const *linears, int n_linears)
 {
     size_t len = strlen(tensor_name);

@@ -16,6 +16,10 @@
 /* How many files sq_checkpoint_copy_companions may add at most. */
 #define SQ_COMPANION_FILES 5
 
+/* "model.layers.<N>.<rest>" -> N in *layer and a pointer to <rest> inside tensor_name; NULL for a
+ * tensor outside the decoder layers. */
+const char *sq_checkpoint_layer_part(const char *tensor_name, int *layer);
+
 /* The index k of the linear whose weight tensor is `tensor_name` ("<linears[k]>.weight"), or -1. */
 int sq_checkpoint_linear_of(const char *tensor_name, const char *const *linears, int n_linears);
 

@@ -127,12 +127,7 @@ done:
 static sq_status run_layer(sq_model *m, int l, float *x, int n_seqs, int seq, int micro, sq_layer_scratch *scratch,
                            const sq_layer_options *layer_opt, sq_layer_prefetch *next)
 {
-    SQ_TRY(sq_layer_prefetch_wait(next));
-    SQ_TRY(sq_layer_weights_load_prefetched(&m->layer, &m->cfg, m->ckpt, l, next));
-    if (l + 1 < m->cfg.num_layers) { /* once the load above has read its buffer */
-        SQ_TRY(kn_synchronize());
-        SQ_TRY(sq_layer_prefetch_start(next, l + 1));
-    }
+    SQ_TRY(sq_layer_weights_load_next(&m->layer, &m->cfg, m->ckpt, l, next));
     for (int s0 = 0; s0 < n_seqs; s0 += micro) {
         int b = n_seqs - s0 < micro ? n_seqs - s0 : micro;
         SQ_TRY(sq_layer_forward(&m->layer, &m->cfg, x + (size_t)s0 * seq * m->cfg.hidden_size, b, seq, scratch,

@@ -106,6 +106,17 @@ sq_status sq_layer_weights_load(sq_layer_weights *w, const sq_model_config *cfg,
     return sq_layer_weights_load_prefetched(w, cfg, ckpt, layer, NULL);
 }
 
+sq_status sq_layer_weights_load_next(sq_layer_weights *w, const sq_model_config *cfg, const sq_checkpoint *ckpt,
+                                     int layer, sq_layer_prefetch *next)
+{
+    SQ_TRY(sq_layer_prefetch_wait(next));
+    SQ_TRY(sq_layer_weights_load_prefetched(w, cfg, ckpt, layer, next));
+    if (layer + 1 >= cfg->num_layers)
+        return SQ_OK;
+    SQ_TRY(kn_synchronize()); /* the load above has read the buffer the next upload fills */
+    return sq_layer_prefetch_start(next, layer + 1);
+}
+
 sq_status sq_layer_weights_load_prefetched(sq_layer_weights *w, const sq_model_config *cfg, const sq_checkpoint *ckpt,
                                            int layer, const sq_layer_prefetch *prefetched)
 {

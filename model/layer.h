@@ -49,6 +49,11 @@ sq_status sq_layer_weights_load(sq_layer_weights *w, const sq_model_config *cfg,
 sq_status sq_layer_weights_load_prefetched(sq_layer_weights *w, const sq_model_config *cfg, const sq_checkpoint *ckpt,
                                            int layer, const sq_layer_prefetch *prefetched);
 
+/* A layer loop's load: wait for `next`, load `layer` (from it where it holds that layer), then, once
+ * the device has read it, start uploading layer + 1 into it (none after the last layer). */
+sq_status sq_layer_weights_load_next(sq_layer_weights *w, const sq_model_config *cfg, const sq_checkpoint *ckpt,
+                                     int layer, sq_layer_prefetch *next);
+
 /* Device work buffers for up to `max_rows` rows (batch * seq) and the RoPE frequencies. */
 typedef struct {
     int max_rows;

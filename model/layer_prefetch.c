@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "model/checkpoint_files.h"
 
 #define ALIGN 256 /* each tensor's device copy starts on a boundary the widening kernels read well */
 
@@ -15,14 +16,17 @@ static bool prefetchable(const sq_st_tensor *t)
     return t->dtype == SQ_DTYPE_F32 || t->dtype == SQ_DTYPE_F16 || t->dtype == SQ_DTYPE_BF16;
 }
 
-/* The checkpoint's tensors of `layer` (names "model.layers.<layer>.*", contiguous in its sorted list). */
+/* The checkpoint's tensors of `layer` (names "model.layers.<layer>.*"): the first run of them in its
+ * sorted list, which holds them all. */
 static void layer_range(const sq_checkpoint *ckpt, int layer, int *first, int *count)
 {
-    char prefix[48];
-    int len = snprintf(prefix, sizeof prefix, "model.layers.%d.", layer);
     *first = 0, *count = 0;
     for (int i = 0; i < sq_checkpoint_tensor_count(ckpt); i++) {
-        if (strncmp(sq_checkpoint_tensor_at(ckpt, i)->name, prefix, (size_t)len) != 0)
+        int at = -1;
+        bool in_layer = sq_checkpoint_layer_part(sq_checkpoint_tensor_at(ckpt, i)->name, &at) && at == layer;
+        if (!in_layer && *count > 0)
+            break;
+        if (!in_layer)
             continue;
         if (*count == 0)
             *first = i;

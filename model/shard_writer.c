@@ -67,6 +67,14 @@ static void wait_oldest(sq_shard_writer *w)
     release_slot(s);
 }
 
+void sq_shard_file_name(int index, int n_shards, char name[64])
+{
+    if (n_shards == 1)
+        snprintf(name, 64, "model.safetensors");
+    else
+        snprintf(name, 64, "model-%05d-of-%05d.safetensors", index + 1, n_shards);
+}
+
 sq_status sq_shard_writer_open(sq_shard_writer **out, const char *out_dir, int n_shards, int in_flight)
 {
     *out = NULL;

@@ -17,6 +17,10 @@
 /* Frees what a shard's entries point to, once the shard is written (or will not be). */
 typedef void (*sq_shard_release)(void *owner);
 
+/* The file name of shard `index` of n_shards, as transformers writes them: "model.safetensors" alone,
+ * else "model-00001-of-00008.safetensors" (with model.safetensors.index.json beside them). */
+void sq_shard_file_name(int index, int n_shards, char name[64]);
+
 typedef struct sq_shard_writer sq_shard_writer;
 
 /* Ready for n_shards shards under out_dir, at most in_flight (>= 1) written at once. */

@@ -70,9 +70,8 @@ static output_place *output_order(const sq_checkpoint *src, int n)
     if (!order)
         return NULL;
     for (int i = 0; i < n; i++) {
-        int layer = -1, consumed = 0;
-        if (sscanf(sq_checkpoint_tensor_at(src, i)->name, "model.layers.%d.%n", &layer, &consumed) != 1 ||
-            consumed == 0 || layer < 0)
+        int layer = -1;
+        if (!sq_checkpoint_layer_part(sq_checkpoint_tensor_at(src, i)->name, &layer) || layer < 0)
             layer = -1;
         order[i] = (output_place){layer, i};
     }
@@ -400,10 +399,7 @@ sq_status sq_gptq_checkpoint_write(const sq_gptq_checkpoint_request *req, const 
     }
     for (int s = 0; s < n_shards; s++) {
         char name[64];
-        if (n_shards == 1)
-            snprintf(name, sizeof name, "model.safetensors");
-        else
-            snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, n_shards);
+        sq_shard_file_name(s, n_shards, name);
         files[n_files++] = strdup(name);
     }
     for (int s = 0; s < n_shards; s++)

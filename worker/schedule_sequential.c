@@ -21,12 +21,7 @@ sq_status calib_run_sequential(calib_state *cs)
         sq_layer_results results;
         memset(&results, 0, sizeof results);
         double t0 = phase_clock();
-        SQ_TRY_GOTO(st, sq_layer_prefetch_wait(&next), done);
-        SQ_TRY_GOTO(st, sq_layer_weights_load_prefetched(&cs->model.layer, job->cfg, job->ckpt, layer, &next), done);
-        if (layer + 1 < layers) { /* once the load above has read the buffer, the next layer may fill it */
-            SQ_TRY_GOTO(st, kn_synchronize(), done);
-            SQ_TRY_GOTO(st, sq_layer_prefetch_start(&next, layer + 1), done);
-        }
+        SQ_TRY_GOTO(st, sq_layer_weights_load_next(&cs->model.layer, job->cfg, job->ckpt, layer, &next), done);
         cs->phases.load += phase_clock() - t0;
         if (cs->done[layer]) {
             if (cs->rank == 0) {
