@@ -69,6 +69,13 @@ sq_status kn_gemm(bool transpose_a, bool transpose_b, int m, int n, int k, float
 sq_status kn_linear(float *out, const float *x, const float *weight, const float *bias, int rows,
                     int in_features, int out_features);
 
+/* kn_linear on each of `blocks` consecutive blocks of `rows` rows of x, into the same blocks of
+ * out: the same bits as `blocks` separate kn_linear calls (each block is its own product, of
+ * the same shape and operand alignment), with the weight converted for the tensor cores once
+ * for them all rather than once per call. */
+sq_status kn_linear_per_block(float *out, const float *x, const float *weight, const float *bias, int blocks,
+                              int rows, int in_features, int out_features);
+
 /* A LoRA linear without dropout, as one call: u[rows, r] = x Aᵀ (written: the backward
  * needs it) and out[rows, out_features] = x Wᵀ + bias + scale · u Bᵀ, for A [r, in_features]
  * and B [out_features, r] (bias may be NULL). The CUDA backend converts x once for both

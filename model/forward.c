@@ -9,8 +9,10 @@
 
 /* Upper bound on the floats of one chunk of logits (128 MiB). */
 #define LOGITS_CHUNK_FLOATS ((size_t)32 << 20)
-/* Default bound on a layer's scratch buffers (floats, 1 GiB) when no micro-batch is given. */
-#define SCRATCH_FLOATS ((size_t)256 << 20)
+/* Default bound on a layer's scratch buffers (floats, 4 GiB) when no micro-batch is given: a
+ * 7B layer takes 8 sequences of 2048 at a time, and each linear's weight is converted for the
+ * GPU's tensor cores once per micro-batch (kn_linear_per_block). */
+#define SCRATCH_FLOATS ((size_t)1 << 30)
 
 /* Sequences per layer call: the caller's choice, else as many as fit SCRATCH_FLOATS (at least one). */
 static int micro_batch_size(const sq_model_config *cfg, int requested, int n_seqs, int seq)

@@ -190,9 +190,10 @@ void sq_layer_scratch_free(sq_layer_scratch *s)
 }
 
 /* Give the hook its look at the input, then run the linear one sequence at a
- * time: a GEMM's rounding of a row can depend on the row's place in the call
- * (OpenBLAS's kernels, cuBLAS's choice of algorithm by shape), and calls of one
- * sequence each give a sequence the same bits in any micro-batch, so on any rank count. */
+ * time (kn_linear_per_block, one product per sequence): a GEMM's rounding of a row can
+ * depend on the row's place in the call (OpenBLAS's kernels, cuBLAS's choice of algorithm
+ * by shape), and products of one sequence each give a sequence the same bits in any
+ * micro-batch, so on any rank count. */
 static sq_status run_linear(const sq_layer_weights *w, sq_linear_id id, float *out, const float *x, int batch,
                             int seq, const sq_layer_options *opt)
 {
@@ -205,10 +206,7 @@ static sq_status run_linear(const sq_layer_weights *w, sq_linear_id id, float *o
         if (st != SQ_OK)
             return sq_fail_context(st, "layer %d %s hook", w->index, linear_names[id]);
     }
-    for (int b = 0; b < batch; b++)
-        SQ_TRY(kn_linear(out + (size_t)b * seq * lin->out_features, x + (size_t)b * seq * lin->in_features,
-                         lin->weight, lin->bias, seq, lin->in_features, lin->out_features));
-    return SQ_OK;
+    return kn_linear_per_block(out, x, lin->weight, lin->bias, batch, seq, lin->in_features, lin->out_features);
 }
 
 /* One stage of the layer (see sq_layer_stage) for `batch` sequences of `seq` rows. */

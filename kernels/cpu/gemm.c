@@ -53,6 +53,17 @@ sq_status kn_linear(float *out, const float *x, const float *weight, const float
     return SQ_OK;
 }
 
+sq_status kn_linear_per_block(float *out, const float *x, const float *weight, const float *bias, int blocks,
+                              int rows, int in_features, int out_features)
+{
+    if (blocks < 0)
+        return sq_fail(SQ_ERR_ARG, "kn_linear_per_block: negative block count %d", blocks);
+    for (int b = 0; b < blocks; b++)
+        SQ_TRY(kn_linear(out + (size_t)b * rows * out_features, x + (size_t)b * rows * in_features, weight, bias, rows,
+                         in_features, out_features));
+    return SQ_OK;
+}
+
 sq_status kn_linear_lora(float *out, float *u, const float *x, const float *weight, const float *bias,
                          const float *A, const float *B, float scale, int rows, int in_features, int out_features,
                          int r)

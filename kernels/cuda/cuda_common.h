@@ -48,6 +48,8 @@ void kn_cuda_scratch_free(kn_cuda_scratch *s);
  * slots of its own. All the slots are freed by kn_cuda_half_shutdown (half.cu). */
 sq_status kn_cuda_to_half(const float *x, size_t n, int slot, const void **out);
 sq_status kn_cuda_to_bf16(const float *x, size_t n, int slot, const void **out);
+/* fp16 copies of `blocks` consecutive runs of n floats, run b at element b·stride of the slot. */
+sq_status kn_cuda_to_half_blocks(const float *x, size_t n, int blocks, size_t stride, int slot, const void **out);
 void kn_cuda_half_shutdown(void);
 
 /* out[r][c] += bias[c] for out [rows, cols]. */

@@ -46,16 +46,19 @@ template <typename T> __global__ void to_16bit_kernel(T *out, const float *in, s
     GRID_STRIDE(i, n - 4 * quads) out[4 * quads + i] = to_16bit(in[4 * quads + i], T());
 }
 
+/* `blocks` runs of n floats, block b starting at x + b·n, into the slot with block b at
+ * b·stride elements (stride ≥ n). */
 template <typename T>
-static sq_status to_16bit_copy(struct scratch_slots *slots, const char *who, const float *x, size_t n, int slot,
-                               const void **out)
+static sq_status to_16bit_copy(struct scratch_slots *slots, const char *who, const float *x, size_t n, int blocks,
+                               size_t stride, int slot, const void **out)
 {
     if (slot < 0 || slot >= SLOTS)
         return sq_fail(SQ_ERR_ARG, "%s: no scratch slot %d", who, slot);
     kn_cuda_scratch *s = &slots->slot[slot];
-    SQ_TRY(kn_cuda_scratch_reserve(s, n * sizeof(T)));
-    if (n > 0) {
-        to_16bit_kernel<T><<<kn_cuda_blocks((n + 3) / 4, 256), 256>>>((T *)s->data, x, n);
+    SQ_TRY(kn_cuda_scratch_reserve(s, ((size_t)(blocks - 1) * stride + n) * sizeof(T)));
+    for (int b = 0; b < blocks && n > 0; b++) {
+        to_16bit_kernel<T><<<kn_cuda_blocks((n + 3) / 4, 256), 256>>>((T *)s->data + (size_t)b * stride,
+                                                                       x + (size_t)b * n, n);
         CUDA_CHECK_LAUNCH();
     }
     *out = s->data;
@@ -64,12 +67,20 @@ static sq_status to_16bit_copy(struct scratch_slots *slots, const char *who, con
 
 extern "C" sq_status kn_cuda_to_half(const float *x, size_t n, int slot, const void **out)
 {
-    return to_16bit_copy<__half>(&half_slots, "kn_cuda_to_half", x, n, slot, out);
+    return to_16bit_copy<__half>(&half_slots, "kn_cuda_to_half", x, n, 1, n, slot, out);
+}
+
+extern "C" sq_status kn_cuda_to_half_blocks(const float *x, size_t n, int blocks, size_t stride, int slot,
+                                            const void **out)
+{
+    if (blocks < 1 || stride < n)
+        return sq_fail(SQ_ERR_ARG, "kn_cuda_to_half_blocks: %d blocks of %zu at stride %zu", blocks, n, stride);
+    return to_16bit_copy<__half>(&half_slots, "kn_cuda_to_half_blocks", x, n, blocks, stride, slot, out);
 }
 
 extern "C" sq_status kn_cuda_to_bf16(const float *x, size_t n, int slot, const void **out)
 {
-    return to_16bit_copy<__nv_bfloat16>(&bf16_slots, "kn_cuda_to_bf16", x, n, slot, out);
+    return to_16bit_copy<__nv_bfloat16>(&bf16_slots, "kn_cuda_to_bf16", x, n, 1, n, slot, out);
 }
 
 static void free_slots(struct scratch_slots *slots)

@@ -57,17 +57,58 @@ sq_status kn_upload(void *dev_dst, const void *host_src, size_t bytes)
     return SQ_OK;
 }
 
-/* kn_upload_beside's stream: non-blocking, so it neither waits for the legacy default stream's
- * work nor makes that work wait; made at the first use. */
+/* kn_upload_beside: a non-blocking stream of its own, so it neither waits for the legacy default
+ * stream's work nor makes that work wait, and two pinned halves. A pageable cudaMemcpyAsync is
+ * staged by the driver on the calling thread under locks the computing thread's launches also
+ * take, which slowed the computation beside it (bench/RESULTS.md); here this thread copies a
+ * chunk into one half while the copy engine moves the other half to the device, and the
+ * driver sees only pinned copies. Made at the first use; where pinned memory cannot be had,
+ * the copy is the driver's pageable one. */
+#define BESIDE_HALF_BYTES ((size_t)16 << 20)
+
 static cudaStream_t beside;
+static void *beside_half[2];
+static cudaEvent_t beside_half_free[2]; /* recorded after the transfer that read the half */
+static bool beside_unpinned;
 static pthread_mutex_t beside_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static sq_status beside_setup(void)
+{
+    if (beside)
+        return SQ_OK;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&beside, cudaStreamNonBlocking));
+    for (int h = 0; h < 2 && !beside_unpinned; h++) {
+        if (cudaHostAlloc(&beside_half[h], BESIDE_HALF_BYTES, cudaHostAllocDefault) != cudaSuccess ||
+            cudaEventCreateWithFlags(&beside_half_free[h], cudaEventDisableTiming) != cudaSuccess) {
+            cudaGetLastError(); /* clear it: the pageable copy still works */
+            beside_unpinned = true;
+        }
+    }
+    return SQ_OK;
+}
+
+static sq_status upload_through_halves(char *dev_dst, const char *host_src, size_t bytes)
+{
+    for (size_t off = 0, k = 0; off < bytes; off += BESIDE_HALF_BYTES, k++) {
+        int h = (int)(k % 2);
+        size_t n = bytes - off < BESIDE_HALF_BYTES ? bytes - off : BESIDE_HALF_BYTES;
+        if (k >= 2)
+            CUDA_CHECK(cudaEventSynchronize(beside_half_free[h])); /* its previous transfer is done */
+        memcpy(beside_half[h], host_src + off, n);
+        CUDA_CHECK(cudaMemcpyAsync(dev_dst + off, beside_half[h], n, cudaMemcpyHostToDevice, beside));
+        CUDA_CHECK(cudaEventRecord(beside_half_free[h], beside));
+    }
+    return SQ_OK;
+}
 
 sq_status kn_upload_beside(void *dev_dst, const void *host_src, size_t bytes)
 {
     pthread_mutex_lock(&beside_lock);
-    sq_status st = beside ? SQ_OK : CUDA_STATUS(cudaStreamCreateWithFlags(&beside, cudaStreamNonBlocking));
-    if (st == SQ_OK)
+    sq_status st = beside_setup();
+    if (st == SQ_OK && beside_unpinned)
         st = CUDA_STATUS(cudaMemcpyAsync(dev_dst, host_src, bytes, cudaMemcpyHostToDevice, beside));
+    else if (st == SQ_OK)
+        st = upload_through_halves(dev_dst, host_src, bytes);
     if (st == SQ_OK)
         st = CUDA_STATUS(cudaStreamSynchronize(beside));
     pthread_mutex_unlock(&beside_lock);
@@ -97,6 +138,14 @@ void kn_cuda_transfer_shutdown(void)
     if (beside)
         cudaStreamDestroy(beside);
     beside = NULL;
+    for (int h = 0; h < 2; h++) {
+        if (beside_half[h])
+            cudaFreeHost(beside_half[h]);
+        if (beside_half_free[h])
+            cudaEventDestroy(beside_half_free[h]);
+        beside_half[h] = NULL, beside_half_free[h] = NULL;
+    }
+    beside_unpinned = false;
     pthread_mutex_unlock(&beside_lock);
     pthread_mutex_lock(&stage_lock);
     if (stage)

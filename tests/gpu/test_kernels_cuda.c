@@ -389,6 +389,36 @@ static void test_linear(void)
     free(y);
 }
 
+/* kn_linear_per_block: the CPU's result within kn_linear's tolerance, and the same bits as
+ * one kn_linear call per block (odd block sizes: the padded fp16 layout). */
+static void linear_per_block_case(int blocks, int rows, int in, int out, bool with_bias)
+{
+    const size_t n_x = (size_t)blocks * rows * in, n_y = (size_t)blocks * rows * out;
+    float *x = host_random(n_x, 1.0f), *w = host_random((size_t)out * in, 0.05f), *bias = host_random(out, 1.0f);
+    float *y = malloc(n_y * 4), *once = malloc(n_y * 4), *apart = malloc(n_y * 4);
+    float *dx = dev_from(x, n_x * 4), *dw = dev_from(w, (size_t)out * in * 4), *db = dev_from(bias, out * 4);
+    float *dy = dev_poisoned(n_y * 4);
+    const float *b = with_bias ? db : NULL;
+    CALL(kn_linear_per_block(dy, dx, dw, b, blocks, rows, in, out));
+    CALL(kn_cpu_linear_per_block(y, x, w, with_bias ? bias : NULL, blocks, rows, in, out));
+    compare("kn_linear_per_block (fp16 inputs)", dy, y, n_y, 2e-3);
+    CALL(kn_download(once, dy, n_y * 4));
+    poison(dy, n_y * 4);
+    for (int k = 0; k < blocks; k++)
+        CALL(kn_linear(dy + (size_t)k * rows * out, dx + (size_t)k * rows * in, dw, b, rows, in, out));
+    CALL(kn_download(apart, dy, n_y * 4));
+    report(!memcmp(once, apart, n_y * 4), "kn_linear_per_block: %d blocks of %d x %d -> %d%s give the bits of %d kn_linear calls",
+           blocks, rows, in, out, with_bias ? " with bias" : "", blocks);
+    kn_free(dx), kn_free(dw), kn_free(db), kn_free(dy);
+    free(x), free(w), free(bias), free(y), free(once), free(apart);
+}
+
+static void test_linear_per_block(void)
+{
+    linear_per_block_case(3, 37, 100, 50, true);
+    linear_per_block_case(4, 128, 256, 96, false);
+}
+
 /* ---- transformer layer pieces ------------------------------------------- */
 
 static void test_rmsnorm(void)
@@ -1727,6 +1757,7 @@ int main(void)
     test_large_transfers();
     test_gemm();
     test_linear();
+    test_linear_per_block();
     test_linear_lora();
     test_rmsnorm();
     test_rope();
