@@ -11,7 +11,8 @@
  * executes (the cuBLAS path computes the masked half too, the flash backward recomputes);
  * kn_linear_backward's dx 2·rows·in·out (its time includes the bf16 copies of dy and W).
  *
- * Usage: bench_kernels_cuda [attention]   (with `attention`, the attention rows alone) */
+ * Usage: bench_kernels_cuda [attention | qlora]   (the attention rows alone, or the kernels of one
+ * QLoRA training layer at the 7B shape; no argument: everything but the latter) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,18 +124,27 @@ static void run_linear(void *p)
 typedef struct {
     int batch, seq, heads, head_dim;
     float *q, *k, *v, *out, *dout, *dq, *dk, *dv;
+    float *lse2; /* [batch][heads][seq], kept by the forward for the backward */
 } attention_ctx;
 
 static void run_attention(void *p)
 {
     attention_ctx *a = p;
-    CHECK(kn_attention(a->out, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads, a->head_dim));
+    CHECK(kn_attention(a->out, NULL, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads, a->head_dim));
 }
 
 static void run_attention_flash(void *p)
 {
     attention_ctx *a = p;
-    CHECK(kn_cuda_flash_attention(a->out, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads, a->head_dim));
+    CHECK(kn_cuda_flash_attention(a->out, NULL, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads,
+                                  a->head_dim));
+}
+
+static void run_attention_flash_keeping_lse2(void *p)
+{
+    attention_ctx *a = p;
+    CHECK(kn_cuda_flash_attention(a->out, a->lse2, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads,
+                                  a->head_dim));
 }
 
 static void run_attention_cublas(void *p)
@@ -146,15 +156,22 @@ static void run_attention_cublas(void *p)
 static void run_attention_backward(void *p)
 {
     attention_ctx *a = p;
-    CHECK(kn_attention_backward(a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->batch, a->seq, a->heads, a->heads,
-                                a->head_dim));
+    CHECK(kn_attention_backward(a->dq, a->dk, a->dv, a->dout, NULL, NULL, a->q, a->k, a->v, a->batch, a->seq,
+                                a->heads, a->heads, a->head_dim));
 }
 
 static void run_attention_backward_flash(void *p)
 {
     attention_ctx *a = p;
-    CHECK(kn_cuda_flash_attention_backward(a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->batch, a->seq, a->heads,
-                                           a->heads, a->head_dim));
+    CHECK(kn_cuda_flash_attention_backward(a->dq, a->dk, a->dv, a->dout, NULL, NULL, a->q, a->k, a->v, a->batch,
+                                           a->seq, a->heads, a->heads, a->head_dim));
+}
+
+static void run_attention_backward_flash_given_lse2(void *p)
+{
+    attention_ctx *a = p;
+    CHECK(kn_cuda_flash_attention_backward(a->dq, a->dk, a->dv, a->dout, a->out, a->lse2, a->q, a->k, a->v, a->batch,
+                                           a->seq, a->heads, a->heads, a->head_dim));
 }
 
 static void run_attention_backward_cublas(void *p)
@@ -166,20 +183,157 @@ static void run_attention_backward_cublas(void *p)
 
 static void attention_rows(void)
 {
-    attention_ctx a = {4, 2048, 32, 128, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    attention_ctx a = {4, 2048, 32, 128, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     const size_t n = (size_t)a.batch * a.seq * a.heads * a.head_dim;
-    float **buffers[] = {&a.q, &a.k, &a.v, &a.out, &a.dout, &a.dq, &a.dk, &a.dv};
+    float **buffers[] = {&a.q, &a.k, &a.v, &a.out, &a.dout, &a.dq, &a.dk, &a.dv, &a.lse2};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         *buffers[i] = dev_random(n, 2.0f);
+    run_attention_flash_keeping_lse2(&a); /* out and lse2 of these q, k, v for the backward given them */
     const double forward = 2.0 * a.batch * a.heads * (double)a.seq * a.seq * a.head_dim;
     row("kn_attention b4 s2048 32x128 (7B)", time_ms(run_attention, NULL, &a, 10), forward);
     row("  flash forward (bf16)", time_ms(run_attention_flash, NULL, &a, 10), forward);
     row("  cuBLAS forward (TF32)", time_ms(run_attention_cublas, NULL, &a, 10), forward);
     row("kn_attention_backward b4 s2048 32x128 (7B)", time_ms(run_attention_backward, NULL, &a, 10), 2.5 * forward);
+    row("  flash forward keeping lse2 (bf16)", time_ms(run_attention_flash_keeping_lse2, NULL, &a, 10), forward);
     row("  flash backward (bf16)", time_ms(run_attention_backward_flash, NULL, &a, 10), 2.5 * forward);
+    row("  flash backward given out, lse2 (bf16)", time_ms(run_attention_backward_flash_given_lse2, NULL, &a, 10),
+        2.5 * forward);
     row("  cuBLAS backward (TF32)", time_ms(run_attention_backward_cublas, NULL, &a, 10), 2.5 * forward);
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         kn_free(*buffers[i]);
+}
+
+/* ---- one QLoRA training layer's kernels at the 7B shape (batch 4 x 2048 rows, r = 16) ----
+ * Each call lora/train_layer.c makes for a layer, on buffers of its shapes: the per-layer
+ * budget of bench/RESULTS.md's QLoRA section is these rows times their counts per step. */
+typedef struct {
+    int rows, in, out, r;
+    float *x, *W, *A, *B, *y, *u, *dy, *dx, *dA, *dB, *du;
+} lora_ctx;
+
+static void run_lora_forward(void *p)
+{
+    lora_ctx *c = p;
+    CHECK(kn_linear_lora(c->y, c->u, c->x, c->W, NULL, c->A, c->B, 2.0f, c->rows, c->in, c->out, c->r));
+}
+
+static void run_lora_dx(void *p) /* dx = dy W, the frozen base's input gradient */
+{
+    lora_ctx *c = p;
+    CHECK(kn_linear_backward(c->dx, NULL, c->dy, c->x, c->W, c->rows, c->in, c->out, false));
+}
+
+static void run_lora_adapter_grads(void *p) /* dB, du, dA and dx += du A, as lora_linear_backward does */
+{
+    lora_ctx *c = p;
+    CHECK(kn_gemm(true, false, c->out, c->r, c->rows, 2.0f, c->dy, c->out, c->u, c->r, 1.0f, c->dB, c->r));
+    CHECK(kn_gemm(false, false, c->rows, c->r, c->out, 2.0f, c->dy, c->out, c->B, c->r, 0.0f, c->du, c->r));
+    CHECK(kn_linear_backward(NULL, c->dA, c->du, c->x, c->A, c->rows, c->in, c->r, false));
+    CHECK(kn_linear_backward(c->dx, NULL, c->du, c->x, c->A, c->rows, c->in, c->r, true));
+}
+
+typedef struct {
+    int rows, dim;
+    float *x, *y, *z, *w, *dx;
+} pointwise_ctx;
+
+static void run_rmsnorm(void *p)
+{
+    pointwise_ctx *c = p;
+    CHECK(kn_rmsnorm(c->y, c->x, c->w, c->rows, c->dim, 1e-5f));
+}
+
+static void run_rmsnorm_backward(void *p)
+{
+    pointwise_ctx *c = p;
+    CHECK(kn_rmsnorm_backward(c->dx, c->y, c->x, c->w, c->rows, c->dim, 1e-5f));
+}
+
+static void run_swiglu(void *p)
+{
+    pointwise_ctx *c = p;
+    CHECK(kn_swiglu(c->y, c->x, c->z, (size_t)c->rows * c->dim));
+}
+
+static void run_swiglu_backward(void *p)
+{
+    pointwise_ctx *c = p;
+    CHECK(kn_swiglu_backward(c->dx, c->w, c->y, c->x, c->z, (size_t)c->rows * c->dim));
+}
+
+static void run_add(void *p)
+{
+    pointwise_ctx *c = p;
+    CHECK(kn_add_inplace(c->y, c->x, (size_t)c->rows * c->dim));
+}
+
+static void run_rope(void *p)
+{
+    pointwise_ctx *c = p;
+    CHECK(kn_rope(c->y, c->w, c->rows / 2048, 2048, c->dim / 128, 128, 0));
+}
+
+typedef struct {
+    size_t n;
+    float *W, *absmax;
+    uint8_t *packed;
+} dequantize_ctx;
+
+static void run_dequantize_nf4(void *p)
+{
+    dequantize_ctx *c = p;
+    CHECK(kn_dequantize_nf4(c->W, c->packed, c->absmax, c->n));
+}
+
+static void qlora_layer_rows(void)
+{
+    const int rows = 8192, r = 16, shapes[3][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}};
+    const char *names[3] = {"q/k/v/o 4096->4096", "gate/up 4096->11008", "down 11008->4096"};
+    for (int i = 0; i < 3; i++) {
+        const int in = shapes[i][0], out = shapes[i][1];
+        lora_ctx c = {rows, in, out, r, dev_random((size_t)rows * in, 2.0f), dev_random((size_t)out * in, 0.1f),
+                      dev_random((size_t)r * in, 0.1f), dev_random((size_t)out * r, 0.1f),
+                      dev_random((size_t)rows * out, 1.0f), dev_random((size_t)rows * r, 1.0f),
+                      dev_random((size_t)rows * out, 1.0f), dev_random((size_t)rows * in, 1.0f),
+                      dev_random((size_t)r * in, 1.0f), dev_random((size_t)out * r, 1.0f),
+                      dev_random((size_t)rows * r, 1.0f)};
+        const double product = 2.0 * rows * in * out;
+        char what[96];
+        snprintf(what, sizeof what, "lora forward %s", names[i]);
+        row(what, time_ms(run_lora_forward, NULL, &c, 10), product);
+        snprintf(what, sizeof what, "  base dx = dy W %s", names[i]);
+        row(what, time_ms(run_lora_dx, NULL, &c, 10), product);
+        snprintf(what, sizeof what, "  adapter grads (fp32) %s", names[i]);
+        row(what, time_ms(run_lora_adapter_grads, NULL, &c, 10), 2.0 * rows * r * (2.0 * out + 2.0 * in));
+        float *bufs[] = {c.x, c.W, c.A, c.B, c.y, c.u, c.dy, c.dx, c.dA, c.dB, c.du};
+        for (size_t b = 0; b < sizeof bufs / sizeof bufs[0]; b++)
+            kn_free(bufs[b]);
+    }
+    const int dims[2] = {4096, 11008};
+    for (int i = 0; i < 2; i++) {
+        const int dim = dims[i];
+        const size_t n = (size_t)rows * dim;
+        pointwise_ctx c = {rows, dim, dev_random(n, 2.0f), dev_random(n, 2.0f), dev_random(n, 2.0f),
+                           dev_random(n, 1.0f), dev_random(n, 1.0f)};
+        if (dim == 4096) {
+            row("rmsnorm 8192 x 4096", time_ms(run_rmsnorm, NULL, &c, 10), 0);
+            row("rmsnorm backward 8192 x 4096", time_ms(run_rmsnorm_backward, NULL, &c, 10), 0);
+            row("add in place 8192 x 4096", time_ms(run_add, NULL, &c, 10), 0);
+            row("rope 8192 x 32 x 128", time_ms(run_rope, NULL, &c, 10), 0);
+            dequantize_ctx d = {(size_t)4096 * 11008, NULL, dev_random((size_t)4096 * 11008 / 64, 1.0f), NULL};
+            CHECK(kn_alloc((void **)&d.W, d.n * sizeof(float)));
+            CHECK(kn_alloc((void **)&d.packed, d.n / 2));
+            CHECK(kn_zero(d.packed, d.n / 2));
+            row("dequantize nf4 4096 x 11008 (to fp32)", time_ms(run_dequantize_nf4, NULL, &d, 10), 0);
+            kn_free(d.W), kn_free(d.absmax), kn_free(d.packed);
+        } else {
+            row("swiglu 8192 x 11008", time_ms(run_swiglu, NULL, &c, 10), 0);
+            row("swiglu backward 8192 x 11008", time_ms(run_swiglu_backward, NULL, &c, 10), 0);
+        }
+        float *bufs[] = {c.x, c.y, c.z, c.w, c.dx};
+        for (size_t b = 0; b < sizeof bufs / sizeof bufs[0]; b++)
+            kn_free(bufs[b]);
+    }
 }
 
 typedef struct {
@@ -459,51 +613,12 @@ static void layer_solve_rows(void)
     }
 }
 
-/* A 7B layer's widest linear (hidden 4096, intermediate 11008) over 2 x 4096 tokens. */
-typedef struct {
-    int rows, in, out;
-    float *W, *dy, *dx;
-    uint8_t *packed;
-    float *absmax;
-} training_ctx;
-
-static void run_linear_backward_dx(void *p)
-{
-    training_ctx *t = p;
-    CHECK(kn_linear_backward(t->dx, NULL, t->dy, NULL, t->W, t->rows, t->in, t->out, true));
-}
-
-static void run_dequantize_nf4(void *p)
-{
-    training_ctx *t = p;
-    CHECK(kn_dequantize_nf4(t->W, t->packed, t->absmax, (size_t)t->out * t->in));
-}
-
-static void training_rows(void)
-{
-    training_ctx t = {8192, 4096, 11008, NULL, NULL, NULL, NULL, NULL};
-    size_t nw = (size_t)t.out * t.in;
-    t.W = dev_random(nw, 0.1f);
-    t.dy = dev_random((size_t)t.rows * t.out, 1e-6f);
-    t.dx = dev_random((size_t)t.rows * t.in, 1e-6f);
-    CHECK(kn_alloc((void **)&t.packed, nw / 2));
-    CHECK(kn_zero(t.packed, nw / 2));
-    t.absmax = dev_random(nw / 64, 1.0f);
-    row("kn_linear_backward dx 8192x11008 -> 4096 (bf16)", time_ms(run_linear_backward_dx, NULL, &t, 10),
-        2.0 * t.rows * t.in * t.out);
-    row("kn_dequantize_nf4 11008x4096 (memory bound)", time_ms(run_dequantize_nf4, NULL, &t, 10), 0.0);
-    kn_free(t.W);
-    kn_free(t.dy);
-    kn_free(t.dx);
-    kn_free(t.packed);
-    kn_free(t.absmax);
-}
-
 int main(int argc, char **argv)
 {
     const bool attention_only = argc > 1 && strcmp(argv[1], "attention") == 0;
-    if (argc > 2 || (argc == 2 && !attention_only)) {
-        fprintf(stderr, "usage: %s [attention]\n", argv[0]);
+    const bool qlora_only = argc > 1 && strcmp(argv[1], "qlora") == 0;
+    if (argc > 2 || (argc == 2 && !attention_only && !qlora_only)) {
+        fprintf(stderr, "usage: %s [attention | qlora]\n", argv[0]);
         return 2;
     }
     sq_rng_seed(&rng, 1234);
@@ -514,8 +629,14 @@ int main(int argc, char **argv)
 
     gemm_ctx g = {4096, dev_random(4096u * 4096, 2.0f), dev_random(4096u * 4096, 2.0f), dev_random(4096u * 4096, 2.0f)};
     double gemm_flops = 2.0 * 4096.0 * 4096.0 * 4096.0;
-    if (attention_only) {
-        attention_rows();
+    if (attention_only || qlora_only) {
+        if (attention_only)
+            attention_rows();
+        else
+            qlora_layer_rows();
+        kn_free(g.A);
+        kn_free(g.B);
+        kn_free(g.C);
         kn_shutdown();
         return 0;
     }
@@ -574,7 +695,7 @@ int main(int argc, char **argv)
     q.lazy = 0;
     row("  of which kn_gptq_block alone (32 launches)", time_ms(run_gptq, restore_weight, &q, 5), in_block);
     layer_solve_rows();
-    training_rows();
+    qlora_layer_rows();
     printf("# %s\n", "done");
     kn_shutdown();
     return 0;

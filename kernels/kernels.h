@@ -97,8 +97,11 @@ sq_status kn_rope(float *x, const float *inv_freq, int batch, int seq, int heads
 
 /* Causal attention with grouped-query heads: q [batch*seq, n_heads*head_dim],
  * k and v [batch*seq, n_kv_heads*head_dim]; head h reads kv head h / (n_heads/n_kv_heads).
- * out [batch*seq, n_heads*head_dim]. Scale 1/sqrt(head_dim). */
-sq_status kn_attention(float *out, const float *q, const float *k, const float *v, int batch, int seq,
+ * out [batch*seq, n_heads*head_dim]. Scale 1/sqrt(head_dim).
+ * lse2: NULL, or [batch][n_heads][seq] to receive each query row's log-sum-exp in base 2,
+ * log2 Σ_s≤t exp(scale q_t·k_s), which kn_attention_backward can take with out instead of
+ * recomputing the forward. */
+sq_status kn_attention(float *out, float *lse2, const float *q, const float *k, const float *v, int batch, int seq,
                        int n_heads, int n_kv_heads, int head_dim);
 
 /* out = silu(gate) * up, elementwise over n. */
@@ -304,13 +307,17 @@ sq_status kn_rmsnorm_backward(float *dx, const float *dy, const float *x, const 
 sq_status kn_rope_backward(float *d, const float *inv_freq, int batch, int seq, int heads, int head_dim, int pos0);
 
 /* Forward (kn_attention): p_ts = softmax_s≤t(scale q_t·k_s), o_t = Σ_s p_ts v_s. The
- * probabilities are recomputed here (nothing is saved by the forward), then
+ * probabilities are recomputed here, then
  *   dv_s += p_ts do_t;   dp_ts = do_t·v_s;   dz_ts = p_ts (dp_ts - do_t·o_t)
  *   dq_t = scale Σ_s dz_ts k_s;   dk_s += scale dz_ts q_t
  * dq is written; dk, dv are written too (zeroed first), with the heads of one
- * kv group summed into their kv head in head order. Shapes as kn_attention. */
-sq_status kn_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                                const float *v, int batch, int seq, int n_heads, int n_kv_heads, int head_dim);
+ * kv group summed into their kv head in head order. Shapes as kn_attention.
+ * out and lse2: both NULL, or the output and lse2 of kn_attention on these q, k, v. The CUDA
+ * flash kernels then read each row's statistics instead of recomputing the forward for
+ * them (the same bits either way); the other paths recompute regardless. */
+sq_status kn_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                const float *lse2, const float *q, const float *k, const float *v, int batch, int seq,
+                                int n_heads, int n_kv_heads, int head_dim);
 
 /* Forward (kn_swiglu): y = silu(g) u, silu(g) = g σ(g).
  * dg = dy u σ(g) (1 + g (1 - σ(g)));  du = dy silu(g). Written, not accumulated. */

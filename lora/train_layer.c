@@ -39,6 +39,7 @@ sq_status sq_lora_tape_alloc(sq_lora_tape *t, const sq_model_config *cfg, const 
         SQ_TRY_GOTO(st, alloc_rows(hidden_bufs[i], max_rows, wd.hidden), fail);
     SQ_TRY_GOTO(st, alloc_rows(&t->q, max_rows, wd.q_width), fail);
     SQ_TRY_GOTO(st, alloc_rows(&t->attn, max_rows, wd.q_width), fail);
+    SQ_TRY_GOTO(st, alloc_rows(&t->lse2, max_rows, cfg->num_heads), fail);
     SQ_TRY_GOTO(st, alloc_rows(&t->k, max_rows, wd.kv_width), fail);
     SQ_TRY_GOTO(st, alloc_rows(&t->v, max_rows, wd.kv_width), fail);
     SQ_TRY_GOTO(st, alloc_rows(&t->gate, max_rows, wd.inter), fail);
@@ -55,7 +56,7 @@ fail:
 
 void sq_lora_tape_free(sq_lora_tape *t)
 {
-    float *bufs[] = {t->x0, t->n1, t->q, t->k, t->v, t->attn, t->x1, t->n2, t->gate, t->up, t->act};
+    float *bufs[] = {t->x0, t->n1, t->q, t->k, t->v, t->attn, t->lse2, t->x1, t->n2, t->gate, t->up, t->act};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         kn_free(bufs[i]);
     for (int id = 0; id < SQ_LINEAR_COUNT; id++)
@@ -185,7 +186,7 @@ sq_status sq_lora_layer_forward(const sq_layer_weights *w, const sq_lora_adapter
     SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_V, t->v, t->n1, rows, t->u[SQ_LINEAR_V], work, seed));
     SQ_TRY(kn_rope(t->q, work->inv_freq, batch, seq, heads, hd, 0));
     SQ_TRY(kn_rope(t->k, work->inv_freq, batch, seq, kv_heads, hd, 0));
-    SQ_TRY(kn_attention(t->attn, t->q, t->k, t->v, batch, seq, heads, kv_heads, hd));
+    SQ_TRY(kn_attention(t->attn, t->lse2, t->q, t->k, t->v, batch, seq, heads, kv_heads, hd));
     SQ_TRY(lora_linear_forward(w, a, layer, SQ_LINEAR_O, t->x1, t->attn, rows, t->u[SQ_LINEAR_O], work, seed));
     SQ_TRY(kn_add_inplace(t->x1, t->x0, n_hidden));
     /* MLP block */
@@ -226,8 +227,8 @@ sq_status sq_lora_layer_backward(const sq_layer_weights *w, const sq_lora_adapte
                                 false, work, seed));
     SQ_TRY(kn_copy(dx, work->dx1, n_hidden * sizeof(float)));
     /* attn = attention(q, k, v), q and k rotated: undo the rotation on their gradients */
-    SQ_TRY(kn_attention_backward(work->dq, work->dk, work->dv, work->dattn, t->q, t->k, t->v, batch, seq, heads,
-                                 kv_heads, hd));
+    SQ_TRY(kn_attention_backward(work->dq, work->dk, work->dv, work->dattn, t->attn, t->lse2, t->q, t->k, t->v,
+                                 batch, seq, heads, kv_heads, hd));
     SQ_TRY(kn_rope_backward(work->dq, work->inv_freq, batch, seq, heads, hd, 0));
     SQ_TRY(kn_rope_backward(work->dk, work->inv_freq, batch, seq, kv_heads, hd, 0));
     /* q, k, v = proj(n1): dn1 = sum of the three paths */

@@ -32,6 +32,7 @@ typedef struct {
     int max_rows;
     float *x0, *n1, *q, *k, *v, *attn, *x1, *n2, *gate, *up, *act;
     float *u[SQ_LINEAR_COUNT]; /* A drop(x) of each targeted linear, [rows, r] */
+    float *lse2;               /* [batch][heads][seq]: attn's log-sum-exp per query row, for its backward */
 } sq_lora_tape;
 
 /* Work buffers of the backward (and the dropout buffer of the forward), shared by all layers. */

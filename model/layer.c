@@ -231,7 +231,7 @@ static sq_status run_stage(const sq_layer_weights *w, const sq_model_config *cfg
         }
         if (opt && opt->kv_cache)
             SQ_TRY(sq_kv_cache_apply(opt->kv_cache, w->index, s->k, s->v, batch, seq, kv_heads, head_dim));
-        return kn_attention(out, s->q, s->k, s->v, batch, seq, heads, kv_heads, head_dim);
+        return kn_attention(out, NULL, s->q, s->k, s->v, batch, seq, heads, kv_heads, head_dim);
     case SQ_STAGE_MLP_INPUT:
         SQ_TRY(run_linear(w, SQ_LINEAR_O, s->out, in, batch, seq, opt));
         SQ_TRY(kn_add_inplace(x, s->out, (size_t)rows * hidden));

@@ -1,15 +1,16 @@
 /* attention.c (CPU backend): causal scaled dot-product attention with
  * grouped-query heads. One OpenMP task per (sequence, head); each query row
  * forms its scores against keys 0..t, subtracts their maximum before
- * exponentiating (stable softmax) and mixes the values. */
+ * exponentiating (stable softmax) and mixes the values; where asked, it keeps
+ * the row's log-sum-exp in base 2, max·log2(e) + log2(Σ exp(score − max)). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
 
-sq_status kn_attention(float *out, const float *q, const float *k, const float *v, int batch, int seq, int n_heads,
-                       int n_kv_heads, int head_dim)
+sq_status kn_attention(float *out, float *lse2, const float *q, const float *k, const float *v, int batch, int seq,
+                       int n_heads, int n_kv_heads, int head_dim)
 {
     if (batch < 0 || seq < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_heads % n_kv_heads)
         return sq_fail(SQ_ERR_ARG, "kn_attention: bad shape batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d", batch,
@@ -50,6 +51,8 @@ sq_status kn_attention(float *out, const float *q, const float *k, const float *
                         scores[s] = expf(scores[s] - max_score);
                         sum += scores[s];
                     }
+                    if (lse2)
+                        lse2[((size_t)b * n_heads + h) * seq + t] = max_score * (float)M_LOG2E + log2f(sum);
                     float inv_sum = 1.0f / sum;
                     float *ot = out + ((size_t)b * seq + t) * q_width + (size_t)h * head_dim;
                     memset(ot, 0, sizeof(float) * head_dim);

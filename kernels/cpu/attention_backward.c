@@ -1,6 +1,7 @@
 /* attention_backward.c (CPU backend): the backward of causal grouped-query
- * attention (kn_attention). Nothing is saved by the forward: each query row's
- * softmax is recomputed here, as flash-attention backward passes do.
+ * attention (kn_attention). Each query row's softmax is recomputed here, as
+ * flash-attention backward passes do; the forward's out and lse2, when given,
+ * are not needed (the reference keeps one way).
  *
  *   q [batch*seq, n_heads*head_dim], k, v [batch*seq, n_kv_heads*head_dim]
  *   dout, dq like q; dk, dv like k.
@@ -68,12 +69,15 @@ static void head_backward(float *dq, float *dk, float *dv, const float *dout, co
     }
 }
 
-sq_status kn_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                                const float *v, int batch, int seq, int n_heads, int n_kv_heads, int head_dim)
+sq_status kn_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                const float *lse2, const float *q, const float *k, const float *v, int batch, int seq,
+                                int n_heads, int n_kv_heads, int head_dim)
 {
     if (batch < 0 || seq < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_heads % n_kv_heads)
         return sq_fail(SQ_ERR_ARG, "kn_attention_backward: bad shape batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d",
                        batch, seq, n_heads, n_kv_heads, head_dim);
+    if (!out != !lse2)
+        return sq_fail(SQ_ERR_ARG, "kn_attention_backward: the forward's out and lse2 go together (one is NULL)");
     if (batch == 0 || seq == 0)
         return SQ_OK;
     const int group = n_heads / n_kv_heads;

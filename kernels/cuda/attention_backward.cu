@@ -1,6 +1,6 @@
 /* attention_backward.cu (CUDA backend): the backward of causal grouped-query
- * attention (kn_attention). Nothing is saved by the forward: the
- * probabilities are recomputed with the forward's own GEMM and softmax, a
+ * attention (kn_attention). The probabilities are recomputed with the
+ * forward's own GEMM and softmax (the forward's out and lse2 are not read here), a
  * chunk of heads at a time, then five batched TF32 GEMMs and one row kernel
  * give the gradients. For one sequence, query head h and its kv head:
  *   S = scale · Q_h K_kvᵀ,  P = causal_softmax(S)            (as the forward)
@@ -49,12 +49,15 @@ static sq_status backward_heads(float *dq, float *dk, float *dv, const float *do
     return kv_heads_from_scores(dk, q, dS, c.scale, beta, c);
 }
 
-extern "C" sq_status kn_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                                           const float *k, const float *v, int batch, int seq, int n_heads,
-                                           int n_kv_heads, int head_dim)
+extern "C" sq_status kn_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                           const float *lse2, const float *q, const float *k, const float *v,
+                                           int batch, int seq, int n_heads, int n_kv_heads, int head_dim)
 {
+    if (!out != !lse2)
+        return sq_fail(SQ_ERR_ARG, "kn_attention_backward: the forward's out and lse2 go together (one is NULL)");
     if (kn_cuda_flash_supported(head_dim))
-        return kn_cuda_flash_attention_backward(dq, dk, dv, dout, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim);
+        return kn_cuda_flash_attention_backward(dq, dk, dv, dout, out, lse2, q, k, v, batch, seq, n_heads, n_kv_heads,
+                                                head_dim);
     return kn_cuda_attention_backward_cublas(dq, dk, dv, dout, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim);
 }
 

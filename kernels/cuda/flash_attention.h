@@ -20,14 +20,18 @@ extern "C" {
 bool kn_cuda_flash_supported(int head_dim);
 
 /* kn_attention on the flash kernels (head dims kn_cuda_flash_supported accepts). */
-sq_status kn_cuda_flash_attention(float *out, const float *q, const float *k, const float *v, int batch, int seq,
-                                  int n_heads, int n_kv_heads, int head_dim);
+sq_status kn_cuda_flash_attention(float *out, float *lse2, const float *q, const float *k, const float *v, int batch,
+                                  int seq, int n_heads, int n_kv_heads, int head_dim);
 
 /* kn_attention_backward on the flash kernels (head dims kn_cuda_flash_supported accepts):
- * the same bits on every run. */
-sq_status kn_cuda_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                                           const float *k, const float *v, int batch, int seq, int n_heads,
-                                           int n_kv_heads, int head_dim);
+ * the same bits on every run, and with or without the forward's out and lse2. */
+sq_status kn_cuda_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                           const float *lse2, const float *q, const float *k, const float *v,
+                                           int batch, int seq, int n_heads, int n_kv_heads, int head_dim);
+
+/* Each query row's lse2 (kn_attention's), by direct sums: for head dims the flash kernels do not take. */
+sq_status kn_cuda_attention_lse2(float *lse2, const float *q, const float *k, int batch, int seq, int n_heads,
+                                 int n_kv_heads, int head_dim);
 
 /* kn_attention on cuBLAS (TF32 batched GEMMs around a materialised score matrix), any head dim. */
 sq_status kn_cuda_attention_cublas(float *out, const float *q, const float *k, const float *v, int batch, int seq,

@@ -4,7 +4,9 @@
  *
  * Three launches:
  *   1. flash_forward_stats (flash_forward.cu): a recomputed forward that keeps,
- *      per query row, lse2 = log2 Σ_s exp2(x_s) and delta = dO·O.
+ *      per query row, lse2 = log2 Σ_s exp2(x_s) and delta = dO·O. Given the
+ *      forward's out and lse2, only delta is formed (flash_delta, from that O:
+ *      the same operands and order, so the same bits), at a fraction of the cost.
  *   2. dK, dV: one block per (key block of 64, kv head, sequence), 4 warps each
  *      owning 16 keys; it walks the heads of the kv group in head order and, for
  *      each, the query blocks of 32 from the diagonal on, with
@@ -192,6 +194,35 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     flash_warp_store<D>(dq + q_off + (size_t)(t0 + row0) * q_width, q_width, seq - t0 - row0, dq_acc, stage, scale);
 }
 
+/* Launch 1 when the forward kept lse2: delta = dO·O of each query row ([batch][n_heads][seq]),
+ * one warp a row, each lane summing d = lane, lane + 32, ... and then the warp: the operands
+ * (dO in bf16, O in fp32) and the order of flash_forward's STATS pass, hence its bits. */
+template <int D>
+__global__ void flash_delta(float *delta, const bf16 *dout, const float *out, int seq, int n_heads, size_t rows)
+{
+    const size_t row = (size_t)blockIdx.x * FLASH_WARPS + threadIdx.x / 32; /* the same for the whole warp */
+    if (row >= rows)
+        return;
+    const int lane = threadIdx.x % 32, t = (int)(row % seq), h = (int)(row / seq % n_heads);
+    const size_t b = row / seq / n_heads;
+    const size_t at = (b * seq + t) * n_heads * D + (size_t)h * D;
+    float dot = 0.0f;
+    for (int d = lane; d < D; d += 32)
+        dot += __bfloat162float(dout[at + d]) * out[at + d];
+    dot = warp_reduce(dot, reduce_sum());
+    if (lane == 0)
+        delta[row] = dot;
+}
+
+template <int D>
+static sq_status launch_delta(float *delta, const bf16 *dout, const float *out, int seq, int n_heads, size_t rows)
+{
+    flash_delta<D><<<(unsigned)((rows + FLASH_WARPS - 1) / FLASH_WARPS), FLASH_THREADS>>>(delta, dout, out, seq,
+                                                                                       n_heads, rows);
+    CUDA_CHECK_LAUNCH();
+    return SQ_OK;
+}
+
 /* Launches 2 and 3, after the statistics of launch 1. */
 template <int D>
 static sq_status launch_backward(float *dq, float *dk, float *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
@@ -213,27 +244,37 @@ static sq_status launch_backward(float *dq, float *dk, float *dv, const bf16 *do
 }
 
 extern "C" sq_status kn_cuda_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout,
-                                                      const float *q, const float *k, const float *v, int batch,
-                                                      int seq, int n_heads, int n_kv_heads, int head_dim)
+                                                      const float *out, const float *lse2, const float *q,
+                                                      const float *k, const float *v, int batch, int seq,
+                                                      int n_heads, int n_kv_heads, int head_dim)
 {
     SQ_TRY(kn_cuda_attention_shape("kn_attention_backward", batch, seq, n_heads, n_kv_heads, head_dim));
     if (!kn_cuda_flash_supported(head_dim))
         return sq_fail(SQ_ERR_UNSUPPORTED, "kn_attention_backward: the flash kernels take head_dim 64 or 128, not %d",
                        head_dim);
+    if (!out != !lse2)
+        return sq_fail(SQ_ERR_ARG, "kn_attention_backward: the forward's out and lse2 go together (one is NULL)");
     if (batch == 0 || seq == 0)
         return SQ_OK;
     const bf16 *q16, *k16, *v16, *dout16;
     SQ_TRY(flash_bf16_inputs(&q16, &k16, &v16, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim));
     const size_t rows = (size_t)batch * n_heads * seq;
     SQ_TRY(kn_cuda_to_bf16(dout, rows * head_dim, 3, (const void **)&dout16));
-    float *stats = NULL; /* lse2 then delta, [batch][n_heads][seq] each */
-    CUDA_CHECK(cudaMallocAsync((void **)&stats, 2 * rows * sizeof(float), 0));
-    sq_status st = flash_forward_stats(stats, stats + rows, dout16, q16, k16, v16, batch, seq, n_heads, n_kv_heads,
-                                       head_dim);
+    float *stats = NULL; /* [lse2 then] delta, [batch][n_heads][seq] each: lse2 only where the forward kept none */
+    const bool kept = out != NULL;
+    CUDA_CHECK(cudaMallocAsync((void **)&stats, (kept ? 1 : 2) * rows * sizeof(float), 0));
+    const float *row_lse2 = kept ? lse2 : stats;
+    float *delta = kept ? stats : stats + rows;
+    sq_status st;
+    if (kept)
+        st = head_dim == 64 ? launch_delta<64>(delta, dout16, out, seq, n_heads, rows)
+                            : launch_delta<128>(delta, dout16, out, seq, n_heads, rows);
+    else
+        st = flash_forward_stats(stats, delta, dout16, q16, k16, v16, batch, seq, n_heads, n_kv_heads, head_dim);
     if (st == SQ_OK)
-        st = head_dim == 64 ? launch_backward<64>(dq, dk, dv, dout16, q16, k16, v16, stats, stats + rows, batch, seq,
+        st = head_dim == 64 ? launch_backward<64>(dq, dk, dv, dout16, q16, k16, v16, row_lse2, delta, batch, seq,
                                                   n_heads, n_kv_heads)
-                            : launch_backward<128>(dq, dk, dv, dout16, q16, k16, v16, stats, stats + rows, batch, seq,
+                            : launch_backward<128>(dq, dk, dv, dout16, q16, k16, v16, row_lse2, delta, batch, seq,
                                                    n_heads, n_kv_heads);
     sq_status freed = CUDA_STATUS(cudaFreeAsync(stats, 0));
     return st != SQ_OK ? st : freed;

@@ -14,8 +14,11 @@
  * S (fp32, 17 KiB), P (bf16, 9 KiB): 112 KiB, two blocks per SM. Query blocks
  * are launched last-first: the longest start first.
  *
- * The same kernel with STATS set is the backward's first pass: instead of O it
- * writes each row's lse2 = m + log2 l and delta = dO·O (the D_t of the
+ * Given lse2, it also writes each row's lse2 = m + log2 l beside O (kn_attention's
+ * lse2, which the backward reads instead of recomputing it).
+ *
+ * The same kernel with STATS set is the backward's first pass when no lse2 was
+ * kept: instead of O it writes each row's lse2 and delta = dO·O (the D_t of the
  * flash-attention backward), from a recomputed O and dO rounded to bf16 as the
  * backward's dP = dO Vᵀ sees it: delta then equals Σ_s P_ts dP_ts up to fp32
  * rounding, so dS = P (dP − delta) vanishes where it should (a one-key row). */
@@ -83,7 +86,7 @@ __device__ void scale_rows(flash_acc *acc, const int *rows, const float *factor)
 }
 
 /* Grid (query blocks, n_heads, batch), FLASH_THREADS threads, forward_smem<D>::bytes of shared memory.
- * STATS: writes lse2 and delta ([batch][n_heads][seq]) instead of out. */
+ * lse2 ([batch][n_heads][seq]) is written where given. STATS: lse2 and delta instead of out. */
 template <int D, bool STATS>
 __global__ void __launch_bounds__(FLASH_THREADS)
     flash_forward(float *out, float *lse2, float *delta, const bf16 *dout, const bf16 *q, const bf16 *k,
@@ -146,8 +149,12 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     __syncthreads(); /* Q and K become the staging area */
     float *stage = (float *)smem + row0 * L::LDO;
     const int valid = seq - t0 - row0;
+    const size_t stats_row0 = ((size_t)b * n_heads + h) * seq + t0 + row0; /* the warp's first row in lse2 */
     if (!STATS) {
         flash_warp_store<D>(out + q_off + (size_t)(t0 + row0) * q_width, q_width, valid, o_acc, stage, 1.0f);
+        if (lse2)
+            for (int r = lane; r < FLASH_WARP_ROWS && r < valid; r += 32)
+                lse2[stats_row0 + r] = row_max[row0 + r] + log2f(row_sum[row0 + r]);
         return;
     }
     flash_warp_stage<D>(stage, o_acc);
@@ -158,9 +165,8 @@ __global__ void __launch_bounds__(FLASH_THREADS)
             dot += __bfloat162float(dout[at + d]) * stage[r * L::LDO + d];
         dot = warp_reduce(dot, reduce_sum());
         if (lane == 0) {
-            const size_t row = ((size_t)b * n_heads + h) * seq + t0 + row0 + r;
-            lse2[row] = row_max[row0 + r] + log2f(row_sum[row0 + r]);
-            delta[row] = dot;
+            lse2[stats_row0 + r] = row_max[row0 + r] + log2f(row_sum[row0 + r]);
+            delta[stats_row0 + r] = dot;
         }
     }
 }
@@ -198,8 +204,8 @@ sq_status flash_bf16_inputs(const bf16 **q16, const bf16 **k16, const bf16 **v16
 
 extern "C" bool kn_cuda_flash_supported(int head_dim) { return head_dim == 64 || head_dim == 128; }
 
-extern "C" sq_status kn_cuda_flash_attention(float *out, const float *q, const float *k, const float *v, int batch,
-                                             int seq, int n_heads, int n_kv_heads, int head_dim)
+extern "C" sq_status kn_cuda_flash_attention(float *out, float *lse2, const float *q, const float *k, const float *v,
+                                             int batch, int seq, int n_heads, int n_kv_heads, int head_dim)
 {
     SQ_TRY(kn_cuda_attention_shape("kn_attention", batch, seq, n_heads, n_kv_heads, head_dim));
     if (!kn_cuda_flash_supported(head_dim))
@@ -209,6 +215,6 @@ extern "C" sq_status kn_cuda_flash_attention(float *out, const float *q, const f
     const bf16 *q16, *k16, *v16;
     SQ_TRY(flash_bf16_inputs(&q16, &k16, &v16, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim));
     if (head_dim == 64)
-        return launch_forward<64, false>(out, NULL, NULL, NULL, q16, k16, v16, batch, seq, n_heads, n_kv_heads);
-    return launch_forward<128, false>(out, NULL, NULL, NULL, q16, k16, v16, batch, seq, n_heads, n_kv_heads);
+        return launch_forward<64, false>(out, lse2, NULL, NULL, q16, k16, v16, batch, seq, n_heads, n_kv_heads);
+    return launch_forward<128, false>(out, lse2, NULL, NULL, q16, k16, v16, batch, seq, n_heads, n_kv_heads);
 }

@@ -19,11 +19,13 @@
  *               paths (TF32; dq, dk and dv each), on the tensor cores; a NumPy model of the
  *               backward with inputs rounded to TF32 gives 5e-4 at these shapes (1.8e-3 if
  *               truncated)
- *   1e-2        the flash kernels (head_dim 64 and 128: kn_attention, and the backward
+ *   1e-2        the flash kernels (head_dim 64 and 128: kn_attention, its lse2, and the backward
  *               kn_cuda_flash_attention_backward; dq, dk, dv each): q, k, v, dO, P and dS
  *               rounded to bf16 (8 significant bits) for the tensor cores, fp32 accumulation
  *               and softmax; measured 1.6e-3 to 4.5e-3. The flash backward must also give
- *               the same bits on a second run (memcmp)
+ *               the same bits on a second run and when given the forward's out and lse2
+ *               (memcmp); kn_attention's out is the same bits with and without lse2
+ *   1e-5        lse2 of the cuBLAS path (fp32 direct sums in another order)
  *   1e-3        kn_hessian_accumulate, an fp16-input GEMM (inputs rounded to 11 significant bits)
  *   1e-3        SPD inverse, 1e-4 Cholesky factor, of a matrix with condition number ~40
  *   GPTQ pass:  codes may differ where the lazy-update GEMMs round differently and a
@@ -485,19 +487,37 @@ static void attention_case(int batch, int seq, int n_heads, int n_kv_heads, int 
     char what[160];
     snprintf(what, sizeof what, "kn_attention batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d%s", batch, seq,
              n_heads, n_kv_heads, head_dim, chunking);
-    sq_status st = kn_attention(dout, dq, dk, dv, batch, seq, n_heads, n_kv_heads, head_dim);
+    /* called without lse2, then asked for each row's log-sum-exp too: the same out, and lse2 as
+     * the CPU's (the flash kernels' from bf16 scores; the cuBLAS path's by fp32 direct sums) */
+    const size_t rows = (size_t)batch * n_heads * seq;
+    float *lse2 = malloc(rows * 4), *d_lse2 = dev_poisoned(rows * 4), *first = NULL;
+    sq_status st = kn_attention(dout, NULL, dq, dk, dv, batch, seq, n_heads, n_kv_heads, head_dim);
+    if (st == SQ_OK) {
+        first = downloaded(dout, nq);
+        poison(dout, nq * 4);
+        st = kn_attention(dout, d_lse2, dq, dk, dv, batch, seq, n_heads, n_kv_heads, head_dim);
+    }
     end_score_cap();
     CALL(st);
-    CALL(kn_cpu_attention(o, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim));
+    CALL(kn_cpu_attention(o, lse2, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim));
     compare(what, dout, o, nq, attention_tolerance(head_dim));
+    float *again = downloaded(dout, nq);
+    report(!memcmp(first, again, nq * 4), "%s: the same out when keeping lse2", what);
+    snprintf(what, sizeof what, "kn_attention lse2 batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d", batch, seq,
+             n_heads, n_kv_heads, head_dim);
+    compare(what, d_lse2, lse2, rows, kn_cuda_flash_supported(head_dim) ? 1e-2 : 1e-5);
     kn_free(dq);
     kn_free(dk);
     kn_free(dv);
     kn_free(dout);
+    kn_free(d_lse2);
     free(q);
     free(k);
     free(v);
     free(o);
+    free(lse2);
+    free(first);
+    free(again);
 }
 
 static void test_attention(void)
@@ -510,14 +530,24 @@ static void test_attention(void)
     attention_case(2, 37, 6, 3, 96, 2); /* the cuBLAS path's chunk loop (head_dim 64 runs flash) */
 }
 
-typedef sq_status (*attention_backward_fn)(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                                           const float *k, const float *v, int batch, int seq, int n_heads,
-                                           int n_kv_heads, int head_dim);
+typedef sq_status (*attention_backward_fn)(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                           const float *lse2, const float *q, const float *k, const float *v,
+                                           int batch, int seq, int n_heads, int n_kv_heads, int head_dim);
+
+/* kn_cuda_attention_backward_cublas in the shape of kn_attention_backward (it recomputes the forward). */
+static sq_status cublas_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                 const float *lse2, const float *q, const float *k, const float *v, int batch, int seq,
+                                 int n_heads, int n_kv_heads, int head_dim)
+{
+    (void)out, (void)lse2;
+    return kn_cuda_attention_backward_cublas(dq, dk, dv, dout, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim);
+}
 
 /* An attention backward (`name`: the entry point called: kn_attention_backward or one of its two paths)
  * against the CPU backend: dq, dk, dv from poisoned buffers (dk and dv must be written, not
  * added to), within `tolerance`; chunk_heads as in set_score_cap (two matrices per head).
- * same_bits: a second run into poisoned buffers must give the same bits. */
+ * same_bits: a second run into poisoned buffers must give the same bits, and so must a run given
+ * the forward's out and lse2 (kn_attention on the GPU). */
 static void attention_backward_case(const char *name, attention_backward_fn backward, double tolerance,
                                     bool same_bits, int batch, int seq, int n_heads, int n_kv_heads, int head_dim,
                                     int chunk_heads)
@@ -533,10 +563,12 @@ static void attention_backward_case(const char *name, attention_backward_fn back
     char shape[160], what[192];
     snprintf(shape, sizeof shape, "%s batch=%d seq=%d heads=%d kv_heads=%d head_dim=%d%s", name, batch, seq,
              n_heads, n_kv_heads, head_dim, chunking);
-    sq_status st = backward(d_dq, d_dk, d_dv, d_dout, d_q, d_k, d_v, batch, seq, n_heads, n_kv_heads, head_dim);
+    sq_status st = backward(d_dq, d_dk, d_dv, d_dout, NULL, NULL, d_q, d_k, d_v, batch, seq, n_heads, n_kv_heads,
+                            head_dim);
     end_score_cap();
     CALL(st);
-    CALL(kn_cpu_attention_backward(dq, dk, dv, dout, q, k, v, batch, seq, n_heads, n_kv_heads, head_dim));
+    CALL(kn_cpu_attention_backward(dq, dk, dv, dout, NULL, NULL, q, k, v, batch, seq, n_heads, n_kv_heads,
+                                   head_dim));
     const struct { const char *name; float *gpu; const float *cpu; size_t n; } grads[] = {
         {"dq", d_dq, dq, nq}, {"dk", d_dk, dk, nkv}, {"dv", d_dv, dv, nkv}};
     enum { GRADS = sizeof grads / sizeof grads[0] };
@@ -549,16 +581,26 @@ static void attention_backward_case(const char *name, attention_backward_fn back
             poison(grads[i].gpu, grads[i].n * 4);
         }
     }
-    if (same_bits) {
-        CALL(backward(d_dq, d_dk, d_dv, d_dout, d_q, d_k, d_v, batch, seq, n_heads, n_kv_heads, head_dim));
+    float *d_out = dev_poisoned(nq * 4), *d_lse2 = dev_poisoned((size_t)batch * n_heads * seq * 4);
+    for (int given = 0; same_bits && given < 2; given++) { /* again; then given the forward's out and lse2 */
+        if (given) {
+            CALL(kn_attention(d_out, d_lse2, d_q, d_k, d_v, batch, seq, n_heads, n_kv_heads, head_dim));
+            for (int i = 0; i < GRADS; i++)
+                poison(grads[i].gpu, grads[i].n * 4);
+        }
+        CALL(backward(d_dq, d_dk, d_dv, d_dout, given ? d_out : NULL, given ? d_lse2 : NULL, d_q, d_k, d_v, batch,
+                      seq, n_heads, n_kv_heads, head_dim));
         int same = 1;
         for (int i = 0; i < GRADS; i++) {
             float *again = downloaded(grads[i].gpu, grads[i].n);
             same &= memcmp(again, first[i], grads[i].n * 4) == 0;
             free(again);
         }
-        report(same, "%s: a second run gives the same bits", shape);
+        report(same, "%s: %s gives the same bits", shape,
+               given ? "a run given the forward's out and lse2" : "a second run");
     }
+    kn_free(d_out);
+    kn_free(d_lse2);
     for (int i = 0; i < GRADS; i++)
         free(first[i]);
     float *device[] = {d_q, d_k, d_v, d_dout, d_dq, d_dk, d_dv}, *host[] = {q, k, v, dout, dq, dk, dv};
@@ -573,7 +615,7 @@ static void attention_backward_case(const char *name, attention_backward_fn back
  * one kv head per chunk, and chunks of 3 + 1 kv heads. */
 static void cublas_backward_case(int batch, int seq, int n_heads, int n_kv_heads, int head_dim, int chunk_heads)
 {
-    attention_backward_case("kn_cuda_attention_backward_cublas", kn_cuda_attention_backward_cublas, 2e-3, false,
+    attention_backward_case("kn_cuda_attention_backward_cublas", cublas_backward, 2e-3, false,
                             batch, seq, n_heads, n_kv_heads, head_dim, chunk_heads);
 }
 

@@ -117,8 +117,8 @@ typedef struct { int batch, seq, heads, kv_heads, hd; size_t qn, kvn; } attn_ctx
 static void attention_f(float *y, const float *x, void *p)
 {
     attn_ctx *c = p;
-    assert_int_equal(kn_attention(y, x, x + c->qn, x + c->qn + c->kvn, c->batch, c->seq, c->heads, c->kv_heads, c->hd),
-                     SQ_OK);
+    assert_int_equal(
+        kn_attention(y, NULL, x, x + c->qn, x + c->qn + c->kvn, c->batch, c->seq, c->heads, c->kv_heads, c->hd), SQ_OK);
 }
 
 static void check_attention_backward(int heads, int kv_heads)
@@ -129,11 +129,24 @@ static void check_attention_backward(int heads, int kv_heads)
     size_t nx = c.qn + 2 * c.kvn;
     float *x = random_floats(nx, -1.5, 1.5), *g = random_floats(c.qn, -1, 1), *delta = random_floats(nx, -1, 1);
     float *dx = malloc(sizeof(float) * nx);
-    assert_int_equal(kn_attention_backward(dx, dx + c.qn, dx + c.qn + c.kvn, g, x, x + c.qn, x + c.qn + c.kvn, c.batch,
-                                           c.seq, heads, kv_heads, c.hd),
+    assert_int_equal(kn_attention_backward(dx, dx + c.qn, dx + c.qn + c.kvn, g, NULL, NULL, x, x + c.qn,
+                                           x + c.qn + c.kvn, c.batch, c.seq, heads, kv_heads, c.hd),
                      SQ_OK);
     assert_derivative(dot(dx, delta, nx), directional_fd(attention_f, &c, x, delta, g, nx, c.qn), "attention");
-    free(x), free(g), free(delta), free(dx);
+    /* given the forward's out and lse2, the same gradients; one of the two alone is refused */
+    float *out = malloc(sizeof(float) * c.qn), *lse2 = malloc(sizeof(float) * (size_t)c.batch * heads * c.seq);
+    float *dx_saved = malloc(sizeof(float) * nx);
+    assert_int_equal(kn_attention(out, lse2, x, x + c.qn, x + c.qn + c.kvn, c.batch, c.seq, heads, kv_heads, c.hd),
+                     SQ_OK);
+    assert_int_equal(kn_attention_backward(dx_saved, dx_saved + c.qn, dx_saved + c.qn + c.kvn, g, out, lse2, x,
+                                           x + c.qn, x + c.qn + c.kvn, c.batch, c.seq, heads, kv_heads, c.hd),
+                     SQ_OK);
+    assert_memory_equal(dx_saved, dx, sizeof(float) * nx);
+    assert_int_equal(kn_attention_backward(dx_saved, dx_saved + c.qn, dx_saved + c.qn + c.kvn, g, out, NULL, x,
+                                           x + c.qn, x + c.qn + c.kvn, c.batch, c.seq, heads, kv_heads, c.hd),
+                     SQ_ERR_ARG);
+    sq_clear_error();
+    free(x), free(g), free(delta), free(dx), free(out), free(lse2), free(dx_saved);
 }
 
 static void test_attention_backward(void **state)
