@@ -30,29 +30,32 @@ extern "C" void kn_cuda_lora_linear_shutdown(void)
 
 /* Columns [col0, col0 + cols) of the fp16 matrix dst [rows, ld] := scale · src [rows, cols]
  * (fp32, contiguous); with pad_to > 0 the row's columns [col0 + cols + skip, pad_to) are
- * zeroed too, leaving `skip` columns for a later call to fill. */
+ * zeroed too, leaving `skip` columns for a later call to fill. Rows on the grid's y axis and
+ * columns on x, so no thread divides to find its element. */
 __global__ void to_half_columns(__half *dst, int ld, int col0, const float *src, int rows, int cols, float scale,
                                 int skip, int pad_to)
 {
     const int width = pad_to > 0 ? pad_to - col0 : cols;
-    const size_t total = (size_t)rows * width;
-    GRID_STRIDE(i, total)
-    {
-        int r = (int)(i / width), c = (int)(i % width);
-        if (c < cols)
-            dst[(size_t)r * ld + col0 + c] = __float2half_rn(scale * src[(size_t)r * cols + c]);
-        else if (c >= cols + skip)
-            dst[(size_t)r * ld + col0 + c] = __float2half_rn(0.0f);
+    for (int r = blockIdx.y; r < rows; r += gridDim.y) {
+        __half *row = dst + (size_t)r * ld + col0;
+        const float *in = src + (size_t)r * cols;
+        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < width; c += gridDim.x * blockDim.x) {
+            if (c < cols)
+                row[c] = __float2half_rn(scale * in[c]);
+            else if (c >= cols + skip)
+                row[c] = __float2half_rn(0.0f);
+        }
     }
 }
 
 static sq_status fill_columns(__half *dst, int ld, int col0, const float *src, int rows, int cols, float scale,
                               int skip, int pad_to)
 {
-    size_t total = (size_t)rows * (pad_to > 0 ? pad_to - col0 : cols);
-    if (total == 0)
+    const int width = pad_to > 0 ? pad_to - col0 : cols;
+    if (rows == 0 || width == 0)
         return SQ_OK;
-    to_half_columns<<<kn_cuda_blocks(total, 256), 256>>>(dst, ld, col0, src, rows, cols, scale, skip, pad_to);
+    const dim3 grid((unsigned)((width + 255) / 256), (unsigned)(rows < 65535 ? rows : 65535));
+    to_half_columns<<<grid, 256>>>(dst, ld, col0, src, rows, cols, scale, skip, pad_to);
     CUDA_CHECK_LAUNCH();
     return SQ_OK;
 }
