@@ -66,7 +66,7 @@ static void eval_usage(FILE *out)
                  "               fp8 is e4m3, rounded to nearest even and saturating at 448\n"
                  "  --kv-cache-kivi BITS  KIVI (2 or 4 bits): keys per channel over groups of 32 tokens, values per\n"
                  "               token, asymmetric; a window's last (seqlen mod 32) tokens stay in full precision\n"
-                 "  --batch      windows per layer call (default: as many as fit 1 GiB of scratch)\n"
+                 "  --batch      windows per layer call (default: as many as fit 4 GiB of scratch)\n"
                  "  --logits-chunk ROWS  rows per LM-head call (default: as many as fit 128 MiB of logits)\n"
                  "  --adapter DIR  apply a PEFT LoRA adapter (a qlora step's output); an adapter trained on an\n"
                  "               NF4 base quantizes the model to NF4 first, as training saw it\n"

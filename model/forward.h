@@ -33,7 +33,7 @@ sq_status sq_model_open(sq_model *m, const sq_model_config *cfg, const sq_checkp
 void sq_model_close(sq_model *m);
 
 typedef struct {
-    int micro_batch;   /* sequences pushed through a layer at once (0: as many as fit 1 GiB of scratch) */
+    int micro_batch;   /* sequences pushed through a layer at once (0: as many as fit 4 GiB of scratch) */
     int kv_cache_bits; /* 0: exact attention; else simulated quantized KV cache (see sq_layer_options) */
     int act_bits;      /* 0: exact; else per-token fake-quantized linear inputs (see sq_layer_options) */
     const struct sq_kv_cache *kv_cache; /* NULL, or another KV cache treatment (model/kv_cache.h) */

@@ -17,7 +17,7 @@ typedef struct {
     int seqlen;           /* window length (>= 2) */
     int max_windows;      /* 0: all windows */
     int windows_per_pass; /* windows streamed through the layers together (0: a memory-bounded default) */
-    int micro_batch;      /* windows per layer call inside a pass (0: as many as fit 1 GiB of scratch) */
+    int micro_batch;      /* windows per layer call inside a pass (0: as many as fit 4 GiB of scratch) */
     int kv_cache_bits;    /* 0: exact; else simulated quantized KV cache */
     int act_bits;         /* 0: exact; else every decoder linear's input fake-quantized per token (W8A8's A8) */
     const struct sq_kv_cache *kv_cache; /* NULL, or static scales / KIVI (model/kv_cache.h) */
