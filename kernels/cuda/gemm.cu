@@ -45,34 +45,17 @@ extern "C" sq_status kn_cuda_add_bias(float *out, const float *bias, int rows, i
     return SQ_OK;
 }
 
-extern "C" sq_status kn_linear(float *out, const float *x, const float *weight, const float *bias, int rows,
-                               int in_features, int out_features)
-{
-    if (rows < 0 || in_features < 0 || out_features < 0)
-        return sq_fail(SQ_ERR_ARG, "kn_linear: negative dimension (rows=%d in=%d out=%d)", rows, in_features,
-                       out_features);
-    if (rows == 0 || out_features == 0)
-        return SQ_OK;
-    const float one = 1.0f, zero = 0.0f;
-    const void *x16, *w16;
-    SQ_TRY(kn_cuda_to_half(x, (size_t)rows * in_features, 0, &x16));
-    SQ_TRY(kn_cuda_to_half(weight, (size_t)out_features * in_features, 1, &w16));
-    CUBLAS_CHECK(cublasGemmEx(kn_cuda_blas(), CUBLAS_OP_T, CUBLAS_OP_N, out_features, rows, in_features, &one, w16,
-                              CUDA_R_16F, in_features, x16, CUDA_R_16F, in_features, &zero, out, CUDA_R_32F,
-                              out_features, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    return bias ? kn_cuda_add_bias(out, bias, rows, out_features) : SQ_OK;
-}
-
 /* Each block's fp16 copy of x starts on a 256-byte boundary, as a lone call's copy (its slot's
  * start) does, so cuBLAS picks the same kernel for every block as it would for a lone call. */
 #define BLOCK_ALIGN_HALVES 128 /* 256 bytes of fp16 */
 
-extern "C" sq_status kn_linear_per_block(float *out, const float *x, const float *weight, const float *bias,
-                                         int blocks, int rows, int in_features, int out_features)
+/* kn_linear_per_block, and kn_linear as its one block; `who` names the caller in errors. */
+static sq_status linear_blocks(const char *who, float *out, const float *x, const float *weight, const float *bias,
+                               int blocks, int rows, int in_features, int out_features)
 {
     if (blocks < 0 || rows < 0 || in_features < 0 || out_features < 0)
-        return sq_fail(SQ_ERR_ARG, "kn_linear_per_block: negative dimension (blocks=%d rows=%d in=%d out=%d)", blocks,
-                       rows, in_features, out_features);
+        return sq_fail(SQ_ERR_ARG, "%s: negative dimension (blocks=%d rows=%d in=%d out=%d)", who, blocks, rows,
+                       in_features, out_features);
     if (blocks == 0 || rows == 0 || out_features == 0)
         return SQ_OK;
     const float one = 1.0f, zero = 0.0f;
@@ -91,6 +74,18 @@ extern "C" sq_status kn_linear_per_block(float *out, const float *x, const float
             SQ_TRY(kn_cuda_add_bias(out_b, bias, rows, out_features));
     }
     return SQ_OK;
+}
+
+extern "C" sq_status kn_linear(float *out, const float *x, const float *weight, const float *bias, int rows,
+                               int in_features, int out_features)
+{
+    return linear_blocks("kn_linear", out, x, weight, bias, 1, rows, in_features, out_features);
+}
+
+extern "C" sq_status kn_linear_per_block(float *out, const float *x, const float *weight, const float *bias,
+                                         int blocks, int rows, int in_features, int out_features)
+{
+    return linear_blocks("kn_linear_per_block", out, x, weight, bias, blocks, rows, in_features, out_features);
 }
 
 extern "C" sq_status kn_linear_backward(float *dx, float *dweight, const float *dy, const float *x,
